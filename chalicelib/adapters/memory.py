@@ -419,8 +419,11 @@ class MemoryLinks:
         return stamped
 
     def arm(self, link: Link, entries: Sequence[Entry], by: str) -> Link:
-        if link.ref not in self.tables.links:
+        stored = self.get(link.ref)
+        if stored is None:
             return link                # erased meanwhile
+        if stored.contact_id != link.contact_id:
+            raise Busy(MOVED_SINCE_READ, retry_after=1.0)
         return self._write(link.ref, entries, armed=True, armed_by=by)
 
     def take_baselines(self, taken: Sequence[tuple[Link, Any, str, Sequence[Entry]]]) -> list[bool]:

@@ -185,7 +185,8 @@ class LinkRepository(Protocol):
         the number written."""
     def arm(self, link: Link, entries: Sequence[Entry], by: str) -> Link:
         """A value missing the target of the rule whose key (rules.key) is `by` was seen: the link is armed under it
-        (erased meanwhile: `link`, and nothing written)."""
+        (erased meanwhile: `link`, and nothing written; on another contact than `link` names, moved meanwhile: Busy,
+        nothing written, as set_contact)."""
     def take_baselines(self, taken: Sequence[tuple[Link, Any, str, Sequence[Entry]]]) -> list[bool]:
         """Leads whose baseline is not known under the campaign's rule (judge.takes_baseline), each (the link as
         read, its baseline now, the attribute it is a value of, entries): the link takes that baseline, is not

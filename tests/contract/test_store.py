@@ -289,14 +289,19 @@ def test_contact_changes_apply_in_event_time_order_and_a_late_one_is_counted_not
 
 
 @pytest.mark.parametrize("change", [dict(role="user"), dict(state=ContactState.ARCHIVED),
-                                    dict(email="ann@new.example")], ids=["role", "state", "email"])
+                                    dict(email="ann@new.example"), None], ids=["role", "state", "email", "arming"])
 def test_what_intercom_says_of_a_contact_the_link_left_meanwhile_is_not_set_on_the_one_it_is_on(store, change):
     """A worker read the link on c1; another moved it to c2 since (a retried join, a merge): c1's role, state or
-    email are not c2's. Busy, nothing written: read again (the notification of c1 then names nobody)."""
+    email are not c2's, nor does c1's value missing the target arm the link (`None`: the move disarmed it, and an
+    armed link qualifies on c2's value as it was at the merge). Busy, nothing written: read again (the notification
+    of c1 then names nobody)."""
     read = joined(store)
     moved = store.links.move(store.links.get(ANN), "c2", [Entry("contact", "merged")], role="lead")
     with pytest.raises(Busy):
-        store.links.set_contact(read, [Entry("contact", "changed")], when=100.0, **change)
+        if change is None:
+            store.links.arm(read, [Entry("evaluation", "armed")], "rule")
+        else:
+            store.links.set_contact(read, [Entry("contact", "changed")], when=100.0, **change)
     assert store.links.get(ANN) == moved and outcomes(store)[-1] == "merged"
 
 

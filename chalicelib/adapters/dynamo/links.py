@@ -583,7 +583,9 @@ class DynamoLinks:
         return stamped
 
     def arm(self, link: Link, entries: Sequence[Entry], by: str) -> Link:
-        return self._set(link, entries, None, {"armed": True, "armed_by": by}) or link   # None: erased meanwhile
+        # (armed on the contact `link` names: a link moved meanwhile is Busy; None: erased meanwhile)
+        return self._set(link, entries, None, {"armed": True, "armed_by": by},
+                         _same(LinkItem.contact_id, link.contact_id)) or link
 
     def take_baselines(self, taken: Sequence[tuple[Link, Any, str, Sequence[Entry]]]) -> list[bool]:
         """One transaction per lead (the link and its history): a backfill's page of leads, read one contact each."""
