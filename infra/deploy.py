@@ -159,10 +159,11 @@ def policies(target: Target) -> dict[str, dict]:
             # not write, counted for doctor, EDGE#fields:). Its transactions hold Puts and Updates (and the
             # deletes and checks below). Never an OAuth state or ticket, the workspace index, RF's connection,
             # nor the edge's own log.
-            # GetItem: settings and links, the old email's pointer a changed email leaves
-            # (links.py _leave), the rate budgets' state, its position, a workspace's connection and campaigns.
+            # GetItem: settings and links, the pointer a link leaves (links.py _leave: the old email's, a changed
+            # email's; the merged contact's, a merge's or a join's finished on another contact than it held), the
+            # rate budgets' state, its position, a workspace's connection and campaigns.
             _keyed("ItemReads", ["dynamodb:GetItem"], table,
-                   ["CAMPAIGN#*", "EMAIL#*", "RATE#*", "RECONCILE", "WORKSPACE#*"]),
+                   ["CAMPAIGN#*", "CONTACT#*", "EMAIL#*", "RATE#*", "RECONCILE", "WORKSPACE#*"]),
             # PutItem: links, sync runs, history entries, applied notifications, its position, a sync page's
             # `creating` ledger entries and those of the contacts it enrols or skips (conditional: never over another
             # worker's enrolment; SyncStore.intend).
@@ -184,10 +185,12 @@ def policies(target: Target) -> dict[str, dict]:
             # A person's email changed in Intercom: their link's email pointer moves, and the old address's
             # pointer, when the link was all it named, is deleted in that transaction (the old address is kept
             # nowhere; a transaction's delete is authorised as DeleteItem). A contact Intercom merged into another:
-            # its sync ledger entry moves to the survivor, deleted in the transaction that writes the survivor's
-            # (SyncStore.move). The only deletes it may make (it makes no batch write: each ledger entry is a
-            # conditional write of its own): never a link, settings, a rate budget or its position.
-            _keyed("EmailPointers", ["dynamodb:DeleteItem"], table, ["EMAIL#*", "SYNC#*"]),
+            # the links on it follow it, and its pointer, when they were all it named, is deleted in the move's
+            # transaction (as is a held contact's by a join finished on another), and its sync ledger entry moves
+            # to the survivor, deleted in the transaction that writes the survivor's (SyncStore.move). The only
+            # deletes it may make (it makes no batch write: each ledger entry is a conditional write of its own):
+            # never a link, settings, a rate budget or its position.
+            _keyed("EmailPointers", ["dynamodb:DeleteItem"], table, ["CONTACT#*", "EMAIL#*", "SYNC#*"]),
             # A history entry about a person is written only while what keeps them exists (a worker that read it
             # before `bridge forget` erased it writes nothing about them): their link's, or for a referrer contact
             # sync enrolled her ledger entry's, condition check in the entry's transaction. Checks only: nothing is

@@ -504,6 +504,14 @@ def sync_after_a_lost_try(stage: Stage) -> list[str]:
     sync.start(seed.deps, "43")                                          # `bridge sync start 43` again
     stage.drain()
     moved = [e.rf_user_id for e in seed.store.sync.ledger("43") if e.contact_id == survivor["id"]]
+    # Mia's contact, which her link is on, is merged too: her link follows it, and leaves the merged contact's
+    # pointer, read first and deleted in the move's transaction (it named her alone).
+    mia_survivor = intercom.add_contact(None, role="user", name="Mia M")
+    intercom.merge(mia["id"], mia_survivor["id"])
+    stage.post_intercom(intercom.webhook_payload("contact.merged", {
+        **intercom.get(mia_survivor["id"]), "merged_from": {"type": "contact", "id": mia["id"]}}))
+    stage.drain()
+    assert seed.store.links.get(joined.ref).contact_id == mia_survivor["id"]
     return [written, *(u["url"] for u in rf.users_by_email("kim@example.com", 43)), len(moved),
             intercom.get(survivor["id"])["custom_attributes"].get("referral_link")]
 
