@@ -73,7 +73,8 @@ def waits(exc: BaseException) -> bool:
 class Throttled(Transient):
     """AWS throttled a call of the bridge's own, after botocore's retries (adapters/aws.py: DynamoDB, SQS, SSM; a
     batch call's keys DynamoDB keeps leaving unprocessed): `service`'s outage, waited out as a vendor's is (for up to
-    BRIDGE_OUTAGE_HOURS, domain/outage.py), not a try. Nothing of the call was applied."""
+    BRIDGE_OUTAGE_HOURS, domain/outage.py), not a try. Nothing of the call was applied (of a batch call: of the keys
+    it left unprocessed)."""
 
     def __init__(self, service: str, reason: str):
         super().__init__(reason)

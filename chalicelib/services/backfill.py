@@ -44,7 +44,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Optional, Protocol, Sequence
+from typing import Any, Callable, Optional, Protocol, Sequence
 
 from ..domain import people as people_
 from ..domain.advice import TAKE_BASELINES, how_many
@@ -209,7 +209,7 @@ def backfill(rt: Backfilling, campaign_id: str, apply: bool = False,
         counted = _count(rt, uncounted) if apply and uncounted else set()
         grown = {referrer for lead, referrer in uncounted if lead in counted}
         to_send: list[JoinMessage] = []
-        checks = _rechecks(rt.store, links, rt.clock())
+        checks = _rechecks(rt.store, links, rt.clock(), apply)
         for user, person, (outcome, message, lead) in zip(users, read, classified):
             base: tuple[Outcome, Optional[str]] = (outcome, None)
             if outcome == LINKED and isinstance(person, RFPerson):
@@ -463,16 +463,20 @@ def _owed(rt: Backfilling, campaign_id: str, asked: set[PersonRef], attribute: s
             if not kept.held(attribute) and (kept.n or kept.written is not None)} - asked
 
 
-def _rechecks(store: Store, links: dict[PersonRef, Link], now: float) -> dict[PersonRef, CheckMessage]:
+def _rechecks(store: Store, links: dict[PersonRef, Link], now: float, apply: bool) -> dict[PersonRef, CheckMessage]:
     """The page's leads whose refused qualification's dead letter is gone (letter_gone: not one the operator
-    discarded, `bridge dlq discard`: that reward given up on for good; one refused before links kept the discard,
-    Link.refused_at unset, is told by its history): a check of each, marked as a replay (the letter's own would be), which
-    finishes the qualification (RF asked first). A run again before it is worked queues it again: harmless, one
-    claim qualifies, and the other finds it done."""
+    discarded, `bridge dlq discard`: that reward given up on for good): a check of each, marked as a replay (the
+    letter's own would be), which finishes the qualification (RF asked first). A run again before it is worked
+    queues it again: harmless, one claim qualifies, and the other finds it done. A refusal recorded before links
+    kept the discard (Link.refused_at unset) is told by its history; `apply` writes a discard found there onto the
+    link, where doctor and later webhooks read it, and where it outlives the history."""
+    gone = [link for link in links.values() if letter_gone(link, now)]
+    discarded = [link.ref for link in gone
+                 if link.refused_at is None and letter_discarded(store.history.entries(link.ref))]
+    if apply and discarded:
+        store.links.discard_refusals(discarded)
     return {link.ref: CheckMessage(campaign_id=link.campaign_id, rf_user_id=link.rf_user_id, workspace=link.workspace,
-                                   replayed_from=RECHECKED) for link in links.values()
-            if letter_gone(link, now)
-            and not (link.refused_at is None and letter_discarded(store.history.entries(link.ref)))}
+                                   replayed_from=RECHECKED) for link in gone if link.ref not in discarded}
 
 
 def _send(rt: Backfilling, joins: list[JoinMessage], grown: set[PersonRef], owed: set[PersonRef],

@@ -13,7 +13,7 @@ from typing import Any, Callable, Optional, Protocol
 
 from ..domain.advice import DUPLICATE, NOT_WRITTEN, refused_join, rf_token_refused
 from ..domain.history import RETRY, Recorded, epoch
-from ..domain.judge import elsewhere
+from ..domain.judge import DEAD_LETTER_DAYS, elsewhere, letter_gone
 from ..domain.link import MOVED_UNKNOWN, Link, LinkStatus, PersonRef
 from ..domain.outage import outage_of
 from ..domain.people import OTHER_CAMPAIGN, email_hash
@@ -24,7 +24,6 @@ from ..errors import DISCONNECTED, plan_restricted, refused_token_of, waits
 from ..observability import mask_email, mask_emails
 from ..ports import IntercomPort, Merged, Store
 from ..ports.edge import UNKNOWN, RefusalSample, campaign_scope, workspace_scope
-from ..domain.judge import DEAD_LETTER_DAYS, letter_gone
 from ..ports.store import LedgerEntry, normal_email
 from .dead_letters import QUALIFYING, RF_404, no_campaign, replay_fix
 

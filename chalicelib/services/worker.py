@@ -222,10 +222,7 @@ def _run(jobs: list[Job], work: Work, handlers: dict[type, Handler], contexts: d
         try:
             answers = run_all([j.message for j in group], work.deps, contexts[group[0]], pool)
         except Exception as exc:   # the batch's own steps failed (a bug, the table throttled): every record with it
-            if isinstance(exc, WorkError):      # an expected condition with its reason (the table throttled): one line
-                logger.warning(f"batch of records failed: {mask_emails(exc.reason)}")
-            else:
-                logger.exception("batch of records failed")
+            _log_failed("batch of records failed", exc)
             answers = [exc] * len(group)
         outcomes.update(zip(group, answers))
 
@@ -333,10 +330,7 @@ def _prepare(handler: Handler, group: list[Job], deps: WorkDeps) -> dict[Job, An
         shared = handler.prepare([j.message for j in group], deps)
         return {j: shared for j in group}
     except Exception as exc:  # e.g. DynamoDB throttled, or a key it refuses
-        if isinstance(exc, WorkError):    # an expected condition with its reason (a vendor's outage, a pause, a
-            logger.warning(f"batched read failed: {mask_emails(exc.reason)}")  # disconnected workspace): one line
-        else:
-            logger.exception("batched read failed")
+        _log_failed("batched read failed", exc)
         if len(group) == 1:
             return {group[0]: _read_failed(exc)}
     out: dict[Job, Any] = {}
@@ -353,6 +347,15 @@ def _prepare(handler: Handler, group: list[Job], deps: WorkDeps) -> dict[Job, An
             shared = _read_failed(exc)
         out.update({j: shared for j in rest})
     return out
+
+
+def _log_failed(what: str, exc: Exception) -> None:
+    """A step of the batch's own failed: an expected condition with its reason (a WorkError: the table throttled, a
+    vendor's outage, a pause, a disconnected workspace) in one line; anything else (a bug) with its traceback."""
+    if isinstance(exc, WorkError):
+        logger.warning(f"{what}: {mask_emails(exc.reason)}")
+    else:
+        logger.exception(what)
 
 
 def _read_failed(exc: Exception) -> WorkError:

@@ -169,14 +169,18 @@ def test_backfill_leaves_a_refusal_whose_letter_the_operator_discarded():
     assert done["queued"] == 0 and done["outcomes"] == {"already linked": 1} and not work.queue.sent, done
 
 
-def test_backfill_leaves_a_refusal_discarded_before_links_kept_the_discard():
-    """A deployment upgraded since: the refusal and its discard are in the history only (no refused_at, no mark)."""
-    work = world()
+def test_backfill_leaves_a_refusal_discarded_before_links_kept_the_discard_and_writes_the_discard_on_its_link():
+    """A deployment upgraded since: the refusal and its discard are in the history only (no refused_at, no mark).
+    Backfill leaves it, and its --apply writes the discard on the link, so that doctor leaves it too."""
+    rt = healthy()
+    work = rt.work
     discarded(work)
     held = work.store.links.tables.links[link_of(work).ref]
     held.link = dataclasses.replace(held.link, refused_at=None, refusal_discarded=False)
+    assert checks(look(rt)[0], "qualification.refused")              # (the history is doctor's to read no more)
     done = backfill(Backfiller(work), "42", apply=True).view()
     assert done["queued"] == 0 and not work.queue.sent, done
+    assert link_of(work).refusal_discarded and not checks(look(rt)[0], "qualification.refused")
 
 
 def test_doctor_does_not_warn_of_a_refusal_whose_letter_the_operator_discarded():
