@@ -9,7 +9,6 @@ released). Every call to Intercom and RF goes through the shared rate limiter.""
 from __future__ import annotations
 
 import hashlib
-import json
 from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
