@@ -25,7 +25,8 @@ from .conftest import SECRET, join_body, lead_settings, new_lead
 SEED = int(os.environ.get("FUZZ_SEED", "20250611"))
 BODIES_PER_ROUTE = int(os.environ.get("FUZZ_BODIES", "500"))    # per route, each sent signed and unsigned
 # Not fewer: at this seed 250 reach 73 distinct refusals (route, status, error, message) and 500 reach 85; the
-# edge's parsing lines only 500 run include the charset fallback, a NUL in an email and a form's `meta` object.
+# edge's parsing lines only 500 run include a body that is text in neither UTF-8 nor its named charset, a NUL in
+# an email and a `meta` that is neither a list nor an object.
 REAL_PAYLOAD = Path(__file__).resolve().parents[1] / "contracts/intercom/webhooks/contact.user.updated.json"
 
 
