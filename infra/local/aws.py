@@ -138,12 +138,12 @@ def _warm_up() -> None:
 def start_moto(
     host: str = "127.0.0.1", port: int = 0, *, warm: bool = True
 ) -> tuple[Any, str]:
-    """Start moto's ThreadedMotoServer in this process; return (server, endpoint_url).
+    """Start moto's server application in this process, on kept-alive connections (moto_http); return (server, endpoint_url).
 
     ``port=0`` picks a free port.  Stop it with :func:`stop_moto`.
     ``warm`` pre-imports moto's CloudFormation model map (see _warm_up).
     """
-    from moto.server import ThreadedMotoServer
+    from .moto_http import KeepAliveMotoServer
 
     quiet_moto_logging()
     # moto's DynamoDB is not safe for concurrent requests (a transaction deep-copies the whole table
@@ -153,20 +153,15 @@ def start_moto(
     moto_patch.install()
     if warm:
         _warm_up()
-    server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
+    server = KeepAliveMotoServer(host, port)
     server.start()
     bound_host, bound_port = server.get_host_and_port()
     return server, f"http://{bound_host}:{bound_port}"
 
 
 def stop_moto(server: Any) -> None:
-    """Stop the server and close its listening socket (ThreadedMotoServer.stop
-    shuts the loop down but leaves the socket to the garbage collector)."""
+    """Stop the server and close its listening socket."""
     server.stop()
-    inner = getattr(server, "_server", None)
-    if inner is not None:
-        with contextlib.suppress(Exception):
-            inner.server_close()
 
 
 def reset_moto(endpoint_url: str) -> None:

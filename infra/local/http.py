@@ -36,6 +36,19 @@ log = logging.getLogger(__name__)
 _BAD_GATEWAY_BODY = b'{"message": "Internal server error"}'
 
 
+def read_chunked(rfile: Any) -> bytes:
+    """A `Transfer-Encoding: chunked` body, its trailers read and dropped."""
+    parts = []
+    while True:
+        size = int(rfile.readline(65537).split(b";", 1)[0].strip() or b"0", 16)
+        if size == 0:
+            while rfile.readline(65537) not in (b"\r\n", b"\n", b""):    # trailers, up to the blank line
+                pass
+            return b"".join(parts)
+        parts.append(rfile.read(size))
+        rfile.readline(65537)          # the CRLF after the chunk
+
+
 class BridgeRequestHandler(ChaliceRequestHandler):
     """ChaliceRequestHandler with the fixes listed in the module docstring."""
 
@@ -61,17 +74,7 @@ class BridgeRequestHandler(ChaliceRequestHandler):
         return super()._parse_payload()
 
     def _read_chunked(self) -> bytes:
-        parts = []
-        while True:
-            size_line = self.rfile.readline(65537)
-            size = int(size_line.split(b";", 1)[0].strip() or b"0", 16)
-            if size == 0:
-                # trailers, up to the blank line
-                while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
-                    pass
-                return b"".join(parts)
-            parts.append(self.rfile.read(size))
-            self.rfile.readline(65537)  # CRLF after the chunk
+        return read_chunked(self.rfile)
 
     def _generic_handle(self) -> None:
         self._response_started = False

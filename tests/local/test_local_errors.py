@@ -95,7 +95,7 @@ def test_make_run_with_the_real_apis_half_or_unsafely_configured_says_what_to_ch
 def test_ctrl_c_while_make_run_starts_exits_quietly(tmp_path):
     (tmp_path / "sitecustomize.py").write_text(INTERRUPT_HOOK)
     done = process([sys.executable, "-m", "infra.local.run"],
-                   env_without_apis(PYTHONPATH=f"{tmp_path}:{ROOT}", INTERRUPT_AT_IMPORT="moto.server",
+                   env_without_apis(PYTHONPATH=f"{tmp_path}:{ROOT}", INTERRUPT_AT_IMPORT="infra.local.moto_http",
                                     PORT=str(closed_port())))
     assert (done.returncode, done.stdout, done.stderr) == (130, "", "")
 
