@@ -18,14 +18,10 @@ Found by the chaos run, which is the first local run with many writers at once:
    counting and the workers wait idle for their batches.
 4. CloudFormation parses a stack's template with PyYAML's pure-Python loader at each CreateStack:
    26 ms of the 45 a stack of infra/template.yaml takes, and the tests create one each.
-5. The server finds each request's service anew from its host: a listing of moto's package folder
-   (a stat of each of its ~200 entries) and then its services' URL patterns, one by one. 0.2 ms of
-   CPU for a DynamoDB request, 0.6 for SQS, at every request of every test.
 
 The patch serialises DynamoDB requests (DynamoDB is linearizable per item; moto is one process
 anyway), rolls a failed transaction back item by item, lets SQS read static attributes without
-counting the messages, parses a template once (each stack gets its own copy of what it says), and
-finds a host's service once (the answer depends only on the host: moto's package and patterns are fixed).
+counting the messages, and parses a template once (each stack gets its own copy of what it says).
 Applied by every local stack's moto (infra/local/aws.py's ``start_moto``: tests, ``make run``) and the
 chaos run's (``moto_process.py``, or ``moto=thread``; ``MOTO_PATCH=0`` runs moto as released);
 ``install()`` is idempotent.
@@ -109,17 +105,6 @@ def install() -> None:
         return copy.deepcopy(parsed[template])
 
     Stack.parse_template = staticmethod(parse_template)
-
-    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
-
-    find, services = DomainDispatcherApplication.get_backend_for_host, {}
-
-    def get_backend_for_host(self, host: str | None) -> Any:
-        if host not in services:
-            services[host] = find(self, host)
-        return services[host]
-
-    DomainDispatcherApplication.get_backend_for_host = get_backend_for_host
     _installed = True
 
 
