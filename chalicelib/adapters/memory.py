@@ -27,7 +27,7 @@ from ..domain.qualification import ENDINGS, QState, claimable
 from ..domain.sync import PageError
 from ..errors import Throttled
 from ..ports.edge import REFUSALS_KEEP_DAYS, SAMPLES, EdgeLog, RefusalCount, Refusals, RefusalSample
-from ..ports.store import (CHANGED_SINCE_READ, COUNT_ASK_GRACE, DEFAULT_LEASE_SECONDS, KEEP, MOVED_SINCE_READ, PAST_RUN_DAYS,
+from ..ports.store import (CHANGED_SINCE_READ, COUNT_ASK_GRACE, DEFAULT_LEASE_SECONDS, KEEP, Leases, MOVED_SINCE_READ, PAST_RUN_DAYS,
                            PENDING_SWEEP, Busy, Connection, ConnectionRepository, Cursor, Erased, Found, HistoryLog,
                            LinkLookup, LinkRepository, RateWindows, RFConnection, SettingsRepository, StoredSettings,
                            SyncRepository, normal_email)
@@ -146,7 +146,7 @@ class MemoryHistory:
 
 
 @_atomic
-class MemoryLinks:
+class MemoryLinks(Leases):
     def __init__(self, tables: Tables, clock: Callable[[], float], history: MemoryHistory,
                  ledgers: dict[str, dict[str, LedgerEntry]], lease: float = DEFAULT_LEASE_SECONDS):
         self.tables, self.clock, self.history, self.lease = tables, clock, history, lease
@@ -252,7 +252,7 @@ class MemoryLinks:
         base = held.link if held else Link(ref.campaign_id, ref.rf_user_id, workspace, LinkStatus.IN_PROGRESS)
         link = dataclasses.replace(base, workspace=workspace, status=LinkStatus.IN_PROGRESS, reason=None,
                                    joined_at=base.joined_at or iso(now), updated_at=iso(now), uncertain_since=now)
-        self.tables.links[ref] = _Held(link, token, now + (self.lease if lease is None else lease),
+        self.tables.links[ref] = _Held(link, token, now + self._lease(lease),
                                        held.pending if held else None)
         return JoinClaim(ref, workspace, token)
 
@@ -450,7 +450,7 @@ class MemoryLinks:
         if state not in claimable(replay) and not took_over:
             return held.link
         held.claim, held.lease_ended, held.requeued = uuid.uuid4().hex, None, 0
-        held.lease_until = now + (self.lease if lease is None else lease)
+        held.lease_until = now + self._lease(lease)
         held.link = dataclasses.replace(held.link, qualification=QState.QUALIFYING)
         return Claim(held.claim, held.link, took_over, state)
 
@@ -485,7 +485,7 @@ class MemoryLinks:
             raise Busy("lost the qualification claim to another worker")
         now = self.clock()
         held.claim, held.pending, held.lease_ended, held.requeued = None, None, None, 0
-        held.lease_until = now + (self.lease if lease is None else lease) if state is QState.UNCONFIRMED else None
+        held.lease_until = now + self._lease(lease) if state is QState.UNCONFIRMED else None
         return self._write(claim.link.ref, entries, qualification=state, reason=reason or None,
                            qualified_at=iso(now) if state is QState.QUALIFIED else held.link.qualified_at,
                            rf_said_no=True if state is QState.UNCONFIRMED and rf_said_no else None,
@@ -879,7 +879,7 @@ def _plus(counts: dict[str, int], more: dict[str, int]) -> dict[str, int]:
 
 
 @_atomic
-class MemorySync:
+class MemorySync(Leases):
     """Sync runs (one list per campaign, the last is the latest) and the ledger."""
 
     def __init__(self, tables: Tables, clock: Callable[[], float], lease: float = DEFAULT_LEASE_SECONDS) -> None:
@@ -924,7 +924,7 @@ class MemorySync:
         if run.owner and run.owner != owner and (run.lease_until or 0) > now:
             raise Busy(f"another worker works page {page} of sync run {number}",
                        retry_after=(run.lease_until or now) - now)
-        return self._set(run, owner=owner, lease_until=now + (self.lease if lease is None else lease)), True
+        return self._set(run, owner=owner, lease_until=now + self._lease(lease)), True
 
     def checkpoint(self, campaign_id: str, number: int, page: int, owner: str, now: float, *,
                    cursor: Optional[str], counts: dict[str, int], total: Optional[int] = None,

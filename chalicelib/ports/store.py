@@ -26,6 +26,14 @@ DEFAULT_LEASE_SECONDS = 120.0
 SCAN_LIMIT = 2000   # items a check over a whole campaign reads at most (a few pages): past them it says it stopped
 
 
+class Leases:
+    """A store part built with the runtime's lease (`lease`): a call that names no lease of its own takes it."""
+    lease: float = DEFAULT_LEASE_SECONDS
+
+    def _lease(self, lease: Optional[float]) -> float:
+        return self.lease if lease is None else lease
+
+
 class Busy(Deferred):
     """Another worker holds the claim right now, or took it from us: the work waits (`retry_after`:
     until the claim's lease ends) without using up a try."""

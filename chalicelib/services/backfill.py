@@ -62,7 +62,7 @@ from ..messages import CheckMessage, JoinMessage
 from ..ports import IntercomPort, Merged, MessageTooLarge, NotFound, Store, WorkQueue
 from ..webhooks import BodyError, RFPerson, rf_person
 from . import rf_people
-from .explain import letter_discarded
+from .dead_letters import letter_discarded
 from .ingest import queued_whole_or_thin
 from .referral_count import messages as count_messages
 

@@ -385,6 +385,18 @@ def check_rf_token(rt: Connecting, token: str) -> None:
     confirmed(rt, "Referral Factory", rt.rf_auth(token).check_token, refused)
 
 
+def store_rf(rt: Connecting, token: Optional[str], webhook_secret: Optional[str]) -> set[str]:
+    """Store what is given of Referral Factory's connection, secrets first (the table never says a secret is set
+    before it is); answers what was written. connect_rf's writes, after its checks."""
+    if token:
+        rt.secrets.scoped(WORKER).put(RF_TOKEN, token)
+    if webhook_secret:
+        rt.secrets.scoped(EDGE).put(RF_WEBHOOK_SECRET, webhook_secret)
+    given = {name for name, value in (("token", token), ("webhook-secret", webhook_secret)) if value}
+    rt.store.connections.put_rf(secrets=given)
+    return given
+
+
 def connect_rf(rt: Connecting, token: Optional[str] = None, webhook_secret: Optional[str] = None, *,
                check: bool = False) -> dict:
     """`check`: a given token is asked of RF before it is stored (the operator's `bridge rf connect`)."""
@@ -401,12 +413,6 @@ def connect_rf(rt: Connecting, token: Optional[str] = None, webhook_secret: Opti
                            "alone (any long random string, e.g. `openssl rand -hex 32`); nothing was stored")
     if token and check:
         check_rf_token(rt, token)
-    if token:
-        rt.secrets.scoped(WORKER).put(RF_TOKEN, token)
-    if webhook_secret:
-        rt.secrets.scoped(EDGE).put(RF_WEBHOOK_SECRET, webhook_secret)
-    given = {name for name, value in (("token", token), ("webhook-secret", webhook_secret)) if value}
-    rt.store.connections.put_rf(secrets=given)
-    now = had | given
+    now = had | store_rf(rt, token, webhook_secret)
     return {"token": "set" if token else ("kept" if "token" in now else "missing"),
             "webhook_secret": "set" if webhook_secret else ("kept" if "webhook-secret" in now else "missing")}

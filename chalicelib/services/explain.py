@@ -548,14 +548,6 @@ KIND_TOPICS = {"rf.join": "join", **dict.fromkeys(QUALIFYING, "qualification"),
                "referral.count": "referral_count", "join.verify": "duplicate_check"}   # a dead letter's, by its kind
 
 
-def letter_discarded(entries: list[Recorded]) -> bool:
-    """Was the person's last qualification dead letter discarded by the operator (`bridge dlq discard`), as their
-    history says? (For a refusal recorded before links kept the discard, Link.refusal_discarded: backfill.)"""
-    letters = [e for e in sorted(entries, key=lambda e: e.at) if e.event == "dead_letter"
-               and KIND_TOPICS.get(str((e.details or {}).get("kind"))) == "qualification"]
-    return bool(letters) and (letters[-1].event, letters[-1].outcome) == DISCARDED
-
-
 # What ends a failure: the same work done since. A join is done only by what a join writes when it
 # is applied (the contact it reached, or the settings skipping it), never by Intercom's news of the
 # contact (archived, merged, its role changed...): a join that created its contact and then failed

@@ -38,7 +38,9 @@ def dlq(request, monkeypatch):
     sqs = client("sqs", request.getfixturevalue("moto_endpoint"))
     name = f"c-{uuid.uuid4().hex[:10]}"
     urls = [sqs.create_queue(QueueName=f"{name}-{part}")["QueueUrl"] for part in ("work", "dead")]
-    yield Queue(*urls, client=sqs), later
+    # poll=0, as the local stack's BRIDGE_DLQ_POLL_SECONDS: moto is one server, its short poll sees every letter (a
+    # long poll would only wait a real second at the end of every scan, and of every look finding none)
+    yield Queue(*urls, client=sqs, poll=0), later
     for url in urls:
         sqs.delete_queue(QueueUrl=url)
 

@@ -162,6 +162,27 @@ class Bridge:
         return person_history(self.rt, str(campaign_id), str(rf_user_id))
 
 
+def connected_before(rt, clock, *, checked: bool = False) -> None:
+    """The workspace and Referral Factory connected before the test began, as the operator's `connect_workspace(rt,
+    WORKSPACE, "sim-token", client_secret="client-secret")` and `connect_rf(.., "rf-token", SECRET)` leave them:
+    their own writes (store_workspace, store_rf), without the checks they make first (a dozen reads and Intercom's
+    `GET /me`, half of every test's setup), which tests/integration/test_connect.py and
+    test_fixture_connects_as_the_operator_would (`checked`: the connects themselves) keep proving. RF's token was
+    stored long enough ago that no worker holds another (a replay waits for none)."""
+    from chalicelib.config import Config
+    from chalicelib.ports.secrets import KEPT_SECONDS
+    from chalicelib.runtime import Runtime
+    from chalicelib.services.connections import connect_rf, connect_workspace, store_rf, store_workspace
+
+    earlier = Runtime(Config.from_env(), clock=lambda: clock() - 2 * KEPT_SECONDS)
+    if checked:
+        connect_workspace(rt, WORKSPACE, "sim-token", client_secret="client-secret")
+        connect_rf(earlier, "rf-token", SECRET)
+    else:
+        store_workspace(rt, WORKSPACE, "sim-token", "client-secret", None)
+        store_rf(earlier, "rf-token", SECRET)
+
+
 @pytest.fixture
 def bridge(moto_endpoint, monkeypatch, clock, intercom, rf):
     resources = deploy(moto_endpoint, unique_prefix())
@@ -169,15 +190,11 @@ def bridge(moto_endpoint, monkeypatch, clock, intercom, rf):
                        "BRIDGE_MAX_ATTEMPTS": str(MAX_ATTEMPTS)}.items():
         monkeypatch.setenv(key, value)
     from chalicelib.config import Config
-    from chalicelib.services.connections import connect_rf, connect_workspace
     from chalicelib.runtime import Runtime, reset_default_runtime
     import app as app_module
 
-    from chalicelib.ports.secrets import KEPT_SECONDS
     rt = Runtime(Config.from_env(), clock=clock, sleeper=clock.sleep)
-    connect_workspace(rt, WORKSPACE, "sim-token", client_secret="client-secret")
-    # Connected before the test began: no worker holds another RF token (a replay waits for none).
-    connect_rf(Runtime(Config.from_env(), clock=lambda: clock() - 2 * KEPT_SECONDS), "rf-token", SECRET)
+    connected_before(rt, clock)
     reset_default_runtime(rt)
     server = serve_app(app_module.app)
     # The worker's time left runs on the test's clock: it shrinks by the waits the worker makes on it

@@ -36,23 +36,46 @@ def creates(rf) -> int:
     return rf.count("POST", "/users")
 
 
+N = 400                 # contacts of the segment (with its 2 odd ones, Intercom's search pages of 150: 150, 150, 102)
+RF_PER_MINUTE = 360     # RF's limit here, and the bridge's budget: N creates are more than one minute's, and a
+                        # page's 150 take 25 s of the test's 60 s Lambda (a page gives itself back with 20 s left)
+OTHERS = 500            # RF's people of the campaign the segment does not hold: its list pages of 250 are 3
+
+
+@pytest.fixture
+def rf_limit(monkeypatch, rf):
+    """RF allows RF_PER_MINUTE calls a minute (its simulator, and RF_CALLS_PER_MINUTE before `bridge` reads it):
+    requested before `bridge`. Scaled down from RF's 600 with the segment, so that the run still cannot create
+    its N users inside one minute's window without the limiter pacing it (and a page of 150 still fits in a
+    Lambda's time at that pace, with room to spare)."""
+    monkeypatch.setenv("RF_CALLS_PER_MINUTE", str(RF_PER_MINUTE))
+    rf.rate_limit = RF_PER_MINUTE
+
+
 @pytest.mark.slow
-def test_a_1000_contact_segment_is_enrolled_with_links_written_back_skips_reported_and_run_again_creates_nothing(
-        bridge, intercom, rf, clock, capsys):
+def test_a_segment_of_several_pages_is_enrolled_with_links_written_back_skips_reported_and_run_again_creates_nothing(
+        rf_limit, bridge, intercom, rf, clock, capsys):
+    """N contacts (was 1,000: the same pages, checkpoints and pacing at a third of the cost): Intercom's search
+    gives them in 3 pages of up to 150 (a run's chain of page messages, a checkpoint each, the dry run's walk),
+    RF lists its people in 3 pages of 250 (the one already in the campaign is on the last), and the N creates are
+    more than RF's limit allows in a minute, so the rate limiter must pace the run over several windows."""
+    assert N + 2 > 2 * 150 and N > RF_PER_MINUTE and OTHERS + 1 > 2 * 250
     for i in range(150):                                     # more segments than the hosted integration loads
         intercom.add_segment(f"Other {i}", [])
-    seg, contacts = segment(intercom, 1000)
+    seg, contacts = segment(intercom, N)
     intercom.add_contact("nameless@example.com", role="user")                     # no name: skipped
     odd = [intercom.add_contact("not-an-email", role="user", name="Odd"),
            intercom.add_contact("nameless@example.com", role="user")]
     intercom.segment_members[seg].update(c["id"] for c in odd)
-    rf.add_user(42, "person7@example.com", "Seven")                               # already in the campaign
+    for i in range(OTHERS):                                  # the campaign's people the segment does not hold
+        rf.add_user(42, f"other{i}@example.com", f"Other {i}")
+    rf.add_user(42, "person7@example.com", "Seven")          # already in the campaign (on RF's last page)
     bridge.apply(sync_settings(seg))
 
     code, out, err = cli(bridge, "sync", "start", "42", "--dry-run", capsys=capsys)
     dry = json.loads(out)
-    assert code == 0 and creates(rf) == 0
-    assert (dry["total"], dry["would_enrol"]) == (1002, 999)
+    assert code == 0 and creates(rf) == 0 and rf.count("GET", "/users") == 3       # RF's people: read to the last page
+    assert (dry["total"], dry["would_enrol"]) == (N + 2, N - 1)
     assert {k: v["count"] for k, v in dry["skipped"].items()} == {"already_in_campaign": 1, "missing_field": 1,
                                                                   "invalid_email": 1}
 
@@ -60,7 +83,8 @@ def test_a_1000_contact_segment_is_enrolled_with_links_written_back_skips_report
     assert code == 0 and out.startswith("sync run 1 of campaign 42 started (segment ")
     bridge.drain()
 
-    assert creates(rf) == 1000                                 # 999 new, and the one RF had (its 422)
+    assert creates(rf) == N                                    # N - 1 new, and the one RF had (its 422)
+    assert intercom.count("POST", "/contacts/search") == 3 + 3         # the dry run's pages, then the run's
     enrolled = [c for c in contacts if c["email"] != "person7@example.com"]
     for c in enrolled:
         [user] = rf.users_by_email(c["email"], 42)
@@ -68,7 +92,7 @@ def test_a_1000_contact_segment_is_enrolled_with_links_written_back_skips_report
         assert intercom.get(c["id"])["custom_attributes"]["referral_link"] == user["url"]
     status = json.loads(cli(bridge, "sync", "status", "42", "--json", capsys=capsys)[1])
     assert (status["status"], status["done"], status["total"], status["enrolled"], status["skipped"]) == (
-        "done", 1002, 1002, 999, 3)
+        "done", N + 2, N + 2, N - 1, 3)
     report = json.loads(cli(bridge, "sync", "report", "42", "--json", capsys=capsys)[1])
     assert {k: v["count"] for k, v in report["skipped"].items()} == {"already_in_campaign": 1, "missing_field": 1,
                                                                      "invalid_email": 1}
@@ -94,9 +118,9 @@ def test_a_1000_contact_segment_is_enrolled_with_links_written_back_skips_report
     code, out, err = cli(bridge, "sync", "start", "42", capsys=capsys)
     assert code == 0, err
     bridge.drain()
-    assert creates(rf) == 1000 and len(rf.requests) == before + 2     # the checks' campaign reads only
+    assert creates(rf) == N and len(rf.requests) == before + 2        # the checks' campaign reads only
     again = json.loads(cli(bridge, "sync", "status", "42", "--json", capsys=capsys)[1])
-    assert (again["run"], again["enrolled"], again["already_enrolled"]) == (2, 0, 999)
+    assert (again["run"], again["enrolled"], again["already_enrolled"]) == (2, 0, N - 1)
     assert not rf.blocked and rf.excess_windows == []
 
 

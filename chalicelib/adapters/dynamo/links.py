@@ -18,7 +18,7 @@ from ...domain.history import Entry, iso
 from ...domain.link import (COUNT_CLOCK_SLACK, LEAD, Claim, ContactState, FoundContact, JoinClaim, JoinResult, Link, LinkStatus,
                            Overdue, PendingPage, PersonRef, ReferralCount)
 from ...domain.qualification import ENDINGS, QState, claimable
-from ...ports.store import (CHANGED_SINCE_READ, COUNT_ASK_GRACE, DEFAULT_LEASE_SECONDS, KEEP, MOVED_SINCE_READ, SCAN_LIMIT,
+from ...ports.store import (CHANGED_SINCE_READ, COUNT_ASK_GRACE, DEFAULT_LEASE_SECONDS, KEEP, Leases, MOVED_SINCE_READ, SCAN_LIMIT,
                             Busy, Erased, answer_or_error)
 from .history import Check, Delete, DynamoHistory, Put, Update
 from .keys import (COUNT_WRITES, OVERDUE, PENDING, campaign_links, campaign_referrals, contact_key, email_key,
@@ -164,7 +164,7 @@ def _capped(campaign_id: str, limit: int, scan_limit: int, attributes: Optional[
             return found, False
 
 
-class DynamoLinks:
+class DynamoLinks(Leases):
     def __init__(self, clock: Callable[[], float], history: DynamoHistory,
                  sleep: Callable[[float], None] = time.sleep, lease: float = DEFAULT_LEASE_SECONDS):
         self.clock, self.history, self.sleep, self.lease = clock, history, sleep, lease
@@ -243,7 +243,7 @@ class DynamoLinks:
             _free(now) & _as_read(read[ref]) if ref in read else _free(now))
 
     def claim(self, ref: PersonRef, workspace: str, lease: Optional[float] = None) -> Optional[JoinClaim]:
-        return self._claim_one(ref, workspace, self.lease if lease is None else lease, {})
+        return self._claim_one(ref, workspace, self._lease(lease), {})
 
     def _claim_one(self, ref: PersonRef, workspace: str, lease: float,
                    read: Mapping[PersonRef, Optional[Link]]) -> Optional[JoinClaim]:
@@ -266,7 +266,7 @@ class DynamoLinks:
         """All in one transaction; when one cannot be taken (a repeat, another worker's claim, a
         link written since it was read) or the transaction conflicts with another, each is
         claimed alone to tell which."""
-        lease = self.lease if lease is None else lease
+        lease = self._lease(lease)
         if len(wanted) > 1 and len({ref for ref, _ in wanted}) == len(wanted) <= MAX_TRANSACTION:
             now = self.clock()
             claims = [JoinClaim(ref, workspace, uuid.uuid4().hex, now if ref in read and read[ref] is None else None)
@@ -640,7 +640,7 @@ class DynamoLinks:
         try:
             answer = LinkItem._get_connection().update_item(
                 *key, actions=[LinkItem.qualification.set(QState.QUALIFYING.value), LinkItem.claim.set(token),
-                               LinkItem.lease_until.set(now + (self.lease if lease is None else lease)),
+                               LinkItem.lease_until.set(now + self._lease(lease)),
                                LinkItem.overdue_pk.set(OVERDUE), *_NOT_REQUEUED],
                 condition=LinkItem.qualification.is_in(*(s.value for s in claimable(replay)))
                 | ((LinkItem.qualification == QState.QUALIFYING.value) & _lease_ended(now)),
@@ -715,7 +715,7 @@ class DynamoLinks:
         if state is QState.QUALIFIED:
             actions.append(LinkItem.qualified_at.set(now))
         if state is QState.UNCONFIRMED:     # overdue once the lease runs, unless a retry finishes it first
-            actions += [LinkItem.lease_until.set(at + (self.lease if lease is None else lease)),
+            actions += [LinkItem.lease_until.set(at + self._lease(lease)),
                         LinkItem.overdue_pk.set(OVERDUE),
                         LinkItem.rf_said_no.set(True) if rf_said_no else LinkItem.rf_said_no.remove()]
         else:                               # qualified, or failed: a 4xx is not retried every run

@@ -11,7 +11,7 @@ from ...domain.history import iso
 from ...domain.link import PersonRef
 from ...domain.sync import OUTCOMES, PageError
 from ...pool import Pool
-from ...ports.store import DEFAULT_LEASE_SECONDS, PAST_RUN_DAYS, Busy, LedgerEntry, SyncRun, normal_email
+from ...ports.store import DEFAULT_LEASE_SECONDS, PAST_RUN_DAYS, Busy, LedgerEntry, Leases, SyncRun, normal_email
 from .keys import contact_of_ledger, ledger_key, ledger_pk, link_key, sync_run_key
 from .models import LedgerItem, LinkItem, SyncRunItem, applied, batch_get, get
 
@@ -65,7 +65,7 @@ def _counts(counts: dict[str, int], prefix: str = "c") -> list[Action]:
     return [getattr(SyncRunItem, f"{prefix}_{o}").add(n) for o, n in counts.items() if n and o in OUTCOMES]
 
 
-class DynamoSync:
+class DynamoSync(Leases):
     def __init__(self, clock: Callable[[], float], lease: float = DEFAULT_LEASE_SECONDS):
         self.clock, self.lease = clock, lease
 
@@ -107,7 +107,7 @@ class DynamoSync:
 
     def claim_page(self, campaign_id: str, number: int, page: int, owner: str, now: float,
                    lease: Optional[float] = None) -> tuple[Optional[SyncRun], bool]:
-        item, until = SyncRunItem(*sync_run_key(campaign_id)), now + (self.lease if lease is None else lease)
+        item, until = SyncRunItem(*sync_run_key(campaign_id)), now + self._lease(lease)
         if applied(lambda: item.update(
                 actions=[SyncRunItem.owner.set(owner), SyncRunItem.lease_until.set(until)],
                 condition=(SyncRunItem.number == number) & (SyncRunItem.status == "running") & (SyncRunItem.page == page)
