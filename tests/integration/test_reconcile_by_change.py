@@ -14,6 +14,8 @@ import pytest
 from chalicelib.domain.history import iso
 from chalicelib.domain.link import PersonRef
 
+from tests.support.moto_sorting import sort_by_plain_values
+
 from .conftest import WORKSPACE, join_body, qualifying_settings
 from .test_qualification import qualified_ids
 
@@ -23,34 +25,40 @@ DAY = 86400
 
 def seed_backlog(bridge, intercom, rf, n: int, joined_at: float, qualifying: int) -> list[tuple[str, str]]:
     """`n` leads who joined at `joined_at` and are still pending: their contacts in the Intercom
-    simulator (last updated then), their links and pointers in the store, written straight into moto's
-    table in this process, as the store writes them (150,000 items over HTTP would take minutes). The
-    first `qualifying` are real RF users, so that RF can qualify them. Returns (rf id, contact id)."""
+    simulator (last updated then, made in one batch), their links and pointers in the store, written
+    straight into moto's table in this process, as the store writes them and as moto's put stores them
+    (150,000 items over HTTP would take minutes). The first `qualifying` are real RF users, so that RF
+    can qualify them. Returns (rf id, contact id)."""
     from moto.core import DEFAULT_ACCOUNT_ID
     from moto.dynamodb.models import dynamodb_backends
-    from moto.dynamodb.models.dynamo_type import LimitedSizeDict
-    from moto.dynamodb.models.table import Table
+    from moto.dynamodb.models.dynamo_type import DynamoType, Item, LimitedSizeDict
 
     backend = dynamodb_backends[DEFAULT_ACCOUNT_ID][bridge.resources.region]
     referrer = rf.add_user(42, "rita@example.com", "Rita")
     items = _StoreItems(iso(joined_at))
+    table = backend.get_table(bridge.resources.table)
+    # What moto's Table.put_item stores for a put without a condition, without the rest of its work per
+    # item: its checks of the item (ours are far below the 400 KB limit, their keys short and their types
+    # the store's: the first and last lead's items are the models' own), the lookup of an item it would
+    # replace (there is none: every key is new), and the stream (the table has none).
+    assert table.stream_shard is None and table.range_key_attr is not None
+    hash_attr, range_attr = table.hash_key_attr, table.range_key_attr
+    stored = sum(len(by_range) for by_range in table.items.values())
+    emails = [f"lead{i}@example.com" for i in range(n)]
+    contact_ids = intercom.add_contacts(emails, custom_attributes={"signed_up": "No"}, created_at=joined_at)
     people = []
     with pytest.MonkeyPatch.context() as mp:
         # moto re-measures an item's whole size at each attribute it sets (the 400 KB limit): quadratic.
-        # Ours are far below the limit, their keys short and their types the store's: moto's checks of
-        # them are skipped while seeding.
         mp.setattr(LimitedSizeDict, "__setitem__", dict.__setitem__)
-        mp.setattr(Table, "_validate_key_sizes", lambda self, attrs: None)
-        mp.setattr(Table, "_validate_item_types", lambda self, attrs, attr=None: None)
-        table = backend.get_table(bridge.resources.table)
-        for i in range(n):
-            email = f"lead{i}@example.com"
+        for i, (email, contact_id) in enumerate(zip(emails, contact_ids)):
             rf_id = str(rf.add_user(42, email, "Lead", referrer_id=referrer["id"])["id"]) if i < qualifying \
                 else str(900_000 + i)
-            contact = intercom.add_contact(email, custom_attributes={"signed_up": "No"}, created_at=joined_at)
-            for item in items.of(rf_id, contact["id"], email, check=i in (0, n - 1)):
-                table.put_item(item)
-            people.append((rf_id, contact["id"]))
+            for attrs in items.of(rf_id, contact_id, email, check=i in (0, n - 1)):
+                hash_key, range_key = DynamoType(attrs[hash_attr]), DynamoType(attrs[range_attr])
+                table.items[hash_key][range_key] = Item(hash_key, range_key, attrs)
+            people.append((rf_id, contact_id))
+    # every key was new: none of the items replaced another
+    assert len(intercom.contacts) >= n and sum(len(by_range) for by_range in table.items.values()) == stored + 3 * n
     return people
 
 
@@ -91,29 +99,6 @@ class _StoreItems:
         if check:
             assert made == self.by_models(rf_id, contact_id, email)
         return made
-
-
-def sort_by_plain_values(monkeypatch) -> None:
-    """moto sorts the whole table at each query (then the index's matches) comparing its typed values
-    in Python, a query over 150,000 items took seconds. The same order, by the plain values (each key
-    attribute has one type)."""
-    from moto.dynamodb.models.table import Table
-
-    def plain(value):
-        return None if value is None else value.cast_value
-
-    def all_items(self):
-        items = [item for items in self.items.values()
-                 for item in (items.values() if self.range_key_attr else [items])]
-        return sorted(items, key=lambda x: (plain(x.hash_key), plain(x.range_key)) if x.range_key
-                      else plain(x.hash_key))
-
-    def sorted_items(self, hash_key_attrs, range_key_attrs, items):
-        attrs = self._generate_attr_to_sort_by(hash_key_attrs, range_key_attrs)
-        items.sort(key=lambda x: tuple(plain(x.attrs[key]) for key in attrs))
-        return items
-    monkeypatch.setattr(Table, "all_items", all_items)
-    monkeypatch.setattr(Table, "sorted_items", sorted_items)
 
 
 def kinds(requests: list[str]) -> Counter:

@@ -165,6 +165,15 @@ class IntercomSim(SimServer):
                                   custom_attributes=custom_attributes or {}), created, indexed)
             return clone(c)
 
+    def add_contacts(self, emails, role="lead", custom_attributes=None, created_at=None) -> list[str]:
+        """Create one contact per email, each as `add_contact` would (searchable at once), in one go:
+        their ids, in order, and no copy of each (a test's backlog of tens of thousands of contacts)."""
+        with self.lock:
+            created = self.clock() if created_at is None else created_at
+            return [self._insert(dict(email=email, role=role, name=None,
+                                      custom_attributes=dict(custom_attributes or {})), created, -math.inf)["id"]
+                    for email in emails]
+
     def make_searchable(self, contact_id=None):
         """End the indexing delay for one contact (or all)."""
         with self.lock:
