@@ -364,12 +364,14 @@ class MemoryLinks(Leases):
 
     # --- what Intercom says of the contact ---------------------------------------------------
     def move(self, link: Link, contact_id: str, entries: Sequence[Entry], role: Optional[str] = None,
-             baseline: Any = KEEP, baseline_of: Optional[str] = KEEP) -> Link:
+             baseline: Any = KEEP, baseline_of: Optional[str] = KEEP) -> Optional[Link]:
         old = link.contact_id
         if old == contact_id:
             return link
         stored = self.tables.links.get(link.ref)
-        if stored is None or stored.link.contact_id != old:
+        if stored is None:
+            return None                # erased meanwhile: neither the link nor a pointer to it comes back
+        if stored.link.contact_id != old:
             raise Busy("the link moved meanwhile (another worker applied the merge)")
         if old:
             self._unpoint(self.tables.contacts, (link.workspace, old), link.ref)
@@ -544,14 +546,16 @@ class MemoryLinks(Leases):
         return True
 
     def erase(self, link: Link) -> Erased:
-        pointers = 0
-        key = (link.workspace, link.contact_id or "")
-        if link.ref in self.tables.contacts.get(key, set()):
-            self.tables.contacts[key].discard(link.ref)
-            pointers = 1
-            if not self.tables.contacts[key]:
-                del self.tables.contacts[key]
         held = self.tables.links.pop(link.ref, None)
+        stored = held.link if held is not None else link     # (as it is now: a worker may have moved it since)
+        pointers = 0
+        keys = [(self.tables.contacts, (stored.workspace, stored.contact_id or ""))]
+        if normal_email(stored.email) and normal_email(stored.email) != normal_email(link.email):
+            keys.append((self.tables.emails, (stored.workspace, normal_email(stored.email))))   # (changed since)
+        for index, key in keys:
+            if link.ref in index.get(key, set()):
+                self._unpoint(index, key, link.ref)
+                pointers += 1
         self.forget_referrals(link.ref)
         # The lead counts no more (once: only while their link was still there; never below 0), for
         # whom the stored link says it counted (a join may have finished since `link` was read), if
@@ -564,7 +568,7 @@ class MemoryLinks(Leases):
             self.tables.referrals[referrer] = dataclasses.replace(count, n=count.n - 1)
             self.tables.owed[referrer] = self.clock() + COUNT_ASK_GRACE
             lowered = referrer
-        return Erased(self.history.erase(link.ref), pointers, lowered)
+        return Erased(self.history.erase(link.ref), pointers, lowered, held.link.contact_id if held else None)
 
     def counts_owed(self, now: float, limit: int) -> list[tuple[PersonRef, float]]:
         return sorted(((ref, due) for ref, due in self.tables.owed.items() if due < now), key=lambda o: o[1])[:limit]

@@ -170,10 +170,12 @@ class LinkRepository(Protocol):
 
     # what Intercom says of the contact
     def move(self, link: Link, contact_id: str, entries: Sequence[Entry], role: Optional[str] = None,
-             baseline: Any = KEEP, baseline_of: Optional[str] = KEEP) -> Link:
+             baseline: Any = KEEP, baseline_of: Optional[str] = KEEP) -> Optional[Link]:
         """The link and its pointer follow the person to `contact_id` (alive): the contact was merged
         into it, or it is the older duplicate of the one we created. `baseline`: its new baseline, a
-        value of `baseline_of` (the link is no longer armed: what armed it was the other contact's)."""
+        value of `baseline_of` (the link is no longer armed: what armed it was the other contact's).
+        Only while the stored link is on the contact `link` names: on another (moved meanwhile), Busy; erased
+        meanwhile (`bridge forget`), None, and nothing written (neither the link nor a pointer to it)."""
     def set_contact(self, link: Link, entries: Sequence[Entry], *, when: Optional[float] = None,
                     role: Optional[str] = KEEP, state: Optional[ContactState] = KEEP,
                     email: str = KEEP) -> Optional[Link]:
@@ -265,7 +267,11 @@ class LinkRepository(Protocol):
 
     def erase(self, link: Link) -> Erased:
         """The link, its history, its contact pointer's reference and the person's referral count (as a
-        referrer). The lead is taken off the count the stored link says they added to (`counted_for`,
+        referrer). The pointers are those of the link as stored when it is deleted, not as `link` read it (a
+        worker may have moved it since: a merge followed, a join finished on another contact, an email changed):
+        the reference of the contact it holds then goes in the link's own delete (a move cannot come between), and
+        that of an email it took since `link` was read goes after its history (the email `link` has is the
+        caller's to delete, last: `bridge forget` finds an interrupted erasure by it). The lead is taken off the count the stored link says they added to (`counted_for`,
         which a join or backfill may have set since `link` was read), never below 0, and only if that
         count began no later than the lead was counted (ReferralCount.counts: a count begun since,
         after the referrer was forgotten, never held the lead), in the link's own delete, and that
@@ -290,11 +296,13 @@ COUNT_ASK_GRACE = 60.0
 
 
 class Erased(NamedTuple):
-    """What LinkRepository.erase removed, and the referrer whose count it lowered (None: none)."""
+    """What LinkRepository.erase removed, the referrer whose count it lowered (None: none), and the contact the
+    link held as it was deleted (None: none, or the link was gone already)."""
 
     entries: int
     pointers: int
     lowered: Optional[PersonRef]
+    contact_id: Optional[str] = None
 
 
 @dataclass

@@ -317,6 +317,7 @@ def test_a_late_event_whose_person_is_erased_while_it_is_told_apart_writes_no_no
 
     def read_then_erased(model, key, **kwargs):
         stored = read(model, key, **kwargs)
+        monkeypatch.setattr(dynamo_links, "get", read)          # (once: the erasure reads too)
         store.links.erase(link)                     # forget runs just after the link was read again
         return stored
     monkeypatch.setattr(dynamo_links, "get", read_then_erased)
@@ -1018,7 +1019,7 @@ def test_a_latest_entry_is_one_entry_replaced_by_each_newer_one_and_erased_with_
 def test_erasing_a_link_takes_its_history_and_its_contact_pointer(store):
     link = joined(store)
     store.links.note_repeat(ANN, "join", "again")
-    assert store.links.erase(link) == (2, 1, None)             # (nobody's count lowered)
+    assert store.links.erase(link) == (2, 1, None, "c1")       # (nobody's count lowered)
     assert store.links.get(ANN) is None and store.history.entries(ANN) == []
     assert store.lookup.look_up(contacts=[(WS, "c1")]).linked_to_contact(WS, "c1") == []
 
@@ -1076,6 +1077,116 @@ def test_a_link_leaving_a_contact_whose_other_link_left_its_pointer_at_that_mome
     found = store.lookup.look_up(contacts=[(WS, "c_found"), (WS, "c_survivor")])
     assert raced and (WS, "c_found") not in found.by_contact and found.by_contact[(WS, "c_survivor")] == {ANN, bob}
     assert store.links.get(ANN).contact_id == "c_survivor" and store.links.get(ANN).final
+
+# --- forget racing a worker that moves the link --------------------------------------------------------
+def _naming(store, ref=ANN) -> list[tuple[str, str]]:
+    """The contact and email pointers (of those a race could write) that still name `ref`."""
+    found = store.lookup.look_up(contacts=[(WS, c) for c in ("c1", "c2", "c_found", "c_survivor")],
+                                 emails=[(WS, "ann@example.com"), (WS, "ann@new.example")])
+    return sorted(key for key, refs in {**found.by_contact, **found.by_email}.items() if ref in refs)
+
+
+@pytest.mark.parametrize("meanwhile, contact, emails", [
+    (lambda links, read: links.move(read, "c2", [Entry("contact", "merged")], role="user"), "c2",
+     [(WS, "ann@example.com")]),
+    (lambda links, read: links.set_contact(read, [Entry("contact", "email_changed")], when=100.0,
+                                           email="ann@new.example"), "c1", []),
+    (lambda links, read: links.set_contact(read, [Entry("contact", "role_changed")], when=100.0, role="user"), "c1",
+     [(WS, "ann@example.com")]),
+    (lambda links, read: links.arm(read, [Entry("evaluation", "not_met")], "rule"), "c1", [(WS, "ann@example.com")]),
+], ids=["move", "email", "role", "arm"])
+def test_forget_erases_the_link_as_it_stands_not_as_it_read_it(store, meanwhile, contact, emails):
+    """`bridge forget` read Ann's link on c1; a worker then followed a merge of c1 into c2 (or her email's change, her
+    role's, an arming) before the erasure wrote: the pointers her link has by then go with it (the survivor's contact
+    pointer, her new email's: none is left naming her), and the contact said erased is the one it held then. (The
+    pointer of the email forget was given, when still hers, is forget's own to delete, last.)"""
+    stale = joined(store)
+    meanwhile(store.links, store.links.get(ANN))
+    done = store.links.erase(stale)
+    assert store.links.get(ANN) is None and store.history.entries(ANN) == []
+    assert _naming(store) == emails
+    assert (done.contact_id, done.pointers) == (contact, 1 + (not emails))
+
+
+def test_a_move_that_read_the_link_before_forget_erased_it_writes_nothing_and_says_none(store):
+    """The worker following a merge read Ann's link, then `bridge forget` erased her: the move brings back neither
+    her link nor a pointer to it (nor a history entry), and says so (None: nothing to follow; not Busy, which would
+    send its message back to wait, for nobody)."""
+    read = joined(store)
+    store.links.erase(store.links.get(ANN))
+    assert store.links.move(read, "c2", [Entry("contact", "merged")], role="user") is None
+    assert store.links.get(ANN) is None and store.history.entries(ANN) == []
+    assert _naming(store) == [(WS, "ann@example.com")]                  # (forget's own, deleted last)
+
+
+def _held_then_found(store) -> JoinClaim:
+    """Ann's earlier try failed on c_found (her email and that contact recorded, as forget finds her); a new try
+    claimed her join again."""
+    claim = store.links.claim(ANN, WS)
+    store.links.finish(claim, JoinResult(LinkStatus.FAILED, email="ann@example.com", contact_id="c_found",
+                                         reason="Intercom answered 500"), [Entry("join", "failed")])
+    again = store.links.claim(ANN, WS)
+    assert again is not None
+    return again
+
+
+def test_forget_that_read_a_join_under_way_erases_the_contact_it_finished_on(store):
+    """`bridge forget` read Ann's link while a retried join of hers was under way (holding c_found); the join
+    finished on c_survivor before the erasure wrote: no pointer names her afterwards."""
+    claim = _held_then_found(store)
+    stale = store.links.get(ANN)
+    store.links.finish(claim, JoinResult(LinkStatus.LINKED, kind="lead", email="ann@example.com",
+                                         contact_id="c_survivor", contact_role="lead"), [Entry("join", "linked")])
+    done = store.links.erase(stale)
+    assert store.links.get(ANN) is None and store.history.entries(ANN) == []
+    assert _naming(store) == [(WS, "ann@example.com")] and done.contact_id == "c_survivor"
+
+
+def test_a_join_finishing_after_forget_erased_its_link_writes_nothing(store):
+    """The join's claim went with the link: its finish is refused (Busy, its message retried: a join still under way
+    links her again, as README's erasure says) and writes no pointer."""
+    claim = _held_then_found(store)
+    store.links.erase(store.links.get(ANN))
+    with pytest.raises(Busy):
+        store.links.finish(claim, JoinResult(LinkStatus.LINKED, kind="lead", email="ann@example.com",
+                                             contact_id="c_survivor", contact_role="lead"), [Entry("join", "linked")])
+    assert store.links.get(ANN) is None and store.history.entries(ANN) == []
+    assert _naming(store) == [(WS, "ann@example.com")]                  # (forget's own, deleted last)
+
+
+@pytest.mark.parametrize("store", ["dynamo"], indirect=True)
+def test_a_move_landing_while_forget_erases_leaves_no_pointer(store, monkeypatch):
+    """DynamoDB erases in more than one request: a merge followed between forget's first touch of c1's pointer
+    (its read, or its removal of Ann) and the delete of her link. The erasure still takes every pointer her
+    link has with it, and the move is refused or erased with her, whichever comes first."""
+    from chalicelib.adapters.dynamo import links as dynamo_links
+    from chalicelib.adapters.dynamo.keys import contact_key
+    stale, raced = joined(store), []
+
+    def merge_once() -> None:
+        if not raced:
+            raced.append("merging")                  # (the move reads c1's pointer too)
+            raced.append(store.links.move(store.links.get(ANN), "c2", [Entry("contact", "merged")]))
+    read, drop = dynamo_links.get, getattr(dynamo_links, "drop_reference", None)
+
+    def read_then_merged(model, key, **kw):
+        found = read(model, key, **kw)
+        if key == contact_key(WS, "c1"):
+            merge_once()
+        return found
+
+    def dropped_then_merged(key, ref):
+        assert drop is not None
+        dropped = drop(key, ref)
+        merge_once()
+        return dropped
+    monkeypatch.setattr(dynamo_links, "get", read_then_merged)
+    monkeypatch.setattr(dynamo_links, "drop_reference", dropped_then_merged, raising=False)
+    store.links.erase(stale)
+    monkeypatch.undo()
+    assert raced and store.links.get(ANN) is None and store.history.entries(ANN) == []
+    assert _naming(store) == [(WS, "ann@example.com")]
+
 
 # --- the small repositories ------------------------------------------------------------------------
 def test_a_campaigns_people_are_counted_by_status_its_own_links_only_up_to_the_limit(store):
@@ -2338,7 +2449,9 @@ def test_leads_counted_or_erased_by_another_worker_meanwhile_leave_the_others_co
     done = [Entry("referral_count", "counted", "counted by backfill")]
     assert store.links.count_applied_many(_counting("1", "2", "3", "4", "5", entries=done)) == [
         True, False, False, True, True]
-    assert sent == [1 + 1, 11, 7]          # (the other run's), the cancelled one, the one written again without them
+    # (the other run's; the other's erasure: the link with its contact pointer), the cancelled one, the one written
+    # again without them
+    assert sent == [1 + 1, 2, 11, 7]
     assert store.links.referrals(REFERRER).n == 4                      # 2 by the other run, 1, 4 and 5 by this one
     assert store.links.get(PersonRef("42", "3")) is None and outcomes(store, PersonRef("42", "2")) == ["linked"]
     assert outcomes(store, PersonRef("42", "1")) == ["linked", "counted"]

@@ -19,7 +19,7 @@ from ...domain.link import (COUNT_CLOCK_SLACK, LEAD, Claim, ContactState, FoundC
                            Overdue, PendingPage, PersonRef, ReferralCount)
 from ...domain.qualification import ENDINGS, QState, claimable
 from ...ports.store import (CHANGED_SINCE_READ, COUNT_ASK_GRACE, DEFAULT_LEASE_SECONDS, KEEP, Leases, MOVED_SINCE_READ, SCAN_LIMIT,
-                            Busy, Erased, answer_or_error)
+                            Busy, Erased, answer_or_error, normal_email)
 from .history import Check, Delete, DynamoHistory, Put, Update
 from .keys import (COUNT_WRITES, OVERDUE, PENDING, campaign_links, campaign_referrals, contact_key, email_key,
                    ledger_key, link_key, referrals_key, referrer_of)
@@ -516,7 +516,7 @@ class DynamoLinks(Leases):
 
     # --- what Intercom says of the contact ---------------------------------------------------
     def move(self, link: Link, contact_id: str, entries: Sequence[Entry], role: Optional[str] = None,
-             baseline: Any = KEEP, baseline_of: Optional[str] = KEEP) -> Link:
+             baseline: Any = KEEP, baseline_of: Optional[str] = KEEP) -> Optional[Link]:
         old = link.contact_id
         if old == contact_id:
             return link
@@ -544,7 +544,9 @@ class DynamoLinks(Leases):
                 break
             except Busy:    # the link moved, or only the pointer changed: another person's link left it at once
                 stored = get(LinkItem, link_key(link.ref), consistent=True)   # (two campaigns' links of one contact
-                if tried == CONFLICT_TRIES or stored is None or stored.contact_id != old:  # following one merge)
+                if stored is None:                                            # following one merge)
+                    return None     # erased meanwhile (`bridge forget`): its condition wrote nothing back
+                if tried == CONFLICT_TRIES or stored.contact_id != old:
                     raise
         return dataclasses.replace(link, contact_id=contact_id, contact_state=None, contact_created=False,
                                    contact_role=role or link.contact_role, updated_at=now, **changes)
@@ -781,26 +783,37 @@ class DynamoLinks(Leases):
 
     # --- erasure --------------------------------------------------------------------------
     def erase(self, link: Link) -> Erased:
-        pointers = drop_reference(contact_key(link.workspace, link.contact_id), link.ref) if link.contact_id else 0
-        lowered = self._delete(link)
+        lowered, stored, pointers = self._delete(link)
         self.forget_referrals(link.ref)
         # Last: an entry written with the link (a backfill counting the lead) while it was still there goes too.
-        return Erased(self.history.erase(link.ref), pointers, lowered)
+        entries = self.history.erase(link.ref)
+        if stored is not None and stored.email and normal_email(stored.email) != normal_email(link.email):
+            # An email the link took after `link` was read (the caller deletes the one it read, last): after the
+            # history, as that one, so that a `bridge forget` of it interrupted before finds her by it again.
+            pointers += drop_reference(email_key(stored.workspace, stored.email), link.ref)
+        return Erased(entries, pointers, lowered, stored.contact_id if stored is not None else None)
 
-    def _delete(self, link: Link) -> Optional[PersonRef]:
+    def _delete(self, link: Link) -> tuple[Optional[PersonRef], Optional[Link], int]:
         """Delete the link, and take its lead off the count they added to, at once (so that a join
-        that comes again counts once again): the referrer whose count it lowered. The count never goes
+        that comes again counts once again), with the reference of the contact pointer it holds (a move cannot
+        come between: its own write holds to the contact the link is on). The referrer whose count it lowered,
+        the link as deleted (None: gone already) and the pointers' references taken off. The count never goes
         below 0, nor for a count begun after the lead was counted (`since` later than `counted_at`, by
         more than COUNT_CLOCK_SLACK: the referrer was forgotten since), and a link already gone (a
         repeated forget) takes nothing off. Each delete holds only while the stored link counts for whom
-        and since when `link` says: a join that finished since it was read is read again (and taken
-        off). The count lowered owes its write to Intercom from that same write (`counts_owed`)."""
+        and since when `link` says, and is on its contact, email and workspace: a link a worker wrote since it was
+        read (a join that finished, a merge followed, an email changed) is read again (and so erased). The count
+        lowered owes its write to Intercom from that same write (`counts_owed`)."""
         item = LinkItem(*link_key(link.ref))
         for _ in range(CONFLICT_TRIES):
             same = ((LinkItem.counted_for == link.counted_for if link.counted_for
                      else LinkItem.counted_for.does_not_exist())
                     & (LinkItem.counted_at == link.counted_at if link.counted_at is not None
-                       else LinkItem.counted_at.does_not_exist()))
+                       else LinkItem.counted_at.does_not_exist())
+                    & _same(LinkItem.contact_id, link.contact_id) & _same(LinkItem.email, link.email)
+                    & (LinkItem.workspace == link.workspace))
+            leave = _leave(contact_key(link.workspace, link.contact_id), link.ref) if link.contact_id else []
+            delete: list[Update | Delete] = [Delete(item, LinkItem.pk.exists() & same), *leave]
             if link.counted_for:
                 referrer, now = PersonRef(link.campaign_id, link.counted_for), self.clock()
                 # (a count begun after the lead was counted, the referrer's since they were erased, holds
@@ -808,17 +821,18 @@ class DynamoLinks(Leases):
                 # bridge dated them)
                 holds = (ReferralItem.n > 0 if link.counted_at is None else (ReferralItem.n > 0) & (
                     ReferralItem.since.does_not_exist() | (ReferralItem.since <= link.counted_at + COUNT_CLOCK_SLACK)))
-                writes = (Delete(item, LinkItem.pk.exists() & same), Update(ReferralItem(*referrals_key(referrer)), [
+                writes = (*delete, Update(ReferralItem(*referrals_key(referrer)), [
                     ReferralItem.n.add(-1), ReferralItem.updated_at.set(iso(now)),
                     ReferralItem.overdue_pk.set(COUNT_WRITES), ReferralItem.lease_until.set(now + COUNT_ASK_GRACE)],
                     holds))
                 if applied(lambda: self._retrying_conflicts(lambda: self.history.transact(link.ref, (), *writes))):
-                    return referrer
-            if applied(lambda: item.delete(condition=same)):     # (no count left to lower)
-                return None
+                    return referrer, link, len(leave)
+            # (no count left to lower)
+            if applied(lambda: self._retrying_conflicts(lambda: self.history.transact(link.ref, (), *delete))):
+                return None, link, len(leave)
             fresh = get(LinkItem, link_key(link.ref), consistent=True)
             if fresh is None:
-                return None                                       # gone already
+                return None, None, 0                              # gone already
             link = fresh.to_link()
         raise Busy("the link kept changing while it was erased: run `bridge forget` again")
 
