@@ -102,11 +102,13 @@ def _verify(message: VerifyMessage, deps: WorkDeps, batch: Verification) -> str:
         said = entry if other is link else Entry(entry.event, entry.outcome, f"{entry.reason} (found by the duplicate "
                                                  f"check of campaign {link.campaign_id})", entry.details)
         try:
-            moved.append((deps.links.move(other, str(target["id"]), [said], role=target.get("role"), **baseline),
-                          other_settings))
-        except Busy:                 # another's: moved meanwhile (its merge's webhook) or erased, nothing to follow
+            followed = deps.links.move(other, str(target["id"]), [said], role=target.get("role"), **baseline)
+        except Busy:                 # another's: moved meanwhile (its merge's webhook), nothing to follow
             if other is link:
                 raise
+            continue
+        if followed is not None:     # (None: erased meanwhile by `bridge forget`: nothing to follow, nor retry)
+            moved.append((followed, other_settings))
     count("DuplicatesResolved")
     for now_link, now_settings in moved:
         if now_settings is not None and now_settings.qualification is not None and now_link.is_lead \

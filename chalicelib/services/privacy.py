@@ -44,9 +44,13 @@ def forget(rt: Erasing, email: str) -> dict:
     history = pointer_count = 0
     lowered: set[PersonRef] = set()
     for link in links:
-        people.append({"campaign_id": link.campaign_id, "rf_user_id": link.rf_user_id,
-                       "workspace": link.workspace, "contact_id": link.contact_id})
         done = rt.store.links.erase(link)
+        # The contact the link held as it was erased: a worker may have moved it since it was read (a merge
+        # followed, a join finished elsewhere); the one read is named too, as the link's former contact.
+        held = done.contact_id or link.contact_id
+        people.append({"campaign_id": link.campaign_id, "rf_user_id": link.rf_user_id,
+                       "workspace": link.workspace, "contact_id": held,
+                       **({"former_contact_id": link.contact_id} if link.contact_id not in (None, held) else {})})
         history += done.entries
         pointer_count += done.pointers
         lowered |= {done.lowered} if done.lowered else set()
@@ -64,7 +68,7 @@ def forget(rt: Erasing, email: str) -> dict:
     for campaign_id in campaigns:
         # Contact sync's ledger: by the email, and by the contacts of the people erased (an entry may keep the
         # email their contact had before it changed in Intercom).
-        contacts = [p["contact_id"] for p in people if p["campaign_id"] == campaign_id and p["contact_id"]]
+        contacts = [c for p in people if p["campaign_id"] == campaign_id for _, c in _contacts([p])]
         for entry in rt.store.sync.forget(campaign_id, email, contacts):
             ledger += 1
             if entry.rf_user_id:    # (erased with her link too: a sync note held to this entry until now)
@@ -82,7 +86,7 @@ def forget(rt: Erasing, email: str) -> dict:
     hidden, cut = 0, False
     if rt.config.dlq_url:
         dead, hidden, cut = forget_dead_letters(rt, email, {(p["campaign_id"], p["rf_user_id"]) for p in people},
-                                           {(p.get("workspace"), p["contact_id"]) for p in people if p["contact_id"]})
+                                           _contacts(people))
     for workspace, _ in sorted(found.by_email):
         rt.store.lookup.forget_email(workspace, email)
         pointer_count += 1
@@ -100,6 +104,12 @@ def forget(rt: Erasing, email: str) -> dict:
                                "there too (the contact ids and RF user ids above). The bridge keeps nothing that "
                                "recognises them: while they are in Referral Factory, a join of theirs or `bridge "
                                "backfill CAMPAIGN --apply` brings them back"}
+
+
+def _contacts(people: list[dict]) -> set[tuple[Any, str]]:
+    """(workspace, contact id) of each contact the people erased held: theirs, and a former one (a link a worker
+    moved as it was erased)."""
+    return {(p.get("workspace"), p[key]) for p in people for key in ("contact_id", "former_contact_id") if p.get(key)}
 
 
 def _erase_unlinked(rt: Erasing, ref: PersonRef) -> int:
@@ -135,7 +145,7 @@ def forget_samples(rt: Erasing, email: str, people: list[dict], scopes: list[str
     hashed, digested = email_hash(email), edge.digest("email", email)
     erased = {(p["campaign_id"], p["rf_user_id"]) for p in people}
     erased_digests = {(c, edge.digest("rf_user", r)) for c, r in erased}
-    contacts = {(p.get("workspace"), p["contact_id"]) for p in people if p["contact_id"]}
+    contacts = _contacts(people)
     contact_digests = {edge.digest("contact", c) for _, c in contacts}     # an unsigned notification's, any scope
 
     def about(scope: str):

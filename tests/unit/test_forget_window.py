@@ -19,7 +19,7 @@ from chalicelib.services.dead_letters import discard, replay
 from chalicelib.services.privacy import forget
 from chalicelib.services.worker import RetryBatch
 from tests.fakes import FakeIntercom, FakeWork, seed_ledger
-from tests.unit.scenario import RULE, check, event, joined, run, set_value, settings, world
+from tests.unit.scenario import RULE, check, event, joined, made, run, set_value, settings, world
 from tests.unit.moves import ATTRIBUTES, ByWorkspace, apply, rita_in_rf
 from tests.unit.moves import counting_world as moving_world
 from tests.unit.test_referral_count import RITA, lead_join, puts_answer_gone, sent
@@ -329,3 +329,55 @@ def test_a_dead_letter_discarded_or_replayed_as_its_person_is_forgotten_notes_no
     assert command(work, reason="bad attribute")["not_seen"] == 0
     assert work.store.links.get(ANN) is None
     assert work.store.history.entries(ANN) == []
+
+
+def merged_into_a_user(work: FakeWork) -> tuple[dict, dict]:
+    """Ann's lead, linked, and the user Intercom merges it into (its webhook: `merge`)."""
+    _, lead = joined(work)
+    user = made(work, work.apis.intercom_.add("ann@example.com", role="user", signed_up="No"))
+    return lead, user
+
+
+def merge(lead: dict, user: dict) -> dict:
+    return event(user, "contact.merged", notification="n-merge", merged_from={"type": "contact", "id": lead["id"]})
+
+
+def done_at_once(said: dict) -> bool:
+    """The batch's one record was done: neither handed back to wait or retry, nor dead-lettered."""
+    return (said["done"], said.get("waiting", 0), said["retry"], said["dead"]) == (1, 0, 0, 0)
+
+
+def naming_ann(work: FakeWork, *contacts: dict) -> list:
+    """The contact pointers of `contacts`, and her email's, that still name Ann."""
+    found = work.store.lookup.look_up(contacts=[(WS, c["id"]) for c in contacts], emails=[(WS, "ann@example.com")])
+    return [key for key, refs in {**found.by_contact, **found.by_email}.items() if ANN in refs]
+
+
+def test_a_merge_whose_batch_read_the_link_before_forget_erased_it_is_done_without_a_retry():
+    """The worker read Ann's link to follow Intercom's merge of her lead into a user; `bridge forget` erased her before
+    the move wrote: nothing comes back (no link, no pointer to the user, no history), and the notification is done,
+    not sent back to wait (nor to use a try) for somebody the bridge no longer has."""
+    work = world()
+    lead, user = merged_into_a_user(work)
+    forgotten_once_read(work)
+    assert done_at_once(run(work, merge(lead, user)))
+    assert work.store.links.get(ANN) is None and work.store.history.entries(ANN) == []
+    assert naming_ann(work, lead, user) == [] and work.queue.sent == [] and work.queue.dead == []
+
+
+def test_forget_that_read_the_link_before_a_merge_moved_it_erases_the_survivors_pointer_and_names_both_contacts():
+    """`bridge forget` read Ann's link on her lead; the worker followed Intercom's merge of it into a user before the
+    erasure wrote. No pointer names her afterwards (the user's neither), and forget names the user as her contact
+    (the lead as her former one): the contacts whose dead letters, samples and sync entries it looks for."""
+    work = world()
+    lead, user = merged_into_a_user(work)
+    erase = work.store.links.erase
+
+    def merged_then_erased(link):
+        assert done_at_once(run(work, merge(lead, user)))
+        return erase(link)
+    work.store.links.erase = merged_then_erased          # type: ignore
+    said = forget(work, "ann@example.com")
+    assert [(p["contact_id"], p.get("former_contact_id")) for p in said["people"]] == [(user["id"], lead["id"])]
+    assert work.store.links.get(ANN) is None and work.store.history.entries(ANN) == []
+    assert naming_ann(work, lead, user) == []

@@ -113,8 +113,10 @@ def check_link(link: Link, settings: CampaignSettings, deps: WorkDeps, replay: b
 
 def _read_contact(link: Link, settings: CampaignSettings, deps: WorkDeps) -> Optional[tuple[Link, dict]]:
     """The lead's contact, following it (follow). None when the contact is gone for good: reconciliation stops
-    checking."""
+    checking; or when `bridge forget` erased the lead as it was followed (nobody to check)."""
     moved, contact = follow(link, settings, deps)
+    if moved is None and contact is not None:
+        return None                 # erased meanwhile: the move wrote nothing back
     if contact is None:
         deps.links.unpend(moved or link, "the contact is gone: reconciliation stops checking")
         return None

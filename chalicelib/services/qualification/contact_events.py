@@ -119,7 +119,9 @@ def _follow_merge(message: ContactMessage, item: dict, deps: WorkDeps, batch: Ba
                       {"from": merged_from, "into": survivor})
         settings = batch.settings_for(link) if link.is_lead else None
         taken = moved_baseline(settings, link, item) if settings is not None else {}
-        moved.append(batch.keep(deps.links.move(link, str(survivor), [entry], role=item.get("role"), **taken)))
+        followed = deps.links.move(link, str(survivor), [entry], role=item.get("role"), **taken)
+        if followed is not None:        # (None: `bridge forget` erased her meanwhile: nobody to follow, nor retry)
+            moved.append(batch.keep(followed))
     return moved
 
 
