@@ -268,7 +268,9 @@ class MemoryLinks(Leases):
         return [answer_or_error(partial(self._hold, *h)) for h in held]
 
     def _hold(self, claim: JoinClaim, found: FoundContact) -> None:
-        self._held_by(claim.ref, claim.token)
+        held = self._held_by(claim.ref, claim.token)
+        if held.link.contact_id and held.link.contact_id != found.contact_id:     # (an earlier try's contact: left)
+            self._unpoint(self.tables.contacts, (claim.workspace, held.link.contact_id), claim.ref)
         self._write(claim.ref, [], contact_id=found.contact_id, kind=found.kind, contact_role=found.role,
                     baseline=found.baseline,
                     baseline_of=found.baseline_of, contact_found=True, armed=False, armed_by=None, contact_state=None)

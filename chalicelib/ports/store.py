@@ -118,7 +118,8 @@ class LinkRepository(Protocol):
         and the person's kind) with the contact's pointer, before the join writes anything to it: a try that dies
         or fails after it resumes with that baseline, and a notification of the contact meanwhile finds the link.
         The link is no longer armed (a value seen on another contact says nothing of this one), nor says its contact
-        deleted or archived (this one was just read). In as few writes as
+        deleted or archived (this one was just read). A contact an earlier try recorded that is not this one: its
+        pointer names her no more, in that write (as `finish` leaves one). In as few writes as
         the store can: per item None, or Busy as a value when the claim was lost. `finish` then updates the link
         (it is no longer the claim's alone to write whole)."""
     def finish(self, claim: JoinClaim, result: JoinResult, entries: Sequence[Entry]) -> None:

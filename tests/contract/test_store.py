@@ -1130,13 +1130,18 @@ def _held_then_found(store) -> JoinClaim:
     return again
 
 
-def test_forget_that_read_a_join_under_way_erases_the_contact_it_finished_on(store):
+@pytest.mark.parametrize("step", ["finish", "hold"])
+def test_forget_that_read_a_join_under_way_erases_the_contact_it_finished_on(store, step):
     """`bridge forget` read Ann's link while a retried join of hers was under way (holding c_found); the join
-    finished on c_survivor before the erasure wrote: no pointer names her afterwards."""
+    finished on c_survivor (`hold`: held c_survivor, found now) before the erasure wrote: no pointer names her
+    afterwards (nor c_found's: the hold, as a finish, leaves the earlier try's contact it no longer holds)."""
     claim = _held_then_found(store)
     stale = store.links.get(ANN)
-    store.links.finish(claim, JoinResult(LinkStatus.LINKED, kind="lead", email="ann@example.com",
-                                         contact_id="c_survivor", contact_role="lead"), [Entry("join", "linked")])
+    if step == "hold":
+        assert store.links.hold_found([(claim, FoundContact("c_survivor", "lead", "lead", "No", "x"))]) == [None]
+    else:
+        store.links.finish(claim, JoinResult(LinkStatus.LINKED, kind="lead", email="ann@example.com",
+                                             contact_id="c_survivor", contact_role="lead"), [Entry("join", "linked")])
     done = store.links.erase(stale)
     assert store.links.get(ANN) is None and store.history.entries(ANN) == []
     assert _naming(store) == [(WS, "ann@example.com")] and done.contact_id == "c_survivor"

@@ -390,14 +390,19 @@ class DynamoLinks(Leases):
             start = end
         return answers
 
-    def _hold(self, claim: JoinClaim, found: FoundContact) -> list[Update]:
+    def _hold(self, claim: JoinClaim, found: FoundContact, left: Optional[str] = None) -> list[Update | Delete]:
+        """The hold's writes, held to the claim and to the contact the link holds: none or the one found, or the one
+        `left` names (an earlier try's, whose pointer it leaves in the same write)."""
+        holds = LinkItem.contact_id == left if left else (
+            LinkItem.contact_id.does_not_exist() | (LinkItem.contact_id == found.contact_id))
         return [Update(LinkItem(*link_key(claim.ref)), [
             LinkItem.contact_id.set(found.contact_id), _assign(LinkItem.kind, found.kind),
             _assign(LinkItem.contact_role, found.role), LinkItem.contact_state.remove(),
             _assign(LinkItem.baseline, found.baseline), _assign(LinkItem.baseline_of, found.baseline_of),
             LinkItem.contact_found.set(True), LinkItem.armed.remove(), LinkItem.armed_by.remove(),
-            LinkItem.updated_at.set(iso(self.clock()))], LinkItem.claim == claim.token),
-            _add_ref(contact_key(claim.workspace, found.contact_id), claim.ref)]
+            LinkItem.updated_at.set(iso(self.clock()))], (LinkItem.claim == claim.token) & holds),
+            _add_ref(contact_key(claim.workspace, found.contact_id), claim.ref),
+            *(_leave(contact_key(claim.workspace, left), claim.ref) if left else ())]
 
     def hold_found(self, held: Sequence[tuple[JoinClaim, FoundContact]]) -> list[Optional[Exception]]:
         """One transaction for them all (up to 50 people); when it is refused (a lost claim) or conflicts, each
@@ -411,9 +416,20 @@ class DynamoLinks(Leases):
         return [answer_or_error(partial(self._hold_one, claim, found)) for claim, found in held]
 
     def _hold_one(self, claim: JoinClaim, found: FoundContact) -> None:
-        # (a contact's pointer another person's join writes too: a conflict is tried again)
+        # (a contact's pointer another person's join writes too: a conflict is tried again; a link holding an earlier
+        # try's contact, another one, leaves its pointer: read, and written again holding to it)
         with _or_busy("lost the claim on this join to another worker"):
-            self._retrying_conflicts(lambda: self.history.transact(claim.ref, [], *self._hold(claim, found)))
+            left: Optional[str] = None
+            for tried in range(1, CONFLICT_TRIES + 1):
+                try:
+                    return self._retrying_conflicts(
+                        lambda: self.history.transact(claim.ref, [], *self._hold(claim, found, left)))
+                except TransactWriteError as exc:
+                    item = get(LinkItem, link_key(claim.ref), consistent=True) if conditional(exc) else None
+                    if tried == CONFLICT_TRIES or item is None or item.claim != claim.token or not item.contact_id \
+                            or item.contact_id == found.contact_id:
+                        raise
+                    left = item.contact_id
 
     def reopen_ignored_many(self, ignored: Sequence[tuple[PersonRef, str, Sequence[Entry]]]) -> list[bool]:
         """In transactions of up to 50 people (the link and one entry each); when one is refused (a link
