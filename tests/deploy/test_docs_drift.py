@@ -122,13 +122,16 @@ def _commands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
         yield from _commands(command, path + (name,))
 
 
+BRIDGE_LINE = re.compile(r'^(?:\$ )?(?:[A-Z_]+=\S* )*(?:(?:\./bridge|bridge)(?=\s)|make bridge ARGS=")(.*)')
+
+
 def _shown() -> list[tuple[str, int, str]]:
     """Each `bridge ...` command line the docs show (./bridge, bridge, make bridge ARGS="..."): the words after
     `bridge`, a <placeholder> as one word, without a trailing comment, pipe or redirect."""
     found = []
     for doc, text in DOCS.items():
         for n, span in _spans(text):
-            for m in re.finditer(r'^(?:\$ )?(?:[A-Z_]+=\S* )*(?:\./bridge|bridge|make bridge ARGS=")(?=\s)(.*)', span):
+            for m in BRIDGE_LINE.finditer(span):
                 words = re.split(r"\s+#\s|\s+\|\s|\s+>\s|\s+&&\s|\s+2>", m[1])[0]
                 if "ARGS=" in m[0]:
                     words = words.split('"')[0]
@@ -142,6 +145,8 @@ def test_every_bridge_command_the_docs_show_parses_with_the_cli():
     "invalid choice"). A command named without its arguments in prose (`bridge doctor`) is not a usage."""
     from chalicelib.cli import _parser
     parser, shown, refused = _parser(), _shown(), []
+    for _, command in _commands(parser):
+        command.allow_abbrev = False        # the docs spell each option whole: `--retry` is no `--retry-after`
     assert len(shown) > 150
     for doc, n, words in shown:
         err = io.StringIO()
@@ -152,6 +157,25 @@ def test_every_bridge_command_the_docs_show_parses_with_the_cli():
             said = err.getvalue()
             if exit.code and "the following arguments are required" not in said and "give a command" not in said:
                 refused.append(f"{doc}:{n}: bridge {words} -> {said.strip()}")
+    assert refused == [], "\n".join(refused)
+
+
+def test_every_make_fault_the_docs_show_parses():
+    """The incident rehearsals (`make fault ARGS="rf 429 --retry-after 30 --for 60 --path qualification"`) as
+    infra/local/fault.py parses them."""
+    from infra.local import fault
+    shown = [(doc, n, m[1] or m[2]) for doc, text in DOCS.items() for n, span in _spans(text)
+             for m in re.finditer(r'^make fault ARGS=(?:"([^"]*)"|(\S+))', span)]
+    assert len(shown) > 8
+    refused = []
+    for doc, n, words in shown:
+        if words != "...":
+            try:
+                with contextlib.redirect_stderr(io.StringIO()) as err:
+                    fault.parse(shlex.split(words))
+            except SystemExit:
+                said = err.getvalue().strip().splitlines()[-1]
+                refused.append(f"{doc}:{n}: make fault ARGS=\"{words}\" -> {said}")
     assert refused == [], "\n".join(refused)
 
 
