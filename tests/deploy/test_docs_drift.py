@@ -55,11 +55,16 @@ def _spans(text: str) -> list[tuple[int, str]]:
 # environment variables
 # ---------------------------------------------------------------------------------------------------------------
 
-def _table() -> dict[str, str]:
-    """The README's table of environment variables: each name, its default as written."""
+def _rows() -> dict[str, tuple[str, str]]:
+    """The README's table of environment variables: each name, its default as written and its meaning."""
     section = README.split("### Environment variables")[1].split("\n#")[0]
-    return {name: line.split("|")[2].strip().strip("`") for line in section.splitlines() if line.startswith("| `")
-            for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", line.split("|")[1])}
+    return {name: (cells[2].strip().strip("`"), "|".join(cells[3:])) for line in section.splitlines()
+            if line.startswith("| `") for cells in [line.split("|")]
+            for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", cells[1])}
+
+
+def _table() -> dict[str, str]:
+    return {name: default for name, (default, _) in _rows().items()}
 
 
 class _Reading(dict):
@@ -88,6 +93,24 @@ def test_every_variable_the_configuration_reads_has_a_row_in_the_readmes_table()
     Config.from_env(env)
     assert len(env.asked) > 20
     assert sorted(env.asked - set(_table())) == []
+
+
+def test_each_default_the_readmes_table_states_is_the_codes():
+    """Set to what the table says is its default, a variable changes nothing (a default changed in the code and
+    not in the README, or the other way round, would); a default written beside its variable in the code
+    (`os.environ.get("RECONCILE_EVERY_MINUTES", "15")`, app.py's schedule) is the table's too."""
+    from chalicelib.config import Config
+    env, table = _Reading(), _table()
+    Config.from_env(env)
+    local = {name for name, (_, meaning) in _rows().items() if "`make run` only" in meaning}
+    stated = {name: said for name, said in table.items() if said and said != "per stage"}
+    checked = {name: Config.from_env({name: said}) == Config.from_env({})
+               for name, said in stated.items() if name in env.asked and name not in local}
+    assert len(checked) > 15 and [name for name, same in checked.items() if not same] == []
+    beside = re.findall(r'environ\.get\("([A-Z][A-Z0-9_]+)", "([^"]*)"\)', _code("chalicelib/", "app.py", "infra/"))
+    assert {"RECONCILE_EVERY_MINUTES", "RECONCILE_EVERY_SECONDS"} <= {name for name, _ in beside}
+    assert [(name, default, stated[name]) for name, default in beside
+            if name in stated and default != stated[name]] == []
 
 
 def test_every_bridge_variable_the_code_reads_has_a_row_and_every_row_is_read():
