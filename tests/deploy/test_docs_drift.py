@@ -314,3 +314,21 @@ def test_every_file_test_and_name_the_docs_cite_exists():
                     missing.append(f"{doc}:{n}: {m[0]} (no {name} there)")
     assert checked > 80
     assert missing == [], "\n".join(missing)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# alarms and metrics
+# ---------------------------------------------------------------------------------------------------------------
+
+def test_the_alarms_the_readme_names_are_the_templates_and_its_metrics_are_emitted():
+    """The operator reads which alarm fired, and which metric to look at, in the README: each alarm of
+    infra/template.yaml is named there (and no other), each metric the README lists is one the code counts."""
+    template = (ROOT / "infra" / "template.yaml").read_text(encoding="utf-8")
+    alarms = set(re.findall(r'AlarmName: !Sub "\$\{Prefix\}-([a-z-]+)"', template))
+    topics = set(re.findall(r'TopicName: !Sub "\$\{Prefix\}-([a-z-]+)"', template))
+    named = set(re.findall(r"`rf-intercom-bridge-<stage>-([a-z-]+)`", README))
+    assert len(alarms) >= 6 and sorted(named ^ (alarms | topics)) == []
+    listed = " ".join(README.split("- Metrics are Powertools EMF")[1].split("\n\n")[0].split("\n- ")[0].split())
+    metrics = set(re.findall(r"`([A-Z][A-Za-z]+)`", listed))
+    code = _code("chalicelib/")
+    assert len(metrics) > 15 and sorted(m for m in metrics if f'"{m}"' not in code) == []
