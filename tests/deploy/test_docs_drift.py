@@ -242,6 +242,13 @@ def test_every_make_target_and_knob_the_docs_show_is_the_makefiles():
     assert unknown == [], "\n".join(unknown)
 
 
+def test_every_make_target_is_in_the_readme():
+    """What `make` offers, the README shows (install and clean go without saying: every target installs)."""
+    phony = set(re.search(r"^\.PHONY: (.*)$", MAKEFILE, flags=re.M)[1].split()) - {"install", "clean"}
+    assert len(phony) > 8
+    assert sorted(t for t in phony if not re.search(rf"`make {t}\b|^make {t}\b", README, flags=re.M)) == []
+
+
 def _chaos_knobs() -> set[str]:
     return set(re.search(r"CHAOS_KNOBS := (.*?)\nchaos:", MAKEFILE, flags=re.S)[1].replace("\\", " ").split())
 
