@@ -47,7 +47,7 @@ bridge: $(STAMP)
 
 ## make fault ARGS="intercom 503 --for 120" — break a simulator of the running `make run` (README "Rehearse an
 ##   incident locally"): an error status for the next N calls (--times) or S seconds (--for), drop, revoke-token,
-##   clear, show
+##   clear, show, log
 fault: $(STAMP)
 	@$(BIN)/python -m infra.local.fault $(ARGS)
 
@@ -57,7 +57,8 @@ fault: $(STAMP)
 CHAOS_KNOBS := SEED N UPDATES REPEATS WORKERS KILLS FAULT_RATE PROBES EXISTING EXISTING_YES NEVER_YES THIN \
 	HTTP_TIMEOUT RETRY_AFTER VISIBILITY_TIMEOUT FUNCTION_TIMEOUT RECORD_BUDGET_MS LEASE_SECONDS MAX_ATTEMPTS \
 	INTERCOM_LIMIT INTERCOM_BUDGET RF_LIMIT RF_BUDGET RF_SHARED RF_OFFSET SEARCH_LAG JOIN_SPREAD SPREAD \
-	RECONCILE_EVERY RECONCILE_RETRY KILL_WINDOW DEADLINE MOTO MOTO_PATCH SENDERS KEEP_LOGS REPORT
+	RECONCILE_EVERY RECONCILE_RETRY KILL_WINDOW DEADLINE MOTO MOTO_PATCH SENDERS KEEP_LOGS REPORT \
+	SIGNUPS LOST BRIDGE_SEARCH_LAG
 chaos: $(STAMP)
 	$(BIN)/python -m infra.local.chaos $(foreach k,$(CHAOS_KNOBS),$(if $($(k)),$(k)=$($(k))))
 

@@ -1,6 +1,6 @@
 """`make bench [QUICK=1]`: each figure beside its floor, in one run, interleaved, with ratios.
 
-    python -m bench [--quick] [--only ack,e2e,counts,throughput,budget,cold] [--markdown]
+    python -m bench [--quick] [--only ack,e2e,counts,throughput,budget,sync,cold] [--markdown]
 
 Runs on the local stack (moto in server mode, the simulators), in this process; the cold starts
 in fresh processes. Floors, and what each figure measures: bench/figures.py, bench/floors.py.

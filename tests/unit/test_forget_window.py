@@ -1,5 +1,5 @@
 """`bridge forget` erases a person while a worker's batch, which read their link just before, still judges
-what Intercom said of them: nothing about the person is written back (README "Erasing a person") — no
+what Intercom said of them: nothing about the person is written back (README, "Erasure") — no
 note of a repeat or of a settled qualification, no judgement's entry, no "another worker is qualifying"
 entry for a claim that failed because the link is gone, and no call to Referral Factory."""
 from __future__ import annotations
