@@ -61,6 +61,11 @@ NO_STACK = ("no stack to talk to: no local stack is running (start one with `mak
 class _Parser(argparse.ArgumentParser):
     help_of: Optional[str] = None    # the command whose --help an error points to (else this parser's)
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # Options are taken only as spelt in full: an abbreviation a script relies on (`--reas` for `--reason`)
+        # would become ambiguous, or another option, the day a command gains an option that begins the same.
+        super().__init__(*args, **{**kwargs, "allow_abbrev": False})
+
     def parse_args(self, args=None, namespace=None):
         """argparse's own, but words left over point to the help of the command they were given to
         (`bridge rf connect --bogus` -> `bridge rf connect --help`): its name is of chosen words only."""

@@ -144,7 +144,7 @@ def regex(text: str) -> str:
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="make fault", usage=USAGE, description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog="make fault", usage=USAGE, allow_abbrev=False, description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=__doc__.split("\n\n")[1])
     p.add_argument("sim", nargs="?", choices=[*SIMS, *BOTH], help="which simulator (or clear/show/log both)")

@@ -85,6 +85,23 @@ def test_bad_arguments_are_one_line_too(aws_env, capsys):
     assert one_line(err) == "bridge: give a command: connect, disconnect, remove-app, oauth-app, oauth-link, list (see `bridge workspace --help`)\n"
 
 
+@pytest.mark.parametrize("argv, typed", [(["dlq", "replay", "--reas", "boom"], "--reas"),
+                                         (["doctor", "42", "--js"], "--js"), (["doctor", "42", "--stag", "prod"], "--stag")])
+def test_an_abbreviated_option_is_refused_not_taken_for_the_option_it_begins(aws_env, capsys, argv, typed):
+    """A script's `--reas` for `--reason` would change meaning, or stop parsing, the day a command gains an option
+    that begins the same: options are taken only as spelt in full."""
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2 and f"unrecognized arguments: {typed}" in one_line(capsys.readouterr().err)
+
+
+def test_a_fault_option_abbreviated_is_refused_too(capsys):
+    from infra.local.fault import parse
+    with pytest.raises(SystemExit) as exit_:
+        parse(["intercom", "503", "--tim", "2"])
+    assert exit_.value.code == 2 and "--tim" in capsys.readouterr().err
+
+
 def test_a_missing_command_names_the_commands_that_exist(aws_env, capsys):
     with pytest.raises(SystemExit) as exit_:
         main([])

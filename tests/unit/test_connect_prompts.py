@@ -435,7 +435,7 @@ def test_the_oauth_app_reads_its_own_variable_before_the_private_apps_client_sec
     ("rf", "connect", "-tokSecret:9"),                         # a token that begins with a dash
     ("rf", "tok-Secret:9"),                                    # the token where the command goes
     ("rf", "tok'Secret:9"),                                    # ... holding a quote (argparse repeats it in "")
-    ("workspace", "oauth-app", "--client=tok-Secret:9"),       # an ambiguous abbreviation, its value attached
+    ("workspace", "oauth-app", "--client=tok-Secret:9"),       # an abbreviation (refused), its value attached
     ("rf", "connect", "--json=tok-Secret:9"),                  # a value attached to an option that takes none
 ])
 def test_a_secret_given_where_the_command_takes_none_is_refused_without_repeating_it(rt, monkeypatch, capsys, argv):
