@@ -82,11 +82,38 @@ def test_the_readmes_intercom_outage_rehearsal_says_what_explain_shows():
     from tests.unit.test_vendor_outage import one_join
 
     rehearsal = README.split("### Rehearse an incident locally")[1].split('make fault ARGS="rf ')[0]
-    [said] = re.findall(r"\./bridge explain 1002 +# (\w+: \w+ — Intercom unavailable since)", rehearsal)
+    [said] = re.findall(r"\./bridge explain N +# (\w+: \w+ — Intercom unavailable since)", rehearsal)
     work = one_join(lambda: ApiError("Intercom", 503, "Service Unavailable", code="service_unavailable"), hours=0.01)
     shown = as_text(explain(work, "a@example.com"))
     assert said in shown and "without using up a try" in shown, shown
 
+
+
+def _rehearsal() -> str:
+    return README.split("### Rehearse an incident locally")[1].split("```sh\n")[1].split("\n```")[0]
+
+
+def test_the_readmes_rehearsal_explains_the_demos_person_by_the_id_the_demo_names():
+    """Quick start has played `make demo` once already: its Ann is RF user 1002, and each demo after it plays a new
+    Ann (1006, 1008, ...). A rehearsal's `./bridge explain 1002`, typed as written, showed the first Ann's
+    qualified history instead of the join that waits out the outage."""
+    commands = [line.split("#")[0] for line in _rehearsal().splitlines()]
+    assert sum("./bridge explain" in c for c in commands) == 1
+    assert not [c for c in commands if re.search(r"(explain|--user) \d", c)], commands
+
+
+def test_the_readmes_rehearsal_reconnects_the_usual_token_after_each_revoked_one():
+    """`make fault ARGS=clear` brings back the simulator's usual token (and refuses the one `revoke-token` named):
+    a rehearsal that ends with the clear leaves the bridge with a refused token, doctor's BAD [intercom.token] or
+    [rf.campaign] and the next demo waiting, unless its next command reconnects with the usual one."""
+    from infra.local import fault
+
+    blocks = _rehearsal().split("\n\n")
+    for sim in ("rf", "intercom"):
+        [block] = [b for b in blocks if f'make fault ARGS="{sim} revoke-token"' in b]
+        commands = [line.split("#")[0].strip() for line in block.splitlines() if not line.startswith(" ")]
+        cleared = commands.index("make fault ARGS=clear")
+        assert commands[cleared + 1:] == [fault.connect({"workspace": "vne310wv"}, sim, fault.USUAL[sim])], block
 
 def test_the_readmes_worker_rights_name_each_item_action_with_the_partitions_its_policy_grants():
     """An operator reviewing the worker's rights reads them in the README: each action it is granted on the
