@@ -557,7 +557,9 @@ def _settings_apply(args: argparse.Namespace, rt: Runtime) -> int:
 def _settings_show(args: argparse.Namespace, rt: Runtime) -> int:
     shown = admin.show_settings(rt, args.campaign_id)
     if shown is None:
-        raise CliError(f"campaign {args.campaign_id} has no settings")
+        raise CliError(f"campaign {args.campaign_id} has no settings — apply them with `bridge settings apply <file>` "
+                       "(an example: docs/examples/campaign.yaml; `bridge workspace list` names the campaigns that "
+                       "have settings)")
     _print(shown)
     return 0
 

@@ -49,6 +49,18 @@ def test_a_missing_settings_file_as_the_readme_once_showed_it(aws_env, tmp_path,
     assert one_line(err) == "bridge: campaign.yaml: no such file (an example: docs/examples/campaign.yaml)\n"
 
 
+
+def test_settings_show_of_a_campaign_without_settings_says_how_to_store_them(capsys):
+    """A new user's `./bridge settings show 43` said `campaign 43 has no settings`, and no more: not how settings
+    are stored, nor where to see which campaigns have some (a mistyped id)."""
+    from tests.fakes import FakeConnecting
+
+    code, out, err = run_cli(FakeConnecting(), capsys, "settings", "show", "43")
+    assert (code, out) == (1, "")
+    assert one_line(err) == ("bridge: campaign 43 has no settings — apply them with `bridge settings apply <file>` "
+                             "(an example: docs/examples/campaign.yaml; `bridge workspace list` names the campaigns "
+                             "that have settings)\n")
+
 def test_a_directory_instead_of_a_file(aws_env, tmp_path, capsys):
     code, _, err = run_cli(None, capsys, "settings", "check", str(tmp_path))
     assert code == 1 and "cannot be read" in one_line(err)
