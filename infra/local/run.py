@@ -318,11 +318,11 @@ def banner(stack: LocalStack, every: str) -> str:
     simulators: the demo and its campaign 42; on the real APIs: your own settings)."""
     lines = ["", "  Referral Factory <-> Intercom bridge, running locally"
              + (f" against the real Intercom (workspace {stack.workspace}) and Referral Factory" if stack.real else ""),
-             f"  API             {stack.api_url}   (POST /webhooks/referral-factory, POST|HEAD /webhooks/intercom)",
-             f"  AWS (moto)      {stack.endpoint_url}",
-             f"  Intercom        {stack.intercom_url}",
+             f"  API              {stack.api_url}   (POST /webhooks/referral-factory, POST|HEAD /webhooks/intercom)",
+             f"  AWS (moto)       {stack.endpoint_url}",
+             f"  Intercom         {stack.intercom_url}",
              f"  Referral Factory {stack.rf_url}",
-             f"  Worker          polling the work queue; reconciliation every {every} s"]
+             f"  Worker           polling the work queue; reconciliation every {every} s"]
     state = STATE.relative_to(ROOT)
     if stack.real:
         lines += ["",
@@ -335,8 +335,8 @@ def banner(stack: LocalStack, every: str) -> str:
                   "",
                   "  In another terminal:  make demo      (a referral joins, signs up, and qualifies)",
                   f"  Operator commands:    ./bridge explain <rf user id>   (finds this stack through {state})"]
-    kept = "AWS (moto)" + ("" if stack.real else " and the simulators")
-    lines += [f"  Ctrl-C stops everything, and a restart starts empty: {kept} keep their state in memory only "
+    kept = "AWS (moto) keeps its state" if stack.real else "AWS (moto) and the simulators keep their state"
+    lines += [f"  Ctrl-C stops everything, and a restart starts empty: {kept} in memory only "
               "(a crash and resume is rehearsed by `make chaos`: it kills workers, not the stack).", ""]
     return "\n".join(lines)
 

@@ -187,6 +187,16 @@ def test_the_real_api_banner_advertises_neither_the_demo_nor_the_simulators_page
 
 
 @pytest.mark.parametrize("real", [False, True], ids=["simulators", "real APIs"])
+def test_the_banners_addresses_start_in_one_column(real):
+    """`Referral Factory` and `Connect by OAuth` filled the label column: their address and command started one
+    column left of the others', with no space between label and value for the eye to find."""
+    said = run.banner(a_stack(real=real), "60").splitlines()
+    labels = ["API", "AWS (moto)", "Intercom", "Referral Factory", "Worker"] + ([] if real else ["Connect by OAuth"])
+    rows = {label: next(line for line in said if line.startswith(f"  {label} ")) for label in labels}
+    starts = {len(row) - len(row[2 + len(label):].lstrip()) for label, row in rows.items()}
+    assert len(rows) == len(labels) and len(starts) == 1, rows
+
+@pytest.mark.parametrize("real", [False, True], ids=["simulators", "real APIs"])
 def test_the_banner_says_a_restart_forgets_everything_and_how_a_crash_is_rehearsed(real):
     """An operator killed and restarted `make run` to rehearse a crash and resume: the bridge's state (moto) and
     the simulators' are in memory, so nothing was left to resume, and nothing had said so."""
@@ -194,6 +204,7 @@ def test_the_banner_says_a_restart_forgets_everything_and_how_a_crash_is_rehears
     [line] = [t for t in said.splitlines() if "Ctrl-C" in t]
     assert "in memory" in line and "make chaos" in line
     assert ("simulators" in line) is not real
+    assert ("AWS (moto) keeps its state" in line) is real     # not "AWS (moto) keep their state"
 
 
 def asleep(thread: threading.Thread) -> bool:
