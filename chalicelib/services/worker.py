@@ -352,7 +352,9 @@ def _prepare(handler: Handler, group: list[Job], deps: WorkDeps) -> dict[Job, An
 def _log_failed(what: str, exc: Exception) -> None:
     """A step of the batch's own failed: an expected condition with its reason (a WorkError: the table throttled, a
     vendor's outage, a pause, a disconnected workspace) in one line; anything else (a bug) with its traceback."""
-    if isinstance(exc, WorkError):
+    if isinstance(exc, TokenRefused):     # waited out, not dead-lettered: its reason's replay is a dead letter's
+        logger.warning(f"{what}: {mask_emails(exc.waiting)}")
+    elif isinstance(exc, WorkError):
         logger.warning(f"{what}: {mask_emails(exc.reason)}")
     else:
         logger.exception(what)

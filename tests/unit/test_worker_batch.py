@@ -339,6 +339,31 @@ def test_a_batched_read_that_fails_for_an_expected_reason_is_one_warning_line_wi
     assert read.levelname == "ERROR" and read.exc_info is not None              # the unexpected keeps its traceback
 
 
+
+def test_a_batched_read_refused_the_workspaces_token_logs_the_wait_not_a_replay(caplog):
+    """Rehearsing `make fault ARGS="intercom revoke-token"`, `make run`'s terminal said "batched read failed: ... reconnect
+    the workspace, then `bridge dlq replay ...`" while explain, doctor and the fault's own line said the work waits for
+    the new token and goes on by itself, with no replay (and the dead-letter queue was empty)."""
+    import logging
+
+    from chalicelib.errors import TokenRefused, refused_token, replay_refused
+    from tests.unit.scenario import records
+    work, verify = disconnected_verify()
+    answer = "Intercom answered 401 unauthorized: Access Token Invalid"
+
+    def refused(workspace):
+        raise TokenRefused(f"{answer} — {refused_token(workspace)} (invalid or revoked): reconnect the workspace, then "
+                           f"`{replay_refused(workspace)}`", workspace, None, answer, status=401)
+
+    work.apis.intercom = refused
+    with caplog.at_level(logging.INFO):
+        assert handle_batch(records(verify), work)["dead"] == 0
+    [read] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("batched read failed")]
+    assert "dlq replay" not in read and "no replay" in read, read
+    assert read.startswith(f"batched read failed: {refused_token('ws')} ({answer}): the work waits for the "
+                           "workspace's token to be replaced — "), read
+    assert work.queue.dead == []
+
 def test_a_record_whose_read_fails_for_good_is_still_found_alone_and_its_neighbours_finish():
     kind = Recorder()
 
