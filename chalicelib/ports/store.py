@@ -174,7 +174,8 @@ class LinkRepository(Protocol):
              baseline: Any = KEEP, baseline_of: Optional[str] = KEEP) -> Optional[Link]:
         """The link and its pointer follow the person to `contact_id` (alive): the contact was merged
         into it, or it is the older duplicate of the one we created. `baseline`: its new baseline, a
-        value of `baseline_of` (the link is no longer armed: what armed it was the other contact's).
+        value of `baseline_of` (the link is no longer armed: what armed it was the other contact's). `role`: the
+        contact's role now; none given, the link keeps the one it holds, and is returned with it (set meanwhile too).
         Only while the stored link is on the contact `link` names: on another (moved meanwhile), Busy; erased
         meanwhile (`bridge forget`), None, and nothing written (neither the link nor a pointer to it)."""
     def set_contact(self, link: Link, entries: Sequence[Entry], *, when: Optional[float] = None,

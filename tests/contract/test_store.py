@@ -340,6 +340,16 @@ def test_a_merge_moves_the_link_and_its_pointer_to_the_survivor(store):
     assert moved.baseline == "No"                                 # kept unless given
 
 
+def test_a_move_without_a_role_returns_the_role_the_link_holds_not_the_one_read(store):
+    """A worker read the link, and Intercom's role of its contact was set since (another event): a merge that names
+    no role keeps the stored one, and returns the link as it now stands, that role with it, on either store."""
+    read = joined(store)                                                        # role "lead" when read
+    store.links.set_contact(store.links.get(ANN), [Entry("contact", "changed")], role="user")
+    moved = store.links.move(read, "c2", [Entry("contact", "merged")])
+    assert (moved.contact_id, moved.contact_role) == ("c2", "user")
+    assert store.links.get(ANN) == moved and outcomes(store)[-2:] == ["changed", "merged"]
+
+
 def test_an_email_change_moves_the_link_and_its_pointer_in_event_time_order(store):
     link = joined(store)
     other = joined(store, PersonRef("43", "7"), kind="referrer", pending=False)      # shares the old email

@@ -548,9 +548,14 @@ class DynamoLinks(Leases):
         if changes:         # a value seen missing the target was the other contact's: not armed under the new baseline
             actions += [LinkItem.armed.remove(), LinkItem.armed_by.remove()]
             changes.update(armed=False, armed_by=None)
+        # Named no role, the link keeps the stored one, and is returned with it (the memory twin's): the write holds
+        # only while the role is the one known, and one set meanwhile (another event) is read back and known.
+        known = link.contact_role
         for tried in range(1, CONFLICT_TRIES + 1):
-            updates: list[Update | Delete] = [Update(LinkItem(*link_key(link.ref)), actions,
-                                                     LinkItem.contact_id == old)]
+            condition = LinkItem.contact_id == old
+            if not role:
+                condition = condition & _same(LinkItem.contact_role, known)
+            updates: list[Update | Delete] = [Update(LinkItem(*link_key(link.ref)), actions, condition)]
             if old:         # (the merged contact's pointer goes when it named her alone, as an email's does)
                 updates += _leave(contact_key(link.workspace, old), link.ref)
             updates.append(_add_ref(contact_key(link.workspace, contact_id), link.ref))
@@ -564,8 +569,9 @@ class DynamoLinks(Leases):
                     return None     # erased meanwhile (`bridge forget`): its condition wrote nothing back
                 if tried == CONFLICT_TRIES or stored.contact_id != old:
                     raise
+                known = stored.contact_role
         return dataclasses.replace(link, contact_id=contact_id, contact_state=None, contact_created=False,
-                                   contact_role=role or link.contact_role, updated_at=now, **changes)
+                                   contact_role=role or known, updated_at=now, **changes)
 
     def set_contact(self, link: Link, entries: Sequence[Entry], *, when: Optional[float] = None,
                     role: Optional[str] = KEEP, state: Optional[ContactState] = KEEP,
