@@ -765,6 +765,32 @@ def test_a_refusal_is_dated_by_its_letter_and_its_discard_is_marked_until_the_qu
                                                                    else clock.now - 86400)
 
 
+@pytest.mark.parametrize("ends", [QState.QUALIFIED, QState.FAILED])
+def test_a_refused_lead_found_deleted_in_rf_is_marked_with_its_entry_until_the_qualification_ends_again(
+        store, clock, ends):
+    """`bridge backfill --apply` found refused leads deleted in Referral Factory: each whose qualification failed is
+    marked so, when, with its entry; a lead not refused, or not kept, is left alone (said so); a qualification
+    ending again clears the mark."""
+    failed = store.links.finish_qualifying(store.links.start_qualifying(joined(store)), QState.FAILED, [],
+                                           reason="RF answered 422")
+    pending = joined(store, PersonRef("42", "8"), contact="c8", email="bob@example.com")
+    clock.now += 86400
+    gone = Entry("qualification", "deleted_in_rf", "deleted in Referral Factory")
+    assert store.links.rf_deleted([(ANN, [gone]), (pending.ref, [gone]), (PersonRef("42", "nobody"), [gone])]) == [
+        True, False, False]
+    marked = store.links.get(ANN)
+    assert (marked.rf_deleted_at, marked.refused_at, marked.qualification) == (clock.now, failed.refused_at,
+                                                                               QState.FAILED)
+    assert outcomes(store)[-1] == "deleted_in_rf" and "deleted_in_rf" not in outcomes(store, pending.ref)
+    assert store.links.get(pending.ref).rf_deleted_at is None and store.links.get(PersonRef("42", "nobody")) is None
+    assert store.history.entries(PersonRef("42", "nobody")) == []
+    store.links.set_contact(marked, [], role="user")                  # any later write keeps it
+    assert store.links.get(ANN).rf_deleted_at == clock.now
+    again = store.links.finish_qualifying(store.links.start_qualifying(store.links.get(ANN), replay=True), ends, [],
+                                          reason="again")
+    assert again.rf_deleted_at is None and store.links.get(ANN).rf_deleted_at is None
+
+
 def test_a_claim_cannot_end_where_no_transition_goes(store):
     claim = store.links.start_qualifying(joined(store))
     with pytest.raises(ValueError):

@@ -746,14 +746,14 @@ class DynamoLinks(Leases):
             actions += [LinkItem.lease_until.remove(), LinkItem.overdue_pk.remove(), LinkItem.rf_said_no.remove()]
         actions += [LinkItem.letter_owed.set(True), LinkItem.refused_at.set(at)] if state is QState.FAILED else [
             LinkItem.letter_owed.remove()]
-        actions.append(LinkItem.refusal_discarded.remove())
+        actions += [LinkItem.refusal_discarded.remove(), LinkItem.rf_deleted_at.remove()]
         with _or_busy("lost the qualification claim to another worker"):
             self.history.transact(link.ref, entries, Update(LinkItem(*link_key(link.ref)), actions,
                                                             LinkItem.claim == claim.token))
         return dataclasses.replace(link, qualification=state, reason=reason or None, updated_at=now,
                                    qualified_at=now if state is QState.QUALIFIED else link.qualified_at,
                                    rf_said_no=rf_said_no if state is QState.UNCONFIRMED and rf_said_no else None,
-                                   letter_owed=state is QState.FAILED, refusal_discarded=False,
+                                   letter_owed=state is QState.FAILED, refusal_discarded=False, rf_deleted_at=None,
                                    refused_at=at if state is QState.FAILED else link.refused_at)
 
     def lettered(self, ref: PersonRef, reason: str) -> None:
@@ -765,6 +765,12 @@ class DynamoLinks(Leases):
         for ref in dict.fromkeys(PersonRef(*r) for r in refs):
             applied(partial(LinkItem(*link_key(ref)).update, actions=[LinkItem.refusal_discarded.set(True)],
                             condition=LinkItem.qualification == QState.FAILED.value))
+
+    def rf_deleted(self, found: Sequence[tuple[PersonRef, Sequence[Entry]]]) -> list[bool]:
+        at = self.clock()
+        return [applied(partial(self.history.transact, PersonRef(*ref), entries, Update(
+            LinkItem(*link_key(PersonRef(*ref))), [LinkItem.rf_deleted_at.set(at), LinkItem.updated_at.set(iso(at))],
+            LinkItem.qualification == QState.FAILED.value))) for ref, entries in found]
 
     def unpend(self, link: Link, reason: str) -> Link:
         applied(lambda: self.history.transact(link.ref, [Entry("reconciliation", "stopped", reason)], Update(
