@@ -493,7 +493,7 @@ class MemoryLinks(Leases):
         return self._write(claim.link.ref, entries, qualification=state, reason=reason or None,
                            qualified_at=iso(now) if state is QState.QUALIFIED else held.link.qualified_at,
                            rf_said_no=True if state is QState.UNCONFIRMED and rf_said_no else None,
-                           letter_owed=state is QState.FAILED, refusal_discarded=False,
+                           letter_owed=state is QState.FAILED, refusal_discarded=False, rf_deleted_at=None,
                            refused_at=now if state is QState.FAILED else held.link.refused_at)
 
     def lettered(self, ref: PersonRef, reason: str) -> None:
@@ -506,6 +506,17 @@ class MemoryLinks(Leases):
             held = self.tables.links.get(PersonRef(*ref))
             if held is not None and held.link.qualification is QState.FAILED:
                 held.link = dataclasses.replace(held.link, refusal_discarded=True)
+
+    def rf_deleted(self, found: Sequence[tuple[PersonRef, Sequence[Entry]]]) -> list[bool]:
+        out = []
+        for ref, entries in found:
+            held = self.tables.links.get(PersonRef(*ref))
+            if held is None or held.link.qualification is not QState.FAILED:
+                out.append(False)
+                continue
+            self._write(held.link.ref, entries, rf_deleted_at=self.clock())
+            out.append(True)
+        return out
 
     def unpend(self, link: Link, reason: str) -> Link:
         held = self.tables.links.get(link.ref)

@@ -52,16 +52,18 @@ SETTLED = {
 DEAD_LETTER_DAYS = 14    # how long SQS keeps a dead letter (infra/template.yaml: its longest), then deletes it unsaid
 
 
-def letter_gone(link: Link, now: float) -> bool:
+def letter_gone(link: Link, now: float, listed: bool = False) -> bool:
     """A linked lead whose qualification RF refused (FAILED: only a replay reopens it) longer ago than SQS keeps
     a dead letter: its letter is gone, and no `bridge dlq replay` can reach it. The refusal is dated by its letter
     (Link.refused_at; a replay failing again renews it); a link refused before the bridge recorded that, by its last
     write (a later one, e.g. the contact followed to a merge, only dates it later). A check of the lead sent as a
     replay (`bridge backfill CAMPAIGN --apply`) finishes it, RF asked first (finishes_on_replay). Not a refusal
-    whose letter the operator discarded (Link.refusal_discarded: given up on for good)."""
+    whose letter the operator discarded (Link.refusal_discarded: given up on for good), nor, unless Referral Factory
+    `listed` the lead since, one whose lead backfill found deleted there (Link.rf_deleted_at: nothing left to check)."""
     refused = link.refused_at if link.refused_at is not None else epoch(link.updated_at) if link.updated_at else 0.0
     return (link.qualification is QState.FAILED and link.is_lead and link.status is LinkStatus.LINKED
-            and not link.refusal_discarded and refused <= now - DEAD_LETTER_DAYS * 86400)
+            and not link.refusal_discarded and (listed or link.rf_deleted_at is None)
+            and refused <= now - DEAD_LETTER_DAYS * 86400)
 
 
 def failed_repeat(link: Link, now: Optional[float]) -> Repeat:
@@ -70,12 +72,21 @@ def failed_repeat(link: Link, now: Optional[float]) -> Repeat:
     to do once the operator discarded it."""
     if link.refusal_discarded:
         return Repeat("qualification_failed_discarded", DISCARDED_REFUSAL)
+    if link.rf_deleted_at is not None and link.qualification is QState.FAILED:
+        return Repeat("qualification_failed_rf_deleted", RF_DELETED_REFUSAL)
     if now is None or not letter_gone(link, now):
         return Repeat(f"qualification_{QState.FAILED.value}", SETTLED[QState.FAILED])
     return Repeat("qualification_failed_letter_gone", (
         f"qualifying failed earlier, and its dead letter is gone (SQS keeps one {DEAD_LETTER_DAYS} days): "
         f"`bridge backfill {link.campaign_id} --apply` checks it again once the cause is fixed (Referral Factory "
         "asked first)"))
+
+
+#: A refused lead `bridge backfill --apply` found deleted in Referral Factory (Link.rf_deleted_at).
+RF_DELETED_REFUSAL = ("qualifying failed earlier, its dead letter is gone, and the lead was deleted in Referral Factory "
+                      "(`bridge backfill --apply` found it no longer listed, and RF answered 404 for it): nothing is "
+                      "left to qualify, so it is never checked again (`bridge forget` erases what the bridge keeps "
+                      "of it)")
 
 
 DISCARDED_REFUSAL = ("qualifying failed earlier, and the operator discarded its dead letter (`bridge dlq discard`): "

@@ -109,6 +109,10 @@ class Link:
     # The operator discarded that refusal's dead letter (`bridge dlq discard`: given up on for good), until the
     # qualification ends again (qualified, or failed anew).
     refusal_discarded: bool = False
+    # When `bridge backfill --apply` found this refused lead deleted in Referral Factory (unix time): RF no longer
+    # listed it and answered 404 for it, so its refusal can never be checked again (judge.letter_gone leaves it out),
+    # until the qualification ends again (qualified, or failed anew). None: not found so.
+    rf_deleted_at: Optional[float] = None
     # The referrer (RF id) this lead's join counted for (referral counts; or `bridge backfill --apply`,
     # for a join applied before the campaign kept counts): erasing the link takes the lead off that
     # count, so that a join that comes again after `bridge forget` counts once again.

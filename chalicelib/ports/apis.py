@@ -97,6 +97,7 @@ class CampaignPeople(Protocol):
     def get_campaign(self, campaign_id: str) -> dict: ...
     def users_page(self, campaign_id: str, after: Optional[str] = None,
                    per_page: int = 250) -> PeoplePage: ...                    # as ReferralFactoryPort's
+    def get_user(self, user_id: str) -> dict: ...     # (backfill: a refused lead RF no longer lists; 404: deleted)
 
 
 class Apis(Protocol):

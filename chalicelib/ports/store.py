@@ -174,7 +174,8 @@ class LinkRepository(Protocol):
              baseline: Any = KEEP, baseline_of: Optional[str] = KEEP) -> Optional[Link]:
         """The link and its pointer follow the person to `contact_id` (alive): the contact was merged
         into it, or it is the older duplicate of the one we created. `baseline`: its new baseline, a
-        value of `baseline_of` (the link is no longer armed: what armed it was the other contact's).
+        value of `baseline_of` (the link is no longer armed: what armed it was the other contact's). `role`: the
+        contact's role now; none given, the link keeps the one it holds, and is returned with it (set meanwhile too).
         Only while the stored link is on the contact `link` names: on another (moved meanwhile), Busy; erased
         meanwhile (`bridge forget`), None, and nothing written (neither the link nor a pointer to it)."""
     def set_contact(self, link: Link, entries: Sequence[Entry], *, when: Optional[float] = None,
@@ -231,7 +232,8 @@ class LinkRepository(Protocol):
         """End the claim: QUALIFIED or FAILED (final; out of every index), or UNCONFIRMED (out of the
         pending index; overdue once `lease` has run, unless a retry finished it first), recording
         `rf_said_no` (Link.rf_said_no) with it. FAILED owes its dead letter (Link.letter_owed) until `lettered`, and
-        dates the refusal (Link.refused_at); either ending clears a discarded refusal's mark (Link.refusal_discarded)."""
+        dates the refusal (Link.refused_at); either ending clears a discarded refusal's mark (Link.refusal_discarded) and
+        a deletion in RF found (Link.rf_deleted_at)."""
     def lettered(self, ref: PersonRef, reason: str) -> None:
         """A dead letter saying `reason` was sent about the person: their failed qualification, if it owes its
         letter with that reason (Link.reason), owes it no more, and its refusal is dated by it (Link.refused_at).
@@ -239,6 +241,10 @@ class LinkRepository(Protocol):
     def discard_refusals(self, refs: Iterable[PersonRef]) -> None:
         """The operator discarded a qualification's dead letter about each (`bridge dlq discard`): one whose
         qualification failed is marked so (Link.refusal_discarded) until it ends again; others are left alone."""
+    def rf_deleted(self, found: Sequence[tuple[PersonRef, Sequence[Entry]]]) -> list[bool]:
+        """`bridge backfill --apply` found each lead deleted in Referral Factory: one whose qualification failed is
+        marked so (Link.rf_deleted_at: now), with its entries, until its qualification ends again; others (no link,
+        or no longer failed) are left alone, nothing written. Whether each was marked."""
     def unpend(self, link: Link, reason: str) -> Link:
         """Reconciliation stops checking this link (the reason goes into its history; erased meanwhile: nothing
         written)."""

@@ -39,7 +39,11 @@ letter (domain/judge.letter_gone) can no longer be replayed: a run with `apply` 
 replay, what its letter's replay would do (qualification/checks.on_check): RF is asked first, then sent the PUT only
 if it says no; a refusal that still holds fails it again, with RF's reason, in a dead letter of its own (which a
 next run leaves to `bridge dlq replay` for as long as SQS keeps it). One whose letter the operator discarded (`bridge
-dlq discard`: given up on for good) is left as it is."""
+dlq discard`: given up on for good) is left as it is. Such a lead RF no longer lists (the campaign's refused leads read
+once the pages are, one query: SCAN_LIMIT links at most) is asked about (one call each): RF answering 404, it was
+deleted there, and a run with `apply` marks its link so (Link.rf_deleted_at, with an entry in its history): never
+checked again, nor counted by `doctor`, and `explain` says it; RF answering for it, it is checked again as a listed one
+is; RF not answering, it is left for a next run."""
 from __future__ import annotations
 
 from collections import Counter
@@ -56,7 +60,7 @@ from ..domain.qualification import QState
 from ..domain.rules import matches
 from ..domain.settings import CampaignSettings, SettingsError, parse_settings
 from ..domain.sync import NOT_IN_RF, count_attribute, counted_referrer
-from ..errors import WorkError, rf_campaign_fix
+from ..errors import Permanent, WorkError, rf_campaign_fix
 from ..observability import mask_email, mask_emails
 from ..messages import CheckMessage, JoinMessage
 from ..ports import IntercomPort, Merged, MessageTooLarge, NotFound, Store, WorkQueue
@@ -94,7 +98,14 @@ NOT_TAKEN = "baseline not known under the qualification rule: its contact could 
 # A lead whose qualification RF refused, its dead letter gone (letter_gone): checked again, as its letter's replay would.
 RECHECK = (f"qualification refused by Referral Factory, its dead letter gone (SQS keeps one {DEAD_LETTER_DAYS} days): "
            "checked again (Referral Factory asked first)")
-ACTS = (WAITING, RETRY, MISSING, SYNCED, COUNTED, BASELINE, HELD, NOT_TAKEN, RECHECK)   # outcomes that act on people (and Reopened)
+# ... and no longer listed by RF, which answered 404 for it: deleted there, nothing left to check (Link.rf_deleted_at)
+RF_DELETED = (f"qualification refused by Referral Factory, its dead letter gone (SQS keeps one {DEAD_LETTER_DAYS} days), "
+              "and deleted in Referral Factory (not listed, 404): marked so, never checked again (`doctor` no longer "
+              "counts it)")
+# ... not listed, and RF could not be asked about it: left for a next run
+RF_UNASKED = (f"qualification refused by Referral Factory, its dead letter gone (SQS keeps one {DEAD_LETTER_DAYS} "
+              "days), not listed by Referral Factory, which could not be asked about it: left as it is (run again)")
+ACTS = (WAITING, RETRY, MISSING, SYNCED, COUNTED, BASELINE, HELD, NOT_TAKEN, RECHECK, RF_DELETED, RF_UNASKED)   # outcomes that act on people (and Reopened)
 
 Uncounted = tuple[PersonRef, PersonRef]     # a lead applied without counting, and the referrer they count for
 
@@ -151,7 +162,8 @@ class Result:
                WAITING: "waiting (in the queue, or dead-lettered before its next try): would be joined again",
                COUNTED: "already applied: would be counted for their referrer",
                BASELINE: "baseline not known under the qualification rule: its value now would be taken as its baseline",
-               RECHECK: RECHECK.replace("checked again", "would be checked again")}
+               RECHECK: RECHECK.replace("checked again", "would be checked again"),
+               RF_DELETED: RF_DELETED.replace("marked so, never", "would be marked so, then never")}
 
         def said(k: Outcome) -> str:
             return k.said(self.applied) if isinstance(k, Reopened) else k if self.applied else dry.get(k, k)
@@ -239,6 +251,7 @@ def backfill(rt: Backfilling, campaign_id: str, apply: bool = False,
             progress(listed, page.total, result.queued if apply else would_send)
     if not result.read:
         _campaign_exists(rt, result.campaign_id)
+    _unlisted(rt, result, seen, apply)
     attribute = count_attribute(settings)
     if apply and attribute:
         owed = _owed(rt, result.campaign_id, asked, attribute)
@@ -470,13 +483,55 @@ def _rechecks(store: Store, links: dict[PersonRef, Link], now: float, apply: boo
     queues it again: harmless, one claim qualifies, and the other finds it done. A refusal recorded before links
     kept the discard (Link.refused_at unset) is told by its history; `apply` writes a discard found there onto the
     link, where doctor and later webhooks read it, and where it outlives the history."""
-    gone = [link for link in links.values() if letter_gone(link, now)]
+    gone = [link for link in links.values() if letter_gone(link, now, listed=True)]     # (RF lists them: not deleted)
     discarded = [link.ref for link in gone
                  if link.refused_at is None and letter_discarded(store.history.entries(link.ref))]
     if apply and discarded:
         store.links.discard_refusals(discarded)
     return {link.ref: CheckMessage(campaign_id=link.campaign_id, rf_user_id=link.rf_user_id, workspace=link.workspace,
                                    replayed_from=RECHECKED) for link in gone if link.ref not in discarded}
+
+
+def _unlisted(rt: Backfilling, result: Result, seen: set[str], apply: bool) -> None:
+    """The campaign's leads whose refused qualification's dead letter is gone (letter_gone) and whom RF did not list
+    (`seen`: the whole walk's): each asked about (one call): deleted there (404), marked so with `apply`
+    (LinkRepository.rf_deleted, one write each: one changed meanwhile, e.g. checked again, is left as it is); RF
+    answering for it (its list skipped it: its pages are offsets, which a deletion meanwhile shifts), checked again as
+    a listed one is; RF not answering, left for a next run."""
+    now = rt.clock()
+    refused, _ = rt.store.links.refused_in(result.campaign_id)
+    unlisted = [link for link in refused if link.rf_user_id not in seen and letter_gone(link, now)]
+    deleted: list[Link] = []
+    checks: dict[PersonRef, CheckMessage] = {}
+    for link in unlisted:
+        try:
+            rt.rf().get_user(link.rf_user_id)
+        except WorkError as exc:
+            if isinstance(exc, Permanent) and exc.status == 404:
+                deleted.append(link)
+            else:
+                _said(result, RF_UNASKED, link, exc.reason)
+            continue
+        checks.update(_rechecks(rt.store, {link.ref: link}, now, apply))
+    marked = rt.store.links.rf_deleted([(link.ref, [Entry("qualification", "deleted_in_rf", (
+        f"`bridge backfill {link.campaign_id} --apply`: Referral Factory no longer lists this lead, and answered 404 "
+        f"for it: deleted in Referral Factory, so its refused qualification (its dead letter gone) is never checked "
+        "again"))]) for link in deleted]) if apply and deleted else [True] * len(deleted)
+    for link, done in zip(deleted, marked):
+        if done:
+            _said(result, RF_DELETED, link)
+    for ref in checks:
+        _said(result, RECHECK, next(link for link in unlisted if link.ref == ref))
+    if apply and checks:
+        _send(rt, [], set(), set(), list(checks.values()))
+        result.queued += len(checks)
+
+
+def _said(result: Result, outcome: str, link: Link, why: Optional[str] = None) -> None:
+    """An outcome of a lead RF did not list (`_unlisted`): counted, and named (RF id, email masked)."""
+    result.outcomes[outcome] += 1
+    result.people.setdefault(outcome, []).append({"rf_user_id": link.rf_user_id, "email": mask_email(link.email)
+                                                  if link.email else None, **({"reason": why} if why else {})})
 
 
 def _send(rt: Backfilling, joins: list[JoinMessage], grown: set[PersonRef], owed: set[PersonRef],

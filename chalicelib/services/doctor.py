@@ -240,8 +240,9 @@ def _baselines(store: Store, report: Report, settings: CampaignSettings) -> None
 def _letters_gone(store: Store, report: Report, settings: CampaignSettings, now: float) -> None:
     """Leads whose qualification RF refused longer ago than SQS keeps a dead letter (letter_gone): no replay reaches
     them, nor does `[dead_letters]` see them; `bridge backfill --apply` checks each again (not one whose letter the
-    operator discarded). One query of the campaign's links (SCAN_LIMIT at most). A warning: a lead RF no longer
-    lists (deleted there) is never checked again, and stays counted."""
+    operator discarded). One query of the campaign's links (SCAN_LIMIT at most). A warning. One whose lead was deleted
+    in RF is found by that backfill (not listed, 404) and marked so (Link.rf_deleted_at): nothing is left to check, and
+    it is no longer counted here (letter_gone)."""
     found, complete = store.links.refused_in(settings.campaign_id)
     gone = sorted((link.rf_user_id for link in found if letter_gone(link, now)), key=lambda r: (len(r), r))
     c = settings.campaign_id
@@ -253,7 +254,7 @@ def _letters_gone(store: Store, report: Report, settings: CampaignSettings, now:
             "the rule was met, and the referral stays unqualified until it is checked again",
             f"fix the cause at Referral Factory (`bridge explain <RF user id>` shows RF's answer), then `bridge "
             f"backfill {c}` (a dry run) lists them, and `bridge backfill {c} --apply` checks each again (Referral "
-            "Factory asked first)", warn=True)
+            "Factory asked first), or, one deleted in Referral Factory, marks it so: no longer counted here", warn=True)
 
 
 # --- contact sync --------------------------------------------------------------------------------

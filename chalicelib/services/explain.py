@@ -503,7 +503,8 @@ def _letters_gone(trail: list[dict], people: dict[PersonRef, Link], now: float) 
     discarded since): SQS deleted it, and the replay its fixes named finds nothing. `bridge backfill --apply` sends
     the join again, or checks the qualification again as its replay would (a discard's fix: nothing is left to
     discard), once it does: a qualification's is gone as backfill tells it, by its link (letter_gone: its refusal's
-    date, and not discarded)."""
+    date, and not discarded); one whose lead backfill found deleted in Referral Factory (Link.rf_deleted_at) has
+    nothing left to do."""
     letters: dict[tuple, Optional[dict]] = {}
     for e in trail:                 # (in time order: the person's last letter of each, unless replayed or discarded)
         topic = KIND_TOPICS.get(str((e.get("details") or {}).get("kind")))
@@ -514,14 +515,18 @@ def _letters_gone(trail: list[dict], people: dict[PersonRef, Link], now: float) 
         if letter is None or (epoch(letter["at"]) or now) > now - DEAD_LETTER_DAYS * 86400:
             continue
         link = people.get(PersonRef(str(campaign), str(rf_user)))
-        if topic == "qualification" and (link is None or not letter_gone(link, now)):
+        deleted = topic == "qualification" and link is not None and link.rf_deleted_at is not None \
+            and link.qualification is QState.FAILED
+        if topic == "qualification" and not deleted and (link is None or not letter_gone(link, now)):
             continue
         for e in trail:
             fix = e.get("fix") or ""
             if (e.get("campaign_id"), e.get("rf_user_id")) != (campaign, rf_user) or e["at"] > letter["at"] \
                     or COMMAND not in fix or (e is not letter and TOPICS.get(e["event"]) != topic):
                 continue
-            e["fix"] = (f"nothing to discard: {gone}" if "dlq replay" not in fix else fix.split(COMMAND)[0]
+            e["fix"] = (f"nothing left to do: deleted in Referral Factory (`bridge backfill {campaign} --apply` found "
+                        f"it no longer listed, 404), and {gone}" if deleted else
+                        f"nothing to discard: {gone}" if "dlq replay" not in fix else fix.split(COMMAND)[0]
                         + f"`bridge backfill {campaign} --apply` {BROUGHT_BACK[topic]} ({gone})")
     return trail
 

@@ -37,16 +37,29 @@ _BAD_GATEWAY_BODY = b'{"message": "Internal server error"}'
 
 
 def read_chunked(rfile: Any) -> bytes:
-    """A `Transfer-Encoding: chunked` body, its trailers read and dropped."""
+    """A `Transfer-Encoding: chunked` body, its trailers read and dropped. ConnectionError when the client closed
+    the connection before the last chunk (killed mid-request): what came is not the request."""
     parts = []
     while True:
-        size = int(rfile.readline(65537).split(b";", 1)[0].strip() or b"0", 16)
+        line = rfile.readline(65537)
+        if not line:
+            raise ConnectionError("the client closed the connection in the middle of its request's body")
+        size = int(line.split(b";", 1)[0].strip() or b"0", 16)
         if size == 0:
             while rfile.readline(65537) not in (b"\r\n", b"\n", b""):    # trailers, up to the blank line
                 pass
             return b"".join(parts)
-        parts.append(rfile.read(size))
+        parts.append(read_exactly(rfile, size))
         rfile.readline(65537)          # the CRLF after the chunk
+
+
+def read_exactly(rfile: Any, size: int) -> bytes:
+    """`size` bytes of a request's body; ConnectionError when the client closed the connection before sending them
+    all (a buffered read returns what came before the end of the stream)."""
+    data = rfile.read(size) if size else b""
+    if len(data) < size:
+        raise ConnectionError(f"the client closed the connection after {len(data)} of its body's {size} bytes")
+    return data
 
 
 class BridgeRequestHandler(ChaliceRequestHandler):
@@ -80,6 +93,8 @@ class BridgeRequestHandler(ChaliceRequestHandler):
         self._response_started = False
         try:
             super()._generic_handle()
+        except ConnectionError:          # the client left in the middle of its request (read_chunked): nobody to answer
+            self.close_connection = True
         except Exception:
             log.exception("unhandled error serving %s %s", self.command, self.path)
             if self._response_started:

@@ -7,9 +7,10 @@ call's time, on a stack where a test makes hundreds of calls. Here a connection 
 botocore's pool keeps it, as it keeps its connections to AWS.
 
 The application is moto's own (DomainDispatcherApplication, the one ThreadedMotoServer serves); only the
-transport differs. A request is read whole (Content-Length, or chunked), the answer is buffered and sent with
-its Content-Length in one write on a socket with Nagle's algorithm off, and an exception escaping the
-application answers 500 instead of dropping the connection. A connection idle for IDLE_SECONDS is closed, as
+transport differs. A request is read whole (Content-Length, or chunked) before moto sees it: one whose client
+closed the connection before its body's end (a worker killed mid-send) is dropped, never applied cut short. The
+answer is buffered and sent with its Content-Length in one write on a socket with Nagle's algorithm off, and an
+exception escaping the application answers 500 instead of dropping the connection. A connection idle for IDLE_SECONDS is closed, as
 AWS closes idle ones; botocore opens another.
 """
 from __future__ import annotations
@@ -22,7 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Iterable
 from urllib.parse import unquote
 
-from .http import read_chunked
+from .http import read_chunked, read_exactly
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +57,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _body(self) -> bytes:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
             return read_chunked(self.rfile)
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
+        return read_exactly(self.rfile, int(self.headers.get("Content-Length") or 0))
 
     def _environ(self, body: bytes) -> dict[str, Any]:
         path, _, query = self.path.partition("?")

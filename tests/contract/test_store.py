@@ -340,6 +340,16 @@ def test_a_merge_moves_the_link_and_its_pointer_to_the_survivor(store):
     assert moved.baseline == "No"                                 # kept unless given
 
 
+def test_a_move_without_a_role_returns_the_role_the_link_holds_not_the_one_read(store):
+    """A worker read the link, and Intercom's role of its contact was set since (another event): a merge that names
+    no role keeps the stored one, and returns the link as it now stands, that role with it, on either store."""
+    read = joined(store)                                                        # role "lead" when read
+    store.links.set_contact(store.links.get(ANN), [Entry("contact", "changed")], role="user")
+    moved = store.links.move(read, "c2", [Entry("contact", "merged")])
+    assert (moved.contact_id, moved.contact_role) == ("c2", "user")
+    assert store.links.get(ANN) == moved and outcomes(store)[-2:] == ["changed", "merged"]
+
+
 def test_an_email_change_moves_the_link_and_its_pointer_in_event_time_order(store):
     link = joined(store)
     other = joined(store, PersonRef("43", "7"), kind="referrer", pending=False)      # shares the old email
@@ -753,6 +763,32 @@ def test_a_refusal_is_dated_by_its_letter_and_its_discard_is_marked_until_the_qu
     assert not again.refusal_discarded and not store.links.get(ANN).refusal_discarded
     assert store.links.get(ANN).refused_at == again.refused_at == (clock.now if ends is QState.FAILED
                                                                    else clock.now - 86400)
+
+
+@pytest.mark.parametrize("ends", [QState.QUALIFIED, QState.FAILED])
+def test_a_refused_lead_found_deleted_in_rf_is_marked_with_its_entry_until_the_qualification_ends_again(
+        store, clock, ends):
+    """`bridge backfill --apply` found refused leads deleted in Referral Factory: each whose qualification failed is
+    marked so, when, with its entry; a lead not refused, or not kept, is left alone (said so); a qualification
+    ending again clears the mark."""
+    failed = store.links.finish_qualifying(store.links.start_qualifying(joined(store)), QState.FAILED, [],
+                                           reason="RF answered 422")
+    pending = joined(store, PersonRef("42", "8"), contact="c8", email="bob@example.com")
+    clock.now += 86400
+    gone = Entry("qualification", "deleted_in_rf", "deleted in Referral Factory")
+    assert store.links.rf_deleted([(ANN, [gone]), (pending.ref, [gone]), (PersonRef("42", "nobody"), [gone])]) == [
+        True, False, False]
+    marked = store.links.get(ANN)
+    assert (marked.rf_deleted_at, marked.refused_at, marked.qualification) == (clock.now, failed.refused_at,
+                                                                               QState.FAILED)
+    assert outcomes(store)[-1] == "deleted_in_rf" and "deleted_in_rf" not in outcomes(store, pending.ref)
+    assert store.links.get(pending.ref).rf_deleted_at is None and store.links.get(PersonRef("42", "nobody")) is None
+    assert store.history.entries(PersonRef("42", "nobody")) == []
+    store.links.set_contact(marked, [], role="user")                  # any later write keeps it
+    assert store.links.get(ANN).rf_deleted_at == clock.now
+    again = store.links.finish_qualifying(store.links.start_qualifying(store.links.get(ANN), replay=True), ends, [],
+                                          reason="again")
+    assert again.rf_deleted_at is None and store.links.get(ANN).rf_deleted_at is None
 
 
 def test_a_claim_cannot_end_where_no_transition_goes(store):

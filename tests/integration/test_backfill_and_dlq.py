@@ -399,3 +399,46 @@ def test_a_refused_qualification_whose_dead_letter_sqs_deleted_is_qualified_once
     assert code == 0 and again["queued"] == 0 and again["outcomes"] == {"already linked": 2}
     bridge.drain()
     assert rf.count("PUT", "/users/qualification") == 2
+
+
+def test_a_refused_qualification_whose_lead_was_deleted_in_rf_is_marked_once_and_no_longer_warned_of(
+        bridge, intercom, rf, joined, capsys, clock):
+    """As above, but Ann was deleted in Referral Factory since: `doctor` warns of her refusal until `bridge backfill 42
+    --apply` finds her no longer listed and RF answers 404 for her; her link is marked so, nothing is queued, `doctor`
+    stops warning, `explain` says she was deleted in Referral Factory, and a run again asks RF nothing about her."""
+    from .conftest import qualifying_settings
+    lead, contact = joined(qualifying_settings())
+    rf.fail_next("PUT", r"^/users/qualification$", 422, body={"code": 422, "message": "Campaign is paused"})
+    intercom.update_contact(contact["id"], signed_up="Yes")
+    bridge.notify("contact.lead.updated", contact["id"])
+    bridge.drain()
+    bridge.resources.client("sqs").purge_queue(QueueUrl=bridge.resources.dlq_url)      # SQS deleted it, unsaid
+    clock.now += 15 * 86400
+    del rf.users[lead["id"]]                                                          # deleted in RF
+    _, report = run(bridge, capsys, "doctor", "42")
+    assert [f["check"] for f in report["findings"] if f["check"] == "qualification.refused"] == [
+        "qualification.refused"]
+    deleted = ("qualification refused by Referral Factory, its dead letter gone (SQS keeps one 14 days), and deleted "
+               "in Referral Factory (not listed, 404): marked so, never checked again (`doctor` no longer counts it)")
+    ann = [{"rf_user_id": str(lead["id"]), "email": "a***@example.com"}]
+    code, dry = run(bridge, capsys, "backfill", "42")
+    assert code == 0 and dry["people"][deleted.replace("marked so, never", "would be marked so, then never")] == ann
+    ref = PersonRef("42", str(lead["id"]))
+    assert bridge.rt.store.links.get(ref).rf_deleted_at is None                 # a dry run writes nothing
+    asked = rf.count("GET", f"/users/{lead['id']}")
+    code, done = run(bridge, capsys, "backfill", "42", "--apply")
+    assert code == 0 and done["people"][deleted] == ann and done["outcomes"][deleted] == 1
+    assert done["queued"] == 1                                  # (the join of her referrer, never sent), no check
+    assert rf.count("GET", f"/users/{lead['id']}") == asked + 1
+    bridge.drain()
+    assert bridge.history(42, lead["id"])["link"]["qualification"] == "failed"
+    assert bridge.rt.store.links.get(ref).rf_deleted_at == clock.now
+    assert rf.count("PUT", "/users/qualification") == 1                         # the refused one only
+    _, report = run(bridge, capsys, "doctor", "42")
+    assert not [f for f in report["findings"] if f["check"] == "qualification.refused"]
+    _, explained = run(bridge, capsys, "explain", "ann@example.com")
+    assert explained["trail"][-1]["outcome"] == "deleted_in_rf"
+    assert "deleted in Referral Factory" in explained["trail"][-1]["reason"]
+    code, again = run(bridge, capsys, "backfill", "42", "--apply")
+    assert code == 0 and again["queued"] == 0 and again["outcomes"] == {"already linked": 1}
+    assert rf.count("GET", f"/users/{lead['id']}") == asked + 1                 # not asked again

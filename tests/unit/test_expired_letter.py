@@ -255,3 +255,104 @@ def test_doctor_warns_of_a_refusal_whose_letter_is_gone_and_not_of_the_refusals_
     [gone] = checks(look(rt)[0], "qualification.refused")
     assert gone["what"].startswith("1 lead whose qualification Referral Factory refused over 14 days ago (RF user(s) "
                                    "7)"), gone
+
+
+# --- a refused lead deleted in Referral Factory --------------------------------------------------------------------
+NOT_FOUND = Permanent("Referral Factory answered 404: user not found", status=404)
+DELETED = ("qualification refused by Referral Factory, its dead letter gone (SQS keeps one 14 days), and deleted in "
+           "Referral Factory (not listed, 404): marked so, never checked again (`doctor` no longer counts it)")
+BOB = {"id": 8, "email": "bob@example.com", "type": "person_invited", "referrer_id": 1}
+
+
+class DeletingRF(PeopleRF):
+    """RF listing `users`; asked for one (GET /users/ID), it answers `answer` (its 404 by default: deleted)."""
+
+    def __init__(self, users: list[dict], answer: Any = NOT_FOUND):
+        super().__init__(users)
+        self.answer, self.calls = answer, []
+
+    def get_user(self, user_id: str) -> dict:
+        self.calls.append(f"get_user {user_id}")
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return {"id": user_id, "campaign_id": 42, "qualified_at": None}
+
+    def get_campaign(self, campaign_id: str) -> dict:
+        return {"id": campaign_id}
+
+
+def deleted_in_rf(work: FakeWork, answer: Any = NOT_FOUND) -> Backfiller:
+    """Ann's refusal is 20 days old, and RF lists Bob alone (linked): Ann was deleted there."""
+    refused(work, 20)
+    joined(work, user="8", email="bob@example.com")
+    rt = Backfiller(work)
+    rt._rf = DeletingRF([BOB], answer)
+    return rt
+
+
+def test_backfill_marks_a_refused_lead_deleted_in_rf_once_and_leaves_it_for_good():
+    """Ann was deleted in RF: no run could ever check her again. The dry run names her (RF asked: 404) and writes
+    nothing; `--apply` marks her link, with why in her history, and queues nothing; a run again asks RF nothing."""
+    work = world()
+    rt = deleted_in_rf(work)
+    dry = backfill(rt, "42").view()
+    assert dry["people"] == {DELETED.replace("marked so, never", "would be marked so, then never"):
+                             [{"rf_user_id": "7", "email": "a***@example.com"}]}, dry
+    assert link_of(work).rf_deleted_at is None and not work.queue.sent and rt._rf.calls == ["get_user 7"]
+    done = backfill(rt, "42", apply=True).view()
+    assert done["queued"] == 0 and done["people"] == {DELETED: [{"rf_user_id": "7", "email": "a***@example.com"}]}
+    assert done["outcomes"] == {"already linked": 1, DELETED: 1} and not work.queue.sent
+    assert link_of(work).rf_deleted_at == work.clock() and link_of(work).qualification is QState.FAILED
+    assert work.store.history.entries(link_of(work).ref)[-1].outcome == "deleted_in_rf"
+    rt._rf.calls.clear()
+    again = backfill(rt, "42", apply=True).view()
+    assert again["outcomes"] == {"already linked": 1} and rt._rf.calls == [] and not work.queue.sent
+
+
+def test_doctor_explain_and_a_later_webhook_say_a_refused_lead_deleted_in_rf_is_done_with():
+    rt = healthy()
+    work = rt.work
+    contact = refused(work, 20)
+    assert checks(look(rt)[0], "qualification.refused")                 # warned of while it may be checked again
+    backfiller = Backfiller(work)
+    backfiller._rf = DeletingRF([])
+    assert backfill(backfiller, "42", apply=True).view()["outcomes"] == {DELETED: 1}
+    assert not checks(look(rt)[0], "qualification.refused")
+    text = as_text(explain(work, "ann@example.com"))
+    assert "deleted in Referral Factory" in text and "`bridge backfill 42 --apply` checks" not in text, text
+    fixes = [line.strip() for line in text.splitlines() if "fix:" in line]
+    assert len(fixes) == 2 and all(f.startswith("fix: nothing left to do: deleted in Referral Factory") for f in fixes)
+    run(work, event(contact, notification="n2", created_at=work.clock()))
+    assert "deleted in Referral Factory" in reasons(work)[-1] and "backfill 42 --apply` checks" not in reasons(work)[-1]
+
+
+def test_a_refused_lead_rf_did_not_list_but_answers_for_is_checked_again():
+    """RF's pages are offsets: a deletion while they are read shifts them, and skips someone. RF answering for Ann,
+    she was not deleted: checked again, as if listed."""
+    work = world()
+    rt = deleted_in_rf(work, answer=None)
+    done = backfill(rt, "42", apply=True).view()
+    assert done["queued"] == 1 and done["people"] == {RECHECK: [{"rf_user_id": "7", "email": "a***@example.com"}]}
+    assert link_of(work).rf_deleted_at is None
+    run(work, *queued(work))
+    assert link_of(work).qualification is QState.QUALIFIED
+
+
+def test_a_refused_lead_rf_did_not_list_nor_could_be_asked_about_is_left_for_a_next_run():
+    work = world()
+    rt = deleted_in_rf(work, answer=Permanent("Referral Factory answered 403: IP blocked", status=403))
+    done = backfill(rt, "42", apply=True).view()
+    [(said, [who])] = [(k, v) for k, v in done["people"].items()]
+    assert "could not be asked about it: left as it is (run again)" in said and who["reason"].endswith("IP blocked")
+    assert done["queued"] == 0 and link_of(work).rf_deleted_at is None and not work.queue.sent
+
+
+def test_a_lead_marked_deleted_in_rf_that_rf_lists_again_is_checked_again():
+    work = world()
+    rt = deleted_in_rf(work)
+    backfill(rt, "42", apply=True)
+    rt._rf = DeletingRF([ANN, BOB], answer=None)
+    done = backfill(rt, "42", apply=True).view()
+    assert done["queued"] == 1 and done["people"] == {RECHECK: [{"rf_user_id": "7", "email": "a***@example.com"}]}
+    run(work, *queued(work))
+    assert link_of(work).qualification is QState.QUALIFIED and link_of(work).rf_deleted_at is None

@@ -548,9 +548,14 @@ class DynamoLinks(Leases):
         if changes:         # a value seen missing the target was the other contact's: not armed under the new baseline
             actions += [LinkItem.armed.remove(), LinkItem.armed_by.remove()]
             changes.update(armed=False, armed_by=None)
+        # Named no role, the link keeps the stored one, and is returned with it (the memory twin's): the write holds
+        # only while the role is the one known, and one set meanwhile (another event) is read back and known.
+        known = link.contact_role
         for tried in range(1, CONFLICT_TRIES + 1):
-            updates: list[Update | Delete] = [Update(LinkItem(*link_key(link.ref)), actions,
-                                                     LinkItem.contact_id == old)]
+            condition = LinkItem.contact_id == old
+            if not role:
+                condition = condition & _same(LinkItem.contact_role, known)
+            updates: list[Update | Delete] = [Update(LinkItem(*link_key(link.ref)), actions, condition)]
             if old:         # (the merged contact's pointer goes when it named her alone, as an email's does)
                 updates += _leave(contact_key(link.workspace, old), link.ref)
             updates.append(_add_ref(contact_key(link.workspace, contact_id), link.ref))
@@ -564,8 +569,9 @@ class DynamoLinks(Leases):
                     return None     # erased meanwhile (`bridge forget`): its condition wrote nothing back
                 if tried == CONFLICT_TRIES or stored.contact_id != old:
                     raise
+                known = stored.contact_role
         return dataclasses.replace(link, contact_id=contact_id, contact_state=None, contact_created=False,
-                                   contact_role=role or link.contact_role, updated_at=now, **changes)
+                                   contact_role=role or known, updated_at=now, **changes)
 
     def set_contact(self, link: Link, entries: Sequence[Entry], *, when: Optional[float] = None,
                     role: Optional[str] = KEEP, state: Optional[ContactState] = KEEP,
@@ -740,14 +746,14 @@ class DynamoLinks(Leases):
             actions += [LinkItem.lease_until.remove(), LinkItem.overdue_pk.remove(), LinkItem.rf_said_no.remove()]
         actions += [LinkItem.letter_owed.set(True), LinkItem.refused_at.set(at)] if state is QState.FAILED else [
             LinkItem.letter_owed.remove()]
-        actions.append(LinkItem.refusal_discarded.remove())
+        actions += [LinkItem.refusal_discarded.remove(), LinkItem.rf_deleted_at.remove()]
         with _or_busy("lost the qualification claim to another worker"):
             self.history.transact(link.ref, entries, Update(LinkItem(*link_key(link.ref)), actions,
                                                             LinkItem.claim == claim.token))
         return dataclasses.replace(link, qualification=state, reason=reason or None, updated_at=now,
                                    qualified_at=now if state is QState.QUALIFIED else link.qualified_at,
                                    rf_said_no=rf_said_no if state is QState.UNCONFIRMED and rf_said_no else None,
-                                   letter_owed=state is QState.FAILED, refusal_discarded=False,
+                                   letter_owed=state is QState.FAILED, refusal_discarded=False, rf_deleted_at=None,
                                    refused_at=at if state is QState.FAILED else link.refused_at)
 
     def lettered(self, ref: PersonRef, reason: str) -> None:
@@ -759,6 +765,12 @@ class DynamoLinks(Leases):
         for ref in dict.fromkeys(PersonRef(*r) for r in refs):
             applied(partial(LinkItem(*link_key(ref)).update, actions=[LinkItem.refusal_discarded.set(True)],
                             condition=LinkItem.qualification == QState.FAILED.value))
+
+    def rf_deleted(self, found: Sequence[tuple[PersonRef, Sequence[Entry]]]) -> list[bool]:
+        at = self.clock()
+        return [applied(partial(self.history.transact, PersonRef(*ref), entries, Update(
+            LinkItem(*link_key(PersonRef(*ref))), [LinkItem.rf_deleted_at.set(at), LinkItem.updated_at.set(iso(at))],
+            LinkItem.qualification == QState.FAILED.value))) for ref, entries in found]
 
     def unpend(self, link: Link, reason: str) -> Link:
         applied(lambda: self.history.transact(link.ref, [Entry("reconciliation", "stopped", reason)], Update(

@@ -135,6 +135,7 @@ class LinkItem(_Item):
     letter_owed = BooleanAttribute(null=True)       # failed, its dead letter maybe not sent yet (Link)
     refused_at = NumberAttribute(null=True)         # when its qualification was refused, its letter sent (Link)
     refusal_discarded = BooleanAttribute(null=True)  # the operator discarded that refusal's letter (Link)
+    rf_deleted_at = NumberAttribute(null=True)      # backfill found that refused lead deleted in RF (Link)
     counted_for = UnicodeAttribute(null=True)      # the referrer whose count this lead's join added to (Link)
     counted_at = NumberAttribute(null=True)        # when (Link.counted_at), written with `counted_for`
     contact_found = BooleanAttribute(null=True)    # a join part-way found `contact_id` existing (Link)
@@ -156,7 +157,8 @@ class LinkItem(_Item):
                     qualified_at=self.qualified_at, last_event_at=self.last_event_at, reason=self.reason,
                     joined_at=self.joined_at, updated_at=self.updated_at, uncertain_since=self.uncertain_since,
                     rf_said_no=self.rf_said_no, letter_owed=bool(self.letter_owed),
-                    refused_at=self.refused_at, refusal_discarded=bool(self.refusal_discarded), counted_for=self.counted_for,
+                    refused_at=self.refused_at, refusal_discarded=bool(self.refusal_discarded), rf_deleted_at=self.rf_deleted_at,
+                    counted_for=self.counted_for,
                     counted_at=self.counted_at, contact_found=bool(self.contact_found),
                     contact_created=bool(self.contact_created))
 

@@ -1,0 +1,62 @@
+"""The local moto server's transport (infra/local/moto_http.py): kept-alive connections, and a request whose client
+closed its connection before the end of its body (a worker killed between urllib3's send of the headers and of the
+body) never reaches moto cut short. The handler runs on the server's end of a loopback connection, in the test's thread."""
+from __future__ import annotations
+
+import json
+import socket
+from types import SimpleNamespace
+
+import pytest
+
+from infra.local.moto_http import _Handler
+
+BODY = json.dumps({"TransactItems": [{"Put": {"TableName": "t", "Item": {"pk": {"S": "a"}}}}]}).encode()
+HEAD = (b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-amz-json-1.0\r\n"
+        b"X-Amz-Target: DynamoDB_20120810.TransactWriteItems\r\n")
+
+
+def served(*requests: bytes) -> tuple[list[bytes], bytes]:
+    """Send `requests` on one connection, then close its sending side; the bodies the application was given and
+    what the client got back."""
+    given: list[bytes] = []
+
+    def app(environ, start_response):
+        given.append(environ["wsgi.input"].read())
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [b"{}"]
+
+    with socket.create_server(("127.0.0.1", 0)) as listening:
+        theirs = socket.create_connection(listening.getsockname())
+        ours, _ = listening.accept()
+    with ours, theirs:
+        theirs.sendall(b"".join(requests))
+        theirs.shutdown(socket.SHUT_WR)            # the client is gone (killed): its kernel closed the socket
+        _Handler(ours, ("127.0.0.1", 1), SimpleNamespace(app=app, server_address=("127.0.0.1", 4566)))
+        ours.shutdown(socket.SHUT_WR)
+        answers = b"".join(iter(lambda: theirs.recv(65536), b""))
+    return given, answers
+
+
+def whole(body: bytes = BODY) -> bytes:
+    return HEAD + b"Content-Length: %d\r\n\r\n" % len(body) + body
+
+
+def chunked(body: bytes, *, last: bool = True) -> bytes:
+    return HEAD + b"Transfer-Encoding: chunked\r\n\r\n" + b"%x\r\n" % len(body) + body + b"\r\n" + b"0\r\n\r\n" * last
+
+
+def test_requests_on_one_kept_connection_are_each_answered():
+    given, answers = served(whole(), whole(b"{}"))
+    assert given == [BODY, b"{}"] and answers.count(b"HTTP/1.1 200") == 2 and b"Connection: close" not in answers
+
+
+@pytest.mark.parametrize("cut", [0, 20, len(BODY) - 1])
+def test_a_body_cut_short_by_its_client_closing_never_reaches_moto(cut):
+    given, answers = served(whole()[:len(whole()) - len(BODY) + cut])
+    assert given == [] and answers == b""
+
+
+def test_a_chunked_body_whose_client_closed_before_its_last_chunk_never_reaches_moto():
+    assert served(chunked(BODY, last=False))[0] == []
+    assert served(chunked(BODY))[0] == [BODY]
