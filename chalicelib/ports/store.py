@@ -276,9 +276,10 @@ class LinkRepository(Protocol):
         """The link, its history, its contact pointer's reference and the person's referral count (as a
         referrer). The pointers are those of the link as stored when it is deleted, not as `link` read it (a
         worker may have moved it since: a merge followed, a join finished on another contact, an email changed):
-        the reference of the contact it holds then goes in the link's own delete (a move cannot come between), and
-        that of an email it took since `link` was read goes after its history (the email `link` has is the
-        caller's to delete, last: `bridge forget` finds an interrupted erasure by it). The lead is taken off the count the stored link says they added to (`counted_for`,
+        the references of the contact it holds then and of an email it took since `link` was read go in the link's
+        own delete (a move cannot come between; one left for a later write would name her for good once the erasure
+        is interrupted before it, as nothing finds her by it). The email `link` has is the caller's to delete, last:
+        `bridge forget` finds an interrupted erasure by it. The lead is taken off the count the stored link says they added to (`counted_for`,
         which a join or backfill may have set since `link` was read), never below 0, and only if that
         count began no later than the lead was counted (ReferralCount.counts: a count begun since,
         after the referrer was forgotten, never held the lead), in the link's own delete, and that

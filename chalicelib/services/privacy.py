@@ -4,8 +4,9 @@ No table scan: the workspaces index names every workspace ever connected or conf
 `EMAIL#<workspace>#<email>` pointers lead to the person's links (every campaign), and each link to
 its history and its contact pointer. Dead letters about the person are deleted from the
 dead-letter queue, and the edge's samples of refused webhooks about them from its log. Safe to
-repeat: the email pointers go last, so an interrupted run is finished by running it again. It reads the
-work queue's count first and warns while work waits there (a join of theirs would link them again)."""
+repeat: the pointers of the email given go last (one her link took since it was read goes with the
+link), so an interrupted run is finished by running it again. It reads the work queue's count first
+and warns while work waits there (a join of theirs would link them again)."""
 from __future__ import annotations
 
 from collections import Counter
@@ -54,7 +55,7 @@ def forget(rt: Erasing, email: str) -> dict:
         history += done.entries
         pointer_count += done.pointers
         lowered |= {done.lowered} if done.lowered else set()
-    # A run interrupted after deleting a link (the email pointers go last) may have left its history and
+    # A run interrupted after deleting a link (the given email's pointers go last) may have left its history and
     # count: a person the pointers name whose link is gone was being erased (links go only here).
     for ref in sorted(set[PersonRef]().union(*found.by_email.values()) - set(found.links)):
         history += _erase_unlinked(rt, ref)

@@ -1144,6 +1144,27 @@ def test_forget_erases_the_link_as_it_stands_not_as_it_read_it(store, meanwhile,
     assert (done.contact_id, done.pointers) == (contact, 1 + (not emails))
 
 
+def test_forget_interrupted_after_erasing_a_link_whose_email_changed_leaves_no_pointer_naming_her(store, monkeypatch):
+    """`bridge forget ann@example.com` read Ann's link; her email then changed (its pointer moved to the new one), and
+    the erasure was cut short after deleting her link (a throttle, Ctrl-C). A run again finds nothing by the email it
+    is given: the new email's pointer went with the link, in its write, not in a later one that never came."""
+    stale = joined(store)
+    store.links.set_contact(store.links.get(ANN), [Entry("contact", "email_changed")], when=100.0,
+                            email="ann@new.example")
+    assert _naming(store) == [(WS, "ann@new.example"), (WS, "c1")]
+
+    def cut_short(ref):
+        raise RuntimeError("throttled / connection reset / Ctrl-C")
+    monkeypatch.setattr(store.links.history, "erase", cut_short)
+    with pytest.raises(RuntimeError):
+        store.links.erase(stale)
+    monkeypatch.undo()
+    assert store.links.get(ANN) is None
+    assert _naming(store) == []
+    again = store.lookup.look_up(emails=[(WS, "ann@example.com")])
+    assert (dict(again.by_email), dict(again.links)) == ({}, {})
+
+
 def test_a_move_that_read_the_link_before_forget_erased_it_writes_nothing_and_says_none(store):
     """The worker following a merge read Ann's link, then `bridge forget` erased her: the move brings back neither
     her link nor a pointer to it (nor a history entry), and says so (None: nothing to follow; not Busy, which would

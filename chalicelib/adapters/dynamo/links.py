@@ -23,7 +23,6 @@ from ...ports.store import (CHANGED_SINCE_READ, COUNT_ASK_GRACE, DEFAULT_LEASE_S
 from .history import Check, Delete, DynamoHistory, Put, Update
 from .keys import (COUNT_WRITES, OVERDUE, PENDING, campaign_links, campaign_referrals, contact_key, email_key,
                    ledger_key, link_key, referrals_key, referrer_of)
-from .lookup import drop_reference
 from .models import LedgerItem, LinkItem, PointerItem, ReferralItem, applied, batch_get, conditional, conflicted, get
 
 
@@ -815,24 +814,23 @@ class DynamoLinks(Leases):
         self.forget_referrals(link.ref)
         # Last: an entry written with the link (a backfill counting the lead) while it was still there goes too.
         entries = self.history.erase(link.ref)
-        if stored is not None and stored.email and normal_email(stored.email) != normal_email(link.email):
-            # An email the link took after `link` was read (the caller deletes the one it read, last): after the
-            # history, as that one, so that a `bridge forget` of it interrupted before finds her by it again.
-            pointers += drop_reference(email_key(stored.workspace, stored.email), link.ref)
         return Erased(entries, pointers, lowered, stored.contact_id if stored is not None else None)
 
     def _delete(self, link: Link) -> tuple[Optional[PersonRef], Optional[Link], int]:
         """Delete the link, and take its lead off the count they added to, at once (so that a join
         that comes again counts once again), with the reference of the contact pointer it holds (a move cannot
         come between: its own write holds to the contact the link is on). The referrer whose count it lowered,
-        the link as deleted (None: gone already) and the pointers' references taken off. The count never goes
+        the link as deleted (None: gone already) and the pointers' references taken off. An email the link took
+        after `link` was read leaves its pointer in that same write (the caller deletes the one it read, last: a
+        pointer left for later would name her for good once a `bridge forget` of the one read is interrupted
+        before it, as a run again finds nothing by that one). The count never goes
         below 0, nor for a count begun after the lead was counted (`since` later than `counted_at`, by
         more than COUNT_CLOCK_SLACK: the referrer was forgotten since), and a link already gone (a
         repeated forget) takes nothing off. Each delete holds only while the stored link counts for whom
         and since when `link` says, and is on its contact, email and workspace: a link a worker wrote since it was
         read (a join that finished, a merge followed, an email changed) is read again (and so erased). The count
         lowered owes its write to Intercom from that same write (`counts_owed`)."""
-        item = LinkItem(*link_key(link.ref))
+        item, given = LinkItem(*link_key(link.ref)), normal_email(link.email)
         for _ in range(CONFLICT_TRIES):
             same = ((LinkItem.counted_for == link.counted_for if link.counted_for
                      else LinkItem.counted_for.does_not_exist())
@@ -841,6 +839,8 @@ class DynamoLinks(Leases):
                     & _same(LinkItem.contact_id, link.contact_id) & _same(LinkItem.email, link.email)
                     & (LinkItem.workspace == link.workspace))
             leave = _leave(contact_key(link.workspace, link.contact_id), link.ref) if link.contact_id else []
+            if link.email and normal_email(link.email) != given:    # (changed since: ≤ 4 items with the count's)
+                leave += _leave(email_key(link.workspace, link.email), link.ref)
             delete: list[Update | Delete] = [Delete(item, LinkItem.pk.exists() & same), *leave]
             if link.counted_for:
                 referrer, now = PersonRef(link.campaign_id, link.counted_for), self.clock()
