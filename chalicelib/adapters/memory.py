@@ -84,6 +84,8 @@ class _Held:
     pending: Optional[str] = None
     lease_ended: Optional[float] = None
     requeued: int = 0
+    # The workspace whose pointer names the link's contact (LinkItem.contact_workspace; None: the link's)
+    contact_workspace: Optional[str] = None
 
 
 @dataclass
@@ -253,7 +255,8 @@ class MemoryLinks(Leases):
         link = dataclasses.replace(base, workspace=workspace, status=LinkStatus.IN_PROGRESS, reason=None,
                                    joined_at=base.joined_at or iso(now), updated_at=iso(now), uncertain_since=now)
         self.tables.links[ref] = _Held(link, token, now + self._lease(lease),
-                                       held.pending if held else None)
+                                       held.pending if held else None,
+                                       contact_workspace=held.contact_workspace if held else None)
         return JoinClaim(ref, workspace, token)
 
     def claim_many(self, wanted: Sequence[tuple[PersonRef, str]], lease: Optional[float] = None,
@@ -269,8 +272,9 @@ class MemoryLinks(Leases):
 
     def _hold(self, claim: JoinClaim, found: FoundContact) -> None:
         held = self._held_by(claim.ref, claim.token)
-        if held.link.contact_id and held.link.contact_id != found.contact_id:     # (an earlier try's contact: left)
-            self._unpoint(self.tables.contacts, (claim.workspace, held.link.contact_id), claim.ref)
+        if held.link.contact_id and held.link.contact_id != found.contact_id:     # (an earlier try's contact: left,
+            self._unpoint(self.tables.contacts, (_contact_in(held), held.link.contact_id), claim.ref)   # where it is)
+        held.contact_workspace = claim.workspace
         self._write(claim.ref, [], contact_id=found.contact_id, kind=found.kind, contact_role=found.role,
                     baseline=found.baseline,
                     baseline_of=found.baseline_of, contact_found=True, armed=False, armed_by=None, contact_state=None)
@@ -295,7 +299,8 @@ class MemoryLinks(Leases):
     def finish(self, claim: JoinClaim, result: JoinResult, entries: Sequence[Entry]) -> None:
         held = self._held_by(claim.ref, claim.token)
         if held.link.contact_id and held.link.contact_id != result.contact_id:      # (the contact it held: left)
-            self._unpoint(self.tables.contacts, (claim.workspace, held.link.contact_id), claim.ref)
+            self._unpoint(self.tables.contacts, (_contact_in(held), held.link.contact_id), claim.ref)
+        held.contact_workspace = claim.workspace if result.contact_id else None
         held.claim = held.lease_until = held.lease_ended = None
         held.requeued = 0
         fields = {f.name: getattr(result, f.name) for f in dataclasses.fields(result) if f.name != "counts_for"
@@ -378,6 +383,7 @@ class MemoryLinks(Leases):
         if old:
             self._unpoint(self.tables.contacts, (link.workspace, old), link.ref)
         self._point(self.tables.contacts, (link.workspace, contact_id), link.ref)
+        stored.contact_workspace = link.workspace
         changes = {name: value for name, value in (("baseline", baseline), ("baseline_of", baseline_of))
                    if value is not KEEP}
         if changes:         # a value seen missing the target was the other contact's: not armed under the new baseline
@@ -591,6 +597,12 @@ class MemoryLinks(Leases):
             return False
         del self.tables.owed[ref]
         return True
+
+
+def _contact_in(held: _Held) -> str:
+    """The workspace whose pointer names the held link's contact: where the try that recorded it wrote it (a claim
+    in another workspace, the campaign moved, keeps it)."""
+    return held.contact_workspace or held.link.workspace
 
 
 def _written_since(read: Optional[Link], now: Optional[Link]) -> bool:

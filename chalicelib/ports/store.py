@@ -119,12 +119,14 @@ class LinkRepository(Protocol):
         or fails after it resumes with that baseline, and a notification of the contact meanwhile finds the link.
         The link is no longer armed (a value seen on another contact says nothing of this one), nor says its contact
         deleted or archived (this one was just read). A contact an earlier try recorded that is not this one: its
-        pointer names her no more, in that write (as `finish` leaves one). In as few writes as
+        pointer names her no more, in that write (as `finish` leaves one), in the workspace that try wrote it in
+        (the campaign may have moved to another since: a claim keeps that contact). In as few writes as
         the store can: per item None, or Busy as a value when the claim was lost. `finish` then updates the link
         (it is no longer the claim's alone to write whole)."""
     def finish(self, claim: JoinClaim, result: JoinResult, entries: Sequence[Entry]) -> None:
         """The result, the contact and email pointers and the history, at once (a contact the link held, hold_found's
-        or an earlier try's, that is not the result's: its pointer names her no more, in that write; and, with
+        or an earlier try's, that is not the result's: its pointer names her no more, in that write, in the workspace
+        it was written in, as hold_found says; and, with
         `result.counts_for`, one more lead on that referrer's ReferralCount, the link dated
         `counted_at` and the count, if it begins with this lead, `since`, both with the write's time,
         never before the count's `since`: a count another worker began by a clock ahead dates the lead

@@ -1060,6 +1060,30 @@ def test_erasing_a_link_takes_its_history_and_its_contact_pointer(store):
     assert store.lookup.look_up(contacts=[(WS, "c1")]).linked_to_contact(WS, "c1") == []
 
 
+@pytest.mark.parametrize("held", [True, False], ids=["held_then_finished", "finished"])
+def test_a_retry_in_another_workspace_leaves_the_earlier_workspaces_contact_pointer(store, held):
+    """The campaign moved to workspace ws2 between a failed try (which recorded ws1's contact c_old) and the retry,
+    which finds (`held`: holds, then finishes on) ws2's c_new: c_old's pointer, in ws1 where that try wrote it, no
+    longer names her (forget, which erases her link's contact pointer only, would never find it)."""
+    claim = store.links.claim(ANN, WS)
+    store.links.finish(claim, JoinResult(LinkStatus.FAILED, email="ann@example.com", contact_id="c_old",
+                                         reason="Intercom answered 500"), [Entry("join", "failed")])
+    assert ANN in store.lookup.look_up(contacts=[(WS, "c_old")]).by_contact[(WS, "c_old")]
+    again = store.links.claim(ANN, "ws2")
+    if held:
+        assert store.links.hold_found([(again, FoundContact("c_new", "lead", "lead", "No", "x"))]) == [None]
+    store.links.finish(again, JoinResult(LinkStatus.LINKED, kind="lead", email="ann@example.com", contact_id="c_new",
+                                         contact_role="lead"), [Entry("join", "linked")])
+    found = store.lookup.look_up(contacts=[(WS, "c_old"), ("ws2", "c_old"), ("ws2", "c_new")])
+    assert sorted(k for k, refs in found.by_contact.items() if ANN in refs) == [("ws2", "c_new")]
+    link = store.links.get(ANN)
+    assert (link.workspace, link.contact_id) == ("ws2", "c_new")
+    done = store.links.erase(link)
+    assert done.pointers == 1 and done.contact_id == "c_new"
+    found = store.lookup.look_up(contacts=[(WS, "c_old"), ("ws2", "c_new")])
+    assert [k for k, refs in found.by_contact.items() if ANN in refs] == []
+
+
 @pytest.mark.parametrize("batch", [False, True])
 def test_a_join_finished_on_another_contact_than_it_held_leaves_its_pointer_and_forget_leaves_none(store, batch):
     """Intercom merged the contact a join held into another before the join finished there: the held contact's

@@ -300,6 +300,7 @@ class DynamoLinks(Leases):
         fields = {name: getattr(getattr(result, name), "value", getattr(result, name))
                   for name in ("kind", "email", "contact_id", "contact_role", "baseline", "baseline_of",
                                "qualification", "reason", "uncertain_since", "qualified_at")}
+        fields["contact_workspace"] = claim.workspace if result.contact_id else None
         fields["contact_found"] = result.contact_found or None
         fields["contact_created"] = result.contact_created or None
         if result.contact_created:      # (alive, as made or read: a state the link has is of another contact)
@@ -362,7 +363,8 @@ class DynamoLinks(Leases):
         item = get(LinkItem, link_key(claim.ref), consistent=True)
         if item is None or item.claim != claim.token or not item.contact_id or item.contact_id == result.contact_id:
             return {}
-        return {claim.ref: (item.contact_id, _leave(contact_key(claim.workspace, item.contact_id), claim.ref))}
+        held_in = item.contact_workspace or item.workspace    # (an earlier try's, in the workspace it wrote it in)
+        return {claim.ref: (item.contact_id, _leave(contact_key(held_in, item.contact_id), claim.ref))}
 
     def finish_many(self, done: Sequence[tuple[JoinClaim, JoinResult, Sequence[Entry]]]) -> list[Optional[Exception]]:
         """In as few transactions as fit (100 items each); when one fails (a lost claim, two people
@@ -389,19 +391,22 @@ class DynamoLinks(Leases):
             start = end
         return answers
 
-    def _hold(self, claim: JoinClaim, found: FoundContact, left: Optional[str] = None) -> list[Update | Delete]:
+    def _hold(self, claim: JoinClaim, found: FoundContact, left: Optional[str] = None,
+              left_in: Optional[str] = None) -> list[Update | Delete]:
         """The hold's writes, held to the claim and to the contact the link holds: none or the one found, or the one
-        `left` names (an earlier try's, whose pointer it leaves in the same write)."""
+        `left` names (an earlier try's, whose pointer it leaves in the same write: in workspace `left_in`, the one
+        that try wrote it in, when the campaign moved since; else the claim's)."""
         holds = LinkItem.contact_id == left if left else (
             LinkItem.contact_id.does_not_exist() | (LinkItem.contact_id == found.contact_id))
         return [Update(LinkItem(*link_key(claim.ref)), [
-            LinkItem.contact_id.set(found.contact_id), _assign(LinkItem.kind, found.kind),
+            LinkItem.contact_id.set(found.contact_id), LinkItem.contact_workspace.set(claim.workspace),
+            _assign(LinkItem.kind, found.kind),
             _assign(LinkItem.contact_role, found.role), LinkItem.contact_state.remove(),
             _assign(LinkItem.baseline, found.baseline), _assign(LinkItem.baseline_of, found.baseline_of),
             LinkItem.contact_found.set(True), LinkItem.armed.remove(), LinkItem.armed_by.remove(),
             LinkItem.updated_at.set(iso(self.clock()))], (LinkItem.claim == claim.token) & holds),
             _add_ref(contact_key(claim.workspace, found.contact_id), claim.ref),
-            *(_leave(contact_key(claim.workspace, left), claim.ref) if left else ())]
+            *(_leave(contact_key(left_in or claim.workspace, left), claim.ref) if left else ())]
 
     def hold_found(self, held: Sequence[tuple[JoinClaim, FoundContact]]) -> list[Optional[Exception]]:
         """One transaction for them all (up to 50 people); when it is refused (a lost claim) or conflicts, each
@@ -419,16 +424,17 @@ class DynamoLinks(Leases):
         # try's contact, another one, leaves its pointer: read, and written again holding to it)
         with _or_busy("lost the claim on this join to another worker"):
             left: Optional[str] = None
+            left_in: Optional[str] = None
             for tried in range(1, CONFLICT_TRIES + 1):
                 try:
                     return self._retrying_conflicts(
-                        lambda: self.history.transact(claim.ref, [], *self._hold(claim, found, left)))
+                        lambda: self.history.transact(claim.ref, [], *self._hold(claim, found, left, left_in)))
                 except TransactWriteError as exc:
                     item = get(LinkItem, link_key(claim.ref), consistent=True) if conditional(exc) else None
                     if tried == CONFLICT_TRIES or item is None or item.claim != claim.token or not item.contact_id \
                             or item.contact_id == found.contact_id:
                         raise
-                    left = item.contact_id
+                    left, left_in = item.contact_id, item.contact_workspace or item.workspace
 
     def reopen_ignored_many(self, ignored: Sequence[tuple[PersonRef, str, Sequence[Entry]]]) -> list[bool]:
         """In transactions of up to 50 people (the link and one entry each); when one is refused (a link
@@ -536,8 +542,8 @@ class DynamoLinks(Leases):
         if old == contact_id:
             return link
         now = iso(self.clock())
-        actions = [LinkItem.contact_id.set(contact_id), LinkItem.updated_at.set(now),
-                   LinkItem.contact_state.remove()]   # the survivor is alive, whatever happened to the old one
+        actions = [LinkItem.contact_id.set(contact_id), LinkItem.contact_workspace.set(link.workspace),
+                   LinkItem.updated_at.set(now), LinkItem.contact_state.remove()]   # the survivor is alive, whatever happened to the old one
         if role:
             actions.append(LinkItem.contact_role.set(role))
         changes: dict[str, Any] = {name: value for name, value in (("baseline", baseline), ("baseline_of", baseline_of))

@@ -115,6 +115,9 @@ class LinkItem(_Item):
     email = UnicodeAttribute(null=True)
     contact_id = UnicodeAttribute(null=True)
     contact_role = UnicodeAttribute(null=True)
+    # The workspace whose pointer names `contact_id` (written with it): a claim in another workspace (the campaign
+    # moved) keeps an earlier try's contact, whose pointer a hold or finish leaves there. Unset: `workspace`.
+    contact_workspace = UnicodeAttribute(null=True)
     contact_state = UnicodeAttribute(null=True)     # domain.link.ContactState
     baseline = JSONAttribute(null=True)
     baseline_of = UnicodeAttribute(null=True)       # the attribute `baseline` is a value of (Link)
