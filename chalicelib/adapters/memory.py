@@ -568,7 +568,8 @@ class MemoryLinks(Leases):
         held = self.tables.links.pop(link.ref, None)
         stored = held.link if held is not None else link     # (as it is now: a worker may have moved it since)
         pointers = 0
-        keys = [(self.tables.contacts, (stored.workspace, stored.contact_id or ""))]
+        keys = [(self.tables.contacts, (_contact_in(held) if held is not None else stored.workspace,
+                                        stored.contact_id or ""))]
         if normal_email(stored.email) and normal_email(stored.email) != normal_email(link.email):
             keys.append((self.tables.emails, (stored.workspace, normal_email(stored.email))))   # (changed since)
         for index, key in keys:

@@ -1084,6 +1084,19 @@ def test_a_retry_in_another_workspace_leaves_the_earlier_workspaces_contact_poin
     assert [k for k, refs in found.by_contact.items() if ANN in refs] == []
 
 
+def test_forget_of_a_retry_claimed_in_another_workspace_erases_the_earlier_workspaces_contact_pointer(store):
+    """Forget comes while the retry in ws2 is under way, before it found a contact: the link still holds ws1's c_old,
+    whose pointer (in ws1, where that try wrote it) goes with the link."""
+    claim = store.links.claim(ANN, WS)
+    store.links.finish(claim, JoinResult(LinkStatus.FAILED, email="ann@example.com", contact_id="c_old",
+                                         reason="Intercom answered 500"), [Entry("join", "failed")])
+    store.links.claim(ANN, "ws2")
+    done = store.links.erase(store.links.get(ANN))
+    assert (done.pointers, done.contact_id) == (1, "c_old")
+    found = store.lookup.look_up(contacts=[(WS, "c_old"), ("ws2", "c_old")])
+    assert [k for k, refs in found.by_contact.items() if ANN in refs] == []
+
+
 @pytest.mark.parametrize("batch", [False, True])
 def test_a_join_finished_on_another_contact_than_it_held_leaves_its_pointer_and_forget_leaves_none(store, batch):
     """Intercom merged the contact a join held into another before the join finished there: the held contact's

@@ -833,18 +833,23 @@ class DynamoLinks(Leases):
         below 0, nor for a count begun after the lead was counted (`since` later than `counted_at`, by
         more than COUNT_CLOCK_SLACK: the referrer was forgotten since), and a link already gone (a
         repeated forget) takes nothing off. Each delete holds only while the stored link counts for whom
-        and since when `link` says, and is on its contact, email and workspace: a link a worker wrote since it was
+        and since when `link` says, and is on its contact (in the workspace whose pointer names it), email and workspace: a link a worker wrote since it was
         read (a join that finished, a merge followed, an email changed) is read again (and so erased). The count
         lowered owes its write to Intercom from that same write (`counts_owed`)."""
         item, given = LinkItem(*link_key(link.ref)), normal_email(link.email)
+        # (the workspace whose pointer names its contact, as read: the link's (None: unset, or as the link's), or an
+        # earlier try's, the campaign moved since; a first delete holding to the link's is refused, and reads it)
+        held_in: Optional[str] = None
         for _ in range(CONFLICT_TRIES):
             same = ((LinkItem.counted_for == link.counted_for if link.counted_for
                      else LinkItem.counted_for.does_not_exist())
                     & (LinkItem.counted_at == link.counted_at if link.counted_at is not None
                        else LinkItem.counted_at.does_not_exist())
                     & _same(LinkItem.contact_id, link.contact_id) & _same(LinkItem.email, link.email)
-                    & (LinkItem.workspace == link.workspace))
-            leave = _leave(contact_key(link.workspace, link.contact_id), link.ref) if link.contact_id else []
+                    & (LinkItem.workspace == link.workspace)
+                    & ((LinkItem.contact_workspace == held_in) if held_in else (
+                        LinkItem.contact_workspace.does_not_exist() | (LinkItem.contact_workspace == link.workspace))))
+            leave = _leave(contact_key(held_in or link.workspace, link.contact_id), link.ref) if link.contact_id else []
             if link.email and normal_email(link.email) != given:    # (changed since: ≤ 4 items with the count's)
                 leave += _leave(email_key(link.workspace, link.email), link.ref)
             delete: list[Update | Delete] = [Delete(item, LinkItem.pk.exists() & same), *leave]
@@ -867,7 +872,7 @@ class DynamoLinks(Leases):
             fresh = get(LinkItem, link_key(link.ref), consistent=True)
             if fresh is None:
                 return None, None, 0                              # gone already
-            link = fresh.to_link()
+            link, held_in = fresh.to_link(), fresh.contact_workspace
         raise Busy("the link kept changing while it was erased: run `bridge forget` again")
 
     def counts_owed(self, now: float, limit: int) -> list[tuple[PersonRef, float]]:
