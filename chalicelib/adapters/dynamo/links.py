@@ -543,7 +543,8 @@ class DynamoLinks(Leases):
             return link
         now = iso(self.clock())
         actions = [LinkItem.contact_id.set(contact_id), LinkItem.contact_workspace.set(link.workspace),
-                   LinkItem.updated_at.set(now), LinkItem.contact_state.remove()]   # the survivor is alive, whatever happened to the old one
+                   LinkItem.updated_at.set(now),
+                   LinkItem.contact_state.remove()]   # the survivor is alive, whatever happened to the old one
         if role:
             actions.append(LinkItem.contact_role.set(role))
         changes: dict[str, Any] = {name: value for name, value in (("baseline", baseline), ("baseline_of", baseline_of))
@@ -833,9 +834,9 @@ class DynamoLinks(Leases):
         below 0, nor for a count begun after the lead was counted (`since` later than `counted_at`, by
         more than COUNT_CLOCK_SLACK: the referrer was forgotten since), and a link already gone (a
         repeated forget) takes nothing off. Each delete holds only while the stored link counts for whom
-        and since when `link` says, and is on its contact (in the workspace whose pointer names it), email and workspace: a link a worker wrote since it was
-        read (a join that finished, a merge followed, an email changed) is read again (and so erased). The count
-        lowered owes its write to Intercom from that same write (`counts_owed`)."""
+        and since when `link` says, and is on its contact (in the workspace whose pointer names it), email and
+        workspace: a link a worker wrote since it was read (a join that finished, a merge followed, an email
+        changed) is read again (and so erased). The count lowered owes its write to Intercom from that same write (`counts_owed`)."""
         item, given = LinkItem(*link_key(link.ref)), normal_email(link.email)
         # (the workspace whose pointer names its contact, as read: the link's (None: unset, or as the link's), or an
         # earlier try's, the campaign moved since; a first delete holding to the link's is refused, and reads it)
