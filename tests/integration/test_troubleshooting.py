@@ -129,7 +129,7 @@ def test_doctor_during_an_intercom_outage_says_so_at_once_without_the_workers_re
     before = intercom.count("GET", "/me")
     code, out, _ = run_cli(rt, capsys, "doctor", "42")
     assert code == 1 and "BAD [intercom.token] Intercom is unavailable or limiting the bridge now" in out, out
-    assert "could not be checked (Intercom answered 503" in out, out
+    assert "could not be checked (Intercom answered 503)" in out, out     # no "next retry in 1s": doctor makes none
     assert intercom.count("GET", "/me") - before <= 2 and sum(slept) <= 0.5, slept
 
 
