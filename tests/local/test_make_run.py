@@ -282,6 +282,28 @@ def test_the_readmes_counts_only_sync_block_applies_to_the_simulated_workspace(l
     assert json.loads(capsys.readouterr().out)["campaign_id"] == "77"
 
 
+def test_campaign_yamls_sync_block_uncommented_finds_the_simulated_workspaces_users_to_enrol(local_stack, tmp_path,
+                                                                                            capsys):
+    """docs/examples/campaign.yaml's commented sync block (`source: users`), uncommented as its comment says, then
+    `./bridge sync start 42 --dry-run`: it found `"total": 0` — the simulated workspace held only the demo's
+    leads. `make run` seeds two users no one referred (run.LOCAL_USERS): the dry run would enrol them."""
+    from chalicelib.cli import main
+    text = run.DEMO_SETTINGS.read_text()
+    commented = text.split("\n# sync:", 1)[1]
+    block = "sync:\n" + "\n".join(line[2:] for line in commented.splitlines() if line.startswith("#   "))
+    path = tmp_path / "campaign.yaml"
+    path.write_text(text + "\n" + block + "\n")
+    assert "source: users" in block and main(["settings", "apply", str(path)]) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    try:
+        assert main(["sync", "start", "42", "--dry-run", "--json"]) == 0
+        found = json.loads(capsys.readouterr().out)
+        assert (found["total"], found["would_enrol"]) == (2, 2), found
+    finally:
+        assert main(["settings", "apply", str(run.DEMO_SETTINGS)]) == 0    # as `make run` applied them
+        capsys.readouterr()
+
+
 @pytest.mark.skipif(not all(shutil.which(tool) for tool in ("bash", "curl", "jq", "openssl")),
                     reason="the README's shell example needs bash, curl, jq and openssl")
 def test_the_readmes_by_hand_example_plays_a_referral_on_the_local_stack(local_stack, tmp_path, capsys):
