@@ -1183,6 +1183,40 @@ def test_forget_that_read_a_join_under_way_erases_the_contact_it_finished_on(sto
     assert _naming(store) == [(WS, "ann@example.com")] and done.contact_id == "c_survivor"
 
 
+@pytest.mark.parametrize("step", ["finish", "hold"])
+def test_a_join_whose_link_a_merge_moved_onto_its_own_contact_meanwhile_finishes(store, monkeypatch, step):
+    """Ann's retried join holds c_found; it finishes (`hold`: holds) on c_survivor, which c_found was merged into,
+    and the merge's webhook moves her link onto c_survivor meanwhile (in DynamoDB between the refused write and its
+    read of the link): the claim is still the join's, and her link on the contact it wants, so it is written, not
+    refused as a lost claim (Busy: its message waiting a lease for nothing)."""
+    claim = _held_then_found(store)
+
+    def merged() -> None:
+        store.links.move(store.links.get(ANN), "c_survivor", [Entry("contact", "merged")], role="lead")
+    if type(store.links).__name__ == "DynamoLinks":
+        from chalicelib.adapters.dynamo import links as dynamo_links
+        from chalicelib.adapters.dynamo.keys import link_key
+        read, raced = dynamo_links.get, []
+
+        def merged_then_read(model, key, **kw):
+            if key == link_key(ANN) and not raced:
+                raced.append(merged())
+            return read(model, key, **kw)
+        monkeypatch.setattr(dynamo_links, "get", merged_then_read)
+    else:
+        raced = [merged()]
+    if step == "hold":
+        assert store.links.hold_found([(claim, FoundContact("c_survivor", "lead", "lead", "No", "x"))]) == [None]
+    else:
+        store.links.finish(claim, JoinResult(LinkStatus.LINKED, kind="lead", email="ann@example.com",
+                                             contact_id="c_survivor", contact_role="lead"), [Entry("join", "linked")])
+    monkeypatch.undo()
+    link = store.links.get(ANN)
+    assert len(raced) == 1 and link.contact_id == "c_survivor"
+    assert link.status is (LinkStatus.IN_PROGRESS if step == "hold" else LinkStatus.LINKED)
+    assert _naming(store) == [(WS, "ann@example.com"), (WS, "c_survivor")]
+
+
 def test_a_join_finishing_after_forget_erased_its_link_writes_nothing(store):
     """The join's claim went with the link: its finish is refused (Busy, its message retried: a join still under way
     links her again, as README's erasure says) and writes no pointer."""

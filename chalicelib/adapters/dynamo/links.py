@@ -346,22 +346,26 @@ class DynamoLinks(Leases):
             # (joins of one referrer finishing at once write one count item: a conflict is tried again,
             # dated anew, and the claim's condition lets it apply once only; a contact held, as `move` does, reads
             # its pointer again when another person's link left it at that moment)
-            left: _Left = {}
+            left: Optional[_Left] = {}
             for tried in range(1, CONFLICT_TRIES + 1):
                 try:
-                    return self._finished([(claim, result, entries)], left)
+                    return self._finished([(claim, result, entries)], left or {})
                 except TransactWriteError as exc:
-                    left = self._left(claim, result) if conditional(exc) and tried < CONFLICT_TRIES else {}
-                    if not left:
+                    left = self._left(claim, result) if conditional(exc) and tried < CONFLICT_TRIES else None
+                    if left is None:
                         raise
 
     @staticmethod
-    def _left(claim: JoinClaim, result: JoinResult) -> dict[PersonRef, tuple[str, list[Update | Delete]]]:
+    def _left(claim: JoinClaim, result: JoinResult) -> Optional[dict[PersonRef, tuple[str, list[Update | Delete]]]]:
         """A claimed link that holds another contact than its result's (Intercom merged the one hold_found held into
         the one the join finished on): that contact, and the writes that take her off its pointer, read (a pointer
-        left naming her would outlive `bridge forget`, which erases her link's contact's only)."""
+        left naming her would outlive `bridge forget`, which erases her link's contact's only); nothing to leave
+        ({}) when the link holds the result's contact already (a merge's webhook moved it there meanwhile: the claim
+        still ours, written again as it is); None when the claim is lost."""
         item = get(LinkItem, link_key(claim.ref), consistent=True)
-        if item is None or item.claim != claim.token or not item.contact_id or item.contact_id == result.contact_id:
+        if item is None or item.claim != claim.token or not item.contact_id:
+            return None
+        if item.contact_id == result.contact_id:
             return {}
         return {claim.ref: (item.contact_id, _leave(contact_key(claim.workspace, item.contact_id), claim.ref))}
 
@@ -426,10 +430,11 @@ class DynamoLinks(Leases):
                         lambda: self.history.transact(claim.ref, [], *self._hold(claim, found, left)))
                 except TransactWriteError as exc:
                     item = get(LinkItem, link_key(claim.ref), consistent=True) if conditional(exc) else None
-                    if tried == CONFLICT_TRIES or item is None or item.claim != claim.token or not item.contact_id \
-                            or item.contact_id == found.contact_id:
+                    if tried == CONFLICT_TRIES or item is None or item.claim != claim.token or not item.contact_id:
                         raise
-                    left = item.contact_id
+                    # (the link on the contact found already, a merge's webhook having moved it there meanwhile: held
+                    # again as it is, nothing to leave)
+                    left = item.contact_id if item.contact_id != found.contact_id else None
 
     def reopen_ignored_many(self, ignored: Sequence[tuple[PersonRef, str, Sequence[Entry]]]) -> list[bool]:
         """In transactions of up to 50 people (the link and one entry each); when one is refused (a link
