@@ -13,6 +13,7 @@ from types import MappingProxyType
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence
 
 from pynamodb.exceptions import TransactWriteError, UpdateError
+from pynamodb.expressions.condition import Condition
 
 from ...domain.history import Entry, iso
 from ...domain.link import (COUNT_CLOCK_SLACK, LEAD, Claim, ContactState, FoundContact, JoinClaim, JoinResult, Link, LinkStatus,
@@ -771,11 +772,17 @@ class DynamoLinks(Leases):
             applied(partial(LinkItem(*link_key(ref)).update, actions=[LinkItem.refusal_discarded.set(True)],
                             condition=LinkItem.qualification == QState.FAILED.value))
 
-    def rf_deleted(self, found: Sequence[tuple[PersonRef, Sequence[Entry]]]) -> list[bool]:
+    def rf_deleted(self, found: Sequence[tuple[Link, Sequence[Entry]]]) -> list[bool]:
         at = self.clock()
-        return [applied(partial(self.history.transact, PersonRef(*ref), entries, Update(
-            LinkItem(*link_key(PersonRef(*ref))), [LinkItem.rf_deleted_at.set(at), LinkItem.updated_at.set(iso(at))],
-            LinkItem.qualification == QState.FAILED.value))) for ref, entries in found]
+
+        def as_read(link: Link) -> Condition:
+            # (the refusal read: its date, or none and the last write's, which dates it; updated_at left as it is)
+            if link.refused_at is not None:
+                return LinkItem.refused_at == link.refused_at
+            return LinkItem.refused_at.does_not_exist() & (LinkItem.updated_at == link.updated_at)
+        return [applied(partial(self.history.transact, link.ref, entries, Update(
+            LinkItem(*link_key(link.ref)), [LinkItem.rf_deleted_at.set(at)],
+            (LinkItem.qualification == QState.FAILED.value) & as_read(link)))) for link, entries in found]
 
     def unpend(self, link: Link, reason: str) -> Link:
         applied(lambda: self.history.transact(link.ref, [Entry("reconciliation", "stopped", reason)], Update(
