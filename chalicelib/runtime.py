@@ -61,6 +61,9 @@ class Runtime:
         self._reread = threading.Lock()     # attributes_again: the threads of a batch share one read
         self.remaining_ms: Callable[[], int] = lambda: 10**9   # the worker sets the Lambda's clock
         self.waiter = "this worker"         # who waits for a slot, as the limiter's deferrals say (the CLI: itself)
+        # Whether a failed call's work is tried again later (the worker's queue), so its reason may say when ("next
+        # retry in"); the CLI's commands answer once (doctor, explain, backfill...): False, set before any client.
+        self.retried_later = True
         self._answered: dict[tuple[str, str], float] = {}   # (vendor, API base) -> its last answer here (not a 5xx)
 
     @cached_property
@@ -180,7 +183,8 @@ class Runtime:
 
     def _http_kw(self, limiter: SharedLimiter) -> dict[str, Any]:
         return {"timeout": self.config.http_timeout, "limiter": limiter, "clock": self.clock,
-                "sleeper": self.sleeper, "max_wait": self.max_wait, "on_answer": self._note_answer}
+                "sleeper": self.sleeper, "max_wait": self.max_wait, "on_answer": self._note_answer,
+                "retried_later": self.retried_later}
 
     def _note_answer(self, vendor: str, base: str) -> None:
         self._answered[(vendor, base)] = self.clock()
@@ -261,13 +265,14 @@ class Runtime:
         """Token questions (the OAuth callback's exchange, `/me` before a token is stored)."""
         from .adapters.intercom import IntercomAuthClient
         return IntercomAuthClient(self.url("intercom_base_url"), self.config.http_timeout, clock=self.clock,
-                                  sleeper=self.sleeper, max_wait=self.max_wait)
+                                  sleeper=self.sleeper, max_wait=self.max_wait, retried_later=False)
 
     def rf_auth(self, token: str) -> "ReferralFactoryClient":
         """RF asked with a token not yet stored (`bridge rf connect`): outside the shared limiter."""
         from .adapters.referral_factory import ReferralFactoryClient
         return ReferralFactoryClient(self.url("rf_base_url"), token, timeout=self.config.http_timeout,
-                                     clock=self.clock, sleeper=self.sleeper, max_wait=self.max_wait)
+                                     clock=self.clock, sleeper=self.sleeper, max_wait=self.max_wait,
+                                     retried_later=False)
 
     def oauth_app(self) -> Optional[tuple[str, str, str]]:
         """The public app's (client id, client secret, state key), or None until `bridge workspace oauth-app`."""

@@ -67,7 +67,8 @@ class _Open:
 
 class _BridgeRetry(Retry):
     """Per-client subclass attributes (set by `retry_policy`): clock, sleeper, max_wait,
-    before_attempt, on_throttled, vendor. `Retry.new()` keeps the subclass, so they survive every increment."""
+    before_attempt, on_throttled, vendor, retried_later. `Retry.new()` keeps the subclass, so they survive every
+    increment."""
 
     clock: Callable[[], float] = time.time
     sleeper: Callable[[float], None] = time.sleep
@@ -75,6 +76,7 @@ class _BridgeRetry(Retry):
     on_throttled: Callable[[Optional[float]], None] = staticmethod(lambda wait: None)
     max_wait: Callable[[], float] = staticmethod(lambda: 20.0)
     vendor: Optional[str] = None
+    retried_later: bool = True      # the caller's work is tried again later (the worker's queue), not given up
 
     def get_retry_after(self, response) -> Optional[float]:
         return asked_wait(response.headers, response.status, self.clock())
@@ -91,10 +93,13 @@ class _BridgeRetry(Retry):
             if delay > self.max_wait():
                 # Too long to wait inside a Lambda: the message goes back to the queue for that long. After a
                 # 5xx or no answer at all, that is the vendor's outage (waited out, as after the last retry).
+                # A caller that answers once (doctor, an operator's command) retries nothing: its reason says
+                # no next retry, only a wait the vendor asked for.
                 status = response.status if response is not None else None
                 answer = f"{self.vendor or 'the API'} " + (f"answered {status}" if status else "did not answer")
-                wait = f"asked to wait {delay:.0f}s" if told is not None else f"next retry in {delay:.0f}s"
-                raise Transient(f"{answer} and {wait}", retry_after=delay, status=status
+                wait = (f" and asked to wait {delay:.0f}s" if told is not None
+                        else f" and next retry in {delay:.0f}s" if self.retried_later else "")
+                raise Transient(answer + wait, retry_after=delay, status=status
                                 ).unavailable(outage_for(self.vendor, status))
             if delay > 0:
                 self.sleeper(delay)
@@ -144,14 +149,16 @@ def _vendor_now(date: Optional[str], now: float) -> float:
 
 def retry_policy(clock, sleeper, before_attempt, max_wait: float | Callable[[], float], total: int = 3,
                  on_throttled: Callable[[Optional[float]], None] = lambda wait: None,
-                 idempotent: bool = True, vendor: Optional[str] = None) -> Retry:
-    """Not idempotent: no retry after a read error (the request may have been applied), and of the
+                 idempotent: bool = True, vendor: Optional[str] = None, retried_later: bool = True) -> Retry:
+    """`retried_later`: the caller's work is tried again later (the worker's queue): a wait too long to wait
+    here says when (`next retry in`); False for a caller that answers once. Not idempotent: no retry after a read error (the request may have been applied), and of the
     answers only a 429 (which says it was not). urllib3 would also retry a 413 or 503 that carries
     `Retry-After`, whatever the method: not such a request, whose 503 may have been applied."""
     wait_cap = max_wait if callable(max_wait) else (lambda: max_wait)
     cls = type("Retry", (_BridgeRetry,), {
         "clock": staticmethod(clock), "sleeper": staticmethod(sleeper), "on_throttled": staticmethod(on_throttled),
         "before_attempt": staticmethod(before_attempt), "max_wait": staticmethod(wait_cap), "vendor": vendor,
+        "retried_later": retried_later,
     })
     return cls(total=total, connect=total, read=total if idempotent else False, status=total, other=0, redirect=0,
                backoff_factor=0.5, backoff_jitter=0.5, backoff_max=30,
@@ -175,7 +182,8 @@ class JsonApi:
     request was refused, so repeating it is safe).
 
     `NOT_IDEMPOTENT` and `IDEMPOTENT` list (method, path pattern) exceptions to the method's rule
-    (GET, HEAD, OPTIONS, PUT and DELETE may be sent twice; POST and PATCH may not)."""
+    (GET, HEAD, OPTIONS, PUT and DELETE may be sent twice; POST and PATCH may not). `retried_later`: see
+    `retry_policy` (False: a failure says no next retry, nothing will make it)."""
 
     service = "API"
     NOT_IDEMPOTENT: tuple[tuple[str, str], ...] = ()
@@ -185,7 +193,8 @@ class JsonApi:
                  reauth: Optional[Callable[[str], Optional[str]]] = None, timeout: float = 10.0,
                  limiter: Optional[Gate] = None, clock=time.time, sleeper=time.sleep,
                  max_wait: float | Callable[[], float] = 20.0,
-                 on_answer: Callable[[str, str], None] = lambda service, base: None):
+                 on_answer: Callable[[str, str], None] = lambda service, base: None,
+                 retried_later: bool = True):
         self.base_url = base_url.rstrip("/")
         self._on_answer = on_answer
         self.timeout = timeout
@@ -197,7 +206,7 @@ class JsonApi:
             session = requests.Session()
             session.headers.update({"Accept": "application/json", **headers})
             retry = retry_policy(clock, sleeper, self._attempting, wait_cap, on_throttled=self._gate.throttled,
-                                 idempotent=idempotent, vendor=self.service)
+                                 idempotent=idempotent, vendor=self.service, retried_later=retried_later)
             adapter = HTTPAdapter(max_retries=retry)
             session.mount("http://", adapter)
             session.mount("https://", adapter)

@@ -513,14 +513,18 @@ class MemoryLinks(Leases):
             if held is not None and held.link.qualification is QState.FAILED:
                 held.link = dataclasses.replace(held.link, refusal_discarded=True)
 
-    def rf_deleted(self, found: Sequence[tuple[PersonRef, Sequence[Entry]]]) -> list[bool]:
+    def rf_deleted(self, found: Sequence[tuple[Link, Sequence[Entry]]]) -> list[bool]:
         out = []
-        for ref, entries in found:
-            held = self.tables.links.get(PersonRef(*ref))
-            if held is None or held.link.qualification is not QState.FAILED:
+        for link, entries in found:
+            held = self.tables.links.get(link.ref)
+            if held is None or held.link.qualification is not QState.FAILED \
+                    or held.link.refused_at != link.refused_at \
+                    or (link.refused_at is None and held.link.updated_at != link.updated_at):
                 out.append(False)
                 continue
-            self._write(held.link.ref, entries, rf_deleted_at=self.clock())
+            # (not _write: updated_at kept, what dates a refusal without refused_at)
+            held.link = dataclasses.replace(held.link, rf_deleted_at=self.clock())
+            self.history.add(link.ref, entries)
             out.append(True)
         return out
 

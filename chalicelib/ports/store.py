@@ -243,10 +243,13 @@ class LinkRepository(Protocol):
     def discard_refusals(self, refs: Iterable[PersonRef]) -> None:
         """The operator discarded a qualification's dead letter about each (`bridge dlq discard`): one whose
         qualification failed is marked so (Link.refusal_discarded) until it ends again; others are left alone."""
-    def rf_deleted(self, found: Sequence[tuple[PersonRef, Sequence[Entry]]]) -> list[bool]:
-        """`bridge backfill --apply` found each lead deleted in Referral Factory: one whose qualification failed is
-        marked so (Link.rf_deleted_at: now), with its entries, until its qualification ends again; others (no link,
-        or no longer failed) are left alone, nothing written. Whether each was marked."""
+    def rf_deleted(self, found: Sequence[tuple[Link, Sequence[Entry]]]) -> list[bool]:
+        """`bridge backfill --apply` found each lead deleted in Referral Factory: one whose qualification failed, its
+        refusal as read (Link.refused_at; one refused before the bridge recorded that: Link.updated_at too), is
+        marked so (Link.rf_deleted_at: now), with its entries, until its qualification ends again; the mark does not
+        date the refusal anew (Link.updated_at kept: what dates one without refused_at, letter_gone). Others (no link,
+        no longer failed, or refused again since the read, e.g. a replay: its new dead letter there) are left alone,
+        nothing written. Whether each was marked."""
     def unpend(self, link: Link, reason: str) -> Link:
         """Reconciliation stops checking this link (the reason goes into its history; erased meanwhile: nothing
         written)."""

@@ -513,7 +513,7 @@ def _unlisted(rt: Backfilling, result: Result, seen: set[str], apply: bool) -> N
                 _said(result, RF_UNASKED, link, exc.reason)
             continue
         checks.update(_rechecks(rt.store, {link.ref: link}, now, apply))
-    marked = rt.store.links.rf_deleted([(link.ref, [Entry("qualification", "deleted_in_rf", (
+    marked = rt.store.links.rf_deleted([(link, [Entry("qualification", "deleted_in_rf", (
         f"`bridge backfill {link.campaign_id} --apply`: Referral Factory no longer lists this lead, and answered 404 "
         f"for it: deleted in Referral Factory, so its refused qualification (its dead letter gone) is never checked "
         "again"))]) for link in deleted]) if apply and deleted else [True] * len(deleted)

@@ -62,7 +62,8 @@ class Explanation:
                        "trail": self.trail, **({"enrolled_by_sync": self.enrolled} if self.enrolled else {}),
                        **({"duplicate_of": self.duplicates} if self.duplicates else {}),
                        **({} if self.found else {"message": (f"{self.unasked}. " if self.unasked else "")
-                                                            + never_seen(self.query)})}, known)
+                                                            + never_seen(self.query), "cases": list(NOT_SEEN)})},
+                           known)
 
 
 def _last_failure(link: Link, trail: list[dict], *also: str) -> Optional[dict]:
@@ -147,17 +148,23 @@ def _qualification_not_applied(link: Link, trail: list[dict]) -> dict:
 
 
 def never_seen(query: str) -> str:
-    # Work the edge accepted is not recorded per person until a try of it ends (SQS cannot be searched, and
-    # the edge writes nothing per webhook): "no record yet" is all that is known. No trace is kept of someone
-    # forgotten: the backfill hint must not read as the fix for them.
-    return (f"no record of {mask_emails(query, query if '@' in query else None)} yet: a webhook about them "
-            "accepted in the last minutes may still wait in the work queue, or its first try may still be running "
-            "(a join is found by email once a try of it ends; `bridge doctor CAMPAIGN` shows the queue). Else the "
-            "bridge has never seen them, or they were forgotten (`bridge forget`): no join, no contact, no history "
-            "and no refused webhook names them here. Only if they joined before the campaign's settings existed or "
-            "while webhooks were refused, `bridge backfill CAMPAIGN` sends them (a backfill would also bring a "
-            "forgotten person back to Intercom); if their email changed in Intercom, explain finds them by the new one "
-            "or by their RF user id; if they are in Intercom only, check the email or id")
+    """What explain says first of someone it has no record of (`message`); NOT_SEEN: what that may mean (`cases`)."""
+    return f"no record of {mask_emails(query, query if '@' in query else None)} yet"
+
+
+# Work the edge accepted is not recorded per person until a try of it ends (SQS cannot be searched, and the edge
+# writes nothing per webhook): "no record yet" is all that is known. No trace is kept of someone forgotten: the
+# backfill hint must not read as the fix for them. One case a line in the text (`cases` in `--json`), in this order.
+NOT_SEEN = (
+    "a webhook about them accepted in the last minutes may still wait in the work queue, or be on its first try "
+    "(a join is found by email once a try of it ends; `bridge doctor CAMPAIGN` shows the queue)",
+    "else the bridge has never seen them, or they were forgotten (`bridge forget`): no join, no contact, no history "
+    "and no refused webhook names them here",
+    "only if they joined before the campaign's settings existed or while webhooks were refused, `bridge backfill "
+    "CAMPAIGN` sends them (a backfill would also bring a forgotten person back to Intercom)",
+    "if their email changed in Intercom, explain finds them by the new one or by their RF user id",
+    "if they are in Intercom only, check the email or id",
+)
 
 
 def explain(rt: Reader, query: str, intercom: Optional[Callable[[str], IntercomPort]] = None) -> Explanation:
@@ -647,8 +654,8 @@ def _baseline(p: dict) -> str:
 
 def as_text(explanation: Explanation) -> str:
     view = explanation.view()
-    if not view["found"]:
-        return view["message"]
+    if not view["found"]:       # a short first line, then each case on its own indented line (as doctor's findings)
+        return "\n".join([view["message"] + ":"] + [f"  - {case}" for case in view["cases"]])
     lines = [f"{view['query']}:"]
     for p in view["people"]:
         letter = p.get("dead_letter")
@@ -751,4 +758,4 @@ def _item(value: Any) -> str:
     return value if isinstance(value, str) else repr(value)
 
 
-__all__ = ["Explanation", "as_text", "explain", "mask_email", "never_seen"]
+__all__ = ["NOT_SEEN", "Explanation", "as_text", "explain", "mask_email", "never_seen"]

@@ -1,5 +1,5 @@
 """`make demo`: against a running `make run` with simulators, play one referral end to end:
-a referrer and a lead join in Referral Factory, RF's webhook reaches the bridge, the lead
+a referrer and a lead join in Referral Factory, RF's webhooks (each one's) reach the bridge, the lead
 appears in Intercom, signs up ("signed_up" becomes "Yes"), Intercom's webhook reaches the
 bridge, and the referral is qualified in Referral Factory. Prints the person's history."""
 from __future__ import annotations
@@ -75,14 +75,21 @@ def play(state: dict, settle: Callable[[], None] = lambda: None, say=print) -> l
             raise SystemExit(f"the simulated Referral Factory answered {answer.status_code} to the demo's own "
                              "POST /users: see `make fault ARGS=show`")
         return answer.json()["data"]
+    def webhook(user: dict) -> requests.Response:
+        """RF's join webhook of `user`, as RF sends it: the user's fields, the secret in X-Bridge-Secret."""
+        body = {k: user.get(k) for k in ("id", "campaign_id", "email", "first_name", "code", "url", "referrer_id")}
+        return requests.post(f"{state['api_url']}/webhooks/referral-factory", json=body,
+                             headers={"X-Bridge-Secret": secret(state, "rf_webhook_secret")})
+    # RF sends a join webhook for everyone who joins, a referrer too: Rita's links her user contact (`referrers` in
+    # campaign.yaml), so `bridge backfill 42` after the demo finds no one RF has and the bridge never saw.
     referrer = join({"first_name": "Rita", "email": f"rita-{tag}@example.com"})
+    first = webhook(referrer)
     lead = join({"first_name": "Ann", "email": f"ann-{tag}@example.com",
                  "referrer": {"field": "id", "value": referrer["id"]}})
-    say(f"1. Ann (RF user {lead['id']}) joined campaign 42 through Rita's link")
-    body = {k: lead.get(k) for k in ("id", "campaign_id", "email", "first_name", "code", "url", "referrer_id")}
-    answer = requests.post(f"{state['api_url']}/webhooks/referral-factory", json=body,
-                           headers={"X-Bridge-Secret": secret(state, "rf_webhook_secret")})
-    say(f"2. RF's webhook -> bridge: {answer.status_code} {answer.json()}")
+    say(f"1. Ann (RF user {lead['id']}) joined campaign 42 through the link of Rita (RF user {referrer['id']}), "
+        "who joined just before")
+    answer = webhook(lead)
+    say(f"2. RF's webhooks -> bridge: Rita's {first.status_code}, Ann's {answer.status_code} {answer.json()}")
 
     os.environ.update(state["env"])     # the bridge's store: Ann's history
     from chalicelib.runtime import default_runtime

@@ -44,7 +44,7 @@ class _Handler(BaseHTTPRequestHandler):
     def handle_one_request(self) -> None:
         try:
             self.raw_requestline = self.rfile.readline(65537)
-            if not self.raw_requestline:
+            if not self.raw_requestline or self.server.stopped:     # (stopped: as a stopped server, no answer)
                 self.close_connection = True
                 return
             if not self.parse_request():       # (it answered the error itself)
@@ -53,6 +53,14 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
         except (TimeoutError, ConnectionError):
             self.close_connection = True
+
+    def handle_expect_100(self) -> bool:
+        """`Expect: 100-continue` (botocore's, for S3 uploads): the interim answer leaves now, not with the final one
+        (the writer is buffered), or the client waits a second before sending its body."""
+        self.send_response_only(100)
+        self.end_headers()
+        self.wfile.flush()
+        return True
 
     def _body(self) -> bytes:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
@@ -102,10 +110,13 @@ class _Handler(BaseHTTPRequestHandler):
         data = b"".join(chunks)
         code, _, reason = started["status"].partition(" ")
         self.send_response(int(code), reason or None)
+        length = str(len(data))
         for name, value in started["headers"]:
-            if name.lower() not in _SKIPPED:
+            if name.lower() == "content-length" and self.command == "HEAD":
+                length = value           # a HEAD's: the size of what a GET would send (HeadObject's ContentLength)
+            elif name.lower() not in _SKIPPED:
                 self.send_header(name, value)
-        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Content-Length", length)
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)
@@ -114,6 +125,8 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False       # stop() does not wait for kept connections their clients still hold
+    request_queue_size = 128     # werkzeug's: many workers connecting at once are not held back by a queue of 5
+    stopped = False              # stop() was called: a kept connection's next request is not answered
     app: Any
 
 
@@ -136,6 +149,7 @@ class KeepAliveMotoServer:
         return str(host), int(port)
 
     def stop(self) -> None:
+        self._server.stopped = True
         self._server.shutdown()
         self._server.server_close()
         if self._thread is not None:

@@ -41,6 +41,9 @@ DEMO_SETTINGS = ROOT / "docs" / "examples" / "campaign.yaml"
 # (referral_count: README "Referral counts").
 LOCAL_ATTRIBUTES = {"referral_code": "string", "lead_source": "string", "signed_up": "string",
                     "referral_link": "string", "score": "float", "referral_count": "integer"}
+# Users of the simulated workspace no one referred (name, email): the commented `sync` block of campaign.yaml
+# (`source: users`) has someone to enrol, so a first `./bridge sync start 42 --dry-run` shows sync do something.
+LOCAL_USERS = (("Uma", "uma@example.com"), ("Victor", "victor@example.com"))
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -300,6 +303,8 @@ def _simulators():
     intercom.client_id, intercom.client_secret = OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET   # its code exchange checks them
     for name, dtype in LOCAL_ATTRIBUTES.items():
         intercom.define_attribute(name, dtype)
+    for name, email in LOCAL_USERS:
+        intercom.add_contact(email, role="user", name=name)
     rf = RFSim().start()
     rf.add_campaign(42, "Friends of Acme")
     return intercom, rf

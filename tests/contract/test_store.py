@@ -15,6 +15,7 @@ from chalicelib.adapters.memory import MemoryStore
 from chalicelib.domain.history import Entry, iso
 from chalicelib.domain.link import (Claim, ContactState, FoundContact, JoinClaim, JoinResult, Link, LinkStatus,
                                    PersonRef, MOVED_UNKNOWN, ReferralCount)
+from chalicelib.domain.judge import letter_gone
 from chalicelib.domain.qualification import QState
 from chalicelib.ports import AttributeList, Busy
 from chalicelib.ports.store import CHANGED_SINCE_READ, COUNT_ASK_GRACE
@@ -776,11 +777,12 @@ def test_a_refused_lead_found_deleted_in_rf_is_marked_with_its_entry_until_the_q
     pending = joined(store, PersonRef("42", "8"), contact="c8", email="bob@example.com")
     clock.now += 86400
     gone = Entry("qualification", "deleted_in_rf", "deleted in Referral Factory")
-    assert store.links.rf_deleted([(ANN, [gone]), (pending.ref, [gone]), (PersonRef("42", "nobody"), [gone])]) == [
-        True, False, False]
+    assert store.links.rf_deleted([(failed, [gone]), (pending, [gone]),
+                                   (dataclasses.replace(failed, rf_user_id="nobody"), [gone])]) == [True, False, False]
     marked = store.links.get(ANN)
     assert (marked.rf_deleted_at, marked.refused_at, marked.qualification) == (clock.now, failed.refused_at,
                                                                                QState.FAILED)
+    assert marked.updated_at == failed.updated_at                   # (the refusal not dated anew)
     assert outcomes(store)[-1] == "deleted_in_rf" and "deleted_in_rf" not in outcomes(store, pending.ref)
     assert store.links.get(pending.ref).rf_deleted_at is None and store.links.get(PersonRef("42", "nobody")) is None
     assert store.history.entries(PersonRef("42", "nobody")) == []
@@ -789,6 +791,57 @@ def test_a_refused_lead_found_deleted_in_rf_is_marked_with_its_entry_until_the_q
     again = store.links.finish_qualifying(store.links.start_qualifying(store.links.get(ANN), replay=True), ends, [],
                                           reason="again")
     assert again.rf_deleted_at is None and store.links.get(ANN).rf_deleted_at is None
+
+
+def _refused_before_refused_at(store, ref=ANN) -> Link:
+    """The link as a refusal written before the bridge recorded Link.refused_at left it (dated by updated_at)."""
+    if type(store.links).__name__ == "DynamoLinks":
+        from chalicelib.adapters.dynamo.keys import link_key
+        from chalicelib.adapters.dynamo.models import LinkItem
+        LinkItem(*link_key(ref)).update(actions=[LinkItem.refused_at.remove()])
+    else:
+        store.tables.links[ref].link = dataclasses.replace(store.tables.links[ref].link, refused_at=None)
+    link = store.links.get(ref)
+    assert link.refused_at is None and link.qualification is QState.FAILED
+    return link
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_marking_a_lead_deleted_in_rf_does_not_date_its_refusal_anew(store, clock, legacy):
+    """The mark keeps Link.updated_at, what dates a refusal recorded without Link.refused_at: Referral Factory
+    listing the lead again later, its dead letter is still gone (letter_gone), and backfill checks it again at once,
+    not 14 days on."""
+    store.links.finish_qualifying(store.links.start_qualifying(joined(store)), QState.FAILED, [], reason="RF said no")
+    clock.now += 30 * 86400
+    read = _refused_before_refused_at(store) if legacy else store.links.get(ANN)
+    assert store.links.rf_deleted([(read, [Entry("qualification", "deleted_in_rf")])]) == [True]
+    marked = store.links.get(ANN)
+    assert (marked.rf_deleted_at, marked.updated_at, marked.refused_at) == (clock.now, read.updated_at,
+                                                                            read.refused_at)
+    clock.now += 86400
+    assert letter_gone(marked, clock.now, listed=True) and not letter_gone(marked, clock.now)
+
+
+@pytest.mark.parametrize("meanwhile", ["failed_again", "written"])
+@pytest.mark.parametrize("legacy", [False, True])
+def test_a_lead_refused_again_since_backfill_read_it_is_not_marked_deleted_in_rf(store, clock, legacy, meanwhile):
+    """Backfill read a refusal whose letter is gone; before its mark, a replay failed again (its new dead letter
+    there, a replay of it due) or, for a refusal dated by its last write only, another write dated it anew: the
+    refusal is no longer the one read, so it is not marked (doctor still counts it), nothing written."""
+    store.links.finish_qualifying(store.links.start_qualifying(joined(store)), QState.FAILED, [], reason="RF said no")
+    clock.now += 30 * 86400
+    read = _refused_before_refused_at(store) if legacy else store.links.get(ANN)
+    clock.now += 60
+    if meanwhile == "failed_again":
+        store.links.finish_qualifying(store.links.start_qualifying(read, replay=True), QState.FAILED, [],
+                                      reason="RF said no again")
+    else:
+        store.links.set_contact(read, [], role="user")
+    before = store.links.get(ANN)
+    assert store.links.rf_deleted([(read, [Entry("qualification", "deleted_in_rf")])]) == [
+        meanwhile == "written" and not legacy]
+    if meanwhile == "failed_again" or legacy:
+        assert store.links.get(ANN) == before and "deleted_in_rf" not in outcomes(store)
 
 
 def test_a_claim_cannot_end_where_no_transition_goes(store):
@@ -1239,6 +1292,40 @@ def test_forget_that_read_a_join_under_way_erases_the_contact_it_finished_on(sto
     done = store.links.erase(stale)
     assert store.links.get(ANN) is None and store.history.entries(ANN) == []
     assert _naming(store) == [(WS, "ann@example.com")] and done.contact_id == "c_survivor"
+
+
+@pytest.mark.parametrize("step", ["finish", "hold"])
+def test_a_join_whose_link_a_merge_moved_onto_its_own_contact_meanwhile_finishes(store, monkeypatch, step):
+    """Ann's retried join holds c_found; it finishes (`hold`: holds) on c_survivor, which c_found was merged into,
+    and the merge's webhook moves her link onto c_survivor meanwhile (in DynamoDB between the refused write and its
+    read of the link): the claim is still the join's, and her link on the contact it wants, so it is written, not
+    refused as a lost claim (Busy: its message waiting a lease for nothing)."""
+    claim = _held_then_found(store)
+
+    def merged() -> None:
+        store.links.move(store.links.get(ANN), "c_survivor", [Entry("contact", "merged")], role="lead")
+    if type(store.links).__name__ == "DynamoLinks":
+        from chalicelib.adapters.dynamo import links as dynamo_links
+        from chalicelib.adapters.dynamo.keys import link_key
+        read, raced = dynamo_links.get, []
+
+        def merged_then_read(model, key, **kw):
+            if key == link_key(ANN) and not raced:
+                raced.append(merged())
+            return read(model, key, **kw)
+        monkeypatch.setattr(dynamo_links, "get", merged_then_read)
+    else:
+        raced = [merged()]
+    if step == "hold":
+        assert store.links.hold_found([(claim, FoundContact("c_survivor", "lead", "lead", "No", "x"))]) == [None]
+    else:
+        store.links.finish(claim, JoinResult(LinkStatus.LINKED, kind="lead", email="ann@example.com",
+                                             contact_id="c_survivor", contact_role="lead"), [Entry("join", "linked")])
+    monkeypatch.undo()
+    link = store.links.get(ANN)
+    assert len(raced) == 1 and link.contact_id == "c_survivor"
+    assert link.status is (LinkStatus.IN_PROGRESS if step == "hold" else LinkStatus.LINKED)
+    assert _naming(store) == [(WS, "ann@example.com"), (WS, "c_survivor")]
 
 
 def test_a_join_finishing_after_forget_erased_its_link_writes_nothing(store):

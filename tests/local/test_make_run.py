@@ -44,11 +44,19 @@ def local_stack():
         stop()
 
 
-def test_the_local_stack_plays_the_demo_end_to_end(local_stack):
+def test_the_local_stack_plays_the_demo_end_to_end(local_stack, capsys):
+    from chalicelib.cli import main
     lines = []
     history = demo.play(local_stack.state(), settle=local_stack.poller.drain, say=lines.append)
     assert [h["outcome"] for h in history][-1] == "qualified"
     assert any("qualified at" in line for line in lines)
+    # RF sends the referrer's own join too, and so does the demo: `./bridge backfill 42` right after it said
+    # "1 not in the bridge: would be joined - RF user 1001" (Rita, whose join the demo never sent).
+    capsys.readouterr()
+    assert main(["backfill", "42", "--json"]) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert found["people_in_rf"] == 2 and found["queued"] == 0 and not any(
+        "not in the bridge" in outcome for outcome in found["outcomes"]), found
 
 
 def test_a_replay_right_after_make_run_is_not_held_back_for_a_worker_holding_another_rf_token(local_stack):
@@ -280,6 +288,30 @@ def test_the_readmes_counts_only_sync_block_applies_to_the_simulated_workspace(l
     path.write_text(yaml.safe_dump(doc))
     assert main(["settings", "apply", str(path)]) == 0, capsys.readouterr().err
     assert json.loads(capsys.readouterr().out)["campaign_id"] == "77"
+
+
+def test_campaign_yamls_sync_block_uncommented_finds_the_simulated_workspaces_users_to_enrol(local_stack, tmp_path,
+                                                                                            capsys):
+    """docs/examples/campaign.yaml's commented sync block (`source: users`), uncommented as its comment says, then
+    `./bridge sync start 42 --dry-run`: it found `"total": 0` — the simulated workspace held only the demo's
+    leads. `make run` seeds two users no one referred (run.LOCAL_USERS): the dry run would enrol them."""
+    from chalicelib.cli import main
+    text = run.DEMO_SETTINGS.read_text()
+    commented = text.split("\n# sync:", 1)[1]
+    block = "sync:\n" + "\n".join(line[2:] for line in commented.splitlines() if line.startswith("#   "))
+    path = tmp_path / "campaign.yaml"
+    path.write_text(text + "\n" + block + "\n")
+    assert "source: users" in block and main(["settings", "apply", str(path)]) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    try:
+        assert main(["sync", "start", "42", "--dry-run", "--json"]) == 0
+        found = json.loads(capsys.readouterr().out)
+        # (the demo's referrers are users too, linked by their joins: already in the campaign, not enrolled)
+        assert found["would_enrol"] == 2 and found["total"] - found["already_enrolled"] - sum(
+            s["count"] for s in found["skipped"].values()) == 2, found
+    finally:
+        assert main(["settings", "apply", str(run.DEMO_SETTINGS)]) == 0    # as `make run` applied them
+        capsys.readouterr()
 
 
 @pytest.mark.skipif(not all(shutil.which(tool) for tool in ("bash", "curl", "jq", "openssl")),

@@ -9,22 +9,28 @@ from types import SimpleNamespace
 
 import pytest
 
-from infra.local.moto_http import _Handler
+from infra.local.moto_http import KeepAliveMotoServer, _Handler
 
 BODY = json.dumps({"TransactItems": [{"Put": {"TableName": "t", "Item": {"pk": {"S": "a"}}}}]}).encode()
 HEAD = (b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-amz-json-1.0\r\n"
         b"X-Amz-Target: DynamoDB_20120810.TransactWriteItems\r\n")
 
 
+def recording(given: list[bytes]):
+    """A WSGI application that keeps each body it is given and answers `{}` (a HEAD: the size a GET would have)."""
+    def app(environ, start_response):
+        given.append(environ["wsgi.input"].read())
+        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", "1000")]
+                       if environ["REQUEST_METHOD"] == "HEAD" else [("Content-Type", "application/json")])
+        return [] if environ["REQUEST_METHOD"] == "HEAD" else [b"{}"]
+    return app
+
+
 def served(*requests: bytes) -> tuple[list[bytes], bytes]:
     """Send `requests` on one connection, then close its sending side; the bodies the application was given and
     what the client got back."""
     given: list[bytes] = []
-
-    def app(environ, start_response):
-        given.append(environ["wsgi.input"].read())
-        start_response("200 OK", [("Content-Type", "application/json")])
-        return [b"{}"]
+    app = recording(given)
 
     with socket.create_server(("127.0.0.1", 0)) as listening:
         theirs = socket.create_connection(listening.getsockname())
@@ -32,7 +38,7 @@ def served(*requests: bytes) -> tuple[list[bytes], bytes]:
     with ours, theirs:
         theirs.sendall(b"".join(requests))
         theirs.shutdown(socket.SHUT_WR)            # the client is gone (killed): its kernel closed the socket
-        _Handler(ours, ("127.0.0.1", 1), SimpleNamespace(app=app, server_address=("127.0.0.1", 4566)))
+        _Handler(ours, ("127.0.0.1", 1), SimpleNamespace(app=app, server_address=("127.0.0.1", 4566), stopped=False))
         ours.shutdown(socket.SHUT_WR)
         answers = b"".join(iter(lambda: theirs.recv(65536), b""))
     return given, answers
@@ -60,3 +66,46 @@ def test_a_body_cut_short_by_its_client_closing_never_reaches_moto(cut):
 def test_a_chunked_body_whose_client_closed_before_its_last_chunk_never_reaches_moto():
     assert served(chunked(BODY, last=False))[0] == []
     assert served(chunked(BODY))[0] == [BODY]
+
+
+def test_a_head_answer_keeps_the_size_a_get_would_have():
+    given, answers = served(b"HEAD /bucket/key HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    assert b"Content-Length: 1000\r\n" in answers and answers.endswith(b"\r\n\r\n")
+
+
+@pytest.fixture
+def server():
+    running = KeepAliveMotoServer()
+    given: list[bytes] = []
+    running._server.app = recording(given)
+    running.start()
+    yield running, given
+    running.stop()
+
+
+def test_the_interim_100_continue_leaves_before_the_body_is_sent(server):
+    """botocore sends an S3 upload's body only after it (or after waiting a second): the interim answer is flushed."""
+    running, given = server
+    with socket.create_connection(running.get_host_and_port(), timeout=5) as client:
+        client.sendall(HEAD + b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(BODY))
+        assert client.recv(65536).startswith(b"HTTP/1.1 100 Continue\r\n")      # (a timeout: it was held back)
+        client.sendall(BODY)
+        assert client.recv(65536).startswith(b"HTTP/1.1 200") and given == [BODY]
+
+
+def test_a_stopped_server_answers_no_more_on_the_connections_kept_open(server):
+    """A test that stops moto to stand for AWS being unreachable must see it so on botocore's kept connections too."""
+    running, given = server
+    with socket.create_connection(running.get_host_and_port(), timeout=5) as client:
+        client.sendall(whole())
+        assert client.recv(65536).startswith(b"HTTP/1.1 200")
+        running.stop()
+        client.sendall(whole())
+        assert client.recv(65536) == b"" and given == [BODY]
+
+
+def test_many_clients_connecting_at_once_are_all_accepted_without_waiting_for_a_retransmission(server):
+    """A listen queue of 5 (socketserver's default) made the sixth of 30 workers connecting at once wait ~1 s for
+    its SYN to be sent again; werkzeug's queue is 128."""
+    running, _ = server
+    assert running._server.request_queue_size >= 128

@@ -144,14 +144,22 @@ def test_explain_finds_a_person_in_every_campaign_from_any_identifier_and_masks_
     [refused] = [e for e in explain(rt, "9").view()["trail"] if e["event"] == "webhook_refused"]
     assert refused["resolved"] and "fix" not in refused and "(resolved since)" in as_text(explain(rt, "9"))
     nobody = explain(rt, "zed@example.com")
-    assert not nobody.found and as_text(nobody) == (
-        "no record of z***@example.com yet: a webhook about them accepted in the last minutes may still wait in "
-        "the work queue, or its first try may still be running (a join is found by email once a try of it ends; "
-        "`bridge doctor CAMPAIGN` shows the queue). Else the bridge has never seen them, or they were forgotten "
-        "(`bridge forget`): no join, no contact, no history and no refused webhook names them here. Only if they joined before the campaign's settings "
-        "existed or while webhooks were refused, `bridge backfill CAMPAIGN` sends them (a backfill would also bring "
-        "a forgotten person back to Intercom); if their email changed in Intercom, explain finds them by the new one "
-        "or by their RF user id; if they are in Intercom only, check the email or id")
+    # A short first line, then each case on its own indented line (it was one line of ~900 characters); `--json`
+    # has the first line as its `message` and the cases as its `cases`.
+    assert not nobody.found and as_text(nobody) == "\n".join([
+        "no record of z***@example.com yet:",
+        "  - a webhook about them accepted in the last minutes may still wait in the work queue, or be on its first "
+        "try (a join is found by email once a try of it ends; `bridge doctor CAMPAIGN` shows the queue)",
+        "  - else the bridge has never seen them, or they were forgotten (`bridge forget`): no join, no contact, no "
+        "history and no refused webhook names them here",
+        "  - only if they joined before the campaign's settings existed or while webhooks were refused, `bridge "
+        "backfill CAMPAIGN` sends them (a backfill would also bring a forgotten person back to Intercom)",
+        "  - if their email changed in Intercom, explain finds them by the new one or by their RF user id",
+        "  - if they are in Intercom only, check the email or id"])
+    view = nobody.view()
+    assert view["message"] == "no record of z***@example.com yet" and len(view["cases"]) == 5
+    assert [f"  - {case}" for case in view["cases"]] == as_text(nobody).splitlines()[1:]
+    assert len(as_text(nobody).splitlines()[0]) < 40            # what an operator looks at first
 
 
 def test_explain_says_a_failed_join_has_no_contact_yet_never_none():

@@ -23,10 +23,10 @@ class Resp:
         return None
 
 
-def policy(clock, taken, max_wait=20, throttled=None, idempotent=True):
+def policy(clock, taken, max_wait=20, throttled=None, idempotent=True, retried_later=True):
     return retry_policy(clock, clock.sleep, lambda: taken.append(clock()), max_wait,
                         on_throttled=(throttled.append if throttled is not None else (lambda wait: None)),
-                        idempotent=idempotent, vendor="Intercom")
+                        idempotent=idempotent, vendor="Intercom", retried_later=retried_later)
 
 
 # --- the retry policy ------------------------------------------------------------------------------
@@ -128,6 +128,24 @@ def test_a_retry_too_long_for_the_lambda_after_a_5xx_or_no_answer_is_the_vendors
     with pytest.raises(Transient) as exc:
         retry.sleep(answer)
     assert exc.value.outage == outage
+
+
+@pytest.mark.parametrize("retried_later", [True, False], ids=["the worker", "an operator's command"])
+def test_a_wait_too_long_says_the_next_retry_only_to_a_caller_whose_work_is_retried(retried_later):
+    # What an operator saw: `bridge doctor 42` during an Intercom 503 said "could not be checked (Intercom answered
+    # 503 and next retry in 1s)": doctor retries nothing, nor does any queue retry its call. The worker's work
+    # is retried (its message goes back to the queue); a wait the vendor asked for is said to both.
+    retry = policy(FakeClock(), [], max_wait=0, retried_later=retried_later)
+    for _ in range(2):                                       # (the first retry has no backoff)
+        retry = retry.increment(method="GET", url="/x", response=Resp({}, status=503))
+    with pytest.raises(Transient) as exc:
+        retry.sleep(Resp({}, status=503))
+    assert exc.value.reason.startswith("Intercom answered 503 and next retry in ") if retried_later else (
+        exc.value.reason == "Intercom answered 503")
+    assert exc.value.outage == "Intercom" and exc.value.retry_after > 0
+    with pytest.raises(Transient) as told:
+        policy(FakeClock(), [], retried_later=retried_later).sleep(Resp({"Retry-After": "3600"}, status=503))
+    assert told.value.reason == "Intercom answered 503 and asked to wait 3600s"
 
 
 def test_backoff_grows_with_jitter_and_stays_capped():

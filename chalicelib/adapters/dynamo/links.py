@@ -13,6 +13,7 @@ from types import MappingProxyType
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence
 
 from pynamodb.exceptions import TransactWriteError, UpdateError
+from pynamodb.expressions.condition import Condition
 
 from ...domain.history import Entry, iso
 from ...domain.link import (COUNT_CLOCK_SLACK, LEAD, Claim, ContactState, FoundContact, JoinClaim, JoinResult, Link, LinkStatus,
@@ -346,22 +347,26 @@ class DynamoLinks(Leases):
             # (joins of one referrer finishing at once write one count item: a conflict is tried again,
             # dated anew, and the claim's condition lets it apply once only; a contact held, as `move` does, reads
             # its pointer again when another person's link left it at that moment)
-            left: _Left = {}
+            left: Optional[_Left] = {}
             for tried in range(1, CONFLICT_TRIES + 1):
                 try:
-                    return self._finished([(claim, result, entries)], left)
+                    return self._finished([(claim, result, entries)], left or {})
                 except TransactWriteError as exc:
-                    left = self._left(claim, result) if conditional(exc) and tried < CONFLICT_TRIES else {}
-                    if not left:
+                    left = self._left(claim, result) if conditional(exc) and tried < CONFLICT_TRIES else None
+                    if left is None:
                         raise
 
     @staticmethod
-    def _left(claim: JoinClaim, result: JoinResult) -> dict[PersonRef, tuple[str, list[Update | Delete]]]:
+    def _left(claim: JoinClaim, result: JoinResult) -> Optional[dict[PersonRef, tuple[str, list[Update | Delete]]]]:
         """A claimed link that holds another contact than its result's (Intercom merged the one hold_found held into
         the one the join finished on): that contact, and the writes that take her off its pointer, read (a pointer
-        left naming her would outlive `bridge forget`, which erases her link's contact's only)."""
+        left naming her would outlive `bridge forget`, which erases her link's contact's only); nothing to leave
+        ({}) when the link holds the result's contact already (a merge's webhook moved it there meanwhile: the claim
+        still ours, written again as it is); None when the claim is lost."""
         item = get(LinkItem, link_key(claim.ref), consistent=True)
-        if item is None or item.claim != claim.token or not item.contact_id or item.contact_id == result.contact_id:
+        if item is None or item.claim != claim.token or not item.contact_id:
+            return None
+        if item.contact_id == result.contact_id:
             return {}
         held_in = item.contact_workspace or item.workspace    # (an earlier try's, in the workspace it wrote it in)
         return {claim.ref: (item.contact_id, _leave(contact_key(held_in, item.contact_id), claim.ref))}
@@ -431,10 +436,12 @@ class DynamoLinks(Leases):
                         lambda: self.history.transact(claim.ref, [], *self._hold(claim, found, left, left_in)))
                 except TransactWriteError as exc:
                     item = get(LinkItem, link_key(claim.ref), consistent=True) if conditional(exc) else None
-                    if tried == CONFLICT_TRIES or item is None or item.claim != claim.token or not item.contact_id \
-                            or item.contact_id == found.contact_id:
+                    if tried == CONFLICT_TRIES or item is None or item.claim != claim.token or not item.contact_id:
                         raise
-                    left, left_in = item.contact_id, item.contact_workspace or item.workspace
+                    # (the link on the contact found already, a merge's webhook having moved it there meanwhile: held
+                    # again as it is, nothing to leave)
+                    left, left_in = (item.contact_id, item.contact_workspace or item.workspace) \
+                        if item.contact_id != found.contact_id else (None, None)
 
     def reopen_ignored_many(self, ignored: Sequence[tuple[PersonRef, str, Sequence[Entry]]]) -> list[bool]:
         """In transactions of up to 50 people (the link and one entry each); when one is refused (a link
@@ -772,11 +779,17 @@ class DynamoLinks(Leases):
             applied(partial(LinkItem(*link_key(ref)).update, actions=[LinkItem.refusal_discarded.set(True)],
                             condition=LinkItem.qualification == QState.FAILED.value))
 
-    def rf_deleted(self, found: Sequence[tuple[PersonRef, Sequence[Entry]]]) -> list[bool]:
+    def rf_deleted(self, found: Sequence[tuple[Link, Sequence[Entry]]]) -> list[bool]:
         at = self.clock()
-        return [applied(partial(self.history.transact, PersonRef(*ref), entries, Update(
-            LinkItem(*link_key(PersonRef(*ref))), [LinkItem.rf_deleted_at.set(at), LinkItem.updated_at.set(iso(at))],
-            LinkItem.qualification == QState.FAILED.value))) for ref, entries in found]
+
+        def as_read(link: Link) -> Condition:
+            # (the refusal read: its date, or none and the last write's, which dates it; updated_at left as it is)
+            if link.refused_at is not None:
+                return LinkItem.refused_at == link.refused_at
+            return LinkItem.refused_at.does_not_exist() & (LinkItem.updated_at == link.updated_at)
+        return [applied(partial(self.history.transact, link.ref, entries, Update(
+            LinkItem(*link_key(link.ref)), [LinkItem.rf_deleted_at.set(at)],
+            (LinkItem.qualification == QState.FAILED.value) & as_read(link)))) for link, entries in found]
 
     def unpend(self, link: Link, reason: str) -> Link:
         applied(lambda: self.history.transact(link.ref, [Entry("reconciliation", "stopped", reason)], Update(
