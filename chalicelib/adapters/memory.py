@@ -592,7 +592,8 @@ class MemoryLinks(Leases):
             self.tables.referrals[referrer] = dataclasses.replace(count, n=count.n - 1)
             self.tables.owed[referrer] = self.clock() + COUNT_ASK_GRACE
             lowered = referrer
-        return Erased(self.history.erase(link.ref), pointers, lowered, held.link.contact_id if held else None)
+        return Erased(self.history.erase(link.ref), pointers, lowered, held.link.contact_id if held else None,
+                      _contact_in(held) if held and held.link.contact_id else None)
 
     def counts_owed(self, now: float, limit: int) -> list[tuple[PersonRef, float]]:
         return sorted(((ref, due) for ref, due in self.tables.owed.items() if due < now), key=lambda o: o[1])[:limit]

@@ -309,13 +309,15 @@ COUNT_ASK_GRACE = 60.0
 
 
 class Erased(NamedTuple):
-    """What LinkRepository.erase removed, the referrer whose count it lowered (None: none), and the contact the
-    link held as it was deleted (None: none, or the link was gone already)."""
+    """What LinkRepository.erase removed, the referrer whose count it lowered (None: none), the contact the
+    link held as it was deleted (None: none, or the link was gone already), and the workspace that contact is in
+    (an earlier try's when the campaign moved since: where its notifications and refusals are kept)."""
 
     entries: int
     pointers: int
     lowered: Optional[PersonRef]
     contact_id: Optional[str] = None
+    contact_workspace: Optional[str] = None
 
 
 @dataclass

@@ -48,9 +48,13 @@ def forget(rt: Erasing, email: str) -> dict:
         done = rt.store.links.erase(link)
         # The contact the link held as it was erased: a worker may have moved it since it was read (a merge
         # followed, a join finished elsewhere); the one read is named too, as the link's former contact.
+        # A contact an earlier try recorded in another workspace (the campaign moved since) is named with it: its
+        # notifications and refusals are that workspace's.
         held = done.contact_id or link.contact_id
+        held_in = done.contact_workspace or link.workspace
         people.append({"campaign_id": link.campaign_id, "rf_user_id": link.rf_user_id,
                        "workspace": link.workspace, "contact_id": held,
+                       **({"contact_workspace": held_in} if held and held_in != link.workspace else {}),
                        **({"former_contact_id": link.contact_id} if link.contact_id not in (None, held) else {})})
         history += done.entries
         pointer_count += done.pointers
@@ -108,9 +112,10 @@ def forget(rt: Erasing, email: str) -> dict:
 
 
 def _contacts(people: list[dict]) -> set[tuple[Any, str]]:
-    """(workspace, contact id) of each contact the people erased held: theirs, and a former one (a link a worker
-    moved as it was erased)."""
-    return {(p.get("workspace"), p[key]) for p in people for key in ("contact_id", "former_contact_id") if p.get(key)}
+    """(workspace, contact id) of each contact the people erased held: theirs (in the workspace of the try that
+    recorded it), and a former one (a link a worker moved as it was erased)."""
+    held = {(p.get("contact_workspace") or p.get("workspace"), p["contact_id"]) for p in people if p.get("contact_id")}
+    return held | {(p.get("workspace"), p["former_contact_id"]) for p in people if p.get("former_contact_id")}
 
 
 def _erase_unlinked(rt: Erasing, ref: PersonRef) -> int:

@@ -1108,7 +1108,7 @@ def test_a_latest_entry_is_one_entry_replaced_by_each_newer_one_and_erased_with_
 def test_erasing_a_link_takes_its_history_and_its_contact_pointer(store):
     link = joined(store)
     store.links.note_repeat(ANN, "join", "again")
-    assert store.links.erase(link) == (2, 1, None, "c1")       # (nobody's count lowered)
+    assert store.links.erase(link) == (2, 1, None, "c1", WS)       # (nobody's count lowered)
     assert store.links.get(ANN) is None and store.history.entries(ANN) == []
     assert store.lookup.look_up(contacts=[(WS, "c1")]).linked_to_contact(WS, "c1") == []
 
@@ -1145,7 +1145,7 @@ def test_forget_of_a_retry_claimed_in_another_workspace_erases_the_earlier_works
                                          reason="Intercom answered 500"), [Entry("join", "failed")])
     store.links.claim(ANN, "ws2")
     done = store.links.erase(store.links.get(ANN))
-    assert (done.pointers, done.contact_id) == (1, "c_old")
+    assert (done.pointers, done.contact_id, done.contact_workspace) == (1, "c_old", WS)    # (its refusals are WS's)
     found = store.lookup.look_up(contacts=[(WS, "c_old"), ("ws2", "c_old")])
     assert [k for k, refs in found.by_contact.items() if ANN in refs] == []
 

@@ -381,3 +381,23 @@ def test_forget_that_read_the_link_before_a_merge_moved_it_erases_the_survivors_
     assert [(p["contact_id"], p.get("former_contact_id")) for p in said["people"]] == [(user["id"], lead["id"])]
     assert work.store.links.get(ANN) is None and work.store.history.entries(ANN) == []
     assert naming_ann(work, lead, user) == []
+
+
+def test_forget_of_a_link_holding_an_earlier_workspaces_contact_erases_that_workspaces_refusals_of_it():
+    """A retry claimed in ws2 (the campaign moved) while the link still holds ws1's contact c_old: the signed
+    refusals of ws1 naming c_old are hers, and go; forget names the contact with its workspace."""
+    from chalicelib.domain.link import JoinResult, LinkStatus
+    from chalicelib.ports.edge import RefusalSample, workspace_scope
+    work = FakeWork()
+    for ws in ("ws1", "ws2"):
+        work.store.connections.put_workspace(ws)
+    claim = work.store.links.claim(ANN, "ws1")
+    work.store.links.finish(claim, JoinResult(LinkStatus.FAILED, email="ann@example.com", contact_id="c_old",
+                                              reason="Intercom answered 500"), [Entry("join", "failed")])
+    work.store.edge.refused(workspace_scope("ws1"), RefusalSample("bad", "2026-11-27T22:00:00Z", "m",
+                                                                  contact_id="c_old"))
+    work.store.links.claim(ANN, "ws2")
+    said = forget(work, "ann@example.com")
+    assert [s for s in work.store.edge.refusals(workspace_scope("ws1")).samples if s.contact_id == "c_old"] == []
+    assert [(p["workspace"], p["contact_id"], p.get("contact_workspace")) for p in said["people"]] == [
+        ("ws2", "c_old", "ws1")]

@@ -830,17 +830,19 @@ class DynamoLinks(Leases):
 
     # --- erasure --------------------------------------------------------------------------
     def erase(self, link: Link) -> Erased:
-        lowered, stored, pointers = self._delete(link)
+        lowered, stored, pointers, held_in = self._delete(link)
         self.forget_referrals(link.ref)
         # Last: an entry written with the link (a backfill counting the lead) while it was still there goes too.
         entries = self.history.erase(link.ref)
-        return Erased(entries, pointers, lowered, stored.contact_id if stored is not None else None)
+        contact = stored.contact_id if stored is not None else None
+        return Erased(entries, pointers, lowered, contact, held_in if contact else None)
 
-    def _delete(self, link: Link) -> tuple[Optional[PersonRef], Optional[Link], int]:
+    def _delete(self, link: Link) -> tuple[Optional[PersonRef], Optional[Link], int, Optional[str]]:
         """Delete the link, and take its lead off the count they added to, at once (so that a join
         that comes again counts once again), with the reference of the contact pointer it holds (a move cannot
         come between: its own write holds to the contact the link is on). The referrer whose count it lowered,
-        the link as deleted (None: gone already) and the pointers' references taken off. An email the link took
+        the link as deleted (None: gone already), the pointers' references taken off and the workspace of its
+        contact's pointer. An email the link took
         after `link` was read leaves its pointer in that same write (the caller deletes the one it read, last: a
         pointer left for later would name her for good once a `bridge forget` of the one read is interrupted
         before it, as a run again finds nothing by that one). The count never goes
@@ -879,13 +881,13 @@ class DynamoLinks(Leases):
                     ReferralItem.overdue_pk.set(COUNT_WRITES), ReferralItem.lease_until.set(now + COUNT_ASK_GRACE)],
                     holds))
                 if applied(lambda: self._retrying_conflicts(lambda: self.history.transact(link.ref, (), *writes))):
-                    return referrer, link, len(leave)
+                    return referrer, link, len(leave), held_in or link.workspace
             # (no count left to lower)
             if applied(lambda: self._retrying_conflicts(lambda: self.history.transact(link.ref, (), *delete))):
-                return None, link, len(leave)
+                return None, link, len(leave), held_in or link.workspace
             fresh = get(LinkItem, link_key(link.ref), consistent=True)
             if fresh is None:
-                return None, None, 0                              # gone already
+                return None, None, 0, None                        # gone already
             link, held_in = fresh.to_link(), fresh.contact_workspace
         raise Busy("the link kept changing while it was erased: run `bridge forget` again")
 
