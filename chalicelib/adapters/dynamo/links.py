@@ -786,7 +786,7 @@ class DynamoLinks(Leases):
             # (the refusal read: its date, or none and the last write's, which dates it; updated_at left as it is)
             if link.refused_at is not None:
                 return LinkItem.refused_at == link.refused_at
-            return LinkItem.refused_at.does_not_exist() & (LinkItem.updated_at == link.updated_at)
+            return LinkItem.refused_at.does_not_exist() & _same(LinkItem.updated_at, link.updated_at)
         return [applied(partial(self.history.transact, link.ref, entries, Update(
             LinkItem(*link_key(link.ref)), [LinkItem.rf_deleted_at.set(at)],
             (LinkItem.qualification == QState.FAILED.value) & as_read(link)))) for link, entries in found]
