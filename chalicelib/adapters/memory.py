@@ -380,8 +380,8 @@ class MemoryLinks(Leases):
             return None                # erased meanwhile: neither the link nor a pointer to it comes back
         if stored.link.contact_id != old:
             raise Busy("the link moved meanwhile (another worker applied the merge)")
-        if old:
-            self._unpoint(self.tables.contacts, (link.workspace, old), link.ref)
+        if old:     # (in the workspace of the try that recorded it: a campaign moved since keeps it there)
+            self._unpoint(self.tables.contacts, (_contact_in(stored), old), link.ref)
         self._point(self.tables.contacts, (link.workspace, contact_id), link.ref)
         stored.contact_workspace = link.workspace
         changes = {name: value for name, value in (("baseline", baseline), ("baseline_of", baseline_of))

@@ -1113,6 +1113,19 @@ def test_erasing_a_link_takes_its_history_and_its_contact_pointer(store):
     assert store.lookup.look_up(contacts=[(WS, "c1")]).linked_to_contact(WS, "c1") == []
 
 
+def test_a_link_a_retry_claimed_in_another_workspace_moved_before_it_found_a_contact_leaves_the_earlier_pointer(store):
+    """Between the claim in ws2 (the campaign moved) and its hold, reconciliation follows ws1's c_old (Intercom's
+    404 in ws2, the contact with her email there): c_old's pointer, in ws1, names her no more."""
+    claim = store.links.claim(ANN, WS)
+    store.links.finish(claim, JoinResult(LinkStatus.FAILED, email="ann@example.com", contact_id="c_old",
+                                         reason="Intercom answered 500"), [Entry("join", "failed")])
+    store.links.claim(ANN, "ws2")
+    moved = store.links.move(store.links.get(ANN), "c_new", [Entry("contact", "moved")])
+    assert moved is not None and moved.contact_id == "c_new"
+    found = store.lookup.look_up(contacts=[(WS, "c_old"), ("ws2", "c_old"), ("ws2", "c_new")])
+    assert sorted(k for k, refs in found.by_contact.items() if ANN in refs) == [("ws2", "c_new")]
+
+
 @pytest.mark.parametrize("held", [True, False], ids=["held_then_finished", "finished"])
 def test_a_retry_in_another_workspace_leaves_the_earlier_workspaces_contact_pointer(store, held):
     """The campaign moved to workspace ws2 between a failed try (which recorded ws1's contact c_old) and the retry,

@@ -564,13 +564,17 @@ class DynamoLinks(Leases):
         # Named no role, the link keeps the stored one, and is returned with it (the memory twin's): the write holds
         # only while the role is the one known, and one set meanwhile (another event) is read back and known.
         known = link.contact_role
+        # (the workspace whose pointer names the old contact, as read: the link's, or an earlier try's when the
+        # campaign moved since; a first write holding to the link's is refused, and reads it)
+        held_in: Optional[str] = None
         for tried in range(1, CONFLICT_TRIES + 1):
-            condition = LinkItem.contact_id == old
+            condition = (LinkItem.contact_id == old) & ((LinkItem.contact_workspace == held_in) if held_in else (
+                LinkItem.contact_workspace.does_not_exist() | (LinkItem.contact_workspace == link.workspace)))
             if not role:
                 condition = condition & _same(LinkItem.contact_role, known)
             updates: list[Update | Delete] = [Update(LinkItem(*link_key(link.ref)), actions, condition)]
             if old:         # (the merged contact's pointer goes when it named her alone, as an email's does)
-                updates += _leave(contact_key(link.workspace, old), link.ref)
+                updates += _leave(contact_key(held_in or link.workspace, old), link.ref)
             updates.append(_add_ref(contact_key(link.workspace, contact_id), link.ref))
             try:
                 with _or_busy("the link moved meanwhile (another worker applied the merge)"):
@@ -582,7 +586,7 @@ class DynamoLinks(Leases):
                     return None     # erased meanwhile (`bridge forget`): its condition wrote nothing back
                 if tried == CONFLICT_TRIES or stored.contact_id != old:
                     raise
-                known = stored.contact_role
+                known, held_in = stored.contact_role, stored.contact_workspace
         return dataclasses.replace(link, contact_id=contact_id, contact_state=None, contact_created=False,
                                    contact_role=role or known, updated_at=now, **changes)
 
