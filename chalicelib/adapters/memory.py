@@ -27,9 +27,9 @@ from ..domain.qualification import ENDINGS, QState, claimable
 from ..domain.sync import PageError
 from ..errors import Throttled
 from ..ports.edge import REFUSALS_KEEP_DAYS, SAMPLES, EdgeLog, RefusalCount, Refusals, RefusalSample
-from ..ports.store import (CHANGED_SINCE_READ, COUNT_ASK_GRACE, DEFAULT_LEASE_SECONDS, KEEP, Leases, MOVED_SINCE_READ, PAST_RUN_DAYS,
-                           PENDING_SWEEP, Busy, Connection, ConnectionRepository, Cursor, Erased, Found, HistoryLog,
-                           LinkLookup, LinkRepository, RateWindows, RFConnection, SettingsRepository, StoredSettings,
+from ..ports.store import (CHANGED_SINCE_READ, COUNT_ASK_GRACE, DEFAULT_LEASE_SECONDS, KEEP, MOVED_SINCE_READ,
+                           PAST_RUN_DAYS, PENDING_SWEEP, Busy, Connection, ConnectionRepository, Cursor, Erased, Found,
+                           HistoryLog, Leases, LinkLookup, LinkRepository, RateWindows, RFConnection, SettingsRepository, StoredSettings,
                            SyncRepository, normal_email)
 from ..ports.store import (SCAN_LIMIT, AttributeList, CountBackfill, LedgerEntry, OAuthTicket, SyncRun,
                            answer_or_error)

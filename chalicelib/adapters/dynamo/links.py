@@ -19,8 +19,8 @@ from ...domain.history import Entry, iso
 from ...domain.link import (COUNT_CLOCK_SLACK, LEAD, Claim, ContactState, FoundContact, JoinClaim, JoinResult, Link, LinkStatus,
                            Overdue, PendingPage, PersonRef, ReferralCount)
 from ...domain.qualification import ENDINGS, QState, claimable
-from ...ports.store import (CHANGED_SINCE_READ, COUNT_ASK_GRACE, DEFAULT_LEASE_SECONDS, KEEP, Leases, MOVED_SINCE_READ, SCAN_LIMIT,
-                            Busy, Erased, answer_or_error, normal_email)
+from ...ports.store import (CHANGED_SINCE_READ, COUNT_ASK_GRACE, DEFAULT_LEASE_SECONDS, KEEP, MOVED_SINCE_READ,
+                            SCAN_LIMIT, Busy, Leases, Erased, answer_or_error, normal_email)
 from .history import Check, Delete, DynamoHistory, Put, Update
 from .keys import (COUNT_WRITES, OVERDUE, PENDING, campaign_links, campaign_referrals, contact_key, email_key,
                    ledger_key, link_key, referrals_key, referrer_of)
@@ -29,6 +29,13 @@ from .models import LedgerItem, LinkItem, PointerItem, ReferralItem, applied, ba
 
 def _assign(attr: Any, value: Any) -> Any:
     return attr.set(value) if value is not None else attr.remove()
+
+
+def _pointed_in(held_in: Optional[str], workspace: str) -> Condition:
+    """The stored link's contact pointer is in workspace `held_in`, as read (None: unset, or the link's `workspace`:
+    an earlier try's, in the workspace it wrote it in when the campaign moved since, is read and named)."""
+    return (LinkItem.contact_workspace == held_in) if held_in else (
+        LinkItem.contact_workspace.does_not_exist() | (LinkItem.contact_workspace == workspace))
 
 
 def _same(attr: Any, value: Any) -> Any:
@@ -568,8 +575,7 @@ class DynamoLinks(Leases):
         # campaign moved since; a first write holding to the link's is refused, and reads it)
         held_in: Optional[str] = None
         for tried in range(1, CONFLICT_TRIES + 1):
-            condition = (LinkItem.contact_id == old) & ((LinkItem.contact_workspace == held_in) if held_in else (
-                LinkItem.contact_workspace.does_not_exist() | (LinkItem.contact_workspace == link.workspace)))
+            condition = (LinkItem.contact_id == old) & _pointed_in(held_in, link.workspace)
             if not role:
                 condition = condition & _same(LinkItem.contact_role, known)
             updates: list[Update | Delete] = [Update(LinkItem(*link_key(link.ref)), actions, condition)]
@@ -867,8 +873,7 @@ class DynamoLinks(Leases):
                        else LinkItem.counted_at.does_not_exist())
                     & _same(LinkItem.contact_id, link.contact_id) & _same(LinkItem.email, link.email)
                     & (LinkItem.workspace == link.workspace)
-                    & ((LinkItem.contact_workspace == held_in) if held_in else (
-                        LinkItem.contact_workspace.does_not_exist() | (LinkItem.contact_workspace == link.workspace))))
+                    & _pointed_in(held_in, link.workspace))
             leave = _leave(contact_key(held_in or link.workspace, link.contact_id), link.ref) if link.contact_id else []
             if link.email and normal_email(link.email) != given:    # (changed since: ≤ 4 items with the count's)
                 leave += _leave(email_key(link.workspace, link.email), link.ref)
