@@ -1355,35 +1355,25 @@ def test_a_join_finishing_after_forget_erased_its_link_writes_nothing(store):
 
 @pytest.mark.parametrize("store", ["dynamo"], indirect=True)
 def test_a_move_landing_while_forget_erases_leaves_no_pointer(store, monkeypatch):
-    """DynamoDB erases in more than one request: a merge followed between forget's first touch of c1's pointer
-    (its read, or its removal of Ann) and the delete of her link. The erasure still takes every pointer her
-    link has with it, and the move is refused or erased with her, whichever comes first."""
+    """DynamoDB reads c1's pointer before the transaction that deletes her link and takes her off it: a merge
+    followed between that read and the delete. The erasure still takes every pointer her link has with it, and the
+    move is refused or erased with her, whichever comes first."""
     from chalicelib.adapters.dynamo import links as dynamo_links
     from chalicelib.adapters.dynamo.keys import contact_key
     stale, raced = joined(store), []
-
-    def merge_once() -> None:
-        if not raced:
-            raced.append("merging")                  # (the move reads c1's pointer too)
-            raced.append(store.links.move(store.links.get(ANN), "c2", [Entry("contact", "merged")]))
-    read, drop = dynamo_links.get, getattr(dynamo_links, "drop_reference", None)
+    read = dynamo_links.get
 
     def read_then_merged(model, key, **kw):
         found = read(model, key, **kw)
-        if key == contact_key(WS, "c1"):
-            merge_once()
+        if key == contact_key(WS, "c1") and not raced:
+            raced.append("merging")                  # (the move reads c1's pointer too)
+            raced.append(store.links.move(store.links.get(ANN), "c2", [Entry("contact", "merged")]))
         return found
-
-    def dropped_then_merged(key, ref):
-        assert drop is not None
-        dropped = drop(key, ref)
-        merge_once()
-        return dropped
     monkeypatch.setattr(dynamo_links, "get", read_then_merged)
-    monkeypatch.setattr(dynamo_links, "drop_reference", dropped_then_merged, raising=False)
     store.links.erase(stale)
     monkeypatch.undo()
-    assert raced and store.links.get(ANN) is None and store.history.entries(ANN) == []
+    assert raced[0] == "merging" and raced[1].contact_id == "c2"       # (the merge landed before the delete)
+    assert store.links.get(ANN) is None and store.history.entries(ANN) == []
     assert _naming(store) == [(WS, "ann@example.com")]
 
 

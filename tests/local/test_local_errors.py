@@ -194,7 +194,7 @@ def test_the_banners_addresses_start_in_one_column(real):
     labels = ["API", "AWS (moto)", "Intercom", "Referral Factory", "Worker"] + ([] if real else ["Connect by OAuth"])
     rows = {label: next(line for line in said if line.startswith(f"  {label} ")) for label in labels}
     starts = {len(row) - len(row[2 + len(label):].lstrip()) for label, row in rows.items()}
-    assert len(rows) == len(labels) and len(starts) == 1, rows
+    assert len(starts) == 1, rows
 
 @pytest.mark.parametrize("real", [False, True], ids=["simulators", "real APIs"])
 def test_the_banner_says_a_restart_forgets_everything_and_how_a_crash_is_rehearsed(real):

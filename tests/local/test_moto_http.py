@@ -104,7 +104,7 @@ def test_a_stopped_server_answers_no_more_on_the_connections_kept_open(server):
         assert client.recv(65536) == b"" and given == [BODY]
 
 
-def test_many_clients_connecting_at_once_are_all_accepted_without_waiting_for_a_retransmission(server):
+def test_the_listen_queue_is_werkzeugs_so_many_clients_connecting_at_once_wait_for_no_retransmission(server):
     """A listen queue of 5 (socketserver's default) made the sixth of 30 workers connecting at once wait ~1 s for
     its SYN to be sent again; werkzeug's queue is 128."""
     running, _ = server

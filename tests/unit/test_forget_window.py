@@ -394,10 +394,15 @@ def test_forget_of_a_link_holding_an_earlier_workspaces_contact_erases_that_work
     claim = work.store.links.claim(ANN, "ws1")
     work.store.links.finish(claim, JoinResult(LinkStatus.FAILED, email="ann@example.com", contact_id="c_old",
                                               reason="Intercom answered 500"), [Entry("join", "failed")])
-    work.store.edge.refused(workspace_scope("ws1"), RefusalSample("bad", "2026-11-27T22:00:00Z", "m",
-                                                                  contact_id="c_old"))
+    for contact in ("c_old", "c_bob"):
+        work.store.edge.refused(workspace_scope("ws1"), RefusalSample("bad", "2026-11-27T22:00:00Z", "m",
+                                                                      contact_id=contact))
+
+    def kept() -> list:
+        return sorted(s.contact_id for s in work.store.edge.refusals(workspace_scope("ws1")).samples)
+    assert kept() == ["c_bob", "c_old"]
     work.store.links.claim(ANN, "ws2")
     said = forget(work, "ann@example.com")
-    assert [s for s in work.store.edge.refusals(workspace_scope("ws1")).samples if s.contact_id == "c_old"] == []
+    assert kept() == ["c_bob"]                  # hers gone, another person's kept
     assert [(p["workspace"], p["contact_id"], p.get("contact_workspace")) for p in said["people"]] == [
         ("ws2", "c_old", "ws1")]
