@@ -66,13 +66,19 @@ def letter_gone(link: Link, now: float, listed: bool = False) -> bool:
             and refused <= now - DEAD_LETTER_DAYS * 86400)
 
 
+def rf_deleted(link: Link) -> bool:
+    """A refused lead `bridge backfill --apply` found deleted in Referral Factory (a claim since, QUALIFYING, keeps
+    the mark until the qualification ends again: not this)."""
+    return link.rf_deleted_at is not None and link.qualification is QState.FAILED
+
+
 def failed_repeat(link: Link, now: Optional[float]) -> Repeat:
     """What a later sighting of a lead whose qualification failed notes (once, its repeats counted): the replay
     while its letter may be there, `bridge backfill --apply` once it is gone (`now`: the sighting's time), nothing
     to do once the operator discarded it."""
     if link.refusal_discarded:
         return Repeat("qualification_failed_discarded", DISCARDED_REFUSAL)
-    if link.rf_deleted_at is not None and link.qualification is QState.FAILED:
+    if rf_deleted(link):
         return Repeat("qualification_failed_rf_deleted", RF_DELETED_REFUSAL)
     if now is None or not letter_gone(link, now):
         return Repeat(f"qualification_{QState.FAILED.value}", SETTLED[QState.FAILED])

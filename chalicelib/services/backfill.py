@@ -502,7 +502,7 @@ def _unlisted(rt: Backfilling, result: Result, seen: set[str], apply: bool) -> N
     refused, _ = rt.store.links.refused_in(result.campaign_id)
     unlisted = [link for link in refused if link.rf_user_id not in seen and letter_gone(link, now)]
     deleted: list[Link] = []
-    checks: dict[PersonRef, CheckMessage] = {}
+    answered: dict[PersonRef, Link] = {}
     for link in unlisted:
         try:
             rt.rf().get_user(link.rf_user_id)
@@ -512,7 +512,8 @@ def _unlisted(rt: Backfilling, result: Result, seen: set[str], apply: bool) -> N
             else:
                 _said(result, RF_UNASKED, link, exc.reason)
             continue
-        checks.update(_rechecks(rt.store, {link.ref: link}, now, apply))
+        answered[link.ref] = link
+    checks = _rechecks(rt.store, answered, now, apply) if answered else {}
     marked = rt.store.links.rf_deleted([(link, [Entry("qualification", "deleted_in_rf", (
         f"`bridge backfill {link.campaign_id} --apply`: Referral Factory no longer lists this lead, and answered 404 "
         f"for it: deleted in Referral Factory, so its refused qualification (its dead letter gone) is never checked "
@@ -521,7 +522,7 @@ def _unlisted(rt: Backfilling, result: Result, seen: set[str], apply: bool) -> N
         if done:
             _said(result, RF_DELETED, link)
     for ref in checks:
-        _said(result, RECHECK, next(link for link in unlisted if link.ref == ref))
+        _said(result, RECHECK, answered[ref])
     if apply and checks:
         _send(rt, [], set(), set(), list(checks.values()))
         result.queued += len(checks)

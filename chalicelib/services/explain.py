@@ -13,7 +13,7 @@ from typing import Any, Callable, Optional, Protocol
 
 from ..domain.advice import DUPLICATE, NOT_WRITTEN, refused_join, rf_token_refused
 from ..domain.history import RETRY, Recorded, epoch
-from ..domain.judge import DEAD_LETTER_DAYS, elsewhere, letter_gone
+from ..domain.judge import DEAD_LETTER_DAYS, elsewhere, letter_gone, rf_deleted
 from ..domain.link import MOVED_UNKNOWN, Link, LinkStatus, PersonRef
 from ..domain.outage import outage_of
 from ..domain.people import OTHER_CAMPAIGN, email_hash
@@ -522,8 +522,7 @@ def _letters_gone(trail: list[dict], people: dict[PersonRef, Link], now: float) 
         if letter is None or (epoch(letter["at"]) or now) > now - DEAD_LETTER_DAYS * 86400:
             continue
         link = people.get(PersonRef(str(campaign), str(rf_user)))
-        deleted = topic == "qualification" and link is not None and link.rf_deleted_at is not None \
-            and link.qualification is QState.FAILED
+        deleted = topic == "qualification" and link is not None and rf_deleted(link)
         if topic == "qualification" and not deleted and (link is None or not letter_gone(link, now)):
             continue
         for e in trail:

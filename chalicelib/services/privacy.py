@@ -73,7 +73,7 @@ def forget(rt: Erasing, email: str) -> dict:
     for campaign_id in campaigns:
         # Contact sync's ledger: by the email, and by the contacts of the people erased (an entry may keep the
         # email their contact had before it changed in Intercom).
-        contacts = [c for p in people if p["campaign_id"] == campaign_id for _, c in _contacts([p])]
+        contacts = sorted(c for _, c in _contacts([p for p in people if p["campaign_id"] == campaign_id]))
         for entry in rt.store.sync.forget(campaign_id, email, contacts):
             ledger += 1
             if entry.rf_user_id:    # (erased with her link too: a sync note held to this entry until now)
