@@ -20,7 +20,7 @@ from ..domain.people import OTHER_CAMPAIGN, email_hash
 from ..domain.qualification import QState
 from ..domain.settings import CampaignSettings, valid_or_none
 from ..domain.sync import ALREADY, NOT_IN_RF
-from ..errors import DISCONNECTED, plan_restricted, refused_token_of, waits
+from ..errors import DISCONNECTED, BudgetSpent, Throttled, again_when, plan_restricted, refused_token_of, waits
 from ..observability import mask_email, mask_emails
 from ..ports import IntercomPort, Merged, Store
 from ..ports.edge import UNKNOWN, RefusalSample, campaign_scope, workspace_scope
@@ -394,8 +394,10 @@ def _duplicate_of(store: Store, intercom: Callable[[str], IntercomPort], workspa
             continue
         except Exception as exc:  # (not there, not connected...): nothing said of it, but of Intercom away
             if waits(exc) and unasked is None:
+                # (held back by the bridge's own budget, or AWS throttling its calls: Intercom was not called)
+                when = "once it answers" if not isinstance(exc, (BudgetSpent, Throttled)) else again_when(exc)
                 unasked = (f"Intercom could not be asked about contact {query} (workspace {workspace}): "
-                           f"{getattr(exc, 'reason', exc)} — run `bridge explain` again once it answers")
+                           f"{getattr(exc, 'reason', exc)} — run `bridge explain` again {when}")
             continue
         email = contact.get("email")
         if not email:
