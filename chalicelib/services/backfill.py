@@ -53,7 +53,7 @@ from typing import Any, Callable, Optional, Protocol, Sequence
 from ..domain import people as people_
 from ..domain.advice import TAKE_BASELINES, how_many
 from ..domain.history import RECHECKED, Entry
-from ..domain.judge import DEAD_LETTER_DAYS, letter_gone, takes_baseline
+from ..domain.judge import DEAD_LETTER_DAYS, letter_discarded, letter_gone, takes_baseline
 from ..domain.link import MOVED_UNKNOWN, Link, LinkStatus, PersonRef
 from ..domain.mapping import attribute_type, attribute_value
 from ..domain.qualification import QState
@@ -66,7 +66,6 @@ from ..messages import CheckMessage, JoinMessage
 from ..ports import IntercomPort, Merged, MessageTooLarge, NotFound, Store, WorkQueue
 from ..webhooks import BodyError, RFPerson, rf_person
 from . import rf_people
-from .dead_letters import letter_discarded
 from .ingest import queued_whole_or_thin
 from .referral_count import messages as count_messages
 

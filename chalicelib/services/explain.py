@@ -13,7 +13,7 @@ from typing import Any, Callable, Optional, Protocol
 
 from ..domain.advice import DUPLICATE, NOT_WRITTEN, refused_join, rf_token_refused
 from ..domain.history import RETRY, Recorded, epoch
-from ..domain.judge import DEAD_LETTER_DAYS, elsewhere, letter_gone, rf_deleted
+from ..domain.judge import DEAD_LETTER_DAYS, QUALIFYING, elsewhere, letter_gone, rf_deleted
 from ..domain.link import MOVED_UNKNOWN, Link, LinkStatus, PersonRef
 from ..domain.outage import outage_of
 from ..domain.people import OTHER_CAMPAIGN, email_hash
@@ -25,7 +25,7 @@ from ..observability import mask_email, mask_emails
 from ..ports import IntercomPort, Merged, Store
 from ..ports.edge import UNKNOWN, RefusalSample, campaign_scope, workspace_scope
 from ..ports.store import LedgerEntry, normal_email
-from .dead_letters import QUALIFYING, RF_404, no_campaign, replay_fix
+from .dead_letters import RF_404, no_campaign, replay_fix
 
 class Reader(Protocol):
     @property
