@@ -20,7 +20,7 @@ PAGE = 500        # items the scan reads a page
 Progress = Callable[[int, int], None]       # (pointers read, findings)
 
 WHY = {
-    Stale.ERASED: "her link is gone (erased): the pointer still names her",
+    Stale.ERASED: "her link is gone: `bridge forget` erased her, the pointer still names her",
     Stale.MOVED: "her link is on another contact (or none) now",
     Stale.ELSEWHERE: "her link's pointer of this contact is in another workspace",
     Stale.EMAIL_CHANGED: "her link has another email now",
