@@ -211,3 +211,16 @@ def test_the_sweep_reads_every_page(store, monkeypatch):
     assert done["found"] == {"moved": 5} and done["outcomes"] == {"dropped": 5}
     assert done["pointers_read"] == 15 and len(pages) > 3 and seen[-1] == (15, 5)
     assert sweep(store)["found"] == {}
+
+
+def test_erasing_a_link_gone_already_takes_her_off_the_pointer_of_the_contact_it_was_read_on(store):
+    """A repeated erasure (another `bridge forget` erased her link between this one's read and its write) finds a
+    reference to her still on the contact's pointer she was read on (an earlier version's): both twins take it off,
+    while her link is still gone, and count it; a repeat finds nothing more."""
+    read = joined(store)
+    store.links.erase(store.links.get(ANN))
+    left_by_earlier_version(store, "contact", WS, "c1", ANN)
+    done = store.links.erase(read)
+    assert (done.pointers, done.entries, done.contact_id) == (1, 0, None)
+    assert naming(store, contacts=[(WS, "c1")]) == []
+    assert store.links.erase(read).pointers == 0

@@ -935,10 +935,19 @@ class DynamoLinks(Leases):
             if applied(lambda: self._retrying_conflicts(lambda: self.history.transact(link.ref, (), *delete))):
                 return None, link, len(leave), held_in or link.workspace
             fresh = get(LinkItem, link_key(link.ref), consistent=True)
-            if fresh is None:
-                return None, None, 0, None                        # gone already
+            if fresh is None:           # gone already: a reference to her on its contact's pointer goes, while it is
+                return None, None, self._left_gone(link, held_in), None                     # (as the memory twin)
             link, held_in = fresh.to_link(), fresh.contact_workspace
         raise Busy("the link kept changing while it was erased: run `bridge forget` again")
+
+    def _left_gone(self, link: Link, held_in: Optional[str]) -> int:
+        """A link erased already (another erasure came between): the reference to her on the pointer of the contact
+        `link` was read on (an earlier version's, left behind) goes, in a write holding while her link is still
+        gone (a join of hers linking her again meanwhile keeps it). How many references went (0 or 1)."""
+        leave = _leave(contact_key(held_in or link.workspace, link.contact_id), link.ref) if link.contact_id else []
+        gone = Check(LinkItem, link_key(link.ref), LinkItem.pk.does_not_exist())
+        return len(leave) if leave and applied(
+            lambda: self._retrying_conflicts(lambda: self.history.transact(link.ref, (), gone, *leave))) else 0
 
     def counts_owed(self, now: float, limit: int) -> list[tuple[PersonRef, float]]:
         items = ReferralItem.owed.query(COUNT_WRITES, range_key_condition=ReferralItem.lease_until < now, limit=limit)
