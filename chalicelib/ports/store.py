@@ -303,7 +303,9 @@ class LinkRepository(Protocol):
         worker may have moved it since: a merge followed, a join finished on another contact, an email changed):
         the references of the contact it holds then and of an email it took since `link` was read go in the link's
         own delete (a move cannot come between; one left for a later write would name her for good once the erasure
-        is interrupted before it, as nothing finds her by it). The email `link` has is the caller's to delete, last:
+        is interrupted before it, as nothing finds her by it). A link gone already (another erasure came between)
+        takes her reference off the pointer of the contact `link` was read on, if it is there, while her link is
+        still gone (counted in `pointers`). The email `link` has is the caller's to delete, last:
         `bridge forget` finds an interrupted erasure by it. The lead is taken off the count the stored link says they added to (`counted_for`,
         which a join or backfill may have set since `link` was read), never below 0, and only if that
         count began no later than the lead was counted (ReferralCount.counts: a count begun since,
