@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Callable, Optional
 
-from ..domain.pointers import DROP, PLACE, REPORT, Finding, Stale, judge, unplaced_candidate
+from ..domain.pointers import CONTACT, DROP, PLACE, REPORT, Finding, Stale, judge, unplaced_candidate
 from ..observability import mask_email
 from ..ports.store import Store
 
@@ -79,10 +79,10 @@ def _act(store: Store, finding: Finding) -> str:
 def _view(finding: Finding, outcome: str) -> dict:
     pointer = finding.pointer
     return {"pointer": pointer.kind, "workspace": pointer.workspace,
-            **({"contact_id": pointer.value} if pointer.kind == "contact" else {"email": mask_email(pointer.value)}),
+            **({"contact_id": pointer.value} if pointer.kind == CONTACT else {"email": mask_email(pointer.value)}),
             "campaign_id": finding.ref.campaign_id, "rf_user_id": finding.ref.rf_user_id,
             **({"link_contact_id": finding.read.contact_id, "link_workspace": finding.read.workspace}
-               if finding.read is not None and pointer.kind == "contact" else {}),
+               if finding.read is not None and pointer.kind == CONTACT else {}),
             "stale": finding.stale.value, "why": WHY[finding.stale], "outcome": outcome}
 
 
