@@ -118,7 +118,13 @@ def test_a_duplicate_explain_could_not_ask_intercom_about_says_so_not_only_no_re
     assert said.startswith(f"Intercom could not be asked about contact {twin['id']} (workspace {WS}): Intercom "
                            "answered 503 service_unavailable: Service Unavailable — run `bridge explain` again once "
                            "it answers. no record of "), said
-    assert as_text(found).splitlines()[0] == said + ":"
+    # --json: `message` as it was, and the parts apart (`unasked`); the text: a short first line, the reason after
+    why = "Intercom answered 503 service_unavailable: Service Unavailable"
+    assert found.view()["unasked"] == {"contact_id": twin["id"], "workspace": WS, "reason": why}
+    lines = as_text(found).splitlines()
+    first = f"Intercom could not be asked about contact {twin['id']} (workspace {WS}); no record of it yet:"
+    assert lines[:2] == [first, f"  - {why} — run `bridge explain` again once it answers"], lines
+    assert lines[2:] == [f"  - {case}" for case in found.view()["cases"]]
 
 
 def test_a_duplicate_explain_could_not_ask_because_the_bridges_own_budget_is_spent_does_not_wait_for_intercom():
@@ -141,7 +147,9 @@ def test_a_duplicate_explain_could_not_ask_because_the_bridges_own_budget_is_spe
     with pytest.raises(BudgetSpent):                # (the workers took the slice's slots)
         while True:
             gate.acquire()
-    said = ask(work, twin["id"], intercom=lambda workspace: Spent()).view()["message"]
+    found = ask(work, twin["id"], intercom=lambda workspace: Spent())
+    said = found.view()["message"]
+    assert as_text(found).splitlines()[1].endswith(" — run `bridge explain` again in a minute")
     assert said.startswith(f"Intercom could not be asked about contact {twin['id']} (workspace {WS}): the bridge's own "
                            "shared Intercom budget (5 calls per 60s) is spent for now: Intercom was not called (the "
                            "next slot is "), said
