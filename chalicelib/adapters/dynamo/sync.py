@@ -243,7 +243,15 @@ class DynamoSync(Leases):
             yield _entry(item)
 
     def _with_email(self, campaign_id: str, email: str) -> Iterable[LedgerItem]:
-        # Consistent: a page asks it of entries its try before (or another contact's create) wrote a moment ago
+        # Consistent: a page asks it of entries its try before (or another contact's create) wrote a moment ago.
+        # It reads the campaign's whole ledger (the filter lowers no cost): at 100k entries of ~340 bytes, 34 MB, 30
+        # pages of 1 MB, ~8,300 read units. Asked only by forget and explain (once a person) and by a page for a
+        # contact whose create RF refused after a try of ours may have made her user (its answer lost: at most the
+        # contacts in flight when a worker died, or those RF answered no more), never by a page's ordinary contacts
+        # (tests/unit/test_sync.py). No index: a GSI is never strongly consistent; items of their own per email and
+        # contact in the partition would cost a write more for each new entry and email change, a pass over every
+        # campaign's ledger for the entries written before, forget finding those under emails a contact no longer
+        # has, and every ledger write kept in step with them (one missed: a contact takes another's RF user).
         return LedgerItem.query(ledger_pk(campaign_id), filter_condition=LedgerItem.email == normal_email(email),
                                 consistent_read=True)
 
