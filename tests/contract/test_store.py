@@ -1875,8 +1875,8 @@ def test_past_catch_up_runs_and_full_runs_a_newer_one_replaced_expire_the_latest
 
 
 @pytest.mark.parametrize("first", ["full", "catch-up"])
-def test_two_starts_at_once_one_wins_and_only_the_winner_decides_which_full_run_expires(store, clock, monkeypatch,
-                                                                                          first):
+def test_two_sync_starts_at_once_one_wins_and_only_the_winner_says_which_full_run_expires(store, clock, monkeypatch,
+                                                                                        first):
     """`bridge sync start` (full) and the scheduled catch-up both read full run 1 as the latest, done: one run 2
     starts. The loser's view of run 1 (a catch-up keeps it, the latest full run; a full run lets it expire) must not
     land: the latest full run expiring under its catch-ups, or a replaced one kept for ever. In DynamoDB the other
