@@ -2559,6 +2559,29 @@ def test_a_single_write_refused_as_a_conflict_with_a_transaction_waits_a_few_sec
 
 
 @pytest.mark.parametrize("store", ["dynamo"], indirect=True)
+def test_a_sync_start_cancelled_as_a_conflict_reads_the_latest_run_again_and_starts_or_waits(store, clock,
+                                                                                              monkeypatch):
+    """The start's transaction (the run before copied, the new run written) met a webhook's count on the latest run,
+    or another start's transaction: nothing of it applied. It reads the latest run again and starts the run; while
+    the conflicts last, the start waits (Deferred: the schedule's next round, or the operator, tries again)."""
+    from chalicelib.adapters.dynamo.models import CONFLICT_WAIT
+    from chalicelib.adapters.dynamo.sync import START_TRIES
+    from chalicelib.errors import Deferred
+    store.sync.start("42", "full", "users", clock())
+    store.sync.claim_page("42", 1, 0, "w", clock())
+    assert store.sync.checkpoint("42", 1, 0, "w", clock(), cursor=None, counts={"enrolled": 2}, finished=True)
+    conflicts = Conflicts(monkeypatch, START_TRIES)
+    with pytest.raises(Deferred) as waits:
+        store.sync.start("42", "catch-up", "users", clock())
+    assert (conflicts.tries, waits.value.retry_after) == (START_TRIES, CONFLICT_WAIT)
+    assert store.sync.run("42").number == 1                          # nothing applied
+    conflicts.n, conflicts.tries = START_TRIES - 1, 0
+    run = store.sync.start("42", "catch-up", "users", clock())
+    assert conflicts.tries == START_TRIES and (run.number, run.full_run) == (2, 1)
+    assert store.sync.run("42", 1).counts == {"enrolled": 2}
+
+
+@pytest.mark.parametrize("store", ["dynamo"], indirect=True)
 def test_holding_a_contact_found_cancelled_as_a_conflict_is_tried_again(store, monkeypatch):
     """Two people's joins found one contact (its pointer is written by both at once): a hold DynamoDB cancels as
     a conflict is tried again after a short wait, as a finish is, not a failed try."""
