@@ -60,10 +60,11 @@ def _starting(bridge) -> int:
     victim the 11th); twice all that, for the two worker processes sharing the machine. At least the time the worker
     holds a record to need (it starts none with less left: RECORD_BUDGET_MS, as in the chaos run), for a worker's
     first invocation, whose clients are not made yet. A page that does not reach its victim continues in another
-    invocation; one that starts no contact at all (this too short) would never end."""
+    invocation; one that starts no contact at all (this too short) would never end. (The second more than the record's
+    budget: the margin every earlier run of this test had, on CI too.)"""
     began = time.monotonic()
     assert main(["sync", "start", "42", "--dry-run"], bridge.operator()) == 0
-    return max(RECORD_BUDGET_MS // 1000, math.ceil(2 * 3 * (time.monotonic() - began)))
+    return max(RECORD_BUDGET_MS // 1000 + 1, math.ceil(2 * 3 * (time.monotonic() - began)))
 
 
 RECORD_BUDGET_MS = 3000
