@@ -277,6 +277,15 @@ def _parser() -> argparse.ArgumentParser:
     _json(p)
     p.set_defaults(func=_backfill)
 
+    p = sub.add_parser("pointers", help="one-off maintenance: find the contact and email pointers earlier versions "
+                                        "left naming someone their link no longer holds (a scan of the table's "
+                                        "pointers; dry run unless --apply)")
+    p.add_argument("--apply", action="store_true", help="take each stale reference off its pointer (only while the "
+                   "link still does not hold it: a worker's write meanwhile is left) and record on links written "
+                   "before `contact_workspace` existed the workspace of their contact's pointer")
+    _json(p)
+    p.set_defaults(func=_pointers)
+
     p = sub.add_parser("history", help="a person's link and history in one campaign (see also `explain`)")
     p.add_argument("campaign_id")
     p.add_argument("rf_user_id")
@@ -482,8 +491,9 @@ def main(argv: list[str] | None = None, rt: Runtime | None = None) -> int:
         if file_only:
             return _settings_check(args, None)
         rt = rt or _runtime(Config.from_env())
-        rt.waiter = "this command"       # what a deferral by the shared limiter says waits: not a worker
-        rt.retried_later = False         # nor does a queue try its calls again: a failure says no next retry
+        # No queue tries a command's calls again: a failure says no next retry, and a deferral by the shared
+        # limiter says this command waits, not a worker (Runtime.waiter follows).
+        rt.retried_later = False
         with uncounted():                # no metrics: Powertools would print them into the answer
             return args.func(args, rt)
     except SettingsError as exc:
@@ -995,6 +1005,26 @@ def _backfill(args: argparse.Namespace, rt: Runtime) -> int:
         if named and n > len(named):
             print(f"          … and {n - len(named)} more")
     return 0
+
+
+def _pointers(args: argparse.Namespace, rt: Runtime) -> int:
+    from .services.pointers import REFUSED, line, sweep
+
+    with _progress(args) as draw:
+        result = sweep(rt.store, apply=args.apply,
+                       progress=lambda read, found: draw(f"{read} pointers read, {found} found stale"))
+    if args.json:
+        _print(result)
+    else:
+        for finding in result["findings"]:
+            print(line(finding))
+        found = sum(result["found"].values())
+        print(f"{result['pointers_read']} pointers read ({result['references_read']} references): "
+              + (f"{found} to clean" if found else "none stale")
+              + (" (dry run: nothing was written; --apply cleans them)" if result["dry_run"] and found else ""))
+        if result["changed_meanwhile"]:
+            print(f"{result['changed_meanwhile']} {REFUSED}", file=sys.stderr)
+    return 1 if result["changed_meanwhile"] else 0
 
 
 def _history(args: argparse.Namespace, rt: Runtime) -> int:

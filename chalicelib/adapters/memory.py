@@ -23,6 +23,7 @@ from ..domain.oauth import Outcome
 from ..domain.link import (Claim, ContactState, FoundContact, JoinClaim, JoinResult, Link, LinkStatus, Overdue, PendingPage,
                            PersonRef, ReferralCount)
 from ..domain.people import digest
+from ..domain.pointers import CONTACT, EMAIL, Finding, Placed, Pointer, Stale
 from ..domain.qualification import ENDINGS, QState, claimable
 from ..domain.sync import PageError
 from ..errors import Throttled
@@ -31,7 +32,7 @@ from ..ports.store import (CHANGED_SINCE_READ, COUNT_ASK_GRACE, DEFAULT_LEASE_SE
                            PAST_RUN_DAYS, PENDING_SWEEP, Busy, Connection, ConnectionRepository, Cursor, Erased, Found,
                            HistoryLog, Leases, LinkLookup, LinkRepository, RateWindows, RFConnection, SettingsRepository, StoredSettings,
                            SyncRepository, normal_email)
-from ..ports.store import (SCAN_LIMIT, AttributeList, CountBackfill, LedgerEntry, OAuthTicket, SyncRun,
+from ..ports.store import (SCAN_LIMIT, AttributeList, CountBackfill, LedgerEntry, OAuthTicket, PointerPage, SyncRun,
                            answer_or_error)
 
 # One database: each repository call runs alone, as each of DynamoDB's conditional writes and
@@ -568,6 +569,38 @@ class MemoryLinks(Leases):
         self.history.add(late.link.ref, entries)
         return True
 
+    # --- pointers earlier versions left (`bridge pointers`) ----------------------------------
+    def _pointer_index(self, kind: str) -> dict[tuple[str, str], set[PersonRef]]:
+        return self.tables.contacts if kind == CONTACT else self.tables.emails
+
+    def pointers(self, after: Optional[str], limit: int) -> PointerPage:
+        # (as the table's scan pages them: by key, `limit` items a page, a position to go on from)
+        keyed = sorted((f"{kind.upper()}#{ws}#{value}", Pointer(kind, ws, value, frozenset(refs)))
+                       for kind in (CONTACT, EMAIL) for (ws, value), refs in self._pointer_index(kind).items())
+        left = [(key, p) for key, p in keyed if after is None or key > after]
+        page = left[:limit]
+        refs = {ref for _, p in page for ref in p.refs}
+        placed = {ref: Placed(held.link, held.contact_workspace) for ref in refs
+                  if (held := self.tables.links.get(ref)) is not None}
+        return PointerPage([p for _, p in page], placed, page[-1][0] if len(left) > limit else None)
+
+    def drop_reference(self, finding: Finding) -> bool:
+        pointer, ref = finding.pointer, finding.ref
+        index, key = self._pointer_index(pointer.kind), (pointer.workspace, pointer.value)
+        if ref not in index.get(key, set()) or not _still_stale(finding, self.tables.links.get(ref)):
+            return False
+        self._unpoint(index, key, ref)
+        return True
+
+    def place_contact(self, finding: Finding) -> bool:
+        pointer, ref, read, held = finding.pointer, finding.ref, finding.read, self.tables.links.get(finding.ref)
+        if read is None or pointer.kind != CONTACT or held is None or held.contact_workspace is not None \
+                or held.link.contact_id != pointer.value or held.link.workspace != read.workspace \
+                or ref not in self.tables.contacts.get((pointer.workspace, pointer.value), set()):
+            return False
+        held.contact_workspace = pointer.workspace
+        return True
+
     def erase(self, link: Link) -> Erased:
         held = self.tables.links.pop(link.ref, None)
         stored = held.link if held is not None else link     # (as it is now: a worker may have moved it since)
@@ -603,6 +636,17 @@ class MemoryLinks(Leases):
             return False
         del self.tables.owed[ref]
         return True
+
+
+def _still_stale(finding: Finding, held: Optional[_Held]) -> bool:
+    """The stored link still does not make `finding`'s reference its own (the DynamoDB store's condition:
+    adapters/dynamo/links._still_stale)."""
+    pointer = finding.pointer
+    if pointer.kind == EMAIL:
+        return held is not None and finding.read is not None and held.link.email == finding.read.email
+    if finding.stale is Stale.ERASED:
+        return held is None
+    return held is None or held.link.contact_id != pointer.value or _contact_in(held) != pointer.workspace
 
 
 def _contact_in(held: _Held) -> str:

@@ -12,6 +12,7 @@ from ..domain.history import Entry, Recorded
 from ..domain.oauth import Outcome
 from ..domain.link import (Claim, ContactState, FoundContact, JoinClaim, JoinResult, Link, LinkStatus, Overdue, PendingPage,
                            PersonRef, ReferralCount)
+from ..domain.pointers import Finding, Placed, Pointer
 from ..domain.qualification import QState
 from ..domain.sync import PageError
 from ..errors import Deferred
@@ -277,13 +278,34 @@ class LinkRepository(Protocol):
         read (its `requeued` count as then) and `entries` go into its history, in one conditional write. False,
         and nothing written, when the link moved since that requeue (claimed, or finished)."""
 
+    # maintenance (`bridge pointers`): a scan of the table's pointers, never on a worker's or doctor's path
+    def pointers(self, after: Optional[str], limit: int) -> "PointerPage":
+        """The contact and email pointers after the position `after` (None: from the start), reading up to `limit`
+        items (a page of the table's scan: a page may hold fewer pointers, even none, and more follow while `next`
+        is not None), with the links they name as stored (strongly consistent), each with its contact's
+        workspace."""
+    def drop_reference(self, finding: Finding) -> bool:
+        """Take `finding.ref` off `finding.pointer` (the pointer goes when it named nobody else), in one write
+        holding to the link still not being that pointer's: a contact's, while the link is gone (ERASED) or not on
+        that contact in that workspace (MOVED, ELSEWHERE: its `contact_workspace`, or, unset, its own); an email's,
+        while the link has the email it was read with (EMAIL_CHANGED). A worker's write meanwhile that made the
+        reference hers again (a merge followed back, a join finished there, the email changed back) refuses it:
+        False, nothing written (as when the pointer names her no more)."""
+    def place_contact(self, finding: Finding) -> bool:
+        """Record on the link (UNPLACED) that its contact's pointer is `finding.pointer`'s workspace
+        (`contact_workspace`), while the link records none, is on that contact and in the workspace it was read
+        in, and the pointer names it still: then forget, merges and retries find that pointer. False, nothing
+        written, otherwise."""
+
     def erase(self, link: Link) -> Erased:
         """The link, its history, its contact pointer's reference and the person's referral count (as a
         referrer). The pointers are those of the link as stored when it is deleted, not as `link` read it (a
         worker may have moved it since: a merge followed, a join finished on another contact, an email changed):
         the references of the contact it holds then and of an email it took since `link` was read go in the link's
         own delete (a move cannot come between; one left for a later write would name her for good once the erasure
-        is interrupted before it, as nothing finds her by it). The email `link` has is the caller's to delete, last:
+        is interrupted before it, as nothing finds her by it). A link gone already (another erasure came between)
+        takes her reference off the pointer of the contact `link` was read on, if it is there, while her link is
+        still gone (counted in `pointers`). The email `link` has is the caller's to delete, last:
         `bridge forget` finds an interrupted erasure by it. The lead is taken off the count the stored link says they added to (`counted_for`,
         which a join or backfill may have set since `link` was read), never below 0, and only if that
         count began no later than the lead was counted (ReferralCount.counts: a count begun since,
@@ -306,6 +328,15 @@ PAST_RUN_DAYS = 30
 # Seconds an erasure's own ask for its referrer's count write (services/privacy.py) gets before
 # reconciliation asks again: the mark `erase` leaves is what repairs an erasure interrupted before asking.
 COUNT_ASK_GRACE = 60.0
+
+
+@dataclass
+class PointerPage:
+    """A page of the pointers' scan (LinkRepository.pointers)."""
+
+    pointers: list[Pointer]
+    placed: dict[PersonRef, Placed]
+    next: Optional[str]
 
 
 class Erased(NamedTuple):

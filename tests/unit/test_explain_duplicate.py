@@ -116,7 +116,13 @@ def test_a_duplicate_explain_could_not_ask_intercom_about_says_so_not_only_no_re
     assert said.startswith(f"Intercom could not be asked about contact {twin['id']} (workspace {WS}): Intercom "
                            "answered 503 service_unavailable: Service Unavailable — run `bridge explain` again once "
                            "it answers. no record of "), said
-    assert as_text(found).splitlines()[0] == said + ":"
+    # --json: `message` as it was, and the parts apart (`unasked`); the text: a short first line, the reason after
+    why = "Intercom answered 503 service_unavailable: Service Unavailable"
+    assert found.view()["unasked"] == {"contact_id": twin["id"], "workspace": WS, "reason": why}
+    lines = as_text(found).splitlines()
+    first = f"Intercom could not be asked about contact {twin['id']} (workspace {WS}); no record of it yet:"
+    assert lines[:2] == [first, f"  - {why} — run `bridge explain` again once it answers"], lines
+    assert lines[2:] == [f"  - {case}" for case in found.view()["cases"]]
 
 
 def test_explain_on_a_contact_intercom_merged_away_finds_the_person_its_link_followed_to_the_survivor():

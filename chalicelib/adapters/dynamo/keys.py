@@ -138,6 +138,15 @@ def email_key(workspace: str, email: str) -> Key:
     return f"EMAIL#{workspace}#{normal_email(email)}", "LINKS"
 
 
+def pointer_of(pk: str) -> tuple[str, str, str]:
+    """A pointer's key read back: ("contact" or "email", its workspace, its contact id or email)."""
+    prefix, workspace, value = pk.split("#", 2)
+    return prefix.lower(), workspace, value
+
+
+POINTER_PREFIXES = ("CONTACT#", "EMAIL#")
+
+
 def notification_key(workspace: str, notification_id: str) -> Key:
     return f"NOTIFICATION#{workspace}#{notification_id}", "DONE"
 

@@ -3,6 +3,7 @@ ordering, only-forward qualification), written with its history in one transacti
 from __future__ import annotations
 
 import dataclasses
+import json
 import random
 import time
 import uuid
@@ -18,12 +19,13 @@ from pynamodb.expressions.condition import Condition
 from ...domain.history import Entry, iso
 from ...domain.link import (COUNT_CLOCK_SLACK, LEAD, Claim, ContactState, FoundContact, JoinClaim, JoinResult, Link, LinkStatus,
                            Overdue, PendingPage, PersonRef, ReferralCount)
+from ...domain.pointers import CONTACT, EMAIL, Finding, Placed, Pointer, Stale
 from ...domain.qualification import ENDINGS, QState, claimable
 from ...ports.store import (CHANGED_SINCE_READ, COUNT_ASK_GRACE, DEFAULT_LEASE_SECONDS, KEEP, MOVED_SINCE_READ,
-                            SCAN_LIMIT, Busy, Leases, Erased, answer_or_error, normal_email)
+                            SCAN_LIMIT, Busy, Leases, Erased, PointerPage, answer_or_error, normal_email)
 from .history import Check, Delete, DynamoHistory, Put, Update
-from .keys import (COUNT_WRITES, OVERDUE, PENDING, campaign_links, campaign_referrals, contact_key, email_key,
-                   ledger_key, link_key, referrals_key, referrer_of)
+from .keys import (COUNT_WRITES, OVERDUE, PENDING, POINTER_PREFIXES, campaign_links, campaign_referrals, contact_key,
+                   email_key, ledger_key, link_key, pointer_of, referrals_key, referrer_of)
 from .models import LedgerItem, LinkItem, PointerItem, ReferralItem, applied, batch_get, conditional, conflicted, get
 
 
@@ -838,6 +840,44 @@ class DynamoLinks(Leases):
                         LinkItem.lease_until == retry_at)
         return applied(lambda: self.history.transact(late.link.ref, entries, update))
 
+    # --- pointers earlier versions left (`bridge pointers`) ----------------------------------
+    def pointers(self, after: Optional[str], limit: int) -> PointerPage:
+        # A scan (one-off maintenance: the pointers have no index of their own), filtered to the pointer items.
+        pointed = PointerItem.sk == "LINKS"
+        pointed &= PointerItem.pk.startswith(POINTER_PREFIXES[0]) | PointerItem.pk.startswith(POINTER_PREFIXES[1])
+        pages = PointerItem.scan(filter_condition=pointed, page_size=limit, consistent_read=True,
+                                 last_evaluated_key=json.loads(after) if after else None).page_iter
+        page = next(pages)
+        pointers = []
+        for raw in page.get(_FOUND, []):
+            item = PointerItem.from_raw_data(raw)
+            kind, workspace, value = pointer_of(item.pk)
+            pointers.append(Pointer(kind, workspace, value, frozenset(PersonRef.parse(r) for r in item.links or ())))
+        refs = sorted({ref for p in pointers for ref in p.refs})
+        placed = {(i := item.to_link()).ref: Placed(i, item.contact_workspace)
+                  for item in batch_get(LinkItem, map(link_key, refs), consistent=True)}
+        start = pages.last_evaluated_key
+        return PointerPage(pointers, placed, json.dumps(start, sort_keys=True) if start else None)
+
+    def drop_reference(self, finding: Finding) -> bool:
+        pointer, ref = finding.pointer, finding.ref
+        key = (contact_key if pointer.kind == CONTACT else email_key)(pointer.workspace, pointer.value)
+        leave = _leave(key, ref)
+        if not leave:
+            return False
+        check = Check(LinkItem, link_key(ref), _still_stale(finding))
+        return applied(lambda: self._retrying_conflicts(lambda: self.history.transact(ref, (), check, *leave)))
+
+    def place_contact(self, finding: Finding) -> bool:
+        pointer, ref, read = finding.pointer, finding.ref, finding.read
+        if read is None or pointer.kind != CONTACT:
+            return False
+        named = Check(PointerItem, contact_key(pointer.workspace, pointer.value), PointerItem.links.contains(str(ref)))
+        place = Update(LinkItem(*link_key(ref)), [LinkItem.contact_workspace.set(pointer.workspace)],
+                       LinkItem.pk.exists() & LinkItem.contact_workspace.does_not_exist()
+                       & (LinkItem.contact_id == pointer.value) & (LinkItem.workspace == read.workspace))
+        return applied(lambda: self._retrying_conflicts(lambda: self.history.transact(ref, (), place, named)))
+
     # --- erasure --------------------------------------------------------------------------
     def erase(self, link: Link) -> Erased:
         lowered, stored, pointers, held_in = self._delete(link)
@@ -895,10 +935,19 @@ class DynamoLinks(Leases):
             if applied(lambda: self._retrying_conflicts(lambda: self.history.transact(link.ref, (), *delete))):
                 return None, link, len(leave), held_in or link.workspace
             fresh = get(LinkItem, link_key(link.ref), consistent=True)
-            if fresh is None:
-                return None, None, 0, None                        # gone already
+            if fresh is None:           # gone already: a reference to her on its contact's pointer goes, while it is
+                return None, None, self._left_gone(link, held_in), None                     # (as the memory twin)
             link, held_in = fresh.to_link(), fresh.contact_workspace
         raise Busy("the link kept changing while it was erased: run `bridge forget` again")
+
+    def _left_gone(self, link: Link, held_in: Optional[str]) -> int:
+        """A link erased already (another erasure came between): the reference to her on the pointer of the contact
+        `link` was read on (an earlier version's, left behind) goes, in a write holding while her link is still
+        gone (a join of hers linking her again meanwhile keeps it). How many references went (0 or 1)."""
+        leave = _leave(contact_key(held_in or link.workspace, link.contact_id), link.ref) if link.contact_id else []
+        gone = Check(LinkItem, link_key(link.ref), LinkItem.pk.does_not_exist())
+        return len(leave) if leave and applied(
+            lambda: self._retrying_conflicts(lambda: self.history.transact(link.ref, (), gone, *leave))) else 0
 
     def counts_owed(self, now: float, limit: int) -> list[tuple[PersonRef, float]]:
         items = ReferralItem.owed.query(COUNT_WRITES, range_key_condition=ReferralItem.lease_until < now, limit=limit)
@@ -978,6 +1027,20 @@ def _or_busy(reason: str) -> Iterator[None]:
         if conditional(exc):
             raise Busy(reason) from None
         raise
+
+
+def _still_stale(finding: Finding) -> Condition:
+    """The stored link still does not make `finding`'s reference its own (LinkRepository.drop_reference)."""
+    pointer = finding.pointer
+    if pointer.kind == EMAIL:
+        assert finding.read is not None
+        return LinkItem.pk.exists() & _same(LinkItem.email, finding.read.email)
+    if finding.stale is Stale.ERASED:
+        return LinkItem.pk.does_not_exist()
+    workspace = pointer.workspace
+    return (LinkItem.pk.does_not_exist() | LinkItem.contact_id.does_not_exist() | (LinkItem.contact_id != pointer.value)
+            | (LinkItem.contact_workspace.exists() & (LinkItem.contact_workspace != workspace))
+            | (LinkItem.contact_workspace.does_not_exist() & (LinkItem.workspace != workspace)))
 
 
 def _kept(ref: PersonRef) -> tuple[Check, Check]:
