@@ -1357,6 +1357,25 @@ def test_a_join_whose_link_a_merge_moved_onto_its_own_contact_meanwhile_finishes
     assert _naming(store) == [(WS, "ann@example.com"), (WS, "c_survivor")]
 
 
+def test_a_first_join_whose_link_a_merge_moved_meanwhile_keeps_what_the_move_recorded(store):
+    """Ann's first join (claimed with Bob's: DynamoDB writes her link whole when it finishes) held c_found; the merge
+    of c_found into c_survivor moved her link meanwhile (its webhook found her by the hold's pointer), and the join
+    finishes on c_survivor. The contact the move left and the merge's time stay: written whole, the link lost them,
+    and a late notification about c_found was judged again as hers (contact_events._left)."""
+    bob = PersonRef("42", "8")
+    claim, _ = store.links.claim_many([(ANN, WS), (bob, WS)], read={ANN: None, bob: None})
+    assert store.links.hold_found([(claim, FoundContact("c_found", "lead", "lead", "No", "x"))]) == [None]
+    store.links.move(store.links.get(ANN), "c_survivor", [Entry("contact", "merged")], role="lead", when=200.0)
+    store.links.finish(claim, JoinResult(LinkStatus.LINKED, kind="lead", email="ann@example.com",
+                                         contact_id="c_survivor", contact_role="lead"), [Entry("join", "linked")])
+    link = store.links.get(ANN)
+    assert (link.status, link.contact_id, link.left_contacts, link.last_event_at) == (
+        LinkStatus.LINKED, "c_survivor", frozenset({"c_found"}), 200.0)
+    assert store.links.claim(ANN, WS) is None                     # finished: its claim released
+    assert _naming(store) == [(WS, "ann@example.com"), (WS, "c_survivor")]
+    assert outcomes(store) == ["merged", "linked"]
+
+
 def test_a_join_finishing_after_forget_erased_its_link_writes_nothing(store):
     """The join's claim went with the link: its finish is refused (Busy, its message retried: a join still under way
     links her again, as README's erasure says) and writes no pointer."""
