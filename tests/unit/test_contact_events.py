@@ -432,3 +432,25 @@ def test_a_late_notification_of_the_survivor_from_before_the_merge_does_not_set_
     assert history(work)[1:] == [("contact", "merged"), ("evaluation", "not_met"), ("evaluation", "not_met"),
                                  ("older_event", "ignored")]
     assert work.apis.rf_.calls == []
+
+
+def test_a_late_notification_of_a_merged_contact_whose_baseline_the_link_kept_is_judged_against_it():
+    """`match: email`. Ann joined on lead A ("No", her baseline); user B, with her email, was made after she joined, so
+    A's merge into it keeps her baseline (domain/join.moved_baseline). A reached "Yes" before the merge (B, the
+    survivor, still "No"); its notification is delivered after the merge's: judged against the baseline she had on
+    A, as it would have been before the merge, it qualifies her (not noted as a contact she left)."""
+    work = world(settings(rule=EMAIL_RULE))
+    link, lead = joined(work, signed_up="No")
+    user = work.apis.intercom_.add("ann@example.com", role="user", signed_up="No")
+    user.update(created_at=work.clock(), updated_at=work.clock())
+    work.clock.now += 10
+    reached = work.clock()
+    set_value(work, lead, "Yes")
+    work.clock.now += 10
+    run(work, event(user, "contact.merged", "n-merge", created_at=work.clock(),
+                    merged_from={"type": "contact", "id": lead["id"]}))
+    assert (link_of(work).contact_id, link_of(work).baseline, link_of(work).left_contacts) == (
+        user["id"], "No", frozenset())
+    run(work, event(lead, notification="n-late", created_at=reached))
+    assert work.apis.rf_.qualified == ["7"] and link_of(work).qualification is QState.QUALIFIED
+    assert not any(e.startswith("left_contact#") for e, _ in history(work))

@@ -562,8 +562,8 @@ class DynamoLinks(Leases):
 
     # --- what Intercom says of the contact ---------------------------------------------------
     def move(self, link: Link, contact_id: str, entries: Sequence[Entry], role: Optional[str] = None,
-             baseline: Any = KEEP, baseline_of: Optional[str] = KEEP, when: Optional[float] = None
-             ) -> Optional[Link]:
+             baseline: Any = KEEP, baseline_of: Optional[str] = KEEP, when: Optional[float] = None,
+             left: bool = False) -> Optional[Link]:
         old = link.contact_id
         if old == contact_id:
             return link
@@ -577,7 +577,7 @@ class DynamoLinks(Leases):
                                    if value is not KEEP}
         actions += [_assign(getattr(LinkItem, name), value) for name, value in changes.items()]
         actions.append(LinkItem.contact_created.remove())      # (the contact it moves to is not one the join made)
-        if old:
+        if old and left:
             actions.append(LinkItem.left_contacts.add({old}))
         if when is not None and (link.last_event_at is None or link.last_event_at < when):
             # (not held to the stored one: events of the contact it leaves, the only ones applied to it meanwhile, are
@@ -614,7 +614,7 @@ class DynamoLinks(Leases):
                 known, held_in = stored.contact_role, stored.contact_workspace
         return dataclasses.replace(link, contact_id=contact_id, contact_state=None, contact_created=False,
                                    contact_role=role or known, updated_at=now, **changes,
-                                   left_contacts=link.left_contacts | ({old} if old else set()))
+                                   left_contacts=link.left_contacts | ({old} if old and left else set()))
 
     def set_contact(self, link: Link, entries: Sequence[Entry], *, when: Optional[float] = None,
                     role: Optional[str] = KEEP, state: Optional[ContactState] = KEEP,

@@ -120,7 +120,10 @@ def _follow_merge(message: ContactMessage, item: dict, seen: Sighting, deps: Wor
                       {"from": merged_from, "into": survivor})
         settings = batch.settings_for(link) if link.is_lead else None
         taken = moved_baseline(settings, link, item) if settings is not None else {}
-        followed = deps.links.move(link, str(survivor), [entry], role=item.get("role"), when=seen.when, **taken)
+        # (the merged contact's notifications, delivered late, are judged against the baseline kept, as they would
+        # have been before the merge; not against the survivor's, taken now: recorded as left)
+        followed = deps.links.move(link, str(survivor), [entry], role=item.get("role"), when=seen.when,
+                                   left=bool(taken), **taken)
         if followed is not None:        # (None: `bridge forget` erased her meanwhile: nobody to follow, nor retry)
             moved.append(batch.keep(followed))
     return moved
