@@ -405,8 +405,8 @@ def test_a_late_notification_of_a_merged_contact_does_not_judge_the_link_now_on_
     [noted] = [e for e in work.store.history.entries(link_of(work).ref) if e.outcome == "not_judged"]
     assert noted.count == 2 and noted.reason == (
         f"a notification about contact {lead['id']} (contact.lead.updated) was not judged: the link left that contact "
-        f"for {user['id']} (Intercom merged it there, or the bridge followed the person to another of her contacts), "
-        "so its values are not hers now")
+        f"for {user['id']} (Intercom merged it there, or the bridge followed the person to another of her contacts) "
+        "and its baseline is no longer that contact's: its values, from before, are not hers to judge")
     run(work, event(set_value(work, user, "Yes"), "contact.user.updated", "n-user"))
     assert work.apis.rf_.qualified == ["7"] and link_of(work).qualification is QState.QUALIFIED
 
@@ -454,3 +454,16 @@ def test_a_late_notification_of_a_merged_contact_whose_baseline_the_link_kept_is
     run(work, event(lead, notification="n-late", created_at=reached))
     assert work.apis.rf_.qualified == ["7"] and link_of(work).qualification is QState.QUALIFIED
     assert not any(e.startswith("left_contact#") for e, _ in history(work))
+
+
+def test_explain_names_the_contact_a_late_notification_was_about():
+    """The entry kept once a contact (`left_contact#<id>`) says the contact as duplicate_contact's does."""
+    from chalicelib.services.explain import as_text, explain
+    work = world(settings(rule=EMAIL_RULE))
+    lead, user, merged_at = merged_into_a_user(work)
+    run(work, event(lead, notification="n-late", created_at=merged_at - 30))
+    found = explain(work, "ann@example.com")
+    [entry] = [e for e in found.view()["trail"] if e["event"] == "left_contact"]
+    assert (entry["outcome"], entry["details"]) == ("not_judged", {"contact_id": lead["id"]})
+    [line] = [x for x in as_text(found).splitlines() if "left_contact: not_judged" in x]
+    assert line.endswith(f"contact_id={lead['id']}")

@@ -180,7 +180,8 @@ def _left(link: Link, message: ContactMessage, deps: WorkDeps) -> None:
     deps.links.note_repeat(link.ref, f"left_contact#{left}", (
         f"a notification about contact {left} ({message.topic}) was not judged: the link left that contact for "
         f"{link.contact_id} (Intercom merged it there, or the bridge followed the person to another of her "
-        "contacts), so its values are not hers now"), outcome="not_judged")
+        "contacts) and its baseline is no longer that contact's: its values, from before, are not hers to judge"),
+        outcome="not_judged")
 
 
 def _unreadable(link: Link, deps: WorkDeps, batch: Batch) -> bool:
