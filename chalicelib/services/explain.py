@@ -20,7 +20,7 @@ from ..domain.people import OTHER_CAMPAIGN, email_hash
 from ..domain.qualification import QState
 from ..domain.settings import CampaignSettings, valid_or_none
 from ..domain.sync import ALREADY, NOT_IN_RF
-from ..errors import DISCONNECTED, plan_restricted, refused_token_of, waits
+from ..errors import DISCONNECTED, BudgetSpent, Throttled, again_when, plan_restricted, refused_token_of, waits
 from ..observability import mask_email, mask_emails
 from ..ports import IntercomPort, Merged, Store
 from ..ports.edge import UNKNOWN, RefusalSample, campaign_scope, workspace_scope
@@ -40,6 +40,9 @@ class Unasked:
     contact_id: str
     workspace: str
     reason: str
+    # When to run explain again: once Intercom answers; in a minute, or later, when Intercom was not called (the
+    # bridge's own budget held the call back, or AWS throttled the bridge's calls: errors.again_when).
+    again: str = "once it answers"
 
     @property
     def first(self) -> str:
@@ -48,7 +51,7 @@ class Unasked:
 
     @property
     def fix(self) -> str:
-        return f"{self.reason} — run `bridge explain` again once it answers"
+        return f"{self.reason} — run `bridge explain` again {self.again}"
 
 
 @dataclass
@@ -414,7 +417,9 @@ def _duplicate_of(store: Store, intercom: Callable[[str], IntercomPort], workspa
             continue
         except Exception as exc:  # (not there, not connected...): nothing said of it, but of Intercom away
             if waits(exc) and unasked is None:
-                unasked = Unasked(query, workspace, str(getattr(exc, 'reason', exc)))
+                # (held back by the bridge's own budget, or AWS throttling its calls: Intercom was not called)
+                when = "once it answers" if not isinstance(exc, (BudgetSpent, Throttled)) else again_when(exc)
+                unasked = Unasked(query, workspace, str(getattr(exc, 'reason', exc)), when)
             continue
         email = contact.get("email")
         if not email:
@@ -674,7 +679,8 @@ def as_text(explanation: Explanation) -> str:
     view = explanation.view()
     if not view["found"]:       # a short first line, then each case on its own indented line (as doctor's findings)
         # Intercom could not be asked: said first, and its reason (long, maybe: Intercom's own text) on a line of its own
-        u = Unasked(**view["unasked"]) if "unasked" in view else None
+        u = Unasked(**view["unasked"], again=explanation.unasked.again) if explanation.unasked and "unasked" in view \
+            else None
         first = f"{u.first}; no record of it yet" if u else view["message"]
         return "\n".join([first + ":"] + [f"  - {case}" for case in ([u.fix] if u else []) + view["cases"]])
     lines = [f"{view['query']}:"]

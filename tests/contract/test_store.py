@@ -341,6 +341,22 @@ def test_a_merge_moves_the_link_and_its_pointer_to_the_survivor(store):
     assert moved.baseline == "No"                                 # kept unless given
 
 
+def test_a_link_keeps_the_contacts_it_moved_off_and_holds_one_again_when_it_moves_back(store):
+    """A late notification about a contact the link left is not hers (contact_events._left): each store records the
+    contacts a move left, read back as written, and one the link moves back to is held, not left. The merge's time
+    is the newest event applied: an older one about the survivor sets nothing back."""
+    link = store.links.set_contact(joined(store), [], when=100.0, role="lead")
+    moved = store.links.move(link, "c2", [Entry("contact", "merged")], role="user", when=200.0)
+    assert (moved.left_contacts, moved.last_event_at) == (frozenset({"c1"}), 200.0) and store.links.get(ANN) == moved
+    assert store.links.set_contact(moved, [], when=150.0, role="lead") is None      # older than the merge
+    assert store.links.get(ANN).contact_role == "user"
+    assert moved.left("c1") and not moved.left("c2") and not moved.left("c9") and not moved.left(None)
+    back = store.links.move(moved, "c1", [Entry("contact", "moved")], when=120.0)
+    assert (back.left_contacts, back.last_event_at) == (frozenset({"c1", "c2"}), 200.0)      # never moved back
+    assert store.links.get(ANN) == back
+    assert back.left("c2") and not back.left("c1")
+
+
 def test_a_move_without_a_role_returns_the_role_the_link_holds_not_the_one_read(store):
     """A worker read the link, and Intercom's role of its contact was set since (another event): a merge that names
     no role keeps the stored one, and returns the link as it now stands, that role with it, on either store."""
