@@ -491,8 +491,9 @@ def main(argv: list[str] | None = None, rt: Runtime | None = None) -> int:
         if file_only:
             return _settings_check(args, None)
         rt = rt or _runtime(Config.from_env())
-        rt.waiter = "this command"       # what a deferral by the shared limiter says waits: not a worker
-        rt.retried_later = False         # nor does a queue try its calls again: a failure says no next retry
+        # No queue tries a command's calls again: a failure says no next retry, and a deferral by the shared
+        # limiter says this command waits, not a worker (Runtime.waiter follows).
+        rt.retried_later = False
         with uncounted():                # no metrics: Powertools would print them into the answer
             return args.func(args, rt)
     except SettingsError as exc:

@@ -86,6 +86,33 @@ class Deferred(Transient):
     open circuit). It comes back after `retry_after` seconds and does not use up a try."""
 
 
+class BudgetSpent(Deferred):
+    """The bridge's own shared budget of a vendor's calls (adapters/ratelimit.SharedLimiter) is spent for now: its
+    workers used the slots, and the call was not made. The vendor limited nothing (the pause after its 429 is a
+    Deferred with its status, the vendor's)."""
+
+
+#: The setting that sizes the bridge's own budget of each vendor's calls.
+BUDGET_SETTINGS = {"Intercom": "INTERCOM_CALLS_PER_10S", "Referral Factory": "RF_CALLS_PER_MINUTE"}
+
+
+def limiting(exc: BaseException, vendor: str) -> str:
+    """Whose limit held back a call to `vendor` that failed to go through for now (a retryable failure), as the
+    operator looks for it: the bridge's own budget (BudgetSpent), AWS throttling the bridge's own calls (Throttled:
+    the table the budget is kept in, the secrets; `vendor` was not called), else the vendor (its 429, 5xx, timeout)."""
+    if isinstance(exc, BudgetSpent):
+        return f"the bridge's own {vendor} budget is spent for now (its workers use it; {vendor} was not called)"
+    if isinstance(exc, Throttled):
+        return f"{exc.outage} throttled the bridge's own calls ({vendor} was not called)"
+    return f"{vendor} is unavailable or limiting the bridge now"
+
+
+def again_when(exc: BaseException) -> str:
+    """When a command the failure `exc` stopped is worth running again: a minute for the bridge's own budget (its
+    slices free slots every few seconds), later for anything else."""
+    return "in a minute" if isinstance(exc, BudgetSpent) else "later"
+
+
 class Blocked(Deferred):
     """The vendor blocked us (Referral Factory's IP block after repeated excess, for up to days): no call
     goes to it until a recheck; the work waits."""
@@ -247,7 +274,7 @@ def rf_campaign_fix(exc: WorkError, campaign_id: str, again: str) -> str:
     if exc.status == RF_REFUSED_TOKEN:  # by its reason: the token fails every campaign's work, and notifications'
         return rf_token_fix()
     if exc.retryable:
-        return f"nothing to change: Referral Factory is unavailable or limiting the bridge now; run {again} again later"
+        return f"nothing to change: {limiting(exc, 'Referral Factory')}; run {again} again {again_when(exc)}"
     return (f"check the campaign id (the settings' campaign_id) and that the RF token is of the account that owns "
             f"campaign {campaign_id} (`bridge rf connect` asks for the token); then "
             + RF_TOKEN_REPLAY.format(selector=f"--campaign {campaign_id}"))

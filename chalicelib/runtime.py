@@ -60,11 +60,17 @@ class Runtime:
         self._cache: dict[tuple, tuple[float, Any]] = {}
         self._reread = threading.Lock()     # attributes_again: the threads of a batch share one read
         self.remaining_ms: Callable[[], int] = lambda: 10**9   # the worker sets the Lambda's clock
-        self.waiter = "this worker"         # who waits for a slot, as the limiter's deferrals say (the CLI: itself)
         # Whether a failed call's work is tried again later (the worker's queue), so its reason may say when ("next
         # retry in"); the CLI's commands answer once (doctor, explain, backfill...): False, set before any client.
+        # It also says who waits for a slot (`waiter`): one setting, so the two cannot disagree.
         self.retried_later = True
         self._answered: dict[tuple[str, str], float] = {}   # (vendor, API base) -> its last answer here (not a 5xx)
+
+    @property
+    def waiter(self) -> str:
+        """Who waits for a slot, as the limiter's deferrals say: the worker, whose queue tries its work again, or the
+        operator's command (`retried_later` False), which answers once."""
+        return "this worker" if self.retried_later else "this command"
 
     @cached_property
     def deps(self) -> "WorkDeps":

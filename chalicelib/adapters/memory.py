@@ -372,7 +372,8 @@ class MemoryLinks(Leases):
 
     # --- what Intercom says of the contact ---------------------------------------------------
     def move(self, link: Link, contact_id: str, entries: Sequence[Entry], role: Optional[str] = None,
-             baseline: Any = KEEP, baseline_of: Optional[str] = KEEP) -> Optional[Link]:
+             baseline: Any = KEEP, baseline_of: Optional[str] = KEEP, when: Optional[float] = None
+             ) -> Optional[Link]:
         old = link.contact_id
         if old == contact_id:
             return link
@@ -389,6 +390,10 @@ class MemoryLinks(Leases):
                    if value is not KEEP}
         if changes:         # a value seen missing the target was the other contact's: not armed under the new baseline
             changes.update(armed=False, armed_by=None)
+        if old:
+            changes["left_contacts"] = stored.link.left_contacts | {old}
+        if when is not None and (stored.link.last_event_at is None or stored.link.last_event_at < when):
+            changes["last_event_at"] = when
         return self._write(link.ref, entries, contact_id=contact_id, contact_state=None, contact_created=False,
                            contact_role=role or stored.link.contact_role, **changes)
 

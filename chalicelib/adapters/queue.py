@@ -17,6 +17,10 @@ MAX_BODY_BYTES = SQS_MAX_BYTES - 2048
 # Of that room, what a replay's mark takes (`,"replayed_from":"<id>"`, an id of at most 256 characters): a copy that
 # carries one may be that much larger, so that a message that fitted is replayed, and waits, with it.
 REPLAY_ROOM = 300
+# How often the entries of a batch send that SQS failed on its own side (SenderFault false: an InternalError, a
+# throttled entry) are sent again, at once, before they are said refused (NotSent). A batch can half succeed at any
+# time; a refused wait's copy would hand its record back to SQS, whose next receive counts as a try of it.
+RESENDS = 2
 T = TypeVar("T")
 
 
@@ -80,8 +84,10 @@ class Queue:
             for m in later])
 
     def _send_batches(self, entries: list[tuple[dict, dict | str]]) -> None:
-        """Each (entry, message it carries); every call is made, then those SQS refused raise NotSent."""
-        refused = _in_tens(self.client.send_message_batch, self.queue_url, entries, lambda e: e[0])
+        """Each (entry, message it carries); every call is made, the entries SQS failed on its own side are sent again
+        (RESENDS), then those SQS refused raise NotSent. (SQS sent none of an entry it answers Failed: sent again, it
+        is sent once.)"""
+        refused = _in_tens(self.client.send_message_batch, self.queue_url, entries, lambda e: e[0], again=RESENDS)
         if refused:
             raise NotSent([(message, reason) for (_, message), reason in refused], len(entries))
 
@@ -136,15 +142,25 @@ class Queue:
 
 
 def _in_tens(call: Callable[..., dict], url: str, items: Sequence[T],
-             entry: Callable[[T], dict]) -> list[tuple[T, str]]:
+             entry: Callable[[T], dict], again: int = 0) -> list[tuple[T, str]]:
     """`call` (an SQS batch action) on `url` for each item as `entry(item)`, 10 a call, and messages of at most
     SQS_MAX_BYTES together a call (SQS refuses a whole batch past its limit: BatchRequestTooLong); every call is
-    made, then the items SQS refused (a batch can half succeed), each with its reason."""
-    refused: list[tuple[T, str]] = []
-    for chunk in _batches(items, entry):
-        answer = call(QueueUrl=url, Entries=[{"Id": str(i), **entry(item)} for i, item in enumerate(chunk)])
-        refused += [(chunk[int(f["Id"])], _reason(f)) for f in answer.get("Failed", [])]
-    return refused
+    made, then the items SQS refused (a batch can half succeed), each with its reason, in the items' order. Those
+    SQS failed on its own side (SenderFault false) are asked for again, up to `again` more times (the sender's
+    faults would be refused again)."""
+    failed: dict[int, dict] = {}
+    todo = list(range(len(items)))
+    for round_ in range(again + 1):
+        for chunk in _batches(todo, lambda n: entry(items[n])):
+            answer = call(QueueUrl=url, Entries=[{"Id": str(i), **entry(items[n])} for i, n in enumerate(chunk)])
+            failed.update((chunk[int(f["Id"])], f) for f in answer.get("Failed", []))
+        todo = [n for n in todo if n in failed and failed[n].get("SenderFault") is False]
+        if not todo:
+            break
+        if round_ < again:
+            for n in todo:
+                del failed[n]
+    return [(items[n], _reason(failed[n])) for n in sorted(failed)]
 
 
 def _batches(items: Sequence[T], entry: Callable[[T], dict]) -> Iterator[list[T]]:

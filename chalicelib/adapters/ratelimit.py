@@ -25,7 +25,7 @@ from typing import Callable, Optional
 
 from ..domain.budget import BudgetState, Slicing
 from ..domain.history import clock_time, iso
-from ..errors import Blocked, Deferred, WorkError
+from ..errors import Blocked, BudgetSpent, Deferred, WorkError
 from ..observability import count, logger
 from ..ports import RateWindows
 
@@ -72,9 +72,11 @@ class SharedLimiter:
                 return
             cap = self.max_wait() if callable(self.max_wait) else self.max_wait
             if waited + wait > cap:
-                # Say both sides: a short wait is deferred when the Lambda has little time left.
-                raise Deferred(f"{why} (the next slot is {wait:.1f}s away; {self.waiter} may wait "
-                               f"{max(0.0, cap - waited):.1f}s more)", retry_after=wait, status=status)
+                # Say both sides: a short wait is deferred when the Lambda has little time left. The vendor's pause
+                # (its 429, with its status) is the vendor's; a spent budget the bridge's own (BudgetSpent).
+                raise (Deferred if status is not None else BudgetSpent)(
+                    f"{why} (the next slot is {wait:.1f}s away; {self.waiter} may wait {max(0.0, cap - waited):.1f}s "
+                    "more)", retry_after=wait, status=status)
             self.sleeper(wait)
             waited += wait
 
@@ -106,7 +108,8 @@ class SharedLimiter:
             self._left -= 1
             self._used += 1
             return None, "", None
-        return end - now + 0.001, f"the shared {self.vendor} budget ({self._in_force(state, now)}) is spent for now", None
+        return end - now + 0.001, (f"the bridge's own shared {self.vendor} budget ({self._in_force(state, now)}) is "
+                                   f"spent for now: {self.vendor} was not called"), None
 
     def _in_force(self, state: BudgetState, now: float) -> str:
         """The budget in force: a 429 may have lowered it, and when it is whole again."""

@@ -8,7 +8,7 @@ from enum import StrEnum
 from typing import Any, Callable, Mapping, Optional
 
 from . import rules
-from .history import Entry, Repeat, epoch
+from .history import Entry, Recorded, Repeat, epoch
 from .link import MOVED_UNKNOWN, Link, LinkStatus
 from .mapping import attribute_value, has_attribute
 from .qualification import QState, open_states
@@ -64,6 +64,19 @@ def letter_gone(link: Link, now: float, listed: bool = False) -> bool:
     return (link.qualification is QState.FAILED and link.is_lead and link.status is LinkStatus.LINKED
             and not link.refusal_discarded and (listed or link.rf_deleted_at is None)
             and refused <= now - DEAD_LETTER_DAYS * 86400)
+
+
+#: The kinds of a qualification's dead letters (messages.CheckMessage's and ContactMessage's).
+QUALIFYING = ("intercom.contact", "intercom.check")
+
+
+def letter_discarded(entries: list[Recorded]) -> bool:
+    """Was the person's last qualification dead letter discarded by the operator (`bridge dlq discard`), as the note
+    `discard` wrote in their history says? (For a refusal recorded before links kept the discard,
+    Link.refusal_discarded: backfill.)"""
+    letters = [e for e in sorted(entries, key=lambda e: e.at) if e.event == "dead_letter"
+               and str((e.details or {}).get("kind")) in QUALIFYING]
+    return bool(letters) and letters[-1].outcome == "discarded"
 
 
 def rf_deleted(link: Link) -> bool:

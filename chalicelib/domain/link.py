@@ -131,6 +131,14 @@ class Link:
     # merge of it into a contact made before they joined is one search did not show yet (join.moved_baseline).
     # False for links finished before the bridge recorded it.
     contact_created: bool = False
+    # The contacts the link moved off (LinkRepository.move: a merge followed to its survivor, a contact gone followed
+    # to another of hers): a notification about one of them, delivered after the move, is not hers to judge (its
+    # values are another contact's, e.g. a merged contact's from before the merge), though it shares her email.
+    left_contacts: frozenset[str] = frozenset()
+
+    def left(self, contact_id: Optional[str]) -> bool:
+        """`contact_id` is a contact the link moved off, and not the one it holds (again) now."""
+        return bool(contact_id) and contact_id in self.left_contacts and contact_id != self.contact_id
 
     @property
     def ref(self) -> PersonRef:

@@ -53,7 +53,7 @@ from typing import Any, Callable, Optional, Protocol, Sequence
 from ..domain import people as people_
 from ..domain.advice import TAKE_BASELINES, how_many
 from ..domain.history import RECHECKED, Entry
-from ..domain.judge import DEAD_LETTER_DAYS, letter_gone, takes_baseline
+from ..domain.judge import DEAD_LETTER_DAYS, letter_discarded, letter_gone, takes_baseline
 from ..domain.link import MOVED_UNKNOWN, Link, LinkStatus, PersonRef
 from ..domain.mapping import attribute_type, attribute_value
 from ..domain.qualification import QState
@@ -66,7 +66,6 @@ from ..messages import CheckMessage, JoinMessage
 from ..ports import IntercomPort, Merged, MessageTooLarge, NotFound, Store, WorkQueue
 from ..webhooks import BodyError, RFPerson, rf_person
 from . import rf_people
-from .dead_letters import letter_discarded
 from .ingest import queued_whole_or_thin
 from .referral_count import messages as count_messages
 
@@ -231,12 +230,12 @@ def backfill(rt: Backfilling, campaign_id: str, apply: bool = False,
             counted_now = lead is not None and (not apply or lead[0] in counted) and base[0] not in (HELD, NOT_TAKEN,
                                                                                                       RECHECK)
             outcome, why = (COUNTED, None) if counted_now else base
-            result.outcomes[outcome] += 1
-            if isinstance(person, BodyError) and len(result.unreadable) < EXAMPLES:
-                result.unreadable.append(unreadable(user, person))
-            elif isinstance(person, RFPerson) and (outcome in ACTS or isinstance(outcome, Reopened)):
-                result.people.setdefault(outcome, []).append({**_who(person, lead if counted_now else None),
-                                                              **({"reason": why} if why else {})})
+            if isinstance(person, RFPerson) and (outcome in ACTS or isinstance(outcome, Reopened)):
+                _said(result, outcome, person.id, person.email, why, lead if counted_now else None)
+            else:
+                result.outcomes[outcome] += 1
+                if isinstance(person, BodyError) and len(result.unreadable) < EXAMPLES:
+                    result.unreadable.append(unreadable(user, person))
             if message is not None:
                 to_send.append(message)
         would_send += len(to_send) + len(checks)
@@ -251,13 +250,13 @@ def backfill(rt: Backfilling, campaign_id: str, apply: bool = False,
             progress(listed, page.total, result.queued if apply else would_send)
     if not result.read:
         _campaign_exists(rt, result.campaign_id)
-    _unlisted(rt, result, seen, apply)
+    rechecks = _unlisted(rt, result, seen, apply)
     attribute = count_attribute(settings)
-    if apply and attribute:
-        owed = _owed(rt, result.campaign_id, asked, attribute)
-        if owed:
-            _send(rt, [], set(), owed)
-            result.count_writes += len(owed)
+    owed = _owed(rt, result.campaign_id, asked, attribute) if apply and attribute else set()
+    if apply and (rechecks or owed):    # one send: the unlisted leads' checks and the counts owed
+        _send(rt, [], set(), owed, rechecks)
+        result.queued += len(rechecks)
+        result.count_writes += len(owed)
     if apply and stored.count_backfill is not None:
         rt.store.settings.count_backfilled(result.campaign_id, stored.count_backfill)
     return result
@@ -342,11 +341,14 @@ def unreadable(user: dict, error: BodyError) -> dict:
             "email": mask_email(person["email"]) if person.get("email") else None, "reason": reason}
 
 
-def _who(person: RFPerson, counted: Optional[Uncounted]) -> dict:
-    """Whom an outcome acts on, as the CLI shows people: their RF id and email masked (and, a lead counted
-    now, the referrer they count for)."""
-    return {"rf_user_id": person.id, "email": mask_email(person.email) if person.email else None,
-            **({"referrer_id": counted[1].rf_user_id} if counted else {})}
+def _said(result: Result, outcome: Outcome, rf_user_id: str, email: Optional[str], why: Optional[str] = None,
+          counted: Optional[Uncounted] = None) -> None:
+    """An outcome that acts on someone (ACTS, Reopened): counted, and whom it acts on named, as the CLI shows people:
+    their RF id and email masked (and, a lead counted now, the referrer they count for; `why`, what was not done)."""
+    result.outcomes[outcome] += 1
+    result.people.setdefault(outcome, []).append({
+        "rf_user_id": rf_user_id, "email": mask_email(email) if email else None,
+        **({"referrer_id": counted[1].rf_user_id} if counted else {}), **({"reason": why} if why else {})})
 
 
 def _classify(user: dict, person: RFPerson | BodyError, links: dict, settings: CampaignSettings,
@@ -492,12 +494,13 @@ def _rechecks(store: Store, links: dict[PersonRef, Link], now: float, apply: boo
                                    replayed_from=RECHECKED) for link in gone if link.ref not in discarded}
 
 
-def _unlisted(rt: Backfilling, result: Result, seen: set[str], apply: bool) -> None:
+def _unlisted(rt: Backfilling, result: Result, seen: set[str], apply: bool) -> list[CheckMessage]:
     """The campaign's leads whose refused qualification's dead letter is gone (letter_gone) and whom RF did not list
     (`seen`: the whole walk's): each asked about (one call): deleted there (404), marked so with `apply`
     (LinkRepository.rf_deleted, one write each: one changed meanwhile, e.g. checked again, is left as it is); RF
     answering for it (its list skipped it: its pages are offsets, which a deletion meanwhile shifts), checked again as
-    a listed one is; RF not answering, left for a next run."""
+    a listed one is; RF not answering, left for a next run. The checks to send (with `apply`; the caller sends them
+    with the counts owed, in one send)."""
     now = rt.clock()
     refused, _ = rt.store.links.refused_in(result.campaign_id)
     unlisted = [link for link in refused if link.rf_user_id not in seen and letter_gone(link, now)]
@@ -510,7 +513,7 @@ def _unlisted(rt: Backfilling, result: Result, seen: set[str], apply: bool) -> N
             if isinstance(exc, Permanent) and exc.status == 404:
                 deleted.append(link)
             else:
-                _said(result, RF_UNASKED, link, exc.reason)
+                _said(result, RF_UNASKED, link.rf_user_id, link.email, exc.reason)
             continue
         answered[link.ref] = link
     checks = _rechecks(rt.store, answered, now, apply) if answered else {}
@@ -520,19 +523,10 @@ def _unlisted(rt: Backfilling, result: Result, seen: set[str], apply: bool) -> N
         "again"))]) for link in deleted]) if apply and deleted else [True] * len(deleted)
     for link, done in zip(deleted, marked):
         if done:
-            _said(result, RF_DELETED, link)
+            _said(result, RF_DELETED, link.rf_user_id, link.email)
     for ref in checks:
-        _said(result, RECHECK, answered[ref])
-    if apply and checks:
-        _send(rt, [], set(), set(), list(checks.values()))
-        result.queued += len(checks)
-
-
-def _said(result: Result, outcome: str, link: Link, why: Optional[str] = None) -> None:
-    """An outcome of a lead RF did not list (`_unlisted`): counted, and named (RF id, email masked)."""
-    result.outcomes[outcome] += 1
-    result.people.setdefault(outcome, []).append({"rf_user_id": link.rf_user_id, "email": mask_email(link.email)
-                                                  if link.email else None, **({"reason": why} if why else {})})
+        _said(result, RECHECK, answered[ref].rf_user_id, answered[ref].email)
+    return list(checks.values()) if apply else []
 
 
 def _send(rt: Backfilling, joins: list[JoinMessage], grown: set[PersonRef], owed: set[PersonRef],

@@ -27,7 +27,8 @@ from typing import Any, Callable, Iterator, Optional, Protocol
 
 from .. import messages
 from ..domain.advice import RF_TOKEN_REFUSED, rf_token_fix, rf_token_refused
-from ..domain.history import Entry, Recorded, epoch, iso
+from ..domain.history import Entry, epoch, iso
+from ..domain.judge import QUALIFYING
 from ..domain.link import PersonRef
 from ..domain.outage import outage_of
 from ..domain.people import OTHER_CAMPAIGN
@@ -479,18 +480,6 @@ def discard(rt: Discarding, reason: Optional[str] = None, campaign: Optional[str
                           REPLAY_SECONDS, note, progress)
     return {**{{"done": "discarded", "late": "discarded_late"}.get(k, k): v for k, v in done.items()},
             **({"stopped_sync_runs": stopped} if stopped else {})}
-
-
-QUALIFYING = ("intercom.contact", "intercom.check")    # the kinds of a qualification's dead letters
-
-
-def letter_discarded(entries: list[Recorded]) -> bool:
-    """Was the person's last qualification dead letter discarded by the operator (`bridge dlq discard`), as the note
-    `discard` wrote in their history says? (For a refusal recorded before links kept the discard,
-    Link.refusal_discarded: backfill.)"""
-    letters = [e for e in sorted(entries, key=lambda e: e.at) if e.event == "dead_letter"
-               and str((e.details or {}).get("kind")) in QUALIFYING]
-    return bool(letters) and letters[-1].outcome == "discarded"
 
 
 def _stop_runs(rt: Discarding, letters: list[DeadLetter]) -> list[dict]:

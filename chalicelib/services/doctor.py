@@ -28,8 +28,9 @@ from ..domain.settings import (LINKS, CampaignSettings, SettingsError, check_aga
                                parse_settings, shared_attributes, unworkable)
 from ..domain.sync import FAILED, RETRYING, WAITING, describe_counts, describe_page_error, describe_writes, run_counts
 from ..config import Config
-from ..errors import (PLAN_FIX, REFUSED_TOKEN, RF_REFUSED_TOKEN, TokenRefused, WorkError, plan_restricted, replay_parked,
-                      rf_blocked, rf_campaign_fix, token_fix, token_wait_fix)
+from ..errors import (BUDGET_SETTINGS, PLAN_FIX, REFUSED_TOKEN, RF_REFUSED_TOKEN, BudgetSpent, Throttled, TokenRefused,
+                      WorkError, limiting, plan_restricted, replay_parked, rf_blocked, rf_campaign_fix, token_fix,
+                      token_wait_fix)
 from ..observability import mask_email, mask_emails
 from ..ports import Connection, DeadLetterQueue, Store
 from ..ports.secrets import read_by_every_worker
@@ -520,8 +521,24 @@ def _unchecked(report: Report, check: str, what: str, cause: str, c: str) -> Non
 def _waits(rt: Examined, settings: CampaignSettings, exc: WorkError, vendor: str, missed: str,
            work: str) -> tuple[str, str, str]:
     """The finding, why and fix of a vendor unavailable or limiting the bridge now (a 429, a 5xx, a timeout: `exc`),
-    as doctor `missed` something: nothing to change, never a token to replace."""
-    return (f"{vendor} is unavailable or limiting the bridge now: {missed} ({exc.reason})",
+    as doctor `missed` something: nothing to change, never a token to replace. A call the bridge's own budget held
+    back, or AWS's throttling of the bridge's own calls (the vendor was not called), says so: the operator looks
+    there, not at the vendor."""
+    c = settings.campaign_id
+    if isinstance(exc, BudgetSpent):
+        return (f"{limiting(exc, vendor)}: {missed} ({exc.reason})",
+                f"{work} wait in the queue, without using up a try, and go on by themselves as the budget frees slots",
+                f"nothing to change: run `bridge doctor {c}` again in a minute; if the budget stays spent, the work "
+                f"needs more calls than {BUDGET_SETTINGS[vendor]} allows (raise it only as far as {vendor}'s own "
+                "limit allows)")
+    if isinstance(exc, Throttled):
+        return (f"{limiting(exc, vendor)}: {missed} ({exc.reason})",
+                f"{work} wait in the queue, without using up a try, and go on by themselves once {exc.outage} takes "
+                f"the bridge's calls again; a throttling longer than {hours(rt.config.outage_hours * 3600)} "
+                "(BRIDGE_OUTAGE_HOURS) leaves them in the dead-letter queue",
+                f"nothing to change: the work waits; if it lasts, look at {exc.outage}'s throttled requests in "
+                f"CloudWatch; run `bridge doctor {c}` again later")
+    return (f"{limiting(exc, vendor)}: {missed} ({exc.reason})",
             f"{work} wait in the queue, without using up a try, and go on by themselves once {vendor} answers; "
             f"an outage (5xx, timeouts) longer than {hours(rt.config.outage_hours * 3600)} (BRIDGE_OUTAGE_HOURS) "
             "leaves them in the dead-letter queue",

@@ -13,25 +13,45 @@ from typing import Any, Callable, Optional, Protocol
 
 from ..domain.advice import DUPLICATE, NOT_WRITTEN, refused_join, rf_token_refused
 from ..domain.history import RETRY, Recorded, epoch
-from ..domain.judge import DEAD_LETTER_DAYS, elsewhere, letter_gone, rf_deleted
+from ..domain.judge import DEAD_LETTER_DAYS, QUALIFYING, elsewhere, letter_gone, rf_deleted
 from ..domain.link import MOVED_UNKNOWN, Link, LinkStatus, PersonRef
 from ..domain.outage import outage_of
 from ..domain.people import OTHER_CAMPAIGN, email_hash
 from ..domain.qualification import QState
 from ..domain.settings import CampaignSettings, valid_or_none
 from ..domain.sync import ALREADY, NOT_IN_RF
-from ..errors import DISCONNECTED, plan_restricted, refused_token_of, waits
+from ..errors import DISCONNECTED, BudgetSpent, Throttled, again_when, plan_restricted, refused_token_of, waits
 from ..observability import mask_email, mask_emails
 from ..ports import IntercomPort, Merged, Store
 from ..ports.edge import UNKNOWN, RefusalSample, campaign_scope, workspace_scope
 from ..ports.store import LedgerEntry, normal_email
-from .dead_letters import QUALIFYING, RF_404, no_campaign, replay_fix
+from .dead_letters import RF_404, no_campaign, replay_fix
 
 class Reader(Protocol):
     @property
     def store(self) -> Store: ...
     @property
     def clock(self) -> Callable[[], float]: ...
+
+
+@dataclass(frozen=True)
+class Unasked:
+    """Why Intercom could not be asked about a contact id no link names (away, limiting: the id may well be right)."""
+    contact_id: str
+    workspace: str
+    reason: str
+    # When to run explain again: once Intercom answers; in a minute, or later, when Intercom was not called (the
+    # bridge's own budget held the call back, or AWS throttled the bridge's calls: errors.again_when).
+    again: str = "once it answers"
+
+    @property
+    def first(self) -> str:
+        """What the text's first line begins with (short: the reason, which may be long, is on a line of its own)."""
+        return f"Intercom could not be asked about contact {self.contact_id} (workspace {self.workspace})"
+
+    @property
+    def fix(self) -> str:
+        return f"{self.reason} — run `bridge explain` again {self.again}"
 
 
 @dataclass
@@ -42,13 +62,14 @@ class Explanation:
     enrolled: list[dict] = field(default_factory=list)   # contact sync enrolled them (its ledger): no join needed
     # The query, an Intercom contact no link names, shares the email of these people (`duplicate_of`).
     duplicates: list[dict] = field(default_factory=list)
-    unasked: Optional[str] = None     # why Intercom could not be asked about such a contact now (away, limiting)
+    unasked: Optional[Unasked] = None     # why Intercom could not be asked about such a contact now (away, limiting)
 
     @property
     def found(self) -> bool:
         return bool(self.people or self.trail or self.duplicates)
 
     def view(self) -> dict:
+        u = self.unasked
         # The people's own emails as they gave them (then the query's), masked whatever their form; then any
         # other address.
         known = list(dict.fromkeys([p.email for p in self.people if p.email] + [self.query] * ("@" in self.query)))
@@ -61,8 +82,10 @@ class Explanation:
                                   for p in self.people],
                        "trail": self.trail, **({"enrolled_by_sync": self.enrolled} if self.enrolled else {}),
                        **({"duplicate_of": self.duplicates} if self.duplicates else {}),
-                       **({} if self.found else {"message": (f"{self.unasked}. " if self.unasked else "")
-                                                            + never_seen(self.query), "cases": list(NOT_SEEN)})},
+                       **({} if self.found else {"message": (f"{u.first}: {u.fix}. " if u else "")
+                                                            + never_seen(self.query), "cases": list(NOT_SEEN),
+                                                 **({"unasked": {"contact_id": u.contact_id, "workspace": u.workspace,
+                                                                 "reason": u.reason}} if u else {})})},
                            known)
 
 
@@ -203,7 +226,7 @@ def explain(rt: Reader, query: str, intercom: Optional[Callable[[str], IntercomP
                 break
     linked()
     duplicates: list[dict] = []
-    unasked: Optional[str] = None
+    unasked: Optional[Unasked] = None
     if intercom is not None and not emails and query not in {p.contact_id for p in people.values()}:
         duplicates, unasked, survivor = _duplicate_of(store, intercom, workspaces, query)
         if survivor is not None:         # merged in Intercom: its person's link followed it to the survivor
@@ -375,14 +398,14 @@ CONTACT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")      # what may go into Intercom
 
 
 def _duplicate_of(store: Store, intercom: Callable[[str], IntercomPort], workspaces: list[str],
-                  query: str) -> tuple[list[dict], Optional[str], Optional[str]]:
+                  query: str) -> tuple[list[dict], Optional[Unasked], Optional[str]]:
     """The people linked to another contact with this contact's email, in its own workspace only (a
     contact of another workspace says nothing of this one's people), each with whether the contact's
     changes count for them (the campaign's `qualification.match`; never for a link left behind by a
     workspace move), as the qualification judges them; and, found in no workspace, why Intercom could not be
     asked now in one (away or limiting: the id may well be right); and the contact Intercom merged it into, if it
     did (the links of a merged contact follow it there)."""
-    unasked = None
+    unasked: Optional[Unasked] = None
     if not CONTACT_ID.fullmatch(query):
         return [], None, None
     for workspace in workspaces:
@@ -394,8 +417,9 @@ def _duplicate_of(store: Store, intercom: Callable[[str], IntercomPort], workspa
             continue
         except Exception as exc:  # (not there, not connected...): nothing said of it, but of Intercom away
             if waits(exc) and unasked is None:
-                unasked = (f"Intercom could not be asked about contact {query} (workspace {workspace}): "
-                           f"{getattr(exc, 'reason', exc)} — run `bridge explain` again once it answers")
+                # (held back by the bridge's own budget, or AWS throttling its calls: Intercom was not called)
+                when = "once it answers" if not isinstance(exc, (BudgetSpent, Throttled)) else again_when(exc)
+                unasked = Unasked(query, workspace, str(getattr(exc, 'reason', exc)), when)
             continue
         email = contact.get("email")
         if not email:
@@ -654,7 +678,11 @@ def _baseline(p: dict) -> str:
 def as_text(explanation: Explanation) -> str:
     view = explanation.view()
     if not view["found"]:       # a short first line, then each case on its own indented line (as doctor's findings)
-        return "\n".join([view["message"] + ":"] + [f"  - {case}" for case in view["cases"]])
+        # Intercom could not be asked: said first, and its reason (long, maybe: Intercom's own text) on a line of its own
+        u = Unasked(**view["unasked"], again=explanation.unasked.again) if explanation.unasked and "unasked" in view \
+            else None
+        first = f"{u.first}; no record of it yet" if u else view["message"]
+        return "\n".join([first + ":"] + [f"  - {case}" for case in ([u.fix] if u else []) + view["cases"]])
     lines = [f"{view['query']}:"]
     for p in view["people"]:
         letter = p.get("dead_letter")

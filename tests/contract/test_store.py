@@ -341,6 +341,22 @@ def test_a_merge_moves_the_link_and_its_pointer_to_the_survivor(store):
     assert moved.baseline == "No"                                 # kept unless given
 
 
+def test_a_link_keeps_the_contacts_it_moved_off_and_holds_one_again_when_it_moves_back(store):
+    """A late notification about a contact the link left is not hers (contact_events._left): each store records the
+    contacts a move left, read back as written, and one the link moves back to is held, not left. The merge's time
+    is the newest event applied: an older one about the survivor sets nothing back."""
+    link = store.links.set_contact(joined(store), [], when=100.0, role="lead")
+    moved = store.links.move(link, "c2", [Entry("contact", "merged")], role="user", when=200.0)
+    assert (moved.left_contacts, moved.last_event_at) == (frozenset({"c1"}), 200.0) and store.links.get(ANN) == moved
+    assert store.links.set_contact(moved, [], when=150.0, role="lead") is None      # older than the merge
+    assert store.links.get(ANN).contact_role == "user"
+    assert moved.left("c1") and not moved.left("c2") and not moved.left("c9") and not moved.left(None)
+    back = store.links.move(moved, "c1", [Entry("contact", "moved")], when=120.0)
+    assert (back.left_contacts, back.last_event_at) == (frozenset({"c1", "c2"}), 200.0)      # never moved back
+    assert store.links.get(ANN) == back
+    assert back.left("c2") and not back.left("c1")
+
+
 def test_a_move_without_a_role_returns_the_role_the_link_holds_not_the_one_read(store):
     """A worker read the link, and Intercom's role of its contact was set since (another event): a merge that names
     no role keeps the stored one, and returns the link as it now stands, that role with it, on either store."""
@@ -1874,6 +1890,46 @@ def test_past_catch_up_runs_and_full_runs_a_newer_one_replaced_expire_the_latest
             True, True, True, False, True]
 
 
+@pytest.mark.parametrize("first", ["full", "catch-up"])
+def test_two_sync_starts_at_once_one_wins_and_only_the_winner_says_which_full_run_expires(store, clock, monkeypatch,
+                                                                                        first):
+    """`bridge sync start` (full) and the scheduled catch-up both read full run 1 as the latest, done: one run 2
+    starts. The loser's view of run 1 (a catch-up keeps it, the latest full run; a full run lets it expire) must not
+    land: the latest full run expiring under its catch-ups, or a replaced one kept for ever. In DynamoDB the other
+    start runs in the loser's read of the latest run (its read, then all of the other's writes, then its own)."""
+    from chalicelib.ports.store import PAST_RUN_DAYS
+    store.sync.start("42", "full", "users", clock())
+    store.sync.claim_page("42", 1, 0, "w", clock())
+    assert store.sync.checkpoint("42", 1, 0, "w", clock(), cursor=None, counts={}, finished=True)
+    clock.now += 60
+    second = "catch-up" if first == "full" else "full"
+    began, raced = clock(), []
+
+    def other():
+        raced.append("starting")                     # (its own read is not raced)
+        raced.append(store.sync.start("42", first, "users", clock()))
+    if type(store.sync).__name__ == "DynamoSync":
+        from chalicelib.adapters.dynamo import sync as dynamo_sync
+        read = dynamo_sync.get
+
+        def read_then_other(model, key, *a, **kw):
+            got = read(model, key, *a, **kw)
+            if not raced:
+                other()
+            return got
+        monkeypatch.setattr(dynamo_sync, "get", read_then_other)
+    else:
+        other()
+    lost = store.sync.start("42", second, "users", clock())
+    monkeypatch.undo()
+    won = raced[1]
+    assert lost is None and (won.number, won.kind, won.full_run) == (2, first, 2 if first == "full" else 1)
+    assert (store.sync.run("42").number, store.sync.run("42").kind) == (2, first)
+    clock.now = began + PAST_RUN_DAYS * 86400
+    assert (store.sync.run("42", 1) is None) == (first == "full")     # replaced: gone; the latest full run: kept
+    assert store.sync.run("42", 2) is not None
+
+
 def test_a_run_keeps_the_fields_rf_required_and_its_workspace_through_its_pages_and_once_a_later_run_starts(
         store, clock):
     required = ("first_name", "email", "meta.company")
@@ -2516,6 +2572,29 @@ def test_a_single_write_refused_as_a_conflict_with_a_transaction_waits_a_few_sec
     with pytest.raises(Deferred) as waits:
         store.links.start_qualifying(link)
     assert waits.value.retry_after == CONFLICT_WAIT and "another transaction was writing" in waits.value.reason
+
+
+@pytest.mark.parametrize("store", ["dynamo"], indirect=True)
+def test_a_sync_start_cancelled_as_a_conflict_reads_the_latest_run_again_and_starts_or_waits(store, clock,
+                                                                                              monkeypatch):
+    """The start's transaction (the run before copied, the new run written) met a webhook's count on the latest run,
+    or another start's transaction: nothing of it applied. It reads the latest run again and starts the run; while
+    the conflicts last, the start waits (Deferred: the schedule's next round, or the operator, tries again)."""
+    from chalicelib.adapters.dynamo.models import CONFLICT_WAIT
+    from chalicelib.adapters.dynamo.sync import START_TRIES
+    from chalicelib.errors import Deferred
+    store.sync.start("42", "full", "users", clock())
+    store.sync.claim_page("42", 1, 0, "w", clock())
+    assert store.sync.checkpoint("42", 1, 0, "w", clock(), cursor=None, counts={"enrolled": 2}, finished=True)
+    conflicts = Conflicts(monkeypatch, START_TRIES)
+    with pytest.raises(Deferred) as waits:
+        store.sync.start("42", "catch-up", "users", clock())
+    assert (conflicts.tries, waits.value.retry_after) == (START_TRIES, CONFLICT_WAIT)
+    assert store.sync.run("42").number == 1                          # nothing applied
+    conflicts.n, conflicts.tries = START_TRIES - 1, 0
+    run = store.sync.start("42", "catch-up", "users", clock())
+    assert conflicts.tries == START_TRIES and (run.number, run.full_run) == (2, 1)
+    assert store.sync.run("42", 1).counts == {"enrolled": 2}
 
 
 @pytest.mark.parametrize("store", ["dynamo"], indirect=True)

@@ -71,3 +71,49 @@ def test_a_dead_workers_claim_holds_for_the_lease_the_runtime_was_configured_wit
         rt.store.links.claim(ref, WORKSPACE)
     clock.now += 2                                              # its 30 s are over: the join is free again
     assert rt.store.links.claim(ref, WORKSPACE) is not None
+
+
+class RefusedOnce:
+    """The work queue's SQS client: its first SendMessageBatch is answered with every entry Failed (SQS's own
+    InternalError, SenderFault false: nothing sent), as SQS may answer any batch; every other call is SQS's."""
+
+    def __init__(self, monkeypatch, client):
+        self.real, self.sends = client._make_api_call, 0
+        monkeypatch.setattr(client, "_make_api_call", self.call)
+
+    def call(self, operation: str, kwargs: dict) -> dict:
+        if operation != "SendMessageBatch":
+            return self.real(operation, kwargs)
+        self.sends += 1
+        if self.sends > 1:
+            return self.real(operation, kwargs)
+        return {"Successful": [], "Failed": [{"Id": e["Id"], "SenderFault": False, "Code": "InternalError",
+                                              "Message": "We encountered an internal error"} for e in kwargs["Entries"]]}
+
+
+def test_a_wait_whose_copy_sqs_refuses_once_is_sent_again_and_uses_up_no_try(bridge, rf, clock, monkeypatch):
+    """A join waits for a dead worker's claim: its copy goes back to the queue to wait, and the original is deleted.
+    SQS refused the copy's entry of the SendMessageBatch (an InternalError of its own, which a resend gets past): the
+    original was handed back to SQS, and its next receive counted as a try of the join (BRIDGE_MAX_ATTEMPTS, the
+    dead-letter queue) though nothing of its work failed. The refused entry is sent again: the copy waits, its tries
+    none used, and the join finishes once the claim's lease ends."""
+    bridge.apply(lead_settings())
+    lead = new_lead(rf)
+    bridge.rt.store.links.claim(PersonRef("42", str(lead["id"])), WORKSPACE, lease=120)   # a worker died with it
+    bridge.post_join(join_body(lead))
+    refused = RefusedOnce(monkeypatch, bridge.rt.queue.client)
+
+    [batch] = bridge.drain()
+    assert batch.ok and batch.result == {"done": 0, "retry": 0, "dead": 0, "waiting": 1}, batch.error
+    assert refused.sends == 2 and bridge.queued() == 1
+    clock.now += 121
+    bridge.poller.release_delayed()
+    outcomes = bridge.drain()
+    [copy] = [m for o in outcomes for m in o.event["Records"]][:1]
+    assert copy["attributes"]["ApproximateReceiveCount"] == "1" and copy["messageAttributes"]["bridge-tries"][
+        "stringValue"] == "0"
+    while bridge.queued():                          # (Intercom's search lag: a dead worker may have made the contact)
+        clock.now += 60
+        bridge.poller.release_delayed()
+        bridge.drain()
+    assert bridge.history(42, lead["id"])["link"]["status"] == "linked" and bridge.dead_letters() == []

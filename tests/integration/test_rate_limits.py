@@ -61,6 +61,10 @@ def test_two_workers_share_one_small_rf_budget_and_never_hit_rfs_limit(bridge, r
     assert len(intercom.contacts) == 12 and bridge.dead_letters() == []
     assert [r for r in rf.requests if r["status"] == 429] == [] and not rf.blocked
     assert rf.busiest() <= 5                              # in any 60 s, not only RF's own windows
+    # The waits were the bridge's own budget's, and say so: RF limited nothing, and was not called for them.
+    waits = [e["reason"] for lead in leads for e in bridge.history(42, lead["id"])["history"] if e["event"] == "waiting"]
+    assert waits and all(w.startswith("the bridge's own shared Referral Factory budget (5 calls per 60s) is spent for "
+                                      "now: Referral Factory was not called (the next slot is ") for w in waits), waits
 
 
 @pytest.mark.slow

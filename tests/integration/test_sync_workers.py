@@ -4,6 +4,7 @@ faster than real time, shared with the RF simulator)."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import threading
 import time
@@ -48,11 +49,27 @@ def clock(request):
 # As deployed (`make deploy` refuses less: infra/deploy.py lease_problem), a page's lease lasts as long as its worker
 # may run, the (emulated) Lambda timeout, and SQS hands its message to no one else meanwhile. A shorter lease lets a
 # second worker take the page over while the first, slow (a loaded machine), still works it: the one whose checkpoint
-# stands then counts the contacts the other enrolled meanwhile as already enrolled. The page starts contacts for the
-# timeout's first 4 s (PAGE_TIME_MS left; a record starts with 3 s left, as in the chaos run): enough to reach the
-# victim, and a page not done by then continues in another invocation. The killed worker's lease, which the test
-# waits out in real time, runs out within the test.
-TIMEOUT = PAGE_TIME_MS // 1000 + 4
+# stands then counts the contacts the other enrolled meanwhile as already enrolled. The killed worker's lease is
+# waited out in real time, so the timeout is no longer than the page needs: PAGE_TIME_MS (with less left the page
+# starts no contact) and the seconds before it in which it starts its contacts (_starting).
+def _starting(bridge) -> int:
+    """Seconds an invocation of the page needs to start its victim, on this machine as the test runs: what it does
+    first is what the operator's dry run of the same segment does (the checks, Intercom's search, the ledger and links
+    of its contacts), timed here; then about as long again for its `creating` entries (a round of writes each of the
+    few calls the dry run makes) and as long again for the contacts ahead of the victim (one round: 8 in flight, the
+    victim the 11th); twice all that, for the two worker processes sharing the machine. At least the time the worker
+    holds a record to need (it starts none with less left: RECORD_BUDGET_MS, as in the chaos run), for a worker's
+    first invocation, whose clients are not made yet. A page that does not reach its victim continues in another
+    invocation; one that starts no contact at all (this too short) would never end. (The second more than the record's
+    budget: the margin every earlier run of this test had, on CI too.)"""
+    began = time.monotonic()
+    assert main(["sync", "start", "42", "--dry-run"], bridge.operator()) == 0
+    return max(RECORD_BUDGET_MS // 1000 + 1, math.ceil(2 * 3 * (time.monotonic() - began)))
+
+
+RECORD_BUDGET_MS = 3000
+
+
 # One page (of up to 150) killed as its 11th contact is created: with 8 contacts in flight at once, about 10 were
 # enrolled before (their checkpoint not yet written), several die in flight with the victim, and a dozen or so were
 # never started: the resumed page must redo none twice and miss none of the three kinds.
@@ -71,18 +88,19 @@ def _until(check, timeout: float, what: str) -> None:
 @pytest.mark.slow
 def test_a_worker_killed_after_rf_created_a_user_and_before_the_checkpoint_leaves_no_duplicate_and_no_gap(
         bridge, intercom, rf, tmp_path: Path, monkeypatch, capsys):
+    seg, contacts = segment(intercom, KILLED_PAGE)
+    bridge.apply(sync_settings(seg))
+    timeout = PAGE_TIME_MS // 1000 + _starting(bridge)
     sqs = bridge.resources.client("sqs")
-    sqs.set_queue_attributes(QueueUrl=bridge.resources.queue_url, Attributes={"VisibilityTimeout": str(TIMEOUT)})
+    sqs.set_queue_attributes(QueueUrl=bridge.resources.queue_url, Attributes={"VisibilityTimeout": str(timeout)})
     proxy = FaultProxy(rf.base_url).start()
-    env = {**{k: v for k, v in os.environ.items()}, "RF_BASE_URL": proxy.url, "BRIDGE_LEASE_SECONDS": str(TIMEOUT),
-           "CHAOS_QUEUE_ARN": bridge.resources.queue_arn, "CHAOS_FUNCTION_TIMEOUT": str(TIMEOUT),
-           "BRIDGE_RECORD_BUDGET_MS": "3000",
+    env = {**{k: v for k, v in os.environ.items()}, "RF_BASE_URL": proxy.url, "BRIDGE_LEASE_SECONDS": str(timeout),
+           "CHAOS_QUEUE_ARN": bridge.resources.queue_arn, "CHAOS_FUNCTION_TIMEOUT": str(timeout),
+           "BRIDGE_RECORD_BUDGET_MS": str(RECORD_BUDGET_MS),
            "POWERTOOLS_LOG_LEVEL": "WARNING", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     workers = Workers(2, env, tmp_path).start()
     killed: list = []
     try:
-        seg, contacts = segment(intercom, KILLED_PAGE)          # while the workers start
-        bridge.apply(sync_settings(seg))
         victim = contacts[10]["email"]            # RF creates the user: its answer never reaches the worker
         proxy.script(Rule("crash_after_create", lambda req: req.method == "POST" and req.path.endswith("/users")
                           and isinstance(req.json, dict) and req.json.get("email") == victim, [PASS],
@@ -93,7 +111,7 @@ def test_a_worker_killed_after_rf_created_a_user_and_before_the_checkpoint_leave
         store = bridge.operator().store
 
         _until(lambda: (store.sync.run("42") or None) and store.sync.run("42").status == "done",
-               TIMEOUT + 90, "the run to finish")
+               timeout + 90, "the run to finish")
     finally:
         workers.stop()
         proxy.stop()
@@ -143,13 +161,22 @@ def test_three_workers_at_once_never_go_over_rf_s_limit_in_any_window(bridge, in
     for campaign in ("42", "43", "44"):
         assert main(["sync", "start", campaign], operator) == 0
     stop = threading.Event()
-    pollers, worked = [], set()
+    pollers, working, most = [], set(), []
 
     def container(rt, i):
         def handler(event, context):
-            worked.add(i)
-            return handle_batch(event["Records"], rt, context.get_remaining_time_in_millis)
+            pages = [r for r in event["Records"] if json.loads(r["body"]).get("kind") == "sync.page"]
+            with lock:
+                if pages:
+                    working.add(i)
+                    most.append(len(working))
+            try:
+                return handle_batch(event["Records"], rt, context.get_remaining_time_in_millis)
+            finally:
+                with lock:
+                    working.discard(i)
         return handler
+    lock = threading.Lock()
     for i in range(3):                                        # three containers: a runtime (and limiter) each,
         rt = Runtime(Config.from_env(), clock=clock, sleeper=clock.sleep)   # a run's page each (one a batch)
         poller = QueuePoller(bridge.resources.client("sqs"), bridge.resources.queue_url, bridge.resources.queue_arn,
@@ -164,7 +191,9 @@ def test_three_workers_at_once_never_go_over_rf_s_limit_in_any_window(bridge, in
         stop.set()
         for t in pollers:
             t.join(10)
-    assert worked == {0, 1, 2}                                # three limiters spent the one budget at once
+    # Several limiters spent the one budget at once: containers working pages at the same moment (which of them took
+    # which page, and whether the third started before the first finished, is SQS's and the scheduler's to decide).
+    assert max(most, default=0) >= 2, f"no two containers ever worked pages at once: {most}"
     assert len(rf.users) == 3 * CONTACTS_PER_RUN
     assert rf.busiest(60) <= 120 and rf.excess_windows == [] and not rf.blocked
     assert all(r["status"] != 429 for r in rf.requests)

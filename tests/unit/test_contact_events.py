@@ -370,3 +370,65 @@ def test_a_notification_of_the_contact_a_link_left_while_it_was_applied_changes_
     run(work, event(lead, created_at=work.clock()))
     assert (link_of(work).contact_id, link_of(work).contact_role) == (user["id"], "user")
     assert "role_changed" not in [outcome for _, outcome in history(work)]
+
+
+EMAIL_RULE = {"attribute": "custom_attributes.signed_up", "value": "Yes", "match": "email"}
+
+
+def merged_into_a_user(work, signed_up: str = "Yes", user_value: str = "No"):
+    """Ann joined on lead A (`signed_up` then: her baseline); user B, with her email, made before she joined and not
+    changed since (`user_value`), survives A's merge: her link follows it, B's value then as her baseline."""
+    link, lead = joined(work, signed_up=signed_up)
+    user = work.apis.intercom_.add("ann@example.com", role="user", signed_up=user_value)
+    user.update(created_at=1, updated_at=1)
+    merged_at = work.clock()
+    run(work, event(user, "contact.merged", "n-merge", created_at=merged_at,
+                    merged_from={"type": "contact", "id": lead["id"]}))
+    assert (link_of(work).contact_id, link_of(work).baseline) == (user["id"], user_value)
+    return lead, user, merged_at
+
+
+def test_a_late_notification_of_a_merged_contact_does_not_judge_the_link_now_on_the_survivor():
+    """`match: email`. Ann joined on lead A with signed_up "Yes" (require_change: a change to "Yes" qualifies); A was
+    merged into user B ("No", her baseline there). A notification about A from before the merge (another attribute
+    changed; "Yes" still), delivered after it, found her by her email: A's value, judged against B's baseline as a
+    duplicate's, qualified her although nothing of hers changed. A contact the link no longer holds is not judged
+    for it; its history says why (once, its repeats counted); a notification about B still is."""
+    work = world(settings(rule=EMAIL_RULE))
+    lead, user, merged_at = merged_into_a_user(work)
+    before = len(history(work))
+    for n in range(2):
+        assert run(work, event(lead, notification=f"n-late{n}", created_at=merged_at - 30)) == \
+            {"done": 1, "retry": 0, "dead": 0}
+    assert work.apis.rf_.calls == [] and link_of(work).qualification is QState.PENDING
+    assert history(work)[before:] == [(f"left_contact#{lead['id']}", "not_judged")]
+    [noted] = [e for e in work.store.history.entries(link_of(work).ref) if e.outcome == "not_judged"]
+    assert noted.count == 2 and noted.reason == (
+        f"a notification about contact {lead['id']} (contact.lead.updated) was not judged: the link left that contact "
+        f"for {user['id']} (Intercom merged it there, or the bridge followed the person to another of her contacts), "
+        "so its values are not hers now")
+    run(work, event(set_value(work, user, "Yes"), "contact.user.updated", "n-user"))
+    assert work.apis.rf_.qualified == ["7"] and link_of(work).qualification is QState.QUALIFIED
+
+
+def test_without_match_email_a_late_notification_of_a_merged_contact_is_not_called_a_duplicate():
+    work = world()
+    lead, user, merged_at = merged_into_a_user(work)
+    run(work, event(lead, notification="n-late", created_at=merged_at - 30))
+    assert work.apis.rf_.calls == [] and not any(e.startswith("duplicate_contact#") for e, _ in history(work))
+    assert history(work)[-1] == (f"left_contact#{lead['id']}", "not_judged")
+
+
+def test_a_late_notification_of_the_survivor_from_before_the_merge_does_not_set_its_role_or_email_back():
+    """The merge notification shows user B as it was then: a notification about B from before it (B a lead then, with
+    another email), delivered after it, is older than what the link holds (ignored, as any older event); its value
+    is still judged (B is the person's contact: order never matters to a value, domain/judge.py)."""
+    work = world()
+    lead, user, merged_at = merged_into_a_user(work)
+    assert link_of(work).last_event_at == merged_at
+    older = dict(user, role="lead", email="old@example.com")
+    run(work, event(older, "contact.lead.updated", "n-old", created_at=merged_at - 30))
+    assert (link_of(work).contact_role, link_of(work).email) == ("user", "ann@example.com")
+    assert history(work)[1:] == [("contact", "merged"), ("evaluation", "not_met"), ("evaluation", "not_met"),
+                                 ("older_event", "ignored")]
+    assert work.apis.rf_.calls == []

@@ -106,26 +106,48 @@ def test_a_copy_waiting_for_a_refused_token_says_so_and_is_read_back_so():
     assert (read.outage_since, read.waits_for) == (1000.0, "token")
 
 
-def test_a_batch_send_sqs_half_refuses_sends_every_batch_and_names_each_refused_message():
-    """SQS answers a SendMessageBatch with some entries Failed: the later batches are still sent, and
-    the error carries each refused message with its reason (none dropped unsaid), not the bodies."""
-    from chalicelib.adapters.queue import Queue
-    from chalicelib.ports import NotSent
+class HalfRefusing:
+    """SQS's client: its first SendMessageBatch fails entries 3 (SQS's own fault) and 7 (the sender's); the entries
+    of SQS's own fault are failed again `again` more times (each call then carrying them alone)."""
 
-    class Client:
-        def __init__(self):
-            self.calls: list = []
+    def __init__(self, again: int = 0):
+        self.calls: list = []
+        self.again = again
 
-        def send_message_batch(self, **kw):
-            self.calls.append(kw["Entries"])
+    def send_message_batch(self, **kw):
+        self.calls.append([e["MessageBody"] for e in kw["Entries"]])
+        if len(self.calls) == 1:
             return {"Failed": [{"Id": "3", "SenderFault": False, "Code": "InternalError"},
-                               {"Id": "7", "SenderFault": True, "Code": "InvalidMessageContents", "Message": "bad"}]
-                    } if len(self.calls) == 1 else {}
-    client = Client()
+                               {"Id": "7", "SenderFault": True, "Code": "InvalidMessageContents", "Message": "bad"}]}
+        if len(self.calls) > 3 and len(self.calls) - 3 <= self.again:
+            return {"Failed": [{"Id": e["Id"], "SenderFault": False, "Code": "InternalError"} for e in kw["Entries"]]}
+        return {}
+
+
+def test_a_batch_send_sqs_half_refuses_sends_every_batch_again_for_sqss_own_faults_and_names_each_refused_message():
+    """SQS answers a SendMessageBatch with some entries Failed: the later batches are still sent; an entry SQS failed
+    on its own side (SenderFault false) is sent again, alone, and went; the error carries each refused message with
+    its reason (none dropped unsaid), not the bodies. A sender's fault is not sent again (SQS would refuse it
+    again)."""
+    from chalicelib.adapters.queue import Queue, encode
+    from chalicelib.ports import NotSent
+    client = HalfRefusing()
     messages = [{"kind": "referral.count", "n": n} for n in range(25)]
     with pytest.raises(NotSent) as refused:
         Queue("https://sqs/q", client=client).send_many(messages)
-    assert [len(c) for c in client.calls] == [10, 10, 5]
+    assert [len(c) for c in client.calls] == [10, 10, 5, 1] and client.calls[-1] == [encode(messages[3])]
+    assert refused.value.refused == [(messages[7], "InvalidMessageContents: bad")]
+    assert str(refused.value) == "SQS refused 1 of 25 message(s): InvalidMessageContents: bad"
+
+
+def test_an_entry_sqs_fails_on_its_own_side_three_times_in_a_row_is_said_refused_in_the_messages_order():
+    from chalicelib.adapters.queue import RESENDS, Queue
+    from chalicelib.ports import NotSent
+    client = HalfRefusing(again=RESENDS)
+    messages = [{"kind": "referral.count", "n": n} for n in range(25)]
+    with pytest.raises(NotSent) as refused:
+        Queue("https://sqs/q", client=client).send_many(messages)
+    assert [len(c) for c in client.calls] == [10, 10, 5, 1, 1] and RESENDS == 2      # sent 1 + RESENDS times
     assert refused.value.refused == [(messages[3], "InternalError"), (messages[7], "InvalidMessageContents: bad")]
     assert str(refused.value) == "SQS refused 2 of 25 message(s): InternalError; InvalidMessageContents: bad"
 

@@ -384,3 +384,92 @@ def test_with_an_rf_token_of_another_account_doctor_never_advises_discarding_a_n
     assert "name no campaign" in letters["what"], letters
     assert "dlq discard" not in letters["fix"], letters["fix"]
     assert "`bridge rf connect`" in letters["fix"] and "dlq replay" in letters["fix"]
+
+
+def own_budget_spent(vendor: str, budget: str) -> WorkError:
+    """What the bridge's own shared budget raises when its slots are spent (by its workers), as the limiter says it."""
+    from chalicelib.adapters.memory import MemoryRates
+    from chalicelib.adapters.ratelimit import SharedLimiter
+    from tests.fakes import FakeClock
+    clock = FakeClock(now=6000.0)
+    gate = SharedLimiter(MemoryRates(), budget, 5, 60, vendor=vendor, clock=clock, sleeper=clock.sleep, max_wait=0,
+                         waiter="bridge doctor")
+    with pytest.raises(WorkError) as spent:
+        for _ in range(6):
+            gate.acquire()
+    return spent.value
+
+
+def budget_table_throttled(vendor: str, budget: str) -> WorkError:
+    """What the limiter raises when DynamoDB throttles its table (the shared budget's slots are kept there), before
+    any call to the vendor."""
+    from chalicelib.adapters.memory import MemoryStore
+    from chalicelib.adapters.ratelimit import SharedLimiter
+    from tests.fakes import FakeClock
+    clock = FakeClock(now=6000.0)
+    store = MemoryStore(clock)
+    store.throttle(until=clock() + 60)
+    gate = SharedLimiter(store.rates, budget, 5, 60, vendor=vendor, clock=clock, sleeper=clock.sleep, max_wait=0)
+    with pytest.raises(WorkError) as throttled:
+        gate.acquire()
+    return throttled.value
+
+
+HELD_BACK = {"own budget": own_budget_spent, "its table throttled": budget_table_throttled}
+
+
+@pytest.mark.parametrize("held", list(HELD_BACK))
+def test_a_call_the_bridges_own_budget_held_back_is_not_said_the_vendors_unavailability(held):
+    """Scenario: the bridge's workers spent the shared RF budget (a burst of joins, a sync), or DynamoDB throttled the
+    table it is kept in, as doctor asked RF about the campaign: RF was never called. Doctor said "Referral Factory is
+    unavailable or limiting the bridge now", and the operator looked at RF's status page. Expected: it says whose
+    limit held the call back, the bridge's own budget (and the setting that sizes it) or AWS's throttling of the
+    bridge's table, and where to look."""
+    rt = Doctored()
+    rt.work.apis.intercom_.me = lambda: {"app": {"id_code": scenario.WS}}              # type: ignore[attr-defined]
+    exc = HELD_BACK[held]("Referral Factory", "referral-factory")
+    rt.work.apis.rf_.campaign_answers = [exc]
+    campaign = finding(rt, "rf.campaign")
+    assert not campaign["ok"] and "Referral Factory is unavailable" not in campaign["what"] + campaign["why"]
+    assert "Referral Factory is" not in campaign["fix"] and "campaign id" not in campaign["fix"]
+    if held == "own budget":
+        assert campaign["what"] == ("the bridge's own Referral Factory budget is spent for now (its workers use it; "
+                                    f"Referral Factory was not called): campaign 42 could not be checked ({exc.reason})")
+        assert exc.reason == ("the bridge's own shared Referral Factory budget (5 calls per 60s) is spent for now: "
+                              "Referral Factory was not called (the next slot is 20.0s away; bridge doctor may wait "
+                              "0.0s more)")
+        assert campaign["why"] == ("joins and qualifications wait in the queue, without using up a try, and go on by "
+                                   "themselves as the budget frees slots")
+        assert campaign["fix"] == ("nothing to change: run `bridge doctor 42` again in a minute; if the budget stays "
+                                   "spent, the work needs more calls than RF_CALLS_PER_MINUTE allows (raise it only as "
+                                   "far as Referral Factory's own limit allows)")
+    else:
+        assert campaign["what"] == ("DynamoDB throttled the bridge's own calls (Referral Factory was not called): "
+                                    f"campaign 42 could not be checked ({exc.reason})")
+        assert campaign["why"] == waiting("DynamoDB", "joins and qualifications").replace(
+            "once DynamoDB answers; an outage (5xx, timeouts)", "once DynamoDB takes the bridge's calls again; a "
+            "throttling")
+        assert campaign["fix"] == ("nothing to change: the work waits; if it lasts, look at DynamoDB's throttled "
+                                   "requests in CloudWatch; run `bridge doctor 42` again later")
+
+
+@pytest.mark.parametrize("held", list(HELD_BACK))
+def test_intercom_calls_the_bridges_own_budget_held_back_name_the_budget_or_aws_not_intercom(held):
+    rt = Doctored()
+    rt.work.apis.intercom_.me = raising(HELD_BACK[held]("Intercom", "intercom#ws"))    # type: ignore[attr-defined]
+    token = finding(rt, "intercom.token")
+    assert not token["ok"] and not token["what"].startswith("Intercom is unavailable")
+    assert token["what"].startswith("the bridge's own Intercom budget is spent for now" if held == "own budget" else
+                                    "DynamoDB throttled the bridge's own calls")
+    assert "INTERCOM_CALLS_PER_10S" in token["fix"] if held == "own budget" else "CloudWatch" in token["fix"]
+
+
+@pytest.mark.parametrize("held", list(HELD_BACK))
+def test_backfill_that_the_bridges_own_budget_held_back_says_so_not_rf(held):
+    rt = Doctored()
+    rt.rf = lambda: EmptyCampaign(HELD_BACK[held]("Referral Factory", "referral-factory"))  # type: ignore[method-assign]
+    with pytest.raises(BackfillError) as said:
+        backfill(rt, "42")                                                            # type: ignore[arg-type]
+    assert "Referral Factory is unavailable" not in str(said.value)
+    assert str(said.value).endswith("run `bridge backfill 42` again later" if held != "own budget" else
+                                    "run `bridge backfill 42` again in a minute")

@@ -338,6 +338,23 @@ def test_a_refused_lead_rf_did_not_list_but_answers_for_is_checked_again():
     assert link_of(work).qualification is QState.QUALIFIED
 
 
+def test_the_check_of_an_unlisted_refused_lead_and_the_counts_owed_go_out_in_one_send():
+    """The campaign keeps referral counts: Ann counts for referrer 1, whose count was never written (owed), and RF
+    did not list her but answers for her (checked again). Both messages are queued at the end of the run, in one
+    SendMessageBatch call, not one call each."""
+    from tests.unit.scenario import RULE
+    from tests.unit.test_referral_count import counting_settings
+    work = world()
+    rt = deleted_in_rf(work, answer=None)
+    rt._rf = DeletingRF([{**BOB, "referrer_id": None}], answer=None)       # Bob counts for nobody: nothing a page
+    work.store.settings.put("42", {**counting_settings(), "qualification": RULE}, "ws")
+    assert work.store.links.count_applied_many([(link_of(work).ref, "1", [])]) == [True]
+    done = backfill(rt, "42", apply=True).view()
+    assert (done["queued"], done["count_writes_queued"]) == (1, 1)
+    assert sorted(m["kind"] for m in work.queue.sent) == ["intercom.check", "referral.count"]
+    assert work.queue.batch_calls == [2]
+
+
 def test_a_refused_lead_rf_did_not_list_nor_could_be_asked_about_is_left_for_a_next_run():
     work = world()
     rt = deleted_in_rf(work, answer=Permanent("Referral Factory answered 403: IP blocked", status=403))

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from chalicelib.domain.link import PersonRef
 from chalicelib.domain.qualification import QState
 from chalicelib.services.explain import as_text, explain
@@ -116,7 +118,42 @@ def test_a_duplicate_explain_could_not_ask_intercom_about_says_so_not_only_no_re
     assert said.startswith(f"Intercom could not be asked about contact {twin['id']} (workspace {WS}): Intercom "
                            "answered 503 service_unavailable: Service Unavailable — run `bridge explain` again once "
                            "it answers. no record of "), said
-    assert as_text(found).splitlines()[0] == said + ":"
+    # --json: `message` as it was, and the parts apart (`unasked`); the text: a short first line, the reason after
+    why = "Intercom answered 503 service_unavailable: Service Unavailable"
+    assert found.view()["unasked"] == {"contact_id": twin["id"], "workspace": WS, "reason": why}
+    lines = as_text(found).splitlines()
+    first = f"Intercom could not be asked about contact {twin['id']} (workspace {WS}); no record of it yet:"
+    assert lines[:2] == [first, f"  - {why} — run `bridge explain` again once it answers"], lines
+    assert lines[2:] == [f"  - {case}" for case in found.view()["cases"]]
+
+
+def test_a_duplicate_explain_could_not_ask_because_the_bridges_own_budget_is_spent_does_not_wait_for_intercom():
+    """The same, while the bridge's own shared Intercom budget is spent (its workers use it): Intercom was not called,
+    and is not what to wait for ("once it answers"); the reason names the budget, and a minute is enough."""
+    from chalicelib.adapters.memory import MemoryRates
+    from chalicelib.adapters.ratelimit import SharedLimiter
+    from chalicelib.errors import BudgetSpent
+    from tests.fakes import FakeClock
+
+    work, _, twin = duplicate_changed("contact")
+    clock = FakeClock(now=6000.0)
+    gate = SharedLimiter(MemoryRates(), "intercom#ws", 5, 60, vendor="Intercom", clock=clock, sleeper=clock.sleep,
+                         max_wait=0, waiter="bridge explain")
+
+    class Spent(FakeIntercom):
+        def get_contact(self, contact_id: str) -> dict:
+            gate.acquire()
+            return super().get_contact(contact_id)
+    with pytest.raises(BudgetSpent):                # (the workers took the slice's slots)
+        while True:
+            gate.acquire()
+    found = ask(work, twin["id"], intercom=lambda workspace: Spent())
+    said = found.view()["message"]
+    assert as_text(found).splitlines()[1].endswith(" — run `bridge explain` again in a minute")
+    assert said.startswith(f"Intercom could not be asked about contact {twin['id']} (workspace {WS}): the bridge's own "
+                           "shared Intercom budget (5 calls per 60s) is spent for now: Intercom was not called (the "
+                           "next slot is "), said
+    assert "bridge explain may wait 0.0s more) — run `bridge explain` again in a minute. no record of " in said, said
 
 
 def test_explain_on_a_contact_intercom_merged_away_finds_the_person_its_link_followed_to_the_survivor():

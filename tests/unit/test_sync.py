@@ -177,6 +177,28 @@ def test_a_create_whose_answer_was_lost_is_found_not_made_twice():
     assert all(c["custom_attributes"].get("referral_link") for c in work.apis.intercom_.contacts.values())
 
 
+def test_a_page_asks_the_ledger_who_has_an_email_only_for_a_contact_whose_create_answer_a_try_before_lost(
+        monkeypatch):
+    """DynamoDB answers that question by reading the campaign's whole ledger (no index finds an entry by email:
+    adapters/dynamo/sync.py says why), so no ordinary contact of a page asks it: only one whose create RF refused
+    after a try of ours may have made her user (its answer lost), once, as does the ledger-wide question of forget."""
+    work = world(5)
+    asked: list[str] = []
+    real = work.store.sync.with_email
+    monkeypatch.setattr(work.store.sync, "with_email", lambda campaign, email: asked.append(email) or real(campaign,
+                                                                                                          email))
+    page = a_run_whose_create_answer_is_lost(work)
+    lost = work.apis.rf_.created[0]                      # (the first create's answer; the four others came)
+    assert (asked, len(work.apis.rf_.created)) == ([], 5)     # the page's first try: 5 contacts, no question
+    work.queue.sent.append(page)
+    drain(work)
+    assert asked == [lost["email"]]                      # its retry: the one whose user RF had made
+    assert (work.store.sync.run("42").counts, len(work.apis.rf_.created)) == ({"enrolled": 5}, 5)
+    sync.start(deps(work), "42")
+    drain(work)
+    assert asked == [lost["email"]] and work.store.sync.run("42").status == "done"     # a second run: none
+
+
 def after_a_first_run_a_new_contact_notified():
     """An ongoing sync after its first run, and Intercom's notification of a contact created since."""
     work = world(1, mode="ongoing")

@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequenc
 
 from pynamodb.exceptions import TransactWriteError, UpdateError
 from pynamodb.expressions.condition import Condition
+from pynamodb.expressions.update import Action
 
 from ...domain.history import Entry, iso
 from ...domain.link import (COUNT_CLOCK_SLACK, LEAD, Claim, ContactState, FoundContact, JoinClaim, JoinResult, Link, LinkStatus,
@@ -553,21 +554,29 @@ class DynamoLinks(Leases):
 
     # --- what Intercom says of the contact ---------------------------------------------------
     def move(self, link: Link, contact_id: str, entries: Sequence[Entry], role: Optional[str] = None,
-             baseline: Any = KEEP, baseline_of: Optional[str] = KEEP) -> Optional[Link]:
+             baseline: Any = KEEP, baseline_of: Optional[str] = KEEP, when: Optional[float] = None
+             ) -> Optional[Link]:
         old = link.contact_id
         if old == contact_id:
             return link
         now = iso(self.clock())
-        actions = [LinkItem.contact_id.set(contact_id), LinkItem.contact_workspace.set(link.workspace),
-                   LinkItem.updated_at.set(now),
-                   LinkItem.contact_state.remove()]   # the survivor is alive, whatever happened to the old one
+        actions: list[Action] = [LinkItem.contact_id.set(contact_id), LinkItem.contact_workspace.set(link.workspace),
+                                 LinkItem.updated_at.set(now),
+                                 LinkItem.contact_state.remove()]   # the survivor is alive, whatever the old one's
         if role:
             actions.append(LinkItem.contact_role.set(role))
         changes: dict[str, Any] = {name: value for name, value in (("baseline", baseline), ("baseline_of", baseline_of))
                                    if value is not KEEP}
         actions += [_assign(getattr(LinkItem, name), value) for name, value in changes.items()]
         actions.append(LinkItem.contact_created.remove())      # (the contact it moves to is not one the join made)
-        if changes:         # a value seen missing the target was the other contact's: not armed under the new baseline
+        if old:
+            actions.append(LinkItem.left_contacts.add({old}))
+        if when is not None and (link.last_event_at is None or link.last_event_at < when):
+            # (not held to the stored one: events of the contact it leaves, the only ones applied to it meanwhile, are
+            # older than the merge that moves it; a later move reads the link first, which a Busy retry does too)
+            actions.append(LinkItem.last_event_at.set(when))
+            changes["last_event_at"] = when
+        if changes.keys() & {"baseline", "baseline_of"}:   # a value seen missing the target was the other contact's: not armed under the new baseline
             actions += [LinkItem.armed.remove(), LinkItem.armed_by.remove()]
             changes.update(armed=False, armed_by=None)
         # Named no role, the link keeps the stored one, and is returned with it (the memory twin's): the write holds
@@ -596,7 +605,8 @@ class DynamoLinks(Leases):
                     raise
                 known, held_in = stored.contact_role, stored.contact_workspace
         return dataclasses.replace(link, contact_id=contact_id, contact_state=None, contact_created=False,
-                                   contact_role=role or known, updated_at=now, **changes)
+                                   contact_role=role or known, updated_at=now, **changes,
+                                   left_contacts=link.left_contacts | ({old} if old else set()))
 
     def set_contact(self, link: Link, entries: Sequence[Entry], *, when: Optional[float] = None,
                     role: Optional[str] = KEEP, state: Optional[ContactState] = KEEP,

@@ -143,6 +143,7 @@ class LinkItem(_Item):
     counted_at = NumberAttribute(null=True)        # when (Link.counted_at), written with `counted_for`
     contact_found = BooleanAttribute(null=True)    # a join part-way found `contact_id` existing (Link)
     contact_created = BooleanAttribute(null=True)  # the join created `contact_id` (Link)
+    left_contacts = UnicodeSetAttribute(null=True)  # the contacts the link moved off (Link)
     pending_pk = UnicodeAttribute(null=True)
     pending_sk = UnicodeAttribute(null=True)
     pending = PendingIndex()
@@ -163,7 +164,7 @@ class LinkItem(_Item):
                     refused_at=self.refused_at, refusal_discarded=bool(self.refusal_discarded), rf_deleted_at=self.rf_deleted_at,
                     counted_for=self.counted_for,
                     counted_at=self.counted_at, contact_found=bool(self.contact_found),
-                    contact_created=bool(self.contact_created))
+                    contact_created=bool(self.contact_created), left_contacts=frozenset(self.left_contacts or ()))
 
 
 class ReferralItem(_Item):

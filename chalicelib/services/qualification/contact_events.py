@@ -74,7 +74,7 @@ def on_contact_event(message: ContactMessage, deps: WorkDeps, batch: Batch) -> s
         for link in direct:
             _set_state(link, STATES[message.change], seen, deps, batch)
     else:
-        direct += _follow_merge(message, item, deps, batch)
+        direct += _follow_merge(message, item, seen, deps, batch)
         for link in direct:
             _changed(link, item, message.topic, seen, deps, batch)
         _same_email(message, item, direct, seen, deps, batch)
@@ -104,8 +104,9 @@ def _set_state(link: Link, state: Optional[ContactState], seen: Sighting, deps: 
     batch.keep(deps.links.set_contact(link, [entry], when=seen.when, state=state) or link)
 
 
-def _follow_merge(message: ContactMessage, item: dict, deps: WorkDeps, batch: Batch) -> list[Link]:
-    """A merge: the links of the merged contact follow it to the survivor."""
+def _follow_merge(message: ContactMessage, item: dict, seen: Sighting, deps: WorkDeps, batch: Batch) -> list[Link]:
+    """A merge: the links of the merged contact follow it to the survivor, as the notification shows it then (a
+    notification about the survivor from before the merge, delivered late, does not set its role or email back)."""
     survivor, merged_from = item.get("id"), (item.get("merged_from") or {}).get("id")
     if message.change != "merged" or not merged_from or merged_from == survivor:
         return []
@@ -119,7 +120,7 @@ def _follow_merge(message: ContactMessage, item: dict, deps: WorkDeps, batch: Ba
                       {"from": merged_from, "into": survivor})
         settings = batch.settings_for(link) if link.is_lead else None
         taken = moved_baseline(settings, link, item) if settings is not None else {}
-        followed = deps.links.move(link, str(survivor), [entry], role=item.get("role"), **taken)
+        followed = deps.links.move(link, str(survivor), [entry], role=item.get("role"), when=seen.when, **taken)
         if followed is not None:        # (None: `bridge forget` erased her meanwhile: nobody to follow, nor retry)
             moved.append(batch.keep(followed))
     return moved
@@ -150,7 +151,12 @@ def _same_email(message: ContactMessage, item: dict, direct: list[Link], seen: S
     """`match: email`: a lead qualifies on any contact with their email (a duplicate Intercom made)."""
     contact_id, done = item.get("id"), {d.ref for d in direct}
     for link in batch.linked_to_email(message.workspace, item.get("email")):
-        if link.ref in done or link.contact_id == contact_id or _unreadable(link, deps, batch):
+        if link.ref in done or link.contact_id == contact_id:
+            continue
+        if link.left(contact_id):
+            _left(link, message, deps)
+            continue
+        if _unreadable(link, deps, batch):
             continue
         settings = batch.settings_for(link)
         if settings is None or settings.qualification is None:
@@ -160,6 +166,18 @@ def _same_email(message: ContactMessage, item: dict, direct: list[Link], seen: S
             continue
         duplicate = Sighting(seen.contact, seen.via, seen.when, duplicate=contact_id, replay=seen.replay)
         _evaluate(link, settings, duplicate, deps, batch)
+
+
+def _left(link: Link, message: ContactMessage, deps: WorkDeps) -> None:
+    """A notification about a contact the link moved off (a merge's, delivered after the merge moved the link to
+    its survivor): what it shows is that contact's (from before the merge), not the one the link holds, whose
+    baseline it would be judged against. It changes nothing of the link; its history says why (once a contact, its
+    repeats counted)."""
+    left = message.item.id
+    deps.links.note_repeat(link.ref, f"left_contact#{left}", (
+        f"a notification about contact {left} ({message.topic}) was not judged: the link left that contact for "
+        f"{link.contact_id} (Intercom merged it there, or the bridge followed the person to another of her "
+        "contacts), so its values are not hers now"), outcome="not_judged")
 
 
 def _unreadable(link: Link, deps: WorkDeps, batch: Batch) -> bool:
