@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from types import SimpleNamespace
 
 import pytest
 
-from infra.local.moto_http import KeepAliveMotoServer, _Handler
+from infra.local.keepalive import _Handler
+from infra.local.moto_http import KeepAliveMotoServer
 
 BODY = json.dumps({"TransactItems": [{"Put": {"TableName": "t", "Item": {"pk": {"S": "a"}}}}]}).encode()
 HEAD = (b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-amz-json-1.0\r\n"
@@ -38,7 +40,8 @@ def served(*requests: bytes) -> tuple[list[bytes], bytes]:
     with ours, theirs:
         theirs.sendall(b"".join(requests))
         theirs.shutdown(socket.SHUT_WR)            # the client is gone (killed): its kernel closed the socket
-        _Handler(ours, ("127.0.0.1", 1), SimpleNamespace(app=app, server_address=("127.0.0.1", 4566), stopped=False))
+        _Handler(ours, ("127.0.0.1", 1), SimpleNamespace(app=app, server_address=("127.0.0.1", 4566), stopped=False,
+                                                              name="moto", clock=time.time))
         ours.shutdown(socket.SHUT_WR)
         answers = b"".join(iter(lambda: theirs.recv(65536), b""))
     return given, answers
