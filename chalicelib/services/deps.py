@@ -10,12 +10,25 @@ from typing import Callable, Optional, Protocol, Sequence, TypeVar
 from ..config import Config
 from ..domain.history import Entry, iso
 from ..domain.link import PersonRef
+from ..domain.settings import CampaignSettings, SettingsError, parse_settings
+from ..errors import InvalidSettings
 from ..observability import count, logger, mask_emails
 from ..ports import (Apis, Cursor, EdgeLog, HistoryLog, LinkLookup, LinkRepository, SettingsRepository, Store,
                      SyncRepository, WorkQueue)
 from .qualification.qualifier import Qualifier
 
 Q = TypeVar("Q", covariant=True)
+
+
+def stored_settings(campaign_id: str, document: Optional[dict]) -> Optional[CampaignSettings]:
+    """A campaign's stored settings, as work reads them: None when none are stored; raises InvalidSettings (the
+    work waits in the dead-letter queue) when they no longer read as valid."""
+    if document is None:
+        return None
+    try:
+        return parse_settings(document)
+    except SettingsError as exc:
+        raise InvalidSettings(campaign_id, "; ".join(exc.problems)) from None
 
 
 class Stack(Protocol[Q]):

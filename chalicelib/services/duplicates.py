@@ -18,12 +18,12 @@ from ..domain.history import REPLAYED, Entry
 from ..domain.judge import Sighting, elsewhere
 from ..domain.link import Link, PersonRef
 from ..domain.qualification import QState
-from ..domain.settings import CampaignSettings, SettingsError, parse_settings, valid_or_none
-from ..errors import Deferred, InvalidSettings, Permanent
+from ..domain.settings import CampaignSettings, valid_or_none
+from ..errors import Deferred, Permanent
 from ..messages import VerifyMessage
 from ..observability import count
 from ..ports import Busy, IntercomPort, Merged, NotFound
-from .deps import WorkDeps
+from .deps import WorkDeps, stored_settings
 
 EARLY = 2.0     # seconds: a message SQS delivers this much before its time (clocks differ) is due
 
@@ -75,7 +75,7 @@ def _verify(message: VerifyMessage, deps: WorkDeps, batch: Verification) -> str:
     if not _still_ours(message, link):
         return "gone"                # merged, moved or erased since: nothing of ours to look at
     assert link is not None
-    settings = _settings(message.campaign_id, batch.documents.get(message.campaign_id))
+    settings = stored_settings(message.campaign_id, batch.documents.get(message.campaign_id))
     if settings is None:
         return "skipped"
     if deps.qualifier.moved_away(link, settings):
@@ -176,15 +176,6 @@ def _named(document: Optional[dict]) -> Optional[str]:
     """The workspace the campaign's stored settings name (None: none stored, or not valid: _verify says why)."""
     settings = valid_or_none(document)
     return settings.workspace if settings is not None else None
-
-
-def _settings(campaign_id: str, document: Optional[dict]) -> Optional[CampaignSettings]:
-    if document is None:
-        return None
-    try:
-        return parse_settings(document)
-    except SettingsError as exc:
-        raise InvalidSettings(campaign_id, "; ".join(exc.problems)) from None
 
 
 def _find(intercom: IntercomPort, contact_id: str) -> Optional[dict]:

@@ -25,16 +25,16 @@ from ..domain.judge import Sighting
 from ..domain.mapping import MARKER_DESCRIPTION, MARKER_NAME, REFUSED_BY_INTERCOM, attribute_value
 from ..domain.outage import unavailable, waits_again
 from ..domain.qualification import QState
-from ..domain.settings import CampaignSettings, SettingsError, parse_settings
+from ..domain.settings import CampaignSettings
 from ..domain.sync import count_attribute, counted_referrer
-from ..errors import Deferred, Disconnected, InvalidSettings, Permanent, TokenRefused, Transient, unforeseen, waits
+from ..errors import Deferred, Disconnected, Permanent, TokenRefused, Transient, unforeseen, waits
 from ..messages import CheckMessage, JoinMessage, VerifyMessage
 from ..observability import count, logger, mask_email
 from ..ports import Apis, Conflict, IntercomPort, Merged, NotFound
 from ..ports.edge import SAMPLES, RefusalSample, fields_scope
 from ..webhooks import printable, rf_email
 from .concurrency import Runner
-from .deps import WorkDeps
+from .deps import WorkDeps, stored_settings
 from .qualification.qualifier import campaign_user, qualified_at
 from .referral_count import messages as count_messages
 
@@ -378,7 +378,10 @@ def _fail(attempt: Attempt, exc: Exception) -> None:
 # --- the steps ------------------------------------------------------------------------------------
 
 def _begin(attempt: Attempt, deps: WorkDeps, document: Optional[dict]) -> None:
-    attempt.settings = _settings(attempt.message.campaign_id, document)
+    attempt.settings = stored_settings(attempt.message.campaign_id, document)
+    if attempt.settings is None:
+        raise Permanent(f"campaign {attempt.message.campaign_id} has no settings — apply them with "
+                        "`bridge settings apply`")
     if attempt.link is not None and attempt.link.final:
         attempt.outcome = _repeat(deps, attempt.ref)
     email = people.given_email(attempt.message.person.as_dict())
@@ -940,15 +943,6 @@ def _verify_later(created: list[Attempt], deps: WorkDeps) -> None:
 
 
 # --- pieces ---------------------------------------------------------------------------------------
-
-def _settings(campaign_id: str, document: Optional[dict]) -> CampaignSettings:
-    if document is None:
-        raise Permanent(f"campaign {campaign_id} has no settings — apply them with `bridge settings apply`")
-    try:
-        return parse_settings(document)
-    except SettingsError as exc:
-        raise InvalidSettings(campaign_id, "; ".join(exc.problems)) from None
-
 
 def _repeat(deps: WorkDeps, ref: PersonRef) -> str:
     deps.links.note_repeat(ref, "join", "the same join arrived again and was ignored: it had already "

@@ -98,12 +98,18 @@ def read_checks(deps: WorkDeps, settings: CampaignSettings) -> tuple[list[str], 
     return preflight(settings, intercom.data_attributes(), segments, campaign), required_fields(campaign)
 
 
-def start(deps: WorkDeps, campaign_id: str, *, kind: str = "full", since: Optional[float] = None) -> SyncRun:
-    """Checks first, then a new run whose first page is queued. Raises SyncStopped."""
+def _checked(deps: WorkDeps, campaign_id: str) -> tuple[CampaignSettings, tuple[str, ...]]:
+    """The campaign's settings once its checks pass (else SyncStopped), and the fields RF requires of a referrer."""
     settings = settings_of(deps, campaign_id)
     problems, required = read_checks(deps, settings)
     if problems:
         raise SyncStopped(problems)
+    return settings, required
+
+
+def start(deps: WorkDeps, campaign_id: str, *, kind: str = "full", since: Optional[float] = None) -> SyncRun:
+    """Checks first, then a new run whose first page is queued. Raises SyncStopped."""
+    settings, required = _checked(deps, campaign_id)
     assert settings.sync is not None and deps.queue is not None
     run = deps.sync.start(campaign_id, kind, describe_source(settings.sync), deps.clock(), since=since,
                           required=required, workspace=settings.workspace)
@@ -1042,10 +1048,7 @@ def dry_run(deps: WorkDeps, campaign_id: str, examples: int = 5,
             progress: Optional[Callable[[int, Optional[int]], None]] = None) -> dict:
     """What a run would do now, creating nothing: the checks, then every page of the search against
     the ledger and RF's people of the campaign (read once, by email). Raises SyncStopped."""
-    settings = settings_of(deps, campaign_id)
-    problems, required = read_checks(deps, settings)
-    if problems:
-        raise SyncStopped(problems)
+    settings, required = _checked(deps, campaign_id)
     sync = settings.sync
     assert sync is not None
     rf, intercom = deps.apis.rf(), deps.apis.intercom(settings.workspace)

@@ -835,6 +835,30 @@ def test_a_join_without_settings_or_type_fails_alone_with_a_clear_reason():
     assert "did not say whether" in reasons(work, "8")[-2]
 
 
+def test_stored_settings_that_no_longer_read_dead_letter_a_join_and_a_verification_and_none_skip_the_verification():
+    """Stored settings an older version may leave, no longer valid: a join and a lead's verification of the campaign
+    are dead-lettered with the same reason, naming the problem; once the campaign has no settings, a verification is
+    done, its link left as it is although an older lead has the email (a join without settings: the test above)."""
+    work = world()
+    run(work, join())
+    [check] = verifications(work)
+    work.clock.now = check["not_before"]
+    work.store.settings.put("42", {**SETTINGS, "leads": {**SETTINGS["leads"], "action": "bogus"}}, "ws")
+    bo = work.apis.rf_.users["8"] = {**LEAD, "id": "8", "email": "bo@example.com"}
+    assert run(work, join(bo, user="8")) == {"done": 0, "retry": 0, "dead": 1}
+    assert run(work, check) == {"done": 0, "retry": 0, "dead": 1}
+    [joined_, verified] = [d["reason"] for d in work.queue.dead]
+    assert joined_ == verified and joined_.startswith("the stored settings of campaign 42 are invalid (leads.action: ")
+    assert joined_.endswith(") — apply corrected settings, then replay")
+    assert work.store.settings.delete("42")
+    ours, older = link_of(work).contact_id, work.apis.intercom_.add("ann@example.com", role="lead")
+    older["created_at"] = 0                    # made before ours: with settings, the link would move to it
+    writes = len(work.store.history.entries(PersonRef("42", "7")))
+    assert run(work, check) == {"done": 1, "retry": 0, "dead": 0}
+    assert link_of(work).contact_id == ours != older["id"] and len(work.queue.dead) == 2
+    assert len(work.store.history.entries(PersonRef("42", "7"))) == writes
+
+
 def test_an_email_with_an_invisible_character_read_from_rf_fails_the_join_as_the_webhooks_is_refused():
     """`{"id": 7, "campaign_id": 42}` (the webhook names only the user): RF answers `ann\\u200b@example.com`.
     The same address in the webhook is a 400 naming U+200B (webhooks.RFEmail); read from RF it created an
