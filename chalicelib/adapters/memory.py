@@ -444,6 +444,15 @@ class MemoryLinks(Leases):
             raise Busy(MOVED_SINCE_READ, retry_after=1.0)
         return self._write(link.ref, entries, armed=True, armed_by=by)
 
+    def arm_left(self, link: Link, contact_id: str, entries: Sequence[Entry], by: str) -> Link:
+        stored, held = self.get(link.ref), link.left_then(contact_id)
+        if stored is None or held is None:
+            return link                # erased meanwhile, or nothing recorded of that contact
+        if stored.left_baselines != link.left_baselines:
+            raise Busy("what the link held on the contacts it left changed meanwhile (another worker)")
+        return self._write(link.ref, entries, left_baselines=left_with(
+            stored.left_baselines, dataclasses.replace(held, armed=True, armed_by=by)))
+
     def take_baselines(self, taken: Sequence[tuple[Link, Any, str, Sequence[Entry]]]) -> list[bool]:
         return [self._take_baseline(*t) for t in taken]
 

@@ -213,6 +213,12 @@ class LinkRepository(Protocol):
         """A value missing the target of the rule whose key (rules.key) is `by` was seen: the link is armed under it
         (erased meanwhile: `link`, and nothing written; on another contact than `link` names, moved meanwhile: Busy,
         nothing written, as set_contact)."""
+    def arm_left(self, link: Link, contact_id: str, entries: Sequence[Entry], by: str) -> Link:
+        """A value missing the target of the rule `by` was seen on `contact_id`, a contact the link left (in a late
+        notification of an event from before the move): what the link held on it (Link.left_then) is armed under
+        it, as the link would have been on it, and the entries written; the link's own armed state (the contact's it
+        holds now) is not. Only while those records are as `link` read them: changed meanwhile, Busy, nothing
+        written; erased meanwhile, `link`, nothing written; none recorded for `contact_id`, `link`, nothing written."""
     def take_baselines(self, taken: Sequence[tuple[Link, Any, str, Sequence[Entry]]]) -> list[bool]:
         """Leads whose baseline is not known under the campaign's rule (judge.takes_baseline), each (the link as
         read, its baseline now, the attribute it is a value of, entries): the link takes that baseline, is not

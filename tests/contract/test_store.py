@@ -392,6 +392,28 @@ def test_a_move_records_what_the_link_held_on_the_contact_it_left_and_an_item_wi
     assert again.left("c1") and again.left_then("c1") is None
 
 
+def test_arming_what_the_link_held_on_a_contact_it_left_arms_that_alone_while_it_is_as_read(store):
+    """A late notification's value missing the target, seen on a contact the link left (contact_events._late), arms
+    what the link held on that contact, with its entries, not the link (on its survivor now). Held to those records
+    as read: changed meanwhile, Busy and nothing written; erased meanwhile, or nothing recorded of that contact, the
+    link as given and nothing written."""
+    attr = "custom_attributes.signed_up"
+    link = store.links.set_contact(joined(store, baseline_of=attr), [], when=100.0, role="lead")
+    moved = store.links.move(link, "c2", [Entry("contact", "merged")], role="user", baseline="Yes", baseline_of=attr,
+                             when=200.0, left=True)
+    armed = store.links.arm_left(moved, "c1", [Entry("evaluation", "not_met")], "rule-1")
+    assert armed.left_then("c1") == LeftContact("c1", "No", attr, True, "rule-1", 200.0) and not armed.armed
+    assert store.links.get(ANN) == armed and outcomes(store)[-1] == "not_met"
+    assert store.links.arm_left(armed, "c9", [Entry("evaluation", "not_met")], "rule-1") is armed   # none recorded
+    assert store.links.get(ANN) == armed and len(outcomes(store)) == 3
+    with pytest.raises(Busy):                                       # as `moved` read them: armed since
+        store.links.arm_left(moved, "c1", [Entry("evaluation", "not_met")], "rule-2")
+    assert store.links.get(ANN) == armed and len(outcomes(store)) == 3
+    store.links.erase(armed)
+    assert store.links.arm_left(armed, "c1", [Entry("evaluation", "not_met")], "rule-2") is armed
+    assert store.links.get(ANN) is None and store.history.entries(ANN) == []
+
+
 def test_a_move_without_a_role_returns_the_role_the_link_holds_not_the_one_read(store):
     """A worker read the link, and Intercom's role of its contact was set since (another event): a merge that names
     no role keeps the stored one, and returns the link as it now stands, that role with it, on either store."""

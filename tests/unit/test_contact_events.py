@@ -477,6 +477,23 @@ def test_a_merged_contacts_late_event_missing_the_target_changes_nothing():
             user_value, False, QState.PENDING) and link_of(work).left_baselines == was.left_baselines
 
 
+def test_a_merged_contacts_late_change_away_and_back_to_the_target_qualifies_as_in_order():
+    """Ann joined on lead A with "Yes" (require_change); A went "No", then "Yes" again, then was merged into user B
+    ("Yes" since before she joined: her baseline there). All three notifications about A come after the merge's, in
+    their order: the "No" arms what the link held on A (not the link, on B), so that A's return to "Yes" is a change,
+    as in order, and qualifies her once."""
+    work = world(settings(rule=EMAIL_RULE))
+    lead, user, merged_at = merged_into_a_user(work, signed_up="Yes", user_value="Yes")
+    run(work, event(set_value(work, lead, "No"), notification="n-no", created_at=merged_at - 8))
+    assert link_of(work).left_then(lead["id"]).armed and not link_of(work).armed and work.apis.rf_.calls == []
+    assert work.apis.intercom_.calls.count("get") == 0            # (A is gone from Intercom: not read)
+    yes = event(set_value(work, lead, "Yes"), notification="n-yes", created_at=merged_at - 4)
+    run(work, yes)
+    run(work, yes)
+    assert work.apis.rf_.calls == ["get_user 7", "qualify 7"] and link_of(work).qualification is QState.QUALIFIED
+    assert history(work)[-3:] == [("evaluation", "not_met"), ("evaluation", "met"), ("qualification", "qualified")]
+
+
 def test_a_link_whose_move_was_recorded_before_the_bridge_kept_the_baseline_it_left_does_not_judge_it():
     """A link moved before the bridge recorded what it held on the contact it left (the contact alone, as
     aa7016c wrote it): a late notification of that contact is not judged, as then."""

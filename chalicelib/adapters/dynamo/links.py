@@ -668,6 +668,23 @@ class DynamoLinks(Leases):
         return self._set(link, entries, None, {"armed": True, "armed_by": by},
                          _same(LinkItem.contact_id, link.contact_id)) or link
 
+    def arm_left(self, link: Link, contact_id: str, entries: Sequence[Entry], by: str) -> Link:
+        held = link.left_then(contact_id)
+        if held is None:
+            return link
+        kept = left_with(link.left_baselines, dataclasses.replace(held, armed=True, armed_by=by))
+        now = iso(self.clock())
+        try:
+            with _or_busy("what the link held on the contacts it left changed meanwhile (another worker)"):
+                self.history.transact(link.ref, entries, Update(LinkItem(*link_key(link.ref)), [
+                    LinkItem.left_baselines.set(left_stored(kept)), LinkItem.updated_at.set(now)],
+                    LinkItem.pk.exists() & _same(LinkItem.left_baselines, left_stored(link.left_baselines))))
+        except Busy:
+            if get(LinkItem, link_key(link.ref), consistent=True) is None:
+                return link             # erased meanwhile: nothing about the person is written back
+            raise
+        return dataclasses.replace(link, left_baselines=kept, updated_at=now)
+
     def take_baselines(self, taken: Sequence[tuple[Link, Any, str, Sequence[Entry]]]) -> list[bool]:
         """One transaction per lead (the link and its history): a backfill's page of leads, read one contact each."""
         return [link.qualification in (None, QState.PENDING) and applied(lambda: self.history.transact(

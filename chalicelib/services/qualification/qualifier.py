@@ -57,8 +57,11 @@ class Qualifier:
         """`seen`: a contact the link left (`left`: what it held on it then), in an event from before it left it,
         delivered after: judged as it would have been in order, against the baseline and armed state the link had on
         that contact (LeftContact.held), its qualification as it is now (one reached goes the usual way: claimed,
-        RF asked first, once). A value missing the target is noted, not armed: the link's armed state now is the
-        contact's it holds. Returns the link as it is afterwards."""
+        RF asked first, once). A value missing the target seen after joining arms what the link held on that contact
+        (LinkRepository.arm_left), as it would have armed the link on it: a later change to the target there, also
+        delivered late, counts. Not the link's own armed state (the contact's it holds now). Unlike the contact the
+        link holds (_arm_and_look), the contact left is not read then: Intercom no longer has it. Returns the link as
+        it is afterwards."""
         if self.moved_away(link, settings):
             return link
         rule = settings.qualification if settings is not None else None
@@ -67,8 +70,11 @@ class Qualifier:
             raise owed_letter(link)
         if verdict.repeat is not None:
             self.links.note_repeat(link.ref, verdict.repeat.event, verdict.repeat.reason)
-        if verdict.entry is not None:
-            self.links.note(link.ref, [late_entry(verdict.entry, left, link)])
+        entries = [late_entry(verdict.entry, left, link)] if verdict.entry is not None else []
+        if verdict.action is Action.ARM and rule is not None:
+            return self.links.arm_left(link, left.contact_id, entries, rules.key(rule))
+        if entries:
+            self.links.note(link.ref, entries)
         if verdict.action is Action.QUALIFY:
             return self.qualify(link, seen.via, replay=seen.replay)
         return link
