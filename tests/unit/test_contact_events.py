@@ -589,3 +589,16 @@ def test_explain_says_a_late_notification_was_judged_against_the_baseline_the_li
     assert f"a late notification of contact {lead['id']}, which the link left for {user['id']}" in text
     assert "judged against the baseline the link had then ('No'), as it would have been had it come before the move" \
         in text
+
+
+def test_explain_hints_that_a_merged_contacts_late_value_at_its_baseline_changes_no_more():
+    """Judged against the baseline she had on A ("Yes" then too): explain's hint is not "change it away and back"
+    (A is gone), but what decides from here."""
+    from chalicelib.services.explain import explain
+    work = world(settings(rule=EMAIL_RULE))
+    lead, user, merged_at = merged_into_a_user(work, signed_up="Yes", user_value="No")
+    run(work, event(lead, notification="n-late", created_at=merged_at - 3))
+    [entry] = [e for e in explain(work, "ann@example.com").view()["trail"]
+               if e["event"] == "evaluation" and (e.get("details") or {}).get("late_of_contact_id")]
+    assert entry["hint"].startswith(f"a late notification of contact {lead['id']}, which the link left (Intercom "
+                                    "merged it, or it is gone): judged against the baseline the link had on it")

@@ -121,7 +121,8 @@ def _follow_merge(message: ContactMessage, item: dict, seen: Sighting, deps: Wor
         settings = batch.settings_for(link) if link.is_lead else None
         taken = moved_baseline(settings, link, item) if settings is not None else {}
         # (the merged contact's notifications, delivered late, are judged against the baseline kept, as they would
-        # have been before the merge; not against the survivor's, taken now: recorded as left)
+        # have been before the merge; not against the survivor's, taken now: recorded as left, with the baseline
+        # the link had on it, which judges those of events before the merge: _late)
         followed = deps.links.move(link, str(survivor), [entry], role=item.get("role"), when=seen.when,
                                    left=bool(taken), **taken)
         if followed is not None:        # (None: `bridge forget` erased her meanwhile: nobody to follow, nor retry)
