@@ -393,7 +393,7 @@ class MemoryLinks(Leases):
         if old and left:        # (what it holds on the contact it leaves, as stored: a late notification's judge)
             changes["left_contacts"] = stored.link.left_contacts | {old}
             changes["left_baselines"] = left_with(stored.link.left_baselines, LeftContact.of(
-                stored.link, when if when is not None else self.clock()))
+                stored.link, when if when is not None else self.clock(), baseline_of))
         if when is not None and (stored.link.last_event_at is None or stored.link.last_event_at < when):
             changes["last_event_at"] = when
         return self._write(link.ref, entries, contact_id=contact_id, contact_state=None, contact_created=False,

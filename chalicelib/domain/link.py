@@ -93,9 +93,15 @@ class LeftContact:
         return when is not None and self.moved_at is not None and when <= self.moved_at
 
     @classmethod
-    def of(cls, link: "Link", moved_at: Optional[float]) -> "LeftContact":
-        """What `link`, on the contact it leaves now, holds (LinkRepository.move records it)."""
-        return cls(str(link.contact_id), link.baseline, link.baseline_of, link.armed, link.armed_by, moved_at)
+    def of(cls, link: "Link", moved_at: Optional[float], attribute: Any = None) -> "LeftContact":
+        """What `link`, on the contact it leaves now, holds (LinkRepository.move records it). `attribute`: the rule's
+        attribute now (the move's `baseline_of`), which a baseline stored before links named theirs is of (it is
+        taken as the current rule's, and settings that change the rule name it on the link first: stamp_rule): named
+        here too, so that a rule changed after the move does not take it as its own."""
+        of = link.baseline_of
+        if of is None and link.baseline_unrecorded and isinstance(attribute, str) and attribute != MOVED_UNKNOWN:
+            of = attribute
+        return cls(str(link.contact_id), link.baseline, of, link.armed, link.armed_by, moved_at)
 
     def as_stored(self) -> dict[str, Any]:
         return {"baseline": self.baseline, "baseline_of": self.baseline_of, "armed": self.armed,

@@ -390,6 +390,15 @@ def test_a_move_records_what_the_link_held_on_the_contact_it_left_and_an_item_wi
     again = store.links.move(old, "c4", [Entry("contact", "merged")], role="user", when=300.0, left=True)
     assert again.left_baselines == (LeftContact("c3", "No", attr, False, None, 300.0),) == store.links.get(ANN).left_baselines
     assert again.left("c1") and again.left_then("c1") is None
+    # A baseline stored before links named its attribute (taken as the rule's now) is recorded as of the attribute the
+    # move names (the rule's now): a rule changed later does not take it as its own
+    bob = PersonRef("42", "8")
+    unrecorded = joined(store, bob, contact="c7", email="bob@example.com")
+    assert unrecorded.baseline_unrecorded
+    left = store.links.move(unrecorded, "c8", [Entry("contact", "merged")], role="user", baseline="Yes",
+                            baseline_of=attr, when=400.0, left=True)
+    assert left.left_then("c7") == LeftContact("c7", "No", attr, False, None, 400.0) == \
+        store.links.get(bob).left_then("c7")
 
 
 def test_arming_what_the_link_held_on_a_contact_it_left_arms_that_alone_while_it_is_as_read(store):

@@ -417,7 +417,8 @@ def test_a_merged_contacts_change_to_the_target_before_the_merge_delivered_after
     same notification again, or another of A from before the merge, does not qualify her twice."""
     work = world(settings(rule=EMAIL_RULE))
     lead, user, merged_at = merged_into_a_user(work, signed_up="No", user_value="Yes")
-    assert link_of(work).left_then(lead["id"]) == LeftContact(lead["id"], "No", None, False, None, merged_at)
+    assert link_of(work).left_then(lead["id"]) == LeftContact(       # (her baseline, stored before links named its
+        lead["id"], "No", "custom_attributes.signed_up", False, None, merged_at)   # attribute: the rule's then)
     before = len(history(work))
     late = event(set_value(work, lead, "Yes"), notification="n-late", created_at=merged_at - 30)
     assert run(work, late) == {"done": 1, "retry": 0, "dead": 0}

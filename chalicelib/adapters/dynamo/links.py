@@ -604,7 +604,7 @@ class DynamoLinks(Leases):
                 condition = condition & _same(LinkItem.contact_role, known)
             recorded: list[Action] = []
             if old and left:
-                kept = left_with(then.left_baselines, LeftContact.of(then, moved_at))
+                kept = left_with(then.left_baselines, LeftContact.of(then, moved_at, baseline_of))
                 recorded.append(LinkItem.left_baselines.set(left_stored(kept)))
                 condition = condition & _same(LinkItem.left_baselines, left_stored(then.left_baselines)) \
                     & _same(LinkItem.baseline_of, then.baseline_of) & _same(LinkItem.armed_by, then.armed_by) \
