@@ -360,7 +360,8 @@ def test_a_link_keeps_the_contacts_it_moved_off_and_holds_one_again_when_it_move
     assert (kept.left_contacts, kept.last_event_at) == (frozenset({"c1", "c2"}), 250.0) and store.links.get(ANN) == kept
 
 
-def test_a_move_records_what_the_link_held_on_the_contact_it_left_and_an_item_with_the_contact_alone_reads(store, clock):
+def test_a_move_records_what_the_link_held_on_the_contact_it_left_and_an_item_with_the_contact_alone_reads(store,
+                                                                                                          clock):
     """A late notification about a contact the link left, of an event from before the move, is judged against what
     the link held on it (contact_events._late): each store records the stored link's baseline and armed state as the
     move leaves the contact, and when (the move's event time; none given, the store's clock then). A link armed since
@@ -377,7 +378,8 @@ def test_a_move_records_what_the_link_held_on_the_contact_it_left_and_an_item_wi
     clock.now += 50
     gone = store.links.move(moved, "c3", [Entry("contact", "moved")], role="user", baseline="No", baseline_of=attr,
                             left=True)
-    assert gone.left_then("c2") == LeftContact("c2", "Yes", attr, False, None, clock.now) and gone.left_then("c1") == on_c1
+    assert gone.left_then("c2") == LeftContact("c2", "Yes", attr, False, None, clock.now)
+    assert gone.left_then("c1") == on_c1
     assert store.links.get(ANN) == gone
     if type(store.links).__name__ == "DynamoLinks":
         from chalicelib.adapters.dynamo.keys import link_key
@@ -388,7 +390,8 @@ def test_a_move_records_what_the_link_held_on_the_contact_it_left_and_an_item_wi
     old = store.links.get(ANN)
     assert (old.left_contacts, old.left_baselines, old.left_then("c1")) == (frozenset({"c1", "c2"}), (), None)
     again = store.links.move(old, "c4", [Entry("contact", "merged")], role="user", when=300.0, left=True)
-    assert again.left_baselines == (LeftContact("c3", "No", attr, False, None, 300.0),) == store.links.get(ANN).left_baselines
+    assert again.left_baselines == (LeftContact("c3", "No", attr, False, None, 300.0),) == \
+        store.links.get(ANN).left_baselines
     assert again.left("c1") and again.left_then("c1") is None
     # A baseline stored before links named its attribute (taken as the rule's now) is recorded as of the attribute the
     # move names (the rule's now): a rule changed later does not take it as its own
