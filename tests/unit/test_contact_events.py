@@ -444,6 +444,17 @@ def test_without_match_email_a_merged_contacts_late_change_to_the_target_qualifi
     assert not any(e.startswith(("duplicate_contact#", "left_contact#")) for e, _ in history(work))
 
 
+def test_a_merged_contacts_event_in_the_second_of_its_merge_is_judged_as_before_it():
+    """Intercom's times are whole seconds: an event about A dated the second of the merge that moved the link off it
+    is of A before it was gone (a merged contact changes no more), judged against the baseline she had on A, as in
+    order; a second later it is not (the boundary of LeftContact.before_move)."""
+    for at, qualified in ((0, ["7"]), (1, [])):
+        work = world(settings(rule=EMAIL_RULE))
+        lead, user, merged_at = merged_into_a_user(work, signed_up="No", user_value="Yes")
+        run(work, event(set_value(work, lead, "Yes"), notification="n-late", created_at=merged_at + at))
+        assert work.apis.rf_.qualified == qualified
+
+
 def test_a_merged_contacts_event_after_the_merge_is_not_judged():
     """An event about A later than the merge that moved the link off it (Intercom's time of each): not one the link
     would have judged on A, nor hers to judge against B's baseline. Not judged; its history says why (once, its
