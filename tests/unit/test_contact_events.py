@@ -511,6 +511,16 @@ def test_a_merged_contacts_event_after_the_merge_is_not_judged():
         "each), so it is not one the link would have judged on that contact")
 
 
+def test_a_merged_contacts_notification_of_no_known_time_is_not_judged():
+    """Neither the notification's time nor the contact's `updated_at`: not known to be from before the merge, so not
+    judged against the baseline the link had on A (nor B's); its history says why."""
+    work = world(settings(rule=EMAIL_RULE))
+    lead, user, merged_at = merged_into_a_user(work, signed_up="No", user_value="Yes")
+    timeless = {k: v for k, v in set_value(work, lead, "Yes").items() if k != "updated_at"}
+    assert run(work, event(timeless, notification="n-late", created_at=None)) == {"done": 1, "retry": 0, "dead": 0}
+    assert work.apis.rf_.calls == [] and history(work)[-1] == (f"left_contact#{lead['id']}", "not_judged")
+
+
 def test_a_merged_contacts_late_event_missing_the_target_changes_nothing():
     """A's late notification from before the merge, "No" (another attribute changed): judged against her baseline on
     A, not met; no call, and the link keeps what it holds on B (its baseline, its armed state: a "No" seen on A is
