@@ -733,6 +733,17 @@ def test_links_stored_before_they_named_their_rule_record_the_rule_settings_repl
     assert store.links.stamp_rule("42", "custom_attributes.plan", "plan's") == 0      # recorded already
 
 
+def after_the_campaign_read(store, monkeypatch, worker) -> None:
+    """`worker` runs as stamp_rule has read the campaign's links, before it writes any."""
+    if hasattr(store, "tables"):
+        read = store.links._in_campaign
+        monkeypatch.setattr(store.links, "_in_campaign", lambda c: [read(c), worker()][0])
+    else:
+        from chalicelib.adapters.dynamo.models import LinkItem
+        query = LinkItem.query
+        monkeypatch.setattr(LinkItem, "query", lambda *a, **k: [list(query(*a, **k)), worker()][0])
+
+
 @pytest.mark.parametrize("meanwhile", [None, "moved"])
 def test_what_a_link_of_an_earlier_version_left_records_the_rule_settings_replace(store, monkeypatch, meanwhile):
     """An earlier version's link (no baseline_of, armed under no rule named) moved to a contact whose value then is
@@ -750,13 +761,7 @@ def test_what_a_link_of_an_earlier_version_left_records_the_rule_settings_replac
         if meanwhile:
             store.links.move(store.links.get(ANN), "c3", [Entry("contact", "merged")], role="user", baseline=None,
                              baseline_of=MOVED_UNKNOWN, when=300.0, left=True)
-    if hasattr(store, "tables"):
-        read = store.links._in_campaign
-        monkeypatch.setattr(store.links, "_in_campaign", lambda c: [read(c), worker()][0])
-    else:
-        from chalicelib.adapters.dynamo.models import LinkItem
-        query = LinkItem.query
-        monkeypatch.setattr(LinkItem, "query", lambda *a, **k: [list(query(*a, **k)), worker()][0])
+    after_the_campaign_read(store, monkeypatch, worker)
     assert store.links.stamp_rule("42", SIGNED_UP, key) == 1
     now = store.links.get(ANN)
     assert now.left_then("c1") == LeftContact("c1", "No", SIGNED_UP, True, key, 200.0)
@@ -778,13 +783,7 @@ def test_a_link_written_since_the_rule_was_read_for_keeps_what_was_written(store
             store.links.erase(store.links.get(ANN))
         else:
             assert store.links.take_baselines([(link, "pro", "custom_attributes.plan", [])]) == [True]
-    if hasattr(store, "tables"):
-        read = store.links._in_campaign
-        monkeypatch.setattr(store.links, "_in_campaign", lambda c: [read(c), worker()][0])
-    else:
-        from chalicelib.adapters.dynamo.models import LinkItem
-        query = LinkItem.query
-        monkeypatch.setattr(LinkItem, "query", lambda *a, **k: [list(query(*a, **k)), worker()][0])
+    after_the_campaign_read(store, monkeypatch, worker)
     assert store.links.stamp_rule("42", SIGNED_UP, "signed_up's") == 0
     now = store.links.get(ANN)
     assert now is None if meanwhile == "erased" else (now.baseline_of, now.armed, now.armed_by) == (
