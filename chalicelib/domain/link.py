@@ -207,11 +207,13 @@ class Link:
     contact_created: bool = False
     # The contacts the link moved off whose notifications are not judged against the baseline it holds (LinkRepository
     # .move's `left`: a merge followed to its survivor, a contact gone followed to another of hers, the link then
-    # taking that contact's baseline): one about them, delivered after the move, shows a contact from before the
-    # move, which the baseline now held is not of, though it shares her email. It is judged against what the link
-    # held on that contact (`left_baselines`), or, of an event after the move or with nothing recorded, not at all.
-    # A move that keeps her baseline, or leaves a contact that stays in Intercom (the duplicate check's move to an
-    # older lead), records none: its notifications are judged as those of any contact with her email.
+    # taking that contact's baseline or, a lead's under a rule, keeping its own: join.records_left): one about them,
+    # delivered after the move, shows a contact from before the move, which the baseline now held may not be of,
+    # though it shares her email. It is judged against what the link held on that contact (`left_baselines`), under
+    # either `match` (it was her contact then), or, of an event after the move or with nothing recorded, not at all.
+    # A move that leaves a contact that stays in Intercom (the duplicate check's move to an older lead), or a
+    # referrer's or one under no rule that keeps her baseline (a move before 2026-11-28 that kept it, too), records
+    # none: its notifications are judged as those of any contact with her email.
     left_contacts: frozenset[str] = frozenset()
     # What the link held on each contact of `left_contacts` when it left it, and when (LeftContact): a notification
     # about one, of an event from before the move, delivered after it, is judged against that, as it would have been

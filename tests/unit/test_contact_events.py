@@ -600,12 +600,15 @@ def test_a_late_notification_of_the_survivor_from_before_the_merge_does_not_set_
     assert work.apis.rf_.calls == []
 
 
-def test_a_late_notification_of_a_merged_contact_whose_baseline_the_link_kept_is_judged_against_it():
+@pytest.mark.parametrize("match", ["email", "contact"])
+def test_a_late_notification_of_a_merged_contact_whose_baseline_the_link_kept_is_judged_against_it(match):
     """`match: email`. Ann joined on lead A ("No", her baseline); user B, with her email, was made after she joined, so
     A's merge into it keeps her baseline (domain/join.moved_baseline). A reached "Yes" before the merge (B, the
     survivor, still "No"); its notification is delivered after the merge's: judged against the baseline she had on
-    A, as it would have been before the merge, it qualifies her (not noted as a contact she left)."""
-    work = world(settings(rule=EMAIL_RULE))
+    A, as it would have been before the merge, it qualifies her (the move records what the link held on A, her
+    baseline kept: a notification of A from before the move is judged against it, _late). Under `match: contact`
+    too: A was her contact then, not a duplicate (it was noted `duplicate_contact`, `not_counted`)."""
+    work = world(settings(rule=EMAIL_RULE)) if match == "email" else world()      # (match: contact)
     link, lead = joined(work, signed_up="No")
     user = work.apis.intercom_.add("ann@example.com", role="user", signed_up="No")
     user.update(created_at=work.clock(), updated_at=work.clock())
@@ -615,11 +618,12 @@ def test_a_late_notification_of_a_merged_contact_whose_baseline_the_link_kept_is
     work.clock.now += 10
     run(work, event(user, "contact.merged", "n-merge", created_at=work.clock(),
                     merged_from={"type": "contact", "id": lead["id"]}))
-    assert (link_of(work).contact_id, link_of(work).baseline, link_of(work).left_contacts) == (
-        user["id"], "No", frozenset())
+    assert (link_of(work).contact_id, link_of(work).baseline, link_of(work).left_then(lead["id"]).baseline) == (
+        user["id"], "No", "No")
     run(work, event(lead, notification="n-late", created_at=reached))
     assert work.apis.rf_.qualified == ["7"] and link_of(work).qualification is QState.QUALIFIED
-    assert not any(e.startswith("left_contact#") for e, _ in history(work))
+    assert not any(e.startswith(("left_contact#", "duplicate_contact#")) for e, _ in history(work))
+    assert history(work)[-2][0] == "evaluation" and "a late notification of contact" in reasons(work)[-2]
 
 
 def test_explain_names_the_contact_a_late_notification_was_about():
@@ -754,3 +758,21 @@ def test_a_move_keeping_her_baseline_keeps_since_when_she_was_armed_and_records_
     assert (held.armed, held.armed_at) == (True, t + 20) and link_of(work).armed_at is None
     run(work, event(dict(lead, custom_attributes={"signed_up": "Yes"}), notification="t1", created_at=t + 10))
     assert work.apis.rf_.calls == []
+
+
+def test_a_late_notification_of_a_contact_a_check_found_merged_keeping_her_baseline_is_judged_under_match_contact():
+    """The same when a check follows the merge (Intercom's 410): the move, keeping her baseline, records what the link
+    held on A, dated by the bridge's clock then; A's "Yes" from before it, delivered after, qualifies her."""
+    from tests.unit.scenario import check, made
+    work = world()
+    link, lead = joined(work, signed_up="No")
+    user = made(work, work.apis.intercom_.add("ann@example.com", role="user", signed_up="No"), False)
+    reached = work.clock()
+    set_value(work, lead, "Yes")
+    work.clock.now += 10
+    work.apis.intercom_.merge(lead["id"], user["id"])
+    run(work, check())
+    assert (link_of(work).contact_id, link_of(work).baseline) == (user["id"], "No") and work.apis.rf_.calls == []
+    assert link_of(work).left_then(lead["id"]).moved_at == work.clock()
+    run(work, event(lead, notification="n-late", created_at=reached))
+    assert work.apis.rf_.qualified == ["7"]
