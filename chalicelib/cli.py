@@ -1018,10 +1018,12 @@ def _pointers(args: argparse.Namespace, rt: Runtime) -> int:
     else:
         for finding in result["findings"]:
             print(line(finding))
-        found = sum(result["found"].values())
+        cleaned, unfinished = result["to_clean"], result["erasures_unfinished"]
         print(f"{result['pointers_read']} pointers read ({result['references_read']} references): "
-              + (f"{found} to clean" if found else "none stale")
-              + (" (dry run: nothing was written; --apply cleans them)" if result["dry_run"] and found else ""))
+              + (f"{cleaned} to clean" if cleaned else "none to clean" if unfinished else "none stale")
+              + (" (dry run: nothing was written; --apply cleans them)" if result["dry_run"] and cleaned else "")
+              + (f"; {unfinished} erasure{'s' if unfinished != 1 else ''} unfinished, left for `bridge forget`"
+                 if unfinished else ""))
         if result["changed_meanwhile"]:
             print(f"{result['changed_meanwhile']} {REFUSED}", file=sys.stderr)
     return 1 if result["changed_meanwhile"] else 0

@@ -372,8 +372,8 @@ class MemoryLinks(Leases):
 
     # --- what Intercom says of the contact ---------------------------------------------------
     def move(self, link: Link, contact_id: str, entries: Sequence[Entry], role: Optional[str] = None,
-             baseline: Any = KEEP, baseline_of: Optional[str] = KEEP, when: Optional[float] = None
-             ) -> Optional[Link]:
+             baseline: Any = KEEP, baseline_of: Optional[str] = KEEP, when: Optional[float] = None,
+             left: bool = False) -> Optional[Link]:
         old = link.contact_id
         if old == contact_id:
             return link
@@ -390,7 +390,7 @@ class MemoryLinks(Leases):
                    if value is not KEEP}
         if changes:         # a value seen missing the target was the other contact's: not armed under the new baseline
             changes.update(armed=False, armed_by=None)
-        if old:
+        if old and left:
             changes["left_contacts"] = stored.link.left_contacts | {old}
         if when is not None and (stored.link.last_event_at is None or stored.link.last_event_at < when):
             changes["last_event_at"] = when

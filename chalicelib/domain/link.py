@@ -131,9 +131,12 @@ class Link:
     # merge of it into a contact made before they joined is one search did not show yet (join.moved_baseline).
     # False for links finished before the bridge recorded it.
     contact_created: bool = False
-    # The contacts the link moved off (LinkRepository.move: a merge followed to its survivor, a contact gone followed
-    # to another of hers): a notification about one of them, delivered after the move, is not hers to judge (its
-    # values are another contact's, e.g. a merged contact's from before the merge), though it shares her email.
+    # The contacts the link moved off whose notifications are not hers to judge (LinkRepository.move's `left`: a merge
+    # followed to its survivor, a contact gone followed to another of hers, the link then taking that contact's
+    # baseline): one about them, delivered after the move, shows a contact from before the move, which the baseline
+    # now held is not of, though it shares her email. A move that keeps her baseline, or leaves a contact that stays
+    # in Intercom (the duplicate check's move to an older lead), records none: its notifications are judged as
+    # those of any contact with her email.
     left_contacts: frozenset[str] = frozenset()
 
     def left(self, contact_id: Optional[str]) -> bool:

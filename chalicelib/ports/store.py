@@ -174,16 +174,18 @@ class LinkRepository(Protocol):
 
     # what Intercom says of the contact
     def move(self, link: Link, contact_id: str, entries: Sequence[Entry], role: Optional[str] = None,
-             baseline: Any = KEEP, baseline_of: Optional[str] = KEEP, when: Optional[float] = None
-             ) -> Optional[Link]:
+             baseline: Any = KEEP, baseline_of: Optional[str] = KEEP, when: Optional[float] = None,
+             left: bool = False) -> Optional[Link]:
         """The link and its pointer follow the person to `contact_id` (alive): the contact was merged
         into it, or it is the older duplicate of the one we created. `baseline`: its new baseline, a
         value of `baseline_of` (the link is no longer armed: what armed it was the other contact's). `role`: the
         contact's role now; none given, the link keeps the one it holds, and is returned with it (set meanwhile too).
         `when`: the time of the event that moved it (a merge notification's), which shows `contact_id` as it was
         then: the newest event applied from then on (Link.last_event_at, never moved back), so that a notification
-        about it from before, delivered late, does not set its role or email back (set_contact). The contact it
-        left is recorded (Link.left_contacts).
+        about it from before, delivered late, does not set its role or email back (set_contact). `left`: the contact
+        it leaves is recorded (Link.left_contacts), its notifications delivered later not judged for the link: the
+        caller's to say (gone from Intercom, merged or deleted, so that they are from before the move, and the
+        link's baseline now another contact's, which its values are not to be judged against).
         Only while the stored link is on the contact `link` names: on another (moved meanwhile), Busy; erased
         meanwhile (`bridge forget`), None, and nothing written (neither the link nor a pointer to it)."""
     def set_contact(self, link: Link, entries: Sequence[Entry], *, when: Optional[float] = None,

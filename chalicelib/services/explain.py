@@ -338,7 +338,7 @@ def retry_said(retry: dict) -> str:
 
 
 # A counted entry kept once per key (LinkRepository.note_repeat's `event#key`): its event, and the key as a detail.
-KEYED = {"workspace_moved": "workspace", "duplicate_contact": "contact_id"}
+KEYED = {"workspace_moved": "workspace", "duplicate_contact": "contact_id", "left_contact": "contact_id"}
 
 
 def _keyed(entry: dict) -> dict:

@@ -26,8 +26,9 @@ WHY = {
     Stale.EMAIL_CHANGED: "her link has another email now",
     Stale.UNPLACED: "her link's contact pointer is here, in a workspace the link (written before it recorded one) "
                     "does not name",
-    Stale.UNFINISHED: "her link is gone: an interrupted `bridge forget` (run it again with her address: Referral "
-                      "Factory's user shows it)",
+    Stale.UNFINISHED: "her link is gone: an interrupted `bridge forget`, or an address she had before that an "
+                      "earlier version kept: `bridge forget <this pointer's address>` finishes it; README, Erasure, "
+                      "says how to read the address",
 }
 DONE = {DROP: "dropped", PLACE: "recorded on her link", REPORT: "left"}
 WOULD = {DROP: "would drop", PLACE: "would record it on her link", REPORT: "left"}
@@ -63,8 +64,11 @@ def sweep(store: Store, apply: bool = False, progress: Optional[Progress] = None
         if after is None:
             break
     by = Counter(f["stale"] for f in findings)
+    unfinished = by[Stale.UNFINISHED.value]
     return {"dry_run": not apply, "pointers_read": read, "references_read": references,
             "found": {s.value: by[s.value] for s in Stale if by[s.value]},
+            # (--apply's to write; an unfinished erasure is left for `bridge forget`, which finds her by it)
+            "to_clean": len(findings) - unfinished, "erasures_unfinished": unfinished,
             "outcomes": dict(sorted(outcomes.items())), "changed_meanwhile": outcomes[REFUSED],
             "findings": findings}
 

@@ -74,3 +74,24 @@ def test_a_reference_a_worker_made_hers_again_meanwhile_is_left_and_the_command_
     assert "email ws1/b***@old.example -> campaign 42 RF user 8: email_changed" in captured.out
     assert captured.err == "1 left: changed meanwhile (a worker's write), run again\n"
     assert ANN._replace(rf_user_id="8") in store.tables.emails[(WS, "bob@old.example")]
+
+
+def test_an_unfinished_erasure_is_not_counted_as_cleanable_and_says_how_to_finish_it(capsys):
+    """Ann, forgotten by her address of now, still named by the pointer of the address she had before (an earlier
+    version kept it when her email changed): --apply leaves it (forget finds an interrupted erasure by it), so the
+    count does not promise that --apply cleans it, and the line says what does (the address is masked: README)."""
+    store = MemoryStore(FakeClock())
+    forgotten(store, joined(store))
+    left_by_earlier_version(store, "email", WS, "ann@old.example", ANN)
+    rt = SimpleNamespace(store=store)
+    for args in (["pointers"], ["pointers", "--apply"]):
+        assert main(args, rt=rt) == 0
+        out = capsys.readouterr().out.splitlines()
+        assert out == [
+            "email ws1/a***@old.example -> campaign 42 RF user 7: erasure_unfinished (her link is gone: an "
+            "interrupted `bridge forget`, or an address she had before that an earlier version kept: `bridge forget "
+            "<this pointer's address>` finishes it; README, Erasure, says how to read the address) — left",
+            "1 pointers read (1 references): none to clean; 1 erasure unfinished, left for `bridge forget`"]
+    assert main(["pointers", "--json"], rt=rt) == 0
+    done = json.loads(capsys.readouterr().out)
+    assert (done["to_clean"], done["erasures_unfinished"]) == (0, 1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from chalicelib.domain.history import Entry
-from chalicelib.domain.link import JoinClaim, JoinResult, LinkStatus, PersonRef
+from chalicelib.domain.link import FoundContact, JoinClaim, JoinResult, LinkStatus, PersonRef
 from chalicelib.domain.pointers import Stale
 from chalicelib.services import pointers as service
 from chalicelib.services.pointers import REFUSED, sweep
@@ -224,3 +224,104 @@ def test_erasing_a_link_gone_already_takes_her_off_the_pointer_of_the_contact_it
     assert (done.pointers, done.entries, done.contact_id) == (1, 0, None)
     assert naming(store, contacts=[(WS, "c1")]) == []
     assert store.links.erase(read).pointers == 0
+
+
+# --- a worker's write between the sweep's read and its write, each condition on its own (both twins) -------------
+def _failed(store, ref=ANN, contact="c1", workspace=WS):
+    """A join that failed holding `contact`: a retry claims it again."""
+    claim = store.links.claim(ref, workspace)
+    store.links.finish(claim, JoinResult(LinkStatus.FAILED, email="ann@example.com", contact_id=contact,
+                                         reason="Intercom answered 500"), [Entry("join", "failed")])
+
+
+def _found(contact: str) -> FoundContact:
+    return FoundContact(contact, "lead", "lead", "No", None)
+
+
+def _after_the_read(store, monkeypatch, write) -> None:
+    """`write` (a worker's) runs once the sweep has read the pointers and their links, before it writes."""
+    pointers = store.links.pointers
+
+    def read_then_worker(after, limit):
+        page = pointers(after, limit)
+        write()
+        return page
+    monkeypatch.setattr(store.links, "pointers", read_then_worker)
+
+
+@pytest.mark.parametrize("how_far", ["claimed", "held"])
+def test_an_erased_persons_reference_is_kept_when_she_joins_again_meanwhile(store, monkeypatch, how_far):
+    """Read while her link was gone (erased): her join again (claimed, or holding that very contact) refuses the drop."""
+    forgotten(store, joined(store))
+    left_by_earlier_version(store, "contact", WS, "c_old", ANN)
+
+    def join_again():
+        claim = store.links.claim(ANN, WS)
+        if how_far == "held":
+            assert store.links.hold_found([(claim, _found("c_old"))]) == [None]
+    _after_the_read(store, monkeypatch, join_again)
+    done = sweep(store, apply=True)
+    assert (done["found"], done["outcomes"]) == ({"erased": 1}, {REFUSED: 1})
+    assert naming(store, contacts=[(WS, "c_old")]) == [(WS, "c_old")]
+
+
+def test_a_moved_reference_is_kept_when_a_retry_holds_that_contact_meanwhile(store, monkeypatch):
+    _failed(store)
+    left_by_earlier_version(store, "contact", WS, "c_old", ANN)
+
+    def retry_holds_c_old():
+        assert store.links.hold_found([(store.links.claim(ANN, WS), _found("c_old"))]) == [None]
+    _after_the_read(store, monkeypatch, retry_holds_c_old)
+    done = sweep(store, apply=True)
+    assert (done["found"], done["outcomes"]) == ({"moved": 1}, {REFUSED: 1})
+    assert naming(store, contacts=[(WS, "c_old"), (WS, "c1")]) == [(WS, "c_old")]
+    monkeypatch.undo()
+    assert sweep(store)["found"] == {}
+
+
+def test_an_elsewhere_reference_is_kept_when_a_retry_is_claimed_in_its_workspace_meanwhile(store, monkeypatch):
+    """Her link (ws2, recording no contact workspace) is on c1, whose ws2 pointer names her: WS's is elsewhere. The
+    campaign moves back and a retry is claimed in WS: the link now takes WS's for its own, and the drop is refused."""
+    _failed(store, workspace="ws2")
+    recorded_before_contact_workspace(store, ANN)
+    left_by_earlier_version(store, "contact", WS, "c1", ANN)
+    _after_the_read(store, monkeypatch, lambda: store.links.claim(ANN, WS))
+    done = sweep(store, apply=True)
+    assert (done["found"], done["outcomes"]) == ({"elsewhere": 1}, {REFUSED: 1})
+    assert naming(store, contacts=[(WS, "c1"), ("ws2", "c1")]) == [(WS, "c1"), ("ws2", "c1")]
+
+
+def test_an_unplaced_link_is_not_given_the_old_workspace_once_a_hold_meanwhile_recorded_its_own(store, monkeypatch):
+    """The retry in ws2 holds the contact of the same id there meanwhile (recording ws2): recording WS is refused,
+    and the next run drops WS's reference as elsewhere, keeping ws2's (the one her link now says)."""
+    claim = _tried_in_ws1_then_claimed_in_ws2(store)
+    place = store.links.place_contact
+
+    def held_there_first(finding):        # (after the sweep's every read: its judgement is unplaced)
+        assert store.links.hold_found([(claim, _found("c_old"))]) == [None]
+        return place(finding)
+    monkeypatch.setattr(store.links, "place_contact", held_there_first)
+    done = sweep(store, apply=True)
+    assert (done["found"], done["outcomes"]) == ({"unplaced": 1}, {REFUSED: 1})
+    monkeypatch.undo()
+    again = sweep(store, apply=True)
+    assert (again["found"], again["outcomes"]) == ({"elsewhere": 1}, {"dropped": 1})
+    assert naming(store, contacts=[(WS, "c_old"), ("ws2", "c_old")]) == [("ws2", "c_old")]
+
+
+def test_erasing_a_link_gone_already_keeps_the_reference_of_her_join_again(store, monkeypatch):
+    """The DynamoDB store's second write (memory's erase is one call: nothing comes between): between finding her
+    link gone and taking her off c1's pointer, she joins again on c1; the reference is hers again, and stays."""
+    if not hasattr(store.links, "_left_gone"):
+        pytest.skip("the memory twin erases in one call")
+    read = joined(store)
+    store.links.erase(store.links.get(ANN))
+    left_by_earlier_version(store, "contact", WS, "c1", ANN)
+    left_gone = store.links._left_gone
+
+    def joined_again_first(link, held_in):
+        assert store.links.hold_found([(store.links.claim(ANN, WS), _found("c1"))]) == [None]
+        return left_gone(link, held_in)
+    monkeypatch.setattr(store.links, "_left_gone", joined_again_first)
+    assert store.links.erase(read).pointers == 0
+    assert naming(store, contacts=[(WS, "c1")]) == [(WS, "c1")]

@@ -343,18 +343,21 @@ def test_a_merge_moves_the_link_and_its_pointer_to_the_survivor(store):
 
 def test_a_link_keeps_the_contacts_it_moved_off_and_holds_one_again_when_it_moves_back(store):
     """A late notification about a contact the link left is not hers (contact_events._left): each store records the
-    contacts a move left, read back as written, and one the link moves back to is held, not left. The merge's time
-    is the newest event applied: an older one about the survivor sets nothing back."""
+    contacts a move says it left, read back as written, and one the link moves back to is held, not left. The
+    merge's time is the newest event applied: an older one about the survivor sets nothing back."""
     link = store.links.set_contact(joined(store), [], when=100.0, role="lead")
-    moved = store.links.move(link, "c2", [Entry("contact", "merged")], role="user", when=200.0)
+    moved = store.links.move(link, "c2", [Entry("contact", "merged")], role="user", when=200.0, left=True)
     assert (moved.left_contacts, moved.last_event_at) == (frozenset({"c1"}), 200.0) and store.links.get(ANN) == moved
     assert store.links.set_contact(moved, [], when=150.0, role="lead") is None      # older than the merge
     assert store.links.get(ANN).contact_role == "user"
     assert moved.left("c1") and not moved.left("c2") and not moved.left("c9") and not moved.left(None)
-    back = store.links.move(moved, "c1", [Entry("contact", "moved")], when=120.0)
+    back = store.links.move(moved, "c1", [Entry("contact", "moved")], when=120.0, left=True)
     assert (back.left_contacts, back.last_event_at) == (frozenset({"c1", "c2"}), 200.0)      # never moved back
     assert store.links.get(ANN) == back
     assert back.left("c2") and not back.left("c1")
+    # (a move that does not say so, one that keeps her baseline or leaves a contact still in Intercom, records none)
+    kept = store.links.move(back, "c3", [Entry("contact", "moved_to_existing")], when=250.0)
+    assert (kept.left_contacts, kept.last_event_at) == (frozenset({"c1", "c2"}), 250.0) and store.links.get(ANN) == kept
 
 
 def test_a_move_without_a_role_returns_the_role_the_link_holds_not_the_one_read(store):
@@ -1355,6 +1358,26 @@ def test_a_join_whose_link_a_merge_moved_onto_its_own_contact_meanwhile_finishes
     assert len(raced) == 1 and link.contact_id == "c_survivor"
     assert link.status is (LinkStatus.IN_PROGRESS if step == "hold" else LinkStatus.LINKED)
     assert _naming(store) == [(WS, "ann@example.com"), (WS, "c_survivor")]
+
+
+def test_a_first_join_whose_link_a_merge_moved_meanwhile_keeps_what_the_move_recorded(store):
+    """Ann's first join (claimed with Bob's: DynamoDB writes her link whole when it finishes) held c_found; the merge
+    of c_found into c_survivor moved her link meanwhile (its webhook found her by the hold's pointer), and the join
+    finishes on c_survivor. The contact the move left and the merge's time stay: written whole, the link lost them,
+    and a late notification about c_found was judged again as hers (contact_events._left)."""
+    bob = PersonRef("42", "8")
+    claim, _ = store.links.claim_many([(ANN, WS), (bob, WS)], read={ANN: None, bob: None})
+    assert store.links.hold_found([(claim, FoundContact("c_found", "lead", "lead", "No", "x"))]) == [None]
+    store.links.move(store.links.get(ANN), "c_survivor", [Entry("contact", "merged")], role="lead", when=200.0,
+                     left=True)
+    store.links.finish(claim, JoinResult(LinkStatus.LINKED, kind="lead", email="ann@example.com",
+                                         contact_id="c_survivor", contact_role="lead"), [Entry("join", "linked")])
+    link = store.links.get(ANN)
+    assert (link.status, link.contact_id, link.left_contacts, link.last_event_at) == (
+        LinkStatus.LINKED, "c_survivor", frozenset({"c_found"}), 200.0)
+    assert store.links.claim(ANN, WS) is None                     # finished: its claim released
+    assert _naming(store) == [(WS, "ann@example.com"), (WS, "c_survivor")]
+    assert outcomes(store) == ["merged", "linked"]
 
 
 def test_a_join_finishing_after_forget_erased_its_link_writes_nothing(store):

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from types import SimpleNamespace
 
 import pytest
 
-from infra.local.moto_http import KeepAliveMotoServer, _Handler
+from infra.local.keepalive import _Handler
+from infra.local.moto_http import KeepAliveMotoServer
 
 BODY = json.dumps({"TransactItems": [{"Put": {"TableName": "t", "Item": {"pk": {"S": "a"}}}}]}).encode()
 HEAD = (b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-amz-json-1.0\r\n"
@@ -26,11 +28,11 @@ def recording(given: list[bytes]):
     return app
 
 
-def served(*requests: bytes) -> tuple[list[bytes], bytes]:
-    """Send `requests` on one connection, then close its sending side; the bodies the application was given and
-    what the client got back."""
+def served(*requests: bytes, app=None) -> tuple[list[bytes], bytes]:
+    """Send `requests` on one connection, then close its sending side; the bodies the application (`recording`
+    unless given) was given and what the client got back."""
     given: list[bytes] = []
-    app = recording(given)
+    app = app or recording(given)
 
     with socket.create_server(("127.0.0.1", 0)) as listening:
         theirs = socket.create_connection(listening.getsockname())
@@ -38,7 +40,8 @@ def served(*requests: bytes) -> tuple[list[bytes], bytes]:
     with ours, theirs:
         theirs.sendall(b"".join(requests))
         theirs.shutdown(socket.SHUT_WR)            # the client is gone (killed): its kernel closed the socket
-        _Handler(ours, ("127.0.0.1", 1), SimpleNamespace(app=app, server_address=("127.0.0.1", 4566), stopped=False))
+        _Handler(ours, ("127.0.0.1", 1), SimpleNamespace(app=app, server_address=("127.0.0.1", 4566), stopped=False,
+                                                              name="moto", clock=time.time))
         ours.shutdown(socket.SHUT_WR)
         answers = b"".join(iter(lambda: theirs.recv(65536), b""))
     return given, answers
@@ -71,6 +74,31 @@ def test_a_chunked_body_whose_client_closed_before_its_last_chunk_never_reaches_
 def test_a_head_answer_keeps_the_size_a_get_would_have():
     given, answers = served(b"HEAD /bucket/key HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
     assert b"Content-Length: 1000\r\n" in answers and answers.endswith(b"\r\n\r\n")
+
+
+def test_an_application_that_fails_answers_500_and_the_connection_serves_the_next_request():
+    calls: list[bytes] = []
+
+    def failing_once(environ, start_response):
+        if not calls:
+            calls.append(b"failed")
+            raise KeyError("a bug")
+        return recording(calls)(environ, start_response)
+    _, answers = served(whole(), whole(), app=failing_once)
+    assert answers.startswith(b"HTTP/1.1 500") and b"moto failed" in answers and answers.count(b"HTTP/1.1 200") == 1
+    assert calls == [b"failed", BODY]
+
+
+def test_an_application_that_cuts_its_connection_gets_no_answer_sent_and_nothing_more_read():
+    """A simulator losing an answer after applying the request (infra/local/sims/base.py, "drop"): the request behind
+    it on the connection never reaches the application."""
+    calls: list[str] = []
+
+    def cutting(environ, start_response):
+        calls.append(environ["PATH_INFO"])
+        raise ConnectionAbortedError("answer dropped")
+    _, answers = served(whole(), whole(), app=cutting)
+    assert answers == b"" and calls == ["/"]
 
 
 @pytest.fixture

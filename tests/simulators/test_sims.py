@@ -1,7 +1,10 @@
 """Focused tests of the simulators' important behaviours (no sleeping: the clock is injected)."""
 import hashlib
 import hmac
+import http.client
 import json
+import socket
+from email.utils import formatdate
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -541,6 +544,70 @@ def test_a_stalled_answer_after_applying_times_the_client_out(ic):
     with pytest.raises(requests.Timeout):
         ic.session.post(ic.base_url + "/contacts", json={"email": "s@x.io"}, timeout=0.05)
     assert [c["email"] for c in ic.contacts.values()] == ["s@x.io"]
+
+
+def _address(sim):
+    host, port = urlsplit(sim.base_url).netloc.split(":")
+    return host, int(port)
+
+
+def _request(method, path, body=b""):
+    return (f"{method} /api/v2{path} HTTP/1.1\r\nHost: rf\r\nAuthorization: Bearer rf-token\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+
+
+def _answer(reader):
+    """The status line of one answer read whole from `reader` (the client's end of a connection, as a file)."""
+    status, length = reader.readline(), 0
+    while (line := reader.readline()) not in (b"\r\n", b""):
+        name, _, value = line.partition(b":")
+        length = int(value) if name.strip().lower() == b"content-length" else length
+    reader.read(length)
+    return status
+
+
+def test_a_simulator_keeps_its_connections_open_and_dates_its_answers_by_its_clock(ic, clock):
+    """As Intercom and RF do: the worker's pooled connection serves call after call (werkzeug's server closed each
+    after its answer, and every call opened a new one)."""
+    conn = http.client.HTTPConnection(*_address(ic), timeout=5)
+    answers, sockets = [], []
+    for path in ("/contacts", "/me", "/contacts"):
+        conn.request("GET", path, headers={"Authorization": "Bearer sim-token", "Intercom-Version": "2.16"})
+        answer = conn.getresponse()
+        answer.read()
+        answers.append((answer.status, answer.getheader("Connection"), answer.getheader("Date")))
+        sockets.append(conn.sock)
+    conn.close()
+    assert answers == [(200, None, formatdate(clock.now, usegmt=True))] * 3
+    assert sockets[0] is not None and sockets == [sockets[0]] * 3 and ic.count("GET") == 3
+
+
+def test_an_answer_dropped_after_applying_cuts_its_kept_connection_and_nothing_more_is_read_on_it(rf):
+    """The client sees its connection closed with no answer, as when a vendor's answer is lost: no answer comes later
+    on that connection, and a request sent behind the lost one is never received."""
+    ref = rf.add_user(7, "r@x.io", "Ref")
+    lead = rf.add_user(7, "l@x.io", "Lead", referrer_id=ref["id"])
+    rf.lose_answer_next("PUT", "qualification", "drop")
+    with socket.create_connection(_address(rf), timeout=5) as client, client.makefile("rb") as reader:
+        client.sendall(_request("GET", "/campaigns"))
+        assert _answer(reader).startswith(b"HTTP/1.1 200")
+        client.sendall(_request("PUT", "/users/qualification", json.dumps({"qualified": True, "id": lead["id"]}).encode())
+                       + _request("GET", "/campaigns"))
+        assert reader.read() == b""                                   # closed, no answer (not a timeout)
+    assert rf.qualified[lead["id"]] and rf.requests[-1]["lost"] == "drop"   # applied
+    assert [r["method"] for r in rf.requests] == ["GET", "PUT"]        # the GET behind it: never read
+
+
+def test_a_stopped_simulator_closes_the_connections_it_kept(rf):
+    """Nothing answers at a stopped simulator's address: the client's pooled connection is closed too (its pool
+    sees it and connects anew, to nothing), not left open to take a request and drop it."""
+    with socket.create_connection(_address(rf), timeout=5) as client, client.makefile("rb") as reader:
+        client.sendall(_request("GET", "/campaigns"))
+        assert _answer(reader).startswith(b"HTTP/1.1 200")
+        rf.stop()
+        assert reader.read() == b""                                   # (a timeout: it was kept open)
+    with pytest.raises(requests.ConnectionError):
+        call(rf, "GET", "/campaigns")
 
 
 def test_another_client_spends_part_of_every_window_and_windows_may_start_anywhere(rf, clock):

@@ -405,8 +405,8 @@ def test_a_late_notification_of_a_merged_contact_does_not_judge_the_link_now_on_
     [noted] = [e for e in work.store.history.entries(link_of(work).ref) if e.outcome == "not_judged"]
     assert noted.count == 2 and noted.reason == (
         f"a notification about contact {lead['id']} (contact.lead.updated) was not judged: the link left that contact "
-        f"for {user['id']} (Intercom merged it there, or the bridge followed the person to another of her contacts), "
-        "so its values are not hers now")
+        f"for {user['id']} (Intercom merged it there, or the bridge followed the person to another of her contacts) "
+        "and its baseline is no longer that contact's: its values, from before, are not hers to judge")
     run(work, event(set_value(work, user, "Yes"), "contact.user.updated", "n-user"))
     assert work.apis.rf_.qualified == ["7"] and link_of(work).qualification is QState.QUALIFIED
 
@@ -432,3 +432,38 @@ def test_a_late_notification_of_the_survivor_from_before_the_merge_does_not_set_
     assert history(work)[1:] == [("contact", "merged"), ("evaluation", "not_met"), ("evaluation", "not_met"),
                                  ("older_event", "ignored")]
     assert work.apis.rf_.calls == []
+
+
+def test_a_late_notification_of_a_merged_contact_whose_baseline_the_link_kept_is_judged_against_it():
+    """`match: email`. Ann joined on lead A ("No", her baseline); user B, with her email, was made after she joined, so
+    A's merge into it keeps her baseline (domain/join.moved_baseline). A reached "Yes" before the merge (B, the
+    survivor, still "No"); its notification is delivered after the merge's: judged against the baseline she had on
+    A, as it would have been before the merge, it qualifies her (not noted as a contact she left)."""
+    work = world(settings(rule=EMAIL_RULE))
+    link, lead = joined(work, signed_up="No")
+    user = work.apis.intercom_.add("ann@example.com", role="user", signed_up="No")
+    user.update(created_at=work.clock(), updated_at=work.clock())
+    work.clock.now += 10
+    reached = work.clock()
+    set_value(work, lead, "Yes")
+    work.clock.now += 10
+    run(work, event(user, "contact.merged", "n-merge", created_at=work.clock(),
+                    merged_from={"type": "contact", "id": lead["id"]}))
+    assert (link_of(work).contact_id, link_of(work).baseline, link_of(work).left_contacts) == (
+        user["id"], "No", frozenset())
+    run(work, event(lead, notification="n-late", created_at=reached))
+    assert work.apis.rf_.qualified == ["7"] and link_of(work).qualification is QState.QUALIFIED
+    assert not any(e.startswith("left_contact#") for e, _ in history(work))
+
+
+def test_explain_names_the_contact_a_late_notification_was_about():
+    """The entry kept once a contact (`left_contact#<id>`) says the contact as duplicate_contact's does."""
+    from chalicelib.services.explain import as_text, explain
+    work = world(settings(rule=EMAIL_RULE))
+    lead, user, merged_at = merged_into_a_user(work)
+    run(work, event(lead, notification="n-late", created_at=merged_at - 30))
+    found = explain(work, "ann@example.com")
+    [entry] = [e for e in found.view()["trail"] if e["event"] == "left_contact"]
+    assert (entry["outcome"], entry["details"]) == ("not_judged", {"contact_id": lead["id"]})
+    [line] = [x for x in as_text(found).splitlines() if "left_contact: not_judged" in x]
+    assert line.endswith(f"contact_id={lead['id']}")

@@ -739,6 +739,26 @@ def test_a_lead_joining_just_after_another_lead_was_made_moves_its_link_to_the_o
     assert work.apis.rf_.qualified == ["7"]   # its "Yes" came after the person joined (not known otherwise)
 
 
+def test_the_lead_a_move_to_an_older_lead_left_in_intercom_still_counts_under_match_email():
+    """The duplicate check moved Ann's link to the older lead (Intercom merges no lead into a lead): the lead the
+    bridge made stays in Intercom, with her email. She signs up on it afterwards: under `match: email` any contact
+    with her email counts, and that one is no merged contact's late notification (not noted as a contact she left)."""
+    work = world({**SETTINGS, "qualification": {**SETTINGS["qualification"], "match": "email"}})
+    intercom = work.apis.intercom_
+    older = intercom.add("ann@example.com", role="lead", searchable=False, signed_up="No")
+    run(work, join())
+    ours = intercom.contacts[str(link_of(work).contact_id)]
+    intercom.unsearchable.clear()
+    verify_later(work)
+    assert (link_of(work).contact_id, link_of(work).left_contacts) == (older["id"], frozenset())
+    work.clock.now += 60
+    ours["custom_attributes"]["signed_up"] = "Yes"
+    ours["updated_at"] = work.clock.now
+    run(work, event(ours, notification="n-ours", created_at=work.clock.now))
+    assert work.apis.rf_.qualified == ["7"]
+    assert not any(e.startswith("left_contact#") for e, _ in history(work))
+
+
 def test_a_link_moved_to_an_older_lead_that_had_the_target_all_along_is_not_qualified_by_its_own_leads_arming():
     """The lead the bridge created ("No") was armed by its own webhook ("No" seen after joining), then the link
     moved to the older lead, "Yes" since before the person joined (its baseline now): the arming was of the other

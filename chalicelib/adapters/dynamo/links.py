@@ -149,6 +149,10 @@ class _Alone(Exception):
 LINKS_PAGE = 500          # a campaign's links read per page (DynamoDB's Limit) when a filter skips most
 _FOUND, _PAGE_READ = "Items", "ScannedCount"
 NOTE_CHUNK = 50            # people noted in one transaction (note_many): a check and an entry each, of 100 items
+# What only a contact's notification writes on a link under way (move, set_contact): a claim's first finish, which
+# writes the link whole, holds to none of it being there (_finish).
+_UNTOUCHED = (LinkItem.left_contacts.does_not_exist() & LinkItem.last_event_at.does_not_exist()
+              & LinkItem.contact_state.does_not_exist() & LinkItem.armed.does_not_exist())
 CONFLICT_TRIES = 4         # a finishing transaction's tries while other transactions write its items
 CONFLICT_BACKOFF = 0.05    # seconds: the first retry's longest wait (then doubling), jittered
 
@@ -322,12 +326,14 @@ class DynamoLinks(Leases):
             fields.update(pending_pk=PENDING, pending_sk=f"{now}#{ref}")
         link: Update | Put
         if claim.created_at is not None:
-            # Nothing but this claim has written the link (nobody finds it before it is finished):
-            # it is written whole, as the claim's update and this one would leave it.
+            # Nothing but this claim has written the link, as long as no contact's notification found it by the
+            # pointer a hold wrote (hold_found): it is written whole, as the claim's update and this one would leave
+            # it. What such a notification wrote meanwhile (a merge's move: the contacts the link left, the event
+            # time; a deletion) a put would drop: then refused, and `finish` writes it as an update.
             link = Put(LinkItem(*link_key(ref), campaign_id=ref.campaign_id, rf_user_id=ref.rf_user_id,
                                 workspace=claim.workspace, status=result.status.value, joined_at=iso(claim.created_at),
                                 updated_at=now, **{k: v for k, v in fields.items() if v is not None}),
-                       (LinkItem.claim == claim.token) & holds)
+                       (LinkItem.claim == claim.token) & holds & _UNTOUCHED)
         else:
             link = Update(LinkItem(*link_key(ref)), [
                 LinkItem.status.set(result.status.value), LinkItem.updated_at.set(now), LinkItem.claim.remove(),
@@ -362,6 +368,8 @@ class DynamoLinks(Leases):
                 try:
                     return self._finished([(claim, result, entries)], left or {})
                 except TransactWriteError as exc:
+                    if conditional(exc):     # (a link a notification wrote meanwhile is not written whole: updated)
+                        claim = dataclasses.replace(claim, created_at=None)
                     left = self._left(claim, result) if conditional(exc) and tried < CONFLICT_TRIES else None
                     if left is None:
                         raise
@@ -554,8 +562,8 @@ class DynamoLinks(Leases):
 
     # --- what Intercom says of the contact ---------------------------------------------------
     def move(self, link: Link, contact_id: str, entries: Sequence[Entry], role: Optional[str] = None,
-             baseline: Any = KEEP, baseline_of: Optional[str] = KEEP, when: Optional[float] = None
-             ) -> Optional[Link]:
+             baseline: Any = KEEP, baseline_of: Optional[str] = KEEP, when: Optional[float] = None,
+             left: bool = False) -> Optional[Link]:
         old = link.contact_id
         if old == contact_id:
             return link
@@ -569,7 +577,7 @@ class DynamoLinks(Leases):
                                    if value is not KEEP}
         actions += [_assign(getattr(LinkItem, name), value) for name, value in changes.items()]
         actions.append(LinkItem.contact_created.remove())      # (the contact it moves to is not one the join made)
-        if old:
+        if old and left:
             actions.append(LinkItem.left_contacts.add({old}))
         if when is not None and (link.last_event_at is None or link.last_event_at < when):
             # (not held to the stored one: events of the contact it leaves, the only ones applied to it meanwhile, are
@@ -606,7 +614,7 @@ class DynamoLinks(Leases):
                 known, held_in = stored.contact_role, stored.contact_workspace
         return dataclasses.replace(link, contact_id=contact_id, contact_state=None, contact_created=False,
                                    contact_role=role or known, updated_at=now, **changes,
-                                   left_contacts=link.left_contacts | ({old} if old else set()))
+                                   left_contacts=link.left_contacts | ({old} if old and left else set()))
 
     def set_contact(self, link: Link, entries: Sequence[Entry], *, when: Optional[float] = None,
                     role: Optional[str] = KEEP, state: Optional[ContactState] = KEEP,

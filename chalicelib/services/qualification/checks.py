@@ -149,5 +149,6 @@ def follow(link: Link, settings: CampaignSettings, deps: WorkDeps) -> tuple[Opti
             "contact", "moved", f"contact {contact_id} is gone (404); the contact with the same email, "
             f"{found['id']}, takes its place")
     contact = intercom.get_contact(survivor)
-    return deps.links.move(link, survivor, [entry], role=contact.get("role"),
-                           **moved_baseline(settings, link, contact)), contact
+    taken = moved_baseline(settings, link, contact)
+    # (the contact it leaves is gone: its notifications, delivered late, are not judged against another's baseline)
+    return deps.links.move(link, survivor, [entry], role=contact.get("role"), left=bool(taken), **taken), contact

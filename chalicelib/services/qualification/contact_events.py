@@ -120,7 +120,10 @@ def _follow_merge(message: ContactMessage, item: dict, seen: Sighting, deps: Wor
                       {"from": merged_from, "into": survivor})
         settings = batch.settings_for(link) if link.is_lead else None
         taken = moved_baseline(settings, link, item) if settings is not None else {}
-        followed = deps.links.move(link, str(survivor), [entry], role=item.get("role"), when=seen.when, **taken)
+        # (the merged contact's notifications, delivered late, are judged against the baseline kept, as they would
+        # have been before the merge; not against the survivor's, taken now: recorded as left)
+        followed = deps.links.move(link, str(survivor), [entry], role=item.get("role"), when=seen.when,
+                                   left=bool(taken), **taken)
         if followed is not None:        # (None: `bridge forget` erased her meanwhile: nobody to follow, nor retry)
             moved.append(batch.keep(followed))
     return moved
@@ -177,7 +180,8 @@ def _left(link: Link, message: ContactMessage, deps: WorkDeps) -> None:
     deps.links.note_repeat(link.ref, f"left_contact#{left}", (
         f"a notification about contact {left} ({message.topic}) was not judged: the link left that contact for "
         f"{link.contact_id} (Intercom merged it there, or the bridge followed the person to another of her "
-        "contacts), so its values are not hers now"), outcome="not_judged")
+        "contacts) and its baseline is no longer that contact's: its values, from before, are not hers to judge"),
+        outcome="not_judged")
 
 
 def _unreadable(link: Link, deps: WorkDeps, batch: Batch) -> bool:

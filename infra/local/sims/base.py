@@ -1,7 +1,8 @@
 """Shared machinery for the local HTTP simulators (Intercom, Referral Factory).
 
-A :class:`SimServer` runs a real werkzeug HTTP server on 127.0.0.1 (random free port) in a
-background thread. Subclasses declare ``ROUTES`` (method, path regex, handler method name) and
+A :class:`SimServer` runs a real HTTP server on 127.0.0.1 (random free port) in a background thread,
+on HTTP/1.1 connections kept open as the vendors keep them (infra/local/keepalive.py: the worker's
+requests sessions reuse their connections; an answer lost by ``"drop"`` cuts its connection). Subclasses declare ``ROUTES`` (method, path regex, handler method name) and
 a few hooks; this module provides the request log, fault injection, the fixed-window rate
 limiter (driven by the injectable ``clock``) and the optional ``validator`` of
 requests and ``answer_validator`` of the answers (each finding goes to ``contract_violations``).
@@ -58,16 +59,9 @@ import threading
 import time
 from urllib.parse import parse_qsl
 
-from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_request(self, *args, **kwargs):  # the sim keeps its own log in `requests`
-        pass
-
-    def date_time_string(self, timestamp=None):  # the answer's Date: the simulator's clock, as a vendor's is its own
-        return super().date_time_string(self.server.sim_clock() if timestamp is None else timestamp)
+from ..keepalive import KeepAliveServer
 
 
 LOG_LAST = 1000             # GET /_sim/log shows at most this many calls
@@ -120,26 +114,24 @@ class SimServer:
         self.base_url = None
         self._faults: list[dict] = []
         self._window = (None, 0)   # (window start, requests counted in it)
-        self._server = self._thread = None
+        self._server = None
         self._routes = [(m, re.compile(p + r"\Z"), getattr(self, h)) for m, p, h in self.ROUTES]
 
     # ---- lifecycle -------------------------------------------------------------------
     def start(self, port=0, host="127.0.0.1"):
         """Serve in a background thread (port 0 = a free port); sets ``base_url``."""
-        self._server = make_server(host, port, self._wsgi, threaded=True,
-                                   request_handler=_QuietHandler)
-        self._server.sim_clock = lambda: self.clock()     # (a test may give the simulator another clock)
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.01,), daemon=True)
-        self._thread.start()
-        self.base_url = f"http://{host}:{self._server.server_port}{self.url_prefix}"
+        # The answers' Date is the simulator's clock, as a vendor's is its own (a test may give it another clock).
+        self._server = KeepAliveServer(self._wsgi, host, port, name=type(self).__name__,
+                                       clock=lambda: self.clock(), poll_interval=0.01)
+        self._server.start()
+        self.base_url = f"http://{host}:{self._server.get_host_and_port()[1]}{self.url_prefix}"
         return self
 
     def stop(self):
+        """Stop serving: the connections kept open are closed too (nothing answers at the address any more)."""
         if self._server:
-            self._server.shutdown()
-            self._server.server_close()
-            self._thread.join(5)
-            self._server = self._thread = None
+            self._server.stop()
+            self._server = None
 
     def __enter__(self):
         return self.start()
@@ -379,7 +371,7 @@ class SimServer:
         lose = self._take_fault("lose", rec) if status < 400 else None
         if lose:
             rec["lost"] = lose["how"]
-            if lose["how"] == "drop":        # applied; the client gets no answer at all
+            if lose["how"] == "drop":        # applied; the client gets no answer at all, its connection is cut
                 environ["werkzeug.socket"].shutdown(socket.SHUT_RDWR)
                 raise ConnectionAbortedError("answer dropped (injected)")
             if lose["how"] == "stall":       # applied; the answer comes after the client gave up
