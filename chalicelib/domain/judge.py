@@ -35,6 +35,9 @@ class Sighting:
     duplicate: Optional[str] = None       # the id of another contact with the lead's email
     replay: bool = False
     current: bool = False                 # the contact as it is now (read, or found by search), not an event
+    # The contact read from Intercom after the link was read (a check's read): newer than whatever armed the link
+    # (that was applied before), so Link.armed_at holds none of its values back (armed_for), whatever its updated_at.
+    read_after_link: bool = False
 
 
 @dataclass(frozen=True)
@@ -169,6 +172,21 @@ def armed_for(link: Link, rule: Qualification, when: Optional[float]) -> bool:
     return armed_under(link, rule) and (when is None or link.armed_at is None or when >= link.armed_at)
 
 
+def held_back(link: Link, rule: Qualification, when: Optional[float]) -> bool:
+    """Armed under `rule`, but not for a value of `when` (armed_for): one seen then would be judged unarmed."""
+    return armed_under(link, rule) and not armed_for(link, rule, when)
+
+
+def _value_time(seen: Sighting) -> Optional[float]:
+    """The time armed_for compares the value seen by: its event's, or none for a contact read after the link was
+    (Sighting.read_after_link). armed_at is a notification's time, which Intercom sets after the change it tells: a
+    return to the target made between that change and its notification is older by that clock, though newer in
+    fact, and a read made after the arm shows the contact as it is since. (Reconciliation's search keeps its time:
+    it ran before the link was read, and may show a value from before the change that armed the link; one at the
+    target it holds back is read again, changes._judge.)"""
+    return None if seen.read_after_link else seen.when
+
+
 def untracked(link: Link) -> Repeat:
     return Repeat("qualification_untracked", "this lead joined before the campaign had a qualification rule, so "
                   f"its value at join time is unknown: it is not qualified automatically — {_backfill(link)}")
@@ -212,7 +230,7 @@ def judge(link: Link, rule: Optional[Qualification], seen: Sighting,
         return Verdict(Action.NOTE, repeat=unknown_baseline(link, rule))
     data_type = type_of(rule.attribute)
     value = attribute_value(dict(seen.contact), rule.attribute)
-    armed = armed_for(link, rule, seen.when)
+    armed = armed_for(link, rule, _value_time(seen))
     result = rules.evaluate(rule, data_type, value, link.baseline if known else None, armed)
     details = {**result.as_details(), "via": seen.via, "contact_id": seen.contact.get("id")}
     reason = result.reason
@@ -238,7 +256,7 @@ def _held(link: Link, rule: Qualification, seen: Sighting, type_of: Callable[[st
         return IGNORE
     data_type = type_of(rule.attribute)
     value = attribute_value(dict(seen.contact), rule.attribute)
-    if not _arms(link, armed_for(link, rule, seen.when), rule, data_type, value, seen):
+    if not _arms(link, armed_for(link, rule, _value_time(seen)), rule, data_type, value, seen):
         return IGNORE
     result = rules.evaluate(rule, data_type, value, link.baseline, False)
     return Verdict(Action.ARM, Entry("evaluation", "not_met", f"{result.reason} (seen while the join was not finished: "
