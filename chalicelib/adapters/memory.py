@@ -445,7 +445,7 @@ class MemoryLinks(Leases):
             return link                # erased meanwhile
         if stored.contact_id != link.contact_id:
             raise Busy(MOVED_SINCE_READ, retry_after=1.0)
-        if stored.armed_at != link.armed_at:
+        if (stored.armed, stored.armed_by, stored.armed_at) != (link.armed, link.armed_by, link.armed_at):
             raise Busy("the link changed meanwhile (another worker applied an Intercom event)")
         return self._write(link.ref, entries, armed=True, armed_by=by, armed_at=at)
 

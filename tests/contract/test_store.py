@@ -688,6 +688,21 @@ def test_arming_records_since_when_held_to_it_as_read_and_a_move_keeps_it_with_h
     assert (store.links.get(ANN).armed, store.links.get(ANN).armed_at) == (False, None)
 
 
+def test_a_worker_that_read_the_link_unarmed_does_not_narrow_an_arming_since_always_made_meanwhile(store):
+    """Another worker armed the link by a value of no known time (armed_at None: since always) after this one read it
+    unarmed: its arm, since 300, holds to the armed state as read (not only to armed_at, None either way): Busy,
+    nothing written (its retry finds the link armed for its value). Likewise under another rule meanwhile."""
+    link = joined(store, baseline_of=SIGNED_UP)
+    always = store.links.arm(link, [Entry("evaluation", "not_met")], "rule", None)
+    assert (always.armed, always.armed_at) == (True, None)
+    with pytest.raises(Busy):
+        store.links.arm(link, [Entry("evaluation", "not_met")], "rule", 300.0)
+    assert store.links.get(ANN) == always and len(outcomes(store)) == 2
+    with pytest.raises(Busy):
+        store.links.arm(dataclasses.replace(always, armed_by="another rule"), [], "rule", 300.0)
+    assert store.links.get(ANN) == always
+
+
 def test_an_item_armed_before_the_bridge_recorded_since_when_reads_armed_since_always_and_is_written_as_read(store):
     """An item (or a record of a contact it left) armed by an earlier version has no armed_at: read as None (armed
     since always: judge.armed_for), and writes holding to those records as read still apply."""

@@ -48,6 +48,13 @@ def _same(attr: Any, value: Any) -> Any:
     return attr.does_not_exist() if value is None else attr == getattr(value, "value", value)
 
 
+def _armed_as(link: Link) -> Any:
+    """The stored link is armed as `link` is: or not, under the same rule, since the same time."""
+    armed = (LinkItem.armed == True) if link.armed else (  # noqa: E712
+        LinkItem.armed.does_not_exist() | (LinkItem.armed == False))  # noqa: E712
+    return armed & _same(LinkItem.armed_by, link.armed_by) & _same(LinkItem.armed_at, link.armed_at)
+
+
 def _add_ref(key: tuple[str, str], ref: PersonRef) -> Update:
     return Update(PointerItem(*key), [PointerItem.links.add({str(ref)})])
 
@@ -608,10 +615,8 @@ class DynamoLinks(Leases):
                 kept = left_with(then.left_baselines, LeftContact.of(then, moved_at, baseline_of))
                 recorded.append(LinkItem.left_baselines.set(left_stored(kept)))
                 condition = condition & _same(LinkItem.left_baselines, left_stored(then.left_baselines)) \
-                    & _same(LinkItem.baseline_of, then.baseline_of) & _same(LinkItem.armed_by, then.armed_by) \
-                    & _same(LinkItem.armed_at, then.armed_at) \
-                    & ((LinkItem.armed == True) if then.armed  # noqa: E712
-                       else LinkItem.armed.does_not_exist() | (LinkItem.armed == False))  # noqa: E712
+                    & _same(LinkItem.baseline_of, then.baseline_of) \
+                    & _armed_as(then)
             updates: list[Update | Delete] = [Update(LinkItem(*link_key(link.ref)), actions + recorded, condition)]
             if old:         # (the merged contact's pointer goes when it named her alone, as an email's does)
                 updates += _leave(contact_key(held_in or link.workspace, old), link.ref)
@@ -684,10 +689,11 @@ class DynamoLinks(Leases):
         raise Busy("what the link left changed while the rule was recorded on it (another worker): apply again")
 
     def arm(self, link: Link, entries: Sequence[Entry], by: str, at: Optional[float] = None) -> Link:
-        # (armed on the contact `link` names: a link moved meanwhile is Busy; None: erased meanwhile; armed since
-        # another time meanwhile, Busy: its retry judges the value against it)
+        # (armed on the contact `link` names: a link moved meanwhile is Busy; None: erased meanwhile; armed otherwise
+        # meanwhile (since another time, under another rule, or at all: one armed since always by a value of no known
+        # time is not narrowed by a worker that read it unarmed), Busy: its retry judges the value against it)
         return self._set(link, entries, None, {"armed": True, "armed_by": by, "armed_at": at},
-                         _same(LinkItem.contact_id, link.contact_id) & _same(LinkItem.armed_at, link.armed_at)) or link
+                         _same(LinkItem.contact_id, link.contact_id) & _armed_as(link)) or link
 
     def arm_left(self, link: Link, contact_id: str, entries: Sequence[Entry], by: str, at: Optional[float] = None
                  ) -> Link:
