@@ -551,6 +551,33 @@ def test_a_worker_killed_after_marking_an_existing_contact_leaves_its_baseline_a
     assert work.apis.rf_.qualified == ["7"] and len(intercom.contacts) == 1
 
 
+def test_a_join_part_way_armed_by_a_change_away_is_armed_since_an_older_one_delivered_after_it():
+    """Ann's join found her contact at "Yes" and stopped part-way. Her "No" of t+20 arms it (Link.armed_at t+20);
+    her "No" of t+10, delivered after, arms it since t+10, as a linked lead's would (judge._held, armed_for): her
+    "Yes" of t+15, delivered once she is linked, was a return to the target in order, and qualifies her."""
+    work = world()
+    intercom = work.apis.intercom_
+    existing = intercom.add("ann@example.com", role="user", signed_up="Yes")
+    intercom.fail["tag"] = Killed()
+    with pytest.raises(Killed):
+        run(work, join())
+    t = work.clock.now + 1
+    work.clock.now += 30
+    no = {**existing, "custom_attributes": {"signed_up": "No"}}
+    run(work, event(no, "contact.user.updated", "n20", created_at=t + 20))
+    assert (link_of(work).status, link_of(work).armed, link_of(work).armed_at) == (LinkStatus.IN_PROGRESS, True,
+                                                                                   t + 20)
+    run(work, event(no, "contact.user.updated", "n10", created_at=t + 10))
+    assert link_of(work).armed_at == t + 10
+    existing["custom_attributes"]["signed_up"] = "No"
+    work.clock.now += work.store.links.lease + 1
+    run(work, join())
+    assert link_of(work).status is LinkStatus.LINKED and work.apis.rf_.qualified == []
+    run(work, event(dict(existing, custom_attributes={"signed_up": "Yes"}), "contact.user.updated", "n15",
+                    created_at=t + 15))
+    assert work.apis.rf_.qualified == ["7"]
+
+
 @pytest.mark.parametrize("read", ["no link yet", "a try that failed before creating"])
 def test_a_join_whose_link_another_try_wrote_after_the_batch_read_it_resumes_with_its_contact(read):
     """Two copies of Ann's join, in two workers' batches. The second read her link; before it claimed her, the first
