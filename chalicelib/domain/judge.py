@@ -45,6 +45,11 @@ class Verdict:
     action: Action
     entry: Optional[Entry] = None
     repeat: Optional[Repeat] = None
+    # NOTE: a value meeting the target held back by Link.armed_at (armed_for), of this event time: Link.held_at
+    # becomes the newer of the two (LinkRepository.hold_back)
+    held_at: Optional[float] = None
+    # ARM: arming the link since the time of this value releases the value Link.held_at held back: she qualifies
+    releases: bool = False
 
 
 IGNORE = Verdict(Action.IGNORE)
@@ -245,7 +250,24 @@ def judge(link: Link, rule: Optional[Qualification], seen: Sighting,
     entry = Entry("evaluation", "met" if result.met else "not_met", reason, details)
     if result.met:
         return Verdict(Action.QUALIFY, entry)
-    return Verdict(Action.ARM if _arms(link, armed, rule, data_type, value, seen) else Action.NOTE, entry)
+    when = _value_time(seen)
+    if result.unchanged and when is not None and held_back(link, rule, when):
+        held = when if link.held_at is None else max(link.held_at, when)
+        return Verdict(Action.NOTE, Entry(entry.event, entry.outcome, (
+            f"{reason}: held back, as of an event older than the change away from the target that armed the link "
+            "(delivered after it); a change away no later than it, delivered later, makes it one"),
+            {**details, "held_back": True}), held_at=held)
+    if _arms(link, armed, rule, data_type, value, seen):
+        return Verdict(Action.ARM, entry, releases=releases(link, rule, when))
+    return Verdict(Action.NOTE, entry)
+
+
+def releases(link: Link, rule: Qualification, when: Optional[float]) -> bool:
+    """A value missing the target at `when` arms the link since then (`armed_for` it was not): a value meeting the
+    target held back under the same rule (Link.held_at), of the same second or later, was then a change to the target
+    in order (a "No", a newer "Yes", a newer "No", delivered newest first)."""
+    return (link.held_at is not None and when is not None and when <= link.held_at and armed_under(link, rule)
+            and link.qualification is QState.PENDING)
 
 
 def _held(link: Link, rule: Qualification, seen: Sighting, type_of: Callable[[str], str]) -> Verdict:
