@@ -441,16 +441,14 @@ class MemoryLinks(Leases):
         return stamped
 
     def arm(self, link: Link, entries: Sequence[Entry], by: str, at: Optional[float] = None) -> Link:
-        stored = self.get(link.ref)
-        if stored is None:
-            return link                # erased meanwhile
-        if stored.contact_id != link.contact_id:
-            raise Busy(MOVED_SINCE_READ, retry_after=1.0)
-        if _armed_state(stored) != _armed_state(link):
-            raise Busy("the link changed meanwhile (another worker applied an Intercom event)")
-        return self._write(link.ref, entries, armed=True, armed_by=by, armed_at=at, held_at=link.held_under(by))
+        return self._armed_as_read(link, entries, armed=True, armed_by=by, armed_at=at, held_at=link.held_under(by))
 
     def hold_back(self, link: Link, entries: Sequence[Entry], at: float) -> Link:
+        return self._armed_as_read(link, entries, held_at=at)
+
+    def _armed_as_read(self, link: Link, entries: Sequence[Entry], **changes: Any) -> Link:
+        """`changes` written while the stored link is on the contact `link` names and armed as it reads (else Busy);
+        erased meanwhile: `link`, nothing written."""
         stored = self.get(link.ref)
         if stored is None:
             return link                # erased meanwhile
@@ -458,7 +456,7 @@ class MemoryLinks(Leases):
             raise Busy(MOVED_SINCE_READ, retry_after=1.0)
         if _armed_state(stored) != _armed_state(link):
             raise Busy("the link changed meanwhile (another worker applied an Intercom event)")
-        return self._write(link.ref, entries, held_at=at)
+        return self._write(link.ref, entries, **changes)
 
     def arm_left(self, link: Link, contact_id: str, entries: Sequence[Entry], by: str, at: Optional[float] = None
                  ) -> Link:

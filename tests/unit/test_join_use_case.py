@@ -525,16 +525,23 @@ def test_a_try_that_failed_after_finding_an_existing_contact_resumes_with_the_va
     assert work.apis.rf_.qualified == ["7"] and work.apis.intercom_.tags == [(existing["id"], "Referred")]
 
 
-def test_a_worker_killed_after_marking_an_existing_contact_leaves_its_baseline_and_a_change_away_meanwhile_counts():
-    """Ann's contact said "Yes" when she joined (require_change: that alone never qualifies). The worker died
-    as it tagged it, before linking; she went "No", then "Yes" again. The notifications found her join part-way:
-    the "No" armed it. The next try resumes with the baseline found ("Yes") and the arming, and she qualifies."""
+def killed_tagging_her_existing_contact() -> tuple[FakeWork, FakeIntercom, dict]:
+    """Ann's contact said "Yes" when she joined; the worker died as it tagged it, before linking (her join part-way,
+    holding that contact and its baseline)."""
     work = world()
     intercom = work.apis.intercom_
     existing = intercom.add("ann@example.com", role="user", signed_up="Yes")
     intercom.fail["tag"] = Killed()
     with pytest.raises(Killed):
         run(work, join())
+    return work, intercom, existing
+
+
+def test_a_worker_killed_after_marking_an_existing_contact_leaves_its_baseline_and_a_change_away_meanwhile_counts():
+    """Ann's contact said "Yes" when she joined (require_change: that alone never qualifies). The worker died
+    as it tagged it, before linking; she went "No", then "Yes" again. The notifications found her join part-way:
+    the "No" armed it. The next try resumes with the baseline found ("Yes") and the arming, and she qualifies."""
+    work, intercom, existing = killed_tagging_her_existing_contact()
     held = link_of(work)
     assert (held.status, held.contact_id, held.baseline, held.contact_found) == (
         LinkStatus.IN_PROGRESS, existing["id"], "Yes", True)
@@ -555,12 +562,7 @@ def test_a_join_part_way_armed_by_a_change_away_is_armed_since_an_older_one_deli
     """Ann's join found her contact at "Yes" and stopped part-way. Her "No" of t+20 arms it (Link.armed_at t+20);
     her "No" of t+10, delivered after, arms it since t+10, as a linked lead's would (judge._held, armed_for): her
     "Yes" of t+15, delivered once she is linked, was a return to the target in order, and qualifies her."""
-    work = world()
-    intercom = work.apis.intercom_
-    existing = intercom.add("ann@example.com", role="user", signed_up="Yes")
-    intercom.fail["tag"] = Killed()
-    with pytest.raises(Killed):
-        run(work, join())
+    work, intercom, existing = killed_tagging_her_existing_contact()
     t = work.clock.now + 1
     work.clock.now += 30
     no = {**existing, "custom_attributes": {"signed_up": "No"}}
