@@ -731,6 +731,16 @@ def test_a_value_held_back_is_recorded_held_to_the_armed_state_kept_by_an_arm_un
     assert (store.links.get(ANN).armed, store.links.get(ANN).held_at) == (False, None)
 
 
+def test_a_move_whose_link_was_armed_since_an_earlier_time_meanwhile_records_that_time_on_the_contact_it_leaves(store):
+    """A worker read the link armed since 300; another armed it since 200 meanwhile (an older change away): the move,
+    keeping her baseline, records what the link holds on the contact it leaves as it is, since 200 (read again), not
+    as read (a late notification of that contact from between 200 and 300 is then judged armed, as in order)."""
+    stale = store.links.arm(joined(store, baseline_of=SIGNED_UP), [], "rule", 300.0)
+    store.links.arm(stale, [], "rule", 200.0)
+    kept = store.links.move(stale, "c2", [Entry("contact", "merged")], role="user", when=400.0, left=True)
+    assert (kept.left_then("c1").armed_at, store.links.get(ANN).left_then("c1").armed_at) == (200.0, 200.0)
+
+
 def test_an_item_armed_before_the_bridge_recorded_since_when_reads_armed_since_always_and_is_written_as_read(store):
     """An item (or a record of a contact it left) armed by an earlier version has no armed_at: read as None (armed
     since always: judge.armed_for), and writes holding to those records as read still apply."""
