@@ -35,8 +35,9 @@ class Sighting:
     duplicate: Optional[str] = None       # the id of another contact with the lead's email
     replay: bool = False
     current: bool = False                 # the contact as it is now (read, or found by search), not an event
-    # The contact read from Intercom after the link was read (a check's read): newer than whatever armed the link
-    # (that was applied before), so Link.armed_at holds none of its values back (armed_for), whatever its updated_at.
+    # The contact read from Intercom after the link was read (a check's read, a notification's too large to queue):
+    # newer than whatever armed the link (that was applied before), so Link.armed_at holds none of its values back
+    # (armed_for), whatever its updated_at.
     read_after_link: bool = False
 
 

@@ -808,3 +808,21 @@ def test_a_held_back_target_value_is_not_released_by_a_change_away_newer_than_it
     run(work, event(dict(lead), notification="t15", created_at=t + 15))
     assert (link_of(work).armed_at, work.apis.rf_.calls) == (t + 15, [])
     assert link_of(work).qualification is QState.PENDING
+
+
+def test_a_notification_too_large_to_queue_reads_the_contact_as_it_is_and_an_arming_notifications_time_does_not_hold_it():
+    """Ann joined with "Yes". She sets "No" at T+10 (its notification made at T+12, Intercom's clock, arms the link)
+    and "Yes" at T+11 (its webhook lost). An older notification, too large to queue, comes last: the contact read
+    for it (after her link was) shows "Yes", updated at T+11, after the "No" in fact: she qualifies."""
+    work = world()
+    link, lead = joined(work, signed_up="Yes")
+    t = int(work.clock())
+    no = dict(lead, custom_attributes={"signed_up": "No"}, updated_at=t + 10)
+    set_value(work, lead, "No")
+    run(work, event(no, notification="n-no", created_at=t + 12))
+    assert (link_of(work).armed_at, work.apis.rf_.calls) == (t + 12, [])
+    set_value(work, lead, "Yes")
+    lead["updated_at"] = t + 11
+    run(work, thin(event(dict(lead, custom_attributes={"signed_up": "No"}, updated_at=t + 5), notification="n-old",
+                         created_at=t + 5)))
+    assert work.apis.rf_.qualified == ["7"]
