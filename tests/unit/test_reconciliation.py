@@ -706,3 +706,22 @@ def test_a_search_showing_the_contact_from_before_the_change_that_armed_the_link
     run(work, changes(work))
     assert work.apis.rf_.calls == [] and link_of(work).qualification is QState.PENDING
     assert work.apis.intercom_.calls[calls:] == ["search_contacts", "get"]
+
+
+def test_a_search_showing_a_value_missing_the_target_older_than_what_armed_the_link_reads_nothing_more():
+    """The extra read is for a value at the target held back only: one missing it, older than what armed the link,
+    arms it since then (as its notification would), without reading the contact."""
+    work = connected(world())
+    link, lead = joined(work, signed_up="Yes")
+    t = int(work.clock())
+    stale = dict(changed(work, lead, "No", at=t + 5), custom_attributes={"signed_up": "No"})
+    changed(work, lead, "No", at=t + 10)
+    run(work, event(lead, notification="n-no", created_at=t + 10))
+    assert link_of(work).armed_at == t + 10
+    work.clock.now += 60
+    searched = work.apis.intercom_.search_contacts
+    work.apis.intercom_.search_contacts = lambda *a, **k: (searched(*a, **k), ([stale], None))[1]
+    calls = len(work.apis.intercom_.calls)
+    run(work, changes(work))
+    assert work.apis.intercom_.calls[calls:] == ["search_contacts"]
+    assert (link_of(work).armed_at, work.apis.rf_.calls) == (t + 5, [])
