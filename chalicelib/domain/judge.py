@@ -183,6 +183,17 @@ def held_back(link: Link, rule: Qualification, when: Optional[float]) -> bool:
     return armed_under(link, rule) and not armed_for(link, rule, when)
 
 
+def holds_back(link: Link, rule: Qualification, type_of: Callable[[str], str], value: Any, when: Optional[float]
+               ) -> bool:
+    """A value `value` seen at `when` that judge holds back (Link.held_at): at the target, the lead's known baseline at
+    it too under require_change (unchanged), and older than what armed the link (held_back). A lead whose baseline
+    misses the target qualifies on it whatever the order: not held back. (`type_of` asked only when it may be.)"""
+    if not (held_back(link, rule, when) and rule.require_change and baseline_known(link, rule)):
+        return False
+    data_type = type_of(rule.attribute)
+    return rules.matches(rule, data_type, value) and rules.matches(rule, data_type, link.baseline)
+
+
 def _value_time(seen: Sighting) -> Optional[float]:
     """The time armed_for compares the value seen by: its event's, or none for a contact read after the link was
     (Sighting.read_after_link). armed_at is a notification's time, which Intercom sets after the change it tells: a
