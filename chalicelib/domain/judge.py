@@ -76,7 +76,7 @@ def letter_gone(link: Link, now: float, listed: bool = False) -> bool:
 
 
 #: The kinds of a qualification's dead letters (messages.CheckMessage's and ContactMessage's).
-QUALIFYING = ("intercom.contact", "intercom.check")
+QUALIFYING_LETTERS = ("intercom.contact", "intercom.check")
 
 
 def letter_discarded(entries: list[Recorded]) -> bool:
@@ -84,7 +84,7 @@ def letter_discarded(entries: list[Recorded]) -> bool:
     `discard` wrote in their history says? (For a refusal recorded before links kept the discard,
     Link.refusal_discarded: backfill.)"""
     letters = [e for e in sorted(entries, key=lambda e: e.at) if e.event == "dead_letter"
-               and str((e.details or {}).get("kind")) in QUALIFYING]
+               and str((e.details or {}).get("kind")) in QUALIFYING_LETTERS]
     return bool(letters) and letters[-1].outcome == "discarded"
 
 

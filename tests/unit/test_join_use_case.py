@@ -195,6 +195,23 @@ def test_a_batch_whose_every_email_search_shows_reads_the_bridges_records_once_b
     assert "create" not in work.apis.intercom_.calls
 
 
+def test_a_failed_read_of_the_bridges_records_fails_only_the_joins_whose_email_search_did_not_show():
+    """The records are read beside the search, for every email: the read failing (the table throttled), the leads
+    search showed join on their contacts, and those it missed wait for a try that reads them (never created
+    without the hint of a contact another campaign links)."""
+    work = world()
+    for n in range(10, 15):
+        work.apis.intercom_.add(f"lead{n}@example.com")
+
+    def failing(**kw):
+        raise Transient("the table throttled")
+    work.store.lookup.look_up = failing       # type: ignore[method-assign]
+    why = comes_back(work, *ten_leads())
+    assert why.startswith("5 of 10 records will be retried") and why.count("the table throttled") == 5
+    assert [link_of(work, str(n)).status for n in range(10, 20)] == [LinkStatus.LINKED] * 5 + [LinkStatus.FAILED] * 5
+    assert "create" not in work.apis.intercom_.calls
+
+
 @pytest.mark.parametrize("workspace, linked", [("ws", True), ("other", False)], ids=["same_workspace", "another"])
 def test_a_contact_linked_for_the_email_that_search_does_not_show_yet_is_used_in_its_own_workspace_only(
         workspace, linked):
