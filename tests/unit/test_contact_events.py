@@ -873,3 +873,24 @@ def test_a_release_whose_claim_failed_after_the_arm_was_written_qualifies_her_on
     assert work.apis.rf_.qualified == ["7"] and link_of(work).qualification is QState.QUALIFIED
     run(work, event(dict(lead), notification="t1b", created_at=t + 11))
     assert work.apis.rf_.qualified == ["7"] and len(work.apis.rf_.calls) == 2
+
+
+@pytest.mark.xfail(strict=True, reason="not fixed yet: a 'Yes' judged unchanged while the link is unarmed is not "
+                   "remembered (Link.held_at is only written while armed_at holds it back), so an older 'No' delivered "
+                   "after it arms the link and reads her value now ('No' again): the change to 'Yes' is lost")
+@pytest.mark.parametrize("last", ["t1", "t3"])
+def test_a_yes_delivered_before_any_no_older_than_it_qualifies_her_once_though_her_value_is_no_again(last):
+    """Baseline "Yes"; t1 "No", t2 "Yes", t3 "No" (her value now). In order t2 qualifies her (a return to the target
+    after t1). Delivered t2 first (the link not armed yet: noted unchanged), then t1 and t3 in either order: t1 arms
+    the link since before t2, and the contact read then shows "No". Found by the review's permutation test (all three
+    orders that deliver t2 before t1 miss; reconciliation cannot help: she is at "No")."""
+    work = world()
+    link, lead = joined(work, signed_up="Yes")
+    t = work.clock()
+    set_value(work, lead, "No")
+    t1 = event(dict(lead, custom_attributes={"signed_up": "No"}), notification="t1", created_at=t + 10)
+    t2 = event(dict(lead, custom_attributes={"signed_up": "Yes"}), notification="t2", created_at=t + 20)
+    t3 = event(dict(lead, custom_attributes={"signed_up": "No"}), notification="t3", created_at=t + 30)
+    for body in (t2, t1, t3) if last == "t3" else (t2, t3, t1):
+        run(work, body)
+    assert work.apis.rf_.calls == ["get_user 7", "qualify 7"] and link_of(work).qualification is QState.QUALIFIED
