@@ -84,9 +84,8 @@ def test_a_stage_name_refused_is_told_the_rule_it_breaks_and_the_readme_states_t
     else:
         with pytest.raises(StageError, match=broken):
             resolve(stage)
-    from .conftest import ROOT
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    [row] = [line for line in readme.splitlines() if line.startswith("| `STAGE` |")]
+    from tests.support.docs import docs_text
+    [row] = [line for line in docs_text().splitlines() if line.startswith("| `STAGE` |")]
     assert broken in row
 
 
