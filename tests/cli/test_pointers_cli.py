@@ -90,7 +90,7 @@ def test_an_unfinished_erasure_is_not_counted_as_cleanable_and_says_how_to_finis
         assert out == [
             "email ws1/a***@old.example -> campaign 42 RF user 7: erasure_unfinished (her link is gone: an "
             "interrupted `bridge forget`, or an address she had before that an earlier version kept: `bridge forget "
-            "<this pointer's address>` finishes it; README, Erasure, says how to read the address) — left",
+            "<this pointer's address>` finishes it; docs/operating.md, Erasure, says how to read the address) — left",
             "1 pointers read (1 references): none to clean; 1 erasure unfinished, left for `bridge forget`"]
     assert main(["pointers", "--json"], rt=rt) == 0
     done = json.loads(capsys.readouterr().out)
