@@ -79,7 +79,8 @@ def test_a_reference_a_worker_made_hers_again_meanwhile_is_left_and_the_command_
 def test_an_unfinished_erasure_is_not_counted_as_cleanable_and_says_how_to_finish_it(capsys):
     """Ann, forgotten by her address of now, still named by the pointer of the address she had before (an earlier
     version kept it when her email changed): --apply leaves it (forget finds an interrupted erasure by it), so the
-    count does not promise that --apply cleans it, and the line says what does (the address is masked: README)."""
+    count does not promise that --apply cleans it, and the line says what does (the address is masked:
+    docs/operating.md)."""
     store = MemoryStore(FakeClock())
     forgotten(store, joined(store))
     left_by_earlier_version(store, "email", WS, "ann@old.example", ANN)

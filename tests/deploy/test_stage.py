@@ -92,7 +92,7 @@ def test_a_stage_name_refused_is_told_the_rule_it_breaks_and_the_readme_states_t
 def test_bridge_with_a_stage_calls_the_vendors_within_the_budgets_the_stage_is_deployed_with(
         operator_env, monkeypatch, tmp_path):
     """An RF account another tool shares: RF_CALLS_PER_MINUTE lowered to 300 in the stage's section of
-    infra/chalice-config.json, where the README says a deployed setting is changed. The stage's workers call RF
+    infra/chalice-config.json, where docs/deploying.md says a deployed setting is changed. The stage's workers call RF
     within 300 a minute; `bridge --stage dev backfill` or `doctor` called it within the default 600, in budget
     counters of their own (a budget's slices follow its limit), so together they went over RF's limit, which
     blocks the IP for days. The CLI takes the stage's deployed settings; a variable set in the operator's shell

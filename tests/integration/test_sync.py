@@ -462,7 +462,7 @@ def test_in_a_terminal_status_shows_a_progress_bar_and_report_reads_as_text(brid
 
 
 def test_every_command_that_answers_takes_json_and_answers_json(bridge, intercom, rf, tmp_path, capsys):
-    """README: answers are text for people or JSON with --json. Commands whose answer is JSON anyway
+    """docs/operating.md: answers are text for people or JSON with --json. Commands whose answer is JSON anyway
     take --json too (a script passing it everywhere is not refused); `sync start` answers JSON with it."""
     seg, contacts = segment(intercom, 2)
     bridge.apply(sync_settings(seg))

@@ -1588,9 +1588,9 @@ def test_doctor_says_what_the_sync_block_writes_now_not_that_the_last_run_wrote_
 
 def test_doctor_warns_while_a_sync_page_is_retried_and_says_the_run_stalled_once_it_is_dead_lettered(monkeypatch):
     """Walkthrough F6.a: doctor said `ok [sync] sync run 5 (full, users) running: nothing yet` while the run's
-    page was retried, and still once it was dead-lettered (README: doctor says a sync "stalled on a page in the
-    dead-letter queue"). Now a warning naming the page and why while the queue retries it, and a problem (exit 1)
-    naming the failed page, its reason and `bridge dlq replay` once it waits in the dead-letter queue."""
+    page was retried, and still once it was dead-lettered (docs/operating.md: doctor says a sync "stalled on a page
+    in the dead-letter queue"). Now a warning naming the page and why while the queue retries it, and a problem
+    (exit 1) naming the failed page, its reason and `bridge dlq replay` once it waits in the dead-letter queue."""
     busy = throttled()
     work, _ = a_run_whose_second_page_fails(monkeypatch, busy, busy)
     with pytest.raises(RetryBatch):
