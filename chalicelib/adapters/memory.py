@@ -20,8 +20,8 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 from ..domain.budget import BudgetState
 from ..domain.history import Entry, Recorded, iso, kind_of
 from ..domain.oauth import Outcome
-from ..domain.link import (Claim, ContactState, FoundContact, JoinClaim, JoinResult, Link, LinkStatus, Overdue, PendingPage,
-                           PersonRef, ReferralCount)
+from ..domain.link import (Claim, ContactState, FoundContact, JoinClaim, JoinResult, LeftContact, Link, LinkStatus,
+                           Overdue, PendingPage, PersonRef, ReferralCount, left_with)
 from ..domain.people import digest
 from ..domain.pointers import CONTACT, EMAIL, Finding, Placed, Pointer, Stale
 from ..domain.qualification import ENDINGS, QState, claimable
@@ -390,8 +390,10 @@ class MemoryLinks(Leases):
                    if value is not KEEP}
         if changes:         # a value seen missing the target was the other contact's: not armed under the new baseline
             changes.update(armed=False, armed_by=None)
-        if old and left:
+        if old and left:        # (what it holds on the contact it leaves, as stored: a late notification's judge)
             changes["left_contacts"] = stored.link.left_contacts | {old}
+            changes["left_baselines"] = left_with(stored.link.left_baselines, LeftContact.of(
+                stored.link, when if when is not None else self.clock(), baseline_of))
         if when is not None and (stored.link.last_event_at is None or stored.link.last_event_at < when):
             changes["last_event_at"] = when
         return self._write(link.ref, entries, contact_id=contact_id, contact_state=None, contact_created=False,
@@ -441,6 +443,15 @@ class MemoryLinks(Leases):
         if stored.contact_id != link.contact_id:
             raise Busy(MOVED_SINCE_READ, retry_after=1.0)
         return self._write(link.ref, entries, armed=True, armed_by=by)
+
+    def arm_left(self, link: Link, contact_id: str, entries: Sequence[Entry], by: str) -> Link:
+        stored, held = self.get(link.ref), link.left_then(contact_id)
+        if stored is None or held is None:
+            return link                # erased meanwhile, or nothing recorded of that contact
+        if stored.left_baselines != link.left_baselines:
+            raise Busy("what the link held on the contacts it left changed meanwhile (another worker)")
+        return self._write(link.ref, entries, left_baselines=left_with(
+            stored.left_baselines, dataclasses.replace(held, armed=True, armed_by=by)))
 
     def take_baselines(self, taken: Sequence[tuple[Link, Any, str, Sequence[Entry]]]) -> list[bool]:
         return [self._take_baseline(*t) for t in taken]

@@ -2,7 +2,7 @@
 store keeps it. Stores take and return these values; nobody changes one in place. Pure: no I/O."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, Mapping, NamedTuple, Optional
 
@@ -63,6 +63,54 @@ COUNT_CLOCK_SLACK = 1.0
 # A link's `baseline_of` once it moved to another contact of the person's that existed when they joined and
 # changed since (domain/join.moved_baseline): its value then is not known (no attribute is named so).
 MOVED_UNKNOWN = "(unknown: moved to an older contact)"
+
+
+@dataclass(frozen=True)
+class LeftContact:
+    """What a link held while on a contact it left (LinkRepository.move's `left`: Intercom merged that contact into
+    another, or it was gone, and the link took the other's baseline), recorded by the move: a notification about that
+    contact from before the move, delivered after it, is judged against these, as it would have been in order
+    (contact_events._late), not against the baseline the link holds now (another contact's)."""
+
+    contact_id: str
+    baseline: Any = None
+    baseline_of: Optional[str] = None
+    armed: bool = False
+    armed_by: Optional[str] = None
+    # When the link left it, by Intercom's clock: the time of the event that moved it (a merge notification's, the
+    # move's `when`); a move that names none (a check's 410 or 404, the duplicate check's merge), the bridge's time of
+    # the move, when the contact was gone already. Only an event about it no later than this is judged.
+    moved_at: Optional[float] = None
+
+    def held(self, link: "Link") -> "Link":
+        """`link` as it stood on this contact: its baseline and armed state then (its qualification as it is now)."""
+        return replace(link, contact_id=self.contact_id, baseline=self.baseline, baseline_of=self.baseline_of,
+                       armed=self.armed, armed_by=self.armed_by)
+
+    def before_move(self, when: Optional[float]) -> bool:
+        """An event at `when` (Intercom's clock) happened while the link was on this contact: no later than the move.
+        An unknown time (either) is not."""
+        return when is not None and self.moved_at is not None and when <= self.moved_at
+
+    @classmethod
+    def of(cls, link: "Link", moved_at: Optional[float], attribute: Any = None) -> "LeftContact":
+        """What `link`, on the contact it leaves now, holds (LinkRepository.move records it). `attribute`: the rule's
+        attribute now (the move's `baseline_of`), which a baseline stored before links named theirs is of (it is
+        taken as the current rule's, and settings that change the rule name it on the link first: stamp_rule): named
+        here too, so that a rule changed after the move does not take it as its own."""
+        of = link.baseline_of
+        if of is None and link.baseline_unrecorded and isinstance(attribute, str) and attribute != MOVED_UNKNOWN:
+            of = attribute
+        return cls(str(link.contact_id), link.baseline, of, link.armed, link.armed_by, moved_at)
+
+    def as_stored(self) -> dict[str, Any]:
+        return {"baseline": self.baseline, "baseline_of": self.baseline_of, "armed": self.armed,
+                "armed_by": self.armed_by, "moved_at": self.moved_at}
+
+
+def left_with(held: tuple[LeftContact, ...], left: LeftContact) -> tuple[LeftContact, ...]:
+    """The records `held`, with `left` in place of any earlier one of its contact (the link left it again)."""
+    return tuple(sorted((*(h for h in held if h.contact_id != left.contact_id), left), key=lambda h: h.contact_id))
 
 
 @dataclass(frozen=True)
@@ -131,17 +179,29 @@ class Link:
     # merge of it into a contact made before they joined is one search did not show yet (join.moved_baseline).
     # False for links finished before the bridge recorded it.
     contact_created: bool = False
-    # The contacts the link moved off whose notifications are not hers to judge (LinkRepository.move's `left`: a merge
-    # followed to its survivor, a contact gone followed to another of hers, the link then taking that contact's
-    # baseline): one about them, delivered after the move, shows a contact from before the move, which the baseline
-    # now held is not of, though it shares her email. A move that keeps her baseline, or leaves a contact that stays
-    # in Intercom (the duplicate check's move to an older lead), records none: its notifications are judged as
-    # those of any contact with her email.
+    # The contacts the link moved off whose notifications are not judged against the baseline it holds (LinkRepository
+    # .move's `left`: a merge followed to its survivor, a contact gone followed to another of hers, the link then
+    # taking that contact's baseline): one about them, delivered after the move, shows a contact from before the
+    # move, which the baseline now held is not of, though it shares her email. It is judged against what the link
+    # held on that contact (`left_baselines`), or, of an event after the move or with nothing recorded, not at all.
+    # A move that keeps her baseline, or leaves a contact that stays in Intercom (the duplicate check's move to an
+    # older lead), records none: its notifications are judged as those of any contact with her email.
     left_contacts: frozenset[str] = frozenset()
+    # What the link held on each contact of `left_contacts` when it left it, and when (LeftContact): a notification
+    # about one, of an event from before the move, delivered after it, is judged against that, as it would have been
+    # had it come in order. Empty for a contact left before the bridge recorded it: its notifications not judged.
+    left_baselines: tuple["LeftContact", ...] = ()
 
     def left(self, contact_id: Optional[str]) -> bool:
         """`contact_id` is a contact the link moved off, and not the one it holds (again) now."""
         return bool(contact_id) and contact_id in self.left_contacts and contact_id != self.contact_id
+
+    def left_then(self, contact_id: Optional[str]) -> Optional["LeftContact"]:
+        """What the link held on `contact_id`, a contact it left (`left`), when it left it; None: not recorded (left
+        before the bridge recorded it), or not a contact it left."""
+        if not self.left(contact_id):
+            return None
+        return next((held for held in self.left_baselines if held.contact_id == contact_id), None)
 
     @property
     def ref(self) -> PersonRef:

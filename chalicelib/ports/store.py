@@ -183,9 +183,13 @@ class LinkRepository(Protocol):
         `when`: the time of the event that moved it (a merge notification's), which shows `contact_id` as it was
         then: the newest event applied from then on (Link.last_event_at, never moved back), so that a notification
         about it from before, delivered late, does not set its role or email back (set_contact). `left`: the contact
-        it leaves is recorded (Link.left_contacts), its notifications delivered later not judged for the link: the
-        caller's to say (gone from Intercom, merged or deleted, so that they are from before the move, and the
-        link's baseline now another contact's, which its values are not to be judged against).
+        it leaves is recorded (Link.left_contacts), with what the stored link holds on it then, its baseline and armed
+        state, and when it leaves it (Link.left_baselines: `when`, or none given, the store's clock now); that record
+        replaces an earlier one of that contact. The caller's to say (gone from Intercom, merged or deleted, so that
+        its notifications delivered later are of events from before the move, and the link's baseline now another
+        contact's): such a notification is judged against the baseline it had on that contact, not the one it holds
+        now (contact_events._late). What is recorded is the stored link's: one armed (or whose baseline a backfill
+        took) since `link` was read is read again.
         Only while the stored link is on the contact `link` names: on another (moved meanwhile), Busy; erased
         meanwhile (`bridge forget`), None, and nothing written (neither the link nor a pointer to it)."""
     def set_contact(self, link: Link, entries: Sequence[Entry], *, when: Optional[float] = None,
@@ -209,6 +213,12 @@ class LinkRepository(Protocol):
         """A value missing the target of the rule whose key (rules.key) is `by` was seen: the link is armed under it
         (erased meanwhile: `link`, and nothing written; on another contact than `link` names, moved meanwhile: Busy,
         nothing written, as set_contact)."""
+    def arm_left(self, link: Link, contact_id: str, entries: Sequence[Entry], by: str) -> Link:
+        """A value missing the target of the rule `by` was seen on `contact_id`, a contact the link left (in a late
+        notification of an event from before the move): what the link held on it (Link.left_then) is armed under
+        it, as the link would have been on it, and the entries written; the link's own armed state (the contact's it
+        holds now) is not. Only while those records are as `link` read them: changed meanwhile, Busy, nothing
+        written; erased meanwhile, `link`, nothing written; none recorded for `contact_id`, `link`, nothing written."""
     def take_baselines(self, taken: Sequence[tuple[Link, Any, str, Sequence[Entry]]]) -> list[bool]:
         """Leads whose baseline is not known under the campaign's rule (judge.takes_baseline), each (the link as
         read, its baseline now, the attribute it is a value of, entries): the link takes that baseline, is not

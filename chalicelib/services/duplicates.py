@@ -103,7 +103,8 @@ def _verify(message: VerifyMessage, deps: WorkDeps, batch: Verification) -> str:
                                                  f"check of campaign {link.campaign_id})", entry.details)
         try:
             # (a lead merged is gone: one of its notifications, delivered late, is not judged against the baseline
-            # taken from the target; one left in Intercom is a contact with her email as any other)
+            # taken from the target, but against the one the link had on it (contact_events._late); one left in
+            # Intercom is a contact with her email as any other)
             followed = deps.links.move(other, str(target["id"]), [said], role=target.get("role"),
                                        left=entry.outcome == "merged_into_existing" and bool(baseline), **baseline)
         except Busy:                 # another's: moved meanwhile (its merge's webhook), nothing to follow

@@ -484,6 +484,13 @@ HINTS = {
                          "rows of `{side}.fields` and apply the settings",
 }
 
+# An evaluation of a late notification about a contact the link left (Qualifier.evaluate_late), not changed.
+LATE_NOT_CHANGED = ("a late notification of contact {contact}, which the link left (Intercom merged it, or it is "
+                    "gone): judged against the baseline the link had on it, as it would have been had it come before "
+                    "the move, it had the target value already. That contact changes no more; the contact the link "
+                    "holds now qualifies the lead once it reaches the target against the baseline the link holds")
+
+
 def _with_fix(entry: dict, link: Optional[Link], refused: Optional[RefusalSample] = None,
               token_app: Callable[[str], Optional[str]] = lambda workspace: None) -> dict:
     """`refused`: the edge's sample a `webhook_refused` entry tells of (its message says which field); `token_app`:
@@ -507,6 +514,8 @@ def _with_fix(entry: dict, link: Optional[Link], refused: Optional[RefusalSample
     for key, text in (("fix", fix), ("hint", hint)):
         if text:
             entry[key] = text.format(side=side, campaign=entry.get("campaign_id") or "CAMPAIGN")
+    if hint and details.get("late_of_contact_id"):     # (a merged contact's: it changes no more)
+        entry["hint"] = LATE_NOT_CHANGED.format(contact=details["late_of_contact_id"])
     reason = str(entry.get("reason") or "")
     nameless = entry["event"] == "dead_letter" and no_campaign(details.get("kind"))
     if fix and (DISCONNECTED in reason or RF_404 in reason or OTHER_CAMPAIGN in reason or nameless

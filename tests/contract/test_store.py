@@ -13,8 +13,8 @@ import pytest
 
 from chalicelib.adapters.memory import MemoryStore
 from chalicelib.domain.history import Entry, iso
-from chalicelib.domain.link import (Claim, ContactState, FoundContact, JoinClaim, JoinResult, Link, LinkStatus,
-                                   PersonRef, MOVED_UNKNOWN, ReferralCount)
+from chalicelib.domain.link import (Claim, ContactState, FoundContact, JoinClaim, JoinResult, LeftContact, Link,
+                                   LinkStatus, PersonRef, MOVED_UNKNOWN, ReferralCount)
 from chalicelib.domain.judge import letter_gone
 from chalicelib.domain.qualification import QState
 from chalicelib.ports import AttributeList, Busy
@@ -358,6 +358,72 @@ def test_a_link_keeps_the_contacts_it_moved_off_and_holds_one_again_when_it_move
     # (a move that does not say so, one that keeps her baseline or leaves a contact still in Intercom, records none)
     kept = store.links.move(back, "c3", [Entry("contact", "moved_to_existing")], when=250.0)
     assert (kept.left_contacts, kept.last_event_at) == (frozenset({"c1", "c2"}), 250.0) and store.links.get(ANN) == kept
+
+
+def test_a_move_records_what_the_link_held_on_the_contact_it_left_and_an_item_with_the_contact_alone_reads(store,
+                                                                                                          clock):
+    """A late notification about a contact the link left, of an event from before the move, is judged against what
+    the link held on it (contact_events._late): each store records the stored link's baseline and armed state as the
+    move leaves the contact, and when (the move's event time; none given, the store's clock then). A link armed since
+    the caller read it is recorded armed. An item moved before the bridge recorded these (the contact alone) reads
+    with none, and a later move records its own."""
+    attr = "custom_attributes.signed_up"
+    read = store.links.set_contact(joined(store, baseline_of=attr), [], when=100.0, role="lead")
+    store.links.arm(read, [Entry("evaluation", "not_met")], "rule-1")                 # since `read` was read
+    moved = store.links.move(read, "c2", [Entry("contact", "merged")], role="user", baseline="Yes", baseline_of=attr,
+                             when=200.0, left=True)
+    on_c1 = LeftContact("c1", "No", attr, True, "rule-1", 200.0)
+    assert (moved.left_baselines, moved.left_then("c1"), moved.baseline, moved.armed) == ((on_c1,), on_c1, "Yes", False)
+    assert store.links.get(ANN) == moved
+    clock.now += 50
+    gone = store.links.move(moved, "c3", [Entry("contact", "moved")], role="user", baseline="No", baseline_of=attr,
+                            left=True)
+    assert gone.left_then("c2") == LeftContact("c2", "Yes", attr, False, None, clock.now)
+    assert gone.left_then("c1") == on_c1
+    assert store.links.get(ANN) == gone
+    if type(store.links).__name__ == "DynamoLinks":
+        from chalicelib.adapters.dynamo.keys import link_key
+        from chalicelib.adapters.dynamo.models import LinkItem
+        LinkItem(*link_key(ANN)).update(actions=[LinkItem.left_baselines.remove()])
+    else:
+        store.tables.links[ANN].link = dataclasses.replace(store.tables.links[ANN].link, left_baselines=())
+    old = store.links.get(ANN)
+    assert (old.left_contacts, old.left_baselines, old.left_then("c1")) == (frozenset({"c1", "c2"}), (), None)
+    again = store.links.move(old, "c4", [Entry("contact", "merged")], role="user", when=300.0, left=True)
+    assert again.left_baselines == (LeftContact("c3", "No", attr, False, None, 300.0),) == \
+        store.links.get(ANN).left_baselines
+    assert again.left("c1") and again.left_then("c1") is None
+    # A baseline stored before links named its attribute (taken as the rule's now) is recorded as of the attribute the
+    # move names (the rule's now): a rule changed later does not take it as its own
+    bob = PersonRef("42", "8")
+    unrecorded = joined(store, bob, contact="c7", email="bob@example.com")
+    assert unrecorded.baseline_unrecorded
+    left = store.links.move(unrecorded, "c8", [Entry("contact", "merged")], role="user", baseline="Yes",
+                            baseline_of=attr, when=400.0, left=True)
+    assert left.left_then("c7") == LeftContact("c7", "No", attr, False, None, 400.0) == \
+        store.links.get(bob).left_then("c7")
+
+
+def test_arming_what_the_link_held_on_a_contact_it_left_arms_that_alone_while_it_is_as_read(store):
+    """A late notification's value missing the target, seen on a contact the link left (contact_events._late), arms
+    what the link held on that contact, with its entries, not the link (on its survivor now). Held to those records
+    as read: changed meanwhile, Busy and nothing written; erased meanwhile, or nothing recorded of that contact, the
+    link as given and nothing written."""
+    attr = "custom_attributes.signed_up"
+    link = store.links.set_contact(joined(store, baseline_of=attr), [], when=100.0, role="lead")
+    moved = store.links.move(link, "c2", [Entry("contact", "merged")], role="user", baseline="Yes", baseline_of=attr,
+                             when=200.0, left=True)
+    armed = store.links.arm_left(moved, "c1", [Entry("evaluation", "not_met")], "rule-1")
+    assert armed.left_then("c1") == LeftContact("c1", "No", attr, True, "rule-1", 200.0) and not armed.armed
+    assert store.links.get(ANN) == armed and outcomes(store)[-1] == "not_met"
+    assert store.links.arm_left(armed, "c9", [Entry("evaluation", "not_met")], "rule-1") is armed   # none recorded
+    assert store.links.get(ANN) == armed and len(outcomes(store)) == 3
+    with pytest.raises(Busy):                                       # as `moved` read them: armed since
+        store.links.arm_left(moved, "c1", [Entry("evaluation", "not_met")], "rule-2")
+    assert store.links.get(ANN) == armed and len(outcomes(store)) == 3
+    store.links.erase(armed)
+    assert store.links.arm_left(armed, "c1", [Entry("evaluation", "not_met")], "rule-2") is armed
+    assert store.links.get(ANN) is None and store.history.entries(ANN) == []
 
 
 def test_a_move_without_a_role_returns_the_role_the_link_holds_not_the_one_read(store):

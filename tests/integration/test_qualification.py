@@ -227,6 +227,41 @@ def test_a_lead_merged_into_a_user_made_before_they_joined_is_not_qualified_on_i
     rebaselined(bridge, capsys, lead, "user", "role", HELD)      # a user now: backfill names her apart
 
 
+def test_a_merged_leads_change_to_the_target_delivered_after_the_merge_qualifies_once(bridge, intercom, rf, clock):
+    """`match: email`. Ann joined on her existing lead A ("No"); user B, with her email, made before she joined and
+    not shown by search then, survives A's merge (the merge changes B: the link's baseline there is not known, and
+    is not A's). A reached "Yes" before the merge; that webhook comes after the merge's (webhooks reorder): judged
+    against the baseline Ann had on A, as it would have been in order, it qualifies her once (RF asked first, one
+    PUT), whatever repeats of it or other late notifications of A come after, on DynamoDB and the simulators."""
+    from .conftest import join_body, new_lead
+    bridge.apply(qualifying_settings(match="email"))
+    lead_a = intercom.add_contact("ann@example.com", role="lead", custom_attributes={"signed_up": "No"})
+    user_b = intercom.add_contact("ann@example.com", role="user", custom_attributes={"signed_up": "No"},
+                                  created_at=clock() - 86_400, searchable=False)
+    ann = new_lead(rf)
+    bridge.post_join(join_body(ann))
+    bridge.drain()
+    assert bridge.history(42, ann["id"])["link"]["contact_id"] == lead_a["id"]
+    clock.now += 60
+    intercom.update_contact(lead_a["id"], signed_up="Yes")
+    late = intercom.webhook_payload("contact.lead.updated", lead_a["id"])       # held back: delivered last
+    clock.now += 5
+    merged(bridge, intercom, lead_a, user_b, webhook=True)
+    assert bridge.history(42, ann["id"])["link"]["contact_id"] == user_b["id"] and qualified_ids(rf) == []
+    gets = len([r for r in rf.requests if r["method"] == "GET"])
+    bridge.post_intercom(late)
+    bridge.drain()
+    assert qualified_ids(rf) == [ann["id"]] and len(rf.qualification_calls) == 1
+    assert len([r for r in rf.requests if r["method"] == "GET"]) == gets + 1             # asked first
+    person = bridge.history(42, ann["id"])
+    [met] = [h for h in person["history"] if h["event"] == "evaluation" and h["outcome"] == "met"]
+    assert met["details"]["late_of_contact_id"] == lead_a["id"] and person["link"]["qualification"] == "qualified"
+    bridge.post_intercom(late)
+    bridge.post_intercom({**late, "id": "notif_again"})
+    bridge.drain()
+    assert qualified_ids(rf) == [ann["id"]] and len(rf.qualification_calls) == 1
+
+
 @pytest.mark.parametrize("rule", [{"attribute": "role", "value": "user"},
                                   {"attribute": "created_at", "operator": "gte", "value": "2026-01-01"},
                                   {"attribute": "last_contacted_at", "operator": "is_set"}])

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from chalicelib.domain.history import Entry
-from chalicelib.domain.link import ContactState, JoinResult, LinkStatus, PersonRef
+from chalicelib.domain.link import ContactState, JoinResult, LeftContact, LinkStatus, PersonRef
 from chalicelib.domain.qualification import QState
 from chalicelib.messages import ContactMessage
 from tests.unit.scenario import WS, event, history, joined, link_of, made, reasons, run, set_value, settings, world
@@ -388,35 +388,144 @@ def merged_into_a_user(work, signed_up: str = "Yes", user_value: str = "No"):
     return lead, user, merged_at
 
 
-def test_a_late_notification_of_a_merged_contact_does_not_judge_the_link_now_on_the_survivor():
+def test_a_late_notification_of_a_merged_contact_is_judged_against_the_baseline_the_link_had_on_it():
     """`match: email`. Ann joined on lead A with signed_up "Yes" (require_change: a change to "Yes" qualifies); A was
     merged into user B ("No", her baseline there). A notification about A from before the merge (another attribute
     changed; "Yes" still), delivered after it, found her by her email: A's value, judged against B's baseline as a
-    duplicate's, qualified her although nothing of hers changed. A contact the link no longer holds is not judged
-    for it; its history says why (once, its repeats counted); a notification about B still is."""
+    duplicate's, qualified her although nothing of hers changed. It is judged as it would have been in order, against
+    the baseline she had on A ("Yes": unchanged), not B's; a notification about B still is judged against B's."""
     work = world(settings(rule=EMAIL_RULE))
     lead, user, merged_at = merged_into_a_user(work)
-    before = len(history(work))
+    before, was = len(history(work)), link_of(work)
     for n in range(2):
         assert run(work, event(lead, notification=f"n-late{n}", created_at=merged_at - 30)) == \
             {"done": 1, "retry": 0, "dead": 0}
+    assert work.apis.rf_.calls == [] and link_of(work).qualification is QState.PENDING
+    assert history(work)[before:] == [("evaluation", "not_met")] * 2
+    judged = work.store.history.entries(link_of(work).ref)[-1]
+    assert judged.details["late_of_contact_id"] == lead["id"] and judged.details["require_change"]
+    assert dataclasses.replace(link_of(work), updated_at=None) == dataclasses.replace(was, updated_at=None)
+    run(work, event(set_value(work, user, "Yes"), "contact.user.updated", "n-user"))
+    assert work.apis.rf_.qualified == ["7"] and link_of(work).qualification is QState.QUALIFIED
+
+
+def test_a_merged_contacts_change_to_the_target_before_the_merge_delivered_after_it_qualifies_once():
+    """`match: email`. Ann joined on lead A ("No", her baseline); user B, with her email, "Yes" since before she
+    joined, survives A's merge: the link takes B's "Yes" as her baseline. A reached "Yes" before the merge, and that
+    notification is delivered after the merge's (webhooks reorder): in order it would have qualified her, on A. It is
+    judged against the baseline she had on A, and qualifies her through the usual claim (RF asked first, one PUT); the
+    same notification again, or another of A from before the merge, does not qualify her twice."""
+    work = world(settings(rule=EMAIL_RULE))
+    lead, user, merged_at = merged_into_a_user(work, signed_up="No", user_value="Yes")
+    assert link_of(work).left_then(lead["id"]) == LeftContact(       # (her baseline, stored before links named its
+        lead["id"], "No", "custom_attributes.signed_up", False, None, merged_at)   # attribute: the rule's then)
+    before = len(history(work))
+    late = event(set_value(work, lead, "Yes"), notification="n-late", created_at=merged_at - 30)
+    assert run(work, late) == {"done": 1, "retry": 0, "dead": 0}
+    assert work.apis.rf_.calls == ["get_user 7", "qualify 7"] and work.apis.rf_.qualified == ["7"]
+    assert link_of(work).qualification is QState.QUALIFIED
+    assert history(work)[before:] == [("evaluation", "met"), ("qualification", "qualified")]
+    met = [e for e in work.store.history.entries(link_of(work).ref) if e.outcome == "met"][0]
+    assert (met.details["late_of_contact_id"], met.details["baseline_then"]) == (lead["id"], "No")
+    assert f"a late notification of contact {lead['id']}, which the link left for {user['id']}" in met.reason
+    assert "judged against the baseline the link had then ('No')" in met.reason
+    run(work, late)
+    run(work, event(lead, notification="n-late-again", created_at=merged_at - 10))
+    assert work.apis.rf_.calls == ["get_user 7", "qualify 7"] and work.apis.rf_.qualified == ["7"]
+
+
+def test_without_match_email_a_merged_contacts_late_change_to_the_target_qualifies_as_her_own():
+    """`match: contact`: A was the contact she was linked to when it reached "Yes" (before the merge): its late
+    notification is hers, not a duplicate's (not `duplicate_contact`), judged against the baseline she had on it."""
+    work = world()
+    lead, user, merged_at = merged_into_a_user(work, signed_up="No", user_value="Yes")
+    run(work, event(set_value(work, lead, "Yes"), notification="n-late", created_at=merged_at - 30))
+    assert work.apis.rf_.qualified == ["7"] and link_of(work).qualification is QState.QUALIFIED
+    assert not any(e.startswith(("duplicate_contact#", "left_contact#")) for e, _ in history(work))
+
+
+def test_a_merged_contacts_event_after_the_merge_is_not_judged():
+    """An event about A later than the merge that moved the link off it (Intercom's time of each): not one the link
+    would have judged on A, nor hers to judge against B's baseline. Not judged; its history says why (once, its
+    repeats counted)."""
+    work = world(settings(rule=EMAIL_RULE))
+    lead, user, merged_at = merged_into_a_user(work, signed_up="No", user_value="Yes")
+    before = len(history(work))
+    for n in range(2):
+        assert run(work, event(set_value(work, lead, "Yes"), notification=f"n-after{n}", created_at=merged_at + 30)) \
+            == {"done": 1, "retry": 0, "dead": 0}
     assert work.apis.rf_.calls == [] and link_of(work).qualification is QState.PENDING
     assert history(work)[before:] == [(f"left_contact#{lead['id']}", "not_judged")]
     [noted] = [e for e in work.store.history.entries(link_of(work).ref) if e.outcome == "not_judged"]
     assert noted.count == 2 and noted.reason == (
         f"a notification about contact {lead['id']} (contact.lead.updated) was not judged: the link left that contact "
         f"for {user['id']} (Intercom merged it there, or the bridge followed the person to another of her contacts) "
-        "and its baseline is no longer that contact's: its values, from before, are not hers to judge")
-    run(work, event(set_value(work, user, "Yes"), "contact.user.updated", "n-user"))
+        "and its baseline is no longer that contact's; the event is not from before the move (by Intercom's time of "
+        "each), so it is not one the link would have judged on that contact")
+
+
+def test_a_merged_contacts_late_event_missing_the_target_changes_nothing():
+    """A's late notification from before the merge, "No" (another attribute changed): judged against her baseline on
+    A, not met; no call, and the link keeps what it holds on B (its baseline, its armed state: a "No" seen on A is
+    not B's)."""
+    for joined_on, user_value in (("No", "Yes"), ("Yes", "Yes")):
+        work = world(settings(rule=EMAIL_RULE))
+        lead, user, merged_at = merged_into_a_user(work, signed_up=joined_on, user_value=user_value)
+        before, was = len(history(work)), link_of(work)
+        run(work, event(set_value(work, lead, "No"), notification="n-late", created_at=merged_at - 30))
+        assert work.apis.rf_.calls == [] and history(work)[before:] == [("evaluation", "not_met")]
+        assert (link_of(work).baseline, link_of(work).armed, link_of(work).qualification) == (
+            user_value, False, QState.PENDING) and link_of(work).left_baselines == was.left_baselines
+
+
+def test_a_merged_contacts_late_change_away_and_back_to_the_target_qualifies_as_in_order():
+    """Ann joined on lead A with "Yes" (require_change); A went "No", then "Yes" again, then was merged into user B
+    ("Yes" since before she joined: her baseline there). All three notifications about A come after the merge's, in
+    their order: the "No" arms what the link held on A (not the link, on B), so that A's return to "Yes" is a change,
+    as in order, and qualifies her once."""
+    work = world(settings(rule=EMAIL_RULE))
+    lead, user, merged_at = merged_into_a_user(work, signed_up="Yes", user_value="Yes")
+    run(work, event(set_value(work, lead, "No"), notification="n-no", created_at=merged_at - 8))
+    assert link_of(work).left_then(lead["id"]).armed and not link_of(work).armed and work.apis.rf_.calls == []
+    assert work.apis.intercom_.calls.count("get") == 0            # (A is gone from Intercom: not read)
+    yes = event(set_value(work, lead, "Yes"), notification="n-yes", created_at=merged_at - 4)
+    run(work, yes)
+    run(work, yes)
+    assert work.apis.rf_.calls == ["get_user 7", "qualify 7"] and link_of(work).qualification is QState.QUALIFIED
+    assert history(work)[-3:] == [("evaluation", "not_met"), ("evaluation", "met"), ("qualification", "qualified")]
+
+
+def test_a_link_whose_move_was_recorded_before_the_bridge_kept_the_baseline_it_left_does_not_judge_it():
+    """A link moved before the bridge recorded what it held on the contact it left (the contact alone, as
+    aa7016c wrote it): a late notification of that contact is not judged, as then."""
+    work = world(settings(rule=EMAIL_RULE))
+    lead, user, merged_at = merged_into_a_user(work, signed_up="No", user_value="Yes")
+    held = work.store.tables.links[link_of(work).ref]
+    held.link = dataclasses.replace(held.link, left_baselines=())
+    assert link_of(work).left(lead["id"]) and link_of(work).left_then(lead["id"]) is None
+    run(work, event(set_value(work, lead, "Yes"), notification="n-late", created_at=merged_at - 30))
+    assert work.apis.rf_.calls == [] and history(work)[-1] == (f"left_contact#{lead['id']}", "not_judged")
+    assert "the bridge did not record the baseline the link had on it" in reasons(work)[-1]
+
+
+def test_a_merge_followed_by_a_check_dates_the_move_by_the_bridge_and_judges_the_merged_contacts_late_change():
+    """The merge's webhook lost: a check finds A merged (410) and moves the link to B ("Yes" since before she joined:
+    her baseline there); it names no event time, so the move is dated by the bridge's clock then, when A was gone
+    already. A's "Yes" from before, delivered after, is judged against her baseline on A ("No"): qualified."""
+    from tests.unit.scenario import check
+    work = world(settings(rule=EMAIL_RULE))
+    link, lead = joined(work, signed_up="No")
+    user = work.apis.intercom_.add("ann@example.com", role="user", signed_up="Yes")
+    user.update(created_at=1, updated_at=1)
+    reached = work.clock()
+    set_value(work, lead, "Yes")
+    work.clock.now += 10
+    work.apis.intercom_.merge(lead["id"], user["id"])
+    run(work, check())
+    assert (link_of(work).contact_id, link_of(work).baseline) == (user["id"], "Yes")
+    assert link_of(work).left_then(lead["id"]).moved_at == work.clock() and work.apis.rf_.calls == []
+    run(work, event(lead, notification="n-late", created_at=reached))
     assert work.apis.rf_.qualified == ["7"] and link_of(work).qualification is QState.QUALIFIED
-
-
-def test_without_match_email_a_late_notification_of_a_merged_contact_is_not_called_a_duplicate():
-    work = world()
-    lead, user, merged_at = merged_into_a_user(work)
-    run(work, event(lead, notification="n-late", created_at=merged_at - 30))
-    assert work.apis.rf_.calls == [] and not any(e.startswith("duplicate_contact#") for e, _ in history(work))
-    assert history(work)[-1] == (f"left_contact#{lead['id']}", "not_judged")
 
 
 def test_a_late_notification_of_the_survivor_from_before_the_merge_does_not_set_its_role_or_email_back():
@@ -461,9 +570,36 @@ def test_explain_names_the_contact_a_late_notification_was_about():
     from chalicelib.services.explain import as_text, explain
     work = world(settings(rule=EMAIL_RULE))
     lead, user, merged_at = merged_into_a_user(work)
-    run(work, event(lead, notification="n-late", created_at=merged_at - 30))
+    run(work, event(lead, notification="n-late", created_at=merged_at + 30))
     found = explain(work, "ann@example.com")
     [entry] = [e for e in found.view()["trail"] if e["event"] == "left_contact"]
     assert (entry["outcome"], entry["details"]) == ("not_judged", {"contact_id": lead["id"]})
     [line] = [x for x in as_text(found).splitlines() if "left_contact: not_judged" in x]
     assert line.endswith(f"contact_id={lead['id']}")
+
+
+def test_explain_says_a_late_notification_was_judged_against_the_baseline_the_link_had_on_the_merged_contact():
+    from chalicelib.services.explain import as_text, explain
+    work = world(settings(rule=EMAIL_RULE))
+    lead, user, merged_at = merged_into_a_user(work, signed_up="No", user_value="Yes")
+    run(work, event(set_value(work, lead, "Yes"), notification="n-late", created_at=merged_at - 30))
+    found = explain(work, "ann@example.com")
+    [entry] = [e for e in found.view()["trail"] if (e["event"], e["outcome"]) == ("evaluation", "met")]
+    assert entry["details"]["late_of_contact_id"] == lead["id"]
+    text = as_text(found)
+    assert f"a late notification of contact {lead['id']}, which the link left for {user['id']}" in text
+    assert "judged against the baseline the link had then ('No'), as it would have been had it come before the move" \
+        in text
+
+
+def test_explain_hints_that_a_merged_contacts_late_value_at_its_baseline_changes_no_more():
+    """Judged against the baseline she had on A ("Yes" then too): explain's hint is not "change it away and back"
+    (A is gone), but what decides from here."""
+    from chalicelib.services.explain import explain
+    work = world(settings(rule=EMAIL_RULE))
+    lead, user, merged_at = merged_into_a_user(work, signed_up="Yes", user_value="No")
+    run(work, event(lead, notification="n-late", created_at=merged_at - 3))
+    [entry] = [e for e in explain(work, "ann@example.com").view()["trail"]
+               if e["event"] == "evaluation" and (e.get("details") or {}).get("late_of_contact_id")]
+    assert entry["hint"].startswith(f"a late notification of contact {lead['id']}, which the link left (Intercom "
+                                    "merged it, or it is gone): judged against the baseline the link had on it")

@@ -18,8 +18,8 @@ from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 
 from ...domain.history import Entry, iso
-from ...domain.link import (COUNT_CLOCK_SLACK, LEAD, Claim, ContactState, FoundContact, JoinClaim, JoinResult, Link, LinkStatus,
-                           Overdue, PendingPage, PersonRef, ReferralCount)
+from ...domain.link import (COUNT_CLOCK_SLACK, LEAD, Claim, ContactState, FoundContact, JoinClaim, JoinResult,
+                           LeftContact, Link, LinkStatus, Overdue, PendingPage, PersonRef, ReferralCount, left_with)
 from ...domain.pointers import CONTACT, EMAIL, Finding, Placed, Pointer, Stale
 from ...domain.qualification import ENDINGS, QState, claimable
 from ...ports.store import (CHANGED_SINCE_READ, COUNT_ASK_GRACE, DEFAULT_LEASE_SECONDS, KEEP, MOVED_SINCE_READ,
@@ -27,7 +27,8 @@ from ...ports.store import (CHANGED_SINCE_READ, COUNT_ASK_GRACE, DEFAULT_LEASE_S
 from .history import Check, Delete, DynamoHistory, Put, Update
 from .keys import (COUNT_WRITES, OVERDUE, PENDING, POINTER_PREFIXES, campaign_links, campaign_referrals, contact_key,
                    email_key, ledger_key, link_key, pointer_of, referrals_key, referrer_of)
-from .models import LedgerItem, LinkItem, PointerItem, ReferralItem, applied, batch_get, conditional, conflicted, get
+from .models import (LedgerItem, LinkItem, PointerItem, ReferralItem, applied, batch_get, conditional, conflicted, get,
+                     left_stored)
 
 
 def _assign(attr: Any, value: Any) -> Any:
@@ -579,6 +580,7 @@ class DynamoLinks(Leases):
         actions.append(LinkItem.contact_created.remove())      # (the contact it moves to is not one the join made)
         if old and left:
             actions.append(LinkItem.left_contacts.add({old}))
+        moved_at = when if when is not None else self.clock()
         if when is not None and (link.last_event_at is None or link.last_event_at < when):
             # (not held to the stored one: events of the contact it leaves, the only ones applied to it meanwhile, are
             # older than the merge that moves it; a later move reads the link first, which a Busy retry does too)
@@ -593,11 +595,22 @@ class DynamoLinks(Leases):
         # (the workspace whose pointer names the old contact, as read: the link's, or an earlier try's when the
         # campaign moved since; a first write holding to the link's is refused, and reads it)
         held_in: Optional[str] = None
+        # What the link holds on the contact it leaves (`left`), recorded as read, and held to: one armed, or whose
+        # baseline a backfill took, meanwhile is read again (a late notification of that contact is judged by it)
+        then, kept = link, link.left_baselines
         for tried in range(1, CONFLICT_TRIES + 1):
             condition = (LinkItem.contact_id == old) & _pointed_in(held_in, link.workspace)
             if not role:
                 condition = condition & _same(LinkItem.contact_role, known)
-            updates: list[Update | Delete] = [Update(LinkItem(*link_key(link.ref)), actions, condition)]
+            recorded: list[Action] = []
+            if old and left:
+                kept = left_with(then.left_baselines, LeftContact.of(then, moved_at, baseline_of))
+                recorded.append(LinkItem.left_baselines.set(left_stored(kept)))
+                condition = condition & _same(LinkItem.left_baselines, left_stored(then.left_baselines)) \
+                    & _same(LinkItem.baseline_of, then.baseline_of) & _same(LinkItem.armed_by, then.armed_by) \
+                    & ((LinkItem.armed == True) if then.armed  # noqa: E712
+                       else LinkItem.armed.does_not_exist() | (LinkItem.armed == False))  # noqa: E712
+            updates: list[Update | Delete] = [Update(LinkItem(*link_key(link.ref)), actions + recorded, condition)]
             if old:         # (the merged contact's pointer goes when it named her alone, as an email's does)
                 updates += _leave(contact_key(held_in or link.workspace, old), link.ref)
             updates.append(_add_ref(contact_key(link.workspace, contact_id), link.ref))
@@ -611,10 +624,11 @@ class DynamoLinks(Leases):
                     return None     # erased meanwhile (`bridge forget`): its condition wrote nothing back
                 if tried == CONFLICT_TRIES or stored.contact_id != old:
                     raise
-                known, held_in = stored.contact_role, stored.contact_workspace
+                known, held_in, then = stored.contact_role, stored.contact_workspace, stored.to_link()
         return dataclasses.replace(link, contact_id=contact_id, contact_state=None, contact_created=False,
                                    contact_role=role or known, updated_at=now, **changes,
-                                   left_contacts=link.left_contacts | ({old} if old and left else set()))
+                                   left_contacts=link.left_contacts | ({old} if old and left else set()),
+                                   left_baselines=kept)
 
     def set_contact(self, link: Link, entries: Sequence[Entry], *, when: Optional[float] = None,
                     role: Optional[str] = KEEP, state: Optional[ContactState] = KEEP,
@@ -653,6 +667,23 @@ class DynamoLinks(Leases):
         # (armed on the contact `link` names: a link moved meanwhile is Busy; None: erased meanwhile)
         return self._set(link, entries, None, {"armed": True, "armed_by": by},
                          _same(LinkItem.contact_id, link.contact_id)) or link
+
+    def arm_left(self, link: Link, contact_id: str, entries: Sequence[Entry], by: str) -> Link:
+        held = link.left_then(contact_id)
+        if held is None:
+            return link
+        kept = left_with(link.left_baselines, dataclasses.replace(held, armed=True, armed_by=by))
+        now = iso(self.clock())
+        try:
+            with _or_busy("what the link held on the contacts it left changed meanwhile (another worker)"):
+                self.history.transact(link.ref, entries, Update(LinkItem(*link_key(link.ref)), [
+                    LinkItem.left_baselines.set(left_stored(kept)), LinkItem.updated_at.set(now)],
+                    LinkItem.pk.exists() & _same(LinkItem.left_baselines, left_stored(link.left_baselines))))
+        except Busy:
+            if get(LinkItem, link_key(link.ref), consistent=True) is None:
+                return link             # erased meanwhile: nothing about the person is written back
+            raise
+        return dataclasses.replace(link, left_baselines=kept, updated_at=now)
 
     def take_baselines(self, taken: Sequence[tuple[Link, Any, str, Sequence[Entry]]]) -> list[bool]:
         """One transaction per lead (the link and its history): a backfill's page of leads, read one contact each."""

@@ -14,7 +14,7 @@ from pynamodb.attributes import (BooleanAttribute, JSONAttribute, ListAttribute,
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
-from ...domain.link import ContactState, Link, LinkStatus, ReferralCount
+from ...domain.link import ContactState, LeftContact, Link, LinkStatus, ReferralCount
 from ...domain.qualification import QState
 from ...errors import Deferred, Throttled
 from .keys import Key
@@ -144,6 +144,9 @@ class LinkItem(_Item):
     contact_found = BooleanAttribute(null=True)    # a join part-way found `contact_id` existing (Link)
     contact_created = BooleanAttribute(null=True)  # the join created `contact_id` (Link)
     left_contacts = UnicodeSetAttribute(null=True)  # the contacts the link moved off (Link)
+    # What it held on each, when it left it (Link.left_baselines): {contact_id: LeftContact.as_stored()}, written with
+    # `left_contacts` (an item with the set alone was written before the bridge recorded these)
+    left_baselines = JSONAttribute(null=True)
     pending_pk = UnicodeAttribute(null=True)
     pending_sk = UnicodeAttribute(null=True)
     pending = PendingIndex()
@@ -164,7 +167,17 @@ class LinkItem(_Item):
                     refused_at=self.refused_at, refusal_discarded=bool(self.refusal_discarded), rf_deleted_at=self.rf_deleted_at,
                     counted_for=self.counted_for,
                     counted_at=self.counted_at, contact_found=bool(self.contact_found),
-                    contact_created=bool(self.contact_created), left_contacts=frozenset(self.left_contacts or ()))
+                    contact_created=bool(self.contact_created), left_contacts=frozenset(self.left_contacts or ()),
+                    left_baselines=left_read(self.left_baselines))
+
+
+def left_stored(held: tuple[LeftContact, ...]) -> Optional[dict[str, Any]]:
+    """Link.left_baselines as LinkItem.left_baselines stores them (in a set order: a write holds to it as read)."""
+    return {h.contact_id: h.as_stored() for h in sorted(held, key=lambda h: h.contact_id)} or None
+
+
+def left_read(stored: Optional[dict[str, Any]]) -> tuple[LeftContact, ...]:
+    return tuple(LeftContact(contact_id, **held) for contact_id, held in sorted((stored or {}).items()))
 
 
 class ReferralItem(_Item):

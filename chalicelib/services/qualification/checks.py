@@ -150,5 +150,6 @@ def follow(link: Link, settings: CampaignSettings, deps: WorkDeps) -> tuple[Opti
             f"{found['id']}, takes its place")
     contact = intercom.get_contact(survivor)
     taken = moved_baseline(settings, link, contact)
-    # (the contact it leaves is gone: its notifications, delivered late, are not judged against another's baseline)
+    # (the contact it leaves is gone: its notifications, delivered late, are not judged against another's baseline,
+    # but against the one the link had on it, recorded by the move with the time of the move: contact_events._late)
     return deps.links.move(link, survivor, [entry], role=contact.get("role"), left=bool(taken), **taken), contact

@@ -10,7 +10,7 @@ from typing import Any, Optional
 from ...domain import rules
 from ...domain.history import REPLAYED, Entry
 from ...domain.join import moved_baseline
-from ...domain.link import ContactState, Link, email_now
+from ...domain.link import ContactState, LeftContact, Link, email_now
 from ...domain.judge import Sighting, elsewhere
 from ...domain.mapping import attribute_type, attribute_value, has_attribute
 from ...domain.qualification import QState
@@ -121,7 +121,8 @@ def _follow_merge(message: ContactMessage, item: dict, seen: Sighting, deps: Wor
         settings = batch.settings_for(link) if link.is_lead else None
         taken = moved_baseline(settings, link, item) if settings is not None else {}
         # (the merged contact's notifications, delivered late, are judged against the baseline kept, as they would
-        # have been before the merge; not against the survivor's, taken now: recorded as left)
+        # have been before the merge; not against the survivor's, taken now: recorded as left, with the baseline
+        # the link had on it, which judges those of events before the merge: _late)
         followed = deps.links.move(link, str(survivor), [entry], role=item.get("role"), when=seen.when,
                                    left=bool(taken), **taken)
         if followed is not None:        # (None: `bridge forget` erased her meanwhile: nobody to follow, nor retry)
@@ -157,7 +158,11 @@ def _same_email(message: ContactMessage, item: dict, direct: list[Link], seen: S
         if link.ref in done or link.contact_id == contact_id:
             continue
         if link.left(contact_id):
-            _left(link, message, deps)
+            held = link.left_then(contact_id)
+            if held is None or not held.before_move(seen.when):
+                _left(link, message, held, deps)
+            elif not _unreadable(link, deps, batch):
+                _late(link, held, batch.settings_for(link), seen, deps, batch)
             continue
         if _unreadable(link, deps, batch):
             continue
@@ -171,17 +176,35 @@ def _same_email(message: ContactMessage, item: dict, direct: list[Link], seen: S
         _evaluate(link, settings, duplicate, deps, batch)
 
 
-def _left(link: Link, message: ContactMessage, deps: WorkDeps) -> None:
+def _late(link: Link, held: LeftContact, settings: Optional[CampaignSettings], seen: Sighting, deps: WorkDeps,
+          batch: Batch) -> None:
+    """A notification about a contact the link left (a merge's, delivered after the merge moved the link to its
+    survivor, the survivor's value its baseline since), of an event from before the move: judged as it would have
+    been had it come in order, against the baseline and armed state the link had on that contact (`held`), whatever
+    `match` says (it was her contact then). A qualification it reaches goes the usual way, once; its letter as
+    _evaluate's."""
+    if settings is None:
+        return
+    late = Sighting(seen.contact, f"{seen.via} (late: of contact {held.contact_id}, which the link left)", seen.when,
+                    replay=seen.replay)
+    judged_lead(deps, link, lambda: batch.keep(deps.qualifier.evaluate_late(link, held, settings, late)),
+                letter_if=lambda exc: isinstance(exc, OwedLetter))
+
+
+def _left(link: Link, message: ContactMessage, held: Optional[LeftContact], deps: WorkDeps) -> None:
     """A notification about a contact the link moved off (a merge's, delivered after the merge moved the link to
-    its survivor): what it shows is that contact's (from before the merge), not the one the link holds, whose
-    baseline it would be judged against. It changes nothing of the link; its history says why (once a contact, its
-    repeats counted)."""
+    its survivor) that is not judged: of an event after the move (or of no known time), or the move was recorded
+    before the bridge kept what the link held on that contact (`held` None). What it shows is not judged against
+    the baseline the link holds now (another contact's). It changes nothing of the link; its history says why (once
+    a contact, its repeats counted)."""
     left = message.item.id
+    why = ("the bridge did not record the baseline the link had on it (it moved before the bridge did)"
+           if held is None else "the event is not from before the move (by Intercom's time of each), so it is not "
+           "one the link would have judged on that contact")
     deps.links.note_repeat(link.ref, f"left_contact#{left}", (
         f"a notification about contact {left} ({message.topic}) was not judged: the link left that contact for "
         f"{link.contact_id} (Intercom merged it there, or the bridge followed the person to another of her "
-        "contacts) and its baseline is no longer that contact's: its values, from before, are not hers to judge"),
-        outcome="not_judged")
+        f"contacts) and its baseline is no longer that contact's; {why}"), outcome="not_judged")
 
 
 def _unreadable(link: Link, deps: WorkDeps, batch: Batch) -> bool:

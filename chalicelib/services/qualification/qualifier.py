@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Optional
 
 from ...domain import rules
-from ...domain.history import Entry
+from ...domain.history import Entry, iso
 from ...domain.judge import Action, Sighting, Verdict, elsewhere, judge
-from ...domain.link import Claim, Link, LinkStatus
+from ...domain.link import Claim, LeftContact, Link, LinkStatus
 from ...domain.mapping import attribute_type
 from ...domain.qualification import QState, ask_rf_first, may_have_qualified
 from ...domain.settings import CampaignSettings, Qualification
@@ -46,6 +46,33 @@ class Qualifier:
         entries = [verdict.entry] if verdict.entry is not None else []
         if verdict.action is Action.ARM:
             return self._arm(link, entries, rule)
+        if entries:
+            self.links.note(link.ref, entries)
+        if verdict.action is Action.QUALIFY:
+            return self.qualify(link, seen.via, replay=seen.replay)
+        return link
+
+    def evaluate_late(self, link: Link, left: LeftContact, settings: Optional[CampaignSettings], seen: Sighting
+                      ) -> Link:
+        """`seen`: a contact the link left (`left`: what it held on it then), in an event from before it left it,
+        delivered after: judged as it would have been in order, against the baseline and armed state the link had on
+        that contact (LeftContact.held), its qualification as it is now (one reached goes the usual way: claimed,
+        RF asked first, once). A value missing the target seen after joining arms what the link held on that contact
+        (LinkRepository.arm_left), as it would have armed the link on it: a later change to the target there, also
+        delivered late, counts. Not the link's own armed state (the contact's it holds now). Unlike the contact the
+        link holds (_arm_and_look), the contact left is not read then: Intercom no longer has it. Returns the link as
+        it is afterwards."""
+        if self.moved_away(link, settings):
+            return link
+        rule = settings.qualification if settings is not None else None
+        verdict = self._judge(left.held(link), rule, seen)
+        if verdict.action is Action.FAIL:
+            raise owed_letter(link)
+        if verdict.repeat is not None:
+            self.links.note_repeat(link.ref, verdict.repeat.event, verdict.repeat.reason)
+        entries = [late_entry(verdict.entry, left, link)] if verdict.entry is not None else []
+        if verdict.action is Action.ARM and rule is not None:
+            return self.links.arm_left(link, left.contact_id, entries, rules.key(rule))
         if entries:
             self.links.note(link.ref, entries)
         if verdict.action is Action.QUALIFY:
@@ -196,6 +223,17 @@ class Qualifier:
         count("ReferralsFoundQualified" if first else "ReferralsQualified")
         logger.info("referral qualified", extra={"campaign_id": link.campaign_id, "rf_user_id": link.rf_user_id})
         return done
+
+
+def late_entry(entry: Entry, left: LeftContact, link: Link) -> Entry:
+    """A judgement of a late notification about a contact the link left says so, and against what."""
+    at = f" at {iso(left.moved_at)}" if left.moved_at is not None else ""
+    return Entry(entry.event, entry.outcome, (
+        f"{entry.reason} — a late notification of contact {left.contact_id}, which the link left for "
+        f"{link.contact_id}{at} (Intercom merged it there, or the bridge followed the person to another of her "
+        f"contacts): judged against the baseline the link had then ({left.baseline!r}), as it would have been had it "
+        "come before the move"), {**(entry.details or {}), "late_of_contact_id": left.contact_id,
+                                   "baseline_then": left.baseline})
 
 
 def _resumed(claim: Claim) -> list[Entry]:
