@@ -242,6 +242,9 @@ class FakeIntercom:
         self.segment_list: list[dict] = []
         self.total = 0
 
+    def ahead(self, calls: int) -> None:
+        """No shared budget here: nothing to take ahead (not a call)."""
+
     def _call(self, name: str) -> None:
         self.calls.append(name)
         if self.down is not None:

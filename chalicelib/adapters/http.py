@@ -40,6 +40,7 @@ class Gate(Protocol):
     """The shared rate limiter as the HTTP client uses it (adapters/ratelimit.SharedLimiter)."""
 
     def acquire(self) -> None: ...
+    def ahead(self, calls: int) -> None: ...
     def throttled(self, wait: Optional[float]) -> None: ...
     def answered(self, status: int, reason: str) -> None: ...
 
@@ -57,6 +58,9 @@ class _Open:
             raise Deferred(f"{self.vendor} answered 429 and asked to wait {wait:.0f}s", retry_after=wait, status=429)
         if wait > 0:
             self.sleeper(wait)
+
+    def ahead(self, calls: int) -> None:
+        pass
 
     def throttled(self, wait: Optional[float]) -> None:
         self._wait = wait if wait is not None else 1.0
@@ -235,6 +239,10 @@ class JsonApi:
         if left < self.timeout:
             raise Deferred(f"{self.service} not called: {max(left, 0):.1f} s left of the function's time, and a call "
                            f"may take {self.timeout:g} s with the work's own write after it", retry_after=5)
+
+    def ahead(self, calls: int) -> None:
+        """The rate budget's slots for the next `calls` calls taken now (SharedLimiter.ahead)."""
+        self._gate.ahead(calls)
 
     def idempotent(self, method: str, path: str) -> bool:
         for rules, answer in ((self.NOT_IDEMPOTENT, False), (self.IDEMPOTENT, True)):

@@ -21,7 +21,7 @@ from ..domain.budget import BudgetState
 from ..domain.history import Entry, Recorded, iso, kind_of
 from ..domain.oauth import Outcome
 from ..domain.link import (Claim, ContactState, FoundContact, JoinClaim, JoinResult, LeftContact, Link, LinkStatus,
-                           Overdue, PendingPage, PersonRef, ReferralCount, left_with)
+                           Overdue, PendingPage, PersonRef, ReferralCount, left_stamped, left_with)
 from ..domain.people import digest
 from ..domain.pointers import CONTACT, EMAIL, Finding, Placed, Pointer, Stale
 from ..domain.qualification import ENDINGS, QState, claimable
@@ -429,8 +429,10 @@ class MemoryLinks(Leases):
             held = self.tables.links.get(read.ref)       # (as it is now: written, or erased, since it was read)
             if held is None:
                 continue
+            left = left_stamped(held.link, attribute, key)      # (what it left: judges late notifications)
             changes: dict[str, Any] = {**({"baseline_of": attribute} if held.link.baseline_unrecorded else {}),
-                                       **({"armed_by": key} if held.link.armed_unrecorded else {})}
+                                       **({"armed_by": key} if held.link.armed_unrecorded else {}),
+                                       **({"left_baselines": left} if left != held.link.left_baselines else {})}
             if changes:
                 held.link = dataclasses.replace(held.link, **changes)
                 stamped += 1

@@ -80,13 +80,41 @@ class SharedLimiter:
             self.sleeper(wait)
             waited += wait
 
-    def _take(self, now: float) -> tuple[Optional[float], str, Optional[int]]:
-        """(None, "", None) with a slot taken; else how long to wait, why, and the vendor's answer that said
-        so (a 429's pause: the vendor answers, so an outage of it has ended), if one did."""
+    def ahead(self, calls: int) -> None:
+        """Slots for the next `calls` calls reserved now, in one write (none when this container holds enough of
+        the slice's already), without handing any out: a caller about to make its first calls of a slice takes
+        them before it starts other writes that would hold its first call back. Never more than a block may be
+        (half a slice's cap), so other containers still get theirs; slots not used are the slice's only. Nothing
+        is reserved while the vendor pauses or blocks us, and a failure is left to the calls themselves (their
+        `acquire` meets it again, and says so)."""
+        with self._lock:
+            now = self.clock()
+            slice_id = self.slicing.slice_of(now)
+            self._refresh(now)
+            try:
+                state = self._current_state(slice_id)
+                if state.blocked or state.paused(now) or self._full or self._left >= calls:
+                    return
+                cap = self.slicing.cap(state.share_at(now))
+                want = max(self._want(slice_id, cap), min(calls - self._left, (cap + 1) // 2))
+                got = self.windows.reserve(self.budget, slice_id, want, cap,
+                                           ttl=int(self.slicing.end_of(slice_id)) + KEEP_SLICES_SECONDS)
+            except Exception:  # noqa: BLE001 - the calls' own acquire meets it again, and raises it
+                return
+            self._left, self._full = self._left + got, got < want
+
+    def _refresh(self, now: float) -> None:
+        """A new slice: what this container held of the last one is no longer its own."""
         slice_id = self.slicing.slice_of(now)
         if slice_id != self._slice:
             self._last = (self._slice, self._used)
             self._slice, self._left, self._used, self._full = slice_id, 0, 0, False
+
+    def _take(self, now: float) -> tuple[Optional[float], str, Optional[int]]:
+        """(None, "", None) with a slot taken; else how long to wait, why, and the vendor's answer that said
+        so (a 429's pause: the vendor answers, so an outage of it has ended), if one did."""
+        self._refresh(now)
+        slice_id = self.slicing.slice_of(now)
         state = self._current_state(slice_id)
         if state.blocked and not self._closing:
             # Our own probe is on its way, or the time to probe has not come, or another caller probes.

@@ -92,6 +92,16 @@ class LeftContact:
         An unknown time (either) is not."""
         return when is not None and self.moved_at is not None and when <= self.moved_at
 
+    def stamped(self, link: "Link", attribute: str, key: str) -> "LeftContact":
+        """This record with the rule settings replace named where an earlier version left it unnamed (`attribute`
+        for a baseline judge.baseline_known takes as the current rule's, `key` for an `armed` judge.armed_under
+        does), as LinkRepository.stamp_rule names it on the link: the new rule does not take either as its own when a
+        late notification of this contact is judged (a move of an earlier version's link to a contact whose value
+        then is unknown names no attribute here; one armed then, no rule)."""
+        then = self.held(link)
+        return replace(self, baseline_of=attribute if then.baseline_unrecorded else self.baseline_of,
+                       armed_by=key if then.armed_unrecorded else self.armed_by)
+
     @classmethod
     def of(cls, link: "Link", moved_at: Optional[float], attribute: Any = None) -> "LeftContact":
         """What `link`, on the contact it leaves now, holds (LinkRepository.move records it). `attribute`: the rule's
@@ -111,6 +121,12 @@ class LeftContact:
 def left_with(held: tuple[LeftContact, ...], left: LeftContact) -> tuple[LeftContact, ...]:
     """The records `held`, with `left` in place of any earlier one of its contact (the link left it again)."""
     return tuple(sorted((*(h for h in held if h.contact_id != left.contact_id), left), key=lambda h: h.contact_id))
+
+
+def left_stamped(link: "Link", attribute: str, key: str) -> tuple[LeftContact, ...]:
+    """`link.left_baselines` with the rule settings replace named where an earlier version left it unnamed
+    (LeftContact.stamped); the same records when none is."""
+    return tuple(held.stamped(link, attribute, key) for held in link.left_baselines)
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,9 @@ class Refused(Exception):
 
 
 class IntercomPort(Protocol):
+    def ahead(self, calls: int) -> None:
+        """The shared budget's slots for the next `calls` calls taken now, in one write, before the caller starts
+        other writes that would hold its first call back (none taken: the calls wait for them as ever)."""
     def search_by_email(self, email: str) -> list[dict]: ...
     def search(self, emails: Sequence[str] = (), markers: Sequence[str] = ()) -> list[dict]:
         """Every contact with one of these emails or our marker set to one of these values, in as

@@ -206,8 +206,10 @@ class LinkRepository(Protocol):
         """Before settings replace the campaign's rule (rules.replaced), its links stored before links named
         their rule record it as the one they were judged under: `baseline_of` = `attribute` on each link whose
         baseline is unrecorded (Link.baseline_unrecorded), `armed_by` = `key` (rules.key) on each armed one
-        (Link.armed_unrecorded). Each only while the stored link still lacks it (written meanwhile, by a
-        worker or another run: kept), so a run cut short is simply run again. Reads all the campaign's links;
+        (Link.armed_unrecorded); and so on what each held on a contact it left (Link.left_baselines:
+        LeftContact.stamped), which a late notification of that contact is judged against. Each only while the
+        stored link still lacks it (written meanwhile, by a worker or another run: kept; those records, changed
+        meanwhile, are read again), so a run cut short is simply run again. Reads all the campaign's links;
         the number written."""
     def arm(self, link: Link, entries: Sequence[Entry], by: str) -> Link:
         """A value missing the target of the rule whose key (rules.key) is `by` was seen: the link is armed under it

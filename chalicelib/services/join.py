@@ -30,7 +30,7 @@ from ..domain.sync import count_attribute, counted_referrer
 from ..errors import Deferred, Disconnected, Permanent, TokenRefused, Transient, unforeseen, waits
 from ..messages import CheckMessage, JoinMessage, VerifyMessage
 from ..observability import count, logger, mask_email
-from ..ports import Apis, Conflict, IntercomPort, Merged, NotFound
+from ..ports import Apis, Conflict, Found, IntercomPort, Merged, NotFound
 from ..ports.edge import SAMPLES, RefusalSample, fields_scope
 from ..webhooks import printable, rf_email
 from .concurrency import Runner
@@ -194,9 +194,8 @@ def _read_again(attempts: list[Attempt], deps: WorkDeps) -> None:
 def _apply(attempts: list[Attempt], deps: WorkDeps, documents: dict[str, dict], runner: Runner) -> None:
     for attempt in attempts:
         _guard(attempt, lambda a: _begin(a, deps, documents.get(a.message.campaign_id)))
-    # The claims (one write for the batch) while the people are completed and looked for (reads).
     to_claim = _active(attempts)
-    claims, _ = runner.both(lambda: _claims(to_claim, deps), lambda: _prepare(attempts, deps, runner))
+    claims = _prepare(attempts, deps, runner, lambda: _claims(to_claim, deps))
     _claimed(to_claim, claims, deps)
     for turn in _turns(_active(attempts), lambda a: (a.workspace, a.plan and a.plan.payload.email)):
         # People sharing an email take turns: the contact one creates is the other's existing one
@@ -241,44 +240,70 @@ def _failed_after(attempt: Attempt, exc: Exception) -> None:
     _fail(attempt, exc)
 
 
-def _prepare(attempts: list[Attempt], deps: WorkDeps, runner: Runner) -> None:
+def _prepare(attempts: list[Attempt], deps: WorkDeps, runner: Runner,
+             claim: Callable[[], dict[Attempt, Any]]) -> dict[Attempt, Any] | Exception:
     """Everything before the first write to Intercom that needs no claim: the attributes, each
-    person's fields (from RF where the webhook lacked them) and plan, and one search per workspace."""
+    person's fields (from RF where the webhook lacked them) and plan, and one search per workspace.
+    The claims (`claim`: one write for the batch; its answer, or its exception, is returned) and the read of
+    the bridge's records of the emails are made while Intercom searches, which takes far longer: after the
+    rate budget's slots for the batch's calls are taken, so that neither holds the search back."""
     began = deps.clock()
     for attempt in attempts:
         attempt.began = began
     for workspace, group in _by_workspace(attempts).items():     # read once, before the steps run at once
         _together(group, lambda: deps.apis.attributes(workspace))
     _each(attempts, runner, lambda a: _plan(a, deps))
+    searches: list[tuple[str, list[Attempt]]] = []
     for workspace, group in _by_workspace(attempts).items():
         planned = [a for a in group if a.plan is not None]
-        if not planned:
-            continue
-        _together(planned, lambda: deps.apis.ensure_attribute(workspace, MARKER_NAME, MARKER_DESCRIPTION))
-        found: list[dict] = []
-        _together(planned, lambda: found.extend(_search(deps.apis.intercom(workspace), planned)))
-        for attempt in planned:
-            attempt.found = list(found)
-    _recorded(attempts, deps)
+        if planned:
+            _together(planned, lambda: deps.apis.ensure_attribute(workspace, MARKER_NAME, MARKER_DESCRIPTION))
+            searches.append((workspace, planned))
+
+    def search() -> None:
+        for workspace, planned in searches:
+            found: list[dict] = []
+            _together(planned, lambda: found.extend(_search(deps.apis.intercom(workspace), planned)))
+            for attempt in planned:
+                attempt.found = list(found)
+    for workspace, planned in searches:
+        # (a search, a create or an update each, and a tag call: a batch of new leads' calls; a client that cannot
+        # be made fails them here, as their search would)
+        _together(_active(planned), lambda: deps.apis.intercom(workspace).ahead(len(planned) + 2))
+    emails = sorted(_emails(attempts))
+    claimed_and_read, _ = runner.both(lambda: runner.both(
+        claim, lambda: deps.lookup.look_up(emails=emails) if emails else None), search)
+    if isinstance(claimed_and_read, Exception):      # (the two have their own answers: not expected)
+        claimed_and_read = (claimed_and_read, claimed_and_read)
+    claims, records = claimed_and_read
+    _recorded(attempts, deps, records)
+    return claims
 
 
-def _recorded(attempts: list[Attempt], deps: WorkDeps) -> None:
-    """The emails search did not show: the bridge's own records of them (one read for the batch, none when
-    search showed every email), in the same workspace only. A contact another campaign's link names for the
+def _emails(attempts: list[Attempt]) -> set[tuple[str, str]]:
+    """The (workspace, email) each planned join looks for."""
+    return {(a.workspace, email) for a in _active(attempts)
+            if a.plan is not None and (email := str(a.plan.payload.email))}
+
+
+def _recorded(attempts: list[Attempt], deps: WorkDeps, records: Optional[Found] | Exception) -> None:
+    """The emails search did not show: the bridge's own records of them (`records`, read with the search:
+    one read for the batch), in the same workspace only. A contact another campaign's link names for the
     email may be too new for search (made seconds ago, in another batch): read (following a merge; a contact
     gone is no longer there), it is found as search would have shown it. Such a link is only a hint: a contact
     Intercom will not show for good (merged with no survivor named, a 4xx) is left, said in the history, and
-    the join goes on as if search had found nothing; only a failure worth another try fails the try."""
+    the join goes on as if search had found nothing; only a failure worth another try fails the try (a failed
+    read fails the joins whose email search did not show, and only them)."""
     missed: dict[tuple[str, str], list[Attempt]] = {}
     for attempt in _active(attempts):
         email = str(attempt.plan.payload.email) if attempt.plan is not None else ""
         if email and not _with_email(attempt.found, email):
             missed.setdefault((attempt.workspace, email), []).append(attempt)
-    if not missed:
+    if not missed or records is None:
         return
-    records = _together([a for group in missed.values() for a in group],
-                        lambda: deps.lookup.look_up(emails=list(missed)))
-    if records is None:
+    if isinstance(records, Exception):
+        for attempt in (a for group in missed.values() for a in group):
+            _fail(attempt, records)
         return
     for (workspace, email), group in missed.items():
         named = {link.contact_id: link.ref for link in records.linked_to_email(workspace, email)

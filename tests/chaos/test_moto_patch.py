@@ -55,3 +55,41 @@ def test_sqs_still_counts_sends_and_receives(ddb, tmp_path):
     assert len(got) == 2
     assert (attrs["ApproximateNumberOfMessages"], attrs["ApproximateNumberOfMessagesNotVisible"]) == ("1", "2")
     assert attrs["VisibilityTimeout"] == "30" and attrs["MessageRetentionPeriod"] == "345600"
+
+
+def test_a_transactions_conditions_are_checked_once_each_and_still_hold(monkeypatch):
+    """Every local stack's moto (in this process, patched as the chaos run's): an item's condition is parsed and
+    checked by the transaction, not again by the put or update it then makes (a first join's finish holds its
+    link's put to several attributes not being there: twice, ~2 ms an item), and it still refuses what it must."""
+    from moto.dynamodb.comparisons import ConditionExpressionParser
+
+    from infra.local.aws import start_moto, stop_moto
+
+    server, endpoint = start_moto(warm=False)
+    try:
+        ddb = client("dynamodb", endpoint)
+        ddb.create_table(TableName="c", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                         BillingMode="PAY_PER_REQUEST")
+        ddb.put_item(TableName="c", Item={"pk": {"S": "a"}, "n": {"N": "1"}})
+        parsed: list[str] = []         # (moto parses "no condition" too: not counted)
+        parse = ConditionExpressionParser.parse
+        monkeypatch.setattr(ConditionExpressionParser, "parse", lambda self: (
+            self.condition_expression and parsed.append(self.condition_expression)) or parse(self))
+
+        def write(n: str) -> None:
+            ddb.transact_write_items(TransactItems=[
+                {"Put": {"TableName": "c", "Item": {"pk": {"S": "new"}}, "ConditionExpression": "attribute_not_exists(pk)"}},
+                {"Update": {"TableName": "c", "Key": {"pk": {"S": "a"}}, "UpdateExpression": "SET n = :n",
+                            "ConditionExpression": "attribute_exists(pk)", "ExpressionAttributeValues": {":n": {"N": n}}}}])
+        write("2")
+        # (moto's validation of the request parses each once too; the transaction's own check once; no third time)
+        assert sorted(parsed) == ["attribute_exists(pk)"] * 2 + ["attribute_not_exists(pk)"] * 2
+        assert ddb.get_item(TableName="c", Key={"pk": {"S": "new"}})["Item"] == {"pk": {"S": "new"}}
+        assert ddb.get_item(TableName="c", Key={"pk": {"S": "a"}})["Item"]["n"] == {"N": "2"}
+        with pytest.raises(ClientError) as err:     # "new" exists now: the put's condition refuses the transaction
+            write("3")
+        assert "ConditionalCheckFailed" in str(err.value)
+        assert ddb.get_item(TableName="c", Key={"pk": {"S": "a"}})["Item"]["n"] == {"N": "2"}
+    finally:
+        stop_moto(server)

@@ -733,6 +733,45 @@ def test_links_stored_before_they_named_their_rule_record_the_rule_settings_repl
     assert store.links.stamp_rule("42", "custom_attributes.plan", "plan's") == 0      # recorded already
 
 
+def after_the_campaign_read(store, monkeypatch, worker) -> None:
+    """`worker` runs as stamp_rule has read the campaign's links, before it writes any."""
+    if hasattr(store, "tables"):
+        read = store.links._in_campaign
+        monkeypatch.setattr(store.links, "_in_campaign", lambda c: [read(c), worker()][0])
+    else:
+        from chalicelib.adapters.dynamo.models import LinkItem
+        query = LinkItem.query
+        monkeypatch.setattr(LinkItem, "query", lambda *a, **k: [list(query(*a, **k)), worker()][0])
+
+
+@pytest.mark.parametrize("meanwhile", [None, "moved"])
+def test_what_a_link_of_an_earlier_version_left_records_the_rule_settings_replace(store, monkeypatch, meanwhile):
+    """An earlier version's link (no baseline_of, armed under no rule named) moved to a contact whose value then is
+    unknown: what it left on c1 names neither. `settings apply` replacing the rule records it there too, as on the
+    link (a late notification of c1 is judged against it: contact_events._late), once; a move meanwhile (another
+    record, c1's carried) is read again and c1's recorded still."""
+    from chalicelib.domain.link import MOVED_UNKNOWN
+    key = '["custom_attributes.signed_up", "equals", "Yes", false]'
+    link = store.links.arm(joined(store), [], None)
+    moved = store.links.move(link, "c2", [Entry("contact", "merged")], role="user", baseline=None,
+                             baseline_of=MOVED_UNKNOWN, when=200.0, left=True)
+    assert moved.left_then("c1") == LeftContact("c1", "No", None, True, None, 200.0)
+
+    def worker() -> None:
+        if meanwhile:
+            store.links.move(store.links.get(ANN), "c3", [Entry("contact", "merged")], role="user", baseline=None,
+                             baseline_of=MOVED_UNKNOWN, when=300.0, left=True)
+    after_the_campaign_read(store, monkeypatch, worker)
+    assert store.links.stamp_rule("42", SIGNED_UP, key) == 1
+    now = store.links.get(ANN)
+    assert now.left_then("c1") == LeftContact("c1", "No", SIGNED_UP, True, key, 200.0)
+    assert (now.baseline_of, now.armed, len(now.left_baselines)) == (MOVED_UNKNOWN, False, 2 if meanwhile else 1)
+    if meanwhile:
+        assert now.left_then("c2") == LeftContact("c2", None, MOVED_UNKNOWN, False, None, 300.0)
+    monkeypatch.undo()
+    assert store.links.stamp_rule("42", SIGNED_UP, key) == 0                          # recorded already
+
+
 @pytest.mark.parametrize("meanwhile", ["baseline taken", "erased"])
 def test_a_link_written_since_the_rule_was_read_for_keeps_what_was_written(store, monkeypatch, meanwhile):
     """A backfill takes the lead's baseline under the new rule (unarmed), or `bridge forget` erases them, between
@@ -744,13 +783,7 @@ def test_a_link_written_since_the_rule_was_read_for_keeps_what_was_written(store
             store.links.erase(store.links.get(ANN))
         else:
             assert store.links.take_baselines([(link, "pro", "custom_attributes.plan", [])]) == [True]
-    if hasattr(store, "tables"):
-        read = store.links._in_campaign
-        monkeypatch.setattr(store.links, "_in_campaign", lambda c: [read(c), worker()][0])
-    else:
-        from chalicelib.adapters.dynamo.models import LinkItem
-        query = LinkItem.query
-        monkeypatch.setattr(LinkItem, "query", lambda *a, **k: [list(query(*a, **k)), worker()][0])
+    after_the_campaign_read(store, monkeypatch, worker)
     assert store.links.stamp_rule("42", SIGNED_UP, "signed_up's") == 0
     now = store.links.get(ANN)
     assert now is None if meanwhile == "erased" else (now.baseline_of, now.armed, now.armed_by) == (

@@ -77,21 +77,22 @@ def kinds(requests: list[str]) -> Counter:
 
 def test_baseline_a_batch_of_10_new_leads(joins_of_new_leads):
     counts = joins_of_new_leads
-    assert counts.as_dict() == {"intercom": 12, "rf": 0, "dynamodb_writes": 4, "dynamodb_reads": 3, "sqs": 1}
+    assert counts.as_dict() == {"intercom": 12, "rf": 0, "dynamodb_writes": 3, "dynamodb_reads": 3, "sqs": 1}
     # Per batch: one search for every email (IN), one create per join, one POST /tags with the list of
     # new contacts (found or created by its name: no tag id to learn). Was 4 calls a join.
     assert kinds(counts.intercom_requests) == {"POST /contacts/search": 1, "POST /contacts": 10, "POST /tags": 1}
     # Per batch: the claims in one transaction, the finishes in one (4 items a join: the link, its
     # contact and email pointers, and one history item holding the write's entries; was 6, an item per
-    # entry), 2 reservations of rate-limit slots in blocks for the 12 Intercom calls (4, then 8: was 4
-    # writes, from blocks of 1), one BatchGetItem of the links, one of the settings, and one of the email
-    # pointers of the emails search did not show (a contact linked in another campaign may be too new for
-    # search: none here, so no Intercom call more); one SendMessageBatch of the 10 verifications (delayed by
-    # the search lag). Was 7 writes a join.
-    assert counts.operations("dynamodb") == {"dynamodb:UpdateItem": 2, "dynamodb:TransactWriteItems": 2,
+    # entry), 1 reservation of rate-limit slots for the 12 Intercom calls, taken before the search (its
+    # search, 10 creates and the tag call: was 2 blocks, 4 then 8, the second while 10 creates waited for it;
+    # was 4 writes, from blocks of 1), one BatchGetItem of the links, one of the settings, and one of the email
+    # pointers (read while Intercom searches; used for the emails search did not show: a contact linked in
+    # another campaign may be too new for search: none here, so no Intercom call more); one SendMessageBatch of
+    # the 10 verifications (delayed by the search lag). Was 7 writes a join.
+    assert counts.operations("dynamodb") == {"dynamodb:UpdateItem": 1, "dynamodb:TransactWriteItems": 2,
                                              "dynamodb:BatchGetItem": 3}
     assert counts.operations("sqs") == {"sqs:SendMessageBatch": 1}
-    assert counts.dynamodb_write_items == 2 + 10 + 40
+    assert counts.dynamodb_write_items == 1 + 10 + 40
 
 
 def test_a_batch_of_10_new_leads_in_a_campaign_keeping_counts_reads_their_own_counts_in_one_read(
@@ -101,7 +102,7 @@ def test_a_batch_of_10_new_leads_in_a_campaign_keeping_counts_reads_their_own_co
     intercom.define_attribute("referral_count", "integer")
     warm(bridge, rf, {**demo_settings(), "sync": {"referral_count_attribute": "custom_attributes.referral_count"}})
     counts = batch_of_new_leads(bridge, intercom, rf, counter)
-    assert counts.operations("dynamodb") == {"dynamodb:UpdateItem": 2, "dynamodb:TransactWriteItems": 2,
+    assert counts.operations("dynamodb") == {"dynamodb:UpdateItem": 1, "dynamodb:TransactWriteItems": 2,
                                              "dynamodb:BatchGetItem": 3 + 1}
     assert counts.operations("sqs") == {"sqs:SendMessageBatch": 2}     # the verifications, the 10 referrers' counts
 
@@ -118,9 +119,12 @@ def test_a_batch_of_10_joins_of_people_with_contacts_holds_the_contacts_found_in
         one_batch(bridge, BATCH)
     asked = Counter(re.sub(r"/contacts/(?!search$)\w+$", "/contacts/{id}", r) for r in counts.intercom_requests)
     assert asked == {"POST /contacts/search": 1, "GET /contacts/{id}": 10, "PUT /contacts/{id}": 10, "POST /tags": 1}
-    # (3 reservations of rate-limit slots for the 22 Intercom calls; the claims, the holds, the finishes)
-    assert counts.operations("dynamodb") == {"dynamodb:UpdateItem": 3, "dynamodb:TransactWriteItems": 3,
-                                             "dynamodb:BatchGetItem": 2}
+    # (2 reservations of rate-limit slots for the 22 Intercom calls: 12 taken before the search, as for new
+    # leads, then the rest; the claims, the holds, the finishes. The email pointers are read while Intercom
+    # searches, before it is known that search shows every email: one BatchGetItem more than when it was read
+    # after, for the emails search missed only, but none of the batch's time)
+    assert counts.operations("dynamodb") == {"dynamodb:UpdateItem": 2, "dynamodb:TransactWriteItems": 3,
+                                             "dynamodb:BatchGetItem": 3}
 
 
 def test_baseline_a_batch_of_10_events_about_unlinked_contacts(unlinked_events):

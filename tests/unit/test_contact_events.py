@@ -444,6 +444,53 @@ def test_without_match_email_a_merged_contacts_late_change_to_the_target_qualifi
     assert not any(e.startswith(("duplicate_contact#", "left_contact#")) for e, _ in history(work))
 
 
+def test_a_merged_contacts_event_in_the_second_of_its_merge_is_judged_as_before_it():
+    """Intercom's times are whole seconds: an event about A dated the second of the merge that moved the link off it
+    is of A before it was gone (a merged contact changes no more), judged against the baseline she had on A, as in
+    order; a second later it is not (the boundary of LeftContact.before_move)."""
+    for at, qualified in ((0, ["7"]), (1, [])):
+        work = world(settings(rule=EMAIL_RULE))
+        lead, user, merged_at = merged_into_a_user(work, signed_up="No", user_value="Yes")
+        run(work, event(set_value(work, lead, "Yes"), notification="n-late", created_at=merged_at + at))
+        assert work.apis.rf_.qualified == qualified
+
+
+@pytest.mark.parametrize("unrecorded", ["armed", "baseline"])
+def test_a_rule_replaced_after_the_move_does_not_take_what_an_earlier_version_left_unrecorded_as_its_own(unrecorded):
+    """Stored by an earlier version, Ann's link on lead A named neither the rule its "armed" was seen under (armed
+    "Maybe", missing "Yes") nor, when A was merged into a user B that changed since she joined (her baseline on B
+    unknown), the attribute of its baseline ("No" for signed_up). The operator then replaced the rule ("Maybe"; plan
+    = pro): `settings apply` recorded the old rule on the link, and must on what it left on A too. A's notification
+    from before the merge, delivered after it, is judged as the link on A would have been then: not armed under the
+    new target ("Maybe" her baseline), not a baseline of plan (require_change: not qualified by itself)."""
+    from chalicelib.domain import rules
+    from chalicelib.domain.settings import Qualification
+    work = world(settings(rule=EMAIL_RULE))
+    work.apis.intercom_.attributes["custom_attributes.plan"] = {"data_type": "string"}
+    link, lead = joined(work, signed_up="Maybe" if unrecorded == "armed" else "No")
+    held = work.store.tables.links[link.ref]
+    held.link = dataclasses.replace(held.link, armed=unrecorded == "armed", armed_by=None)
+    user = work.apis.intercom_.add("ann@example.com", role="user", signed_up="No")
+    user.update(created_at=1, updated_at=1 if unrecorded == "armed" else work.clock())
+    work.clock.now += 10
+    merged_at = work.clock()
+    run(work, event(user, "contact.merged", "n-merge", created_at=merged_at,
+                    merged_from={"type": "contact", "id": lead["id"]}))
+    assert link_of(work).left_then(lead["id"]).baseline_of == (
+        "custom_attributes.signed_up" if unrecorded == "armed" else None)
+    was = Qualification.model_validate(EMAIL_RULE)
+    rule = {**EMAIL_RULE, "value": "Maybe"} if unrecorded == "armed" else \
+        {**EMAIL_RULE, "attribute": "custom_attributes.plan", "value": "pro"}
+    work.store.links.stamp_rule("42", was.attribute, rules.key(was))      # (settings apply, replacing the rule)
+    work.store.settings.put("42", settings(rule=rule), WS)
+    assert link_of(work).left_then(lead["id"]) == LeftContact(
+        lead["id"], link.baseline, was.attribute, unrecorded == "armed",
+        rules.key(was) if unrecorded == "armed" else None, merged_at)
+    lead["custom_attributes"]["plan"] = "pro"
+    run(work, event(set_value(work, lead, "Maybe"), notification="n-late", created_at=merged_at - 5))
+    assert work.apis.rf_.calls == [] and link_of(work).qualification is QState.PENDING
+
+
 def test_a_merged_contacts_event_after_the_merge_is_not_judged():
     """An event about A later than the merge that moved the link off it (Intercom's time of each): not one the link
     would have judged on A, nor hers to judge against B's baseline. Not judged; its history says why (once, its
@@ -462,6 +509,16 @@ def test_a_merged_contacts_event_after_the_merge_is_not_judged():
         f"for {user['id']} (Intercom merged it there, or the bridge followed the person to another of her contacts) "
         "and its baseline is no longer that contact's; the event is not from before the move (by Intercom's time of "
         "each), so it is not one the link would have judged on that contact")
+
+
+def test_a_merged_contacts_notification_of_no_known_time_is_not_judged():
+    """Neither the notification's time nor the contact's `updated_at`: not known to be from before the merge, so not
+    judged against the baseline the link had on A (nor B's); its history says why."""
+    work = world(settings(rule=EMAIL_RULE))
+    lead, user, merged_at = merged_into_a_user(work, signed_up="No", user_value="Yes")
+    timeless = {k: v for k, v in set_value(work, lead, "Yes").items() if k != "updated_at"}
+    assert run(work, event(timeless, notification="n-late", created_at=None)) == {"done": 1, "retry": 0, "dead": 0}
+    assert work.apis.rf_.calls == [] and history(work)[-1] == (f"left_contact#{lead['id']}", "not_judged")
 
 
 def test_a_merged_contacts_late_event_missing_the_target_changes_nothing():

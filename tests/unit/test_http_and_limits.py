@@ -263,16 +263,74 @@ def test_a_slice_after_an_idle_one_starts_with_the_first_block_then_doubles():
     assert writes[-1] == 1
 
 
-@pytest.mark.parametrize("first_block", [1, 4])
-def test_several_containers_in_parallel_never_pass_the_budget_in_any_60s(first_block):
+def intercom_limiter(rates, clock, **kw):
+    return SharedLimiter(rates, "intercom#ws", 1666, 10, skew=0.5, vendor="Intercom", clock=clock, sleeper=clock.sleep,
+                         first_block=4, **kw)
+
+
+def recorded_wants(rates) -> list[int]:
+    writes: list[int] = []
+    reserve = rates.reserve
+    rates.reserve = lambda budget, slice_id, want, cap, ttl: writes.append(want) or reserve(budget, slice_id, want, cap, ttl)
+    return writes
+
+
+def test_slots_taken_ahead_for_a_batchs_calls_are_one_write_and_its_calls_then_make_none():
+    """A batch of 10 new leads takes its 12 calls' slots before its search (one write, not 4 then 8 while ten
+    creates wait for the second); holding enough, it writes nothing more; a block is never over half a slice."""
+    clock, rates = FakeClock(now=6000.0), MemoryRates()
+    writes = recorded_wants(rates)
+    intercom = intercom_limiter(rates, clock)
+    intercom.ahead(12)
+    assert writes == [12]
+    intercom.ahead(12)                    # held already: nothing written
+    for _ in range(12):
+        intercom.acquire()
+    assert writes == [12]
+    intercom.acquire()                    # the 13th: a block as its calls need (as many as it used)
+    assert writes == [12, 12]
+    clock.now += 5
+    intercom.ahead(10**6)                 # never more than a block may be: half the slice's cap
+    assert writes[-1] == (intercom.slicing.cap() + 1) // 2
+
+
+def test_nothing_is_taken_ahead_while_the_vendor_pauses_or_blocks_us_and_a_failure_is_the_calls_own():
+    clock, rates = FakeClock(now=6000.0), MemoryRates()
+    writes = recorded_wants(rates)
+    intercom = intercom_limiter(rates, clock, max_wait=1)
+    intercom.acquire()
+    intercom.throttled(30.0)              # Intercom's 429: everyone waits 30 s
+    intercom.ahead(12)
+    assert writes == [4]
+    with pytest.raises(Deferred):
+        intercom.acquire()
+    rf = limiter(rates, clock, max_wait=1)
+    rf.acquire()
+    with pytest.raises(CircuitOpen):
+        rf.answered(403, "blocked")
+    rf.ahead(5)
+    assert writes == [4, 1]
+    clock.now += 60
+    broken = intercom_limiter(MemoryRates(), clock)
+    broken.windows.reserve = lambda *a, **kw: (_ for _ in ()).throw(Transient("the table throttled"))
+    broken.ahead(12)                      # not raised here ...
+    with pytest.raises(Transient):        # ... but by the call that needs the slot
+        broken.acquire()
+
+
+@pytest.mark.parametrize("first_block, ahead", [(1, False), (4, False), (1, True)])
+def test_several_containers_in_parallel_never_pass_the_budget_in_any_60s(first_block, ahead):
     """Eight containers (each its own limiter), one shared budget; the clock moves only when all of
-    them wait, so their reservations really race. A call takes 50-300 ms, now and then seconds."""
+    them wait, so their reservations really race. A call takes 50-300 ms, now and then seconds.
+    `ahead`: now and then a container takes slots ahead for a batch of 1 to 40 calls."""
     clock, rates = VirtualTime(), MemoryRates()
     taken: list[float] = []
 
     def container(seed: int):
         rf, rng = limiter(rates, clock, first_block=first_block), random.Random(seed)
         for _ in range(150):
+            if ahead and rng.random() < 0.1:
+                rf.ahead(rng.randint(1, 40))
             rf.acquire()
             taken.append(clock())
             clock.sleep(rng.uniform(0.05, 0.3) if rng.random() > 0.05 else rng.uniform(0, 5))

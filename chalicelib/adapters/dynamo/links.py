@@ -19,7 +19,8 @@ from pynamodb.expressions.update import Action
 
 from ...domain.history import Entry, iso
 from ...domain.link import (COUNT_CLOCK_SLACK, LEAD, Claim, ContactState, FoundContact, JoinClaim, JoinResult,
-                           LeftContact, Link, LinkStatus, Overdue, PendingPage, PersonRef, ReferralCount, left_with)
+                           LeftContact, Link, LinkStatus, Overdue, PendingPage, PersonRef, ReferralCount, left_stamped,
+                           left_with)
 from ...domain.pointers import CONTACT, EMAIL, Finding, Placed, Pointer, Stale
 from ...domain.qualification import ENDINGS, QState, claimable
 from ...ports.store import (CHANGED_SINCE_READ, COUNT_ASK_GRACE, DEFAULT_LEASE_SECONDS, KEEP, MOVED_SINCE_READ,
@@ -650,9 +651,10 @@ class DynamoLinks(Leases):
             (LinkItem.status != LinkStatus.LINKED.value) & LinkItem.contact_id.exists()
             & LinkItem.contact_found.does_not_exist())))  # Link.baseline_unrecorded
         unarmed = kept & (LinkItem.armed == True) & LinkItem.armed_by.does_not_exist()  # noqa: E712 (armed_unrecorded)
+        left = kept & LinkItem.left_baselines.exists()      # (what it left may name neither: LeftContact.stamped)
         pk, prefix = campaign_links(campaign_id)
         stamped = 0
-        for item in LinkItem.query(pk, LinkItem.sk.startswith(prefix), filter_condition=unrecorded | unarmed,
+        for item in LinkItem.query(pk, LinkItem.sk.startswith(prefix), filter_condition=unrecorded | unarmed | left,
                                    page_size=LINKS_PAGE):
             link, stored = item.to_link(), LinkItem(item.pk, item.sk)
             writes = [*([(LinkItem.baseline_of.set(attribute), unrecorded)] if link.baseline_unrecorded else []),
@@ -660,8 +662,25 @@ class DynamoLinks(Leases):
             # (one write each, on its own condition: one a worker made moot meanwhile leaves the other's)
             done = [applied(partial(stored.update, actions=[action], condition=condition))
                     for action, condition in writes]
-            stamped += any(done)
+            stamped += any([*done, self._stamp_left(link, attribute, key)])
         return stamped
+
+    def _stamp_left(self, link: Link, attribute: str, key: str) -> bool:
+        """What `link` left, named the rule settings replace where an earlier version left it unnamed, held to the
+        records as read: written meanwhile (a move, a late value armed), read again; erased, nothing written."""
+        for _ in range(CONFLICT_TRIES):
+            left = left_stamped(link, attribute, key)
+            if left == link.left_baselines:
+                return False
+            if applied(partial(LinkItem(*link_key(link.ref)).update, actions=[
+                    LinkItem.left_baselines.set(left_stored(left))], condition=LinkItem.pk.exists() & _same(
+                        LinkItem.left_baselines, left_stored(link.left_baselines)))):
+                return True
+            item = get(LinkItem, link_key(link.ref), consistent=True)
+            if item is None:
+                return False
+            link = item.to_link()
+        raise Busy("what the link left changed while the rule was recorded on it (another worker): apply again")
 
     def arm(self, link: Link, entries: Sequence[Entry], by: str) -> Link:
         # (armed on the contact `link` names: a link moved meanwhile is Busy; None: erased meanwhile)
