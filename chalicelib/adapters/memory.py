@@ -278,7 +278,8 @@ class MemoryLinks(Leases):
         held.contact_workspace = claim.workspace
         self._write(claim.ref, [], contact_id=found.contact_id, kind=found.kind, contact_role=found.role,
                     baseline=found.baseline,
-                    baseline_of=found.baseline_of, contact_found=True, armed=False, armed_by=None, contact_state=None)
+                    baseline_of=found.baseline_of, contact_found=True, armed=False, armed_by=None, armed_at=None,
+                    contact_state=None)
         self._point(self.tables.contacts, (claim.workspace, found.contact_id), claim.ref)
 
     def reopen_ignored_many(self, ignored: Sequence[tuple[PersonRef, str, Sequence[Entry]]]) -> list[bool]:
@@ -389,7 +390,7 @@ class MemoryLinks(Leases):
         changes = {name: value for name, value in (("baseline", baseline), ("baseline_of", baseline_of))
                    if value is not KEEP}
         if changes:         # a value seen missing the target was the other contact's: not armed under the new baseline
-            changes.update(armed=False, armed_by=None)
+            changes.update(armed=False, armed_by=None, armed_at=None)
         if old and left:        # (what it holds on the contact it leaves, as stored: a late notification's judge)
             changes["left_contacts"] = stored.link.left_contacts | {old}
             changes["left_baselines"] = left_with(stored.link.left_baselines, LeftContact.of(
@@ -438,22 +439,25 @@ class MemoryLinks(Leases):
                 stamped += 1
         return stamped
 
-    def arm(self, link: Link, entries: Sequence[Entry], by: str) -> Link:
+    def arm(self, link: Link, entries: Sequence[Entry], by: str, at: Optional[float] = None) -> Link:
         stored = self.get(link.ref)
         if stored is None:
             return link                # erased meanwhile
         if stored.contact_id != link.contact_id:
             raise Busy(MOVED_SINCE_READ, retry_after=1.0)
-        return self._write(link.ref, entries, armed=True, armed_by=by)
+        if stored.armed_at != link.armed_at:
+            raise Busy("the link changed meanwhile (another worker applied an Intercom event)")
+        return self._write(link.ref, entries, armed=True, armed_by=by, armed_at=at)
 
-    def arm_left(self, link: Link, contact_id: str, entries: Sequence[Entry], by: str) -> Link:
+    def arm_left(self, link: Link, contact_id: str, entries: Sequence[Entry], by: str, at: Optional[float] = None
+                 ) -> Link:
         stored, held = self.get(link.ref), link.left_then(contact_id)
         if stored is None or held is None:
             return link                # erased meanwhile, or nothing recorded of that contact
         if stored.left_baselines != link.left_baselines:
             raise Busy("what the link held on the contacts it left changed meanwhile (another worker)")
         return self._write(link.ref, entries, left_baselines=left_with(
-            stored.left_baselines, dataclasses.replace(held, armed=True, armed_by=by)))
+            stored.left_baselines, dataclasses.replace(held, armed=True, armed_by=by, armed_at=at)))
 
     def take_baselines(self, taken: Sequence[tuple[Link, Any, str, Sequence[Entry]]]) -> list[bool]:
         return [self._take_baseline(*t) for t in taken]
@@ -465,7 +469,7 @@ class MemoryLinks(Leases):
                 link.qualification, link.baseline_of):
             return False
         written = self._write(link.ref, entries, baseline=baseline, baseline_of=attribute, armed=False,
-                              armed_by=None, qualification=QState.PENDING)
+                              armed_by=None, armed_at=None, qualification=QState.PENDING)
         held.pending = f"{written.updated_at}#{link.ref}"
         return True
 

@@ -235,6 +235,15 @@ def moved_baseline(settings: CampaignSettings, link: Link, target: dict, *, hidd
     return {} if hidden_by_search or merged_unseen(link, target) else {"baseline": None, "baseline_of": MOVED_UNKNOWN}
 
 
+def records_left(settings: Optional[CampaignSettings], link: Link, taken: dict[str, Any]) -> bool:
+    """A lead's link moving to another contact of the person's as its own is gone (a merge, a 410 or 404) records what
+    it held on the contact it leaves (LinkRepository.move's `left`) under a rule, whether it takes the other's baseline
+    (`taken`: moved_baseline) or keeps its own: a notification of the contact left, of an event from before the move,
+    delivered after it, is judged against what the link held on it, as it would have been in order, under `match:
+    contact` too (it was the person's contact then: not a duplicate, never counted there)."""
+    return bool(taken) or (settings is not None and settings.qualification is not None and link.is_lead)
+
+
 def merged_unseen(link: Link, target: dict) -> bool:
     """The contact the person's join created (`link.contact_created`) was merged into `target`, which has their email:
     a contact search did not show when they joined (or the join would have used it), as the late duplicate check

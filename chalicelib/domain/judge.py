@@ -160,6 +160,15 @@ def armed_under(link: Link, rule: Qualification) -> bool:
     return link.armed and link.armed_by in (None, rules.key(rule))
 
 
+def armed_for(link: Link, rule: Qualification, when: Optional[float]) -> bool:
+    """Armed under `rule` (armed_under) for a value seen at `when` (Intercom's clock): not for one from an event
+    older than the value that armed it (Link.armed_at), delivered after it: in order, that value came before the
+    change away from the target, so it was no change to the target (a lead who joined with the target, kept it, then
+    left it, is not qualified by the older event's target value coming last). A value of the same second counts
+    (their order is not known: in order, it would). An unknown time (either) counts, as it always did."""
+    return armed_under(link, rule) and (when is None or link.armed_at is None or when >= link.armed_at)
+
+
 def untracked(link: Link) -> Repeat:
     return Repeat("qualification_untracked", "this lead joined before the campaign had a qualification rule, so "
                   f"its value at join time is unknown: it is not qualified automatically — {_backfill(link)}")
@@ -203,7 +212,7 @@ def judge(link: Link, rule: Optional[Qualification], seen: Sighting,
         return Verdict(Action.NOTE, repeat=unknown_baseline(link, rule))
     data_type = type_of(rule.attribute)
     value = attribute_value(dict(seen.contact), rule.attribute)
-    armed = armed_under(link, rule)
+    armed = armed_for(link, rule, seen.when)
     result = rules.evaluate(rule, data_type, value, link.baseline if known else None, armed)
     details = {**result.as_details(), "via": seen.via, "contact_id": seen.contact.get("id")}
     reason = result.reason
@@ -229,7 +238,7 @@ def _held(link: Link, rule: Qualification, seen: Sighting, type_of: Callable[[st
         return IGNORE
     data_type = type_of(rule.attribute)
     value = attribute_value(dict(seen.contact), rule.attribute)
-    if not _arms(link, armed_under(link, rule), rule, data_type, value, seen):
+    if not _arms(link, armed_for(link, rule, seen.when), rule, data_type, value, seen):
         return IGNORE
     result = rules.evaluate(rule, data_type, value, link.baseline, False)
     return Verdict(Action.ARM, Entry("evaluation", "not_met", f"{result.reason} (seen while the join was not finished: "
@@ -239,7 +248,9 @@ def _held(link: Link, rule: Qualification, seen: Sighting, type_of: Callable[[st
 
 def _arms(link: Link, armed: bool, rule: Qualification, data_type: str, value: Any, seen: Sighting) -> bool:
     """Seeing a non-target value after joining makes a later return to the target a real change.
-    Only the linked contact itself can show that; a duplicate's value says nothing of it."""
+    Only the linked contact itself can show that; a duplicate's value says nothing of it. `armed`: for a value of
+    this time (armed_for): one older than what armed the link arms it again, since then (the store's arm writes
+    `seen.when` as Link.armed_at)."""
     if armed or seen.duplicate or not rules.arms(rule, data_type, value):
         return False
     joined = rules.event_time(link.joined_at)

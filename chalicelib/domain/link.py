@@ -81,11 +81,12 @@ class LeftContact:
     # move's `when`); a move that names none (a check's 410 or 404, the duplicate check's merge), the bridge's time of
     # the move, when the contact was gone already. Only an event about it no later than this is judged.
     moved_at: Optional[float] = None
+    armed_at: Optional[float] = None        # since when it was armed on it (Link.armed_at)
 
     def held(self, link: "Link") -> "Link":
         """`link` as it stood on this contact: its baseline and armed state then (its qualification as it is now)."""
         return replace(link, contact_id=self.contact_id, baseline=self.baseline, baseline_of=self.baseline_of,
-                       armed=self.armed, armed_by=self.armed_by)
+                       armed=self.armed, armed_by=self.armed_by, armed_at=self.armed_at)
 
     def before_move(self, when: Optional[float]) -> bool:
         """An event at `when` (Intercom's clock) happened while the link was on this contact: no later than the move.
@@ -111,11 +112,15 @@ class LeftContact:
         of = link.baseline_of
         if of is None and link.baseline_unrecorded and isinstance(attribute, str) and attribute != MOVED_UNKNOWN:
             of = attribute
-        return cls(str(link.contact_id), link.baseline, of, link.armed, link.armed_by, moved_at)
+        return cls(str(link.contact_id), link.baseline, of, link.armed, link.armed_by, moved_at,
+                   link.armed_at)
 
     def as_stored(self) -> dict[str, Any]:
+        """(`armed_at` only when known: a record stored before the bridge kept it is written back as it was read, which
+        writes that hold to the records as read compare.)"""
         return {"baseline": self.baseline, "baseline_of": self.baseline_of, "armed": self.armed,
-                "armed_by": self.armed_by, "moved_at": self.moved_at}
+                "armed_by": self.armed_by, "moved_at": self.moved_at,
+                **({"armed_at": self.armed_at} if self.armed_at is not None else {})}
 
 
 def left_with(held: tuple[LeftContact, ...], left: LeftContact) -> tuple[LeftContact, ...]:
@@ -149,6 +154,11 @@ class Link:
     # The rule (rules.key) whose target the value that armed the link missed: `armed` holds under that
     # rule only (None with `armed`: armed before the bridge recorded it, taken as the current rule's).
     armed_by: Optional[str] = None
+    # Since when (Intercom's clock: the event time of the earliest value seen missing the target that armed it): a
+    # value meeting the target from an event older than that, delivered after (out of order), was no change to the
+    # target then, and is judged as if the link were not armed (judge.armed_for). None with `armed`: armed by a value
+    # of no known time, or before the bridge recorded it (before 2026-11-28): armed since always, as it was taken.
+    armed_at: Optional[float] = None
     qualification: Optional[QState] = None
     qualified_at: Optional[str] = None
     last_event_at: Optional[float] = None            # newest Intercom event applied to role/state
@@ -197,11 +207,13 @@ class Link:
     contact_created: bool = False
     # The contacts the link moved off whose notifications are not judged against the baseline it holds (LinkRepository
     # .move's `left`: a merge followed to its survivor, a contact gone followed to another of hers, the link then
-    # taking that contact's baseline): one about them, delivered after the move, shows a contact from before the
-    # move, which the baseline now held is not of, though it shares her email. It is judged against what the link
-    # held on that contact (`left_baselines`), or, of an event after the move or with nothing recorded, not at all.
-    # A move that keeps her baseline, or leaves a contact that stays in Intercom (the duplicate check's move to an
-    # older lead), records none: its notifications are judged as those of any contact with her email.
+    # taking that contact's baseline or, a lead's under a rule, keeping its own: join.records_left): one about them,
+    # delivered after the move, shows a contact from before the move, which the baseline now held may not be of,
+    # though it shares her email. It is judged against what the link held on that contact (`left_baselines`), under
+    # either `match` (it was her contact then), or, of an event after the move or with nothing recorded, not at all.
+    # A move that leaves a contact that stays in Intercom (the duplicate check's move to an older lead), or a
+    # referrer's or one under no rule that keeps her baseline (a move before 2026-11-28 that kept it, too), records
+    # none: its notifications are judged as those of any contact with her email.
     left_contacts: frozenset[str] = frozenset()
     # What the link held on each contact of `left_contacts` when it left it, and when (LeftContact): a notification
     # about one, of an event from before the move, delivered after it, is judged against that, as it would have been

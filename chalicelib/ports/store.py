@@ -211,14 +211,17 @@ class LinkRepository(Protocol):
         stored link still lacks it (written meanwhile, by a worker or another run: kept; those records, changed
         meanwhile, are read again), so a run cut short is simply run again. Reads all the campaign's links;
         the number written."""
-    def arm(self, link: Link, entries: Sequence[Entry], by: str) -> Link:
-        """A value missing the target of the rule whose key (rules.key) is `by` was seen: the link is armed under it
-        (erased meanwhile: `link`, and nothing written; on another contact than `link` names, moved meanwhile: Busy,
-        nothing written, as set_contact)."""
-    def arm_left(self, link: Link, contact_id: str, entries: Sequence[Entry], by: str) -> Link:
+    def arm(self, link: Link, entries: Sequence[Entry], by: str, at: Optional[float] = None) -> Link:
+        """A value missing the target of the rule whose key (rules.key) is `by` was seen, in an event at `at`
+        (Intercom's clock; None: unknown): the link is armed under it since then (Link.armed_at: judge.armed_for
+        decided that it arms it, so `at` is earlier than any it held), erased meanwhile: `link`, and nothing written;
+        on another contact than `link` names, moved meanwhile, or armed since another time meanwhile (another worker
+        armed it): Busy, nothing written, as set_contact."""
+    def arm_left(self, link: Link, contact_id: str, entries: Sequence[Entry], by: str, at: Optional[float] = None
+                 ) -> Link:
         """A value missing the target of the rule `by` was seen on `contact_id`, a contact the link left (in a late
-        notification of an event from before the move): what the link held on it (Link.left_then) is armed under
-        it, as the link would have been on it, and the entries written; the link's own armed state (the contact's it
+        notification of an event from before the move, at `at`): what the link held on it (Link.left_then) is armed
+        under it since then (LeftContact.armed_at), as the link would have been on it, and the entries written; the link's own armed state (the contact's it
         holds now) is not. Only while those records are as `link` read them: changed meanwhile, Busy, nothing
         written; erased meanwhile, `link`, nothing written; none recorded for `contact_id`, `link`, nothing written."""
     def take_baselines(self, taken: Sequence[tuple[Link, Any, str, Sequence[Entry]]]) -> list[bool]:

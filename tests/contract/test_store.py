@@ -110,15 +110,15 @@ def test_a_contact_found_is_held_under_the_claim_with_its_baseline_and_finished_
     for the next, and the finish of a link whose claim wrote it whole (`new`) keeps what was written since."""
     bob = PersonRef("42", "8")
     [ann_claim, bob_claim] = store.links.claim_many([(ANN, WS), (bob, WS)], read={ANN: None, bob: None} if new else {})
-    store.links.arm(store.links.get(ANN), [], "rule")
+    store.links.arm(store.links.get(ANN), [], "rule", 100.0)
     stale = JoinClaim(bob, WS, "not-the-token")
     answers = store.links.hold_found([(ann_claim, FoundContact("c1", "lead", "user", "Yes", "custom_attributes.x")),
                                       (stale, FoundContact("c2", "lead", "user", "No", "custom_attributes.x"))])
     assert answers[0] is None and isinstance(answers[1], Busy)
     held = store.links.get(ANN)
     assert (held.status, held.contact_id, held.kind, held.contact_role, held.baseline, held.baseline_of,
-            held.contact_found, held.armed) == (LinkStatus.IN_PROGRESS, "c1", "lead", "user", "Yes",
-                                                "custom_attributes.x", True, False)
+            held.contact_found, held.armed, held.armed_at) == (LinkStatus.IN_PROGRESS, "c1", "lead", "user", "Yes",
+                                                               "custom_attributes.x", True, False, None)
     assert store.lookup.look_up(contacts=[(WS, "c1")]).linked_to_contact(WS, "c1") == [held]
     assert store.links.get(bob).contact_id is None
     store.links.arm(held, [], "rule")                                # a change away, seen meanwhile
@@ -659,6 +659,52 @@ def test_arming_is_recorded_with_its_entry_and_the_rule_it_holds_under(store):
 
 
 SIGNED_UP = "custom_attributes.signed_up"
+
+
+def test_arming_records_since_when_held_to_it_as_read_and_a_move_keeps_it_with_her_baseline_or_clears_it(store):
+    """Link.armed_at: the time of the value that armed the link (judge.armed_for). A worker whose read is older than
+    an arming meanwhile is Busy, nothing written (its retry judges its value against it); one that read it arms it
+    since an earlier time. A move keeping her baseline keeps it, and records it on the contact it leaves (arm_left
+    writes its own there); a move taking another baseline clears it, as does a baseline taken by backfill."""
+    link = joined(store, baseline_of=SIGNED_UP)
+    armed = store.links.arm(link, [Entry("evaluation", "not_met")], "rule", 300.0)
+    assert (armed.armed, armed.armed_at) == (True, 300.0) and store.links.get(ANN) == armed
+    with pytest.raises(Busy):
+        store.links.arm(link, [Entry("evaluation", "not_met")], "rule", 200.0)
+    assert store.links.get(ANN) == armed and len(outcomes(store)) == 2
+    earlier = store.links.arm(armed, [Entry("evaluation", "not_met")], "rule", 200.0)
+    assert earlier.armed_at == 200.0 and store.links.get(ANN) == earlier and len(outcomes(store)) == 3
+    kept = store.links.move(earlier, "c2", [Entry("contact", "merged")], role="user", when=400.0, left=True)
+    assert (kept.armed, kept.armed_at, kept.left_then("c1").armed_at) == (True, 200.0, 200.0)
+    assert store.links.get(ANN) == kept
+    left = store.links.arm_left(kept, "c1", [Entry("evaluation", "not_met")], "rule", 150.0)
+    assert left.left_then("c1").armed_at == 150.0 and left.armed_at == 200.0 and store.links.get(ANN) == left
+    moved = store.links.move(left, "c3", [Entry("contact", "merged")], role="user", baseline="Yes",
+                             baseline_of=SIGNED_UP, when=500.0, left=True)
+    assert (moved.armed, moved.armed_at, moved.left_then("c2").armed_at) == (False, None, 200.0)
+    assert store.links.get(ANN) == moved
+    again = store.links.arm(moved, [], "rule", 600.0)
+    assert store.links.take_baselines([(again, "pro", "custom_attributes.plan", [])]) == [True]
+    assert (store.links.get(ANN).armed, store.links.get(ANN).armed_at) == (False, None)
+
+
+def test_an_item_armed_before_the_bridge_recorded_since_when_reads_armed_since_always_and_is_written_as_read(store):
+    """An item (or a record of a contact it left) armed by an earlier version has no armed_at: read as None (armed
+    since always: judge.armed_for), and writes holding to those records as read still apply."""
+    link = store.links.arm(store.links.set_contact(joined(store, baseline_of=SIGNED_UP), [], when=100.0), [], "rule")
+    moved = store.links.move(link, "c2", [Entry("contact", "merged")], role="user", baseline="Yes",
+                             baseline_of=SIGNED_UP, when=200.0, left=True)
+    assert (link.armed_at, moved.left_then("c1").armed_at) == (None, None)
+    if type(store.links).__name__ == "DynamoLinks":
+        from chalicelib.adapters.dynamo.keys import link_key
+        from chalicelib.adapters.dynamo.models import LinkItem
+        stored = LinkItem.get(*link_key(ANN), consistent_read=True).left_baselines
+        assert "armed_at" not in stored["c1"]                    # (as an earlier version stored it)
+    left = store.links.arm_left(moved, "c1", [], "rule", None)
+    assert left.left_then("c1").armed_at is None and store.links.get(ANN) == left
+    again = store.links.move(left, "c3", [Entry("contact", "merged")], role="user", baseline="No",
+                             baseline_of=SIGNED_UP, when=300.0, left=True)
+    assert store.links.get(ANN) == again and again.left_then("c1") == left.left_then("c1")
 
 
 def test_a_lead_linked_before_the_rule_takes_a_baseline_once_and_waits_for_qualification(store, clock):

@@ -600,12 +600,15 @@ def test_a_late_notification_of_the_survivor_from_before_the_merge_does_not_set_
     assert work.apis.rf_.calls == []
 
 
-def test_a_late_notification_of_a_merged_contact_whose_baseline_the_link_kept_is_judged_against_it():
+@pytest.mark.parametrize("match", ["email", "contact"])
+def test_a_late_notification_of_a_merged_contact_whose_baseline_the_link_kept_is_judged_against_it(match):
     """`match: email`. Ann joined on lead A ("No", her baseline); user B, with her email, was made after she joined, so
     A's merge into it keeps her baseline (domain/join.moved_baseline). A reached "Yes" before the merge (B, the
     survivor, still "No"); its notification is delivered after the merge's: judged against the baseline she had on
-    A, as it would have been before the merge, it qualifies her (not noted as a contact she left)."""
-    work = world(settings(rule=EMAIL_RULE))
+    A, as it would have been before the merge, it qualifies her (the move records what the link held on A, her
+    baseline kept: a notification of A from before the move is judged against it, _late). Under `match: contact`
+    too: A was her contact then, not a duplicate (it was noted `duplicate_contact`, `not_counted`)."""
+    work = world(settings(rule=EMAIL_RULE)) if match == "email" else world()      # (match: contact)
     link, lead = joined(work, signed_up="No")
     user = work.apis.intercom_.add("ann@example.com", role="user", signed_up="No")
     user.update(created_at=work.clock(), updated_at=work.clock())
@@ -615,11 +618,12 @@ def test_a_late_notification_of_a_merged_contact_whose_baseline_the_link_kept_is
     work.clock.now += 10
     run(work, event(user, "contact.merged", "n-merge", created_at=work.clock(),
                     merged_from={"type": "contact", "id": lead["id"]}))
-    assert (link_of(work).contact_id, link_of(work).baseline, link_of(work).left_contacts) == (
-        user["id"], "No", frozenset())
+    assert (link_of(work).contact_id, link_of(work).baseline, link_of(work).left_then(lead["id"]).baseline) == (
+        user["id"], "No", "No")
     run(work, event(lead, notification="n-late", created_at=reached))
     assert work.apis.rf_.qualified == ["7"] and link_of(work).qualification is QState.QUALIFIED
-    assert not any(e.startswith("left_contact#") for e, _ in history(work))
+    assert not any(e.startswith(("left_contact#", "duplicate_contact#")) for e, _ in history(work))
+    assert history(work)[-2][0] == "evaluation" and "a late notification of contact" in reasons(work)[-2]
 
 
 def test_explain_names_the_contact_a_late_notification_was_about():
@@ -660,3 +664,115 @@ def test_explain_hints_that_a_merged_contacts_late_value_at_its_baseline_changes
                if e["event"] == "evaluation" and (e.get("details") or {}).get("late_of_contact_id")]
     assert entry["hint"].startswith(f"a late notification of contact {lead['id']}, which the link left (Intercom "
                                     "merged it, or it is gone): judged against the baseline the link had on it")
+
+
+def _yes_then_no_delivered_backwards(work, lead, t1, t2):
+    """Event t1 shows signed_up "Yes", event t2 (newer) "No": t2 delivered first, then t1."""
+    run(work, event(set_value(work, lead, "No"), notification="t2", created_at=t2))
+    run(work, event(dict(lead, custom_attributes={"signed_up": "Yes"}), notification="t1", created_at=t1))
+
+
+def test_an_older_target_value_delivered_after_a_newer_change_away_does_not_qualify():
+    """Ann joined with "Yes" (require_change). Event t1 keeps "Yes"; event t2, newer, sets "No". In order nobody
+    qualifies (t1 was no change to "Yes"). Delivered t2 first, it armed the link, and the older t1 then qualified her.
+    The link is armed since t2 (Link.armed_at): t1's "Yes", older, is judged as if it were not armed."""
+    work = world()
+    link, lead = joined(work, signed_up="Yes")
+    t = work.clock()
+    _yes_then_no_delivered_backwards(work, lead, t + 10, t + 20)
+    assert work.apis.rf_.calls == [] and link_of(work).qualification is QState.PENDING
+    assert (link_of(work).armed, link_of(work).armed_at) == (True, t + 20)
+    assert history(work)[-1] == ("evaluation", "not_met")
+    assert "already met 'Yes' at the lead's baseline" in reasons(work)[-1]
+    # a target value newer than the change away still counts
+    run(work, event(set_value(work, lead, "Yes"), notification="t3", created_at=t + 30))
+    assert work.apis.rf_.qualified == ["7"]
+
+
+def test_the_mirror_case_still_qualifies_her_she_really_reached_the_target():
+    """Baseline "No": t1 sets "Yes", t2 "No", delivered t2 then t1: she reached "Yes" (a change from her baseline)."""
+    work = world()
+    link, lead = joined(work, signed_up="No")
+    t = work.clock()
+    _yes_then_no_delivered_backwards(work, lead, t + 10, t + 20)
+    assert work.apis.rf_.qualified == ["7"]
+
+
+def test_an_older_change_away_delivered_last_arms_the_link_since_then():
+    """Baseline "Yes"; t1 "No", t2 "Yes", t3 "No", delivered t3, t1, then t2: in order t2 qualifies her (a return
+    to the target after t1). t1, older than what armed the link, arms it since t1: t2 then counts."""
+    work = world()
+    link, lead = joined(work, signed_up="Yes")
+    t = work.clock()
+    run(work, event(set_value(work, lead, "No"), notification="t3", created_at=t + 30))
+    run(work, event(lead, notification="t1", created_at=t + 10))
+    assert link_of(work).armed_at == t + 10 and work.apis.rf_.calls == []
+    run(work, event(dict(lead, custom_attributes={"signed_up": "Yes"}), notification="t2", created_at=t + 20))
+    assert work.apis.rf_.qualified == ["7"]
+
+
+def test_a_link_armed_before_the_bridge_recorded_since_when_takes_any_target_value_as_before():
+    """An item armed by an earlier version (no armed_at): armed since always, as it was taken."""
+    work = world()
+    link, lead = joined(work, signed_up="Yes")
+    held = work.store.tables.links[link.ref]
+    held.link = dataclasses.replace(held.link, armed=True, armed_by=None, armed_at=None)
+    run(work, event(lead, notification="t1", created_at=work.clock() - 5))
+    assert work.apis.rf_.qualified == ["7"]
+
+
+def test_a_merged_contacts_older_target_value_delivered_after_its_newer_change_away_does_not_qualify():
+    """The same through a contact the link left (LeftContact.armed_at, arm_left): Ann joined on lead A with "Yes",
+    A merged into user B. Late notifications of A: t2 ("No") arms what the link held on A since t2; the older t1
+    ("Yes") is no change to her baseline there."""
+    work = world(settings(rule=EMAIL_RULE))
+    lead, user, merged_at = merged_into_a_user(work, signed_up="Yes", user_value="Yes")
+    _yes_then_no_delivered_backwards(work, lead, merged_at - 10, merged_at - 5)
+    assert work.apis.rf_.calls == [], history(work)
+    held = link_of(work).left_then(lead["id"])
+    assert (held.armed, held.armed_at) == (True, merged_at - 5) and history(work)[-1] == ("evaluation", "not_met")
+    run(work, event(set_value(work, lead, "Yes"), notification="t3", created_at=merged_at - 2))
+    assert work.apis.rf_.qualified == ["7"]
+
+
+def test_a_merged_contacts_mirror_case_still_qualifies():
+    work = world(settings(rule=EMAIL_RULE))
+    lead, user, merged_at = merged_into_a_user(work, signed_up="No", user_value="Yes")
+    _yes_then_no_delivered_backwards(work, lead, merged_at - 10, merged_at - 5)
+    assert work.apis.rf_.qualified == ["7"]
+
+
+def test_a_move_keeping_her_baseline_keeps_since_when_she_was_armed_and_records_it_on_the_contact_left():
+    """A move that records what the link held on the contact it leaves records its armed_at with it."""
+    work = world(settings(rule=EMAIL_RULE))
+    link, lead = joined(work, signed_up="Yes")
+    t = work.clock()
+    run(work, event(set_value(work, lead, "No"), notification="t2", created_at=t + 20))
+    user = work.apis.intercom_.add("ann@example.com", role="user", signed_up="Yes")
+    user.update(created_at=1, updated_at=1)
+    work.clock.now += 30
+    merged_at = work.clock()
+    run(work, event(user, "contact.merged", "n-merge", created_at=merged_at,
+                    merged_from={"type": "contact", "id": lead["id"]}))
+    held = link_of(work).left_then(lead["id"])
+    assert (held.armed, held.armed_at) == (True, t + 20) and link_of(work).armed_at is None
+    run(work, event(dict(lead, custom_attributes={"signed_up": "Yes"}), notification="t1", created_at=t + 10))
+    assert work.apis.rf_.calls == []
+
+
+def test_a_late_notification_of_a_contact_a_check_found_merged_keeping_her_baseline_is_judged_under_match_contact():
+    """The same when a check follows the merge (Intercom's 410): the move, keeping her baseline, records what the link
+    held on A, dated by the bridge's clock then; A's "Yes" from before it, delivered after, qualifies her."""
+    from tests.unit.scenario import check, made
+    work = world()
+    link, lead = joined(work, signed_up="No")
+    user = made(work, work.apis.intercom_.add("ann@example.com", role="user", signed_up="No"), False)
+    reached = work.clock()
+    set_value(work, lead, "Yes")
+    work.clock.now += 10
+    work.apis.intercom_.merge(lead["id"], user["id"])
+    run(work, check())
+    assert (link_of(work).contact_id, link_of(work).baseline) == (user["id"], "No") and work.apis.rf_.calls == []
+    assert link_of(work).left_then(lead["id"]).moved_at == work.clock()
+    run(work, event(lead, notification="n-late", created_at=reached))
+    assert work.apis.rf_.qualified == ["7"]

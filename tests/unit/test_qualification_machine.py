@@ -158,3 +158,24 @@ def test_the_attribute_type_decides_how_a_value_compares():
     link = dataclasses.replace(LEAD, baseline=None)
     contact = Sighting({"id": "c1", "custom_attributes": {"score": "12.5"}}, "reconciliation")
     assert judge(link, rule, contact, lambda attribute: "float").action is Action.QUALIFY
+
+
+def test_judge_takes_a_link_armed_since_a_time_as_not_armed_for_a_target_value_older_than_that():
+    """Link.armed_at: a target value from an event older than the value that armed the link was no change to the
+    target (judge.armed_for); of the same second or newer, or of no known time, it was. An older value missing the
+    target arms it again (the store writes its time, earlier). Armed before the bridge recorded since when (None):
+    armed since always."""
+    T = 1796000000.0                  # (after LEAD joined)
+    at_target = dataclasses.replace(LEAD, baseline="Yes", armed=True, armed_by=key(RULE), armed_at=T)
+    held_back = verdict(at_target, sighting=seen("Yes", when=T - 1))
+    assert held_back.action is Action.NOTE and held_back.entry.outcome == "not_met"
+    assert held_back.entry.details["require_change"] is True
+    for when in (T, T + 1, None):
+        assert verdict(at_target, sighting=seen("Yes", when=when)).action is Action.QUALIFY
+    assert verdict(at_target, sighting=seen("No", when=T - 1)).action is Action.ARM
+    assert verdict(at_target, sighting=seen("No", when=T + 1)).action is Action.NOTE
+    legacy = dataclasses.replace(at_target, armed_at=None)
+    assert verdict(legacy, sighting=seen("Yes", when=T - 1)).action is Action.QUALIFY
+    # a baseline off the target qualifies whatever the armed state: the mirror case
+    assert verdict(dataclasses.replace(at_target, baseline="No"), sighting=seen("Yes", when=T - 1)).action \
+        is Action.QUALIFY

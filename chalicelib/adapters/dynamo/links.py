@@ -428,7 +428,7 @@ class DynamoLinks(Leases):
             _assign(LinkItem.kind, found.kind),
             _assign(LinkItem.contact_role, found.role), LinkItem.contact_state.remove(),
             _assign(LinkItem.baseline, found.baseline), _assign(LinkItem.baseline_of, found.baseline_of),
-            LinkItem.contact_found.set(True), LinkItem.armed.remove(), LinkItem.armed_by.remove(),
+            LinkItem.contact_found.set(True), LinkItem.armed.remove(), LinkItem.armed_by.remove(), LinkItem.armed_at.remove(),
             LinkItem.updated_at.set(iso(self.clock()))], (LinkItem.claim == claim.token) & holds),
             _add_ref(contact_key(claim.workspace, found.contact_id), claim.ref),
             *(_leave(contact_key(left_in or claim.workspace, left), claim.ref) if left else ())]
@@ -588,8 +588,8 @@ class DynamoLinks(Leases):
             actions.append(LinkItem.last_event_at.set(when))
             changes["last_event_at"] = when
         if changes.keys() & {"baseline", "baseline_of"}:   # a value seen missing the target was the other contact's: not armed under the new baseline
-            actions += [LinkItem.armed.remove(), LinkItem.armed_by.remove()]
-            changes.update(armed=False, armed_by=None)
+            actions += [LinkItem.armed.remove(), LinkItem.armed_by.remove(), LinkItem.armed_at.remove()]
+            changes.update(armed=False, armed_by=None, armed_at=None)
         # Named no role, the link keeps the stored one, and is returned with it (the memory twin's): the write holds
         # only while the role is the one known, and one set meanwhile (another event) is read back and known.
         known = link.contact_role
@@ -609,6 +609,7 @@ class DynamoLinks(Leases):
                 recorded.append(LinkItem.left_baselines.set(left_stored(kept)))
                 condition = condition & _same(LinkItem.left_baselines, left_stored(then.left_baselines)) \
                     & _same(LinkItem.baseline_of, then.baseline_of) & _same(LinkItem.armed_by, then.armed_by) \
+                    & _same(LinkItem.armed_at, then.armed_at) \
                     & ((LinkItem.armed == True) if then.armed  # noqa: E712
                        else LinkItem.armed.does_not_exist() | (LinkItem.armed == False))  # noqa: E712
             updates: list[Update | Delete] = [Update(LinkItem(*link_key(link.ref)), actions + recorded, condition)]
@@ -682,16 +683,18 @@ class DynamoLinks(Leases):
             link = item.to_link()
         raise Busy("what the link left changed while the rule was recorded on it (another worker): apply again")
 
-    def arm(self, link: Link, entries: Sequence[Entry], by: str) -> Link:
-        # (armed on the contact `link` names: a link moved meanwhile is Busy; None: erased meanwhile)
-        return self._set(link, entries, None, {"armed": True, "armed_by": by},
-                         _same(LinkItem.contact_id, link.contact_id)) or link
+    def arm(self, link: Link, entries: Sequence[Entry], by: str, at: Optional[float] = None) -> Link:
+        # (armed on the contact `link` names: a link moved meanwhile is Busy; None: erased meanwhile; armed since
+        # another time meanwhile, Busy: its retry judges the value against it)
+        return self._set(link, entries, None, {"armed": True, "armed_by": by, "armed_at": at},
+                         _same(LinkItem.contact_id, link.contact_id) & _same(LinkItem.armed_at, link.armed_at)) or link
 
-    def arm_left(self, link: Link, contact_id: str, entries: Sequence[Entry], by: str) -> Link:
+    def arm_left(self, link: Link, contact_id: str, entries: Sequence[Entry], by: str, at: Optional[float] = None
+                 ) -> Link:
         held = link.left_then(contact_id)
         if held is None:
             return link
-        kept = left_with(link.left_baselines, dataclasses.replace(held, armed=True, armed_by=by))
+        kept = left_with(link.left_baselines, dataclasses.replace(held, armed=True, armed_by=by, armed_at=at))
         now = iso(self.clock())
         try:
             with _or_busy("what the link held on the contacts it left changed meanwhile (another worker)"):
@@ -714,7 +717,7 @@ class DynamoLinks(Leases):
         now = iso(self.clock())
         return Update(LinkItem(*link_key(link.ref)), [
             _assign(LinkItem.baseline, baseline), LinkItem.baseline_of.set(attribute), LinkItem.armed.remove(),
-            LinkItem.armed_by.remove(), LinkItem.qualification.set(QState.PENDING.value),
+            LinkItem.armed_by.remove(), LinkItem.armed_at.remove(), LinkItem.qualification.set(QState.PENDING.value),
             LinkItem.pending_pk.set(PENDING), LinkItem.pending_sk.set(f"{now}#{link.ref}"),
             LinkItem.updated_at.set(now)],
             (LinkItem.status == LinkStatus.LINKED.value) & _same(LinkItem.qualification, link.qualification)

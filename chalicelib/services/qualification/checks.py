@@ -7,7 +7,7 @@ from typing import Callable, Optional
 
 from ...domain import rules
 from ...domain.history import REPLAYED, Entry, replayed_said
-from ...domain.join import moved_baseline, pick_existing
+from ...domain.join import moved_baseline, pick_existing, records_left
 from ...domain.link import ContactState, Link
 from ...domain.judge import Sighting, finishes_on_replay
 from ...domain.qualification import UNFINISHED, open_states
@@ -152,4 +152,5 @@ def follow(link: Link, settings: CampaignSettings, deps: WorkDeps) -> tuple[Opti
     taken = moved_baseline(settings, link, contact)
     # (the contact it leaves is gone: its notifications, delivered late, are not judged against another's baseline,
     # but against the one the link had on it, recorded by the move with the time of the move: contact_events._late)
-    return deps.links.move(link, survivor, [entry], role=contact.get("role"), left=bool(taken), **taken), contact
+    return deps.links.move(link, survivor, [entry], role=contact.get("role"),
+                           left=records_left(settings, link, taken), **taken), contact

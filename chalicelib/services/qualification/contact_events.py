@@ -9,7 +9,7 @@ from typing import Any, Optional
 
 from ...domain import rules
 from ...domain.history import REPLAYED, Entry
-from ...domain.join import moved_baseline
+from ...domain.join import moved_baseline, records_left
 from ...domain.link import ContactState, LeftContact, Link, email_now
 from ...domain.judge import Sighting, elsewhere
 from ...domain.mapping import attribute_type, attribute_value, has_attribute
@@ -120,11 +120,11 @@ def _follow_merge(message: ContactMessage, item: dict, seen: Sighting, deps: Wor
                       {"from": merged_from, "into": survivor})
         settings = batch.settings_for(link) if link.is_lead else None
         taken = moved_baseline(settings, link, item) if settings is not None else {}
-        # (the merged contact's notifications, delivered late, are judged against the baseline kept, as they would
-        # have been before the merge; not against the survivor's, taken now: recorded as left, with the baseline
-        # the link had on it, which judges those of events before the merge: _late)
+        # (the merged contact's notifications, delivered late, are judged against the baseline the link had on it, as
+        # they would have been before the merge, under either `match`; not against the survivor's, when one is taken
+        # now: recorded as left, with what the link had on it, which judges those of events before the merge: _late)
         followed = deps.links.move(link, str(survivor), [entry], role=item.get("role"), when=seen.when,
-                                   left=bool(taken), **taken)
+                                   left=records_left(settings, link, taken), **taken)
         if followed is not None:        # (None: `bridge forget` erased her meanwhile: nobody to follow, nor retry)
             moved.append(batch.keep(followed))
     return moved

@@ -45,7 +45,7 @@ class Qualifier:
             self.links.note_repeat(link.ref, verdict.repeat.event, verdict.repeat.reason)
         entries = [verdict.entry] if verdict.entry is not None else []
         if verdict.action is Action.ARM:
-            return self._arm(link, entries, rule)
+            return self._arm(link, entries, rule, seen.when)
         if entries:
             self.links.note(link.ref, entries)
         if verdict.action is Action.QUALIFY:
@@ -72,7 +72,7 @@ class Qualifier:
             self.links.note_repeat(link.ref, verdict.repeat.event, verdict.repeat.reason)
         entries = [late_entry(verdict.entry, left, link)] if verdict.entry is not None else []
         if verdict.action is Action.ARM and rule is not None:
-            return self.links.arm_left(link, left.contact_id, entries, rules.key(rule))
+            return self.links.arm_left(link, left.contact_id, entries, rules.key(rule), seen.when)
         if entries:
             self.links.note(link.ref, entries)
         if verdict.action is Action.QUALIFY:
@@ -90,10 +90,11 @@ class Qualifier:
     def _judge(self, link: Link, rule: Optional[Qualification], seen: Sighting) -> Verdict:
         return judge(link, rule, seen, lambda name: attribute_type(name, self.apis.attributes(link.workspace)))
 
-    def _arm(self, link: Link, entries: list[Entry], rule: Optional[Qualification]) -> Link:
-        """Armed under the rule whose target the value seen missed (only a verdict under a rule arms)."""
+    def _arm(self, link: Link, entries: list[Entry], rule: Optional[Qualification], at: Optional[float]) -> Link:
+        """Armed under the rule whose target the value seen missed (only a verdict under a rule arms), since the
+        time of the event that showed it (`at`: Link.armed_at)."""
         assert rule is not None
-        return self.links.arm(link, entries, rules.key(rule))
+        return self.links.arm(link, entries, rules.key(rule), at)
 
     def _arm_and_look(self, link: Link, settings: Optional[CampaignSettings], seen: Sighting, verdict: Verdict) -> Link:
         """Order never matters: an event that arms the link may be older than one already judged (the
@@ -105,7 +106,7 @@ class Qualifier:
         except (Merged, NotFound):
             now = None             # reconciliation follows merges and deletions
         armed = self._arm(link, [verdict.entry] if verdict.entry is not None else [],
-                          settings.qualification if settings is not None else None)
+                          settings.qualification if settings is not None else None, seen.when)
         if now is None or not armed.armed:
             return armed
         current = Sighting(now, f"{seen.via}, then the contact read at once", current=True, replay=seen.replay)
