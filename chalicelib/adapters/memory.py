@@ -279,6 +279,7 @@ class MemoryLinks(Leases):
         self._write(claim.ref, [], contact_id=found.contact_id, kind=found.kind, contact_role=found.role,
                     baseline=found.baseline,
                     baseline_of=found.baseline_of, contact_found=True, armed=False, armed_by=None, armed_at=None,
+                    held_at=None,
                     contact_state=None)
         self._point(self.tables.contacts, (claim.workspace, found.contact_id), claim.ref)
 
@@ -390,7 +391,7 @@ class MemoryLinks(Leases):
         changes = {name: value for name, value in (("baseline", baseline), ("baseline_of", baseline_of))
                    if value is not KEEP}
         if changes:         # a value seen missing the target was the other contact's: not armed under the new baseline
-            changes.update(armed=False, armed_by=None, armed_at=None)
+            changes.update(armed=False, armed_by=None, armed_at=None, held_at=None)
         if old and left:        # (what it holds on the contact it leaves, as stored: a late notification's judge)
             changes["left_contacts"] = stored.link.left_contacts | {old}
             changes["left_baselines"] = left_with(stored.link.left_baselines, LeftContact.of(
@@ -440,14 +441,22 @@ class MemoryLinks(Leases):
         return stamped
 
     def arm(self, link: Link, entries: Sequence[Entry], by: str, at: Optional[float] = None) -> Link:
+        return self._armed_as_read(link, entries, armed=True, armed_by=by, armed_at=at, held_at=link.held_under(by))
+
+    def hold_back(self, link: Link, entries: Sequence[Entry], at: float) -> Link:
+        return self._armed_as_read(link, entries, held_at=at)
+
+    def _armed_as_read(self, link: Link, entries: Sequence[Entry], **changes: Any) -> Link:
+        """`changes` written while the stored link is on the contact `link` names and armed as it reads (else Busy);
+        erased meanwhile: `link`, nothing written."""
         stored = self.get(link.ref)
         if stored is None:
             return link                # erased meanwhile
         if stored.contact_id != link.contact_id:
             raise Busy(MOVED_SINCE_READ, retry_after=1.0)
-        if stored.armed_at != link.armed_at:
+        if _armed_state(stored) != _armed_state(link):
             raise Busy("the link changed meanwhile (another worker applied an Intercom event)")
-        return self._write(link.ref, entries, armed=True, armed_by=by, armed_at=at)
+        return self._write(link.ref, entries, **changes)
 
     def arm_left(self, link: Link, contact_id: str, entries: Sequence[Entry], by: str, at: Optional[float] = None
                  ) -> Link:
@@ -469,7 +478,7 @@ class MemoryLinks(Leases):
                 link.qualification, link.baseline_of):
             return False
         written = self._write(link.ref, entries, baseline=baseline, baseline_of=attribute, armed=False,
-                              armed_by=None, armed_at=None, qualification=QState.PENDING)
+                              armed_by=None, armed_at=None, held_at=None, qualification=QState.PENDING)
         held.pending = f"{written.updated_at}#{link.ref}"
         return True
 
@@ -1141,3 +1150,6 @@ class MemoryStore:
         self._throttle.until = until
 
 
+def _armed_state(link: Link) -> tuple:
+    """What arm and hold_back hold to, as read: armed or not, under which rule, since when, and what it held back."""
+    return link.armed, link.armed_by, link.armed_at, link.held_at

@@ -35,6 +35,10 @@ class Sighting:
     duplicate: Optional[str] = None       # the id of another contact with the lead's email
     replay: bool = False
     current: bool = False                 # the contact as it is now (read, or found by search), not an event
+    # The contact read from Intercom after the link was read (a check's read, a notification's too large to queue):
+    # newer than whatever armed the link (that was applied before), so Link.armed_at holds none of its values back
+    # (armed_for), whatever its updated_at.
+    read_after_link: bool = False
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,11 @@ class Verdict:
     action: Action
     entry: Optional[Entry] = None
     repeat: Optional[Repeat] = None
+    # NOTE: a value meeting the target held back by Link.armed_at (armed_for), of this event time: Link.held_at
+    # becomes the newer of the two (LinkRepository.hold_back)
+    held_at: Optional[float] = None
+    # ARM: arming the link since the time of this value releases the value Link.held_at held back: she qualifies
+    releases: bool = False
 
 
 IGNORE = Verdict(Action.IGNORE)
@@ -67,7 +76,7 @@ def letter_gone(link: Link, now: float, listed: bool = False) -> bool:
 
 
 #: The kinds of a qualification's dead letters (messages.CheckMessage's and ContactMessage's).
-QUALIFYING = ("intercom.contact", "intercom.check")
+QUALIFYING_LETTERS = ("intercom.contact", "intercom.check")
 
 
 def letter_discarded(entries: list[Recorded]) -> bool:
@@ -75,7 +84,7 @@ def letter_discarded(entries: list[Recorded]) -> bool:
     `discard` wrote in their history says? (For a refusal recorded before links kept the discard,
     Link.refusal_discarded: backfill.)"""
     letters = [e for e in sorted(entries, key=lambda e: e.at) if e.event == "dead_letter"
-               and str((e.details or {}).get("kind")) in QUALIFYING]
+               and str((e.details or {}).get("kind")) in QUALIFYING_LETTERS]
     return bool(letters) and letters[-1].outcome == "discarded"
 
 
@@ -169,6 +178,21 @@ def armed_for(link: Link, rule: Qualification, when: Optional[float]) -> bool:
     return armed_under(link, rule) and (when is None or link.armed_at is None or when >= link.armed_at)
 
 
+def held_back(link: Link, rule: Qualification, when: Optional[float]) -> bool:
+    """Armed under `rule`, but not for a value of `when` (armed_for): one seen then would be judged unarmed."""
+    return armed_under(link, rule) and not armed_for(link, rule, when)
+
+
+def _value_time(seen: Sighting) -> Optional[float]:
+    """The time armed_for compares the value seen by: its event's, or none for a contact read after the link was
+    (Sighting.read_after_link). armed_at is a notification's time, which Intercom sets after the change it tells: a
+    return to the target made between that change and its notification is older by that clock, though newer in
+    fact, and a read made after the arm shows the contact as it is since. (Reconciliation's search keeps its time:
+    it ran before the link was read, and may show a value from before the change that armed the link; one at the
+    target it holds back is read again, changes._judge.)"""
+    return None if seen.read_after_link else seen.when
+
+
 def untracked(link: Link) -> Repeat:
     return Repeat("qualification_untracked", "this lead joined before the campaign had a qualification rule, so "
                   f"its value at join time is unknown: it is not qualified automatically — {_backfill(link)}")
@@ -212,7 +236,7 @@ def judge(link: Link, rule: Optional[Qualification], seen: Sighting,
         return Verdict(Action.NOTE, repeat=unknown_baseline(link, rule))
     data_type = type_of(rule.attribute)
     value = attribute_value(dict(seen.contact), rule.attribute)
-    armed = armed_for(link, rule, seen.when)
+    armed = armed_for(link, rule, _value_time(seen))
     result = rules.evaluate(rule, data_type, value, link.baseline if known else None, armed)
     details = {**result.as_details(), "via": seen.via, "contact_id": seen.contact.get("id")}
     reason = result.reason
@@ -227,7 +251,24 @@ def judge(link: Link, rule: Optional[Qualification], seen: Sighting,
     entry = Entry("evaluation", "met" if result.met else "not_met", reason, details)
     if result.met:
         return Verdict(Action.QUALIFY, entry)
-    return Verdict(Action.ARM if _arms(link, armed, rule, data_type, value, seen) else Action.NOTE, entry)
+    when = _value_time(seen)
+    if result.unchanged and when is not None and held_back(link, rule, when):
+        held = when if link.held_at is None else max(link.held_at, when)
+        return Verdict(Action.NOTE, Entry(entry.event, entry.outcome, (
+            f"{reason}: held back, as of an event older than the change away from the target that armed the link "
+            "(delivered after it); a change away no later than it, delivered later, makes it one"),
+            {**details, "held_back": True}), held_at=held)
+    if _arms(link, armed, rule, data_type, value, seen):
+        return Verdict(Action.ARM, entry, releases=releases(link, rule, when))
+    return Verdict(Action.NOTE, entry)
+
+
+def releases(link: Link, rule: Qualification, when: Optional[float]) -> bool:
+    """A value missing the target at `when` arms the link since then (`armed_for` it was not): a value meeting the
+    target held back under the same rule (Link.held_at), of the same second or later, was then a change to the target
+    in order (a "No", a newer "Yes", a newer "No", delivered newest first)."""
+    return (link.held_at is not None and when is not None and when <= link.held_at and armed_under(link, rule)
+            and link.qualification is QState.PENDING)
 
 
 def _held(link: Link, rule: Qualification, seen: Sighting, type_of: Callable[[str], str]) -> Verdict:
@@ -238,7 +279,7 @@ def _held(link: Link, rule: Qualification, seen: Sighting, type_of: Callable[[st
         return IGNORE
     data_type = type_of(rule.attribute)
     value = attribute_value(dict(seen.contact), rule.attribute)
-    if not _arms(link, armed_for(link, rule, seen.when), rule, data_type, value, seen):
+    if not _arms(link, armed_for(link, rule, _value_time(seen)), rule, data_type, value, seen):
         return IGNORE
     result = rules.evaluate(rule, data_type, value, link.baseline, False)
     return Verdict(Action.ARM, Entry("evaluation", "not_met", f"{result.reason} (seen while the join was not finished: "

@@ -86,7 +86,7 @@ class LeftContact:
     def held(self, link: "Link") -> "Link":
         """`link` as it stood on this contact: its baseline and armed state then (its qualification as it is now)."""
         return replace(link, contact_id=self.contact_id, baseline=self.baseline, baseline_of=self.baseline_of,
-                       armed=self.armed, armed_by=self.armed_by, armed_at=self.armed_at)
+                       armed=self.armed, armed_by=self.armed_by, armed_at=self.armed_at, held_at=None)
 
     def before_move(self, when: Optional[float]) -> bool:
         """An event at `when` (Intercom's clock) happened while the link was on this contact: no later than the move.
@@ -159,6 +159,12 @@ class Link:
     # target then, and is judged as if the link were not armed (judge.armed_for). None with `armed`: armed by a value
     # of no known time, or before the bridge recorded it (before 2026-11-28): armed since always, as it was taken.
     armed_at: Optional[float] = None
+    # The event time of the newest value meeting the target that armed_at held back (judge.armed_for), under
+    # `armed_by`: a value missing the target from an event no later than it, delivered after, arms the link since
+    # then, which makes that held value a change to the target in order: she qualifies then (judge: Verdict.releases).
+    # Cleared with `armed`; kept by an arm under the same rule (LinkRepository.arm). Not recorded on a contact the
+    # link left (LeftContact): a late notification's held value is not released.
+    held_at: Optional[float] = None
     qualification: Optional[QState] = None
     qualified_at: Optional[str] = None
     last_event_at: Optional[float] = None            # newest Intercom event applied to role/state
@@ -219,6 +225,11 @@ class Link:
     # about one, of an event from before the move, delivered after it, is judged against that, as it would have been
     # had it come in order. Empty for a contact left before the bridge recorded it: its notifications not judged.
     left_baselines: tuple["LeftContact", ...] = ()
+
+    def held_under(self, by: str) -> Optional[float]:
+        """What an arm under the rule (rules.key) `by` keeps of `held_at`: the value held back under that rule, not
+        one held under another (LinkRepository.arm)."""
+        return self.held_at if self.armed and self.armed_by == by else None
 
     def left(self, contact_id: Optional[str]) -> bool:
         """`contact_id` is a contact the link moved off, and not the one it holds (again) now."""

@@ -215,8 +215,13 @@ class LinkRepository(Protocol):
         """A value missing the target of the rule whose key (rules.key) is `by` was seen, in an event at `at`
         (Intercom's clock; None: unknown): the link is armed under it since then (Link.armed_at: judge.armed_for
         decided that it arms it, so `at` is earlier than any it held), erased meanwhile: `link`, and nothing written;
-        on another contact than `link` names, moved meanwhile, or armed since another time meanwhile (another worker
-        armed it): Busy, nothing written, as set_contact."""
+        on another contact than `link` names, moved meanwhile, or armed otherwise meanwhile than `link` reads (armed or
+        not, armed_by, armed_at, held_at: another worker armed it, or held a value back): Busy, nothing written, as
+        set_contact. The value held back (Link.held_at) is kept under the same rule (Link.held_under), else cleared."""
+    def hold_back(self, link: Link, entries: Sequence[Entry], at: float) -> Link:
+        """A value meeting the target was held back by armed_at (judge.armed_for): the entries written, and Link.held_at
+        set to `at` (the newer of it and the one held: judge's), held as arm is (Busy, or erased: `link`, nothing
+        written)."""
     def arm_left(self, link: Link, contact_id: str, entries: Sequence[Entry], by: str, at: Optional[float] = None
                  ) -> Link:
         """A value missing the target of the rule `by` was seen on `contact_id`, a contact the link left (in a late

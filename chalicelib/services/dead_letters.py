@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterator, Optional, Protocol
 from .. import messages
 from ..domain.advice import RF_TOKEN_REFUSED, rf_token_fix, rf_token_refused
 from ..domain.history import Entry, epoch, iso
-from ..domain.judge import QUALIFYING
+from ..domain.judge import QUALIFYING_LETTERS
 from ..domain.link import PersonRef
 from ..domain.outage import outage_of
 from ..domain.people import OTHER_CAMPAIGN
@@ -473,7 +473,8 @@ def discard(rt: Discarding, reason: Optional[str] = None, campaign: Optional[str
         letters = [read(m) for m in batch.values()]
         people = _people_of(rt, letters)
         _note(rt, letters, "discarded", people)
-        rt.store.links.discard_refusals(ref for d, refs in zip(letters, people) if d.kind in QUALIFYING for ref in refs)
+        rt.store.links.discard_refusals(ref for d, refs in zip(letters, people) if d.kind in QUALIFYING_LETTERS
+                                        for ref in refs)
         stopped.extend(_stop_runs(rt, letters))
         return list(batch), []
     done = _take_matching(rt, lambda letters: [matches(d, reason, campaign, superseded) for d in marked(rt, letters)],

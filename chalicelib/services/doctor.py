@@ -524,25 +524,25 @@ def _waits(rt: Examined, settings: CampaignSettings, exc: WorkError, vendor: str
     as doctor `missed` something: nothing to change, never a token to replace. A call the bridge's own budget held
     back, or AWS's throttling of the bridge's own calls (the vendor was not called), says so: the operator looks
     there, not at the vendor."""
-    c = settings.campaign_id
+    c, finding = settings.campaign_id, f"{limiting(exc, vendor)}: {missed} ({exc.reason})"
     if isinstance(exc, BudgetSpent):
-        return (f"{limiting(exc, vendor)}: {missed} ({exc.reason})",
+        return (finding,
                 f"{work} wait in the queue, without using up a try, and go on by themselves as the budget frees slots",
                 f"nothing to change: run `bridge doctor {c}` again in a minute; if the budget stays spent, the work "
                 f"needs more calls than {BUDGET_SETTINGS[vendor]} allows (raise it only as far as {vendor}'s own "
                 "limit allows)")
     if isinstance(exc, Throttled):
-        return (f"{limiting(exc, vendor)}: {missed} ({exc.reason})",
+        return (finding,
                 f"{work} wait in the queue, without using up a try, and go on by themselves once {exc.outage} takes "
                 f"the bridge's calls again; a throttling longer than {hours(rt.config.outage_hours * 3600)} "
                 "(BRIDGE_OUTAGE_HOURS) leaves them in the dead-letter queue",
                 f"nothing to change: the work waits; if it lasts, look at {exc.outage}'s throttled requests in "
                 f"CloudWatch; run `bridge doctor {c}` again later")
-    return (f"{limiting(exc, vendor)}: {missed} ({exc.reason})",
+    return (finding,
             f"{work} wait in the queue, without using up a try, and go on by themselves once {vendor} answers; "
             f"an outage (5xx, timeouts) longer than {hours(rt.config.outage_hours * 3600)} (BRIDGE_OUTAGE_HOURS) "
             "leaves them in the dead-letter queue",
-            f"nothing to change: the work waits; run `bridge doctor {settings.campaign_id}` again later")
+            f"nothing to change: the work waits; run `bridge doctor {c}` again later")
 
 
 def _newest_reached_us(rt: Examined, report: Report, settings: CampaignSettings) -> None:

@@ -13,7 +13,7 @@ from typing import Any, Callable, Optional, Protocol
 
 from ..domain.advice import DUPLICATE, NOT_WRITTEN, refused_join, rf_token_refused
 from ..domain.history import RETRY, Recorded, epoch
-from ..domain.judge import DEAD_LETTER_DAYS, QUALIFYING, elsewhere, letter_gone, rf_deleted
+from ..domain.judge import DEAD_LETTER_DAYS, QUALIFYING_LETTERS, elsewhere, letter_gone, rf_deleted
 from ..domain.link import MOVED_UNKNOWN, Link, LinkStatus, PersonRef
 from ..domain.outage import outage_of
 from ..domain.people import OTHER_CAMPAIGN, email_hash
@@ -588,7 +588,7 @@ def _replayed_by_reason(trail: list[dict]) -> list[dict]:
 # What a later entry must be about to resolve a failure: its topic. Events not named here are their own.
 TOPICS = {"join": "join", "join_received": "join", "contact": "join", "tag": "join", "webhook_refused": "join",
           "qualification": "qualification", "referral_count": "referral_count"}
-KIND_TOPICS = {"rf.join": "join", **dict.fromkeys(QUALIFYING, "qualification"),
+KIND_TOPICS = {"rf.join": "join", **dict.fromkeys(QUALIFYING_LETTERS, "qualification"),
                "referral.count": "referral_count", "join.verify": "duplicate_check"}   # a dead letter's, by its kind
 
 

@@ -688,6 +688,59 @@ def test_arming_records_since_when_held_to_it_as_read_and_a_move_keeps_it_with_h
     assert (store.links.get(ANN).armed, store.links.get(ANN).armed_at) == (False, None)
 
 
+def test_a_worker_that_read_the_link_unarmed_does_not_narrow_an_arming_since_always_made_meanwhile(store):
+    """Another worker armed the link by a value of no known time (armed_at None: since always) after this one read it
+    unarmed: its arm, since 300, holds to the armed state as read (not only to armed_at, None either way): Busy,
+    nothing written (its retry finds the link armed for its value). Likewise under another rule meanwhile."""
+    link = joined(store, baseline_of=SIGNED_UP)
+    always = store.links.arm(link, [Entry("evaluation", "not_met")], "rule", None)
+    assert (always.armed, always.armed_at) == (True, None)
+    with pytest.raises(Busy):
+        store.links.arm(link, [Entry("evaluation", "not_met")], "rule", 300.0)
+    assert store.links.get(ANN) == always and len(outcomes(store)) == 2
+    with pytest.raises(Busy):
+        store.links.arm(dataclasses.replace(always, armed_by="another rule"), [], "rule", 300.0)
+    assert store.links.get(ANN) == always
+
+
+def test_a_value_held_back_is_recorded_held_to_the_armed_state_kept_by_an_arm_under_its_rule_and_cleared_with_it(store):
+    """Link.held_at: hold_back records it with its entry, held to the armed state as read (a worker that read it
+    before is Busy, nothing written: so is an arm that read the link before a value was held back). An arm under the
+    same rule keeps it, one under another rule clears it, and so does a move taking another baseline."""
+    armed = store.links.arm(joined(store, baseline_of=SIGNED_UP), [], "rule", 300.0)
+    held = store.links.hold_back(armed, [Entry("evaluation", "not_met")], 250.0)
+    assert (held.armed_at, held.held_at) == (300.0, 250.0) and store.links.get(ANN) == held
+    assert len(outcomes(store)) == 2
+    for stale in (lambda: store.links.hold_back(armed, [Entry("evaluation", "not_met")], 260.0),
+                  lambda: store.links.arm(armed, [Entry("evaluation", "not_met")], "rule", 200.0)):
+        with pytest.raises(Busy):
+            stale()
+        assert store.links.get(ANN) == held and len(outcomes(store)) == 2
+    lowered = store.links.arm(held, [], "rule", 200.0)
+    assert (lowered.armed_at, lowered.held_at) == (200.0, 250.0) and store.links.get(ANN) == lowered
+    other = store.links.arm(lowered, [], "another rule", 100.0)
+    assert (other.armed_by, other.armed_at, other.held_at) == ("another rule", 100.0, None)
+    assert store.links.get(ANN) == other
+    again = store.links.hold_back(other, [], 150.0)
+    moved = store.links.move(again, "c3", [Entry("contact", "merged")], role="user", baseline="Yes",
+                             baseline_of=SIGNED_UP, when=500.0, left=True)
+    assert (moved.armed, moved.held_at, moved.left_then("c1").armed_at) == (False, None, 100.0)
+    assert store.links.get(ANN) == moved
+    rearmed = store.links.hold_back(store.links.arm(moved, [], "rule", 600.0), [], 550.0)
+    assert store.links.take_baselines([(rearmed, "pro", "custom_attributes.plan", [])]) == [True]
+    assert (store.links.get(ANN).armed, store.links.get(ANN).held_at) == (False, None)
+
+
+def test_a_move_whose_link_was_armed_since_an_earlier_time_meanwhile_records_that_time_on_the_contact_it_leaves(store):
+    """A worker read the link armed since 300; another armed it since 200 meanwhile (an older change away): the move,
+    keeping her baseline, records what the link holds on the contact it leaves as it is, since 200 (read again), not
+    as read (a late notification of that contact from between 200 and 300 is then judged armed, as in order)."""
+    stale = store.links.arm(joined(store, baseline_of=SIGNED_UP), [], "rule", 300.0)
+    store.links.arm(stale, [], "rule", 200.0)
+    kept = store.links.move(stale, "c2", [Entry("contact", "merged")], role="user", when=400.0, left=True)
+    assert (kept.left_then("c1").armed_at, store.links.get(ANN).left_then("c1").armed_at) == (200.0, 200.0)
+
+
 def test_an_item_armed_before_the_bridge_recorded_since_when_reads_armed_since_always_and_is_written_as_read(store):
     """An item (or a record of a contact it left) armed by an earlier version has no armed_at: read as None (armed
     since always: judge.armed_for), and writes holding to those records as read still apply."""

@@ -776,3 +776,53 @@ def test_a_late_notification_of_a_contact_a_check_found_merged_keeping_her_basel
     assert link_of(work).left_then(lead["id"]).moved_at == work.clock()
     run(work, event(lead, notification="n-late", created_at=reached))
     assert work.apis.rf_.qualified == ["7"]
+
+
+def test_no_yes_no_delivered_newest_first_qualifies_her_once_when_the_oldest_no_comes():
+    """Baseline "Yes"; t1 "No", t2 "Yes", t3 "No", delivered t3, t2, t1: in order t2 qualifies her (a return to the
+    target after t1). t3 arms the link since t3; t2, older, is held back (Link.held_at t2); t1 arms it since t1, which
+    releases t2: she qualifies then, through the claim (RF asked first), once, though her value now is "No"."""
+    work = world()
+    link, lead = joined(work, signed_up="Yes")
+    t = work.clock()
+    run(work, event(set_value(work, lead, "No"), notification="t3", created_at=t + 30))
+    run(work, event(dict(lead, custom_attributes={"signed_up": "Yes"}), notification="t2", created_at=t + 20))
+    assert work.apis.rf_.calls == [] and (link_of(work).armed_at, link_of(work).held_at) == (t + 30, t + 20)
+    run(work, event(dict(lead), notification="t1", created_at=t + 10))
+    assert work.apis.rf_.calls == ["get_user 7", "qualify 7"] and link_of(work).qualification is QState.QUALIFIED
+    assert "held back" in reasons(work)[-2], reasons(work)[-3:]
+    run(work, event(dict(lead), notification="t0", created_at=t + 5))
+    run(work, event(dict(lead, custom_attributes={"signed_up": "Yes"}), notification="t2b", created_at=t + 20))
+    assert work.apis.rf_.qualified == ["7"] and len(work.apis.rf_.calls) == 2
+
+
+def test_a_held_back_target_value_is_not_released_by_a_change_away_newer_than_it():
+    """The two-event false case stays closed: baseline "Yes", t1 "Yes", t2 "No", delivered t2, t1 (t1 held back),
+    then t3 "No" older than t2 but newer than t1: armed since t3, after t1: t1 still was no change."""
+    work = world()
+    link, lead = joined(work, signed_up="Yes")
+    t = work.clock()
+    run(work, event(set_value(work, lead, "No"), notification="t2", created_at=t + 20))
+    run(work, event(dict(lead, custom_attributes={"signed_up": "Yes"}), notification="t1", created_at=t + 10))
+    assert link_of(work).held_at == t + 10
+    run(work, event(dict(lead), notification="t15", created_at=t + 15))
+    assert (link_of(work).armed_at, work.apis.rf_.calls) == (t + 15, [])
+    assert link_of(work).qualification is QState.PENDING
+
+
+def test_a_notification_too_large_to_queue_reads_the_contact_as_it_is_and_an_arming_notifications_time_does_not_hold_it():
+    """Ann joined with "Yes". She sets "No" at T+10 (its notification made at T+12, Intercom's clock, arms the link)
+    and "Yes" at T+11 (its webhook lost). An older notification, too large to queue, comes last: the contact read
+    for it (after her link was) shows "Yes", updated at T+11, after the "No" in fact: she qualifies."""
+    work = world()
+    link, lead = joined(work, signed_up="Yes")
+    t = int(work.clock())
+    no = dict(lead, custom_attributes={"signed_up": "No"}, updated_at=t + 10)
+    set_value(work, lead, "No")
+    run(work, event(no, notification="n-no", created_at=t + 12))
+    assert (link_of(work).armed_at, work.apis.rf_.calls) == (t + 12, [])
+    set_value(work, lead, "Yes")
+    lead["updated_at"] = t + 11
+    run(work, thin(event(dict(lead, custom_attributes={"signed_up": "No"}, updated_at=t + 5), notification="n-old",
+                         created_at=t + 5)))
+    assert work.apis.rf_.qualified == ["7"]

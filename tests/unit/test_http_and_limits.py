@@ -302,6 +302,9 @@ def test_nothing_is_taken_ahead_while_the_vendor_pauses_or_blocks_us_and_a_failu
     intercom.throttled(30.0)              # Intercom's 429: everyone waits 30 s
     intercom.ahead(12)
     assert writes == [4]
+    another = intercom_limiter(rates, clock, max_wait=1)    # another container: it reads the pause from the table
+    another.ahead(12)
+    assert writes == [4]
     with pytest.raises(Deferred):
         intercom.acquire()
     rf = limiter(rates, clock, max_wait=1)

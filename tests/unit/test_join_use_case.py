@@ -195,6 +195,23 @@ def test_a_batch_whose_every_email_search_shows_reads_the_bridges_records_once_b
     assert "create" not in work.apis.intercom_.calls
 
 
+def test_a_failed_read_of_the_bridges_records_fails_only_the_joins_whose_email_search_did_not_show():
+    """The records are read beside the search, for every email: the read failing (the table throttled), the leads
+    search showed join on their contacts, and those it missed wait for a try that reads them (never created
+    without the hint of a contact another campaign links)."""
+    work = world()
+    for n in range(10, 15):
+        work.apis.intercom_.add(f"lead{n}@example.com")
+
+    def failing(**kw):
+        raise Transient("the table throttled")
+    work.store.lookup.look_up = failing       # type: ignore[method-assign]
+    why = comes_back(work, *ten_leads())
+    assert why.startswith("5 of 10 records will be retried") and why.count("the table throttled") == 5
+    assert [link_of(work, str(n)).status for n in range(10, 20)] == [LinkStatus.LINKED] * 5 + [LinkStatus.FAILED] * 5
+    assert "create" not in work.apis.intercom_.calls
+
+
 @pytest.mark.parametrize("workspace, linked", [("ws", True), ("other", False)], ids=["same_workspace", "another"])
 def test_a_contact_linked_for_the_email_that_search_does_not_show_yet_is_used_in_its_own_workspace_only(
         workspace, linked):
@@ -525,16 +542,23 @@ def test_a_try_that_failed_after_finding_an_existing_contact_resumes_with_the_va
     assert work.apis.rf_.qualified == ["7"] and work.apis.intercom_.tags == [(existing["id"], "Referred")]
 
 
-def test_a_worker_killed_after_marking_an_existing_contact_leaves_its_baseline_and_a_change_away_meanwhile_counts():
-    """Ann's contact said "Yes" when she joined (require_change: that alone never qualifies). The worker died
-    as it tagged it, before linking; she went "No", then "Yes" again. The notifications found her join part-way:
-    the "No" armed it. The next try resumes with the baseline found ("Yes") and the arming, and she qualifies."""
+def killed_tagging_her_existing_contact() -> tuple[FakeWork, FakeIntercom, dict]:
+    """Ann's contact said "Yes" when she joined; the worker died as it tagged it, before linking (her join part-way,
+    holding that contact and its baseline)."""
     work = world()
     intercom = work.apis.intercom_
     existing = intercom.add("ann@example.com", role="user", signed_up="Yes")
     intercom.fail["tag"] = Killed()
     with pytest.raises(Killed):
         run(work, join())
+    return work, intercom, existing
+
+
+def test_a_worker_killed_after_marking_an_existing_contact_leaves_its_baseline_and_a_change_away_meanwhile_counts():
+    """Ann's contact said "Yes" when she joined (require_change: that alone never qualifies). The worker died
+    as it tagged it, before linking; she went "No", then "Yes" again. The notifications found her join part-way:
+    the "No" armed it. The next try resumes with the baseline found ("Yes") and the arming, and she qualifies."""
+    work, intercom, existing = killed_tagging_her_existing_contact()
     held = link_of(work)
     assert (held.status, held.contact_id, held.baseline, held.contact_found) == (
         LinkStatus.IN_PROGRESS, existing["id"], "Yes", True)
@@ -549,6 +573,28 @@ def test_a_worker_killed_after_marking_an_existing_contact_leaves_its_baseline_a
     link = link_of(work)
     assert (link.status, link.baseline, link.qualification) == (LinkStatus.LINKED, "Yes", QState.QUALIFIED)
     assert work.apis.rf_.qualified == ["7"] and len(intercom.contacts) == 1
+
+
+def test_a_join_part_way_armed_by_a_change_away_is_armed_since_an_older_one_delivered_after_it():
+    """Ann's join found her contact at "Yes" and stopped part-way. Her "No" of t+20 arms it (Link.armed_at t+20);
+    her "No" of t+10, delivered after, arms it since t+10, as a linked lead's would (judge._held, armed_for): her
+    "Yes" of t+15, delivered once she is linked, was a return to the target in order, and qualifies her."""
+    work, intercom, existing = killed_tagging_her_existing_contact()
+    t = work.clock.now + 1
+    work.clock.now += 30
+    no = {**existing, "custom_attributes": {"signed_up": "No"}}
+    run(work, event(no, "contact.user.updated", "n20", created_at=t + 20))
+    assert (link_of(work).status, link_of(work).armed, link_of(work).armed_at) == (LinkStatus.IN_PROGRESS, True,
+                                                                                   t + 20)
+    run(work, event(no, "contact.user.updated", "n10", created_at=t + 10))
+    assert link_of(work).armed_at == t + 10
+    existing["custom_attributes"]["signed_up"] = "No"
+    work.clock.now += work.store.links.lease + 1
+    run(work, join())
+    assert link_of(work).status is LinkStatus.LINKED and work.apis.rf_.qualified == []
+    run(work, event(dict(existing, custom_attributes={"signed_up": "Yes"}), "contact.user.updated", "n15",
+                    created_at=t + 15))
+    assert work.apis.rf_.qualified == ["7"]
 
 
 @pytest.mark.parametrize("read", ["no link yet", "a try that failed before creating"])

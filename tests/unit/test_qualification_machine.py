@@ -179,3 +179,24 @@ def test_judge_takes_a_link_armed_since_a_time_as_not_armed_for_a_target_value_o
     # a baseline off the target qualifies whatever the armed state: the mirror case
     assert verdict(dataclasses.replace(at_target, baseline="No"), sighting=seen("Yes", when=T - 1)).action \
         is Action.QUALIFY
+
+
+def test_judge_holds_back_an_older_target_value_and_releases_it_on_a_change_away_no_later_than_it():
+    """Link.held_at: a target value held back by armed_at is recorded (the newer of two); a value missing the target
+    that arms the link since no later than it (the same second too) releases it, under the same rule only, and only
+    while the qualification waits. A newer one does not (the two-event false case stays closed)."""
+    T = 1796000000.0
+    armed = dataclasses.replace(LEAD, baseline="Yes", armed=True, armed_by=key(RULE), armed_at=T)
+    held = verdict(armed, sighting=seen("Yes", when=T - 10))
+    assert (held.action, held.held_at, held.entry.details["held_back"]) == (Action.NOTE, T - 10, True)
+    assert verdict(dataclasses.replace(armed, held_at=T - 5), sighting=seen("Yes", when=T - 10)).held_at == T - 5
+    assert verdict(armed, sighting=seen("Yes", when=T - 10, current=True, read_after_link=True)).action \
+        is Action.QUALIFY
+    holding = dataclasses.replace(armed, held_at=T - 10)
+    for when, releases in ((T - 10, True), (T - 20, True), (T - 9, False)):
+        arms = verdict(holding, sighting=seen("No", when=when))
+        assert (arms.action, arms.releases) == (Action.ARM, releases), when
+    assert not verdict(dataclasses.replace(holding, armed_by="another rule"), sighting=seen("No", when=T - 20)).releases
+    assert not verdict(dataclasses.replace(holding, qualification=QState.UNCONFIRMED),
+                       sighting=seen("No", when=T - 20)).releases
+    assert verdict(holding, sighting=seen("No", when=T + 1)).action is Action.NOTE

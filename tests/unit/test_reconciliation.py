@@ -656,3 +656,53 @@ def test_the_letter_of_a_lead_rf_refused_on_a_duplicate_pays_her_on_replay_whate
     run(work, work.queue.sent[-1])
     assert work.apis.rf_.calls == ["get_user 7", "qualify 7"] and work.apis.rf_.qualified == ["7"]
     assert link_of(work).qualification is QState.QUALIFIED
+
+
+def _no_notified_late_then_yes_lost(work):
+    """Ann joined with "Yes" (require_change). She sets "No" at T+10 and, in the same breath, "Yes" at T+11; Intercom
+    creates the "No"'s notification at T+12 (its own clock: after the "Yes"), and the "Yes"'s webhook is lost. The
+    "No" arms the link since T+12 (its notification's time); the contact read at once still showed "No"."""
+    link, lead = joined(work, signed_up="Yes")
+    t = int(work.clock())
+    no = dict(lead, custom_attributes={"signed_up": "No"}, updated_at=t + 10)
+    changed(work, lead, "No", at=t + 10)
+    run(work, event(no, notification="n-no", created_at=t + 12))
+    assert (link_of(work).armed, link_of(work).armed_at, work.apis.rf_.calls) == (True, t + 12, [])
+    changed(work, lead, "Yes", at=t + 11)
+    work.clock.now += 60
+
+
+def test_the_search_qualifies_a_return_to_the_target_made_before_the_notification_that_armed_the_link():
+    """The contact as it is now (updated at T+11, by its own clock) is judged armed: what armed the link was applied
+    before, so its value now is at least as new (Link.armed_at holds back only values of events, not the contact now)."""
+    work = connected(world())
+    _no_notified_late_then_yes_lost(work)
+    run(work, changes(work))
+    assert work.apis.rf_.qualified == ["7"] and link_of(work).qualification is QState.QUALIFIED
+
+
+def test_a_check_qualifies_a_return_to_the_target_made_before_the_notification_that_armed_the_link():
+    work = world()
+    _no_notified_late_then_yes_lost(work)
+    run(work, check())
+    assert work.apis.rf_.qualified == ["7"] and link_of(work).qualification is QState.QUALIFIED
+
+
+def test_a_search_showing_the_contact_from_before_the_change_that_armed_the_link_does_not_qualify_her():
+    """Ann joined with "Yes", kept it (saved again at T+5), then set "No" at T+10, which armed the link. Intercom's
+    search, behind, still shows her "Yes" of T+5: older than what armed the link, so her contact is read, and its
+    "No" judged (in order, nothing changed to "Yes")."""
+    work = connected(world())
+    link, lead = joined(work, signed_up="Yes")
+    t = int(work.clock())
+    stale = dict(changed(work, lead, "Yes", at=t + 5), custom_attributes={"signed_up": "Yes"})
+    changed(work, lead, "No", at=t + 10)
+    run(work, event(lead, notification="n-no", created_at=t + 10))
+    assert (link_of(work).armed_at, work.apis.rf_.calls) == (t + 10, [])
+    work.clock.now += 60
+    searched = work.apis.intercom_.search_contacts
+    work.apis.intercom_.search_contacts = lambda *a, **k: (searched(*a, **k), ([stale], None))[1]
+    calls = len(work.apis.intercom_.calls)
+    run(work, changes(work))
+    assert work.apis.rf_.calls == [] and link_of(work).qualification is QState.PENDING
+    assert work.apis.intercom_.calls[calls:] == ["search_contacts", "get"]

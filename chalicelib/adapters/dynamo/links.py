@@ -48,6 +48,15 @@ def _same(attr: Any, value: Any) -> Any:
     return attr.does_not_exist() if value is None else attr == getattr(value, "value", value)
 
 
+def _armed_as(link: Link) -> Any:
+    """The stored link is armed as `link` is: or not, under the same rule, since the same time, holding back the
+    same value (Link.held_at)."""
+    armed = (LinkItem.armed == True) if link.armed else (  # noqa: E712
+        LinkItem.armed.does_not_exist() | (LinkItem.armed == False))  # noqa: E712
+    return armed & _same(LinkItem.armed_by, link.armed_by) & _same(LinkItem.armed_at, link.armed_at) \
+        & _same(LinkItem.held_at, link.held_at)
+
+
 def _add_ref(key: tuple[str, str], ref: PersonRef) -> Update:
     return Update(PointerItem(*key), [PointerItem.links.add({str(ref)})])
 
@@ -428,8 +437,8 @@ class DynamoLinks(Leases):
             _assign(LinkItem.kind, found.kind),
             _assign(LinkItem.contact_role, found.role), LinkItem.contact_state.remove(),
             _assign(LinkItem.baseline, found.baseline), _assign(LinkItem.baseline_of, found.baseline_of),
-            LinkItem.contact_found.set(True), LinkItem.armed.remove(), LinkItem.armed_by.remove(), LinkItem.armed_at.remove(),
-            LinkItem.updated_at.set(iso(self.clock()))], (LinkItem.claim == claim.token) & holds),
+            LinkItem.contact_found.set(True), LinkItem.armed.remove(), LinkItem.armed_by.remove(),
+            LinkItem.armed_at.remove(), LinkItem.held_at.remove(), LinkItem.updated_at.set(iso(self.clock()))], (LinkItem.claim == claim.token) & holds),
             _add_ref(contact_key(claim.workspace, found.contact_id), claim.ref),
             *(_leave(contact_key(left_in or claim.workspace, left), claim.ref) if left else ())]
 
@@ -588,8 +597,9 @@ class DynamoLinks(Leases):
             actions.append(LinkItem.last_event_at.set(when))
             changes["last_event_at"] = when
         if changes.keys() & {"baseline", "baseline_of"}:   # a value seen missing the target was the other contact's: not armed under the new baseline
-            actions += [LinkItem.armed.remove(), LinkItem.armed_by.remove(), LinkItem.armed_at.remove()]
-            changes.update(armed=False, armed_by=None, armed_at=None)
+            actions += [LinkItem.armed.remove(), LinkItem.armed_by.remove(), LinkItem.armed_at.remove(),
+                        LinkItem.held_at.remove()]
+            changes.update(armed=False, armed_by=None, armed_at=None, held_at=None)
         # Named no role, the link keeps the stored one, and is returned with it (the memory twin's): the write holds
         # only while the role is the one known, and one set meanwhile (another event) is read back and known.
         known = link.contact_role
@@ -608,10 +618,8 @@ class DynamoLinks(Leases):
                 kept = left_with(then.left_baselines, LeftContact.of(then, moved_at, baseline_of))
                 recorded.append(LinkItem.left_baselines.set(left_stored(kept)))
                 condition = condition & _same(LinkItem.left_baselines, left_stored(then.left_baselines)) \
-                    & _same(LinkItem.baseline_of, then.baseline_of) & _same(LinkItem.armed_by, then.armed_by) \
-                    & _same(LinkItem.armed_at, then.armed_at) \
-                    & ((LinkItem.armed == True) if then.armed  # noqa: E712
-                       else LinkItem.armed.does_not_exist() | (LinkItem.armed == False))  # noqa: E712
+                    & _same(LinkItem.baseline_of, then.baseline_of) \
+                    & _armed_as(then)
             updates: list[Update | Delete] = [Update(LinkItem(*link_key(link.ref)), actions + recorded, condition)]
             if old:         # (the merged contact's pointer goes when it named her alone, as an email's does)
                 updates += _leave(contact_key(held_in or link.workspace, old), link.ref)
@@ -684,10 +692,16 @@ class DynamoLinks(Leases):
         raise Busy("what the link left changed while the rule was recorded on it (another worker): apply again")
 
     def arm(self, link: Link, entries: Sequence[Entry], by: str, at: Optional[float] = None) -> Link:
-        # (armed on the contact `link` names: a link moved meanwhile is Busy; None: erased meanwhile; armed since
-        # another time meanwhile, Busy: its retry judges the value against it)
-        return self._set(link, entries, None, {"armed": True, "armed_by": by, "armed_at": at},
-                         _same(LinkItem.contact_id, link.contact_id) & _same(LinkItem.armed_at, link.armed_at)) or link
+        # (armed on the contact `link` names: a link moved meanwhile is Busy; None: erased meanwhile; armed otherwise
+        # meanwhile (since another time, under another rule, or at all: one armed since always by a value of no known
+        # time is not narrowed by a worker that read it unarmed), Busy: its retry judges the value against it)
+        return self._set(link, entries, None, {"armed": True, "armed_by": by, "armed_at": at,
+                                               "held_at": link.held_under(by)},
+                         _same(LinkItem.contact_id, link.contact_id) & _armed_as(link)) or link
+
+    def hold_back(self, link: Link, entries: Sequence[Entry], at: float) -> Link:
+        return self._set(link, entries, None, {"held_at": at},
+                         _same(LinkItem.contact_id, link.contact_id) & _armed_as(link)) or link
 
     def arm_left(self, link: Link, contact_id: str, entries: Sequence[Entry], by: str, at: Optional[float] = None
                  ) -> Link:
@@ -717,7 +731,8 @@ class DynamoLinks(Leases):
         now = iso(self.clock())
         return Update(LinkItem(*link_key(link.ref)), [
             _assign(LinkItem.baseline, baseline), LinkItem.baseline_of.set(attribute), LinkItem.armed.remove(),
-            LinkItem.armed_by.remove(), LinkItem.armed_at.remove(), LinkItem.qualification.set(QState.PENDING.value),
+            LinkItem.armed_by.remove(), LinkItem.armed_at.remove(), LinkItem.held_at.remove(),
+            LinkItem.qualification.set(QState.PENDING.value),
             LinkItem.pending_pk.set(PENDING), LinkItem.pending_sk.set(f"{now}#{link.ref}"),
             LinkItem.updated_at.set(now)],
             (LinkItem.status == LinkStatus.LINKED.value) & _same(LinkItem.qualification, link.qualification)

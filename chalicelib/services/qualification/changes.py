@@ -9,7 +9,7 @@ from typing import Optional
 
 from ...domain import rules as rule_values
 from ...domain.changes import changes_query
-from ...domain.judge import Sighting
+from ...domain.judge import Sighting, held_back
 from ...domain.link import Link
 from ...domain.mapping import attribute_type, attribute_value
 from ...domain.qualification import QState
@@ -156,9 +156,16 @@ def _judge(ws: str, contacts: list[dict], campaigns: dict[str, CampaignSettings]
         direct = set()
         for link in found.linked_to_contact(ws, contact["id"]):
             rule = _waiting_rule(link, campaigns)
-            if rule is not None:
-                direct.add(link.ref)
-                judged_lead(deps, link, lambda: deps.qualifier.evaluate(link, campaigns[link.campaign_id], seen, note=False))
+            if rule is None:
+                continue
+            direct.add(link.ref)
+            if held_back(link, rule, seen.when) and _meets(rule, contact, deps, ws):
+                # At the target, found by a search older than what armed the link (by Intercom's clocks: the
+                # notification's, made after the change it told): the search may show the contact from before that
+                # change, or a return to the target made before its notification. Its read, now, tells.
+                judged_lead(deps, link, lambda: check_link(link, campaigns[link.campaign_id], deps, replay=False))
+                continue
+            judged_lead(deps, link, lambda: deps.qualifier.evaluate(link, campaigns[link.campaign_id], seen, note=False))
         for link in _by_email(found, ws, contact, direct):
             rule = _waiting_rule(link, campaigns)
             if rule is None:

@@ -107,7 +107,8 @@ def check_link(link: Link, settings: CampaignSettings, deps: WorkDeps, replay: b
     if read is None:
         return None
     link, contact = read
-    seen = Sighting(contact, via, rules.event_time(contact.get("updated_at")), replay=replay, current=True)
+    seen = Sighting(contact, via, rules.event_time(contact.get("updated_at")), replay=replay, current=True,
+                    read_after_link=True)
     return deps.qualifier.evaluate(link, settings, seen)
 
 

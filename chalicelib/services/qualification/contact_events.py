@@ -69,7 +69,7 @@ def on_contact_event(message: ContactMessage, deps: WorkDeps, batch: Batch) -> s
     read = message.too_large is not None and message.change not in STATES
     via = f"webhook {message.topic}" + (", the contact read from Intercom" if read else "")
     seen = Sighting(item, via + (f", {REPLAYED}" if replay else ""), _event_time(message, item, read),
-                    replay=replay, current=read)
+                    replay=replay, current=read, read_after_link=read)    # (the batch read its links first)
     if message.change in STATES:
         for link in direct:
             _set_state(link, STATES[message.change], seen, deps, batch)

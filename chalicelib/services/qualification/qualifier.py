@@ -45,12 +45,26 @@ class Qualifier:
             self.links.note_repeat(link.ref, verdict.repeat.event, verdict.repeat.reason)
         entries = [verdict.entry] if verdict.entry is not None else []
         if verdict.action is Action.ARM:
-            return self._arm(link, entries, rule, seen.when)
+            return self._released(self._arm(link, entries, rule, seen.when), verdict, seen)
+        if verdict.held_at is not None:
+            return self.links.hold_back(link, entries, verdict.held_at)
         if entries:
             self.links.note(link.ref, entries)
         if verdict.action is Action.QUALIFY:
             return self.qualify(link, seen.via, replay=seen.replay)
         return link
+
+    def _released(self, armed: Link, verdict: Verdict, seen: Sighting) -> Link:
+        """Armed since a value missing the target no later than the one held back (Verdict.releases): that one was a
+        change to the target in order, and qualifies her (claimed, RF asked first, once)."""
+        if not (verdict.releases and armed.armed and armed.status is LinkStatus.LINKED):
+            return armed
+        held, since = iso(armed.held_at or 0.0), iso(armed.armed_at or 0.0)
+        self.links.note(armed.ref, [Entry("evaluation", "met", (
+            f"the value at the target of the event at {held}, held back as older than the change away that armed the "
+            f"link, was a change to the target in order: this change away, at {since}, came before it"),
+            {"via": seen.via, "released_held_at": armed.held_at})])
+        return self.qualify(armed, f"{seen.via}, releasing the value held back", replay=seen.replay)
 
     def evaluate_late(self, link: Link, left: LeftContact, settings: Optional[CampaignSettings], seen: Sighting
                       ) -> Link:
@@ -107,6 +121,8 @@ class Qualifier:
             now = None             # reconciliation follows merges and deletions
         armed = self._arm(link, [verdict.entry] if verdict.entry is not None else [],
                           settings.qualification if settings is not None else None, seen.when)
+        if verdict.releases and armed.armed:
+            return self._released(armed, verdict, seen)
         if now is None or not armed.armed:
             return armed
         current = Sighting(now, f"{seen.via}, then the contact read at once", current=True, replay=seen.replay)
