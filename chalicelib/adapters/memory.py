@@ -391,7 +391,9 @@ class MemoryLinks(Leases):
         changes = {name: value for name, value in (("baseline", baseline), ("baseline_of", baseline_of))
                    if value is not KEEP}
         if changes:         # a value seen missing the target was the other contact's: not armed under the new baseline
-            changes.update(armed=False, armed_by=None, armed_at=None, held_at=None)
+            changes.update(armed=False, armed_by=None, armed_at=None)
+        # (a value held back was the contact left's: an older change away on this one is no change on that one)
+        changes["held_at"] = None
         if old and left:        # (what it holds on the contact it leaves, as stored: a late notification's judge)
             changes["left_contacts"] = stored.link.left_contacts | {old}
             changes["left_baselines"] = left_with(stored.link.left_baselines, LeftContact.of(

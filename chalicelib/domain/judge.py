@@ -8,7 +8,7 @@ from enum import StrEnum
 from typing import Any, Callable, Mapping, Optional
 
 from . import rules
-from .history import Entry, Recorded, Repeat, epoch
+from .history import Entry, Recorded, Repeat, epoch, iso
 from .link import MOVED_UNKNOWN, Link, LinkStatus
 from .mapping import attribute_value, has_attribute
 from .qualification import QState, open_states
@@ -183,6 +183,17 @@ def held_back(link: Link, rule: Qualification, when: Optional[float]) -> bool:
     return armed_under(link, rule) and not armed_for(link, rule, when)
 
 
+def holds_back(link: Link, rule: Qualification, type_of: Callable[[str], str], value: Any, when: Optional[float]
+               ) -> bool:
+    """A value `value` seen at `when` that judge holds back (Link.held_at): at the target, the lead's known baseline at
+    it too under require_change (unchanged), and older than what armed the link (held_back). A lead whose baseline
+    misses the target qualifies on it whatever the order: not held back. (`type_of` asked only when it may be.)"""
+    if not (held_back(link, rule, when) and rule.require_change and baseline_known(link, rule)):
+        return False
+    data_type = type_of(rule.attribute)
+    return rules.matches(rule, data_type, value) and rules.matches(rule, data_type, link.baseline)
+
+
 def _value_time(seen: Sighting) -> Optional[float]:
     """The time armed_for compares the value seen by: its event's, or none for a contact read after the link was
     (Sighting.read_after_link). armed_at is a notification's time, which Intercom sets after the change it tells: a
@@ -251,6 +262,11 @@ def judge(link: Link, rule: Optional[Qualification], seen: Sighting,
     entry = Entry("evaluation", "met" if result.met else "not_met", reason, details)
     if result.met:
         return Verdict(Action.QUALIFY, entry)
+    if released(link, rule):
+        return Verdict(Action.QUALIFY, Entry("evaluation", "met", (
+            f"the value at the target held back (of the event at {iso(link.held_at or 0.0)}) was released by the change "
+            f"away the link is armed since ({iso(link.armed_at or 0.0)}), and her qualification was not finished then: "
+            "it is now"), {**details, "released_held_at": link.held_at}))
     when = _value_time(seen)
     if result.unchanged and when is not None and held_back(link, rule, when):
         held = when if link.held_at is None else max(link.held_at, when)
@@ -269,6 +285,15 @@ def releases(link: Link, rule: Qualification, when: Optional[float]) -> bool:
     in order (a "No", a newer "Yes", a newer "No", delivered newest first)."""
     return (link.held_at is not None and when is not None and when <= link.held_at and armed_under(link, rule)
             and link.qualification is QState.PENDING)
+
+
+def released(link: Link, rule: Qualification) -> bool:
+    """The link records a release (Verdict.releases) not followed by her qualification: armed under `rule` since no
+    later than the value held back (Link.held_at; a hold is always older than armed_at, and only an arm that releases
+    it makes it no later). The arm was written, then the claim failed (the table throttled, the worker stopped): any
+    later sighting of her contact (the retry, a check) qualifies her then, whatever her value."""
+    return (armed_under(link, rule) and link.held_at is not None and link.armed_at is not None
+            and link.held_at >= link.armed_at and link.qualification is QState.PENDING)
 
 
 def _held(link: Link, rule: Qualification, seen: Sighting, type_of: Callable[[str], str]) -> Verdict:

@@ -162,8 +162,9 @@ class Link:
     # The event time of the newest value meeting the target that armed_at held back (judge.armed_for), under
     # `armed_by`: a value missing the target from an event no later than it, delivered after, arms the link since
     # then, which makes that held value a change to the target in order: she qualifies then (judge: Verdict.releases).
-    # Cleared with `armed`; kept by an arm under the same rule (LinkRepository.arm). Not recorded on a contact the
-    # link left (LeftContact): a late notification's held value is not released.
+    # Cleared with `armed`, and by any move (it was the contact left's); kept by an arm under the same rule
+    # (LinkRepository.arm). Not recorded on a contact the link left (LeftContact): a late notification's held value is
+    # not released.
     held_at: Optional[float] = None
     qualification: Optional[QState] = None
     qualified_at: Optional[str] = None

@@ -178,7 +178,8 @@ class LinkRepository(Protocol):
              left: bool = False) -> Optional[Link]:
         """The link and its pointer follow the person to `contact_id` (alive): the contact was merged
         into it, or it is the older duplicate of the one we created. `baseline`: its new baseline, a
-        value of `baseline_of` (the link is no longer armed: what armed it was the other contact's). `role`: the
+        value of `baseline_of` (the link is no longer armed: what armed it was the other contact's). Any move clears the
+        value held back (Link.held_at: the contact left's). `role`: the
         contact's role now; none given, the link keeps the one it holds, and is returned with it (set meanwhile too).
         `when`: the time of the event that moved it (a merge notification's), which shows `contact_id` as it was
         then: the newest event applied from then on (Link.last_event_at, never moved back), so that a notification

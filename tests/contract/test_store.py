@@ -731,6 +731,15 @@ def test_a_value_held_back_is_recorded_held_to_the_armed_state_kept_by_an_arm_un
     assert (store.links.get(ANN).armed, store.links.get(ANN).held_at) == (False, None)
 
 
+def test_a_move_keeping_her_baseline_keeps_the_armed_state_but_not_the_value_held_back(store):
+    """A move that keeps her baseline keeps the link armed as it was, but the value held back (Link.held_at) was the
+    contact left's: cleared (a change away on the contact moved to, older than it, is no change on the one left)."""
+    held = store.links.hold_back(store.links.arm(joined(store, baseline_of=SIGNED_UP), [], "rule", 300.0), [], 250.0)
+    moved = store.links.move(held, "c2", [Entry("contact", "merged")], role="user", when=400.0, left=True)
+    assert (moved.armed, moved.armed_at, moved.held_at) == (True, 300.0, None)
+    assert store.links.get(ANN) == moved
+
+
 def test_a_move_whose_link_was_armed_since_an_earlier_time_meanwhile_records_that_time_on_the_contact_it_leaves(store):
     """A worker read the link armed since 300; another armed it since 200 meanwhile (an older change away): the move,
     keeping her baseline, records what the link holds on the contact it leaves as it is, since 200 (read again), not

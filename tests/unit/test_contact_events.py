@@ -826,3 +826,50 @@ def test_a_notification_too_large_to_queue_reads_the_contact_as_it_is_and_an_arm
     run(work, thin(event(dict(lead, custom_attributes={"signed_up": "No"}, updated_at=t + 5), notification="n-old",
                          created_at=t + 5)))
     assert work.apis.rf_.qualified == ["7"]
+
+
+def test_a_value_held_back_on_the_contact_a_merge_left_is_not_released_by_the_survivors_own_older_change_away():
+    """Ann joined on lead A with "Yes"; user B, with her email, was made after she joined ("No"), so A's merge into it
+    keeps her baseline and armed state. On A: "Yes" at T+20, "No" at T+30, delivered newest first (T+20 held back).
+    After the merge, B's own notification of T+5 ("No", while the link was on A) comes: in order it was another
+    contact's, and A's "Yes" at T+20 no change (A was not armed then): not qualified. The value held back was A's: the
+    move does not carry it to B (Link.held_at cleared)."""
+    work = world()
+    link, lead = joined(work, signed_up="Yes")
+    t = work.clock()
+    user = work.apis.intercom_.add("ann@example.com", role="user", signed_up="No")
+    user.update(created_at=t + 1, updated_at=t + 5)
+    run(work, event(set_value(work, lead, "No"), notification="a30", created_at=t + 30))
+    run(work, event(dict(lead, custom_attributes={"signed_up": "Yes"}), notification="a20", created_at=t + 20))
+    assert (link_of(work).armed_at, link_of(work).held_at) == (t + 30, t + 20)
+    work.clock.now = t + 40
+    run(work, event(user, "contact.merged", "m", created_at=t + 40, merged_from={"type": "contact", "id": lead["id"]}))
+    assert (link_of(work).contact_id, link_of(work).baseline, link_of(work).held_at) == (user["id"], "Yes", None)
+    run(work, event(dict(user), notification="b5", created_at=t + 5))
+    assert work.apis.rf_.calls == [] and link_of(work).qualification is QState.PENDING
+
+
+def test_a_release_whose_claim_failed_after_the_arm_was_written_qualifies_her_on_the_retry():
+    """The oldest "No" arms the link since before the "Yes" held back (written), then the table throttles before the
+    claim: the record waits. Its retry finds the link armed since that "No" (its value no longer arms it) and her value
+    still "No": the release the link records (held_at no earlier than armed_at) qualifies her then, once."""
+    work = world()
+    link, lead = joined(work, signed_up="Yes")
+    t = work.clock()
+    run(work, event(set_value(work, lead, "No"), notification="t3", created_at=t + 30))
+    run(work, event(dict(lead, custom_attributes={"signed_up": "Yes"}), notification="t2", created_at=t + 20))
+    links, arm = work.store.links, work.store.links.arm
+
+    def arm_then_throttled(*args, **kw):
+        armed = arm(*args, **kw)
+        work.store.throttle(work.clock() + 60)      # the table throttles right after the arm's write
+        return armed
+    links.arm = arm_then_throttled      # type: ignore[method-assign]
+    run(work, event(dict(lead), notification="t1", created_at=t + 10))
+    links.arm = arm                     # type: ignore[method-assign]
+    work.clock.now += 120
+    assert (link_of(work).armed_at, link_of(work).held_at, work.apis.rf_.calls) == (t + 10, t + 20, [])
+    run(work, event(dict(lead), notification="t1", created_at=t + 10), receives=2)
+    assert work.apis.rf_.qualified == ["7"] and link_of(work).qualification is QState.QUALIFIED
+    run(work, event(dict(lead), notification="t1b", created_at=t + 11))
+    assert work.apis.rf_.qualified == ["7"] and len(work.apis.rf_.calls) == 2

@@ -200,3 +200,18 @@ def test_judge_holds_back_an_older_target_value_and_releases_it_on_a_change_away
     assert not verdict(dataclasses.replace(holding, qualification=QState.UNCONFIRMED),
                        sighting=seen("No", when=T - 20)).releases
     assert verdict(holding, sighting=seen("No", when=T + 1)).action is Action.NOTE
+
+
+def test_judge_qualifies_a_link_recording_a_release_not_followed_by_her_qualification():
+    """Armed since no later than the value held back (Link.held_at >= armed_at: only a releasing arm makes it so), her
+    qualification still pending (the claim failed after the arm was written): any sighting qualifies her. Not a hold
+    older than armed_at, under another rule, or once the qualification is decided."""
+    T = 1796000000.0
+    owed = dataclasses.replace(LEAD, baseline="Yes", armed=True, armed_by=key(RULE), armed_at=T - 10, held_at=T - 5)
+    assert verdict(owed, sighting=seen("No", when=T - 10)).action is Action.QUALIFY
+    assert verdict(dataclasses.replace(owed, held_at=T - 10), sighting=seen("No", when=T)).action is Action.QUALIFY
+    assert verdict(dataclasses.replace(owed, held_at=T - 11), sighting=seen("No", when=T)).action is Action.NOTE
+    assert verdict(dataclasses.replace(owed, armed_by="another rule"), sighting=seen("No", when=T)).action \
+        is not Action.QUALIFY
+    assert verdict(dataclasses.replace(owed, qualification=QState.QUALIFIED), sighting=seen("No", when=T)).action \
+        is Action.NOTE

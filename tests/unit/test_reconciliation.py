@@ -688,14 +688,12 @@ def test_a_check_qualifies_a_return_to_the_target_made_before_the_notification_t
     assert work.apis.rf_.qualified == ["7"] and link_of(work).qualification is QState.QUALIFIED
 
 
-def test_a_search_showing_the_contact_from_before_the_change_that_armed_the_link_does_not_qualify_her():
-    """Ann joined with "Yes", kept it (saved again at T+5), then set "No" at T+10, which armed the link. Intercom's
-    search, behind, still shows her "Yes" of T+5: older than what armed the link, so her contact is read, and its
-    "No" judged (in order, nothing changed to "Yes")."""
-    work = connected(world())
-    link, lead = joined(work, signed_up="Yes")
+def _searched_stale(work, stale_value, joined_with="Yes"):
+    """Ann joined with "Yes" (`joined_with`); her contact saved at T+5 with `stale_value`, then "No" at T+10, whose notification arms
+    the link since T+10. Reconciliation's search, behind, shows her as of T+5. The Intercom calls it made, and T."""
+    link, lead = joined(work, signed_up=joined_with)
     t = int(work.clock())
-    stale = dict(changed(work, lead, "Yes", at=t + 5), custom_attributes={"signed_up": "Yes"})
+    stale = dict(changed(work, lead, stale_value, at=t + 5), custom_attributes={"signed_up": stale_value})
     changed(work, lead, "No", at=t + 10)
     run(work, event(lead, notification="n-no", created_at=t + 10))
     assert (link_of(work).armed_at, work.apis.rf_.calls) == (t + 10, [])
@@ -704,5 +702,30 @@ def test_a_search_showing_the_contact_from_before_the_change_that_armed_the_link
     work.apis.intercom_.search_contacts = lambda *a, **k: (searched(*a, **k), ([stale], None))[1]
     calls = len(work.apis.intercom_.calls)
     run(work, changes(work))
+    return work.apis.intercom_.calls[calls:], t
+
+
+def test_a_search_showing_the_contact_from_before_the_change_that_armed_the_link_does_not_qualify_her():
+    """Ann joined with "Yes", kept it (saved again at T+5), then set "No" at T+10, which armed the link. Intercom's
+    search, behind, still shows her "Yes" of T+5: older than what armed the link, so her contact is read, and its
+    "No" judged (in order, nothing changed to "Yes")."""
+    work = connected(world())
+    assert _searched_stale(work, "Yes")[0] == ["search_contacts", "get"]
     assert work.apis.rf_.calls == [] and link_of(work).qualification is QState.PENDING
-    assert work.apis.intercom_.calls[calls:] == ["search_contacts", "get"]
+
+
+def test_a_search_showing_a_value_missing_the_target_older_than_what_armed_the_link_reads_nothing_more():
+    """The extra read is for a value at the target held back only: one missing it ("No" at T+5), older than what
+    armed the link, arms it since then (as its notification would), without reading the contact."""
+    work = connected(world())
+    calls, t = _searched_stale(work, "No")
+    assert (calls, link_of(work).armed_at, work.apis.rf_.calls) == (["search_contacts"], t + 5, [])
+
+
+def test_a_search_showing_a_lead_who_joined_off_the_target_at_it_qualifies_her_whatever_armed_the_link():
+    """Ann joined with "No": any "Yes" qualifies her, whatever the order (nothing is held back for her). The search,
+    behind, shows her "Yes" of T+5, older than the "No" that armed the link: she qualifies on it, with no contact
+    read (her value now, "No" again, does not undo a change to the target that was made)."""
+    work = connected(world())
+    calls, t = _searched_stale(work, "Yes", joined_with="No")
+    assert calls == ["search_contacts"] and work.apis.rf_.qualified == ["7"]

@@ -597,9 +597,11 @@ class DynamoLinks(Leases):
             actions.append(LinkItem.last_event_at.set(when))
             changes["last_event_at"] = when
         if changes.keys() & {"baseline", "baseline_of"}:   # a value seen missing the target was the other contact's: not armed under the new baseline
-            actions += [LinkItem.armed.remove(), LinkItem.armed_by.remove(), LinkItem.armed_at.remove(),
-                        LinkItem.held_at.remove()]
-            changes.update(armed=False, armed_by=None, armed_at=None, held_at=None)
+            actions += [LinkItem.armed.remove(), LinkItem.armed_by.remove(), LinkItem.armed_at.remove()]
+            changes.update(armed=False, armed_by=None, armed_at=None)
+        # (a value held back was the contact left's: an older change away on this one is no change on that one)
+        actions.append(LinkItem.held_at.remove())
+        changes["held_at"] = None
         # Named no role, the link keeps the stored one, and is returned with it (the memory twin's): the write holds
         # only while the role is the one known, and one set meanwhile (another event) is read back and known.
         known = link.contact_role

@@ -9,7 +9,7 @@ from typing import Optional
 
 from ...domain import rules as rule_values
 from ...domain.changes import changes_query
-from ...domain.judge import Sighting, held_back
+from ...domain.judge import Sighting, holds_back
 from ...domain.link import Link
 from ...domain.mapping import attribute_type, attribute_value
 from ...domain.qualification import QState
@@ -159,7 +159,8 @@ def _judge(ws: str, contacts: list[dict], campaigns: dict[str, CampaignSettings]
             if rule is None:
                 continue
             direct.add(link.ref)
-            if held_back(link, rule, seen.when) and _meets(rule, contact, deps, ws):
+            if holds_back(link, rule, lambda name: attribute_type(name, deps.apis.attributes(ws)),
+                          attribute_value(contact, rule.attribute), seen.when):
                 # At the target, found by a search older than what armed the link (by Intercom's clocks: the
                 # notification's, made after the change it told): the search may show the contact from before that
                 # change, or a return to the target made before its notification. Its read, now, tells.
