@@ -62,7 +62,7 @@ CHAOS_KNOBS := SEED N UPDATES REPEATS WORKERS KILLS FAULT_RATE PROBES EXISTING E
 chaos: $(STAMP)
 	$(BIN)/python -m infra.local.chaos $(foreach k,$(CHAOS_KNOBS),$(if $($(k)),$(k)=$($(k))))
 
-## make bench [QUICK=1] — each figure beside its floor, interleaved, with ratios (README "Performance");
+## make bench [QUICK=1] — each figure beside its floor, interleaved, with ratios (docs/performance.md);
 ##   QUICK=1: a few samples of each, a smoke check
 bench: $(STAMP)
 	$(BIN)/python -m bench $(if $(QUICK),--quick) $(BENCH_ARGS)

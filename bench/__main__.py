@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make bench", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a few samples of each: a smoke check")
     parser.add_argument("--only", default="", help=f"comma-separated, of: {','.join(FIGURES)}")
-    parser.add_argument("--markdown", action="store_true", help="also print the README's table")
+    parser.add_argument("--markdown", action="store_true", help="also print docs/performance.md's table")
     args = parser.parse_args(argv)
     chosen = [f for f in args.only.split(",") if f] or list(FIGURES)
     unknown = set(chosen) - set(FIGURES)

@@ -461,7 +461,7 @@ def _json(p: argparse.ArgumentParser) -> None:
 def _answer(args: argparse.Namespace, view: dict, text: str, warnings: Optional[list[str]] = None) -> None:
     """The answer on stdout: `view` as one JSON object with --json, else `text` for people. Given
     `warnings` (even none), the JSON answer holds them as `warnings` (stderr then carries errors only, as
-    the README says); people read them on stderr."""
+    docs/operating.md says); people read them on stderr."""
     if args.json:
         _print(view if warnings is None else {**view, "warnings": warnings})
     else:
@@ -556,7 +556,7 @@ def _settings_apply(args: argparse.Namespace, rt: Runtime) -> int:
     try:
         result = admin.apply_settings(rt, _read(args.file), check_workspace=not args.offline,
                                       move_workspace=args.move_workspace)
-    except admin.MovesWorkspace as exc:      # one line (--json: the refused check's answer, as README says)
+    except admin.MovesWorkspace as exc:      # one line (--json: the refused check's answer, as docs/operating.md says)
         if args.json:
             return _refused(args, "", {"valid": False}, exc.problems, 1)
         raise CliError(exc.problems[0]) from None
@@ -1038,7 +1038,7 @@ def _history(args: argparse.Namespace, rt: Runtime) -> int:
             raise CliError(f"campaign {args.campaign_id} has no settings here (and no history)")
         raise CliError(f"nothing is known about RF user {args.rf_user_id} in campaign "
                        f"{args.campaign_id}: no join arrived for them (or they were forgotten)")
-    # as `explain` shows them (the table holds them: see the README); their own email whatever its form
+    # as `explain` shows them (the table holds them: see docs/operating.md); their own email whatever its form
     _print(mask_emails(found, (found["link"] or {}).get("email")))
     return 0
 
@@ -1058,7 +1058,7 @@ def _forget(args: argparse.Namespace, rt: Runtime) -> int:
 
 def _refused(args: argparse.Namespace, head: str, view: dict, problems: list[str], code: int) -> int:
     """Checks that failed: with --json, the answer on stdout (`view` and its `problems`), stderr empty; else
-    `head:` on stderr, then one line per problem (as the README shows them)."""
+    `head:` on stderr, then one line per problem (as docs/operating.md shows them)."""
     if getattr(args, "json", False):
         _print({**view, "problems": problems})
         return code

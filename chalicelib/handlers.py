@@ -47,7 +47,7 @@ def intercom_webhook(request) -> Response:
 
 @contained
 def method_not_allowed(request, allowed: str) -> Response:
-    """A webhook URL asked with another method: the README's JSON error, with `Allow`. app.py routes
+    """A webhook URL asked with another method: docs/setup.md's JSON error, with `Allow`. app.py routes
     every other method here, so that API Gateway (which answers a method no route has with its own
     403 "Missing Authentication Token") and the local server (Chalice's 405 body) answer alike."""
     logger.set_correlation_id(request.context.get("requestId"))

@@ -1,6 +1,6 @@
 """The work queue's messages: one pydantic model per kind, told apart by `kind` (`rf.join`,
 `intercom.contact`, `intercom.check`, `intercom.changes`, `join.verify`, `sync.page`, `referral.count`; who produces and who handles each:
-README, "Code layout").
+docs/development.md, "Code layout").
 Every message is built here and read back here; nothing else knows their fields.
 
 The wire format is the model's JSON, flat, as earlier versions wrote it: messages already in the

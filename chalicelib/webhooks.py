@@ -585,7 +585,7 @@ class RFPerson(AsSent):
 
 # The fields that say who joined where: sent twice with different values, the join is refused (which
 # person, which campaign?). Any other field (a `name` beside `first_name`, a `created_at` beside
-# `signed_up_at`) is read from its first name, as the README's table orders them: an owner's payload
+# `signed_up_at`) is read from its first name, as docs/setup.md's table orders them: an owner's payload
 # may well carry a full `name` beside `first_name`, and a join is never lost over a descriptive field.
 WHO = ("id", "campaign_id", "email", "type", "referrer_id")
 # As they stand in a JSON body (with the objects that hold them): a key written twice appears twice so,

@@ -701,7 +701,7 @@ def deploy(stage: str, *, project_dir: Path = ROOT, render_only: bool = False, a
     say(f"Dashboard: {outputs.get('DashboardUrl', '(see CloudWatch)')}")
     say(f"Alarms go to the SNS topic {outputs.get('AlarmTopicArn')}"
         + (f" (confirm the email AWS sent to {alarm_email})" if alarm_email else ""))
-    say(f"Next: connect Referral Factory and Intercom with `bridge --stage {stage} ...` (README).")
+    say(f"Next: connect Referral Factory and Intercom with `bridge --stage {stage} ...` (docs/setup.md).")
     return result
 
 

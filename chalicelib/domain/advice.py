@@ -17,20 +17,20 @@ REFUSED_JOIN = {
     "not_configured": ("the bridge has no RF webhook secret", "`bridge rf connect` (it asks for the webhook "
                        "secret), then `bridge backfill {campaign} --apply`"),
     "missing_user_id": ("the webhook's payload has no `id`", "add the field `id` (the user's ID) to RF's webhook "
-                        "payload (README, Setting up Referral Factory's webhook), or to a body sent by hand; then "
-                        + BACKFILL),
+                        "payload (docs/setup.md, Setting up Referral Factory's webhook), or to a body sent by hand; "
+                        "then " + BACKFILL),
     "missing_campaign_id": ("the webhook's payload has no `campaign_id`", "add `campaign_id` to the payload"),
     # (the person's own email refused is INVALID_EMAIL)
     "invalid_field": ("a payload field has a value of a type or shape the bridge does not accept (the webhook's "
                       "payload, not the person's data)", "correct the field the message names in RF's webhook "
-                      "payload (or in a body sent by hand) as README, Setting up Referral Factory's webhook, lists "
-                      "it; then " + BACKFILL),
+                      "payload (or in a body sent by hand) as docs/setup.md, Setting up Referral Factory's webhook, "
+                      "lists it; then " + BACKFILL),
     "malformed_json": ("the body is not JSON", "set RF's webhook to send JSON (or a form)"),
     "malformed_form": ("the form cannot be read", "set RF's webhook to send JSON"),
     "malformed_encoding": ("the body is not the gzip or deflate data its Content-Encoding says",
                            "check what sends to the webhook URL (RF sends bodies uncompressed)"),
     "unsupported_media_type": ("the body's Content-Type is not accepted", "send application/json"),
-    "too_large": ("the body is too large", "send only the fields the README lists"),
+    "too_large": ("the body is too large", "send only the fields docs/setup.md lists"),
     "unknown_campaign": ("the campaign has no settings here", "`bridge settings apply <file>`, then "
                          "`bridge backfill {campaign} --apply`"),
 }

@@ -96,7 +96,7 @@ def meets_more(rule: Optional[Qualification], was: Optional[Qualification]) -> b
     """Whether `rule`, replacing `was`, may qualify a pending lead by a value their contact reached under `was`
     (judged then, not met): another target (`key`), `require_change` turned off (a value at the baseline now
     counts), or `match` turned to email (a duplicate's value now counts). A rule where there was none does not:
-    the leads linked before it are not qualified automatically (README, Qualification: Baseline)."""
+    the leads linked before it are not qualified automatically (docs/how-it-works.md, Qualification: Baseline)."""
     if rule is None or was is None:
         return False
     return (key(rule) != key(was) or (was.require_change and not rule.require_change)

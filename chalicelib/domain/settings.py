@@ -186,7 +186,8 @@ class Sync(_Strict):
     mode: Literal["once", "ongoing"] = "once"
     fields: list[SyncFieldMap] = []
     referral_link_attribute: Optional[str] = None
-    # An integer attribute: each referrer's count of leads the bridge saw join with them (README).
+    # An integer attribute: each referrer's count of leads the bridge saw join with them (docs/how-it-works.md,
+    # Referral counts).
     referral_count_attribute: Optional[str] = None
 
     @field_validator("segment_id", mode="before")

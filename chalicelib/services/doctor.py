@@ -43,7 +43,7 @@ from .backfill import unknown_baselines
 from .moved import applied_elsewhere, valid_campaigns
 from .sync import never_begun, shown_error
 
-# The topics to subscribe in Intercom's Developer Hub (README, "Setting up Intercom").
+# The topics to subscribe in Intercom's Developer Hub (docs/setup.md, "Setting up Intercom").
 TOPICS = ("contact.lead.updated", "contact.user.updated", "contact.lead.signed_up", "contact.merged",
           "contact.deleted", "contact.archived")
 assert set(TOPICS) <= set(CONTACT_TOPICS)
@@ -580,7 +580,7 @@ def _newest_reached_us(rt: Examined, report: Report, settings: CampaignSettings)
                f"never reached the bridge ({found} people in RF)",
                "joins are not arriving: RF's webhook is missing, filtered, or refused, and those people are not in "
                "Intercom",
-               f"check RF's webhook (README, Setting up Referral Factory's webhook), then `bridge backfill {c}`")
+               f"check RF's webhook (docs/setup.md, Setting up Referral Factory's webhook), then `bridge backfill {c}`")
 
 
 # --- webhooks ---------------------------------------------------------------------------------------
@@ -716,7 +716,7 @@ def _liveness(rt: Examined, report: Report, settings: CampaignSettings, pending:
     if last is None:
         report.add("webhooks.rf", False, f"no join of campaign {c} was ever received",
                    "if people joined, RF's webhook is not set up or is refused: they are not sent to Intercom",
-                   "set up the webhook in RF (README, Setting up Referral Factory's webhook: event User joins, "
+                   "set up the webhook in RF (docs/setup.md, Setting up Referral Factory's webhook: event User joins, "
                    f"header X-Bridge-Secret), then `bridge backfill {c}`")
     elif _age_hours(rt.clock(), last) > QUIET_HOURS:
         report.add("webhooks.rf", True, f"the last join of campaign {c} was received at {last} "

@@ -27,8 +27,8 @@ WHY = {
     Stale.UNPLACED: "her link's contact pointer is here, in a workspace the link (written before it recorded one) "
                     "does not name",
     Stale.UNFINISHED: "her link is gone: an interrupted `bridge forget`, or an address she had before that an "
-                      "earlier version kept: `bridge forget <this pointer's address>` finishes it; README, Erasure, "
-                      "says how to read the address",
+                      "earlier version kept: `bridge forget <this pointer's address>` finishes it; docs/operating.md, "
+                      "Erasure, says how to read the address",
 }
 DONE = {DROP: "dropped", PLACE: "recorded on her link", REPORT: "left"}
 WOULD = {DROP: "would drop", PLACE: "would record it on her link", REPORT: "left"}

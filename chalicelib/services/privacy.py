@@ -27,7 +27,7 @@ Erasing = Stack[DeadLetterQueue]
 FORGET_SECONDS = 300    # dead letters held while forget reads them (each visible again at once after)
 
 
-#: Said when messages wait in the work queue as `forget` runs (README "Erasure").
+#: Said when messages wait in the work queue as `forget` runs (docs/operating.md, "Erasure").
 QUEUED = ("{n} message(s) wait in the work queue: one may be this person's and bring them back — run `bridge forget` "
           "again once it is empty")
 

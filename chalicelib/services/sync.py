@@ -666,7 +666,7 @@ class Page:
 
     def _gone(self, entry: LedgerEntry, why: str) -> None:
         """RF has no such user (404: deleted there): a final skip, said in the ledger and the person's
-        history. Later runs ask RF nothing for the contact and do not enrol it again (README)."""
+        history. Later runs ask RF nothing for the contact and do not enrol it again (docs/how-it-works.md)."""
         detail = (f"no longer in Referral Factory: user {entry.rf_user_id} was deleted there ({why}) — sync asks "
                   "no more, and does not enrol this contact again")
         note = Entry("sync", NOT_IN_RF, detail, {"contact_id": entry.contact_id, "run": self.decider})
@@ -1031,8 +1031,8 @@ def _runs_said(campaign_id: str, found: Optional[dict], block: Sync | SyncStoppe
         if found is None:
             raise block
         return {"no_contact_sync": f"campaign {campaign_id} runs no contact sync now: {block}", **found}
-    said = (f"campaign {campaign_id} runs no contact sync: its sync block only keeps referral counts (README, "
-            "Referral counts) — add fields and referral_link_attribute to sync contacts")
+    said = (f"campaign {campaign_id} runs no contact sync: its sync block only keeps referral counts "
+            "(docs/how-it-works.md, Referral counts) — add fields and referral_link_attribute to sync contacts")
     counts_only = bool(block.counts_only)
     if found is None:
         raise SyncStopped([said if counts_only else

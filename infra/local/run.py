@@ -37,8 +37,8 @@ CLIENT_SECRET = "local-intercom-client-secret"            # the simulated worksp
 OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET = "local-public-app", "local-public-app-client-secret"
 RF_WEBHOOK_SECRET = "local-rf-webhook-secret"
 DEMO_SETTINGS = ROOT / "docs" / "examples" / "campaign.yaml"
-# The simulated workspace's custom attributes: what docs/examples/campaign.yaml and the README map
-# (referral_count: README "Referral counts").
+# The simulated workspace's custom attributes: what docs/examples/campaign.yaml and the docs map
+# (referral_count: docs/how-it-works.md, "Referral counts").
 LOCAL_ATTRIBUTES = {"referral_code": "string", "lead_source": "string", "signed_up": "string",
                     "referral_link": "string", "score": "float", "referral_count": "integer"}
 # Users of the simulated workspace no one referred (name, email): the commented `sync` block of campaign.yaml

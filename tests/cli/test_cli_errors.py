@@ -409,10 +409,10 @@ def test_the_stage_may_be_given_after_the_command_too(aws_env, capsys, monkeypat
 
 
 def test_the_exit_statuses_the_readme_sums_up_are_the_clis(aws_env, capsys, tmp_path):
-    """The README's one sentence on exit statuses: 2 for a command line it cannot read and for invalid settings
-    (argparse's, and `settings are invalid`), 1 for an error."""
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    summed = " ".join(readme.split("In all, the exit\nstatus is ")[1].split(".\n")[0].split())
+    """The docs' one sentence on exit statuses (docs/operating.md, Operating it): 2 for a command line it cannot
+    read and for invalid settings (argparse's, and `settings are invalid`), 1 for an error."""
+    from tests.support.docs import docs_text
+    summed = " ".join(docs_text().split("In all, the exit\nstatus is ")[1].split(".\n")[0].split())
     assert summed.startswith("0 when the command did what it says, 1 for an error") and \
         "2 for a command line it cannot read (a word misspelt, an argument missing) or settings that are invalid, " \
         "130 after Ctrl-C and 141 when the reader left" in summed

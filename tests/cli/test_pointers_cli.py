@@ -79,7 +79,8 @@ def test_a_reference_a_worker_made_hers_again_meanwhile_is_left_and_the_command_
 def test_an_unfinished_erasure_is_not_counted_as_cleanable_and_says_how_to_finish_it(capsys):
     """Ann, forgotten by her address of now, still named by the pointer of the address she had before (an earlier
     version kept it when her email changed): --apply leaves it (forget finds an interrupted erasure by it), so the
-    count does not promise that --apply cleans it, and the line says what does (the address is masked: README)."""
+    count does not promise that --apply cleans it, and the line says what does (the address is masked:
+    docs/operating.md)."""
     store = MemoryStore(FakeClock())
     forgotten(store, joined(store))
     left_by_earlier_version(store, "email", WS, "ann@old.example", ANN)
@@ -90,7 +91,7 @@ def test_an_unfinished_erasure_is_not_counted_as_cleanable_and_says_how_to_finis
         assert out == [
             "email ws1/a***@old.example -> campaign 42 RF user 7: erasure_unfinished (her link is gone: an "
             "interrupted `bridge forget`, or an address she had before that an earlier version kept: `bridge forget "
-            "<this pointer's address>` finishes it; README, Erasure, says how to read the address) — left",
+            "<this pointer's address>` finishes it; docs/operating.md, Erasure, says how to read the address) — left",
             "1 pointers read (1 references): none to clean; 1 erasure unfinished, left for `bridge forget`"]
     assert main(["pointers", "--json"], rt=rt) == 0
     done = json.loads(capsys.readouterr().out)

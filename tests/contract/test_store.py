@@ -1589,7 +1589,7 @@ def test_a_first_join_whose_link_a_merge_moved_meanwhile_keeps_what_the_move_rec
 
 def test_a_join_finishing_after_forget_erased_its_link_writes_nothing(store):
     """The join's claim went with the link: its finish is refused (Busy, its message retried: a join still under way
-    links her again, as README's erasure says) and writes no pointer."""
+    links her again, as docs/operating.md's erasure says) and writes no pointer."""
     claim = _held_then_found(store)
     store.links.erase(store.links.get(ANN))
     with pytest.raises(Busy):

@@ -13,8 +13,8 @@ import re
 import pytest
 
 from chalicelib.adapters.queue import MAX_DELAY_SECONDS
+from tests.support.docs import section
 
-from .conftest import ROOT
 from .test_template import load_template
 
 LATE = 5.0      # seconds a waiting record comes back after its delay, at most (jitter, polling)
@@ -69,7 +69,7 @@ def returns(start: float, end: float, gap: float) -> list[float]:
     return out
 
 
-#: What the README says of each alarm: it clears within this long of the vendor's answering again (at the latest, the
+#: What the docs say of each alarm: it clears within this long of the vendor's answering again (at the latest, the
 #: last record that met the fault did so as the vendor came back).
 CLEARS = {"RFBlockedAlarm": ("clears within half an hour of RF answering again", 1800),
           "VendorOutageAlarm": ("clears within 45 minutes of their answering again", 2700),
@@ -91,7 +91,7 @@ def test_an_alarm_notifies_once_when_its_fault_begins_and_once_when_it_ends_not_
     (_, fired), (_, cleared) = states
     assert fired - start <= 2 * MAX_DELAY_SECONDS + LATE            # told within half an hour of the fault
     said, within = CLEARS[alarm]
-    assert cleared - met[-1] <= within                               # and that it ended, as the README says
+    assert cleared - met[-1] <= within                               # and that it ended, as the docs say
     assert said in readme()
 
 
@@ -108,7 +108,7 @@ def test_the_dead_letter_alarm_stays_on_while_a_command_holds_the_letters_to_rea
     """Three letters wait in the dead-letter queue for 3 hours; meanwhile `bridge dlq list` (or `doctor`,
     `forget`: a scan of thousands of letters takes minutes) holds them all hidden for 12 minutes, and makes them
     visible again. SQS says each minute how many are visible and how many are held. The letters were there all
-    along: the alarm emails once when they arrive (README: "The dead-letter alarm emails once, when the first
+    along: the alarm emails once when they arrive (docs/operating.md: "The dead-letter alarm emails once, when the first
     letter arrives"), not OK while they are read, then ALARM again."""
     props = load_template()["Resources"]["DeadLetterAlarm"]["Properties"]
     arrive, read, done, replayed = 1000, 4000, 4000 + 12 * 60, 1000 + 3 * 3600
@@ -123,7 +123,9 @@ def test_the_dead_letter_alarm_stays_on_while_a_command_holds_the_letters_to_rea
 
 
 def readme() -> str:
-    return " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    """What the docs say of the alarms (docs/operating.md, Operating it), its whitespace as single spaces: that section
+    alone, as "two runs in a row" is also said of the chaos run (docs/chaos.md)."""
+    return " ".join(section("Operating it").split())
 
 
 @pytest.mark.parametrize("gap", [60.0, 300.0, 900.0])         # a webhook every minute, every 5 and 15 minutes
@@ -131,7 +133,7 @@ def readme() -> str:
 def test_the_api_errors_alarm_fires_while_the_edge_refuses_every_webhook_and_clears_after(gap, start):
     """The secret store, the table or the queue fails for 2 hours: every webhook gets our 503 (API Gateway counts
     5XXError), however sparse they come, down to one a quarter-hour. Told as the second period with a refusal ends,
-    and once that it ended, within half an hour of the last one, as the README says."""
+    and once that it ended, within half an hour of the last one, as the docs say."""
     props = load_template()["Resources"]["ApiErrorsAlarm"]["Properties"]
     refused = returns(start, start + 2 * 3600, gap)
     states = evaluate(props, counted(props, refused), refused[-1] + 2 * 3600)

@@ -1,7 +1,7 @@
 """The README and docs/ say what the code does, checked mechanically: a user configures, deploys and operates the
-bridge from the README alone. Each test guards one class of drift: an environment variable, a `bridge` command or
-option, a `make` target or knob, a cited file or name that the code no longer has (or never had), or one the code
-has and the docs do not name."""
+bridge from the docs alone (the README and docs/*.md, read through tests/support/docs.py). Each test guards one
+class of drift: an environment variable, a `bridge` command or option, a `make` target or knob, a cited file or name
+that the code no longer has (or never had), or one the code has and the docs do not name."""
 from __future__ import annotations
 
 import argparse
@@ -12,11 +12,12 @@ import re
 import shlex
 import subprocess
 
+from tests.support.docs import docs, docs_text, section
+
 from .conftest import ROOT
 
-DOCS = {path.relative_to(ROOT).as_posix(): path.read_text(encoding="utf-8")
-        for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]}
-README = DOCS["README.md"]
+DOCS = docs()
+ALL = docs_text()         # the README and docs/*.md: a fact moved between them stays guarded
 FILES = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
 
 
@@ -56,9 +57,9 @@ def _spans(text: str) -> list[tuple[int, str]]:
 # ---------------------------------------------------------------------------------------------------------------
 
 def _rows() -> dict[str, tuple[str, str]]:
-    """The README's table of environment variables: each name, its default as written and its meaning."""
-    section = README.split("### Environment variables")[1].split("\n#")[0]
-    return {name: (cells[2].strip().strip("`"), "|".join(cells[3:])) for line in section.splitlines()
+    """The docs' table of environment variables: each name, its default as written and its meaning."""
+    return {name: (cells[2].strip().strip("`"), "|".join(cells[3:]))
+            for line in section("Environment variables").splitlines()
             if line.startswith("| `") for cells in [line.split("|")]
             for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", cells[1])}
 
@@ -201,9 +202,9 @@ def test_every_make_fault_the_docs_show_parses():
 
 
 def test_every_cli_command_and_option_is_in_the_readme():
-    """A command or an option added to the CLI and not to the README is one an operator never learns of."""
+    """A command or an option added to the CLI and not to the docs is one an operator never learns of."""
     from chalicelib.cli import _parser
-    flat = " ".join(README.split())
+    flat = " ".join(ALL.split())
     missing = []
     for path, command in _commands(_parser()):
         if not re.search(r"bridge (?:--stage \S+ )?" + re.escape(" ".join(path)) + r"\b", flat):
@@ -241,10 +242,10 @@ def test_every_make_target_and_knob_the_docs_show_is_the_makefiles():
 
 
 def test_every_make_target_is_in_the_readme():
-    """What `make` offers, the README shows (install and clean go without saying: every target installs)."""
+    """What `make` offers, the docs show (install and clean go without saying: every target installs)."""
     phony = set(re.search(r"^\.PHONY: (.*)$", MAKEFILE, flags=re.M)[1].split()) - {"install", "clean"}
     assert len(phony) > 8
-    assert sorted(t for t in phony if not re.search(rf"`make {t}\b|^make {t}\b", README, flags=re.M)) == []
+    assert sorted(t for t in phony if not re.search(rf"`make {t}\b|^make {t}\b", ALL, flags=re.M)) == []
 
 
 def _chaos_knobs() -> set[str]:
@@ -332,14 +333,14 @@ def test_every_file_test_and_name_the_docs_cite_exists():
 # ---------------------------------------------------------------------------------------------------------------
 
 def test_the_alarms_the_readme_names_are_the_templates_and_its_metrics_are_emitted():
-    """The operator reads which alarm fired, and which metric to look at, in the README: each alarm of
-    infra/template.yaml is named there (and no other), each metric the README lists is one the code counts."""
+    """The operator reads which alarm fired, and which metric to look at, in the docs: each alarm of
+    infra/template.yaml is named there (and no other), each metric the docs list is one the code counts."""
     template = (ROOT / "infra" / "template.yaml").read_text(encoding="utf-8")
     alarms = set(re.findall(r'AlarmName: !Sub "\$\{Prefix\}-([a-z-]+)"', template))
     topics = set(re.findall(r'TopicName: !Sub "\$\{Prefix\}-([a-z-]+)"', template))
-    named = set(re.findall(r"`rf-intercom-bridge-<stage>-([a-z-]+)`", README))
+    named = set(re.findall(r"`rf-intercom-bridge-<stage>-([a-z-]+)`", ALL))
     assert len(alarms) >= 6 and sorted(named ^ (alarms | topics)) == []
-    listed = " ".join(README.split("- Metrics are Powertools EMF")[1].split("\n\n")[0].split("\n- ")[0].split())
+    listed = " ".join(ALL.split("- Metrics are Powertools EMF")[1].split("\n\n")[0].split("\n- ")[0].split())
     metrics = set(re.findall(r"`([A-Z][A-Za-z]+)`", listed))
     code = _code("chalicelib/")
     assert len(metrics) > 15 and sorted(m for m in metrics if f'"{m}"' not in code) == []

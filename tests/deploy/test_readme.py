@@ -1,5 +1,6 @@
-"""The README's operator reference stays true to what is deployed: the CLI operator's rights name
-every index the CLI queries, and each environment variable has one row (two rows drift apart)."""
+"""The docs' operator reference (the README and docs/*.md, read as one: tests/support/docs.py) stays true
+to what is deployed: the CLI operator's rights name every index the CLI queries, and each environment variable
+has one row (two rows drift apart)."""
 from __future__ import annotations
 
 import re
@@ -8,9 +9,9 @@ import yaml
 
 from infra import deploy
 
-from .conftest import ROOT
+from tests.support.docs import docs_text, section
 
-README = (ROOT / "README.md").read_text(encoding="utf-8")
+README = docs_text()      # the README and docs/*.md: wherever a fact lives, it is guarded
 
 
 def _template() -> dict:
@@ -41,8 +42,8 @@ def test_the_cli_operators_rights_let_doctor_and_forget_read_the_work_queues_cou
 
 
 def test_each_environment_variable_has_one_row():
-    section = README.split("### Environment variables")[1].split("\n#")[0]
-    rows = [re.findall(r"`([A-Z][A-Z0-9_]+)`", line.split("|")[1]) for line in section.splitlines()
+    rows_of = section("Environment variables")
+    rows = [re.findall(r"`([A-Z][A-Z0-9_]+)`", line.split("|")[1]) for line in rows_of.splitlines()
             if line.startswith("| `")]
     names = [name for row in rows for name in row]
     assert len(names) > 20 and sorted({n for n in names if names.count(n) > 1}) == []
@@ -53,8 +54,7 @@ def test_each_variable_the_deployed_config_sets_is_in_the_readme_with_that_value
     README's table says the default is."""
     import json
 
-    section = README.split("### Environment variables")[1].split("\n#")[0]
-    defaults = {name: line.split("|")[2].strip().strip("`") for line in section.splitlines()
+    defaults = {name: line.split("|")[2].strip().strip("`") for line in section("Environment variables").splitlines()
                 if line.startswith("| `") for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", line.split("|")[1])}
     deployed = json.loads(deploy.BASE_CONFIG.read_text())["environment_variables"]
     assert {"BRIDGE_MAX_ATTEMPTS", "BRIDGE_OUTAGE_HOURS"} <= set(deployed)
@@ -81,7 +81,7 @@ def test_the_readmes_intercom_outage_rehearsal_says_what_explain_shows():
     from chalicelib.services.explain import as_text, explain
     from tests.unit.test_vendor_outage import one_join
 
-    rehearsal = README.split("### Rehearse an incident locally")[1].split('make fault ARGS="rf ')[0]
+    rehearsal = section("Rehearse an incident locally").split('make fault ARGS="rf ')[0]
     [said] = re.findall(r"\./bridge explain N +# (\w+: \w+ — Intercom unavailable since)", rehearsal)
     work = one_join(lambda: ApiError("Intercom", 503, "Service Unavailable", code="service_unavailable"), hours=0.01)
     shown = as_text(explain(work, "a@example.com"))
@@ -90,7 +90,7 @@ def test_the_readmes_intercom_outage_rehearsal_says_what_explain_shows():
 
 
 def _rehearsal() -> str:
-    return README.split("### Rehearse an incident locally")[1].split("```sh\n")[1].split("\n```")[0]
+    return section("Rehearse an incident locally").split("```sh\n")[1].split("\n```")[0]
 
 
 def test_the_readmes_rehearsal_explains_the_demos_person_by_the_id_the_demo_names():
@@ -136,9 +136,9 @@ def test_the_readme_says_why_a_deploy_is_make_deploy_and_not_chalice_deploy_alon
     """The README's first lines say the bridge is deployed with `chalice deploy`; in a fresh clone that command
     alone fails with Chalice's own 'Unable to load the project config file' (the config is rendered from the
     stage's stack, and git-ignored). The deploy section says which command to run, and why."""
-    section = " ".join(README.split("## Deploying to AWS")[1].split("### Before you start")[0].split())
-    assert "not `chalice deploy` alone" in section and "Unable to load the project config file" in section
-    assert "second API" in section
+    said = " ".join(section("Deploying to AWS").split())
+    assert "not `chalice deploy` alone" in said and "Unable to load the project config file" in said
+    assert "second API" in said
 
 
 def test_the_deploy_rights_the_readme_lists_name_every_service_make_deploy_and_destroy_call():
@@ -148,7 +148,7 @@ def test_the_deploy_rights_the_readme_lists_name_every_service_make_deploy_and_d
              "s3": "S3", "ssm": "SSM", "sts": None}           # STS's GetCallerIdentity needs no right
     called = set(re.findall(r'client\("([a-z0-9]+)"\)', deploy.Path(deploy.__file__).read_text()))
     assert called <= set(names), called - set(names)
-    rights = " ".join(README.split("### Before you start")[1].split("- **The region**")[0].split())
+    rights = " ".join(section("Before you start").split("- **The region**")[0].split())
     assert [names[s] for s in sorted(called) if names[s] and names[s] not in rights] == []
 
 

@@ -371,7 +371,7 @@ def test_purge_after_a_destroy_that_kept_the_table_deletes_it_and_the_stage_depl
 def test_the_redrive_backstop_leaves_the_worker_every_try_it_is_configured_with(attempts):
     """The worker dead-letters a record after BRIDGE_MAX_ATTEMPTS tries, with its reason and a history entry; SQS's
     redrive moves a message received MaxReceiveCount times, as "the worker crashed or timed out each time". With
-    BRIDGE_MAX_ATTEMPTS raised in infra/chalice-config.json (the README invites it) past the redrive's 10, every
+    BRIDGE_MAX_ATTEMPTS raised in infra/chalice-config.json (docs/deploying.md invites it) past the redrive's 10, every
     failing record was moved by SQS at its 11th receive, with that false reason and no entry in the history."""
     base = deploy._merge(json.loads(deploy.BASE_CONFIG.read_text()),
                          {"stages": {"prod": {"environment_variables": {"BRIDGE_MAX_ATTEMPTS": attempts}}}})

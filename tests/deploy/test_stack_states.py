@@ -65,9 +65,9 @@ def test_a_redeploy_with_nothing_to_change_after_an_upgrade_rolled_back_goes_on(
 
 
 def test_a_deploy_run_again_while_the_last_ones_stack_change_still_runs_waits_for_it_then_goes_on(moto_endpoint, tmp_path):
-    """Ctrl-C during `make deploy` stops the command, not CloudFormation's change of the stack, and the README says
-    to run the same command again. It stopped at once on "stack ... is in UPDATE_IN_PROGRESS state and can not be
-    updated" (CloudFormation takes no second change meanwhile), where destroy waits for such a change."""
+    """Ctrl-C during `make deploy` stops the command, not CloudFormation's change of the stack, and docs/deploying.md
+    says to run the same command again. It stopped at once on "stack ... is in UPDATE_IN_PROGRESS state and can not
+    be updated" (CloudFormation takes no second change meanwhile), where destroy waits for such a change."""
     aws = aws_on(moto_endpoint)
     project = project_copy(tmp_path / "p")
     deploy.deploy("again", project_dir=project, render_only=True, aws=aws, say=lambda _: None)

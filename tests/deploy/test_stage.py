@@ -84,16 +84,15 @@ def test_a_stage_name_refused_is_told_the_rule_it_breaks_and_the_readme_states_t
     else:
         with pytest.raises(StageError, match=broken):
             resolve(stage)
-    from .conftest import ROOT
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    [row] = [line for line in readme.splitlines() if line.startswith("| `STAGE` |")]
+    from tests.support.docs import docs_text
+    [row] = [line for line in docs_text().splitlines() if line.startswith("| `STAGE` |")]
     assert broken in row
 
 
 def test_bridge_with_a_stage_calls_the_vendors_within_the_budgets_the_stage_is_deployed_with(
         operator_env, monkeypatch, tmp_path):
     """An RF account another tool shares: RF_CALLS_PER_MINUTE lowered to 300 in the stage's section of
-    infra/chalice-config.json, where the README says a deployed setting is changed. The stage's workers call RF
+    infra/chalice-config.json, where docs/deploying.md says a deployed setting is changed. The stage's workers call RF
     within 300 a minute; `bridge --stage dev backfill` or `doctor` called it within the default 600, in budget
     counters of their own (a budget's slices follow its limit), so together they went over RF's limit, which
     blocks the IP for days. The CLI takes the stage's deployed settings; a variable set in the operator's shell

@@ -211,14 +211,14 @@ def test_a_vendor_outage_alarms_the_topic_once_it_lasts_and_the_dashboard_shows_
 def test_the_dead_letter_alarm_and_the_readme_say_how_long_a_dead_letter_is_kept():
     """SQS deletes a dead letter once the queue's retention (14 days, its longest) has passed: a join or a
     qualification left there is lost without a word. The alarm's email, which is where an operator first hears
-    of it, and the README say by when it must be replayed."""
+    of it, and the docs say by when it must be replayed."""
     resources = load_template()["Resources"]
     days = resources["DeadLetterQueue"]["Properties"]["MessageRetentionPeriod"] // 86400
     assert days == 14
     description = " ".join(resources["DeadLetterAlarm"]["Properties"]["AlarmDescription"]["Fn::Sub"].split())
     assert f"deletes a dead letter {days} days" in description
-    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
-    assert f"SQS keeps a dead letter {days} days" in readme
+    from tests.support.docs import docs_text
+    assert f"SQS keeps a dead letter {days} days" in " ".join(docs_text().split())
 
 
 def test_the_work_queue_widget_shows_all_the_work_doctor_counts_in_flight():

@@ -234,7 +234,7 @@ def qualifying_settings(**rule) -> dict:
 
 
 def join_body(user: dict) -> dict:
-    """What RF's webhook sends, configured as the README says."""
+    """What RF's webhook sends, configured as docs/setup.md says."""
     return {k: user.get(k) for k in ("id", "campaign_id", "email", "first_name", "code", "url", "source",
                                      "referrer_id", "signed_up_at")}
 

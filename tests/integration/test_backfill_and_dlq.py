@@ -134,7 +134,8 @@ def test_dlq_list_shows_every_dead_letter_counted_by_reason_and_campaign(bridge,
 
 def test_backfill_apply_counts_the_leads_from_before_for_their_referrer(bridge, intercom, rf, capsys, monkeypatch,
                                                                         clock):
-    """Referral counts (README): leads who joined before the bridge count once backfill sends their joins."""
+    """Referral counts (docs/how-it-works.md): leads who joined before the bridge count once backfill sends their
+    joins."""
     from chalicelib.services import rf_people
     monkeypatch.setattr(rf_people, "PER_PAGE", 2)
     intercom.define_attribute("referral_count", "integer")
@@ -169,7 +170,7 @@ def joined_before_counts(bridge, intercom, rf, leads: int) -> tuple[dict, list[d
 
 def test_backfill_apply_counts_the_leads_applied_before_the_count_setting_once(bridge, intercom, rf, capsys,
                                                                                monkeypatch):
-    """Referral counts (README): leads whose joins were applied before the campaign kept counts are
+    """Referral counts (docs/how-it-works.md): leads whose joins were applied before the campaign kept counts are
     counted by `backfill --apply`, once, and a join delivered again afterwards counts nothing more."""
     from chalicelib.services import rf_people
     monkeypatch.setattr(rf_people, "PER_PAGE", 2)

@@ -69,7 +69,7 @@ def test_history_shows_the_trail_without_secrets(bridge, rf, intercom, capsys):
 
 def test_the_commands_that_answered_only_text_take_json_and_answer_one_json_object(bridge, intercom, tmp_path,
                                                                                     capsys):
-    """README: every command that answers takes --json (these exited 2, "unrecognized arguments")."""
+    """docs/operating.md: every command that answers takes --json (these exited 2, "unrecognized arguments")."""
     settings = write(tmp_path, lead_settings())
     other = lead_settings()
     other["campaign_id"] = "43"
@@ -302,7 +302,7 @@ def test_settings_apply_says_what_a_change_means_for_the_people_already_seen(bri
 
 def test_a_refused_move_answers_json_with_json_and_a_move_back_says_who_counts_again(
         bridge, intercom, rf, other_workspaces, tmp_path, capsys):
-    """README: `settings apply` answers JSON either way; a refused check answers {"valid": false,
+    """docs/operating.md: `settings apply` answers JSON either way; a refused check answers {"valid": false,
     "problems": [...]} on stdout with --json, stderr empty. Applying the campaign back to the workspace its
     people are linked in says that they count again."""
     from chalicelib.services.connections import connect_workspace
@@ -380,7 +380,7 @@ def test_a_queue_that_does_not_exist_is_one_line_naming_the_variable_to_check(br
 def test_rf_blocking_a_backfill_is_one_line_on_stderr_without_the_lambdas_log_line(bridge, rf, capsys):
     """`bridge backfill 42` while RF blocks the IP (403) printed the shared limiter's JSON log record
     (`{"level":"ERROR",...,"message":"the vendor blocked us: the circuit is open",...}`) above its one line: the
-    README says stderr carries nothing else, the log lines being the Lambdas' (BRIDGE_DEBUG=1 shows them)."""
+    docs/operating.md says stderr carries nothing else, the log lines being the Lambdas' (BRIDGE_DEBUG=1 shows them)."""
     import logging
 
     from chalicelib.cli import command

@@ -138,7 +138,7 @@ def test_disconnect_keeps_settings_links_and_history_and_parks_the_work_until_re
 def test_a_delayed_duplicate_check_of_a_disconnected_workspace_is_parked_at_once_with_the_one_reason(
         bridge, intercom, rf, clock):
     """The created lead's look for duplicates comes after Intercom's search lag, by then the workspace
-    is disconnected: its batched read fails for good, so no retries (README, Disconnecting)."""
+    is disconnected: its batched read fails for good, so no retries (docs/setup.md, Disconnecting)."""
     bridge.apply(qualifying_settings())
     bridge.post_join(join_body(new_lead(rf)))
     bridge.drain()

@@ -234,7 +234,7 @@ def refused(bridge, capsys, tmp_path, command: str, doc: dict) -> list[str]:
 
 
 def test_the_readmes_invalid_settings_example_is_what_apply_answers(bridge, tmp_path, capsys):
-    """README, Settings: "Invalid settings are refused, with one line per problem" — every problem at once."""
+    """docs/setup.md, Settings: "Invalid settings are refused, with one line per problem" — every problem at once."""
     doc = qualifying_settings(value=True)
     doc["leads"]["fields"] += [{"from": "meta.score", "to": "custom_attributes.scor"},
                                {"value": "ten", "to": "custom_attributes.score"}]

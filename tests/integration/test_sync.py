@@ -194,9 +194,8 @@ def test_an_unknown_segment_or_a_link_attribute_that_is_not_text_stops_the_run_b
 def test_a_segment_that_cannot_be_found_is_named_where_the_readmes_troubleshooting_table_says(bridge, intercom, rf,
                                                                                               capsys):
     """"Sync: a segment cannot be found": `settings apply`, `sync start` (and its `--dry-run`) and `doctor`
-    name it with the fix; `sync report` cannot (nothing ran). The README's row names those, not `sync report`."""
-    from pathlib import Path
-
+    name it with the fix; `sync report` cannot (nothing ran). The docs' row (docs/operating.md, Troubleshooting)
+    names those, not `sync report`."""
     from chalicelib.domain.settings import SettingsError
     from chalicelib.services.admin import apply_settings
     missing = "6f00000000000000ffffffff"
@@ -212,8 +211,8 @@ def test_a_segment_that_cannot_be_found_is_named_where_the_readmes_troubleshooti
     assert any(f["what"].startswith(named) for f in json.loads(out)["findings"] if not f["ok"])
     code, _, err = cli(bridge, "sync", "report", "42", capsys=capsys)
     assert code == 1 and missing not in err
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    [row] = [line for line in readme.splitlines() if line.startswith("| Sync: a segment cannot be found |")]
+    from tests.support.docs import docs_text
+    [row] = [line for line in docs_text().splitlines() if line.startswith("| Sync: a segment cannot be found |")]
     assert [c for c in ("settings apply", "sync start", "--dry-run", "doctor", "sync report") if c in row] == [
         "settings apply", "sync start", "--dry-run", "doctor"]
 
@@ -463,7 +462,7 @@ def test_in_a_terminal_status_shows_a_progress_bar_and_report_reads_as_text(brid
 
 
 def test_every_command_that_answers_takes_json_and_answers_json(bridge, intercom, rf, tmp_path, capsys):
-    """README: answers are text for people or JSON with --json. Commands whose answer is JSON anyway
+    """docs/operating.md: answers are text for people or JSON with --json. Commands whose answer is JSON anyway
     take --json too (a script passing it everywhere is not refused); `sync start` answers JSON with it."""
     seg, contacts = segment(intercom, 2)
     bridge.apply(sync_settings(seg))

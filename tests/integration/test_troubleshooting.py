@@ -1,7 +1,7 @@
 """Issue 10, "Must show": every problem of the hosted integration's troubleshooting page (16) and FAQ (4)
 that can happen here — minus the 4 about contact sync (issue 11) — has a test. Each sets up the cause
 in the simulators (or at the edge, as a misconfigured sender would) and shows that `bridge doctor` or
-`bridge explain` names it with its fix. The README's troubleshooting table points at these answers.
+`bridge explain` names it with its fix. docs/operating.md's troubleshooting table points at these answers.
 
 What is impossible here by design is said in the test that meets it (e.g. settings without an email
 mapping, an attribute mapped twice or an unsupported type are refused when applied)."""

@@ -1,4 +1,4 @@
-"""`make bench`'s machinery on a stack of its own: the floors are what the README says they are
+"""`make bench`'s machinery on a stack of its own: the floors are what docs/performance.md says they are
 (counted, not timed), and the figures run end to end. The timings themselves are never asserted."""
 import dataclasses
 import os

@@ -1,6 +1,6 @@
 """`make run` + `make demo`: the local stack, started as `make run` starts it, shows a
-referral qualify end to end on the simulators (the worker is driven by the test); the README's
-settings example and commands work against it as written."""
+referral qualify end to end on the simulators (the worker is driven by the test); the docs'
+settings example and commands work against it as written, and the README's by-hand example plays."""
 import json
 import os
 import re
@@ -13,9 +13,11 @@ import pytest
 
 from infra.local import demo, run
 from infra.local.aws import unique_prefix
+from tests.support.docs import docs_text, section
 
 ROOT = Path(__file__).resolve().parents[2]
-README = (ROOT / "README.md").read_text(encoding="utf-8")
+README = (ROOT / "README.md").read_text(encoding="utf-8")     # the front door: Quick start stays in it
+DOCS = docs_text()                                              # the README and docs/*.md
 ENV_SECRETS = ("INTERCOM_TOKEN", "RF_TOKEN", "INTERCOM_CLIENT_SECRET", "RF_WEBHOOK_SECRET")
 
 
@@ -117,14 +119,15 @@ def test_the_local_stack_s_environment_carries_its_reconciliation_schedule(local
 
 
 def test_the_readmes_settings_example_and_commands_apply_as_written(local_stack, tmp_path, capsys, monkeypatch):
+    """docs/setup.md, Settings: its example applies to the local workspace, and its commands run as written."""
     from chalicelib.cli import main
-    section = README.split("## Settings", 1)[1].split("\n## ", 1)[0]
-    [example] = re.findall(r"```yaml\n(.*?)```", section, re.S)
+    settings = section("Settings")
+    [example] = re.findall(r"```yaml\n(.*?)```", settings, re.S)
     path = tmp_path / "readme.yaml"
     path.write_text(example)
     assert main(["settings", "apply", str(path)]) == 0                 # checked against the local workspace
     assert json.loads(capsys.readouterr().out)["campaign_id"] == "42"
-    commands = [shlex.split(line.split("#", 1)[0])[1:] for line in section.splitlines()
+    commands = [shlex.split(line.split("#", 1)[0])[1:] for line in settings.splitlines()
                 if line.startswith("./bridge settings")]
     assert len(commands) >= 4 and ["settings", "apply", "--offline", "docs/examples/campaign.yaml"] in commands
     monkeypatch.chdir(ROOT)
@@ -238,7 +241,7 @@ def test_the_local_redrive_leaves_the_worker_every_try_it_is_given(monkeypatch):
 
 def test_the_simulated_workspace_is_connected_through_both_apps_each_with_its_own_client_secret(
         local_stack, capsys, monkeypatch):
-    """README, Both ways at once, on the local stack: connected by `make run` with its private app, then by
+    """docs/setup.md, Both ways at once, on the local stack: connected by `make run` with its private app, then by
     OAuth through the public app (as above), the workspace lists both apps; a token of the private app again
     keeps both, with no warning; Intercom signs each app's webhooks with that app's client secret
     (.local/stack.json names both), and both are taken."""
@@ -271,18 +274,18 @@ def test_the_simulated_workspace_is_connected_through_both_apps_each_with_its_ow
     private, public = state["intercom_client_secret"], state["intercom_oauth_client_secret"]
     assert private != public
     assert [ping(private), ping(public), ping("not-a-client-secret")] == [200, 200, 401]
-    both = " ".join(README.split("**Both ways at once**", 1)[1].split("\n   - **")[0].split())
+    both = " ".join(DOCS.split("**Both ways at once**", 1)[1].split("\n   - **")[0].split())
     assert (f"apps: private, oauth (token: oauth's)`; `INTERCOM_TOKEN=sim-token ./bridge workspace connect {ws}` makes "
             f"it `(token: private's)`, both apps kept; webhooks signed with `{private}` and with `{public}` are both "
             "taken") in both
 
 
 def test_the_readmes_counts_only_sync_block_applies_to_the_simulated_workspace(local_stack, tmp_path, capsys):
-    """README, Referral counts: `sync: {referral_count_attribute: custom_attributes.referral_count}` —
+    """docs/how-it-works.md, Referral counts: `sync: {referral_count_attribute: custom_attributes.referral_count}` —
     the simulated workspace has that integer attribute, so the example applies on the local stack."""
     from chalicelib.cli import main
     import yaml
-    [block] = re.findall(r"`(sync: \{referral_count_attribute: [^`]*)`", README)
+    [block] = re.findall(r"`(sync: \{referral_count_attribute: [^`]*)`", DOCS)
     doc = {**yaml.safe_load(run.DEMO_SETTINGS.read_text()), **yaml.safe_load(block), "campaign_id": "77"}
     path = tmp_path / "counts.yaml"
     path.write_text(yaml.safe_dump(doc))

@@ -369,7 +369,7 @@ def test_a_dead_letter_is_read_with_its_person_masked_and_its_payload_only_on_re
     letter = dead_letters.read(m)
     assert letter.view() == {"message_id": "d1", "reason": "Intercom 400", "attempts": 1, "kind": "rf.join",
                              "campaign_id": "42", "rf_user_id": "7", "email": "a***@example.com"}
-    assert letter.view(show_payload=True)["payload"]["person"] == {"email": "a***@example.com"}    # README: masked
+    assert letter.view(show_payload=True)["payload"]["person"] == {"email": "a***@example.com"}    # masked (docs)
     assert letter.view(show_payload=True, raw=True)["payload"]["person"] == {"email": "ann@example.com"}
     moved = dead_letters.read(ReceivedLetter("d2", "h2", "{x", receive_count=11))
     assert moved.reason.startswith("moved by SQS after about 10 receives")
@@ -378,7 +378,7 @@ def test_a_dead_letter_is_read_with_its_person_masked_and_its_payload_only_on_re
 
 def test_dlq_show_payload_masks_the_persons_email_also_when_it_is_not_a_valid_address():
     # Intercom refusing an email it cannot read (no dot in its domain, a non-ASCII domain) is what sends a
-    # join to the dead letters: `dlq list --show-payload` must not print that email whole (README: masked).
+    # join to the dead letters: `dlq list --show-payload` must not print that email whole (docs/operating.md: masked).
     for email in ("ann.smith@localhost", "ann@exämple.com"):
         m = ReceivedLetter("d1", "h1", json.dumps({"kind": "rf.join", "campaign_id": "42", "rf_user_id": "7",
                                                    "person": {"email": email}}), "Intercom 400")

@@ -342,7 +342,7 @@ def test_enter_at_both_prompts_of_a_workspace_connect_says_nothing_changed(rt, m
 
 
 def test_a_new_api_base_alone_is_a_change_and_keeps_both_secrets(rt, monkeypatch, capsys):
-    """README: connecting again replaces only what is given, the API base too."""
+    """docs/setup.md: connecting again replaces only what is given, the API base too."""
     connect_workspace(rt, "ws1", TOKEN, "cs-old")
     Terminal(monkeypatch, "", "")
     code, out, _ = run_cli(rt, capsys, "workspace", "connect", "ws1", "--api-base", "https://api.eu.intercom.io")

@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from pathlib import Path
 from typing import Any, Optional
 
 import pytest
@@ -25,7 +24,6 @@ from tests.unit import scenario
 from tests.unit.doctoring import Doctored, checks, healthy, look
 from tests.unit.moves import apply
 
-ROOT = Path(__file__).resolve().parents[2]
 KEPT = ", or within the minute after: the edge notes it at most once a minute"   # (when last received)
 
 
@@ -776,7 +774,8 @@ def test_a_letter_of_a_user_rf_places_in_another_campaign_is_said_to_fail_again_
 def test_doctor_says_no_dead_letters_as_the_readme_says_it():
     """The README said doctor never says "no dead letters"; it says so when it read every letter and none is
     the campaign's (it never does when some could not be read: a warning instead)."""
-    readme = " ".join((ROOT / "README.md").read_text().split())
+    from tests.support.docs import docs_text
+    readme = " ".join(docs_text().split())        # the README and docs/*.md
     [none] = checks(look(healthy())[0], "dead_letters")
     assert none["what"] == "no dead letters for campaign 42 or without a campaign"
     assert 'never "no dead letters"' not in readme

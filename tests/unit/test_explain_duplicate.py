@@ -88,7 +88,7 @@ def test_a_duplicate_of_a_lead_left_behind_by_a_workspace_move_is_not_said_to_co
     `qualification.match: email` that also move campaign 42 to ws-b (`--move-workspace`, warned that the
     people of ws no longer qualify). Then the support team asks `bridge explain <duplicate id>`.
     Expected: explain says the duplicate's changes do not count for lead 7 (nothing of ws qualifies campaign 42
-    any more: Qualifier.moved_away), as the README's move section says.
+    any more: Qualifier.moved_away), as docs/setup.md's move section says.
     Before: `_duplicate` looks only at `qualification.match` and says "its changes count for them" — advice that
     sends the support team waiting for a qualification that can never come."""
     work, _, twin = duplicate_changed("contact")

@@ -1,6 +1,6 @@
 """`bridge forget <lead>` stopped between its steps (the process killed, the SQS send failing), or
 racing `bridge backfill --apply` counting the same lead, never leaves the referrer's Intercom count
-stale, nor an entry about the erased lead (README "Referral counts"): the erasure marks the lowered
+stale, nor an entry about the erased lead (docs/how-it-works.md, "Referral counts"): the erasure marks the lowered
 count as owing its write in the link's own delete, and reconciliation asks for the writes still owed."""
 from __future__ import annotations
 

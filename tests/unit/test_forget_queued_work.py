@@ -1,4 +1,4 @@
-"""`bridge forget <email>` says when work waits in the work queue (README "Erasure": run it once the
+"""`bridge forget <email>` says when work waits in the work queue (docs/operating.md, "Erasure": run it once the
 queue is empty): a join of the person still queued there (waiting on a rate limit) links them again
 after the erasure, so the answer counts the queue's messages (`queued_work`) and warns to run it again
 once the queue is empty. It still exits 0: the erasure happened."""

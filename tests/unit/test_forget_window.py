@@ -1,5 +1,5 @@
 """`bridge forget` erases a person while a worker's batch, which read their link just before, still judges
-what Intercom said of them: nothing about the person is written back (README, "Erasure") — no
+what Intercom said of them: nothing about the person is written back (docs/operating.md, "Erasure") — no
 note of a repeat or of a settled qualification, no judgement's entry, no "another worker is qualifying"
 entry for a claim that failed because the link is gone, and no call to Referral Factory."""
 from __future__ import annotations
@@ -105,8 +105,8 @@ def forgotten_as_intercom_fails(work: FakeWork, error: Exception) -> None:
 ], ids=["retried", "dead-lettered", "waiting"])
 def test_a_try_about_a_person_forgotten_meanwhile_that_fails_notes_nothing_about_them(error: Exception, outcome: str):
     """Reconciliation's check of Ann fails as `bridge forget` erases her: the worker's own notes of a failed try
-    (its retry, its dead letter, its wait in the queue) are about her too, and none is written (README "Erasing a
-    person")."""
+    (its retry, its dead letter, its wait in the queue) are about her too, and none is written (docs/operating.md,
+    "Erasure")."""
     work = world()
     messages = checked_meeting_the_target(work)
     forgotten_as_intercom_fails(work, error)

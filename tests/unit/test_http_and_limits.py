@@ -201,7 +201,7 @@ def test_a_429_lowers_the_budget_to_what_the_other_clients_pace_leaves():
 
 @pytest.mark.parametrize("limit,window", [(600, 60), (100, 60), (1666, 10), (45, 60)])
 def test_a_lowered_budget_never_runs_below_a_tenth_of_it_rounded_up(limit, window):
-    # RF's 600/min lowered to its floor ran at 38/min (6.3%): the README says at least a tenth
+    # RF's 600/min lowered to its floor ran at 38/min (6.3%): docs/how-it-works.md says at least a tenth
     budget = Slicing(limit, window)
     assert budget.sustained(0.1) >= math.ceil(limit / 10) and budget.sustained(0.0) >= math.ceil(limit / 10)
     assert all(budget.cap(s / 100) <= budget.cap() for s in range(101))       # never over the whole budget

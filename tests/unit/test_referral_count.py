@@ -623,7 +623,7 @@ def test_each_warning_to_backfill_is_kept_as_owed_and_counts_turned_off_owe_none
 @pytest.mark.parametrize("put_fails", [False, True])
 def test_a_referrer_forgotten_while_her_count_is_written_gets_no_history_back(put_fails):
     """`bridge forget` erases Rita (her link, count and history) while a worker's PUT of her count is on its way
-    (and Intercom answers it, or fails it): the worker writes nothing about her afterwards (README, Erasure:
+    (and Intercom answers it, or fails it): the worker writes nothing about her afterwards (docs/operating.md, Erasure:
     nothing that recognises her is kept)."""
     from chalicelib.services.privacy import forget
     intercom = Reordering(dict(ATTRIBUTES))

@@ -1,6 +1,6 @@
 """A worker SIGKILLed between a join's finishing write and its `referral.count` message (the chaos
 run's kills, infra/local/chaos): the join's next delivery is a repeat, and the repeat must still ask
-for the count to be written (README, "Referral counts": "the count is never lost"), whether the
+for the count to be written (docs/how-it-works.md, "Referral counts": "the count is never lost"), whether the
 webhook named the referrer, was thin (the lead's link recorded whom it counted for), or was the
 referrer's own join."""
 from __future__ import annotations

@@ -579,8 +579,8 @@ COUNTS_ONLY = {**settings(rule=None), "sync": {"referral_count_attribute": "cust
 
 @pytest.mark.parametrize("change, said", [
     (lambda store: store.put("42", COUNTS_ONLY, WS),
-     "campaign 42 runs no contact sync: its sync block only keeps referral counts (README, Referral counts) "
-     "— add fields and referral_link_attribute to sync contacts"),
+     "campaign 42 runs no contact sync: its sync block only keeps referral counts "
+     "(docs/how-it-works.md, Referral counts) — add fields and referral_link_attribute to sync contacts"),
     (lambda store: store.delete("42"),
      "campaign 42 runs no contact sync now: campaign 42 has no settings — apply them first, with a `sync` block "
      "(`bridge settings apply <file>`)"),
@@ -589,8 +589,8 @@ COUNTS_ONLY = {**settings(rule=None), "sync": {"referral_count_attribute": "cust
 ], ids=["settings keep only counts", "settings deleted", "sync block removed"])
 def test_status_and_report_say_no_contact_sync_and_why_and_still_show_the_past_runs(monkeypatch, capsys, change,
                                                                                   said):
-    """README (Referral counts): `sync status` and `sync report` say "no contact sync", as doctor does, when
-    the settings keep only counts, or are gone, or lost their sync block; the past runs are shown under it.
+    """docs/how-it-works.md (Referral counts): `sync status` and `sync report` say "no contact sync", as doctor
+    does, when the settings keep only counts, or are gone, or lost their sync block; the past runs are shown under it.
     Each reads the stored settings once (a report read them twice)."""
     import chalicelib.cli as cli_module
     from tests.support.cli import run_cli
@@ -1012,7 +1012,8 @@ def test_the_dry_run_says_not_in_rf_for_a_referrer_without_a_link_whom_rf_no_lon
 def test_a_worker_dying_while_it_marks_a_contact_webhook_never_counts_the_contact_twice(dies_at, counted):
     """The worker that enrolled a notified contact dies before its count is added, and the notification is
     delivered again: before the mark, the redelivery works the contact again, finds it enrolled and counts it
-    already enrolled (+1 already); after the mark, it is a repeat and counts nothing (README, Ongoing mode)."""
+    already enrolled (+1 already); after the mark, it is a repeat and counts nothing (docs/how-it-works.md, Ongoing
+    mode)."""
     work, note = after_a_first_run_a_new_contact_notified()
     part, name = dies_at.split(".")
     repository = getattr(work.store, part)
@@ -1532,8 +1533,8 @@ def test_a_page_s_tries_count_its_own_failures_only_and_a_wait_uses_up_none():
 @pytest.mark.parametrize("change, said", [
     (lambda store: None, "campaign 42 has never been synced — run `bridge sync start 42`"),
     (lambda store: store.put("42", COUNTS_ONLY, WS),
-     "campaign 42 runs no contact sync: its sync block only keeps referral counts (README, Referral counts) "
-     "— add fields and referral_link_attribute to sync contacts"),
+     "campaign 42 runs no contact sync: its sync block only keeps referral counts "
+     "(docs/how-it-works.md, Referral counts) — add fields and referral_link_attribute to sync contacts"),
     (lambda store: store.delete("42"),
      "campaign 42 has no settings — apply them first, with a `sync` block (`bridge settings apply <file>`)"),
     (lambda store: store.put("42", settings(rule=None), WS),
@@ -1587,9 +1588,9 @@ def test_doctor_says_what_the_sync_block_writes_now_not_that_the_last_run_wrote_
 
 def test_doctor_warns_while_a_sync_page_is_retried_and_says_the_run_stalled_once_it_is_dead_lettered(monkeypatch):
     """Walkthrough F6.a: doctor said `ok [sync] sync run 5 (full, users) running: nothing yet` while the run's
-    page was retried, and still once it was dead-lettered (README: doctor says a sync "stalled on a page in the
-    dead-letter queue"). Now a warning naming the page and why while the queue retries it, and a problem (exit 1)
-    naming the failed page, its reason and `bridge dlq replay` once it waits in the dead-letter queue."""
+    page was retried, and still once it was dead-lettered (docs/operating.md: doctor says a sync "stalled on a page
+    in the dead-letter queue"). Now a warning naming the page and why while the queue retries it, and a problem
+    (exit 1) naming the failed page, its reason and `bridge dlq replay` once it waits in the dead-letter queue."""
     busy = throttled()
     work, _ = a_run_whose_second_page_fails(monkeypatch, busy, busy)
     with pytest.raises(RetryBatch):

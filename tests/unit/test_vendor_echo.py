@@ -1,6 +1,6 @@
 """A vendor's refusal that quotes the token it was sent: its words become the failure's reason, which the
 worker logs, the dead-letter queue and the person's history keep, and `doctor`, `explain` and `dlq list`
-print. The README: tokens are never printed, logged, or written to the history or the dead-letter queue."""
+print. docs/operating.md: tokens are never printed, logged, or written to the history or the dead-letter queue."""
 from __future__ import annotations
 
 import pytest

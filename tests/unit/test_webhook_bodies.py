@@ -304,7 +304,7 @@ def parsed(raw: bytes, form: bool) -> dict:
      "campaign_id: `data.user.campaign_id` is sent twice with different values"),
 ])
 def test_an_id_sent_twice_under_one_name_with_different_values_is_refused_not_read_by_its_last(raw, form, message):
-    """README: which person joined where would be a guess (the last value was read before)."""
+    """docs/setup.md: which person joined where would be a guess (the last value was read before)."""
     refused_naming(parsed(raw, form), message)
 
 

@@ -225,7 +225,7 @@ def test_a_join_stopped_after_its_claim_ends_linked_once_in_the_workspace_the_ca
 
 def test_a_join_that_failed_after_finding_her_contact_does_not_hold_the_move_back():
     """Ann's contact existed in ws; the try that found it failed writing to it. Nothing of hers was made there: the
-    move goes through (README: a join that failed with no contact made does not hold it back), and her retry
+    move goes through (docs/setup.md: a join that failed with no contact made does not hold it back), and her retry
     creates her in ws-b, where the campaign is."""
     work, intercoms = _two_workspaces()
     intercoms["ws"].add("ann@example.com", role="user")
@@ -273,7 +273,7 @@ def test_a_sync_enrolled_referrers_count_is_not_written_to_the_old_workspaces_co
     referrer enrolled by sync is "not linked yet"). The operator applies campaign 42's settings naming ws-b
     (nobody is linked, so the move happens without a word). A lead referred by Rita joins (in ws-b) and
     Rita's count grows to 1.
-    Expected: as the README says of a move ("nor is a referral count written to them (the new workspace does
+    Expected: as docs/setup.md says of a move ("nor is a referral count written to them (the new workspace does
     not hold their contacts)"), the count is kept, not PUT to Rita's ws contact id through ws-b's client.
     Before: referral_count.write guards only a referrer *linked* elsewhere (`_moved_away` needs a LINKED link);
     for a sync-enrolled one it takes `count.contact_id` (ws's) and writes it with `intercom(settings.workspace)`

@@ -61,7 +61,7 @@ TARGET = "Yes"
 NOT_YET = ("No", "Not yet", "Trial")
 INITIAL = "No"                        # the value the bridge makes a lead with (qualification.initial_value)
 TAG = "Referred"
-COUNT_ATTRIBUTE = "referral_count"    # an integer attribute: each referrer's referral count (README)
+COUNT_ATTRIBUTE = "referral_count"    # an integer attribute: each referrer's referral count (docs/how-it-works.md)
 
 SETTINGS = {
     "campaign_id": str(CAMPAIGN), "workspace": WORKSPACE,
