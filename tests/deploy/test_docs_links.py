@@ -43,6 +43,14 @@ def test_the_readmes_index_links_every_doc():
     assert sorted(set(docs()) - {"README.md"} - linked) == []
 
 
+def test_every_doc_says_on_its_first_screen_that_the_readme_is_its_index():
+    """A reader who lands on docs/chaos.md from a search finds the rest of the documentation from its top."""
+    named = {name: text for name, text in docs().items() if name.startswith("docs/") and name.endswith(".md")}
+    assert len(named) == 7
+    lost = [name for name, text in named.items() if "](../README.md#documentation)" not in "\n".join(text.splitlines()[:10])]
+    assert lost == []
+
+
 def test_the_readmes_test_command_is_the_one_ci_runs():
     """.ci/run runs `make test`: the command the README's Testing section (and its Quick start) gives."""
     ci = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line and not line.startswith("#")]
