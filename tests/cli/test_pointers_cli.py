@@ -2,6 +2,7 @@
 progress on a terminal, and exit 1 when a worker's write meanwhile left some for a run again."""
 from __future__ import annotations
 
+import copy
 import json
 from types import SimpleNamespace
 
@@ -26,6 +27,7 @@ def _stale() -> SimpleNamespace:
 
 def test_a_dry_run_prints_a_line_per_stale_reference_and_writes_nothing(capsys):
     rt = _stale()
+    pointers = copy.deepcopy((rt.store.tables.contacts, rt.store.tables.emails))
     assert main(["pointers"], rt=rt) == 0
     out = capsys.readouterr().out.splitlines()
     assert out == [
@@ -35,6 +37,7 @@ def test_a_dry_run_prints_a_line_per_stale_reference_and_writes_nothing(capsys):
         "— would drop",
         "4 pointers read (4 references): 2 to clean (dry run: nothing was written; --apply cleans them)"]
     assert ANN in rt.store.tables.contacts[(WS, "c_old")]
+    assert (rt.store.tables.contacts, rt.store.tables.emails) == pointers      # neither of the two dropped
 
 
 def test_apply_cleans_them_and_says_so_as_json(capsys):
