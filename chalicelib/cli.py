@@ -1008,7 +1008,7 @@ def _backfill(args: argparse.Namespace, rt: Runtime) -> int:
 
 
 def _pointers(args: argparse.Namespace, rt: Runtime) -> int:
-    from .services.pointers import REFUSED, line, sweep
+    from .services.pointers import REFUSED, sweep
 
     with _progress(args) as draw:
         result = sweep(rt.store, apply=args.apply,
@@ -1017,7 +1017,9 @@ def _pointers(args: argparse.Namespace, rt: Runtime) -> int:
         _print(result)
     else:
         for finding in result["findings"]:
-            print(line(finding))
+            what = finding.get("contact_id") or finding.get("email")
+            print(f"{finding['pointer']} {finding['workspace']}/{what} -> campaign {finding['campaign_id']} RF user "
+                  f"{finding['rf_user_id']}: {finding['stale']} ({finding['why']}) — {finding['outcome']}")
         cleaned, unfinished = result["to_clean"], result["erasures_unfinished"]
         print(f"{result['pointers_read']} pointers read ({result['references_read']} references): "
               + (f"{cleaned} to clean" if cleaned else "none to clean" if unfinished else "none stale")

@@ -89,9 +89,3 @@ def _view(finding: Finding, outcome: str) -> dict:
                if finding.read is not None and pointer.kind == CONTACT else {}),
             "stale": finding.stale.value, "why": WHY[finding.stale], "outcome": outcome}
 
-
-def line(view: dict) -> str:
-    """One finding on one line, for people."""
-    what = view.get("contact_id") or view.get("email")
-    return (f"{view['pointer']} {view['workspace']}/{what} -> campaign {view['campaign_id']} RF user "
-            f"{view['rf_user_id']}: {view['stale']} ({view['why']}) — {view['outcome']}")
