@@ -25,19 +25,20 @@ def after_merge(work, base: str, evs: list[Event], merge: Optional[tuple[str, in
     """Everything happened before any delivery: the lead's (and the user's) notifications, the merge (`merge`:
     A "kept" or "taken" into B, at T+seconds, B's value then; its notification is the last index), delivered in
     `order`, then `last`: a reconciliation "check" of her, a "changes" search, or nothing."""
-    link, a = joined(work, signed_up=base)
+    _, a = joined(work, signed_up=base)
     t = int(work.clock())
     contacts = {"A": a}
     if merge:
         kept, at, b_value = merge
         b = work.apis.intercom_.add("ann@example.com", role="user", signed_up=b_value)
-        b.update(created_at=t + 1, updated_at=t + 1) if kept == "kept" else b.update(created_at=1, updated_at=1)
+        made = t + 1 if kept == "kept" else 1             # made after she joined (kept), or long before (taken)
+        b.update(created_at=made, updated_at=made)
         contacts["B"] = b
     msgs = [event(dict(contacts[c], custom_attributes={"signed_up": v}, updated_at=t + dt),
                   "contact.user.updated" if c == "B" else "contact.lead.updated", f"e{n}", created_at=t + dt)
             for n, (c, v, dt) in enumerate(evs)]
     if merge:
-        survivor = dict(b, custom_attributes={"signed_up": b_value}, updated_at=t + 1 if kept == "kept" else 1)
+        survivor = dict(b, custom_attributes={"signed_up": b_value}, updated_at=made)
         msgs.append(event(survivor, "contact.merged", "m", created_at=t + at, merged_from={"type": "contact",
                                                                                             "id": a["id"]}))
     for name, contact in contacts.items():
@@ -62,7 +63,7 @@ def meanwhile(work, base: str, evs: list[tuple[str, int]], at: int, kind: str, o
     """The lead's notifications (one of them, `thin_one`, too large to queue whole) and a reconciliation `kind`
     ("check" of her, or "changes" search) at T+`at` ("C" in `order`), delivered in `order`: the contact shows the
     value of the latest change delivered so far, as Intercom would by then."""
-    link, a = joined(work, signed_up=base)
+    _, a = joined(work, signed_up=base)
     t = int(work.clock())
     msgs = [event(dict(a, custom_attributes={"signed_up": v}, updated_at=t + dt), "contact.lead.updated", f"e{n}",
                   created_at=t + dt) for n, (v, dt) in enumerate(evs)]
