@@ -379,7 +379,7 @@ class DynamoLinks(Leases):
                 try:
                     return self._finished([(claim, result, entries)], left or {})
                 except TransactWriteError as exc:
-                    if conditional(exc):     # (a link a notification wrote meanwhile is not written whole: updated)
+                    if conditional(exc):     # (a link a hold wrote is not written whole: updated)
                         claim = dataclasses.replace(claim, created_at=None)
                     left = self._left(claim, result) if conditional(exc) and tried < CONFLICT_TRIES else None
                     if left is None:
