@@ -2160,6 +2160,57 @@ def test_two_sync_starts_at_once_one_wins_and_only_the_winner_says_which_full_ru
     assert store.sync.run("42", 2) is not None
 
 
+def test_a_start_that_replaces_a_full_run_and_dies_just_after_its_write_still_lets_the_replaced_run_expire(
+        store, clock, monkeypatch):
+    """Full run 1, then catch-up 2 (run 1 kept apart, no expiry: the latest full run), then a full run 3 replaces it:
+    run 1's expiry goes in the start's one write, so a worker killed just after it cannot leave run 1 kept for ever."""
+    from chalicelib.ports.store import PAST_RUN_DAYS
+    for kind in ("full", "catch-up"):
+        run = store.sync.start("42", kind, "users", clock())
+        store.sync.claim_page("42", run.number, 0, "w", clock())
+        assert store.sync.checkpoint("42", run.number, 0, "w", clock(), cursor=None, counts={}, finished=True)
+    began = clock()
+    with _killed_after_its_first_write(store, monkeypatch):
+        store.sync.start("42", "full", "users", clock())
+    assert (store.sync.run("42").number, store.sync.run("42").kind) == (3, "full")
+    clock.now = began + PAST_RUN_DAYS * 86400
+    assert [n for n in (1, 2, 3) if store.sync.run("42", n)] == [3]          # the replaced full run, the catch-up: gone
+
+
+@pytest.mark.parametrize("kind", ["full", "catch-up"])
+def test_a_webhook_s_count_landing_between_a_start_s_read_and_its_write_stays_with_the_run_it_counted_on(
+        store, clock, monkeypatch, kind):
+    """A webhook adds its count to run 1, the latest, just after a start read run 1 (in DynamoDB: between the read
+    and the transaction that copies run 1 to its own item and writes run 2 over the latest): the copy holds it too,
+    as it holds the webhook's counts from before; the start still starts run 2."""
+    store.sync.start("42", "full", "users", clock())
+    store.sync.claim_page("42", 1, 0, "w", clock())
+    assert store.sync.checkpoint("42", 1, 0, "w", clock(), cursor=None, counts={"enrolled": 3}, finished=True)
+    store.sync.add_counts("42", 1, {"enrolled": 1})
+    counted: list[int] = []
+
+    def webhook():
+        counted.append(1)
+        store.sync.add_counts("42", 1, {"enrolled": 1, "linked": 1})
+    if type(store.sync).__name__ == "DynamoSync":
+        from chalicelib.adapters.dynamo import sync as dynamo_sync
+        read = dynamo_sync.get
+
+        def read_then_webhook(model, key, *a, **kw):
+            got = read(model, key, *a, **kw)
+            if not counted:
+                webhook()
+            return got
+        monkeypatch.setattr(dynamo_sync, "get", read_then_webhook)
+    else:
+        webhook()                                    # (the twin's start is one step: nothing lands inside it)
+    run = store.sync.start("42", kind, "users", clock())
+    monkeypatch.undo()
+    assert counted and (run.number, run.by_webhook) == (2, {})
+    assert store.sync.run("42", 1).by_webhook == {"enrolled": 2, "linked": 1}
+    assert store.sync.run("42", 1).counts == {"enrolled": 3}
+
+
 def test_a_run_keeps_the_fields_rf_required_and_its_workspace_through_its_pages_and_once_a_later_run_starts(
         store, clock):
     required = ("first_name", "email", "meta.company")
