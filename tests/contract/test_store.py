@@ -2160,7 +2160,19 @@ def test_two_sync_starts_at_once_one_wins_and_only_the_winner_says_which_full_ru
     assert store.sync.run("42", 2) is not None
 
 
-def test_a_start_that_replaces_a_full_run_and_dies_just_after_its_write_still_lets_the_replaced_run_expire(
+def _calls(monkeypatch) -> list[str]:
+    """DynamoDB's operations the store calls from now on, in order."""
+    from chalicelib.adapters.dynamo.models import HistoryItem
+    client, calls = HistoryItem._get_connection().connection.client, []
+    call = client._make_api_call
+
+    def counted(operation, kwargs):
+        calls.append(operation)
+        return call(operation, kwargs)
+    monkeypatch.setattr(client, "_make_api_call", counted)
+    return calls
+
+def test_a_sync_start_that_replaces_a_full_run_and_dies_just_after_its_write_still_lets_the_replaced_run_expire(
         store, clock, monkeypatch):
     """Full run 1, then catch-up 2 (run 1 kept apart, no expiry: the latest full run), then a full run 3 replaces it:
     run 1's expiry goes in the start's one write, so a worker killed just after it cannot leave run 1 kept for ever."""
@@ -2170,15 +2182,17 @@ def test_a_start_that_replaces_a_full_run_and_dies_just_after_its_write_still_le
         store.sync.claim_page("42", run.number, 0, "w", clock())
         assert store.sync.checkpoint("42", run.number, 0, "w", clock(), cursor=None, counts={}, finished=True)
     began = clock()
+    calls = _calls(monkeypatch) if not isinstance(store, MemoryStore) else []
     with _killed_after_its_first_write(store, monkeypatch):
         store.sync.start("42", "full", "users", clock())
+    assert calls in ([], ["GetItem", "TransactWriteItems"])       # one read, one write (was a write more)
     assert (store.sync.run("42").number, store.sync.run("42").kind) == (3, "full")
     clock.now = began + PAST_RUN_DAYS * 86400
     assert [n for n in (1, 2, 3) if store.sync.run("42", n)] == [3]          # the replaced full run, the catch-up: gone
 
 
 @pytest.mark.parametrize("kind", ["full", "catch-up"])
-def test_a_webhook_s_count_landing_between_a_start_s_read_and_its_write_stays_with_the_run_it_counted_on(
+def test_a_webhook_s_count_landing_between_a_sync_start_s_read_and_its_write_stays_with_the_run_it_counted_on(
         store, clock, monkeypatch, kind):
     """A webhook adds its count to run 1, the latest, just after a start read run 1 (in DynamoDB: between the read
     and the transaction that copies run 1 to its own item and writes run 2 over the latest): the copy holds it too,
@@ -2202,13 +2216,52 @@ def test_a_webhook_s_count_landing_between_a_start_s_read_and_its_write_stays_wi
                 webhook()
             return got
         monkeypatch.setattr(dynamo_sync, "get", read_then_webhook)
+        calls = _calls(monkeypatch)
     else:
         webhook()                                    # (the twin's start is one step: nothing lands inside it)
     run = store.sync.start("42", kind, "users", clock())
     monkeypatch.undo()
     assert counted and (run.number, run.by_webhook) == (2, {})
+    if type(store.sync).__name__ == "DynamoSync":    # its write refused, the run read again and written (+1 each)
+        assert calls == ["GetItem", "UpdateItem", "TransactWriteItems", "GetItem", "TransactWriteItems"]
     assert store.sync.run("42", 1).by_webhook == {"enrolled": 2, "linked": 1}
     assert store.sync.run("42", 1).counts == {"enrolled": 3}
+
+
+@pytest.mark.parametrize("store", ["dynamo"], indirect=True)
+def test_a_full_sync_start_whose_replaced_full_run_was_deleted_by_hand_starts_and_makes_no_item_of_it(store, clock):
+    from chalicelib.adapters.dynamo.keys import sync_run_key
+    from chalicelib.adapters.dynamo.models import SyncRunItem, get
+    for kind in ("full", "catch-up"):
+        run = store.sync.start("42", kind, "users", clock())
+        store.sync.claim_page("42", run.number, 0, "w", clock())
+        assert store.sync.checkpoint("42", run.number, 0, "w", clock(), cursor=None, counts={}, finished=True)
+    get(SyncRunItem, sync_run_key("42", 1)).delete()
+    assert store.sync.start("42", "full", "users", clock()).number == 3
+    assert get(SyncRunItem, sync_run_key("42", 1)) is None and store.sync.run("42", 2).kind == "catch-up"
+
+
+@pytest.mark.parametrize("store", ["dynamo"], indirect=True)
+def test_a_sync_start_whose_run_before_webhooks_count_on_at_each_try_waits_and_starts_nothing(store, clock, monkeypatch):
+    from chalicelib.adapters.dynamo import sync as dynamo_sync
+    from chalicelib.adapters.dynamo.models import CONFLICT_WAIT
+    from chalicelib.errors import Deferred
+    store.sync.start("42", "full", "users", clock())
+    store.sync.claim_page("42", 1, 0, "w", clock())
+    assert store.sync.checkpoint("42", 1, 0, "w", clock(), cursor=None, counts={}, finished=True)
+    read, counted = dynamo_sync.get, []
+
+    def read_then_webhook(model, key, *a, **kw):
+        got = read(model, key, *a, **kw)
+        counted.append(1)
+        store.sync.add_counts("42", 1, {"enrolled": 1})
+        return got
+    monkeypatch.setattr(dynamo_sync, "get", read_then_webhook)
+    with pytest.raises(Deferred) as waits:
+        store.sync.start("42", "catch-up", "users", clock())
+    monkeypatch.undo()
+    assert len(counted) == dynamo_sync.START_TRIES and waits.value.retry_after == CONFLICT_WAIT
+    assert store.sync.run("42").number == 1 and store.sync.run("42").by_webhook == {"enrolled": len(counted)}
 
 
 def test_a_run_keeps_the_fields_rf_required_and_its_workspace_through_its_pages_and_once_a_later_run_starts(
