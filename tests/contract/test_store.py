@@ -2120,6 +2120,23 @@ def test_past_catch_up_runs_and_full_runs_a_newer_one_replaced_expire_the_latest
             True, True, True, False, True]
 
 
+def _just_after_the_start_s_read(store, monkeypatch, meanwhile, every: bool = False) -> None:
+    """`meanwhile()` runs just after a sync start's read of the latest run, in DynamoDB (once; `every`: after each
+    try's); the twin's start is one step, nothing lands inside it: it runs now, before."""
+    if isinstance(store, MemoryStore):
+        meanwhile()
+        return
+    from chalicelib.adapters.dynamo import sync as dynamo_sync
+    read, ran = dynamo_sync.get, []
+
+    def read_then(model, key, *a, **kw):
+        got = read(model, key, *a, **kw)
+        if every or not ran:
+            ran.append(True)              # (a start inside `meanwhile`: its own read is not raced)
+            meanwhile()
+        return got
+    monkeypatch.setattr(dynamo_sync, "get", read_then)
+
 @pytest.mark.parametrize("first", ["full", "catch-up"])
 def test_two_sync_starts_at_once_one_wins_and_only_the_winner_says_which_full_run_expires(store, clock, monkeypatch,
                                                                                         first):
@@ -2134,25 +2151,11 @@ def test_two_sync_starts_at_once_one_wins_and_only_the_winner_says_which_full_ru
     clock.now += 60
     second = "catch-up" if first == "full" else "full"
     began, raced = clock(), []
-
-    def other():
-        raced.append("starting")                     # (its own read is not raced)
-        raced.append(store.sync.start("42", first, "users", clock()))
-    if type(store.sync).__name__ == "DynamoSync":
-        from chalicelib.adapters.dynamo import sync as dynamo_sync
-        read = dynamo_sync.get
-
-        def read_then_other(model, key, *a, **kw):
-            got = read(model, key, *a, **kw)
-            if not raced:
-                other()
-            return got
-        monkeypatch.setattr(dynamo_sync, "get", read_then_other)
-    else:
-        other()
+    _just_after_the_start_s_read(store, monkeypatch, lambda: raced.append(store.sync.start("42", first, "users",
+                                                                                          clock())))
     lost = store.sync.start("42", second, "users", clock())
     monkeypatch.undo()
-    won = raced[1]
+    won = raced[0]
     assert lost is None and (won.number, won.kind, won.full_run) == (2, first, 2 if first == "full" else 1)
     assert (store.sync.run("42").number, store.sync.run("42").kind) == (2, first)
     clock.now = began + PAST_RUN_DAYS * 86400
@@ -2201,29 +2204,14 @@ def test_a_webhook_s_count_landing_between_a_sync_start_s_read_and_its_write_sta
     store.sync.claim_page("42", 1, 0, "w", clock())
     assert store.sync.checkpoint("42", 1, 0, "w", clock(), cursor=None, counts={"enrolled": 3}, finished=True)
     store.sync.add_counts("42", 1, {"enrolled": 1})
-    counted: list[int] = []
-
-    def webhook():
-        counted.append(1)
-        store.sync.add_counts("42", 1, {"enrolled": 1, "linked": 1})
-    if type(store.sync).__name__ == "DynamoSync":
-        from chalicelib.adapters.dynamo import sync as dynamo_sync
-        read = dynamo_sync.get
-
-        def read_then_webhook(model, key, *a, **kw):
-            got = read(model, key, *a, **kw)
-            if not counted:
-                webhook()
-            return got
-        monkeypatch.setattr(dynamo_sync, "get", read_then_webhook)
-        calls = _calls(monkeypatch)
-    else:
-        webhook()                                    # (the twin's start is one step: nothing lands inside it)
+    _just_after_the_start_s_read(store, monkeypatch, lambda: store.sync.add_counts("42", 1, {"enrolled": 1,
+                                                                                             "linked": 1}))
+    calls = _calls(monkeypatch) if not isinstance(store, MemoryStore) else None
     run = store.sync.start("42", kind, "users", clock())
     monkeypatch.undo()
-    assert counted and (run.number, run.by_webhook) == (2, {})
-    if type(store.sync).__name__ == "DynamoSync":    # its write refused, the run read again and written (+1 each)
-        assert calls == ["GetItem", "UpdateItem", "TransactWriteItems", "GetItem", "TransactWriteItems"]
+    assert (run.number, run.by_webhook) == (2, {})
+    assert calls in (None, ["GetItem", "UpdateItem", "TransactWriteItems",     # its write refused, the run read
+                            "GetItem", "TransactWriteItems"])                  # again and written (+1 each)
     assert store.sync.run("42", 1).by_webhook == {"enrolled": 2, "linked": 1}
     assert store.sync.run("42", 1).counts == {"enrolled": 3}
 
@@ -2243,25 +2231,19 @@ def test_a_full_sync_start_whose_replaced_full_run_was_deleted_by_hand_starts_an
 
 @pytest.mark.parametrize("store", ["dynamo"], indirect=True)
 def test_a_sync_start_whose_run_before_webhooks_count_on_at_each_try_waits_and_starts_nothing(store, clock, monkeypatch):
-    from chalicelib.adapters.dynamo import sync as dynamo_sync
     from chalicelib.adapters.dynamo.models import CONFLICT_WAIT
+    from chalicelib.adapters.dynamo.sync import START_TRIES
     from chalicelib.errors import Deferred
     store.sync.start("42", "full", "users", clock())
     store.sync.claim_page("42", 1, 0, "w", clock())
     assert store.sync.checkpoint("42", 1, 0, "w", clock(), cursor=None, counts={}, finished=True)
-    read, counted = dynamo_sync.get, []
-
-    def read_then_webhook(model, key, *a, **kw):
-        got = read(model, key, *a, **kw)
-        counted.append(1)
-        store.sync.add_counts("42", 1, {"enrolled": 1})
-        return got
-    monkeypatch.setattr(dynamo_sync, "get", read_then_webhook)
+    _just_after_the_start_s_read(store, monkeypatch, lambda: store.sync.add_counts("42", 1, {"enrolled": 1}),
+                                 every=True)
     with pytest.raises(Deferred) as waits:
         store.sync.start("42", "catch-up", "users", clock())
     monkeypatch.undo()
-    assert len(counted) == dynamo_sync.START_TRIES and waits.value.retry_after == CONFLICT_WAIT
-    assert store.sync.run("42").number == 1 and store.sync.run("42").by_webhook == {"enrolled": len(counted)}
+    assert waits.value.retry_after == CONFLICT_WAIT
+    assert store.sync.run("42").number == 1 and store.sync.run("42").by_webhook == {"enrolled": START_TRIES}
 
 
 def test_a_run_keeps_the_fields_rf_required_and_its_workspace_through_its_pages_and_once_a_later_run_starts(
