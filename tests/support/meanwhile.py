@@ -12,7 +12,7 @@ def after(owner: Any, name: str, action: Callable[[], object], once: bool = Fals
     caller sees the answer (`once`: only the first time, and not for the calls `action` makes itself). Afterwards
     `owner.name` is as it was."""
     real, own = getattr(owner, name), name in vars(owner)
-    ran = []
+    ran: list[bool] = []
 
     def then(*args: Any, **kwargs: Any) -> Any:
         answer = real(*args, **kwargs)
