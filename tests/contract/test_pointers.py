@@ -10,7 +10,7 @@ from chalicelib.domain.pointers import Stale
 from chalicelib.services import pointers as service
 from chalicelib.services.pointers import REFUSED, sweep
 from tests.contract.test_store import ANN, WS, joined
-from tests.support.meanwhile import after
+from tests.support.meanwhile import after, before
 
 BOB = PersonRef("42", "8")
 
@@ -276,64 +276,55 @@ def test_an_elsewhere_reference_is_kept_when_a_retry_is_claimed_in_its_workspace
     assert naming(store, contacts=[(WS, "c1"), ("ws2", "c1")]) == [(WS, "c1"), ("ws2", "c1")]
 
 
-def test_an_unplaced_link_is_not_given_the_old_workspace_once_a_hold_meanwhile_recorded_its_own(store, monkeypatch):
+def test_an_unplaced_link_is_not_given_the_old_workspace_once_a_hold_meanwhile_recorded_its_own(store):
     """The retry in ws2 holds the contact of the same id there meanwhile (recording ws2): recording WS is refused,
     and the next run drops WS's reference as elsewhere, keeping ws2's (the one her link now says)."""
     claim = _tried_in_ws1_then_claimed_in_ws2(store)
-    place = store.links.place_contact
 
-    def held_there_first(finding):        # (after the sweep's every read: its judgement is unplaced)
+    def held_there():                     # (after the sweep's every read: its judgement is unplaced)
         assert store.links.hold_found([(claim, _found("c_old"))]) == [None]
-        return place(finding)
-    monkeypatch.setattr(store.links, "place_contact", held_there_first)
-    done = sweep(store, apply=True)
+    with before(store.links, "place_contact", held_there):
+        done = sweep(store, apply=True)
     assert (done["found"], done["outcomes"]) == ({"unplaced": 1}, {REFUSED: 1})
-    monkeypatch.undo()
     again = sweep(store, apply=True)
     assert (again["found"], again["outcomes"]) == ({"elsewhere": 1}, {"dropped": 1})
     assert naming(store, contacts=[(WS, "c_old"), ("ws2", "c_old")]) == [("ws2", "c_old")]
 
 
-def test_an_unplaced_link_is_not_given_a_workspace_whose_pointer_names_her_no_more(store, monkeypatch):
+def test_an_unplaced_link_is_not_given_a_workspace_whose_pointer_names_her_no_more(store):
     """Her reference left WS's pointer of c_old after the sweep read it (another run dropped it): recording WS on the
     link is refused, as the pointer no longer says her contact's pointer is there."""
     _tried_in_ws1_then_claimed_in_ws2(store)
-    place = store.links.place_contact
 
-    def dropped_first(finding):           # (after the sweep's every read: its judgement is unplaced)
+    def dropped():                        # (after the sweep's every read: its judgement is unplaced)
         if hasattr(store, "tables"):
             store.tables.contacts[(WS, "c_old")].discard(ANN)
         else:
             from chalicelib.adapters.dynamo.keys import contact_key
             from chalicelib.adapters.dynamo.models import PointerItem
             PointerItem(*contact_key(WS, "c_old")).update(actions=[PointerItem.links.delete({str(ANN)})])
-        return place(finding)
-    monkeypatch.setattr(store.links, "place_contact", dropped_first)
-    done = sweep(store, apply=True)
+    with before(store.links, "place_contact", dropped):
+        done = sweep(store, apply=True)
     assert (done["found"], done["outcomes"]) == ({"unplaced": 1}, {REFUSED: 1})
-    monkeypatch.undo()
     assert store.links.pointers(None, 100).placed[ANN].contact_workspace is None
 
 
-def test_an_unplaced_link_claimed_in_another_workspace_meanwhile_is_not_given_the_old_one(store, clock, monkeypatch):
+def test_an_unplaced_link_claimed_in_another_workspace_meanwhile_is_not_given_the_old_one(store, clock):
     """The campaign moved again: a retry in ws3 claimed her link (still on c_old, recording none) after the sweep read
     it in ws2, whose pointer of c_old it found not naming her: ws3's was never asked, so recording WS is refused."""
     _tried_in_ws1_then_claimed_in_ws2(store)
-    place = store.links.place_contact
 
-    def claimed_in_ws3_first(finding):    # (after the sweep's every read: its judgement is unplaced)
+    def claimed_in_ws3():                 # (after the sweep's every read: its judgement is unplaced)
         clock.now += 3600                 # (the ws2 claim's lease ran out)
         assert store.links.claim(ANN, "ws3") is not None
-        return place(finding)
-    monkeypatch.setattr(store.links, "place_contact", claimed_in_ws3_first)
-    done = sweep(store, apply=True)
+    with before(store.links, "place_contact", claimed_in_ws3):
+        done = sweep(store, apply=True)
     assert (done["found"], done["outcomes"]) == ({"unplaced": 1}, {REFUSED: 1})
-    monkeypatch.undo()
     held = store.links.pointers(None, 100).placed[ANN]
     assert (held.link.workspace, held.link.contact_id, held.contact_workspace) == ("ws3", "c_old", None)
 
 
-def test_erasing_a_link_gone_already_keeps_the_reference_of_her_join_again(store, monkeypatch):
+def test_erasing_a_link_gone_already_keeps_the_reference_of_her_join_again(store):
     """The DynamoDB store's second write (memory's erase is one call: nothing comes between): between finding her
     link gone and taking her off c1's pointer, she joins again on c1; the reference is hers again, and stays."""
     if not hasattr(store.links, "_left_gone"):
@@ -341,11 +332,9 @@ def test_erasing_a_link_gone_already_keeps_the_reference_of_her_join_again(store
     read = joined(store)
     store.links.erase(store.links.get(ANN))
     left_by_earlier_version(store, "contact", WS, "c1", ANN)
-    left_gone = store.links._left_gone
 
-    def joined_again_first(link, held_in):
+    def joined_again():
         assert store.links.hold_found([(store.links.claim(ANN, WS), _found("c1"))]) == [None]
-        return left_gone(link, held_in)
-    monkeypatch.setattr(store.links, "_left_gone", joined_again_first)
-    assert store.links.erase(read).pointers == 0
+    with before(store.links, "_left_gone", joined_again):
+        assert store.links.erase(read).pointers == 0
     assert naming(store, contacts=[(WS, "c1")]) == [(WS, "c1")]

@@ -11,7 +11,7 @@ from typing import Optional
 from chalicelib.domain.qualification import QState
 from chalicelib.observability import metrics
 from tests.fakes import FakeWork
-from tests.support.meanwhile import after
+from tests.support.meanwhile import after, before
 from tests.support.sqs import Sqs
 from tests.unit.scenario import check, joined, link_of, set_value, world
 
@@ -58,7 +58,7 @@ def test_past_the_outage_budget_a_throttled_record_is_dead_lettered_saying_dynam
     assert letter["attempts"] == 1
 
 
-def test_a_join_batch_whose_finishing_write_the_table_throttles_waits_and_logs_it_in_one_line(monkeypatch):
+def test_a_join_batch_whose_finishing_write_the_table_throttles_waits_and_logs_it_in_one_line():
     """The joins' one finishing write met the throttle (a batch step, not one record's): every join waits, as the
     outage a throttle is, and the log said it at ERROR level with a traceback, as a bug in the batch's own steps."""
     import io
@@ -67,18 +67,13 @@ def test_a_join_batch_whose_finishing_write_the_table_throttles_waits_and_logs_i
     from tests.unit.scenario import run
     from tests.unit.test_join_use_case import join, world as joins_world
     work = joins_world()
-    finish_many = work.store.links.finish_many
-
-    def throttled_from_then_on(done):
-        work.store.throttle(work.clock() + HOUR)
-        return finish_many(done)
-    monkeypatch.setattr(work.store.links, "finish_many", throttled_from_then_on)
     written = io.StringIO()
-    before = logger.registered_handler.setStream(written)
+    stream = logger.registered_handler.setStream(written)
     try:
-        assert run(work, join())["waiting"] == 1 and work.queue.dead == []
+        with before(work.store.links, "finish_many", lambda: work.store.throttle(work.clock() + HOUR)):
+            assert run(work, join())["waiting"] == 1 and work.queue.dead == []
     finally:
-        logger.registered_handler.setStream(before)
+        logger.registered_handler.setStream(stream)
     lines = [json.loads(line) for line in written.getvalue().splitlines()]
     assert [line["level"] for line in lines if line["message"] == "batch of records failed: DynamoDB throttled "
             "finish_many (ProvisionedThroughputExceededException: The level of configured provisioned throughput "

@@ -17,6 +17,7 @@ from chalicelib.services.admin import PEOPLE_COUNTED, MovesWorkspace
 from chalicelib.services.explain import as_text, explain
 from chalicelib.services.referral_count import messages
 from tests.fakes import FakeIntercom, FakeWork, seed_ledger
+from tests.support.meanwhile import before
 from tests.unit.moves import ATTRIBUTES, ByWorkspace, Workspaces, apply, counting_world, operator, rita_in_rf, rita_refers
 from tests.unit.scenario import check, event, joined, link_of, reasons, run, set_value, settings, world
 
@@ -181,13 +182,9 @@ def test_a_campaign_is_not_moved_while_a_join_is_part_way_in_its_workspace(move)
     Expected: the move is refused in one line saying why and to apply again; her join ends linked in ws, where
     the campaign still is (one contact); applied again, the move is refused as for any linked person."""
     work, intercoms = _two_workspaces()
-    said, create = [], intercoms["ws"].create_contact
-
-    def claimed_then_moved(body: dict) -> dict:
-        said.append(_move(work, move))
-        return create(body)
-    intercoms["ws"].create_contact = claimed_then_moved        # type: ignore[method-assign]
-    assert _ann_joins(work)["done"] == 1
+    said: list[list[str]] = []
+    with before(intercoms["ws"], "create_contact", lambda: said.append(_move(work, move))):
+        assert _ann_joins(work)["done"] == 1
     assert said == [[PART_WAY]] and work.store.settings.get("42").workspace == "ws"
     assert (link_of(work).status, link_of(work).workspace) == (LinkStatus.LINKED, "ws")
     assert (len(intercoms["ws"].contacts), intercoms["ws-b"].contacts) == (1, {})
