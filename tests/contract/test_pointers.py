@@ -164,7 +164,11 @@ def test_a_workers_write_after_the_sweep_read_is_never_undone(store, meanwhile):
     with after(store.links, "pointers", worker_meanwhile):
         done = sweep(store, apply=True)
     if meanwhile == "erased":           # (c_old's reference: her link went, it is stale still, and goes)
-        assert (done["found"], done["outcomes"]) == ({"moved": 1}, {"dropped": 1})
+        assert (done["found"], done["outcomes"], done["changed_meanwhile"]) == ({"moved": 1}, {"dropped": 1}, 0)
+        # forget's erasure stands: her link, its history and every reference to her (c1's, her email's) stay gone
+        assert (store.links.get(ANN), store.history.entries(ANN)) == (None, [])
+        assert naming(store, contacts=[(WS, "c_old"), (WS, "c1")],
+                      emails=[(WS, "ann@example.com"), ("ws2", "ann@example.com")]) == []
         return
     assert done["outcomes"] == {REFUSED: 1} and done["changed_meanwhile"] == 1
     assert (WS, value) in naming(store, contacts=[(WS, value)] if kind == "contact" else [],
