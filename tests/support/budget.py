@@ -6,17 +6,24 @@ from typing import Any
 
 import pytest
 
-from chalicelib.adapters.memory import MemoryRates
+from chalicelib.adapters.memory import MemoryRates, MemoryStore
 from chalicelib.adapters.ratelimit import SharedLimiter
 from chalicelib.errors import Deferred
+from chalicelib.ports.store import RateWindows
 from tests.fakes import FakeClock
 
 
-def limiter(budget: str = "intercom#ws", limit: int = 5, vendor: str = "Intercom",
+def limiter(budget: str = "intercom#ws", limit: int = 5, vendor: str = "Intercom", throttled: bool = False,
             **kw: Any) -> tuple[SharedLimiter, FakeClock]:
-    """A shared limiter of `limit` calls per 60 s (its own windows) that waits for no slot, on a fake clock."""
+    """A shared limiter of `limit` calls per 60 s (its own windows) that waits for no slot, on a fake clock.
+    `throttled`: its windows are kept in a store's table that DynamoDB throttles for the next 60 s."""
     clock = FakeClock(now=6000.0)
-    return SharedLimiter(MemoryRates(), budget, limit, 60, vendor=vendor, clock=clock, sleeper=clock.sleep,
+    rates: RateWindows = MemoryRates()
+    if throttled:
+        store = MemoryStore(clock)
+        store.throttle(until=clock() + 60)
+        rates = store.rates
+    return SharedLimiter(rates, budget, limit, 60, vendor=vendor, clock=clock, sleeper=clock.sleep,
                          max_wait=0, **kw), clock
 
 

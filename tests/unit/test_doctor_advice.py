@@ -395,13 +395,8 @@ def own_budget_spent(vendor: str, budget: str) -> WorkError:
 def budget_table_throttled(vendor: str, budget: str) -> WorkError:
     """What the limiter raises when DynamoDB throttles its table (the shared budget's slots are kept there), before
     any call to the vendor."""
-    from chalicelib.adapters.memory import MemoryStore
-    from chalicelib.adapters.ratelimit import SharedLimiter
-    from tests.fakes import FakeClock
-    clock = FakeClock(now=6000.0)
-    store = MemoryStore(clock)
-    store.throttle(until=clock() + 60)
-    gate = SharedLimiter(store.rates, budget, 5, 60, vendor=vendor, clock=clock, sleeper=clock.sleep, max_wait=0)
+    from tests.support.budget import limiter
+    gate, _ = limiter(budget, 5, vendor, throttled=True)
     with pytest.raises(WorkError) as throttled:
         gate.acquire()
     return throttled.value
