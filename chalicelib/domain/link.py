@@ -86,7 +86,8 @@ class LeftContact:
     def held(self, link: "Link") -> "Link":
         """`link` as it stood on this contact: its baseline and armed state then (its qualification as it is now)."""
         return replace(link, contact_id=self.contact_id, baseline=self.baseline, baseline_of=self.baseline_of,
-                       armed=self.armed, armed_by=self.armed_by, armed_at=self.armed_at, held_at=None)
+                       armed=self.armed, armed_by=self.armed_by, armed_at=self.armed_at, held_at=None,
+                       held_by=None)
 
     def before_move(self, when: Optional[float]) -> bool:
         """An event at `when` (Intercom's clock) happened while the link was on this contact: no later than the move.
@@ -159,13 +160,17 @@ class Link:
     # target then, and is judged as if the link were not armed (judge.armed_for). None with `armed`: armed by a value
     # of no known time, or before the bridge recorded it (before 2026-11-28): armed since always, as it was taken.
     armed_at: Optional[float] = None
-    # The event time of the newest value meeting the target that armed_at held back (judge.armed_for), under
-    # `armed_by`: a value missing the target from an event no later than it, delivered after, arms the link since
-    # then, which makes that held value a change to the target in order: she qualifies then (judge: Verdict.releases).
-    # Cleared with `armed`, and by any move (it was the contact left's); kept by an arm under the same rule
-    # (LinkRepository.arm). Not recorded on a contact the link left (LeftContact): a late notification's held value is
-    # not released.
+    # The event time of the newest value meeting the target that judge held back as no change (unchanged from a
+    # baseline at the target, require_change): one armed_at held back (judge.armed_for), or one seen while the link was
+    # not armed under the rule, under the rule `held_by` names: a value missing the target from an event no later
+    # than it, delivered after, arms the link since then, which makes that held value a change to the target in
+    # order: she qualifies then (judge: Verdict.releases). Cleared with the baseline (a move, a baseline taken) and by
+    # any move (it was the contact left's); kept by an arm under the same rule (LinkRepository.arm). Not recorded on a
+    # contact the link left (LeftContact): a late notification's held value is not released.
     held_at: Optional[float] = None
+    # The rule (rules.key) `held_at` was held under. None with `held_at`: held before the bridge recorded it (before
+    # 2026-11-28; only an armed link held one then): under `armed_by`.
+    held_by: Optional[str] = None
     qualification: Optional[QState] = None
     qualified_at: Optional[str] = None
     last_event_at: Optional[float] = None            # newest Intercom event applied to role/state
@@ -228,9 +233,14 @@ class Link:
     left_baselines: tuple["LeftContact", ...] = ()
 
     def held_under(self, by: str) -> Optional[float]:
-        """What an arm under the rule (rules.key) `by` keeps of `held_at`: the value held back under that rule, not
-        one held under another (LinkRepository.arm)."""
-        return self.held_at if self.armed and self.armed_by == by else None
+        """`held_at` if held under the rule (rules.key) `by`, not under another: what an arm under it keeps
+        (LinkRepository.arm) and releases (judge.releases). One held before the bridge recorded the rule (`held_by`)
+        was held under `armed_by` (or, armed before that was recorded too, the current rule's: judge.armed_under)."""
+        if self.held_at is None:
+            return None
+        if self.held_by is not None:
+            return self.held_at if self.held_by == by else None
+        return self.held_at if self.armed and self.armed_by in (None, by) else None
 
     def left(self, contact_id: Optional[str]) -> bool:
         """`contact_id` is a contact the link moved off, and not the one it holds (again) now."""
@@ -242,6 +252,12 @@ class Link:
         if not self.left(contact_id):
             return None
         return next((held for held in self.left_baselines if held.contact_id == contact_id), None)
+
+    @property
+    def moved_at(self) -> Optional[float]:
+        """When the link last moved to another contact, as the moves that recorded what it left tell (LeftContact
+        .moved_at, by Intercom's clock; None: it never did, or no such move recorded it)."""
+        return max((held.moved_at for held in self.left_baselines if held.moved_at is not None), default=None)
 
     @property
     def ref(self) -> PersonRef:

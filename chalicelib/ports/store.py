@@ -212,17 +212,20 @@ class LinkRepository(Protocol):
         stored link still lacks it (written meanwhile, by a worker or another run: kept; those records, changed
         meanwhile, are read again), so a run cut short is simply run again. Reads all the campaign's links;
         the number written."""
-    def arm(self, link: Link, entries: Sequence[Entry], by: str, at: Optional[float] = None) -> Link:
+    def arm(self, link: Link, entries: Sequence[Entry], by: str, at: Optional[float] = None,
+            keep_held: bool = True) -> Link:
         """A value missing the target of the rule whose key (rules.key) is `by` was seen, in an event at `at`
         (Intercom's clock; None: unknown): the link is armed under it since then (Link.armed_at: judge.armed_for
         decided that it arms it, so `at` is earlier than any it held), erased meanwhile: `link`, and nothing written;
         on another contact than `link` names, moved meanwhile, or armed otherwise meanwhile than `link` reads (armed or
-        not, armed_by, armed_at, held_at: another worker armed it, or held a value back): Busy, nothing written, as
-        set_contact. The value held back (Link.held_at) is kept under the same rule (Link.held_under), else cleared."""
-    def hold_back(self, link: Link, entries: Sequence[Entry], at: float) -> Link:
-        """A value meeting the target was held back by armed_at (judge.armed_for): the entries written, and Link.held_at
-        set to `at` (the newer of it and the one held: judge's), held as arm is (Busy, or erased: `link`, nothing
-        written)."""
+        not, armed_by, armed_at, held_at, held_by: another worker armed it, or held a value): Busy, nothing written, as
+        set_contact. The value held (Link.held_at) is kept under the same rule (Link.held_under: `held_by` = `by`),
+        unless not `keep_held` (judge: Verdict.drops_held), else cleared."""
+    def hold_back(self, link: Link, entries: Sequence[Entry], at: float, by: str) -> Link:
+        """A value meeting the target, no change from the baseline, was held (judge: by armed_at, judge.armed_for, or
+        seen while the link was not armed under the rule): the entries written, Link.held_at set to `at` (the newer of
+        it and the one held under the rule: judge's) and Link.held_by to `by` (rules.key), held as arm is (Busy, or
+        erased: `link`, nothing written)."""
     def arm_left(self, link: Link, contact_id: str, entries: Sequence[Entry], by: str, at: Optional[float] = None
                  ) -> Link:
         """A value missing the target of the rule `by` was seen on `contact_id`, a contact the link left (in a late

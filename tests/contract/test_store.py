@@ -708,10 +708,10 @@ def test_a_value_held_back_is_recorded_held_to_the_armed_state_kept_by_an_arm_un
     before is Busy, nothing written: so is an arm that read the link before a value was held back). An arm under the
     same rule keeps it, one under another rule clears it, and so does a move taking another baseline."""
     armed = store.links.arm(joined(store, baseline_of=SIGNED_UP), [], "rule", 300.0)
-    held = store.links.hold_back(armed, [Entry("evaluation", "not_met")], 250.0)
+    held = store.links.hold_back(armed, [Entry("evaluation", "not_met")], 250.0, "rule")
     assert (held.armed_at, held.held_at) == (300.0, 250.0) and store.links.get(ANN) == held
     assert len(outcomes(store)) == 2
-    for stale in (lambda: store.links.hold_back(armed, [Entry("evaluation", "not_met")], 260.0),
+    for stale in (lambda: store.links.hold_back(armed, [Entry("evaluation", "not_met")], 260.0, "rule"),
                   lambda: store.links.arm(armed, [Entry("evaluation", "not_met")], "rule", 200.0)):
         with pytest.raises(Busy):
             stale()
@@ -721,20 +721,52 @@ def test_a_value_held_back_is_recorded_held_to_the_armed_state_kept_by_an_arm_un
     other = store.links.arm(lowered, [], "another rule", 100.0)
     assert (other.armed_by, other.armed_at, other.held_at) == ("another rule", 100.0, None)
     assert store.links.get(ANN) == other
-    again = store.links.hold_back(other, [], 150.0)
+    again = store.links.hold_back(other, [], 150.0, "rule")
     moved = store.links.move(again, "c3", [Entry("contact", "merged")], role="user", baseline="Yes",
                              baseline_of=SIGNED_UP, when=500.0, left=True)
     assert (moved.armed, moved.held_at, moved.left_then("c1").armed_at) == (False, None, 100.0)
     assert store.links.get(ANN) == moved
-    rearmed = store.links.hold_back(store.links.arm(moved, [], "rule", 600.0), [], 550.0)
+    rearmed = store.links.hold_back(store.links.arm(moved, [], "rule", 600.0), [], 550.0, "rule")
     assert store.links.take_baselines([(rearmed, "pro", "custom_attributes.plan", [])]) == [True]
     assert (store.links.get(ANN).armed, store.links.get(ANN).held_at) == (False, None)
+
+
+def test_a_value_held_on_a_link_not_armed_records_its_rule_kept_by_an_arm_under_it_only_and_held_to_as_read(store):
+    """A value at the target held while the link is not armed (judge: a "Yes" delivered before an older "No") is
+    recorded with the rule it was held under (Link.held_by). An arm under that rule keeps both; a worker whose read
+    names another rule for the same hold (one held meanwhile, after settings changed the rule) is Busy, nothing
+    written; an arm under another rule clears both, as do an arm told not to keep it, a move and a baseline taken."""
+    link = joined(store, baseline_of=SIGNED_UP)
+    held = store.links.hold_back(link, [Entry("evaluation", "not_met")], 250.0, "rule")
+    assert (held.armed, held.held_at, held.held_by) == (False, 250.0, "rule") and store.links.get(ANN) == held
+    assert len(outcomes(store)) == 2
+    for stale in (lambda: store.links.arm(dataclasses.replace(held, held_by="old rule"), [], "old rule", 200.0),
+                  lambda: store.links.hold_back(dataclasses.replace(held, held_by="old rule"), [], 260.0, "old rule")):
+        with pytest.raises(Busy):
+            stale()
+        assert store.links.get(ANN) == held and len(outcomes(store)) == 2
+    armed = store.links.arm(held, [Entry("evaluation", "not_met")], "rule", 200.0)
+    assert (armed.armed_at, armed.held_at, armed.held_by) == (200.0, 250.0, "rule") and store.links.get(ANN) == armed
+    other = store.links.arm(armed, [], "another rule", 100.0)
+    assert (other.armed_by, other.held_at, other.held_by) == ("another rule", None, None)
+    assert store.links.get(ANN) == other
+    again = store.links.hold_back(other, [], 150.0, "another rule")
+    moved = store.links.move(again, "c2", [Entry("contact", "merged")], role="user", when=400.0, left=True)
+    assert (moved.held_at, moved.held_by) == (None, None) and store.links.get(ANN) == moved
+    rehold = store.links.hold_back(moved, [], 450.0, "rule")
+    dropped = store.links.arm(rehold, [], "rule", 450.0, keep_held=False)    # (judge: Verdict.drops_held)
+    assert (dropped.armed_at, dropped.held_at, dropped.held_by) == (450.0, None, None)
+    assert store.links.get(ANN) == dropped
+    rehold = store.links.hold_back(dropped, [], 440.0, "rule")
+    assert store.links.take_baselines([(rehold, "pro", "custom_attributes.plan", [])]) == [True]
+    assert (store.links.get(ANN).held_at, store.links.get(ANN).held_by) == (None, None)
 
 
 def test_a_move_keeping_her_baseline_keeps_the_armed_state_but_not_the_value_held_back(store):
     """A move that keeps her baseline keeps the link armed as it was, but the value held back (Link.held_at) was the
     contact left's: cleared (a change away on the contact moved to, older than it, is no change on the one left)."""
-    held = store.links.hold_back(store.links.arm(joined(store, baseline_of=SIGNED_UP), [], "rule", 300.0), [], 250.0)
+    held = store.links.hold_back(store.links.arm(joined(store, baseline_of=SIGNED_UP), [], "rule", 300.0), [], 250.0,
+                                 "rule")
     moved = store.links.move(held, "c2", [Entry("contact", "merged")], role="user", when=400.0, left=True)
     assert (moved.armed, moved.armed_at, moved.held_at) == (True, 300.0, None)
     assert store.links.get(ANN) == moved

@@ -50,11 +50,11 @@ def _same(attr: Any, value: Any) -> Any:
 
 def _armed_as(link: Link) -> Any:
     """The stored link is armed as `link` is: or not, under the same rule, since the same time, holding back the
-    same value (Link.held_at)."""
+    same value (Link.held_at) under the same rule (Link.held_by)."""
     armed = (LinkItem.armed == True) if link.armed else (  # noqa: E712
         LinkItem.armed.does_not_exist() | (LinkItem.armed == False))  # noqa: E712
     return armed & _same(LinkItem.armed_by, link.armed_by) & _same(LinkItem.armed_at, link.armed_at) \
-        & _same(LinkItem.held_at, link.held_at)
+        & _same(LinkItem.held_at, link.held_at) & _same(LinkItem.held_by, link.held_by)
 
 
 def _add_ref(key: tuple[str, str], ref: PersonRef) -> Update:
@@ -438,7 +438,8 @@ class DynamoLinks(Leases):
             _assign(LinkItem.contact_role, found.role), LinkItem.contact_state.remove(),
             _assign(LinkItem.baseline, found.baseline), _assign(LinkItem.baseline_of, found.baseline_of),
             LinkItem.contact_found.set(True), LinkItem.armed.remove(), LinkItem.armed_by.remove(),
-            LinkItem.armed_at.remove(), LinkItem.held_at.remove(), LinkItem.updated_at.set(iso(self.clock()))], (LinkItem.claim == claim.token) & holds),
+            LinkItem.armed_at.remove(), LinkItem.held_at.remove(), LinkItem.held_by.remove(),
+            LinkItem.updated_at.set(iso(self.clock()))], (LinkItem.claim == claim.token) & holds),
             _add_ref(contact_key(claim.workspace, found.contact_id), claim.ref),
             *(_leave(contact_key(left_in or claim.workspace, left), claim.ref) if left else ())]
 
@@ -600,8 +601,8 @@ class DynamoLinks(Leases):
             actions += [LinkItem.armed.remove(), LinkItem.armed_by.remove(), LinkItem.armed_at.remove()]
             changes.update(armed=False, armed_by=None, armed_at=None)
         # (a value held back was the contact left's: an older change away on this one is no change on that one)
-        actions.append(LinkItem.held_at.remove())
-        changes["held_at"] = None
+        actions += [LinkItem.held_at.remove(), LinkItem.held_by.remove()]
+        changes.update(held_at=None, held_by=None)
         # Named no role, the link keeps the stored one, and is returned with it (the memory twin's): the write holds
         # only while the role is the one known, and one set meanwhile (another event) is read back and known.
         known = link.contact_role
@@ -693,16 +694,18 @@ class DynamoLinks(Leases):
             link = item.to_link()
         raise Busy("what the link left changed while the rule was recorded on it (another worker): apply again")
 
-    def arm(self, link: Link, entries: Sequence[Entry], by: str, at: Optional[float] = None) -> Link:
+    def arm(self, link: Link, entries: Sequence[Entry], by: str, at: Optional[float] = None,
+            keep_held: bool = True) -> Link:
         # (armed on the contact `link` names: a link moved meanwhile is Busy; None: erased meanwhile; armed otherwise
         # meanwhile (since another time, under another rule, or at all: one armed since always by a value of no known
         # time is not narrowed by a worker that read it unarmed), Busy: its retry judges the value against it)
-        return self._set(link, entries, None, {"armed": True, "armed_by": by, "armed_at": at,
-                                               "held_at": link.held_under(by)},
+        kept = link.held_under(by) if keep_held else None
+        return self._set(link, entries, None, {"armed": True, "armed_by": by, "armed_at": at, "held_at": kept,
+                                               "held_by": None if kept is None else by},
                          _same(LinkItem.contact_id, link.contact_id) & _armed_as(link)) or link
 
-    def hold_back(self, link: Link, entries: Sequence[Entry], at: float) -> Link:
-        return self._set(link, entries, None, {"held_at": at},
+    def hold_back(self, link: Link, entries: Sequence[Entry], at: float, by: str) -> Link:
+        return self._set(link, entries, None, {"held_at": at, "held_by": by},
                          _same(LinkItem.contact_id, link.contact_id) & _armed_as(link)) or link
 
     def arm_left(self, link: Link, contact_id: str, entries: Sequence[Entry], by: str, at: Optional[float] = None
@@ -733,7 +736,7 @@ class DynamoLinks(Leases):
         now = iso(self.clock())
         return Update(LinkItem(*link_key(link.ref)), [
             _assign(LinkItem.baseline, baseline), LinkItem.baseline_of.set(attribute), LinkItem.armed.remove(),
-            LinkItem.armed_by.remove(), LinkItem.armed_at.remove(), LinkItem.held_at.remove(),
+            LinkItem.armed_by.remove(), LinkItem.armed_at.remove(), LinkItem.held_at.remove(), LinkItem.held_by.remove(),
             LinkItem.qualification.set(QState.PENDING.value),
             LinkItem.pending_pk.set(PENDING), LinkItem.pending_sk.set(f"{now}#{link.ref}"),
             LinkItem.updated_at.set(now)],

@@ -124,7 +124,8 @@ class LinkItem(_Item):
     armed = BooleanAttribute(null=True)
     armed_by = UnicodeAttribute(null=True)          # the rule `armed` holds under (Link)
     armed_at = NumberAttribute(null=True)           # since when, by Intercom's clock (Link)
-    held_at = NumberAttribute(null=True)            # the target value armed_at held back (Link)
+    held_at = NumberAttribute(null=True)            # the target value held as no change (Link)
+    held_by = UnicodeAttribute(null=True)           # the rule it was held under (Link)
     qualification = UnicodeAttribute(null=True)     # domain.qualification.QState
     qualified_at = UnicodeAttribute(null=True)
     last_event_at = NumberAttribute(null=True)
@@ -161,7 +162,7 @@ class LinkItem(_Item):
                     contact_role=self.contact_role,
                     contact_state=ContactState(self.contact_state) if self.contact_state else None,
                     baseline=self.baseline, baseline_of=self.baseline_of, armed=bool(self.armed),
-                    armed_by=self.armed_by, armed_at=self.armed_at, held_at=self.held_at,
+                    armed_by=self.armed_by, armed_at=self.armed_at, held_at=self.held_at, held_by=self.held_by,
                     qualification=QState(self.qualification) if self.qualification else None,
                     qualified_at=self.qualified_at, last_event_at=self.last_event_at, reason=self.reason,
                     joined_at=self.joined_at, updated_at=self.updated_at, uncertain_since=self.uncertain_since,
