@@ -947,14 +947,12 @@ def test_a_yes_held_after_a_merge_is_not_released_by_a_change_on_the_survivor_fr
     t = work.clock()
     user = work.apis.intercom_.add("ann@example.com", role="user", signed_up="No")
     user.update(created_at=t + 1, updated_at=t + 1)
-    yes = event(dict(user, custom_attributes={"signed_up": "Yes"}, updated_at=t + 12), "contact.user.updated", "b12",
-                created_at=t + 12)
-    merge = event(dict(user, custom_attributes={"signed_up": "Yes"}, updated_at=t + 12), "contact.merged", "m",
-                  created_at=t + 15, merged_from={"type": "contact", "id": lead["id"]})
-    no20 = event(dict(user, custom_attributes={"signed_up": "No"}, updated_at=t + 20), "contact.user.updated", "b20",
-                 created_at=t + 20)
-    no10 = event(dict(user, custom_attributes={"signed_up": "No"}, updated_at=t + 10), "contact.user.updated", "b10",
-                 created_at=t + 10)
+
+    def said(value: str, at: float, notified: float, topic: str = "contact.user.updated", **more: dict) -> dict:
+        return event(dict(user, custom_attributes={"signed_up": value}, updated_at=at), topic, f"b{notified - t}",
+                     created_at=notified, **more)
+    yes, no20, no10 = said("Yes", t + 12, t + 12), said("No", t + 20, t + 20), said("No", t + 10, t + 10)
+    merge = said("Yes", t + 12, t + 15, "contact.merged", merged_from={"type": "contact", "id": lead["id"]})
     set_value(work, user, "No")["updated_at"] = t + 20
     work.apis.intercom_.merge(lead["id"], user["id"])
     work.clock.now = t + 100
