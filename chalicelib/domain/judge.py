@@ -53,7 +53,8 @@ class Verdict:
     held_by: Optional[str] = None
     # ARM: arming the link since the time of this value releases the value Link.held_at held back: she qualifies
     releases: bool = False
-    # ARM: the value held (Link.held_at) is of this value's second and not released (keeps_held): the arm drops it
+    # ARM: the value held (Link.held_at) is no older than this value and not released by it (keeps_held): the arm
+    # drops it
     drops_held: bool = False
 
 
