@@ -1013,7 +1013,9 @@ class MemorySync(Leases):
         run = SyncRun(campaign_id, len(runs) + 1, kind, source, "running", since=since, started_at=now,
                       updated_at=now, required=tuple(required), workspace=workspace,
                       full_run=len(runs) + 1 if kind == "full" else full)
-        if runs:       # the run before is kept for a while, unless it is the latest full one; so is the one replaced
+        # One step, as DynamoDB's one conditional write: the run before is kept as it stands (every count a webhook
+        # added to it included) for a while, unless it is the latest full one; so is the one replaced (with it).
+        if runs:
             expiring = [n for n in {runs[-1].number, full} if n and (n != full or kind == "full")]
             self.expires.update(((campaign_id, n), now + PAST_RUN_DAYS * 86400) for n in expiring)
         runs.append(run)

@@ -680,8 +680,9 @@ class SyncRepository(Protocol):
               since: Optional[float] = None, required: tuple[str, ...] = (),
               workspace: Optional[str] = None) -> Optional[SyncRun]:
         """A new run (numbered after the last one, naming the latest full run), or None while one is running. The
-        run before is kept under its number: a catch-up run, or a full run the new one replaces (a full one), expires
-        PAST_RUN_DAYS from now (the table's TTL); the latest full run is kept while it is the latest."""
+        run before is kept under its number, with every count a webhook added to it before the new run started: a
+        catch-up run, or a full run the new one replaces (a full one), expires PAST_RUN_DAYS from now (the table's TTL;
+        set with the start, never after it); the latest full run is kept while it is the latest."""
     def run(self, campaign_id: str, number: Optional[int] = None) -> Optional[SyncRun]:
         """A run by number (None: the latest); None for one expired (though DynamoDB's TTL deletes it late)."""
     def claim_page(self, campaign_id: str, number: int, page: int, owner: str, now: float,

@@ -12,6 +12,7 @@ from chalicelib.domain.history import Entry
 from tests.cli.test_progress import terminal
 from tests.contract.test_pointers import ANN, WS, forgotten, joined, left_by_earlier_version
 from tests.fakes import FakeClock
+from tests.support.meanwhile import after
 
 
 def _stale() -> SimpleNamespace:
@@ -61,18 +62,15 @@ def test_progress_is_drawn_on_a_terminal_and_ended_before_the_answer(monkeypatch
     assert quiet.getvalue() == ""                                  # never under --json
 
 
-def test_a_reference_a_worker_made_hers_again_meanwhile_is_left_and_the_command_exits_1(monkeypatch, capsys):
+def test_a_reference_a_worker_made_hers_again_meanwhile_is_left_and_the_command_exits_1(capsys):
     rt = _stale()
     store = rt.store
-    pointers = store.links.pointers
 
-    def merged_back(after, limit):        # Bob's email changes back to his old address as the sweep reads
-        page = pointers(after, limit)
+    def merged_back():        # Bob's email changes back to his old address as the sweep reads
         bob = store.links.get(ANN._replace(rf_user_id="8"))
         store.links.set_contact(bob, [Entry("contact", "email_changed")], when=100.0, email="bob@old.example")
-        return page
-    monkeypatch.setattr(store.links, "pointers", merged_back)
-    assert main(["pointers", "--apply"], rt=rt) == 1
+    with after(store.links, "pointers", merged_back):
+        assert main(["pointers", "--apply"], rt=rt) == 1
     captured = capsys.readouterr()
     assert "email ws1/b***@old.example -> campaign 42 RF user 8: email_changed" in captured.out
     assert captured.err == "1 left: changed meanwhile (a worker's write), run again\n"

@@ -10,6 +10,7 @@ from chalicelib.domain.pointers import Stale
 from chalicelib.services import pointers as service
 from chalicelib.services.pointers import REFUSED, sweep
 from tests.contract.test_store import ANN, WS, joined
+from tests.support.meanwhile import after
 
 BOB = PersonRef("42", "8")
 
@@ -144,17 +145,15 @@ def test_an_older_workspaces_pointer_of_a_link_recording_none_goes_when_its_own_
 
 
 @pytest.mark.parametrize("meanwhile", ["merged back", "email changed back", "erased"])
-def test_a_workers_write_after_the_sweep_read_is_never_undone(store, monkeypatch, meanwhile):
+def test_a_workers_write_after_the_sweep_read_is_never_undone(store, meanwhile):
     """Between the sweep's read of the pointers and its write, a worker makes the reference hers again (her link
     follows a merge onto c_old, her email changes back), or forget erases her (the email's reference then is
     forget's): the write is refused, the reference stays, and the sweep says so (a run again judges it anew)."""
     joined(store)
     kind, value = ("email", "ann@old.example") if meanwhile == "email changed back" else ("contact", "c_old")
     left_by_earlier_version(store, kind, WS, value, ANN)
-    pointers = store.links.pointers
 
-    def worker_meanwhile(after, limit):
-        page = pointers(after, limit)
+    def worker_meanwhile():
         link = store.links.get(ANN)
         if meanwhile == "merged back":
             store.links.move(link, "c_old", [Entry("contact", "merged")], role="lead")
@@ -162,16 +161,14 @@ def test_a_workers_write_after_the_sweep_read_is_never_undone(store, monkeypatch
             store.links.set_contact(link, [Entry("contact", "email_changed")], when=100.0, email="ann@old.example")
         else:
             forgotten(store, link)
-        return page
-    monkeypatch.setattr(store.links, "pointers", worker_meanwhile)
-    done = sweep(store, apply=True)
+    with after(store.links, "pointers", worker_meanwhile):
+        done = sweep(store, apply=True)
     if meanwhile == "erased":           # (c_old's reference: her link went, it is stale still, and goes)
         assert (done["found"], done["outcomes"]) == ({"moved": 1}, {"dropped": 1})
         return
     assert done["outcomes"] == {REFUSED: 1} and done["changed_meanwhile"] == 1
     assert (WS, value) in naming(store, contacts=[(WS, value)] if kind == "contact" else [],
                                  emails=[(WS, value)] if kind == "email" else [])
-    monkeypatch.undo()
     assert sweep(store, apply=True)["found"] == {}                     # hers now
 
 
@@ -238,19 +235,8 @@ def _found(contact: str) -> FoundContact:
     return FoundContact(contact, "lead", "lead", "No", None)
 
 
-def _after_the_read(store, monkeypatch, write) -> None:
-    """`write` (a worker's) runs once the sweep has read the pointers and their links, before it writes."""
-    pointers = store.links.pointers
-
-    def read_then_worker(after, limit):
-        page = pointers(after, limit)
-        write()
-        return page
-    monkeypatch.setattr(store.links, "pointers", read_then_worker)
-
-
 @pytest.mark.parametrize("how_far", ["claimed", "held"])
-def test_an_erased_persons_reference_is_kept_when_she_joins_again_meanwhile(store, monkeypatch, how_far):
+def test_an_erased_persons_reference_is_kept_when_she_joins_again_meanwhile(store, how_far):
     """Read while her link was gone (erased): her join again (claimed, or holding that very contact) refuses the drop."""
     forgotten(store, joined(store))
     left_by_earlier_version(store, "contact", WS, "c_old", ANN)
@@ -259,34 +245,33 @@ def test_an_erased_persons_reference_is_kept_when_she_joins_again_meanwhile(stor
         claim = store.links.claim(ANN, WS)
         if how_far == "held":
             assert store.links.hold_found([(claim, _found("c_old"))]) == [None]
-    _after_the_read(store, monkeypatch, join_again)
-    done = sweep(store, apply=True)
+    with after(store.links, "pointers", join_again):
+        done = sweep(store, apply=True)
     assert (done["found"], done["outcomes"]) == ({"erased": 1}, {REFUSED: 1})
     assert naming(store, contacts=[(WS, "c_old")]) == [(WS, "c_old")]
 
 
-def test_a_moved_reference_is_kept_when_a_retry_holds_that_contact_meanwhile(store, monkeypatch):
+def test_a_moved_reference_is_kept_when_a_retry_holds_that_contact_meanwhile(store):
     _failed(store)
     left_by_earlier_version(store, "contact", WS, "c_old", ANN)
 
     def retry_holds_c_old():
         assert store.links.hold_found([(store.links.claim(ANN, WS), _found("c_old"))]) == [None]
-    _after_the_read(store, monkeypatch, retry_holds_c_old)
-    done = sweep(store, apply=True)
+    with after(store.links, "pointers", retry_holds_c_old):
+        done = sweep(store, apply=True)
     assert (done["found"], done["outcomes"]) == ({"moved": 1}, {REFUSED: 1})
     assert naming(store, contacts=[(WS, "c_old"), (WS, "c1")]) == [(WS, "c_old")]
-    monkeypatch.undo()
     assert sweep(store)["found"] == {}
 
 
-def test_an_elsewhere_reference_is_kept_when_a_retry_is_claimed_in_its_workspace_meanwhile(store, monkeypatch):
+def test_an_elsewhere_reference_is_kept_when_a_retry_is_claimed_in_its_workspace_meanwhile(store):
     """Her link (ws2, recording no contact workspace) is on c1, whose ws2 pointer names her: WS's is elsewhere. The
     campaign moves back and a retry is claimed in WS: the link now takes WS's for its own, and the drop is refused."""
     _failed(store, workspace="ws2")
     recorded_before_contact_workspace(store, ANN)
     left_by_earlier_version(store, "contact", WS, "c1", ANN)
-    _after_the_read(store, monkeypatch, lambda: store.links.claim(ANN, WS))
-    done = sweep(store, apply=True)
+    with after(store.links, "pointers", lambda: store.links.claim(ANN, WS)):
+        done = sweep(store, apply=True)
     assert (done["found"], done["outcomes"]) == ({"elsewhere": 1}, {REFUSED: 1})
     assert naming(store, contacts=[(WS, "c1"), ("ws2", "c1")]) == [(WS, "c1"), ("ws2", "c1")]
 

@@ -7,7 +7,7 @@ import contextlib
 import copy
 import json
 import dataclasses
-from typing import Optional, Sequence
+from typing import ContextManager, Optional, Sequence
 
 import pytest
 
@@ -21,6 +21,7 @@ from chalicelib.ports import AttributeList, Busy
 from chalicelib.ports.store import CHANGED_SINCE_READ, COUNT_ASK_GRACE
 from tests.fakes import FakeClock, refused, seed_ledger
 from tests.support.killed import Killed
+from tests.support.meanwhile import after
 
 ANN = PersonRef("42", "7")
 WS = "ws1"
@@ -307,23 +308,15 @@ def test_what_intercom_says_of_a_contact_the_link_left_meanwhile_is_not_set_on_t
 
 
 @pytest.mark.parametrize("store", ["dynamo"], indirect=True)
-def test_a_late_event_whose_person_is_erased_while_it_is_told_apart_writes_no_note(store, monkeypatch):
+def test_a_late_event_whose_person_is_erased_while_it_is_told_apart_writes_no_note(store):
     """An event older than the one applied is counted in the history; when `bridge forget` erases the person
     between the refused write and that note (DynamoDB reads the link again to tell the two apart), the note
     recreates nothing of theirs."""
     from chalicelib.adapters.dynamo import links as dynamo_links
     link = store.links.set_contact(joined(store), [Entry("contact", "archived")], when=200.0,
                                    state=ContactState.ARCHIVED)
-    read = dynamo_links.get
-
-    def read_then_erased(model, key, **kwargs):
-        stored = read(model, key, **kwargs)
-        monkeypatch.setattr(dynamo_links, "get", read)          # (once: the erasure reads too)
-        store.links.erase(link)                     # forget runs just after the link was read again
-        return stored
-    monkeypatch.setattr(dynamo_links, "get", read_then_erased)
-    assert store.links.set_contact(link, [Entry("contact", "unarchived")], when=100.0, state=None) is None
-    monkeypatch.setattr(dynamo_links, "get", read)
+    with after(dynamo_links, "get", lambda: store.links.erase(link), once=True):  # forget, just after the read
+        assert store.links.set_contact(link, [Entry("contact", "unarchived")], when=100.0, state=None) is None
     assert store.links.get(ANN) is None and store.history.entries(ANN) == []
 
 
@@ -2152,9 +2145,18 @@ def test_past_catch_up_runs_and_full_runs_a_newer_one_replaced_expire_the_latest
             True, True, True, False, True]
 
 
+def _just_after_the_start_s_read(store, meanwhile, every: bool = False) -> ContextManager[None]:
+    """Meanwhile, `meanwhile()` runs just after a sync start's read of the latest run, in DynamoDB (once, and not
+    after a read of its own; `every`: after each try's); the twin's start is one step, nothing lands inside it: it
+    runs now, before."""
+    if isinstance(store, MemoryStore):
+        meanwhile()
+        return contextlib.nullcontext()
+    from chalicelib.adapters.dynamo import sync as dynamo_sync
+    return after(dynamo_sync, "get", meanwhile, once=not every)
+
 @pytest.mark.parametrize("first", ["full", "catch-up"])
-def test_two_sync_starts_at_once_one_wins_and_only_the_winner_says_which_full_run_expires(store, clock, monkeypatch,
-                                                                                        first):
+def test_two_sync_starts_at_once_one_wins_and_only_the_winner_says_which_full_run_expires(store, clock, first):
     """`bridge sync start` (full) and the scheduled catch-up both read full run 1 as the latest, done: one run 2
     starts. The loser's view of run 1 (a catch-up keeps it, the latest full run; a full run lets it expire) must not
     land: the latest full run expiring under its catch-ups, or a replaced one kept for ever. In DynamoDB the other
@@ -2166,30 +2168,94 @@ def test_two_sync_starts_at_once_one_wins_and_only_the_winner_says_which_full_ru
     clock.now += 60
     second = "catch-up" if first == "full" else "full"
     began, raced = clock(), []
-
-    def other():
-        raced.append("starting")                     # (its own read is not raced)
-        raced.append(store.sync.start("42", first, "users", clock()))
-    if type(store.sync).__name__ == "DynamoSync":
-        from chalicelib.adapters.dynamo import sync as dynamo_sync
-        read = dynamo_sync.get
-
-        def read_then_other(model, key, *a, **kw):
-            got = read(model, key, *a, **kw)
-            if not raced:
-                other()
-            return got
-        monkeypatch.setattr(dynamo_sync, "get", read_then_other)
-    else:
-        other()
-    lost = store.sync.start("42", second, "users", clock())
-    monkeypatch.undo()
-    won = raced[1]
+    with _just_after_the_start_s_read(store, lambda: raced.append(store.sync.start("42", first, "users", clock()))):
+        lost = store.sync.start("42", second, "users", clock())
+    [won] = raced
     assert lost is None and (won.number, won.kind, won.full_run) == (2, first, 2 if first == "full" else 1)
     assert (store.sync.run("42").number, store.sync.run("42").kind) == (2, first)
     clock.now = began + PAST_RUN_DAYS * 86400
     assert (store.sync.run("42", 1) is None) == (first == "full")     # replaced: gone; the latest full run: kept
     assert store.sync.run("42", 2) is not None
+
+
+def _calls(monkeypatch) -> list[str]:
+    """DynamoDB's operations the store calls from now on, in order."""
+    from chalicelib.adapters.dynamo.models import HistoryItem
+    client, calls = HistoryItem._get_connection().connection.client, []
+    call = client._make_api_call
+
+    def counted(operation, kwargs):
+        calls.append(operation)
+        return call(operation, kwargs)
+    monkeypatch.setattr(client, "_make_api_call", counted)
+    return calls
+
+def test_a_sync_start_that_replaces_a_full_run_and_dies_just_after_its_write_still_lets_the_replaced_run_expire(
+        store, clock, monkeypatch):
+    """Full run 1, then catch-up 2 (run 1 kept apart, no expiry: the latest full run), then a full run 3 replaces it:
+    run 1's expiry goes in the start's one write, so a worker killed just after it cannot leave run 1 kept for ever."""
+    from chalicelib.ports.store import PAST_RUN_DAYS
+    for kind in ("full", "catch-up"):
+        run = store.sync.start("42", kind, "users", clock())
+        store.sync.claim_page("42", run.number, 0, "w", clock())
+        assert store.sync.checkpoint("42", run.number, 0, "w", clock(), cursor=None, counts={}, finished=True)
+    began = clock()
+    calls = _calls(monkeypatch) if not isinstance(store, MemoryStore) else []
+    with _killed_after_its_first_write(store, monkeypatch):
+        store.sync.start("42", "full", "users", clock())
+    assert calls in ([], ["GetItem", "TransactWriteItems"])       # one read, one write (was a write more)
+    assert (store.sync.run("42").number, store.sync.run("42").kind) == (3, "full")
+    clock.now = began + PAST_RUN_DAYS * 86400
+    assert [n for n in (1, 2, 3) if store.sync.run("42", n)] == [3]          # the replaced full run, the catch-up: gone
+
+
+@pytest.mark.parametrize("kind", ["full", "catch-up"])
+def test_a_webhook_s_count_landing_between_a_sync_start_s_read_and_its_write_stays_with_the_run_it_counted_on(
+        store, clock, monkeypatch, kind):
+    """A webhook adds its count to run 1, the latest, just after a start read run 1 (in DynamoDB: between the read
+    and the transaction that copies run 1 to its own item and writes run 2 over the latest): the copy holds it too,
+    as it holds the webhook's counts from before; the start still starts run 2."""
+    store.sync.start("42", "full", "users", clock())
+    store.sync.claim_page("42", 1, 0, "w", clock())
+    assert store.sync.checkpoint("42", 1, 0, "w", clock(), cursor=None, counts={"enrolled": 3}, finished=True)
+    store.sync.add_counts("42", 1, {"enrolled": 1})
+    with _just_after_the_start_s_read(store, lambda: store.sync.add_counts("42", 1, {"enrolled": 1, "linked": 1})):
+        calls = _calls(monkeypatch) if not isinstance(store, MemoryStore) else None
+        run = store.sync.start("42", kind, "users", clock())
+    monkeypatch.undo()
+    assert (run.number, run.by_webhook) == (2, {})
+    assert calls in (None, ["GetItem", "UpdateItem", "TransactWriteItems",     # its write refused, the run read
+                            "GetItem", "TransactWriteItems"])                  # again and written (+1 each)
+    assert store.sync.run("42", 1).by_webhook == {"enrolled": 2, "linked": 1}
+    assert store.sync.run("42", 1).counts == {"enrolled": 3}
+
+
+@pytest.mark.parametrize("store", ["dynamo"], indirect=True)
+def test_a_full_sync_start_whose_replaced_full_run_was_deleted_by_hand_starts_and_makes_no_item_of_it(store, clock):
+    from chalicelib.adapters.dynamo.keys import sync_run_key
+    from chalicelib.adapters.dynamo.models import SyncRunItem, get
+    for kind in ("full", "catch-up"):
+        run = store.sync.start("42", kind, "users", clock())
+        store.sync.claim_page("42", run.number, 0, "w", clock())
+        assert store.sync.checkpoint("42", run.number, 0, "w", clock(), cursor=None, counts={}, finished=True)
+    get(SyncRunItem, sync_run_key("42", 1)).delete()
+    assert store.sync.start("42", "full", "users", clock()).number == 3
+    assert get(SyncRunItem, sync_run_key("42", 1)) is None and store.sync.run("42", 2).kind == "catch-up"
+
+
+@pytest.mark.parametrize("store", ["dynamo"], indirect=True)
+def test_a_sync_start_whose_run_before_webhooks_count_on_at_each_try_waits_and_starts_nothing(store, clock):
+    from chalicelib.adapters.dynamo.models import CONFLICT_WAIT
+    from chalicelib.adapters.dynamo.sync import START_TRIES
+    from chalicelib.errors import Deferred
+    store.sync.start("42", "full", "users", clock())
+    store.sync.claim_page("42", 1, 0, "w", clock())
+    assert store.sync.checkpoint("42", 1, 0, "w", clock(), cursor=None, counts={}, finished=True)
+    with _just_after_the_start_s_read(store, lambda: store.sync.add_counts("42", 1, {"enrolled": 1}), every=True), \
+            pytest.raises(Deferred) as waits:
+        store.sync.start("42", "catch-up", "users", clock())
+    assert waits.value.retry_after == CONFLICT_WAIT
+    assert store.sync.run("42").number == 1 and store.sync.run("42").by_webhook == {"enrolled": START_TRIES}
 
 
 def test_a_run_keeps_the_fields_rf_required_and_its_workspace_through_its_pages_and_once_a_later_run_starts(
@@ -2742,19 +2808,17 @@ def test_an_entry_written_with_the_link_after_it_was_read_goes_with_it_and_its_c
     assert store.history.entries(stale.ref) == [] and store.links.referrals(REFERRER).n == 0
 
 
-def test_no_entry_written_with_the_link_outlives_its_erasure(store, monkeypatch):
+def test_no_entry_written_with_the_link_outlives_its_erasure(store):
     """Whenever the erasure reaches the history, a write with the link (conditional on it) can no
     longer land: the history goes after the link's delete."""
     _finish_leads(store, "1", counts_for=None)
     lead = PersonRef("42", "1")
-    erase, landed = store.history.erase, []
+    landed: list[bool] = []
 
-    def erased_then_counted(ref):
-        gone = erase(ref)
+    def counted():
         landed.extend(store.links.count_applied_many([(lead, "100", [Entry("referral_count", "counted", "by backfill")])]))
-        return gone
-    monkeypatch.setattr(store.history, "erase", erased_then_counted)
-    store.links.erase(store.links.get(lead))
+    with after(store.history, "erase", counted):
+        store.links.erase(store.links.get(lead))
     assert landed == [False] and store.history.entries(lead) == []
     assert store.links.referrals(REFERRER) is None
 

@@ -11,6 +11,7 @@ from chalicelib.domain.history import Entry
 from chalicelib.domain.link import ContactState, JoinResult, LeftContact, LinkStatus, PersonRef
 from chalicelib.domain.qualification import QState
 from chalicelib.messages import ContactMessage
+from tests.support.meanwhile import after
 from tests.unit.scenario import (WS, check, event, history, joined, link_of, made, reasons, run, set_value, settings,
                                  world)
 
@@ -860,15 +861,8 @@ def test_a_release_whose_claim_failed_after_the_arm_was_written_qualifies_her_on
     t = work.clock()
     run(work, event(set_value(work, lead, "No"), notification="t3", created_at=t + 30))
     run(work, event(dict(lead, custom_attributes={"signed_up": "Yes"}), notification="t2", created_at=t + 20))
-    links, arm = work.store.links, work.store.links.arm
-
-    def arm_then_throttled(*args, **kw):
-        armed = arm(*args, **kw)
-        work.store.throttle(work.clock() + 60)      # the table throttles right after the arm's write
-        return armed
-    links.arm = arm_then_throttled      # type: ignore[method-assign]
-    run(work, event(dict(lead), notification="t1", created_at=t + 10))
-    links.arm = arm                     # type: ignore[method-assign]
+    with after(work.store.links, "arm", lambda: work.store.throttle(work.clock() + 60)):   # right after its write
+        run(work, event(dict(lead), notification="t1", created_at=t + 10))
     work.clock.now += 120
     assert (link_of(work).armed_at, link_of(work).held_at, work.apis.rf_.calls) == (t + 10, t + 20, [])
     run(work, event(dict(lead), notification="t1", created_at=t + 10), receives=2)

@@ -388,16 +388,8 @@ def test_with_an_rf_token_of_another_account_doctor_never_advises_discarding_a_n
 
 def own_budget_spent(vendor: str, budget: str) -> WorkError:
     """What the bridge's own shared budget raises when its slots are spent (by its workers), as the limiter says it."""
-    from chalicelib.adapters.memory import MemoryRates
-    from chalicelib.adapters.ratelimit import SharedLimiter
-    from tests.fakes import FakeClock
-    clock = FakeClock(now=6000.0)
-    gate = SharedLimiter(MemoryRates(), budget, 5, 60, vendor=vendor, clock=clock, sleeper=clock.sleep, max_wait=0,
-                         waiter="bridge doctor")
-    with pytest.raises(WorkError) as spent:
-        for _ in range(6):
-            gate.acquire()
-    return spent.value
+    from tests.support.budget import limiter, spend
+    return spend(limiter(budget, 5, vendor, waiter="bridge doctor")[0])
 
 
 def budget_table_throttled(vendor: str, budget: str) -> WorkError:

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from chalicelib.domain.link import PersonRef
 from chalicelib.domain.qualification import QState
 from chalicelib.services.explain import as_text, explain
@@ -130,23 +128,17 @@ def test_a_duplicate_explain_could_not_ask_intercom_about_says_so_not_only_no_re
 def test_a_duplicate_explain_could_not_ask_because_the_bridges_own_budget_is_spent_does_not_wait_for_intercom():
     """The same, while the bridge's own shared Intercom budget is spent (its workers use it): Intercom was not called,
     and is not what to wait for ("once it answers"); the reason names the budget, and a minute is enough."""
-    from chalicelib.adapters.memory import MemoryRates
-    from chalicelib.adapters.ratelimit import SharedLimiter
     from chalicelib.errors import BudgetSpent
-    from tests.fakes import FakeClock
+    from tests.support.budget import limiter, spend
 
     work, _, twin = duplicate_changed("contact")
-    clock = FakeClock(now=6000.0)
-    gate = SharedLimiter(MemoryRates(), "intercom#ws", 5, 60, vendor="Intercom", clock=clock, sleeper=clock.sleep,
-                         max_wait=0, waiter="bridge explain")
+    gate, _ = limiter(waiter="bridge explain")
 
     class Spent(FakeIntercom):
         def get_contact(self, contact_id: str) -> dict:
             gate.acquire()
             return super().get_contact(contact_id)
-    with pytest.raises(BudgetSpent):                # (the workers took the slice's slots)
-        while True:
-            gate.acquire()
+    assert isinstance(spend(gate), BudgetSpent)     # (the workers took the slice's slots)
     found = ask(work, twin["id"], intercom=lambda workspace: Spent())
     said = found.view()["message"]
     assert as_text(found).splitlines()[1].endswith(" — run `bridge explain` again in a minute")

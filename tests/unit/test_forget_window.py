@@ -22,7 +22,7 @@ from tests.fakes import FakeIntercom, FakeWork, seed_ledger
 from tests.unit.scenario import RULE, check, event, joined, made, run, set_value, settings, world
 from tests.unit.moves import ATTRIBUTES, ByWorkspace, apply, rita_in_rf
 from tests.unit.moves import counting_world as moving_world
-from tests.unit.test_referral_count import RITA, lead_join, puts_answer_gone, sent
+from tests.unit.test_referral_count import RITA, lead_join, puts_answer_gone, rita_to_enrol, sent
 from tests.unit.test_referral_count import world as counting_world
 from tests.unit.test_sync import WS, drain
 from tests.unit.test_sync import world as sync_world
@@ -281,9 +281,7 @@ def rita_s_contact_deleted(work: FakeWork) -> str:
 
 def rita_s_enrolled_contact_deleted(work: FakeWork) -> str:
     """Contact sync enrolled Rita's contact, which Intercom deleted since, and has no other with her email."""
-    rita = work.apis.intercom_.add("rita@example.com", role="user")
-    rita["name"] = "Rita"
-    work.apis.rf_.create_user = lambda body: {**body, "id": 100, "url": "https://rf.example/r/rita"}  # type: ignore
+    rita = rita_to_enrol(work)
     sync.start(work.deps, "42")
     run(work, *sent(work, "sync.page"))
     del work.apis.intercom_.contacts[rita["id"]]

@@ -109,20 +109,13 @@ def test_each_path_to_intercom_waits_out_its_503_outage_without_using_up_a_try(p
 def test_a_spent_budget_names_the_budget_in_force_when_a_429_lowered_it():
     # What a user sees: "the shared Referral Factory budget (600 calls per 60s) is spent" for minutes, with
     # little RF traffic: the budget in force had been lowered by a 429 long before, which the reason hid.
-    from chalicelib.adapters.memory import MemoryRates
-    from chalicelib.adapters.ratelimit import SharedLimiter
-    from chalicelib.errors import Deferred
-    clock = FakeClock(now=6000.0)
-    gate = SharedLimiter(MemoryRates(), "referral-factory", 600, 60, vendor="Referral Factory", block_status=403,
-                         clock=clock, sleeper=clock.sleep, max_wait=0)
+    from tests.support.budget import limiter, spend
+    gate, clock = limiter("referral-factory", 600, "Referral Factory", block_status=403)
     gate.throttled(1.0)
     clock.now += 2
-    with pytest.raises(Deferred) as spent:
-        while True:
-            gate.acquire()
+    reason = spend(gate).reason
     assert "(lowered to 76 of its 600 calls per 60s after Referral Factory's 429 at 1970-01-01T01:40:00.000Z; back " \
-        "to full speed (570/min) by about 01:51 UTC if Referral Factory throttles no more)" in spent.value.reason, \
-        spent.value.reason
+        "to full speed (570/min) by about 01:51 UTC if Referral Factory throttles no more)" in reason, reason
 
 
 def failing_for(work: FakeWork, email: str, call: str, error: WorkError) -> None:

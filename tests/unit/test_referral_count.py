@@ -96,6 +96,14 @@ def sent(work: FakeWork, kind: str = "referral.count") -> list[dict]:
     return out
 
 
+def rita_to_enrol(work: FakeWork) -> dict:
+    """Rita's contact in Intercom (a user, named), whom RF makes user 100 (RITA) with her link when sync enrols her."""
+    rita = work.apis.intercom_.add("rita@example.com", role="user")
+    rita["name"] = "Rita"
+    work.apis.rf_.create_user = lambda body: {**body, "id": 100, "url": "https://rf.example/r/rita"}  # type: ignore
+    return rita
+
+
 def test_two_leads_each_delivered_twice_out_of_order_make_a_count_of_2_on_the_referrers_contact():
     work = world()
     _, rita = joined(work, "100", "rita@example.com", kind="referrer", role="user")       # linked by her join
@@ -125,9 +133,7 @@ def test_a_count_whose_referrer_has_no_known_contact_is_kept_and_written_when_sy
     run(work, lead_join("1"), lead_join("2"))
     assert run(work, *sent(work)) == {"done": 1, "retry": 0, "dead": 0}
     assert work.apis.intercom_.calls.count("update") == 0                  # nobody to write to yet: kept
-    rita = work.apis.intercom_.add("rita@example.com", role="user")
-    rita["name"] = "Rita"
-    work.apis.rf_.create_user = lambda body: {**body, "id": 100, "url": "https://rf.example/r/rita"}  # type: ignore
+    rita = rita_to_enrol(work)
     sync.start(work.deps, "42")
     run(work, *sent(work, "sync.page"))
     run(work, *sent(work))
@@ -207,9 +213,7 @@ def test_a_sync_page_asks_for_the_count_at_once_so_a_worker_that_dies_after_the_
     work = world()
     run(work, lead_join("1"))
     sent(work)
-    rita = work.apis.intercom_.add("rita@example.com", role="user")
-    rita["name"] = "Rita"
-    work.apis.rf_.create_user = lambda body: {**body, "id": 100, "url": "https://rf.example/r/rita"}  # type: ignore
+    rita = rita_to_enrol(work)
     sync.start(work.deps, "42")
     [page] = sent(work, "sync.page")
 
@@ -236,9 +240,7 @@ def test_a_referrer_whose_link_write_intercom_refused_still_gets_the_count_of_he
     work = world()
     run(work, lead_join("1"), lead_join("2"))
     run(work, *sent(work))
-    rita = work.apis.intercom_.add("rita@example.com", role="user")
-    rita["name"] = "Rita"
-    work.apis.rf_.create_user = lambda body: {**body, "id": 100, "url": "https://rf.example/r/rita"}  # type: ignore
+    rita = rita_to_enrol(work)
     work.apis.intercom_.fail["update"] = Permanent("Intercom answered 400: referral_link is read-only", status=400)
     sync.start(work.deps, "42")
     run(work, *sent(work, "sync.page"))
@@ -424,9 +426,7 @@ def test_a_referrer_sync_enrolled_before_the_count_was_kept_gets_it_at_the_next_
     plain = counting_settings()
     del plain["sync"]["referral_count_attribute"]
     work.store.settings.put("42", plain, WS)
-    rita = work.apis.intercom_.add("rita@example.com", role="user")
-    rita["name"] = "Rita"
-    work.apis.rf_.create_user = lambda body: {**body, "id": 100, "url": "https://rf.example/r/rita"}  # type: ignore
+    rita = rita_to_enrol(work)
     sync.start(work.deps, "42")
     run(work, *sent(work, "sync.page"))                          # enrolled, her link written back
     work.store.settings.put("42", counting_settings(), WS)      # then the campaign keeps counts
@@ -744,9 +744,7 @@ def test_a_sync_enrolled_referrer_whose_contact_was_deleted_keeps_her_count_unti
     again (re-created, and enrolled by sync), the next lead writes her count there. (Another contact with her email
     already: the count follows it at once.)"""
     work = world()
-    rita = work.apis.intercom_.add("rita@example.com", role="user")
-    rita["name"] = "Rita"
-    work.apis.rf_.create_user = lambda body: {**body, "id": 100, "url": "https://rf.example/r/rita"}  # type: ignore
+    rita = rita_to_enrol(work)
     sync.start(work.deps, "42")
     run(work, *sent(work, "sync.page"))                                  # enrolled: the count knows her contact
     assert work.store.links.referrals(RITA).contact_id == rita["id"]

@@ -11,6 +11,7 @@ from typing import Optional
 from chalicelib.domain.qualification import QState
 from chalicelib.observability import metrics
 from tests.fakes import FakeWork
+from tests.support.meanwhile import after
 from tests.support.sqs import Sqs
 from tests.unit.scenario import check, joined, link_of, set_value, world
 
@@ -25,17 +26,11 @@ def qualified_then_throttled(hours: float, budget: Optional[float] = None) -> tu
         work.config = replace(work.config, outage_hours=budget)
     link, contact = joined(work)
     set_value(work, contact, "Yes")
-    qualify = work.apis.rf_.qualify
-
-    def then_throttled(user_id: str) -> dict:
-        answer = qualify(user_id)
-        work.store.throttle(work.clock() + hours * HOUR)   # from the write of RF's yes on
-        return answer
-    work.apis.rf_.qualify = then_throttled                  # type: ignore[method-assign]
     metrics.clear_metrics()
     sqs, start = Sqs(work), work.clock()
     sqs.send(json.dumps(check()), start)
-    sqs.run_until(start + hours * HOUR)
+    with after(work.apis.rf_, "qualify", lambda: work.store.throttle(work.clock() + hours * HOUR)):  # from RF's yes on
+        sqs.run_until(start + hours * HOUR)
     return work, sqs
 
 

@@ -12,14 +12,13 @@ import pytest
 
 from chalicelib.domain.outage import LONGEST_WAIT, outage_wait
 from chalicelib.adapters.http import JsonApi
-from chalicelib.adapters.memory import MemoryRates
-from chalicelib.adapters.ratelimit import SharedLimiter
 from chalicelib.errors import ApiError, Deferred
 from chalicelib.messages import JoinMessage
 from chalicelib.domain.link import LinkStatus, PersonRef
 from chalicelib.services.explain import as_text, explain
 from chalicelib.services.worker import RetryBatch, handle_batch
-from tests.fakes import FakeApis, FakeClock, FakeIntercom, FakeRF, FakeWork
+from tests.fakes import FakeApis, FakeIntercom, FakeRF, FakeWork
+from tests.support.budget import limiter, spend
 from tests.support.sqs import Sqs
 from tests.unit.test_outage_faults import join, record
 
@@ -335,15 +334,11 @@ def test_only_a_5xx_is_an_outage_a_4xx_fails_as_before(status, outage):
 def limiters_wait(paused: bool) -> Deferred:
     """What the shared Intercom budget raises to make a call wait: its pause after Intercom answered 429, or
     its spent budget (say, spent by the client's retries during an outage)."""
-    clock = FakeClock(now=6000.0)
-    gate = SharedLimiter(MemoryRates(), "intercom#ws", 5, 60, vendor="Intercom", clock=clock, sleeper=clock.sleep,
-                         max_wait=0)
-    gate.acquire()
+    gate, _ = limiter()
     if paused:
-        gate.throttled(60.0)
-    with pytest.raises(Deferred) as wait:
         gate.acquire()
-    return wait.value
+        gate.throttled(60.0)
+    return spend(gate)
 
 
 @pytest.mark.parametrize("paused, ended", [(True, True), (False, False)])

@@ -18,6 +18,7 @@ from chalicelib.services.connections import (ConnectError, configure_oauth, conn
                                              remove_app)
 from chalicelib.services.ingest import receive_intercom, signature
 from tests.fakes import FakeQueue, MemorySecrets
+from tests.support.meanwhile import after
 
 from tests.unit.connecting import HERE, connected, rt, started  # noqa: F401  (rt: a fixture; the public app's secret: app-secret)
 
@@ -400,21 +401,12 @@ def test_a_connect_made_while_an_app_is_removed_wins_and_the_removal_says_run_it
     says so; run again, it is refused for what the record says now."""
     private(rt)
     connected(rt)
-    read = rt.store.connections.workspace
-    raced = []
-
-    def read_then_connect(workspace):
-        conn = read(workspace)
-        if not raced:
-            raced.append(workspace)
-            private(rt)                        # the connect lands between the removal's read and its write
-        return conn
-    rt.store.connections.workspace = read_then_connect
-    with pytest.raises(ConnectError, match=r"^workspace ws1's connection changed while the private app was being "
-                                           r"removed \(a connect or disconnect at the same moment\): nothing was "
-                                           r"changed; run `bridge workspace remove-app ws1 private` again$"):
+    # The connect lands between the removal's read and its write.
+    with after(rt.store.connections, "workspace", lambda: private(rt), once=True), \
+            pytest.raises(ConnectError, match=r"^workspace ws1's connection changed while the private app was being "
+                                              r"removed \(a connect or disconnect at the same moment\): nothing was "
+                                              r"changed; run `bridge workspace remove-app ws1 private` again$"):
         remove_app(rt, "ws1", "private")
-    rt.store.connections.workspace = read
     conn = rt.store.connections.workspace("ws1")
     assert (apps.apps(conn.secrets), conn.token_app) == (["private", "oauth"], "private")
     assert rt.secrets.scoped("edge").get("intercom/ws1/client-secret") == PRIVATE_SECRET

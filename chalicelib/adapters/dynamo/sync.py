@@ -4,23 +4,36 @@ from __future__ import annotations
 from functools import partial
 from typing import Any, Callable, Iterable, Optional, Sequence
 
+from pynamodb.exceptions import PynamoDBException
 from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
 from ...domain.history import iso
 from ...domain.link import PersonRef
 from ...domain.sync import OUTCOMES, PageError
+from ...errors import Deferred
 from ...pool import Pool
 from ...ports.store import DEFAULT_LEASE_SECONDS, PAST_RUN_DAYS, Busy, LedgerEntry, Leases, SyncRun, normal_email
 from .keys import contact_of_ledger, ledger_key, ledger_pk, link_key, sync_run_key
-from .models import Conflict, LedgerItem, LinkItem, SyncRunItem, applied, batch_get, get
+from .models import (CONFLICT_WAIT, Conflict, LedgerItem, LinkItem, SyncRunItem, applied, batch_get, conditional, get,
+                     refused_items)
 
 LEDGER_PAGE = 500          # ledger entries read per page when only the first few are asked for
 START_TRIES = 3            # a start's tries while another write meets its transaction (read again each time)
 PUT_THREADS = 10           # a page's conditional writes of its ledger in flight at once
 _ERROR = ("error_page", "error_reason", "error_tries", "error_at", "error_state")
+_WEBHOOK_COUNTS = tuple(f"w_{o}" for o in OUTCOMES)
 _RUN_FIELDS = ("number", "kind", "source", "status", "page", "cursor", "total", "since", "started_at", "updated_at",
                "finished_at", "message", "lease_until", "owner", "paused", "required", "workspace", "full_run", *_ERROR) + tuple(f"{p}_{o}" for p in "cw" for o in OUTCOMES)
+
+
+class _Refused(Exception):
+    """A start's write refused on its condition: the latest run is no longer run `number` as read (another start's
+    run began, or a webhook counted on it), or the full run it replaces (`gone`) is not there."""
+
+    def __init__(self, number: int, gone: Optional[int]) -> None:
+        super().__init__(number, gone)
+        self.number, self.gone = number, gone
 
 
 def _run(campaign_id: str, item: SyncRunItem) -> SyncRun:
@@ -73,48 +86,67 @@ class DynamoSync(Leases):
     def start(self, campaign_id: str, kind: str, source: str, now: float,
               since: Optional[float] = None, required: tuple[str, ...] = (),
               workspace: Optional[str] = None) -> Optional[SyncRun]:
+        after, gone = None, None       # (what a refused try learnt: the run it read; a replaced full run not there)
         for tried in range(1, START_TRIES + 1):
             try:
-                return self._start(campaign_id, kind, source, now, since, required, workspace)
+                return self._start(campaign_id, kind, source, now, since, required, workspace, after, gone)
             except Conflict:     # (a webhook's count, or the other start, writing the latest run: nothing applied)
                 if tried == START_TRIES:
                     raise
+            except _Refused as refused:      # (nothing applied either)
+                after, gone = refused.number, refused.gone or gone
+                if tried == START_TRIES:
+                    raise Deferred(f"sync run {refused.number}'s counts kept changing while run {refused.number + 1} "
+                                   f"started (webhooks counting on it): tried again in {CONFLICT_WAIT:g} s",
+                                   retry_after=CONFLICT_WAIT) from None
         raise AssertionError("unreachable")
 
     def _start(self, campaign_id: str, kind: str, source: str, now: float, since: Optional[float],
-               required: tuple[str, ...], workspace: Optional[str]) -> Optional[SyncRun]:
+               required: tuple[str, ...], workspace: Optional[str], after: Optional[int],
+               gone: Optional[int]) -> Optional[SyncRun]:
         current = get(SyncRunItem, sync_run_key(campaign_id), consistent=True)
         if current is not None and current.status == "running":
             return None
         last = int(current.number) if current is not None else 0
+        if after is not None and last != after:     # another start's run began (and ended) since the try before
+            return None
         full = last if current is not None and current.kind == "full" else \
             int(current.full_run) if current is not None and current.full_run else None     # the latest full run
         expires = int(now) + PAST_RUN_DAYS * 86400
         item = SyncRunItem(*sync_run_key(campaign_id), number=last + 1, kind=kind, source=source, status="running",
                            page=0, since=since, started_at=now, updated_at=now, required=list(required) or None,
                            workspace=workspace, full_run=last + 1 if kind == "full" else full)
-        condition = SyncRunItem.number.does_not_exist() if current is None else \
-            (SyncRunItem.number == last) & (SyncRunItem.status != "running")
         if current is None:
-            if not applied(lambda: item.save(condition=condition)):
+            if not applied(lambda: item.save(condition=SyncRunItem.number.does_not_exist())):
                 return None
-        else:
-            # The run before keeps its own item (for a while, unless the latest full one), copied in the very write
-            # that starts the new run: two starts at once (`bridge sync start` and the schedule's) both read run
-            # `last`, and only the one whose run starts may say whether it expires (the loser's copy, written
-            # apart, could land last: the latest full run expiring under its catch-ups, or a replaced one kept).
-            values: dict[str, Any] = {f: getattr(current, f) for f in _RUN_FIELDS}
-            values["expires_at"] = expires if current.kind != "full" or kind == "full" else None
-
-            def started() -> None:
-                with TransactWrite(connection=SyncRunItem._get_connection().connection) as tx:
-                    tx.save(SyncRunItem(*sync_run_key(campaign_id, last), **values))
-                    tx.save(item, condition=condition)
-            if not applied(started):
-                return None
-        if kind == "full" and full and full != last:     # the full run this one replaces, kept apart since
-            applied(lambda: SyncRunItem(*sync_run_key(campaign_id, full)).update(
-                actions=[SyncRunItem.expires_at.set(expires)], condition=SyncRunItem.number.exists()))
+            return _run(campaign_id, item)
+        # The run before keeps its own item (for a while, unless the latest full one), copied in the very write
+        # that starts the new run: two starts at once (`bridge sync start` and the schedule's) both read run
+        # `last`, and only the one whose run starts may say whether it expires (the loser's copy, written
+        # apart, could land last: the latest full run expiring under its catch-ups, or a replaced one kept). The
+        # copy is of run `last` as read: the write holds to its webhooks' counts being those read (a webhook's
+        # count landing between would be lost with the item the new run overwrites), and is tried again if not.
+        # A full run replaced (kept apart since, as the latest full one) expires in the same write: a worker
+        # killed after it cannot leave it kept for ever (no item is in a transaction twice: full != last).
+        values: dict[str, Any] = {f: getattr(current, f) for f in _RUN_FIELDS}
+        values["expires_at"] = expires if current.kind != "full" or kind == "full" else None
+        replaced = full if kind == "full" and full and full not in (last, gone) else None
+        condition = (SyncRunItem.number == last) & (SyncRunItem.status != "running")
+        for name in _WEBHOOK_COUNTS:
+            read, attribute = getattr(current, name), getattr(SyncRunItem, name)
+            condition &= attribute.does_not_exist() if read is None else attribute == read
+        try:
+            with TransactWrite(connection=SyncRunItem._get_connection().connection) as tx:
+                tx.save(SyncRunItem(*sync_run_key(campaign_id, last), **values))
+                tx.save(item, condition=condition)
+                if replaced:     # (there since it was replaced as the latest, unless deleted by hand: not made)
+                    tx.update(SyncRunItem(*sync_run_key(campaign_id, replaced)),
+                              actions=[SyncRunItem.expires_at.set(expires)], condition=SyncRunItem.number.exists())
+        except PynamoDBException as exc:
+            if not conditional(exc):
+                raise
+            refused = refused_items(exc)
+            raise _Refused(last, replaced if refused == {2} else None) from None
         return _run(campaign_id, item)
 
     def run(self, campaign_id: str, number: Optional[int] = None, consistent: bool = False) -> Optional[SyncRun]:
