@@ -20,8 +20,9 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 from ..domain.budget import BudgetState
 from ..domain.history import Entry, Recorded, iso, kind_of
 from ..domain.oauth import Outcome
-from ..domain.link import (Claim, ContactState, FoundContact, JoinClaim, JoinResult, LeftContact, Link, LinkStatus,
-                           Overdue, PendingPage, PersonRef, ReferralCount, left_stamped, left_with)
+from ..domain.link import (Claim, ContactState, DuplicateSeen, FoundContact, JoinClaim, JoinResult, LeftContact, Link,
+                           LinkStatus, Overdue, PendingPage, PersonRef, ReferralCount, left_stamped, left_with,
+                           seen_with)
 from ..domain.people import digest
 from ..domain.pointers import CONTACT, EMAIL, Finding, Placed, Pointer, Stale
 from ..domain.qualification import ENDINGS, QState, claimable
@@ -472,6 +473,15 @@ class MemoryLinks(Leases):
             raise Busy("what the link held on the contacts it left changed meanwhile (another worker)")
         return self._write(link.ref, entries, left_baselines=left_with(
             stored.left_baselines, dataclasses.replace(held, armed=True, armed_by=by, armed_at=at)))
+
+    def see_duplicate(self, link: Link, seen: DuplicateSeen) -> Link:
+        stored = self.get(link.ref)
+        if stored is None:
+            return link                # erased meanwhile
+        if stored.duplicates_seen != link.duplicates_seen:
+            raise Busy("the values seen on her other contacts changed meanwhile (another worker)")
+        kept = seen_with(stored.duplicates_seen, seen)
+        return stored if kept == stored.duplicates_seen else self._write(link.ref, [], duplicates_seen=kept)
 
     def take_baselines(self, taken: Sequence[tuple[Link, Any, str, Sequence[Entry]]]) -> list[bool]:
         return [self._take_baseline(*t) for t in taken]

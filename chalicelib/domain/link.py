@@ -136,6 +136,31 @@ def left_stamped(link: "Link", attribute: str, key: str) -> tuple[LeftContact, .
 
 
 @dataclass(frozen=True)
+class DuplicateSeen:
+    """A value meeting the target seen on another contact with the lead's email (`match: contact`: not counted there,
+    contact_events._not_counted), the newest of that contact's: Intercom may merge the lead's contact into it, and a
+    notification about it delivered before the merge's, of an event after the merge, is one the link would have judged
+    on it in order. The merge judges it then (contact_events._seen_before_merge), only when its event is later than the
+    merge's: one no later showed the contact as it was when the link took it (its baseline then), no change."""
+
+    contact_id: str
+    value: Any
+    of: str                 # the rule's attribute `value` is of (a rule on another attribute since: not judged)
+    at: float               # its event's time, by Intercom's clock
+
+    def as_stored(self) -> dict[str, Any]:
+        return {"value": self.value, "of": self.of, "at": self.at}
+
+
+def seen_with(seen: tuple[DuplicateSeen, ...], new: DuplicateSeen) -> tuple[DuplicateSeen, ...]:
+    """The records `seen`, with `new` in place of its contact's, unless that one is of a newer event (kept)."""
+    was = next((s for s in seen if s.contact_id == new.contact_id), None)
+    if was is not None and was.at > new.at:
+        return seen
+    return tuple(sorted((*(s for s in seen if s.contact_id != new.contact_id), new), key=lambda s: s.contact_id))
+
+
+@dataclass(frozen=True)
 class Link:
     campaign_id: str
     rf_user_id: str
@@ -231,6 +256,10 @@ class Link:
     # about one, of an event from before the move, delivered after it, is judged against that, as it would have been
     # had it come in order. Empty for a contact left before the bridge recorded it: its notifications not judged.
     left_baselines: tuple["LeftContact", ...] = ()
+    # Values meeting the target seen on other contacts with her email while not hers (DuplicateSeen), the newest of
+    # each: judged when a merge moves the link onto that contact, of an event after the merge. Empty on links written
+    # before the bridge recorded them.
+    duplicates_seen: tuple["DuplicateSeen", ...] = ()
 
     def held_under(self, by: str) -> Optional[float]:
         """`held_at` if held under the rule (rules.key) `by`, not under another: what an arm under it keeps
@@ -245,6 +274,10 @@ class Link:
     def left(self, contact_id: Optional[str]) -> bool:
         """`contact_id` is a contact the link moved off, and not the one it holds (again) now."""
         return bool(contact_id) and contact_id in self.left_contacts and contact_id != self.contact_id
+
+    def seen_on(self, contact_id: Optional[str]) -> Optional["DuplicateSeen"]:
+        """The newest value meeting the target recorded of `contact_id` while it was not the link's (DuplicateSeen)."""
+        return next((seen for seen in self.duplicates_seen if seen.contact_id == contact_id), None)
 
     def left_then(self, contact_id: Optional[str]) -> Optional["LeftContact"]:
         """What the link held on `contact_id`, a contact it left (`left`), when it left it; None: not recorded (left

@@ -10,8 +10,8 @@ from typing import Any, Callable, Iterable, Mapping, NamedTuple, Optional, Proto
 from ..domain.budget import BudgetState
 from ..domain.history import Entry, Recorded
 from ..domain.oauth import Outcome
-from ..domain.link import (Claim, ContactState, FoundContact, JoinClaim, JoinResult, Link, LinkStatus, Overdue, PendingPage,
-                           PersonRef, ReferralCount)
+from ..domain.link import (Claim, ContactState, DuplicateSeen, FoundContact, JoinClaim, JoinResult, Link, LinkStatus,
+                           Overdue, PendingPage, PersonRef, ReferralCount)
 from ..domain.pointers import Finding, Placed, Pointer
 from ..domain.qualification import QState
 from ..domain.sync import PageError
@@ -233,6 +233,12 @@ class LinkRepository(Protocol):
         under it since then (LeftContact.armed_at), as the link would have been on it, and the entries written; the link's own armed state (the contact's it
         holds now) is not. Only while those records are as `link` read them: changed meanwhile, Busy, nothing
         written; erased meanwhile, `link`, nothing written; none recorded for `contact_id`, `link`, nothing written."""
+    def see_duplicate(self, link: Link, seen: DuplicateSeen) -> Link:
+        """A value meeting the target was seen on `seen.contact_id`, another contact with her email (`match: contact`:
+        not counted there): recorded as the newest of that contact's (Link.duplicates_seen; one of a newer event
+        recorded already is kept), for a merge onto it to judge. Only while those records are as `link` read them:
+        changed meanwhile, Busy, nothing written; erased meanwhile, `link`, nothing written. Nothing else is written
+        (its history says it was not counted: note_repeat)."""
     def take_baselines(self, taken: Sequence[tuple[Link, Any, str, Sequence[Entry]]]) -> list[bool]:
         """Leads whose baseline is not known under the campaign's rule (judge.takes_baseline), each (the link as
         read, its baseline now, the attribute it is a value of, entries): the link takes that baseline, is not

@@ -13,8 +13,8 @@ import pytest
 
 from chalicelib.adapters.memory import MemoryStore
 from chalicelib.domain.history import Entry, iso
-from chalicelib.domain.link import (Claim, ContactState, FoundContact, JoinClaim, JoinResult, LeftContact, Link,
-                                   LinkStatus, PersonRef, MOVED_UNKNOWN, ReferralCount)
+from chalicelib.domain.link import (Claim, ContactState, DuplicateSeen, FoundContact, JoinClaim, JoinResult, LeftContact,
+                                   Link, LinkStatus, PersonRef, MOVED_UNKNOWN, ReferralCount)
 from chalicelib.domain.judge import letter_gone
 from chalicelib.domain.qualification import QState
 from chalicelib.ports import AttributeList, Busy
@@ -417,6 +417,27 @@ def test_arming_what_the_link_held_on_a_contact_it_left_arms_that_alone_while_it
     store.links.erase(armed)
     assert store.links.arm_left(armed, "c1", [Entry("evaluation", "not_met")], "rule-2") is armed
     assert store.links.get(ANN) is None and store.history.entries(ANN) == []
+
+
+def test_a_value_seen_on_another_of_her_contacts_is_recorded_newest_first_held_to_the_records_as_read(store):
+    """Link.duplicates_seen (contact_events._not_counted): the newest value meeting the target of each of her other
+    contacts. One of an older event than that recorded changes nothing; a worker whose read is older than a record
+    made meanwhile is Busy, nothing written (its retry reads them again); erased meanwhile, nothing written."""
+    link = joined(store, baseline_of=SIGNED_UP)
+    seen = store.links.see_duplicate(link, DuplicateSeen("c2", "Yes", SIGNED_UP, 200.0))
+    assert seen.seen_on("c2") == DuplicateSeen("c2", "Yes", SIGNED_UP, 200.0) and store.links.get(ANN) == seen
+    other = store.links.see_duplicate(seen, DuplicateSeen("c3", "Yes", SIGNED_UP, 100.0))
+    assert [s.contact_id for s in other.duplicates_seen] == ["c2", "c3"] and store.links.get(ANN) == other
+    assert store.links.see_duplicate(other, DuplicateSeen("c2", "Yes", SIGNED_UP, 150.0)) == other     # older: kept
+    newer = store.links.see_duplicate(other, DuplicateSeen("c2", "yes", SIGNED_UP, 300.0))
+    assert newer.seen_on("c2").at == 300.0 and store.links.get(ANN) == newer
+    with pytest.raises(Busy):                                       # as `seen` read them: c3's recorded since
+        store.links.see_duplicate(seen, DuplicateSeen("c2", "Yes", SIGNED_UP, 400.0))
+    assert store.links.get(ANN) == newer and outcomes(store) == ["linked"]                   # no history written
+    store.links.erase(newer)
+    for read in (newer, link):                                      # (`link`: read before any was recorded)
+        assert store.links.see_duplicate(read, DuplicateSeen("c2", "Yes", SIGNED_UP, 500.0)) is read
+        assert store.links.get(ANN) is None
 
 
 def test_a_move_without_a_role_returns_the_role_the_link_holds_not_the_one_read(store):

@@ -12,8 +12,8 @@ from chalicelib.domain.link import ContactState, JoinResult, LeftContact, LinkSt
 from chalicelib.domain.qualification import QState
 from chalicelib.messages import ContactMessage
 from tests.support.meanwhile import after
-from tests.unit.scenario import (WS, check, event, history, joined, link_of, made, reasons, run, set_value, settings,
-                                 world)
+from tests.unit.scenario import (RULE, WS, check, event, history, joined, link_of, made, reasons, run, set_value,
+                                 settings, world)
 
 
 def thin(body: dict) -> dict:
@@ -897,7 +897,6 @@ def test_a_yes_held_on_a_link_not_armed_is_not_released_under_a_rule_the_setting
     misses the target: in order (under the rule now) nothing qualifies her, so neither does its release."""
     from chalicelib.domain import rules
     from chalicelib.domain.settings import Qualification
-    from tests.unit.scenario import RULE
     work = world()
     link, lead = joined(work, signed_up="Yes")
     t = work.clock()
@@ -959,14 +958,12 @@ def test_a_yes_held_after_a_merge_is_not_released_by_a_change_on_the_survivor_fr
     assert work.apis.rf_.calls == [] and link_of(work).qualification is QState.PENDING
 
 
-@pytest.mark.xfail(strict=True, reason="not fixed yet: under match: contact a notification about the survivor delivered "
-                   "before the merge's finds no link on it (noted at most as a duplicate's) and is never judged once "
-                   "the merge moves the link there; the check reads her value now ('No' again)")
 def test_a_survivors_change_to_the_target_delivered_before_the_merges_notification_qualifies_her():
     """Ann joined on lead A with "No". User B, her email, "No" since before she joined, survives A's merge at T+15
     (the link takes B's "No"); B goes "Yes" at T+20, "No" at T+30. In order B's "Yes" qualifies her. Delivered B's
-    "Yes" first (B linked to nobody yet), then the merge, then B's "No", then a reconciliation check: lost. Found by
-    the review's permutation test (match: email qualifies her: B's "Yes" is judged as a duplicate's)."""
+    "Yes" first (B linked to nobody yet: not counted, recorded on her link), then the merge, which judges it (of an
+    event after the merge), then B's "No", then a reconciliation check: qualified once. Found by the review's
+    permutation test (match: email qualifies her: B's "Yes" is judged as a duplicate's)."""
     work = world()
     link, lead = joined(work, signed_up="No")
     t = work.clock()
@@ -985,3 +982,32 @@ def test_a_survivors_change_to_the_target_delivered_before_the_merges_notificati
         run(work, body)
     assert link_of(work).contact_id == user["id"]
     assert work.apis.rf_.calls == ["get_user 7", "qualify 7"] and link_of(work).qualification is QState.QUALIFIED
+    assert link_of(work).seen_on(user["id"]).at == t + 20
+    assert "delivered before the merge" in reasons(work)[-3]
+
+
+@pytest.mark.parametrize("require_change", [True, False])
+def test_a_survivors_value_at_the_target_from_before_the_merge_delivered_before_it_is_no_change(require_change):
+    """The guard _seen_before_merge relies on: Ann joined on lead A with "No"; user B, her email, made after she joined
+    (the link keeps her baseline when it moves there), went "Yes" at T+10 and "No" at T+12; A merged into B at T+15,
+    the merge showing B's "No". In order neither of B's changes is hers (before the merge): not qualified. B's "Yes"
+    delivered first is recorded, but the merge does not judge it (no later than the merge): not qualified either."""
+    work = world(settings(rule={**RULE, "require_change": require_change}))
+    link, lead = joined(work, signed_up="No")
+    t = work.clock()
+    user = work.apis.intercom_.add("ann@example.com", role="user", signed_up="No")
+    user.update(created_at=t + 1, updated_at=t + 1)
+    yes = event(dict(user, custom_attributes={"signed_up": "Yes"}, updated_at=t + 10), "contact.user.updated", "b10",
+                created_at=t + 10)
+    no = event(dict(user, custom_attributes={"signed_up": "No"}, updated_at=t + 12), "contact.user.updated", "b12",
+               created_at=t + 12)
+    merge = event(dict(user, custom_attributes={"signed_up": "No"}, updated_at=t + 12), "contact.merged", "m",
+                  created_at=t + 15, merged_from={"type": "contact", "id": lead["id"]})
+    set_value(work, user, "No")["updated_at"] = t + 12
+    work.apis.intercom_.merge(lead["id"], user["id"])
+    work.clock.now = t + 100
+    for body in (yes, merge, no, check()):
+        run(work, body)
+    moved = link_of(work)
+    assert moved.contact_id == user["id"] and moved.seen_on(user["id"]).at == t + 10 and moved.baseline == "No"
+    assert work.apis.rf_.calls == [] and moved.qualification is QState.PENDING

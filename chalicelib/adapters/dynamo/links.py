@@ -18,9 +18,9 @@ from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 
 from ...domain.history import Entry, iso
-from ...domain.link import (COUNT_CLOCK_SLACK, LEAD, Claim, ContactState, FoundContact, JoinClaim, JoinResult,
-                           LeftContact, Link, LinkStatus, Overdue, PendingPage, PersonRef, ReferralCount, left_stamped,
-                           left_with)
+from ...domain.link import (COUNT_CLOCK_SLACK, LEAD, Claim, ContactState, DuplicateSeen, FoundContact, JoinClaim,
+                           JoinResult, LeftContact, Link, LinkStatus, Overdue, PendingPage, PersonRef, ReferralCount,
+                           left_stamped, left_with, seen_with)
 from ...domain.pointers import CONTACT, EMAIL, Finding, Placed, Pointer, Stale
 from ...domain.qualification import ENDINGS, QState, claimable
 from ...ports.store import (CHANGED_SINCE_READ, COUNT_ASK_GRACE, DEFAULT_LEASE_SECONDS, KEEP, MOVED_SINCE_READ,
@@ -29,7 +29,7 @@ from .history import Check, Delete, DynamoHistory, Put, Update
 from .keys import (COUNT_WRITES, OVERDUE, PENDING, POINTER_PREFIXES, campaign_links, campaign_referrals, contact_key,
                    email_key, ledger_key, link_key, pointer_of, referrals_key, referrer_of)
 from .models import (LedgerItem, LinkItem, PointerItem, ReferralItem, applied, batch_get, conditional, conflicted, get,
-                     left_stored)
+                     left_stored, seen_stored)
 
 
 def _assign(attr: Any, value: Any) -> Any:
@@ -725,6 +725,21 @@ class DynamoLinks(Leases):
                 return link             # erased meanwhile: nothing about the person is written back
             raise
         return dataclasses.replace(link, left_baselines=kept, updated_at=now)
+
+    def see_duplicate(self, link: Link, seen: DuplicateSeen) -> Link:
+        """(One conditional update, no transaction: nothing else is written with it.)"""
+        kept = seen_with(link.duplicates_seen, seen)
+        if kept == link.duplicates_seen:
+            return link
+        now = iso(self.clock())
+        item = LinkItem(*link_key(link.ref))
+        if applied(lambda: item.update(
+                actions=[LinkItem.duplicates_seen.set(seen_stored(kept)), LinkItem.updated_at.set(now)],
+                condition=LinkItem.pk.exists() & _same(LinkItem.duplicates_seen, seen_stored(link.duplicates_seen)))):
+            return dataclasses.replace(link, duplicates_seen=kept, updated_at=now)
+        if get(LinkItem, link_key(link.ref), consistent=True) is None:
+            return link                 # erased meanwhile: nothing about the person is written back
+        raise Busy("the values seen on her other contacts changed meanwhile (another worker)")
 
     def take_baselines(self, taken: Sequence[tuple[Link, Any, str, Sequence[Entry]]]) -> list[bool]:
         """One transaction per lead (the link and its history): a backfill's page of leads, read one contact each."""

@@ -14,7 +14,7 @@ from pynamodb.attributes import (BooleanAttribute, JSONAttribute, ListAttribute,
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
-from ...domain.link import ContactState, LeftContact, Link, LinkStatus, ReferralCount
+from ...domain.link import ContactState, DuplicateSeen, LeftContact, Link, LinkStatus, ReferralCount
 from ...domain.qualification import QState
 from ...errors import Deferred, Throttled
 from .keys import Key
@@ -150,6 +150,8 @@ class LinkItem(_Item):
     # What it held on each, when it left it (Link.left_baselines): {contact_id: LeftContact.as_stored()}, written with
     # `left_contacts` (an item with the set alone was written before the bridge recorded these)
     left_baselines = JSONAttribute(null=True)
+    # Values meeting the target seen on her other contacts (Link.duplicates_seen): {contact_id: DuplicateSeen.as_stored()}
+    duplicates_seen = JSONAttribute(null=True)
     pending_pk = UnicodeAttribute(null=True)
     pending_sk = UnicodeAttribute(null=True)
     pending = PendingIndex()
@@ -171,7 +173,7 @@ class LinkItem(_Item):
                     counted_for=self.counted_for,
                     counted_at=self.counted_at, contact_found=bool(self.contact_found),
                     contact_created=bool(self.contact_created), left_contacts=frozenset(self.left_contacts or ()),
-                    left_baselines=left_read(self.left_baselines))
+                    left_baselines=left_read(self.left_baselines), duplicates_seen=seen_read(self.duplicates_seen))
 
 
 def left_stored(held: tuple[LeftContact, ...]) -> Optional[dict[str, Any]]:
@@ -181,6 +183,15 @@ def left_stored(held: tuple[LeftContact, ...]) -> Optional[dict[str, Any]]:
 
 def left_read(stored: Optional[dict[str, Any]]) -> tuple[LeftContact, ...]:
     return tuple(LeftContact(contact_id, **held) for contact_id, held in sorted((stored or {}).items()))
+
+
+def seen_stored(seen: tuple[DuplicateSeen, ...]) -> Optional[dict[str, Any]]:
+    """Link.duplicates_seen as LinkItem.duplicates_seen stores them (in a set order: a write holds to it as read)."""
+    return {s.contact_id: s.as_stored() for s in sorted(seen, key=lambda s: s.contact_id)} or None
+
+
+def seen_read(stored: Optional[dict[str, Any]]) -> tuple[DuplicateSeen, ...]:
+    return tuple(DuplicateSeen(contact_id, **seen) for contact_id, seen in sorted((stored or {}).items()))
 
 
 class ReferralItem(_Item):
