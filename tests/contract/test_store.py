@@ -1633,6 +1633,36 @@ def test_a_first_join_whose_link_a_merge_moved_meanwhile_keeps_what_the_move_rec
     assert outcomes(store) == ["merged", "linked"]
 
 
+_NOTIFIED = {      # what a contact's notification writes on a link under way, and what the link keeps of it
+    "deleted": (lambda store, link: store.links.set_contact(link, [Entry("contact", "deleted")], when=200.0,
+                                                            state=ContactState.DELETED),
+                lambda link: (link.contact_state, link.last_event_at) == (ContactState.DELETED, 200.0)),
+    "armed": (lambda store, link: store.links.arm(link, [Entry("contact", "armed")], "signed_up", at=150.0),
+              lambda link: (link.armed, link.armed_by, link.armed_at) == (True, "signed_up", 150.0)),
+    "held back": (lambda store, link: store.links.hold_back(link, [Entry("contact", "held")], at=150.0),
+                  lambda link: link.held_at == 150.0),
+}
+
+
+@pytest.mark.parametrize("notified", sorted(_NOTIFIED))
+def test_a_first_join_keeps_what_a_notification_of_the_contact_it_held_wrote_meanwhile(store, notified):
+    """Ann's first join (claimed with Bob's: DynamoDB writes her link whole when it finishes) held c_found, and a
+    notification of c_found found her link by the hold's pointer: her contact deleted, a value armed, one held back.
+    The join finishes on c_found: what the notification wrote stays (the link written whole dropped each of these)."""
+    bob = PersonRef("42", "8")
+    claim, _ = store.links.claim_many([(ANN, WS), (bob, WS)], read={ANN: None, bob: None})
+    assert store.links.hold_found([(claim, FoundContact("c_found", "lead", "lead", "No", "x"))]) == [None]
+    write, kept = _NOTIFIED[notified]
+    write(store, store.links.get(ANN))
+    store.links.finish(claim, JoinResult(LinkStatus.LINKED, kind="lead", email="ann@example.com", contact_id="c_found",
+                                         contact_role="lead", baseline="No", baseline_of="x", contact_found=True),
+                       [Entry("join", "linked")])
+    link = store.links.get(ANN)
+    assert (link.status, link.contact_id) == (LinkStatus.LINKED, "c_found") and kept(link)
+    assert store.links.claim(ANN, WS) is None                     # finished: its claim released
+    assert _naming(store) == [(WS, "ann@example.com"), (WS, "c_found")]
+
+
 def test_a_join_finishing_after_forget_erased_its_link_writes_nothing(store):
     """The join's claim went with the link: its finish is refused (Busy, its message retried: a join still under way
     links her again, as docs/operating.md's erasure says) and writes no pointer."""

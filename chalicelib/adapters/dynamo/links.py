@@ -160,10 +160,6 @@ class _Alone(Exception):
 LINKS_PAGE = 500          # a campaign's links read per page (DynamoDB's Limit) when a filter skips most
 _FOUND, _PAGE_READ = "Items", "ScannedCount"
 NOTE_CHUNK = 50            # people noted in one transaction (note_many): a check and an entry each, of 100 items
-# What only a contact's notification writes on a link under way (move, set_contact): a claim's first finish, which
-# writes the link whole, holds to none of it being there (_finish).
-_UNTOUCHED = (LinkItem.left_contacts.does_not_exist() & LinkItem.last_event_at.does_not_exist()
-              & LinkItem.contact_state.does_not_exist() & LinkItem.armed.does_not_exist())
 CONFLICT_TRIES = 4         # a finishing transaction's tries while other transactions write its items
 CONFLICT_BACKOFF = 0.05    # seconds: the first retry's longest wait (then doubling), jittered
 
@@ -337,14 +333,18 @@ class DynamoLinks(Leases):
             fields.update(pending_pk=PENDING, pending_sk=f"{now}#{ref}")
         link: Update | Put
         if claim.created_at is not None:
-            # Nothing but this claim has written the link, as long as no contact's notification found it by the
-            # pointer a hold wrote (hold_found): it is written whole, as the claim's update and this one would leave
-            # it. What such a notification wrote meanwhile (a merge's move: the contacts the link left, the event
-            # time; a deletion) a put would drop: then refused, and `finish` writes it as an update.
+            # Nothing but this claim has written the link while it holds no contact: a contact's notification finds
+            # a link by its contact (Batch.linked_to_contact) or its email (linked_to_email), and only a hold
+            # (hold_found) writes either before the finish does; reconciliation's requeue marks are the claim's, which
+            # the finish ends. Then it is written whole, as the claim's update and this one would leave it. A link a
+            # hold wrote (and so a notification may have written since: a merge's move, the contacts it left and the
+            # event time; a deletion; a value armed or held back) a put would drop it from: refused, and `finish`
+            # writes it as an update. (One attribute held to, not each a notification writes: moto parses conditions
+            # in Python.)
             link = Put(LinkItem(*link_key(ref), campaign_id=ref.campaign_id, rf_user_id=ref.rf_user_id,
                                 workspace=claim.workspace, status=result.status.value, joined_at=iso(claim.created_at),
                                 updated_at=now, **{k: v for k, v in fields.items() if v is not None}),
-                       (LinkItem.claim == claim.token) & holds & _UNTOUCHED)
+                       (LinkItem.claim == claim.token) & LinkItem.contact_id.does_not_exist())
         else:
             link = Update(LinkItem(*link_key(ref)), [
                 LinkItem.status.set(result.status.value), LinkItem.updated_at.set(now), LinkItem.claim.remove(),
@@ -379,7 +379,7 @@ class DynamoLinks(Leases):
                 try:
                     return self._finished([(claim, result, entries)], left or {})
                 except TransactWriteError as exc:
-                    if conditional(exc):     # (a link a notification wrote meanwhile is not written whole: updated)
+                    if conditional(exc):     # (a link a hold wrote is not written whole: updated)
                         claim = dataclasses.replace(claim, created_at=None)
                     left = self._left(claim, result) if conditional(exc) and tried < CONFLICT_TRIES else None
                     if left is None:

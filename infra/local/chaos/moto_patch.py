@@ -22,7 +22,7 @@ Found by the chaos run, which is the first local run with many writers at once:
    ~170 entries is a folder, at every request (~0.2 ms of each call's ~5 ms).
 
 6. A transaction's item with a condition has it parsed and checked twice: once by the transaction, then again
-   by the put, update or delete it makes (~2 ms an item of a first join's finish, whose put holds to several
+   by the put, update or delete it makes (~2 ms an item of a first join's finish, when its put held to several
    attributes not being there).
 
 The patch serialises DynamoDB requests (DynamoDB is linearizable per item; moto is one process
