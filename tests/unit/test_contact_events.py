@@ -977,3 +977,39 @@ def test_a_survivors_value_at_the_target_from_before_the_merge_delivered_after_i
         run(work, body)
     assert link_of(work).contact_id == user["id"]
     assert work.apis.rf_.calls == [] and link_of(work).qualification is QState.PENDING
+
+
+def test_a_merge_applied_while_a_survivors_value_at_the_target_is_recorded_lets_its_retry_judge_it():
+    """As above, B's "Yes" (T+20) delivered first; while its worker records it on her link (still on A), another worker
+    applies the merge (T+15: it finds no record to judge). The record is refused (the link moved since it was read:
+    Busy, nothing written) and the notification's retry finds the link on B and judges the "Yes" as hers: qualified
+    once, though B's "No" (T+30) and a reconciliation check follow."""
+    work = world()
+    link, lead = joined(work, signed_up="No")
+    t = work.clock()
+    user = work.apis.intercom_.add("ann@example.com", role="user", signed_up="No")
+    user.update(created_at=1, updated_at=1)
+    merge = event(dict(user, custom_attributes={"signed_up": "No"}), "contact.merged", "m", created_at=t + 15,
+                  merged_from={"type": "contact", "id": lead["id"]})
+    yes = event(dict(user, custom_attributes={"signed_up": "Yes"}, updated_at=t + 20), "contact.user.updated", "b20",
+                created_at=t + 20)
+    no = event(dict(user, custom_attributes={"signed_up": "No"}, updated_at=t + 30), "contact.user.updated", "b30",
+               created_at=t + 30)
+    set_value(work, user, "No")["updated_at"] = t + 30
+    work.apis.intercom_.merge(lead["id"], user["id"])
+    work.clock.now = t + 100
+    links, record = work.store.links, work.store.links.see_duplicate
+
+    def merged_meanwhile(read, seen):
+        links.see_duplicate = record                # (once)
+        run(work, merge)                            # another worker, meanwhile
+        return record(read, seen)
+
+    links.see_duplicate = merged_meanwhile          # type: ignore[method-assign]
+    run(work, yes)
+    assert len(work.queue.deferred) == 1 and link_of(work).duplicates_seen == () and work.apis.rf_.calls == []
+    run(work, yes, receives=2)                      # (its retry)
+    for body in (no, check()):
+        run(work, body)
+    assert link_of(work).contact_id == user["id"]
+    assert work.apis.rf_.calls == ["get_user 7", "qualify 7"] and link_of(work).qualification is QState.QUALIFIED
