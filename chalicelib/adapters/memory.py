@@ -478,8 +478,9 @@ class MemoryLinks(Leases):
         stored = self.get(link.ref)
         if stored is None:
             return link                # erased meanwhile
-        if stored.duplicates_seen != link.duplicates_seen:
-            raise Busy("the values seen on her other contacts changed meanwhile (another worker)")
+        if stored.duplicates_seen != link.duplicates_seen or stored.contact_id != link.contact_id:
+            raise Busy("the values seen on her other contacts, or the contact she is on, changed meanwhile "
+                       "(another worker)")
         kept = seen_with(stored.duplicates_seen, seen)
         return stored if kept == stored.duplicates_seen else self._write(link.ref, [], duplicates_seen=kept)
 

@@ -180,7 +180,9 @@ class LinkRepository(Protocol):
         into it, or it is the older duplicate of the one we created. `baseline`: its new baseline, a
         value of `baseline_of` (the link is no longer armed: what armed it was the other contact's). Any move clears the
         value held back (Link.held_at: the contact left's). `role`: the
-        contact's role now; none given, the link keeps the one it holds, and is returned with it (set meanwhile too).
+        contact's role now; none given, the link keeps the one it holds, and is returned with it (set meanwhile too),
+        as it is returned with the values seen on her other contacts as stored (Link.duplicates_seen: the merge judges
+        the survivor's).
         `when`: the time of the event that moved it (a merge notification's), which shows `contact_id` as it was
         then: the newest event applied from then on (Link.last_event_at, never moved back), so that a notification
         about it from before, delivered late, does not set its role or email back (set_contact). `left`: the contact
@@ -236,9 +238,10 @@ class LinkRepository(Protocol):
     def see_duplicate(self, link: Link, seen: DuplicateSeen) -> Link:
         """A value meeting the target was seen on `seen.contact_id`, another contact with her email (`match: contact`:
         not counted there): recorded as the newest of that contact's (Link.duplicates_seen; one of a newer event
-        recorded already is kept), for a merge onto it to judge. Only while those records are as `link` read them:
-        changed meanwhile, Busy, nothing written; erased meanwhile, `link`, nothing written. Nothing else is written
-        (its history says it was not counted: note_repeat)."""
+        recorded already is kept), for a merge onto it to judge. Only while those records, and the contact the link is
+        on, are as `link` read them: changed meanwhile, Busy, nothing written (a merge that moved it onto that contact
+        meanwhile judged without the record: the retry judges the value as hers); erased meanwhile, `link`, nothing
+        written. Nothing else is written (its history says it was not counted: note_repeat)."""
     def take_baselines(self, taken: Sequence[tuple[Link, Any, str, Sequence[Entry]]]) -> list[bool]:
         """Leads whose baseline is not known under the campaign's rule (judge.takes_baseline), each (the link as
         read, its baseline now, the attribute it is a value of, entries): the link takes that baseline, is not

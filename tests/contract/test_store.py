@@ -440,6 +440,29 @@ def test_a_value_seen_on_another_of_her_contacts_is_recorded_newest_first_held_t
         assert store.links.get(ANN) is None
 
 
+def test_a_value_seen_on_another_contact_is_not_recorded_on_a_link_that_moved_since_it_was_read(store):
+    """A worker read Ann's link on c1 and sees c2's value at the target (not hers: recorded for a merge onto c2 to
+    judge); a merge moved her link onto c2 meanwhile (its judge ran without that record): Busy, nothing written; its
+    retry finds the link on c2 and judges the value as hers."""
+    read = joined(store, baseline_of=SIGNED_UP)
+    store.links.move(store.links.get(ANN), "c2", [Entry("contact", "merged")], when=100.0, left=True)
+    moved = store.links.get(ANN)
+    with pytest.raises(Busy):
+        store.links.see_duplicate(read, DuplicateSeen("c2", "Yes", SIGNED_UP, 200.0))
+    assert store.links.get(ANN) == moved and moved.duplicates_seen == ()
+
+
+def test_a_move_returns_the_values_seen_on_other_contacts_as_stored_not_as_read(store):
+    """A merge read Ann's link, and another worker recorded c2's value at the target meanwhile (Link.duplicates_seen):
+    the move returns the link with that record (the merge judges it: contact_events._seen_before_merge), on either
+    store, and keeps it."""
+    read = joined(store, baseline_of=SIGNED_UP)
+    seen = DuplicateSeen("c2", "Yes", SIGNED_UP, 200.0)
+    store.links.see_duplicate(store.links.get(ANN), seen)
+    moved = store.links.move(read, "c2", [Entry("contact", "merged")], when=100.0, left=True)
+    assert moved.contact_id == "c2" and moved.seen_on("c2") == seen and store.links.get(ANN) == moved
+
+
 def test_a_move_without_a_role_returns_the_role_the_link_holds_not_the_one_read(store):
     """A worker read the link, and Intercom's role of its contact was set since (another event): a merge that names
     no role keeps the stored one, and returns the link as it now stands, that role with it, on either store."""

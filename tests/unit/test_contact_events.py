@@ -11,6 +11,7 @@ from chalicelib.domain.history import Entry
 from chalicelib.domain.link import ContactState, JoinResult, LeftContact, LinkStatus, PersonRef
 from chalicelib.domain.qualification import QState
 from chalicelib.messages import ContactMessage
+from tests.fakes import FakeWork
 from tests.support.meanwhile import after
 from tests.unit.scenario import (RULE, WS, check, event, history, joined, link_of, made, reasons, run, set_value,
                                  settings, world)
@@ -958,12 +959,9 @@ def test_a_yes_held_after_a_merge_is_not_released_by_a_change_on_the_survivor_fr
     assert work.apis.rf_.calls == [] and link_of(work).qualification is QState.PENDING
 
 
-def test_a_survivors_change_to_the_target_delivered_before_the_merges_notification_qualifies_her():
-    """Ann joined on lead A with "No". User B, her email, "No" since before she joined, survives A's merge at T+15
-    (the link takes B's "No"); B goes "Yes" at T+20, "No" at T+30. In order B's "Yes" qualifies her. Delivered B's
-    "Yes" first (B linked to nobody yet: not counted, recorded on her link), then the merge, which judges it (of an
-    event after the merge), then B's "No", then a reconciliation check: qualified once. Found by the review's
-    permutation test (match: email qualifies her: B's "Yes" is judged as a duplicate's)."""
+def survivor_goes_yes_after_the_merge() -> tuple[FakeWork, dict, float, dict, dict, dict]:
+    """Ann joined on lead A with "No"; user B, her email, "No" since before she joined, survives A's merge at T+15
+    (the link takes B's "No"); B goes "Yes" at T+20, "No" at T+30: the world, B, T and the three notifications."""
     work = world()
     link, lead = joined(work, signed_up="No")
     t = work.clock()
@@ -978,6 +976,16 @@ def test_a_survivors_change_to_the_target_delivered_before_the_merges_notificati
     set_value(work, user, "No")["updated_at"] = t + 30
     work.apis.intercom_.merge(lead["id"], user["id"])
     work.clock.now = t + 100
+    return work, user, t, merge, yes, no
+
+
+def test_a_survivors_change_to_the_target_delivered_before_the_merges_notification_qualifies_her():
+    """Ann joined on lead A with "No". User B, her email, "No" since before she joined, survives A's merge at T+15
+    (the link takes B's "No"); B goes "Yes" at T+20, "No" at T+30. In order B's "Yes" qualifies her. Delivered B's
+    "Yes" first (B linked to nobody yet: not counted, recorded on her link), then the merge, which judges it (of an
+    event after the merge), then B's "No", then a reconciliation check: qualified once. Found by the review's
+    permutation test (match: email qualifies her: B's "Yes" is judged as a duplicate's)."""
+    work, user, t, merge, yes, no = survivor_goes_yes_after_the_merge()
     for body in (yes, merge, no, check()):
         run(work, body)
     assert link_of(work).contact_id == user["id"]
@@ -986,12 +994,17 @@ def test_a_survivors_change_to_the_target_delivered_before_the_merges_notificati
     assert "delivered before the merge" in reasons(work)[-3]
 
 
+@pytest.mark.parametrize("late", [False, pytest.param(True, marks=pytest.mark.xfail(strict=True, reason=(
+    "pre-existing (main too), found by the review's consistent-world permutations: a notification about the survivor "
+    "of an event before the merge, delivered after the merge's, is judged as hers, though in order it was a "
+    "duplicate's (match: contact: not counted)")))])
 @pytest.mark.parametrize("require_change", [True, False])
-def test_a_survivors_value_at_the_target_from_before_the_merge_delivered_before_it_is_no_change(require_change):
+def test_a_survivors_value_at_the_target_from_before_the_merge_is_no_change(require_change, late):
     """The guard _seen_before_merge relies on: Ann joined on lead A with "No"; user B, her email, made after she joined
     (the link keeps her baseline when it moves there), went "Yes" at T+10 and "No" at T+12; A merged into B at T+15,
     the merge showing B's "No". In order neither of B's changes is hers (before the merge): not qualified. B's "Yes"
-    delivered first is recorded, but the merge does not judge it (no later than the merge): not qualified either."""
+    delivered first is recorded, but the merge does not judge it (no later than the merge): not qualified either.
+    Delivered after the merge (`late`), not qualified either."""
     work = world(settings(rule={**RULE, "require_change": require_change}))
     link, lead = joined(work, signed_up="No")
     t = work.clock()
@@ -1006,8 +1019,33 @@ def test_a_survivors_value_at_the_target_from_before_the_merge_delivered_before_
     set_value(work, user, "No")["updated_at"] = t + 12
     work.apis.intercom_.merge(lead["id"], user["id"])
     work.clock.now = t + 100
-    for body in (yes, merge, no, check()):
+    for body in ((merge, yes, no) if late else (yes, merge, no)) + (check(),):
         run(work, body)
     moved = link_of(work)
-    assert moved.contact_id == user["id"] and moved.seen_on(user["id"]).at == t + 10 and moved.baseline == "No"
+    assert moved.contact_id == user["id"] and moved.baseline == "No"
     assert work.apis.rf_.calls == [] and moved.qualification is QState.PENDING
+    assert late or moved.seen_on(user["id"]).at == t + 10
+
+
+
+def test_a_merge_applied_while_a_survivors_value_at_the_target_is_recorded_lets_its_retry_judge_it():
+    """As above, B's "Yes" (T+20) delivered first; while its worker records it on her link (still on A), another worker
+    applies the merge (T+15: it finds no record to judge). The record is refused (the link moved since it was read:
+    Busy, nothing written) and the notification's retry finds the link on B and judges the "Yes" as hers: qualified
+    once, though B's "No" (T+30) and a reconciliation check follow."""
+    work, user, t, merge, yes, no = survivor_goes_yes_after_the_merge()
+    links, record = work.store.links, work.store.links.see_duplicate
+
+    def merged_meanwhile(read, seen):
+        links.see_duplicate = record                # (once)
+        run(work, merge)                            # another worker, meanwhile
+        return record(read, seen)
+
+    links.see_duplicate = merged_meanwhile          # type: ignore[method-assign]
+    run(work, yes)
+    assert len(work.queue.deferred) == 1 and link_of(work).duplicates_seen == () and work.apis.rf_.calls == []
+    run(work, yes, receives=2)                      # (its retry)
+    for body in (no, check()):
+        run(work, body)
+    assert link_of(work).contact_id == user["id"]
+    assert work.apis.rf_.calls == ["get_user 7", "qualify 7"] and link_of(work).qualification is QState.QUALIFIED

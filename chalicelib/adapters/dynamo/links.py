@@ -613,7 +613,10 @@ class DynamoLinks(Leases):
         # baseline a backfill took, meanwhile is read again (a late notification of that contact is judged by it)
         then, kept = link, link.left_baselines
         for tried in range(1, CONFLICT_TRIES + 1):
-            condition = (LinkItem.contact_id == old) & _pointed_in(held_in, link.workspace)
+            # (held to the values seen on her other contacts as read: one recorded meanwhile is read again, and
+            # returned, for the merge to judge: contact_events._seen_before_merge)
+            condition = (LinkItem.contact_id == old) & _pointed_in(held_in, link.workspace) \
+                & _same(LinkItem.duplicates_seen, seen_stored(then.duplicates_seen))
             if not role:
                 condition = condition & _same(LinkItem.contact_role, known)
             recorded: list[Action] = []
@@ -641,7 +644,7 @@ class DynamoLinks(Leases):
         return dataclasses.replace(link, contact_id=contact_id, contact_state=None, contact_created=False,
                                    contact_role=role or known, updated_at=now, **changes,
                                    left_contacts=link.left_contacts | ({old} if old and left else set()),
-                                   left_baselines=kept)
+                                   left_baselines=kept, duplicates_seen=then.duplicates_seen)
 
     def set_contact(self, link: Link, entries: Sequence[Entry], *, when: Optional[float] = None,
                     role: Optional[str] = KEEP, state: Optional[ContactState] = KEEP,
@@ -735,11 +738,15 @@ class DynamoLinks(Leases):
         item = LinkItem(*link_key(link.ref))
         if applied(lambda: item.update(
                 actions=[LinkItem.duplicates_seen.set(seen_stored(kept)), LinkItem.updated_at.set(now)],
-                condition=LinkItem.pk.exists() & _same(LinkItem.duplicates_seen, seen_stored(link.duplicates_seen)))):
+                # (and to the contact it is on: one a merge moved it onto since, that merge judged without this
+                # record; Busy, and the retry finds the link on that contact and judges the value as hers)
+                condition=LinkItem.pk.exists() & _same(LinkItem.contact_id, link.contact_id)
+                & _same(LinkItem.duplicates_seen, seen_stored(link.duplicates_seen)))):
             return dataclasses.replace(link, duplicates_seen=kept, updated_at=now)
         if get(LinkItem, link_key(link.ref), consistent=True) is None:
             return link                 # erased meanwhile: nothing about the person is written back
-        raise Busy("the values seen on her other contacts changed meanwhile (another worker)")
+        raise Busy("the values seen on her other contacts, or the contact she is on, changed meanwhile "
+                   "(another worker)")
 
     def take_baselines(self, taken: Sequence[tuple[Link, Any, str, Sequence[Entry]]]) -> list[bool]:
         """One transaction per lead (the link and its history): a backfill's page of leads, read one contact each."""
