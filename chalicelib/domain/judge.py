@@ -265,13 +265,19 @@ def judge(link: Link, rule: Optional[Qualification], seen: Sighting,
         return Verdict(Action.NOTE, Entry("evaluation", "not_qualified", details=details,
                                           reason=f"{reason}, but this person is a referrer: referrers never qualify"))
     entry = Entry("evaluation", "met" if result.met else "not_met", reason, details)
-    if result.met:
+    early = before_move(link, seen)
+    if result.met and not early:
         return Verdict(Action.QUALIFY, entry)
     if released(link, rule):
         return Verdict(Action.QUALIFY, Entry("evaluation", "met", (
             f"the value at the target held back (of the event at {iso(link.held_at or 0.0)}) was released by the change "
             f"away the link is armed since ({iso(link.armed_at or 0.0)}), and her qualification was not finished then: "
             "it is now"), {**details, "released_held_at": link.held_at}))
+    if early:
+        return Verdict(Action.NOTE, Entry("evaluation", "not_met", (
+            f"{reason}: of an event from before the link moved to this contact ({iso(link.moved_at or 0.0)}), when it "
+            "was not hers; the link took or kept its baseline there at the move, and judges the changes after it: "
+            "not a change (it neither qualifies nor arms the link)"), {**details, "before_move": link.moved_at}))
     when = _value_time(seen)
     if result.unchanged and when is not None:
         return _hold(link, rule, when, entry, details)
@@ -355,12 +361,31 @@ def _held(link: Link, rule: Qualification, seen: Sighting, type_of: Callable[[st
                                      {**result.as_details(), "via": seen.via, "contact_id": seen.contact.get("id")}))
 
 
+def before_move(link: Link, seen: Sighting) -> bool:
+    """`seen` is a notification of the contact the link holds, of an event older than the link's last move to it
+    (Link.moved_at): the contact was not hers then (a merge's survivor, before the merge), and its value no change
+    after the baseline the link holds there (taken at the move, or kept: the move's own sighting judged the value it
+    had then), whatever it was: judge neither qualifies nor arms on it (nor holds it). In order it was not judged as
+    hers (a notification of it delivered before the merge is not counted, contact_events._not_counted). A value of the
+    move's second is not (as releases). Not the contact as it is now (Sighting.current: its value then is its value
+    since, at the move too), nor one of a duplicate (another contact), nor on a link none of whose moves recorded its
+    time (a move that did not record what it left, the duplicate check's: that contact's changes since she joined are
+    hers, judged as today). A move a check made (the merge's webhook lost) is dated by the bridge's clock, later than
+    the merge: a change of the survivor between the two, delivered after the check, is not judged either (the check
+    judged its value then)."""
+    moved = link.moved_at
+    return (moved is not None and seen.when is not None and seen.when < moved and not seen.current
+            and not seen.duplicate)
+
+
 def _arms(link: Link, armed: bool, rule: Qualification, data_type: str, value: Any, seen: Sighting) -> bool:
     """Seeing a non-target value after joining makes a later return to the target a real change.
     Only the linked contact itself can show that; a duplicate's value says nothing of it. `armed`: for a value of
     this time (armed_for): one older than what armed the link arms it again, since then (the store's arm writes
-    `seen.when` as Link.armed_at)."""
-    if armed or seen.duplicate or not rules.arms(rule, data_type, value):
+    `seen.when` as Link.armed_at). Nor a value from before the link moved to the contact (before_move): in order it
+    was not hers, and a return to the target after it no change from the baseline the link took or kept at the move
+    (armed, the contact read then, a check, or a later event at the target would qualify her)."""
+    if armed or seen.duplicate or before_move(link, seen) or not rules.arms(rule, data_type, value):
         return False
     joined = rules.event_time(link.joined_at)
     return seen.when is None or joined is None or seen.when >= joined

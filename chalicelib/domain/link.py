@@ -84,10 +84,13 @@ class LeftContact:
     armed_at: Optional[float] = None        # since when it was armed on it (Link.armed_at)
 
     def held(self, link: "Link") -> "Link":
-        """`link` as it stood on this contact: its baseline and armed state then (its qualification as it is now)."""
+        """`link` as it stood on this contact: its baseline and armed state then (its qualification as it is now), and
+        the moves made before it left it (Link.moved_at: when it came to this contact, as far as they recorded it)."""
+        earlier = tuple(held for held in link.left_baselines if held.moved_at is not None
+                        and self.moved_at is not None and held.moved_at < self.moved_at)
         return replace(link, contact_id=self.contact_id, baseline=self.baseline, baseline_of=self.baseline_of,
                        armed=self.armed, armed_by=self.armed_by, armed_at=self.armed_at, held_at=None,
-                       held_by=None)
+                       held_by=None, left_baselines=earlier)
 
     def before_move(self, when: Optional[float]) -> bool:
         """An event at `when` (Intercom's clock) happened while the link was on this contact: no later than the move.

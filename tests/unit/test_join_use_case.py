@@ -734,7 +734,7 @@ def test_a_lead_joining_just_after_a_user_was_made_elsewhere_is_merged_into_it_o
     assert history(work)[-2:] == [("contact", "merged_into_existing"), ("evaluation", "not_met")]
     user["custom_attributes"]["signed_up"] = "Yes"
     from tests.unit.scenario import event
-    run(work, event(user, topic="contact.user.updated"))
+    run(work, event(user, topic="contact.user.updated", created_at=work.clock()))   # (after the move: judged)
     assert work.apis.rf_.qualified == ["7"]
 
 

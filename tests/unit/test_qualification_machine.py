@@ -235,20 +235,37 @@ def test_judge_holds_a_target_value_seen_unarmed_and_releases_it_on_an_older_cha
     assert not verdict(later, sighting=seen("No", when=T + 5)).releases
 
 
-def test_judge_does_not_release_a_value_held_by_a_change_away_from_before_the_links_last_move_and_drops_it():
+def test_judge_neither_arms_nor_releases_on_a_change_away_from_before_the_links_last_move():
     """The link moved to contact c2 at T (Link.moved_at: what it left records when), and holds a value at the target
-    seen on it since: a value missing the target from before T (a change on c2 before the link was on it, delivered
-    late) arms it but is no change after the baseline held now: no release, and the hold is dropped (kept, the link
-    would read as a release not followed by her qualification: released)."""
+    seen on it since: a value missing the target from an event before T (a change on c2 before the link was on it,
+    delivered late) is no change after the baseline held now: noted (it says why), not arming the link (armed, a
+    later sighting at the target would qualify her), releasing nothing, and the hold kept (a change away of c2 after
+    T, delivered later, still releases it); a value at the target before T neither qualifies her nor is held. One of
+    T's second arms and releases (qualifies, is held); so does c2's value as it is now
+    (Sighting.current: its value since, at the move too). The view of the link on c1 (LeftContact.held) keeps no
+    move from c1 or later, so c1's late values before T are judged as on c1."""
     from chalicelib.domain.link import LeftContact
     T = 1796000000.0
     moved = dataclasses.replace(LEAD, contact_id="c2", baseline="Yes", held_at=T + 5, held_by=key(RULE),
                                 left_contacts=frozenset({"c1"}), left_baselines=(LeftContact("c1", "No", moved_at=T),))
     assert moved.moved_at == T
     before = verdict(moved, sighting=seen("No", when=T - 1))
-    assert (before.action, before.releases, before.drops_held) == (Action.ARM, False, True)
-    after = verdict(moved, sighting=seen("No", when=T))
-    assert (after.action, after.releases, after.drops_held) == (Action.ARM, True, False)
+    assert (before.action, before.releases, before.drops_held, before.held_at) == (Action.NOTE, False, False, None)
+    assert before.entry.details["before_move"] == T and "neither qualifies nor arms the link" in before.entry.reason
+    # nor qualifies her on a value at the target (her baseline there "No"), nor holds one (her baseline "Yes")
+    met = verdict(dataclasses.replace(moved, baseline="No"), sighting=seen("Yes", when=T - 1))
+    assert (met.action, met.entry.outcome, met.entry.details["before_move"]) == (Action.NOTE, "not_met", T)
+    assert verdict(dataclasses.replace(moved, baseline="No"), sighting=seen("Yes", when=T)).action is Action.QUALIFY
+    assert verdict(dataclasses.replace(moved, held_at=None), sighting=seen("Yes", when=T - 1)).held_at is None
+    assert verdict(dataclasses.replace(moved, held_at=None), sighting=seen("Yes", when=T)).held_at == T
+    for when in (T, T + 1):
+        after = verdict(moved, sighting=seen("No", when=when))
+        assert (after.action, after.releases, after.drops_held) == (Action.ARM, True, False)
+    now = verdict(moved, sighting=seen("No", when=T - 1, current=True))
+    assert now.action is Action.ARM and "before_move" not in now.entry.details
+    assert verdict(dataclasses.replace(moved, held_at=None), sighting=seen("No", when=T - 1)).action is Action.NOTE
+    assert moved.left_baselines[0].held(moved).moved_at is None
+    assert verdict(moved.left_baselines[0].held(moved), sighting=seen("No", when=T - 1)).action is Action.ARM
 
 
 def test_judge_qualifies_a_link_recording_a_release_not_followed_by_her_qualification():
