@@ -283,7 +283,9 @@ def judge(link: Link, rule: Optional[Qualification], seen: Sighting,
         return _hold(link, rule, when, entry, details)
     if _arms(link, armed, rule, data_type, value, seen):
         frees = releases(link, rule, when)
-        return Verdict(Action.ARM, entry, releases=frees, drops_held=not frees and not keeps_held(link, rule, when))
+        # (kept or not by the time the arm records, seen.when: a read's value has none, its arm the contact's updated_at)
+        return Verdict(Action.ARM, entry, releases=frees,
+                       drops_held=not frees and not keeps_held(link, rule, seen.when))
     return Verdict(Action.NOTE, entry)
 
 
@@ -329,7 +331,9 @@ def keeps_held(link: Link, rule: Qualification, when: Optional[float]) -> bool:
     though it arms since no later than it (of the same second, or from before the link's last move): kept, the link
     would read as armed since no later than the value held, as after a release (released), and qualify her on any
     later sighting, which in order nothing did. (Dropped, a change away delivered later does not release it: a
-    miss, of same-second values only.)"""
+    miss, of same-second values only.) `when`: the time the arm records (Link.armed_at: Sighting.when), not the
+    value's (_value_time): a contact read after the link was arms since its updated_at, which may be no later than a
+    value held by its notification's time (Intercom dates a notification after the change it tells)."""
     held = link.held_under(rules.key(rule))
     return when is None or held is None or when > held
 

@@ -1662,8 +1662,9 @@ _NOTIFIED = {      # what a contact's notification writes on a link under way, a
                 lambda link: (link.contact_state, link.last_event_at) == (ContactState.DELETED, 200.0)),
     "armed": (lambda store, link: store.links.arm(link, [Entry("contact", "armed")], "signed_up", at=150.0),
               lambda link: (link.armed, link.armed_by, link.armed_at) == (True, "signed_up", 150.0)),
-    "held back": (lambda store, link: store.links.hold_back(link, [Entry("contact", "held")], at=150.0),
-                  lambda link: link.held_at == 150.0),
+    "held back": (lambda store, link: store.links.hold_back(link, [Entry("contact", "held")], at=150.0,
+                                                            by="signed_up"),
+                  lambda link: (link.held_at, link.held_by) == (150.0, "signed_up")),
 }
 
 
