@@ -13,7 +13,7 @@ from chalicelib.config import Config
 from chalicelib.domain.mapping import MARKER_NAME
 from chalicelib.domain.people import digest
 from chalicelib.errors import Uncertain
-from chalicelib.ports import Conflict, Later, Merged, NotFound, NotSent, PeoplePage, ReceivedLetter, Refused
+from chalicelib.ports import Conflict, Store, Later, Merged, NotFound, NotSent, PeoplePage, ReceivedLetter, Refused
 from chalicelib.ports.edge import Refusals
 from chalicelib.ports.queue import kept_reason
 from chalicelib.ports.store import LedgerEntry, SyncRepository
@@ -500,13 +500,14 @@ def seed_ledger(sync: SyncRepository, campaign_id: str, entries: Sequence[Ledger
 
 
 class FakeWork:
-    """What the worker is given (services/worker.Work): the store's in-memory twin, fake APIs,
-    a fake queue and clock."""
+    """What the worker is given (services/worker.Work): the store's in-memory twin (or `store`, made on
+    `clock`: the DynamoDB store, for a test run on both), fake APIs, a fake queue and clock."""
 
-    def __init__(self, apis: Optional[FakeApis] = None, **config: str):
+    def __init__(self, apis: Optional[FakeApis] = None, clock: Optional[FakeClock] = None,
+                 store: Optional[Store] = None, **config: str):
         self.config = Config.from_env({"BRIDGE_MAX_ATTEMPTS": "3", **config})
-        self.clock = FakeClock()
-        self.store = MemoryStore(self.clock, lease=self.config.lease)
+        self.clock = clock or FakeClock()
+        self.store = MemoryStore(self.clock, lease=self.config.lease) if store is None else store
         self.apis = apis or FakeApis()
         self.queue = FakeQueue(self.clock)
         self.deps = WorkDeps.of(self.store, self.apis, self.queue, self.clock, lambda: self.config.search_lag,

@@ -136,12 +136,13 @@ def _warm_up() -> None:
 
 
 def start_moto(
-    host: str = "127.0.0.1", port: int = 0, *, warm: bool = True
+    host: str = "127.0.0.1", port: int = 0, *, warm: bool = True, patched: bool = True
 ) -> tuple[Any, str]:
     """Start moto's server application in this process, on kept-alive connections (moto_http); return (server, endpoint_url).
 
     ``port=0`` picks a free port.  Stop it with :func:`stop_moto`.
     ``warm`` pre-imports moto's CloudFormation model map (see _warm_up).
+    ``patched=False`` serves moto as released (the chaos run's MOTO_PATCH=0: what the patch fixes shows).
     """
     from .moto_http import KeepAliveMotoServer
 
@@ -149,8 +150,9 @@ def start_moto(
     # moto's DynamoDB is not safe for concurrent requests (a transaction deep-copies the whole table
     # while other threads write to it, and rolls back by putting the copy back): the worker runs a
     # batch's records at once, so every local stack serialises DynamoDB as the chaos run's does.
-    from infra.local.chaos import moto_patch
-    moto_patch.install()
+    if patched:
+        from infra.local.chaos import moto_patch
+        moto_patch.install()
     if warm:
         _warm_up()
     server = KeepAliveMotoServer(host, port)

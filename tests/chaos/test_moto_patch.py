@@ -93,3 +93,17 @@ def test_a_transactions_conditions_are_checked_once_each_and_still_hold(monkeypa
         assert ddb.get_item(TableName="c", Key={"pk": {"S": "a"}})["Item"]["n"] == {"N": "2"}
     finally:
         stop_moto(server)
+
+
+@pytest.mark.parametrize("patched", [True, False])
+def test_moto_is_patched_only_when_asked(monkeypatch, patched):
+    """`MOTO_PATCH=0` (a chaos run's moto as released, to see what the patch fixes) serves moto unpatched: the
+    server's start installed the patch whatever it was told, in a process or a thread."""
+    from infra.local.aws import start_moto, stop_moto
+    from infra.local.chaos import moto_patch
+
+    installed: list[bool] = []
+    monkeypatch.setattr(moto_patch, "install", lambda: installed.append(True))
+    server, _ = start_moto(warm=False, patched=patched)
+    stop_moto(server)
+    assert installed == ([True] if patched else [])

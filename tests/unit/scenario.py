@@ -11,7 +11,8 @@ from chalicelib.domain.link import JoinResult, Link, LinkStatus, PersonRef
 from chalicelib.domain.qualification import QState
 from chalicelib.messages import ChangesMessage, CheckMessage, ContactMessage
 from chalicelib.services.worker import handle_batch
-from tests.fakes import FakeWork
+from chalicelib.ports import Store
+from tests.fakes import FakeClock, FakeWork
 
 WS = "ws"
 RULE = {"attribute": "custom_attributes.signed_up", "value": "Yes", "initial_value": "No"}
@@ -25,8 +26,9 @@ def settings(rule: Optional[dict] = RULE, **leads: Any) -> dict:
     return {**doc, "qualification": rule} if rule else doc
 
 
-def world(doc: Optional[dict] = None) -> FakeWork:
-    work = FakeWork()
+def world(doc: Optional[dict] = None, clock: Optional[FakeClock] = None, store: Optional[Store] = None) -> FakeWork:
+    """The worker on the store's in-memory twin, or on `store` (made on `clock`: the contract tests' on both)."""
+    work = FakeWork(clock=clock, store=store)
     work.store.settings.put("42", settings() if doc is None else doc, WS)
     work.apis.intercom_.attributes = {"custom_attributes.signed_up": {"data_type": "string"}}
     return work

@@ -822,10 +822,7 @@ def _run(cfg, rng, log_dir, stack, out, t0) -> Report:
         stack.append(moto.stop)
         endpoint = moto.endpoint
     else:
-        if cfg.moto_patch:
-            from infra.local.chaos import moto_patch
-            moto_patch.install()
-        server, endpoint = start_moto()
+        server, endpoint = start_moto(patched=cfg.moto_patch)
         stack.append(lambda: stop_moto(server))
         moto = None
     # The redrive is a backstop, as deployed (infra/deploy.py): twice the worker's tries.

@@ -9,10 +9,7 @@ from infra.local.aws import start_moto, stop_moto
 
 
 def main() -> None:
-    if os.environ.get("CHAOS_MOTO_PATCH", "1") != "0":
-        from infra.local.chaos import moto_patch
-        moto_patch.install()
-    server, endpoint = start_moto()
+    server, endpoint = start_moto(patched=os.environ.get("CHAOS_MOTO_PATCH", "1") != "0")
     print(endpoint, flush=True)
     sys.stdin.read()          # the parent closes it (or dies): stop
     stop_moto(server)
