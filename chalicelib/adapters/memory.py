@@ -20,8 +20,9 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 from ..domain.budget import BudgetState
 from ..domain.history import Entry, Recorded, iso, kind_of
 from ..domain.oauth import Outcome
-from ..domain.link import (Claim, ContactState, FoundContact, JoinClaim, JoinResult, LeftContact, Link, LinkStatus,
-                           Overdue, PendingPage, PersonRef, ReferralCount, left_stamped, left_with)
+from ..domain.link import (Claim, ContactState, DuplicateSeen, FoundContact, JoinClaim, JoinResult, LeftContact, Link,
+                           LinkStatus, Overdue, PendingPage, PersonRef, ReferralCount, left_stamped, left_with,
+                           seen_with)
 from ..domain.people import digest
 from ..domain.pointers import CONTACT, EMAIL, Finding, Placed, Pointer, Stale
 from ..domain.qualification import ENDINGS, QState, claimable
@@ -279,7 +280,7 @@ class MemoryLinks(Leases):
         self._write(claim.ref, [], contact_id=found.contact_id, kind=found.kind, contact_role=found.role,
                     baseline=found.baseline,
                     baseline_of=found.baseline_of, contact_found=True, armed=False, armed_by=None, armed_at=None,
-                    held_at=None,
+                    held_at=None, held_by=None,
                     contact_state=None)
         self._point(self.tables.contacts, (claim.workspace, found.contact_id), claim.ref)
 
@@ -393,7 +394,7 @@ class MemoryLinks(Leases):
         if changes:         # a value seen missing the target was the other contact's: not armed under the new baseline
             changes.update(armed=False, armed_by=None, armed_at=None)
         # (a value held back was the contact left's: an older change away on this one is no change on that one)
-        changes["held_at"] = None
+        changes.update(held_at=None, held_by=None)
         if old and left:        # (what it holds on the contact it leaves, as stored: a late notification's judge)
             changes["left_contacts"] = stored.link.left_contacts | {old}
             changes["left_baselines"] = left_with(stored.link.left_baselines, LeftContact.of(
@@ -442,11 +443,14 @@ class MemoryLinks(Leases):
                 stamped += 1
         return stamped
 
-    def arm(self, link: Link, entries: Sequence[Entry], by: str, at: Optional[float] = None) -> Link:
-        return self._armed_as_read(link, entries, armed=True, armed_by=by, armed_at=at, held_at=link.held_under(by))
+    def arm(self, link: Link, entries: Sequence[Entry], by: str, at: Optional[float] = None,
+            keep_held: bool = True) -> Link:
+        kept = link.held_under(by) if keep_held else None
+        return self._armed_as_read(link, entries, armed=True, armed_by=by, armed_at=at, held_at=kept,
+                                   held_by=None if kept is None else by)
 
-    def hold_back(self, link: Link, entries: Sequence[Entry], at: float) -> Link:
-        return self._armed_as_read(link, entries, held_at=at)
+    def hold_back(self, link: Link, entries: Sequence[Entry], at: float, by: str) -> Link:
+        return self._armed_as_read(link, entries, held_at=at, held_by=by)
 
     def _armed_as_read(self, link: Link, entries: Sequence[Entry], **changes: Any) -> Link:
         """`changes` written while the stored link is on the contact `link` names and armed as it reads (else Busy);
@@ -470,6 +474,16 @@ class MemoryLinks(Leases):
         return self._write(link.ref, entries, left_baselines=left_with(
             stored.left_baselines, dataclasses.replace(held, armed=True, armed_by=by, armed_at=at)))
 
+    def see_duplicate(self, link: Link, seen: DuplicateSeen) -> Link:
+        stored = self.get(link.ref)
+        if stored is None:
+            return link                # erased meanwhile
+        if stored.duplicates_seen != link.duplicates_seen or stored.contact_id != link.contact_id:
+            raise Busy("the values seen on her other contacts, or the contact she is on, changed meanwhile "
+                       "(another worker)")
+        kept = seen_with(stored.duplicates_seen, seen)
+        return stored if kept == stored.duplicates_seen else self._write(link.ref, [], duplicates_seen=kept)
+
     def take_baselines(self, taken: Sequence[tuple[Link, Any, str, Sequence[Entry]]]) -> list[bool]:
         return [self._take_baseline(*t) for t in taken]
 
@@ -480,7 +494,7 @@ class MemoryLinks(Leases):
                 link.qualification, link.baseline_of):
             return False
         written = self._write(link.ref, entries, baseline=baseline, baseline_of=attribute, armed=False,
-                              armed_by=None, armed_at=None, held_at=None, qualification=QState.PENDING)
+                              armed_by=None, armed_at=None, held_at=None, held_by=None, qualification=QState.PENDING)
         held.pending = f"{written.updated_at}#{link.ref}"
         return True
 
@@ -1155,5 +1169,6 @@ class MemoryStore:
 
 
 def _armed_state(link: Link) -> tuple:
-    """What arm and hold_back hold to, as read: armed or not, under which rule, since when, and what it held back."""
-    return link.armed, link.armed_by, link.armed_at, link.held_at
+    """What arm and hold_back hold to, as read: armed or not, under which rule, since when, and what it held, under
+    which rule."""
+    return link.armed, link.armed_by, link.armed_at, link.held_at, link.held_by

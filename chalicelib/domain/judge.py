@@ -46,11 +46,16 @@ class Verdict:
     action: Action
     entry: Optional[Entry] = None
     repeat: Optional[Repeat] = None
-    # NOTE: a value meeting the target held back by Link.armed_at (armed_for), of this event time: Link.held_at
-    # becomes the newer of the two (LinkRepository.hold_back)
+    # NOTE: a value meeting the target held back as no change (unchanged: the link not armed for it, by Link.armed_at,
+    # armed_for, or not armed at all), of this event time: Link.held_at becomes the newer of the two, under the rule
+    # `held_by` (LinkRepository.hold_back)
     held_at: Optional[float] = None
+    held_by: Optional[str] = None
     # ARM: arming the link since the time of this value releases the value Link.held_at held back: she qualifies
     releases: bool = False
+    # ARM: the value held (Link.held_at) is no older than this value and not released by it (keeps_held): the arm
+    # drops it
+    drops_held: bool = False
 
 
 IGNORE = Verdict(Action.IGNORE)
@@ -260,40 +265,88 @@ def judge(link: Link, rule: Optional[Qualification], seen: Sighting,
         return Verdict(Action.NOTE, Entry("evaluation", "not_qualified", details=details,
                                           reason=f"{reason}, but this person is a referrer: referrers never qualify"))
     entry = Entry("evaluation", "met" if result.met else "not_met", reason, details)
-    if result.met:
+    early = before_move(link, seen)
+    if result.met and not early:
         return Verdict(Action.QUALIFY, entry)
     if released(link, rule):
         return Verdict(Action.QUALIFY, Entry("evaluation", "met", (
             f"the value at the target held back (of the event at {iso(link.held_at or 0.0)}) was released by the change "
             f"away the link is armed since ({iso(link.armed_at or 0.0)}), and her qualification was not finished then: "
             "it is now"), {**details, "released_held_at": link.held_at}))
+    if early:
+        return Verdict(Action.NOTE, Entry("evaluation", "not_met", (
+            f"{reason}: of an event from before the link moved to this contact ({iso(link.moved_at or 0.0)}), when it "
+            "was not hers; the link took or kept its baseline there at the move, and judges the changes after it: "
+            "not a change (it neither qualifies nor arms the link)"), {**details, "before_move": link.moved_at}))
     when = _value_time(seen)
-    if result.unchanged and when is not None and held_back(link, rule, when):
-        held = when if link.held_at is None else max(link.held_at, when)
-        return Verdict(Action.NOTE, Entry(entry.event, entry.outcome, (
-            f"{reason}: held back, as of an event older than the change away from the target that armed the link "
-            "(delivered after it); a change away no later than it, delivered later, makes it one"),
-            {**details, "held_back": True}), held_at=held)
+    if result.unchanged and when is not None:
+        return _hold(link, rule, when, entry, details)
     if _arms(link, armed, rule, data_type, value, seen):
-        return Verdict(Action.ARM, entry, releases=releases(link, rule, when))
+        frees = releases(link, rule, when)
+        # (kept or not by the time the arm records, seen.when: a read's value has none, its arm the contact's updated_at)
+        return Verdict(Action.ARM, entry, releases=frees,
+                       drops_held=not frees and not keeps_held(link, rule, seen.when))
     return Verdict(Action.NOTE, entry)
 
 
+def _hold(link: Link, rule: Qualification, when: float, entry: Entry, details: dict) -> Verdict:
+    """A value at the target seen at `when`, no change from the lead's baseline at it (Evaluation.unchanged: the
+    link not armed for it): noted, and held (Link.held_at, under the rule), for a value missing the target from an
+    event no later than it, delivered after, makes it a change in order (releases). Held by the link not armed yet
+    too (a "No", a newer "Yes", delivered "Yes" first). A hold no newer than the one the link has under the rule
+    writes nothing more than the note."""
+    by = rules.key(rule)
+    kept = link.held_under(by)
+    back = armed_under(link, rule)
+    reason = (f"{entry.reason}: held back, as of an event older than the change away from the target that armed the "
+              "link (delivered after it); a change away no later than it, delivered later, makes it one" if back else
+              f"{entry.reason}: held, should a change away from the target older than it be delivered later (that "
+              "makes it one)")
+    noted = Entry(entry.event, entry.outcome, reason, {**details, "held_back": True} if back else details)
+    if kept is not None and kept >= when:
+        return Verdict(Action.NOTE, noted)
+    return Verdict(Action.NOTE, noted, held_at=when if kept is None else max(kept, when), held_by=by)
+
+
 def releases(link: Link, rule: Qualification, when: Optional[float]) -> bool:
-    """A value missing the target at `when` arms the link since then (`armed_for` it was not): a value meeting the
-    target held back under the same rule (Link.held_at), of the same second or later, was then a change to the target
-    in order (a "No", a newer "Yes", a newer "No", delivered newest first)."""
-    return (link.held_at is not None and when is not None and when <= link.held_at and armed_under(link, rule)
-            and link.qualification is QState.PENDING)
+    """A value missing the target at `when` arms the link since then (`armed_for` it was not, or it was not armed): a
+    value meeting the target held under the same rule (Link.held_under), of a later second, was then a change to the
+    target in order (a "No", a newer "Yes", a newer "No", delivered newest first; or a "No" and a newer "Yes",
+    delivered "Yes" first). Not one of the same second: their order is not known, and in order a "Yes" then a "No"
+    of one second are no change to the target (the "Yes" is held, the "No" arms: releasing it then would qualify
+    her, and so would a "No" of that second delivered after a newer one). A tie is left as its delivery order makes
+    it (armed_for: a "No" delivered before a "Yes" of its second still arms for it), never made a qualification by a
+    release. (Before 2026-11-28, an armed link's hold was released by a value of its second too.) Nor a value from
+    before the link's last move (Link.moved_at): a change on the contact it moved to, made before it did, is none
+    after the baseline the link holds now (taken then, or kept), in order not judged as hers."""
+    held = link.held_under(rules.key(rule))
+    if held is None or when is None or link.qualification is not QState.PENDING:
+        return False
+    moved = link.moved_at
+    return when < held and (moved is None or when >= moved)
+
+
+def keeps_held(link: Link, rule: Qualification, when: Optional[float]) -> bool:
+    """Does an arm since `when` that does not release the value held (releases) keep it? Not one it does not release
+    though it arms since no later than it (of the same second, or from before the link's last move): kept, the link
+    would read as armed since no later than the value held, as after a release (released), and qualify her on any
+    later sighting, which in order nothing did. (Dropped, a change away delivered later does not release it: a
+    miss, of same-second values only.) `when`: the time the arm records (Link.armed_at: Sighting.when), not the
+    value's (_value_time): a contact read after the link was arms since its updated_at, which may be no later than a
+    value held by its notification's time (Intercom dates a notification after the change it tells)."""
+    held = link.held_under(rules.key(rule))
+    return when is None or held is None or when > held
 
 
 def released(link: Link, rule: Qualification) -> bool:
     """The link records a release (Verdict.releases) not followed by her qualification: armed under `rule` since no
-    later than the value held back (Link.held_at; a hold is always older than armed_at, and only an arm that releases
-    it makes it no later). The arm was written, then the claim failed (the table throttled, the worker stopped): any
-    later sighting of her contact (the retry, a check) qualifies her then, whatever her value."""
-    return (armed_under(link, rule) and link.held_at is not None and link.armed_at is not None
-            and link.held_at >= link.armed_at and link.qualification is QState.PENDING)
+    later than the value held under it (Link.held_under; a hold on an armed link is always older than armed_at, one on
+    a link not armed yet is followed by an arm since later, and only an arm that releases it makes it no later). The
+    arm was written, then the claim failed (the table throttled, the worker stopped): any later sighting of her
+    contact (the retry, a check) qualifies her then, whatever her value."""
+    held = link.held_under(rules.key(rule))
+    return (armed_under(link, rule) and held is not None and link.armed_at is not None
+            and held >= link.armed_at and link.qualification is QState.PENDING)
 
 
 def _held(link: Link, rule: Qualification, seen: Sighting, type_of: Callable[[str], str]) -> Verdict:
@@ -312,12 +365,31 @@ def _held(link: Link, rule: Qualification, seen: Sighting, type_of: Callable[[st
                                      {**result.as_details(), "via": seen.via, "contact_id": seen.contact.get("id")}))
 
 
+def before_move(link: Link, seen: Sighting) -> bool:
+    """`seen` is a notification of the contact the link holds, of an event older than the link's last move to it
+    (Link.moved_at): the contact was not hers then (a merge's survivor, before the merge), and its value no change
+    after the baseline the link holds there (taken at the move, or kept: the move's own sighting judged the value it
+    had then), whatever it was: judge neither qualifies nor arms on it (nor holds it). In order it was not judged as
+    hers (a notification of it delivered before the merge is not counted, contact_events._not_counted). A value of the
+    move's second is not (as releases). Not the contact as it is now (Sighting.current: its value then is its value
+    since, at the move too), nor one of a duplicate (another contact), nor on a link none of whose moves recorded its
+    time (a move that did not record what it left, the duplicate check's: that contact's changes since she joined are
+    hers, judged as today). A move a check made (the merge's webhook lost) is dated by the bridge's clock, later than
+    the merge: a change of the survivor between the two, delivered after the check, is not judged either (the check
+    judged its value then)."""
+    moved = link.moved_at
+    return (moved is not None and seen.when is not None and seen.when < moved and not seen.current
+            and not seen.duplicate)
+
+
 def _arms(link: Link, armed: bool, rule: Qualification, data_type: str, value: Any, seen: Sighting) -> bool:
     """Seeing a non-target value after joining makes a later return to the target a real change.
     Only the linked contact itself can show that; a duplicate's value says nothing of it. `armed`: for a value of
     this time (armed_for): one older than what armed the link arms it again, since then (the store's arm writes
-    `seen.when` as Link.armed_at)."""
-    if armed or seen.duplicate or not rules.arms(rule, data_type, value):
+    `seen.when` as Link.armed_at). Nor a value from before the link moved to the contact (before_move): in order it
+    was not hers, and a return to the target after it no change from the baseline the link took or kept at the move
+    (armed, the contact read then, a check, or a later event at the target would qualify her)."""
+    if armed or seen.duplicate or before_move(link, seen) or not rules.arms(rule, data_type, value):
         return False
     joined = rules.event_time(link.joined_at)
     return seen.when is None or joined is None or seen.when >= joined

@@ -84,9 +84,13 @@ class LeftContact:
     armed_at: Optional[float] = None        # since when it was armed on it (Link.armed_at)
 
     def held(self, link: "Link") -> "Link":
-        """`link` as it stood on this contact: its baseline and armed state then (its qualification as it is now)."""
+        """`link` as it stood on this contact: its baseline and armed state then (its qualification as it is now), and
+        the moves made before it left it (Link.moved_at: when it came to this contact, as far as they recorded it)."""
+        earlier = tuple(held for held in link.left_baselines if held.moved_at is not None
+                        and self.moved_at is not None and held.moved_at < self.moved_at)
         return replace(link, contact_id=self.contact_id, baseline=self.baseline, baseline_of=self.baseline_of,
-                       armed=self.armed, armed_by=self.armed_by, armed_at=self.armed_at, held_at=None)
+                       armed=self.armed, armed_by=self.armed_by, armed_at=self.armed_at, held_at=None,
+                       held_by=None, left_baselines=earlier)
 
     def before_move(self, when: Optional[float]) -> bool:
         """An event at `when` (Intercom's clock) happened while the link was on this contact: no later than the move.
@@ -135,6 +139,31 @@ def left_stamped(link: "Link", attribute: str, key: str) -> tuple[LeftContact, .
 
 
 @dataclass(frozen=True)
+class DuplicateSeen:
+    """A value meeting the target seen on another contact with the lead's email (`match: contact`: not counted there,
+    contact_events._not_counted), the newest of that contact's: Intercom may merge the lead's contact into it, and a
+    notification about it delivered before the merge's, of an event after the merge, is one the link would have judged
+    on it in order. The merge judges it then (contact_events._seen_before_merge), only when its event is later than the
+    merge's: one no later showed the contact as it was when the link took it (its baseline then), no change."""
+
+    contact_id: str
+    value: Any
+    of: str                 # the rule's attribute `value` is of (a rule on another attribute since: not judged)
+    at: float               # its event's time, by Intercom's clock
+
+    def as_stored(self) -> dict[str, Any]:
+        return {"value": self.value, "of": self.of, "at": self.at}
+
+
+def seen_with(seen: tuple[DuplicateSeen, ...], new: DuplicateSeen) -> tuple[DuplicateSeen, ...]:
+    """The records `seen`, with `new` in place of its contact's, unless that one is of a newer event (kept)."""
+    was = next((s for s in seen if s.contact_id == new.contact_id), None)
+    if was is not None and was.at > new.at:
+        return seen
+    return tuple(sorted((*(s for s in seen if s.contact_id != new.contact_id), new), key=lambda s: s.contact_id))
+
+
+@dataclass(frozen=True)
 class Link:
     campaign_id: str
     rf_user_id: str
@@ -159,13 +188,17 @@ class Link:
     # target then, and is judged as if the link were not armed (judge.armed_for). None with `armed`: armed by a value
     # of no known time, or before the bridge recorded it (before 2026-11-28): armed since always, as it was taken.
     armed_at: Optional[float] = None
-    # The event time of the newest value meeting the target that armed_at held back (judge.armed_for), under
-    # `armed_by`: a value missing the target from an event no later than it, delivered after, arms the link since
-    # then, which makes that held value a change to the target in order: she qualifies then (judge: Verdict.releases).
-    # Cleared with `armed`, and by any move (it was the contact left's); kept by an arm under the same rule
-    # (LinkRepository.arm). Not recorded on a contact the link left (LeftContact): a late notification's held value is
-    # not released.
+    # The event time of the newest value meeting the target that judge held back as no change (unchanged from a
+    # baseline at the target, require_change): one armed_at held back (judge.armed_for), or one seen while the link was
+    # not armed under the rule, under the rule `held_by` names: a value missing the target from an event no later
+    # than it, delivered after, arms the link since then, which makes that held value a change to the target in
+    # order: she qualifies then (judge: Verdict.releases). Cleared with the baseline (a move, a baseline taken) and by
+    # any move (it was the contact left's); kept by an arm under the same rule (LinkRepository.arm). Not recorded on a
+    # contact the link left (LeftContact): a late notification's held value is not released.
     held_at: Optional[float] = None
+    # The rule (rules.key) `held_at` was held under. None with `held_at`: held before the bridge recorded it (before
+    # 2026-11-28; only an armed link held one then): under `armed_by`.
+    held_by: Optional[str] = None
     qualification: Optional[QState] = None
     qualified_at: Optional[str] = None
     last_event_at: Optional[float] = None            # newest Intercom event applied to role/state
@@ -226,15 +259,28 @@ class Link:
     # about one, of an event from before the move, delivered after it, is judged against that, as it would have been
     # had it come in order. Empty for a contact left before the bridge recorded it: its notifications not judged.
     left_baselines: tuple["LeftContact", ...] = ()
+    # Values meeting the target seen on other contacts with her email while not hers (DuplicateSeen), the newest of
+    # each: judged when a merge moves the link onto that contact, of an event after the merge. Empty on links written
+    # before the bridge recorded them.
+    duplicates_seen: tuple["DuplicateSeen", ...] = ()
 
     def held_under(self, by: str) -> Optional[float]:
-        """What an arm under the rule (rules.key) `by` keeps of `held_at`: the value held back under that rule, not
-        one held under another (LinkRepository.arm)."""
-        return self.held_at if self.armed and self.armed_by == by else None
+        """`held_at` if held under the rule (rules.key) `by`, not under another: what an arm under it keeps
+        (LinkRepository.arm) and releases (judge.releases). One held before the bridge recorded the rule (`held_by`)
+        was held under `armed_by` (or, armed before that was recorded too, the current rule's: judge.armed_under)."""
+        if self.held_at is None:
+            return None
+        if self.held_by is not None:
+            return self.held_at if self.held_by == by else None
+        return self.held_at if self.armed and self.armed_by in (None, by) else None
 
     def left(self, contact_id: Optional[str]) -> bool:
         """`contact_id` is a contact the link moved off, and not the one it holds (again) now."""
         return bool(contact_id) and contact_id in self.left_contacts and contact_id != self.contact_id
+
+    def seen_on(self, contact_id: Optional[str]) -> Optional["DuplicateSeen"]:
+        """The newest value meeting the target recorded of `contact_id` while it was not the link's (DuplicateSeen)."""
+        return next((seen for seen in self.duplicates_seen if seen.contact_id == contact_id), None)
 
     def left_then(self, contact_id: Optional[str]) -> Optional["LeftContact"]:
         """What the link held on `contact_id`, a contact it left (`left`), when it left it; None: not recorded (left
@@ -242,6 +288,12 @@ class Link:
         if not self.left(contact_id):
             return None
         return next((held for held in self.left_baselines if held.contact_id == contact_id), None)
+
+    @property
+    def moved_at(self) -> Optional[float]:
+        """When the link last moved to another contact, as the moves that recorded what it left tell (LeftContact
+        .moved_at, by Intercom's clock; None: it never did, or no such move recorded it)."""
+        return max((held.moved_at for held in self.left_baselines if held.moved_at is not None), default=None)
 
     @property
     def ref(self) -> PersonRef:

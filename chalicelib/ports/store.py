@@ -10,8 +10,8 @@ from typing import Any, Callable, Iterable, Mapping, NamedTuple, Optional, Proto
 from ..domain.budget import BudgetState
 from ..domain.history import Entry, Recorded
 from ..domain.oauth import Outcome
-from ..domain.link import (Claim, ContactState, FoundContact, JoinClaim, JoinResult, Link, LinkStatus, Overdue, PendingPage,
-                           PersonRef, ReferralCount)
+from ..domain.link import (Claim, ContactState, DuplicateSeen, FoundContact, JoinClaim, JoinResult, Link, LinkStatus,
+                           Overdue, PendingPage, PersonRef, ReferralCount)
 from ..domain.pointers import Finding, Placed, Pointer
 from ..domain.qualification import QState
 from ..domain.sync import PageError
@@ -180,7 +180,9 @@ class LinkRepository(Protocol):
         into it, or it is the older duplicate of the one we created. `baseline`: its new baseline, a
         value of `baseline_of` (the link is no longer armed: what armed it was the other contact's). Any move clears the
         value held back (Link.held_at: the contact left's). `role`: the
-        contact's role now; none given, the link keeps the one it holds, and is returned with it (set meanwhile too).
+        contact's role now; none given, the link keeps the one it holds, and is returned with it (set meanwhile too),
+        as it is returned with the values seen on her other contacts as stored (Link.duplicates_seen: the merge judges
+        the survivor's).
         `when`: the time of the event that moved it (a merge notification's), which shows `contact_id` as it was
         then: the newest event applied from then on (Link.last_event_at, never moved back), so that a notification
         about it from before, delivered late, does not set its role or email back (set_contact). `left`: the contact
@@ -212,17 +214,20 @@ class LinkRepository(Protocol):
         stored link still lacks it (written meanwhile, by a worker or another run: kept; those records, changed
         meanwhile, are read again), so a run cut short is simply run again. Reads all the campaign's links;
         the number written."""
-    def arm(self, link: Link, entries: Sequence[Entry], by: str, at: Optional[float] = None) -> Link:
+    def arm(self, link: Link, entries: Sequence[Entry], by: str, at: Optional[float] = None,
+            keep_held: bool = True) -> Link:
         """A value missing the target of the rule whose key (rules.key) is `by` was seen, in an event at `at`
         (Intercom's clock; None: unknown): the link is armed under it since then (Link.armed_at: judge.armed_for
         decided that it arms it, so `at` is earlier than any it held), erased meanwhile: `link`, and nothing written;
         on another contact than `link` names, moved meanwhile, or armed otherwise meanwhile than `link` reads (armed or
-        not, armed_by, armed_at, held_at: another worker armed it, or held a value back): Busy, nothing written, as
-        set_contact. The value held back (Link.held_at) is kept under the same rule (Link.held_under), else cleared."""
-    def hold_back(self, link: Link, entries: Sequence[Entry], at: float) -> Link:
-        """A value meeting the target was held back by armed_at (judge.armed_for): the entries written, and Link.held_at
-        set to `at` (the newer of it and the one held: judge's), held as arm is (Busy, or erased: `link`, nothing
-        written)."""
+        not, armed_by, armed_at, held_at, held_by: another worker armed it, or held a value): Busy, nothing written, as
+        set_contact. The value held (Link.held_at) is kept under the same rule (Link.held_under: `held_by` = `by`),
+        unless not `keep_held` (judge: Verdict.drops_held), else cleared."""
+    def hold_back(self, link: Link, entries: Sequence[Entry], at: float, by: str) -> Link:
+        """A value meeting the target, no change from the baseline, was held (judge: by armed_at, judge.armed_for, or
+        seen while the link was not armed under the rule): the entries written, Link.held_at set to `at` (the newer of
+        it and the one held under the rule: judge's) and Link.held_by to `by` (rules.key), held as arm is (Busy, or
+        erased: `link`, nothing written)."""
     def arm_left(self, link: Link, contact_id: str, entries: Sequence[Entry], by: str, at: Optional[float] = None
                  ) -> Link:
         """A value missing the target of the rule `by` was seen on `contact_id`, a contact the link left (in a late
@@ -230,6 +235,13 @@ class LinkRepository(Protocol):
         under it since then (LeftContact.armed_at), as the link would have been on it, and the entries written; the link's own armed state (the contact's it
         holds now) is not. Only while those records are as `link` read them: changed meanwhile, Busy, nothing
         written; erased meanwhile, `link`, nothing written; none recorded for `contact_id`, `link`, nothing written."""
+    def see_duplicate(self, link: Link, seen: DuplicateSeen) -> Link:
+        """A value meeting the target was seen on `seen.contact_id`, another contact with her email (`match: contact`:
+        not counted there): recorded as the newest of that contact's (Link.duplicates_seen; one of a newer event
+        recorded already is kept), for a merge onto it to judge. Only while those records, and the contact the link is
+        on, are as `link` read them: changed meanwhile, Busy, nothing written (a merge that moved it onto that contact
+        meanwhile judged without the record: the retry judges the value as hers); erased meanwhile, `link`, nothing
+        written. Nothing else is written (its history says it was not counted: note_repeat)."""
     def take_baselines(self, taken: Sequence[tuple[Link, Any, str, Sequence[Entry]]]) -> list[bool]:
         """Leads whose baseline is not known under the campaign's rule (judge.takes_baseline), each (the link as
         read, its baseline now, the attribute it is a value of, entries): the link takes that baseline, is not

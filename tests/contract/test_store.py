@@ -13,8 +13,8 @@ import pytest
 
 from chalicelib.adapters.memory import MemoryStore
 from chalicelib.domain.history import Entry, iso
-from chalicelib.domain.link import (Claim, ContactState, FoundContact, JoinClaim, JoinResult, LeftContact, Link,
-                                   LinkStatus, PersonRef, MOVED_UNKNOWN, ReferralCount)
+from chalicelib.domain.link import (Claim, ContactState, DuplicateSeen, FoundContact, JoinClaim, JoinResult, LeftContact,
+                                   Link, LinkStatus, PersonRef, MOVED_UNKNOWN, ReferralCount)
 from chalicelib.domain.judge import letter_gone
 from chalicelib.domain.qualification import QState
 from chalicelib.ports import AttributeList, Busy
@@ -419,6 +419,50 @@ def test_arming_what_the_link_held_on_a_contact_it_left_arms_that_alone_while_it
     assert store.links.get(ANN) is None and store.history.entries(ANN) == []
 
 
+def test_a_value_seen_on_another_of_her_contacts_is_recorded_newest_first_held_to_the_records_as_read(store):
+    """Link.duplicates_seen (contact_events._not_counted): the newest value meeting the target of each of her other
+    contacts. One of an older event than that recorded changes nothing; a worker whose read is older than a record
+    made meanwhile is Busy, nothing written (its retry reads them again); erased meanwhile, nothing written."""
+    link = joined(store, baseline_of=SIGNED_UP)
+    seen = store.links.see_duplicate(link, DuplicateSeen("c2", "Yes", SIGNED_UP, 200.0))
+    assert seen.seen_on("c2") == DuplicateSeen("c2", "Yes", SIGNED_UP, 200.0) and store.links.get(ANN) == seen
+    other = store.links.see_duplicate(seen, DuplicateSeen("c3", "Yes", SIGNED_UP, 100.0))
+    assert [s.contact_id for s in other.duplicates_seen] == ["c2", "c3"] and store.links.get(ANN) == other
+    assert store.links.see_duplicate(other, DuplicateSeen("c2", "Yes", SIGNED_UP, 150.0)) == other     # older: kept
+    newer = store.links.see_duplicate(other, DuplicateSeen("c2", "yes", SIGNED_UP, 300.0))
+    assert newer.seen_on("c2").at == 300.0 and store.links.get(ANN) == newer
+    with pytest.raises(Busy):                                       # as `seen` read them: c3's recorded since
+        store.links.see_duplicate(seen, DuplicateSeen("c2", "Yes", SIGNED_UP, 400.0))
+    assert store.links.get(ANN) == newer and outcomes(store) == ["linked"]                   # no history written
+    store.links.erase(newer)
+    for read in (newer, link):                                      # (`link`: read before any was recorded)
+        assert store.links.see_duplicate(read, DuplicateSeen("c2", "Yes", SIGNED_UP, 500.0)) is read
+        assert store.links.get(ANN) is None
+
+
+def test_a_value_seen_on_another_contact_is_not_recorded_on_a_link_that_moved_since_it_was_read(store):
+    """A worker read Ann's link on c1 and sees c2's value at the target (not hers: recorded for a merge onto c2 to
+    judge); a merge moved her link onto c2 meanwhile (its judge ran without that record): Busy, nothing written; its
+    retry finds the link on c2 and judges the value as hers."""
+    read = joined(store, baseline_of=SIGNED_UP)
+    store.links.move(store.links.get(ANN), "c2", [Entry("contact", "merged")], when=100.0, left=True)
+    moved = store.links.get(ANN)
+    with pytest.raises(Busy):
+        store.links.see_duplicate(read, DuplicateSeen("c2", "Yes", SIGNED_UP, 200.0))
+    assert store.links.get(ANN) == moved and moved.duplicates_seen == ()
+
+
+def test_a_move_returns_the_values_seen_on_other_contacts_as_stored_not_as_read(store):
+    """A merge read Ann's link, and another worker recorded c2's value at the target meanwhile (Link.duplicates_seen):
+    the move returns the link with that record (the merge judges it: contact_events._seen_before_merge), on either
+    store, and keeps it."""
+    read = joined(store, baseline_of=SIGNED_UP)
+    seen = DuplicateSeen("c2", "Yes", SIGNED_UP, 200.0)
+    store.links.see_duplicate(store.links.get(ANN), seen)
+    moved = store.links.move(read, "c2", [Entry("contact", "merged")], when=100.0, left=True)
+    assert moved.contact_id == "c2" and moved.seen_on("c2") == seen and store.links.get(ANN) == moved
+
+
 def test_a_move_without_a_role_returns_the_role_the_link_holds_not_the_one_read(store):
     """A worker read the link, and Intercom's role of its contact was set since (another event): a merge that names
     no role keeps the stored one, and returns the link as it now stands, that role with it, on either store."""
@@ -701,10 +745,10 @@ def test_a_value_held_back_is_recorded_held_to_the_armed_state_kept_by_an_arm_un
     before is Busy, nothing written: so is an arm that read the link before a value was held back). An arm under the
     same rule keeps it, one under another rule clears it, and so does a move taking another baseline."""
     armed = store.links.arm(joined(store, baseline_of=SIGNED_UP), [], "rule", 300.0)
-    held = store.links.hold_back(armed, [Entry("evaluation", "not_met")], 250.0)
+    held = store.links.hold_back(armed, [Entry("evaluation", "not_met")], 250.0, "rule")
     assert (held.armed_at, held.held_at) == (300.0, 250.0) and store.links.get(ANN) == held
     assert len(outcomes(store)) == 2
-    for stale in (lambda: store.links.hold_back(armed, [Entry("evaluation", "not_met")], 260.0),
+    for stale in (lambda: store.links.hold_back(armed, [Entry("evaluation", "not_met")], 260.0, "rule"),
                   lambda: store.links.arm(armed, [Entry("evaluation", "not_met")], "rule", 200.0)):
         with pytest.raises(Busy):
             stale()
@@ -714,20 +758,52 @@ def test_a_value_held_back_is_recorded_held_to_the_armed_state_kept_by_an_arm_un
     other = store.links.arm(lowered, [], "another rule", 100.0)
     assert (other.armed_by, other.armed_at, other.held_at) == ("another rule", 100.0, None)
     assert store.links.get(ANN) == other
-    again = store.links.hold_back(other, [], 150.0)
+    again = store.links.hold_back(other, [], 150.0, "rule")
     moved = store.links.move(again, "c3", [Entry("contact", "merged")], role="user", baseline="Yes",
                              baseline_of=SIGNED_UP, when=500.0, left=True)
     assert (moved.armed, moved.held_at, moved.left_then("c1").armed_at) == (False, None, 100.0)
     assert store.links.get(ANN) == moved
-    rearmed = store.links.hold_back(store.links.arm(moved, [], "rule", 600.0), [], 550.0)
+    rearmed = store.links.hold_back(store.links.arm(moved, [], "rule", 600.0), [], 550.0, "rule")
     assert store.links.take_baselines([(rearmed, "pro", "custom_attributes.plan", [])]) == [True]
     assert (store.links.get(ANN).armed, store.links.get(ANN).held_at) == (False, None)
+
+
+def test_a_value_held_on_a_link_not_armed_records_its_rule_kept_by_an_arm_under_it_only_and_held_to_as_read(store):
+    """A value at the target held while the link is not armed (judge: a "Yes" delivered before an older "No") is
+    recorded with the rule it was held under (Link.held_by). An arm under that rule keeps both; a worker whose read
+    names another rule for the same hold (one held meanwhile, after settings changed the rule) is Busy, nothing
+    written; an arm under another rule clears both, as do an arm told not to keep it, a move and a baseline taken."""
+    link = joined(store, baseline_of=SIGNED_UP)
+    held = store.links.hold_back(link, [Entry("evaluation", "not_met")], 250.0, "rule")
+    assert (held.armed, held.held_at, held.held_by) == (False, 250.0, "rule") and store.links.get(ANN) == held
+    assert len(outcomes(store)) == 2
+    for stale in (lambda: store.links.arm(dataclasses.replace(held, held_by="old rule"), [], "old rule", 200.0),
+                  lambda: store.links.hold_back(dataclasses.replace(held, held_by="old rule"), [], 260.0, "old rule")):
+        with pytest.raises(Busy):
+            stale()
+        assert store.links.get(ANN) == held and len(outcomes(store)) == 2
+    armed = store.links.arm(held, [Entry("evaluation", "not_met")], "rule", 200.0)
+    assert (armed.armed_at, armed.held_at, armed.held_by) == (200.0, 250.0, "rule") and store.links.get(ANN) == armed
+    other = store.links.arm(armed, [], "another rule", 100.0)
+    assert (other.armed_by, other.held_at, other.held_by) == ("another rule", None, None)
+    assert store.links.get(ANN) == other
+    again = store.links.hold_back(other, [], 150.0, "another rule")
+    moved = store.links.move(again, "c2", [Entry("contact", "merged")], role="user", when=400.0, left=True)
+    assert (moved.held_at, moved.held_by) == (None, None) and store.links.get(ANN) == moved
+    rehold = store.links.hold_back(moved, [], 450.0, "rule")
+    dropped = store.links.arm(rehold, [], "rule", 450.0, keep_held=False)    # (judge: Verdict.drops_held)
+    assert (dropped.armed_at, dropped.held_at, dropped.held_by) == (450.0, None, None)
+    assert store.links.get(ANN) == dropped
+    rehold = store.links.hold_back(dropped, [], 440.0, "rule")
+    assert store.links.take_baselines([(rehold, "pro", "custom_attributes.plan", [])]) == [True]
+    assert (store.links.get(ANN).held_at, store.links.get(ANN).held_by) == (None, None)
 
 
 def test_a_move_keeping_her_baseline_keeps_the_armed_state_but_not_the_value_held_back(store):
     """A move that keeps her baseline keeps the link armed as it was, but the value held back (Link.held_at) was the
     contact left's: cleared (a change away on the contact moved to, older than it, is no change on the one left)."""
-    held = store.links.hold_back(store.links.arm(joined(store, baseline_of=SIGNED_UP), [], "rule", 300.0), [], 250.0)
+    held = store.links.hold_back(store.links.arm(joined(store, baseline_of=SIGNED_UP), [], "rule", 300.0), [], 250.0,
+                                 "rule")
     moved = store.links.move(held, "c2", [Entry("contact", "merged")], role="user", when=400.0, left=True)
     assert (moved.armed, moved.armed_at, moved.held_at) == (True, 300.0, None)
     assert store.links.get(ANN) == moved
@@ -1586,8 +1662,9 @@ _NOTIFIED = {      # what a contact's notification writes on a link under way, a
                 lambda link: (link.contact_state, link.last_event_at) == (ContactState.DELETED, 200.0)),
     "armed": (lambda store, link: store.links.arm(link, [Entry("contact", "armed")], "signed_up", at=150.0),
               lambda link: (link.armed, link.armed_by, link.armed_at) == (True, "signed_up", 150.0)),
-    "held back": (lambda store, link: store.links.hold_back(link, [Entry("contact", "held")], at=150.0),
-                  lambda link: link.held_at == 150.0),
+    "held back": (lambda store, link: store.links.hold_back(link, [Entry("contact", "held")], at=150.0,
+                                                            by="signed_up"),
+                  lambda link: (link.held_at, link.held_by) == (150.0, "signed_up")),
 }
 
 

@@ -277,3 +277,34 @@ def test_a_linked_contacts_email_costs_writes_only_when_it_changed(bridge, inter
     writes = {"dynamodb:PutItem": 1, "dynamodb:TransactWriteItems": 1}
     assert {op: n for op, n in counts.operations().items() if op.startswith("dynamodb:") and "Get" not in op} == \
         dict(Counter(writes) + Counter(more))
+
+
+
+def test_a_value_at_the_target_unchanged_from_her_baseline_is_held_in_the_write_that_notes_it(bridge, intercom, rf,
+                                                                                             clock, counter):
+    """A lead who joined at the target (require_change), her contact's notification still at it: the value is held
+    (Link.held_at: an older change away delivered later releases it), in the transaction that notes it (the link's
+    update in place of the note's condition check: no call more than the note alone); an older one, no newer than the
+    value held, notes only: the same calls."""
+    from chalicelib.domain.link import PersonRef
+    from .test_edge_cases import join
+    settings = qualifying_settings()
+    settings["leads"]["duplicates"] = "skip"
+    intercom.add_contact("ann@example.com", role="user", custom_attributes={"signed_up": "Yes"})
+    lead, contact = join(bridge, intercom, rf, settings)
+    ref = PersonRef("42", str(lead["id"]))
+    held = None
+    for older in (False, True):
+        clock.now += 10
+        body = intercom.webhook_payload("contact.user.updated", contact["id"])
+        if older:
+            body["created_at"] = held - 5
+        bridge.post_intercom(body)
+        with counter.measure() as counts:
+            one_batch(bridge, 1)
+        # (the notification's "seen" mark; the entry, in one transaction with the hold the first time)
+        assert {op: k for op, k in counts.operations().items() if op.startswith("dynamodb:") and "Get" not in op} \
+            == {"dynamodb:PutItem": 1, "dynamodb:TransactWriteItems": 1}
+        held = held if older else float(body["created_at"])
+        assert bridge.rt.store.links.get(ref).held_at == held
+    assert counts.as_dict()["rf"] == 0

@@ -200,7 +200,8 @@ def test_a_qualification_whose_worker_died_is_finished_asking_rf_first(bridge, i
 # --- order never matters ---------------------------------------------------------------------------
 def test_yes_newer_delivered_before_no_older_qualifies_within_the_same_drain(bridge, intercom, rf, clock):
     """require_change: the contact already had "Yes" when the person joined. It goes "No", then "Yes"
-    again; Intercom delivers the newer "Yes" first. Qualified in the same drain, no reconciliation."""
+    again; Intercom delivers the newer "Yes" first (held: Link.held_at), then the older "No", which releases it.
+    Qualified in the same drain, no reconciliation."""
     settings = qualifying_settings()
     settings["leads"]["duplicates"] = "skip"
     intercom.add_contact("ann@example.com", role="user", custom_attributes={"signed_up": "Yes"})
@@ -216,4 +217,4 @@ def test_yes_newer_delivered_before_no_older_qualifies_within_the_same_drain(bri
     bridge.drain()
     assert qualified_ids(rf) == [lead["id"]]
     reasons = [h["reason"] or "" for h in bridge.history(42, lead["id"])["history"]]
-    assert any("then the contact read at once" in r for r in reasons)
+    assert any("releasing the value held back" in r for r in reasons)

@@ -182,24 +182,90 @@ def test_judge_takes_a_link_armed_since_a_time_as_not_armed_for_a_target_value_o
 
 
 def test_judge_holds_back_an_older_target_value_and_releases_it_on_a_change_away_no_later_than_it():
-    """Link.held_at: a target value held back by armed_at is recorded (the newer of two); a value missing the target
-    that arms the link since no later than it (the same second too) releases it, under the same rule only, and only
-    while the qualification waits. A newer one does not (the two-event false case stays closed)."""
+    """Link.held_at: a target value held back by armed_at is recorded (the newer of two: an older one writes nothing
+    more than its note); a value missing the target that arms the link since earlier than it releases it, under the
+    same rule only, and only while the qualification waits. A newer one does not (the two-event false case stays
+    closed), nor one of its second (their order is not known: never made a qualification), whose arm drops it."""
     T = 1796000000.0
     armed = dataclasses.replace(LEAD, baseline="Yes", armed=True, armed_by=key(RULE), armed_at=T)
     held = verdict(armed, sighting=seen("Yes", when=T - 10))
-    assert (held.action, held.held_at, held.entry.details["held_back"]) == (Action.NOTE, T - 10, True)
-    assert verdict(dataclasses.replace(armed, held_at=T - 5), sighting=seen("Yes", when=T - 10)).held_at == T - 5
+    assert (held.action, held.held_at, held.held_by, held.entry.details["held_back"]) == (
+        Action.NOTE, T - 10, key(RULE), True)
+    older = verdict(dataclasses.replace(armed, held_at=T - 5), sighting=seen("Yes", when=T - 10))
+    assert (older.action, older.held_at, older.entry.details["held_back"]) == (Action.NOTE, None, True)
+    assert verdict(dataclasses.replace(armed, held_at=T - 15), sighting=seen("Yes", when=T - 10)).held_at == T - 10
     assert verdict(armed, sighting=seen("Yes", when=T - 10, current=True, read_after_link=True)).action \
         is Action.QUALIFY
     holding = dataclasses.replace(armed, held_at=T - 10)
-    for when, releases in ((T - 10, True), (T - 20, True), (T - 9, False)):
+    for when, releases, drops in ((T - 11, True, False), (T - 20, True, False), (T - 10, False, True),
+                                  (T - 9, False, False)):
         arms = verdict(holding, sighting=seen("No", when=when))
-        assert (arms.action, arms.releases) == (Action.ARM, releases), when
+        assert (arms.action, arms.releases, arms.drops_held) == (Action.ARM, releases, drops), when
     assert not verdict(dataclasses.replace(holding, armed_by="another rule"), sighting=seen("No", when=T - 20)).releases
     assert not verdict(dataclasses.replace(holding, qualification=QState.UNCONFIRMED),
                        sighting=seen("No", when=T - 20)).releases
     assert verdict(holding, sighting=seen("No", when=T + 1)).action is Action.NOTE
+
+
+def test_judge_holds_a_target_value_seen_unarmed_and_releases_it_on_an_older_change_away_under_its_rule_only():
+    """A value at the target, unchanged from the baseline, seen while the link is not armed (a "No" at t1, a "Yes" at
+    t2, delivered "Yes" first) is held too (Link.held_at, under the rule: held_by), not marked held back (nothing armed
+    the link); a value missing the target from an earlier second arms the link and releases it. Not one of the same
+    second (in order, "Yes" then "No" of one second are no change to the target), nor a newer one, nor under another
+    rule (settings replaced it since), nor once the qualification is decided. A hold under another rule is replaced."""
+    T = 1796000000.0
+    unarmed = dataclasses.replace(LEAD, baseline="Yes")
+    held = verdict(unarmed, sighting=seen("Yes", when=T))
+    assert (held.action, held.held_at, held.held_by, "held_back" in held.entry.details) == (
+        Action.NOTE, T, key(RULE), False)
+    assert verdict(unarmed, sighting=seen("Yes", when=None)).held_at is None
+    holding = dataclasses.replace(unarmed, held_at=T, held_by=key(RULE))
+    for when, releases, drops in ((T - 1, True, False), (T, False, True), (T + 1, False, False)):
+        arms = verdict(holding, sighting=seen("No", when=when))      # (the same second's arm drops it: keeps_held)
+        assert (arms.action, arms.releases, arms.drops_held) == (Action.ARM, releases, drops), when
+    assert not verdict(dataclasses.replace(holding, held_by="another rule"), sighting=seen("No", when=T - 1)).releases
+    assert not verdict(dataclasses.replace(holding, qualification=QState.UNCONFIRMED),
+                       sighting=seen("No", when=T - 1)).releases
+    other = verdict(dataclasses.replace(holding, held_at=T + 5, held_by="another rule"), sighting=seen("Yes", when=T))
+    assert (other.held_at, other.held_by) == (T, key(RULE))
+    # armed since later than the hold (a newer "No" delivered since): the hold is kept, and an older "No" releases it
+    later = dataclasses.replace(holding, armed=True, armed_by=key(RULE), armed_at=T + 10)
+    assert verdict(later, sighting=seen("No", when=T - 1)).releases
+    assert verdict(later, sighting=seen("No", when=T + 5)).action is Action.ARM
+    assert not verdict(later, sighting=seen("No", when=T + 5)).releases
+
+
+def test_judge_neither_arms_nor_releases_on_a_change_away_from_before_the_links_last_move():
+    """The link moved to contact c2 at T (Link.moved_at: what it left records when), and holds a value at the target
+    seen on it since: a value missing the target from an event before T (a change on c2 before the link was on it,
+    delivered late) is no change after the baseline held now: noted (it says why), not arming the link (armed, a
+    later sighting at the target would qualify her), releasing nothing, and the hold kept (a change away of c2 after
+    T, delivered later, still releases it); a value at the target before T neither qualifies her nor is held. One of
+    T's second arms and releases (qualifies, is held); so does c2's value as it is now
+    (Sighting.current: its value since, at the move too). The view of the link on c1 (LeftContact.held) keeps no
+    move from c1 or later, so c1's late values before T are judged as on c1."""
+    from chalicelib.domain.link import LeftContact
+    T = 1796000000.0
+    moved = dataclasses.replace(LEAD, contact_id="c2", baseline="Yes", held_at=T + 5, held_by=key(RULE),
+                                left_contacts=frozenset({"c1"}), left_baselines=(LeftContact("c1", "No", moved_at=T),))
+    assert moved.moved_at == T
+    before = verdict(moved, sighting=seen("No", when=T - 1))
+    assert (before.action, before.releases, before.drops_held, before.held_at) == (Action.NOTE, False, False, None)
+    assert before.entry.details["before_move"] == T and "neither qualifies nor arms the link" in before.entry.reason
+    # nor qualifies her on a value at the target (her baseline there "No"), nor holds one (her baseline "Yes")
+    met = verdict(dataclasses.replace(moved, baseline="No"), sighting=seen("Yes", when=T - 1))
+    assert (met.action, met.entry.outcome, met.entry.details["before_move"]) == (Action.NOTE, "not_met", T)
+    assert verdict(dataclasses.replace(moved, baseline="No"), sighting=seen("Yes", when=T)).action is Action.QUALIFY
+    assert verdict(dataclasses.replace(moved, held_at=None), sighting=seen("Yes", when=T - 1)).held_at is None
+    assert verdict(dataclasses.replace(moved, held_at=None), sighting=seen("Yes", when=T)).held_at == T
+    for when in (T, T + 1):
+        after = verdict(moved, sighting=seen("No", when=when))
+        assert (after.action, after.releases, after.drops_held) == (Action.ARM, True, False)
+    now = verdict(moved, sighting=seen("No", when=T - 1, current=True))
+    assert now.action is Action.ARM and "before_move" not in now.entry.details
+    assert verdict(dataclasses.replace(moved, held_at=None), sighting=seen("No", when=T - 1)).action is Action.NOTE
+    assert moved.left_baselines[0].held(moved).moved_at is None
+    assert verdict(moved.left_baselines[0].held(moved), sighting=seen("No", when=T - 1)).action is Action.ARM
 
 
 def test_judge_qualifies_a_link_recording_a_release_not_followed_by_her_qualification():

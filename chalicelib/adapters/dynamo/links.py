@@ -18,9 +18,9 @@ from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 
 from ...domain.history import Entry, iso
-from ...domain.link import (COUNT_CLOCK_SLACK, LEAD, Claim, ContactState, FoundContact, JoinClaim, JoinResult,
-                           LeftContact, Link, LinkStatus, Overdue, PendingPage, PersonRef, ReferralCount, left_stamped,
-                           left_with)
+from ...domain.link import (COUNT_CLOCK_SLACK, LEAD, Claim, ContactState, DuplicateSeen, FoundContact, JoinClaim,
+                           JoinResult, LeftContact, Link, LinkStatus, Overdue, PendingPage, PersonRef, ReferralCount,
+                           left_stamped, left_with, seen_with)
 from ...domain.pointers import CONTACT, EMAIL, Finding, Placed, Pointer, Stale
 from ...domain.qualification import ENDINGS, QState, claimable
 from ...ports.store import (CHANGED_SINCE_READ, COUNT_ASK_GRACE, DEFAULT_LEASE_SECONDS, KEEP, MOVED_SINCE_READ,
@@ -29,7 +29,7 @@ from .history import Check, Delete, DynamoHistory, Put, Update
 from .keys import (COUNT_WRITES, OVERDUE, PENDING, POINTER_PREFIXES, campaign_links, campaign_referrals, contact_key,
                    email_key, ledger_key, link_key, pointer_of, referrals_key, referrer_of)
 from .models import (LedgerItem, LinkItem, PointerItem, ReferralItem, applied, batch_get, conditional, conflicted, get,
-                     left_stored)
+                     left_stored, seen_stored)
 
 
 def _assign(attr: Any, value: Any) -> Any:
@@ -50,11 +50,11 @@ def _same(attr: Any, value: Any) -> Any:
 
 def _armed_as(link: Link) -> Any:
     """The stored link is armed as `link` is: or not, under the same rule, since the same time, holding back the
-    same value (Link.held_at)."""
+    same value (Link.held_at) under the same rule (Link.held_by)."""
     armed = (LinkItem.armed == True) if link.armed else (  # noqa: E712
         LinkItem.armed.does_not_exist() | (LinkItem.armed == False))  # noqa: E712
     return armed & _same(LinkItem.armed_by, link.armed_by) & _same(LinkItem.armed_at, link.armed_at) \
-        & _same(LinkItem.held_at, link.held_at)
+        & _same(LinkItem.held_at, link.held_at) & _same(LinkItem.held_by, link.held_by)
 
 
 def _add_ref(key: tuple[str, str], ref: PersonRef) -> Update:
@@ -438,7 +438,8 @@ class DynamoLinks(Leases):
             _assign(LinkItem.contact_role, found.role), LinkItem.contact_state.remove(),
             _assign(LinkItem.baseline, found.baseline), _assign(LinkItem.baseline_of, found.baseline_of),
             LinkItem.contact_found.set(True), LinkItem.armed.remove(), LinkItem.armed_by.remove(),
-            LinkItem.armed_at.remove(), LinkItem.held_at.remove(), LinkItem.updated_at.set(iso(self.clock()))], (LinkItem.claim == claim.token) & holds),
+            LinkItem.armed_at.remove(), LinkItem.held_at.remove(), LinkItem.held_by.remove(),
+            LinkItem.updated_at.set(iso(self.clock()))], (LinkItem.claim == claim.token) & holds),
             _add_ref(contact_key(claim.workspace, found.contact_id), claim.ref),
             *(_leave(contact_key(left_in or claim.workspace, left), claim.ref) if left else ())]
 
@@ -600,8 +601,8 @@ class DynamoLinks(Leases):
             actions += [LinkItem.armed.remove(), LinkItem.armed_by.remove(), LinkItem.armed_at.remove()]
             changes.update(armed=False, armed_by=None, armed_at=None)
         # (a value held back was the contact left's: an older change away on this one is no change on that one)
-        actions.append(LinkItem.held_at.remove())
-        changes["held_at"] = None
+        actions += [LinkItem.held_at.remove(), LinkItem.held_by.remove()]
+        changes.update(held_at=None, held_by=None)
         # Named no role, the link keeps the stored one, and is returned with it (the memory twin's): the write holds
         # only while the role is the one known, and one set meanwhile (another event) is read back and known.
         known = link.contact_role
@@ -612,7 +613,10 @@ class DynamoLinks(Leases):
         # baseline a backfill took, meanwhile is read again (a late notification of that contact is judged by it)
         then, kept = link, link.left_baselines
         for tried in range(1, CONFLICT_TRIES + 1):
-            condition = (LinkItem.contact_id == old) & _pointed_in(held_in, link.workspace)
+            # (held to the values seen on her other contacts as read: one recorded meanwhile is read again, and
+            # returned, for the merge to judge: contact_events._seen_before_merge)
+            condition = (LinkItem.contact_id == old) & _pointed_in(held_in, link.workspace) \
+                & _same(LinkItem.duplicates_seen, seen_stored(then.duplicates_seen))
             if not role:
                 condition = condition & _same(LinkItem.contact_role, known)
             recorded: list[Action] = []
@@ -640,7 +644,7 @@ class DynamoLinks(Leases):
         return dataclasses.replace(link, contact_id=contact_id, contact_state=None, contact_created=False,
                                    contact_role=role or known, updated_at=now, **changes,
                                    left_contacts=link.left_contacts | ({old} if old and left else set()),
-                                   left_baselines=kept)
+                                   left_baselines=kept, duplicates_seen=then.duplicates_seen)
 
     def set_contact(self, link: Link, entries: Sequence[Entry], *, when: Optional[float] = None,
                     role: Optional[str] = KEEP, state: Optional[ContactState] = KEEP,
@@ -693,16 +697,18 @@ class DynamoLinks(Leases):
             link = item.to_link()
         raise Busy("what the link left changed while the rule was recorded on it (another worker): apply again")
 
-    def arm(self, link: Link, entries: Sequence[Entry], by: str, at: Optional[float] = None) -> Link:
+    def arm(self, link: Link, entries: Sequence[Entry], by: str, at: Optional[float] = None,
+            keep_held: bool = True) -> Link:
         # (armed on the contact `link` names: a link moved meanwhile is Busy; None: erased meanwhile; armed otherwise
         # meanwhile (since another time, under another rule, or at all: one armed since always by a value of no known
         # time is not narrowed by a worker that read it unarmed), Busy: its retry judges the value against it)
-        return self._set(link, entries, None, {"armed": True, "armed_by": by, "armed_at": at,
-                                               "held_at": link.held_under(by)},
+        kept = link.held_under(by) if keep_held else None
+        return self._set(link, entries, None, {"armed": True, "armed_by": by, "armed_at": at, "held_at": kept,
+                                               "held_by": None if kept is None else by},
                          _same(LinkItem.contact_id, link.contact_id) & _armed_as(link)) or link
 
-    def hold_back(self, link: Link, entries: Sequence[Entry], at: float) -> Link:
-        return self._set(link, entries, None, {"held_at": at},
+    def hold_back(self, link: Link, entries: Sequence[Entry], at: float, by: str) -> Link:
+        return self._set(link, entries, None, {"held_at": at, "held_by": by},
                          _same(LinkItem.contact_id, link.contact_id) & _armed_as(link)) or link
 
     def arm_left(self, link: Link, contact_id: str, entries: Sequence[Entry], by: str, at: Optional[float] = None
@@ -723,6 +729,25 @@ class DynamoLinks(Leases):
             raise
         return dataclasses.replace(link, left_baselines=kept, updated_at=now)
 
+    def see_duplicate(self, link: Link, seen: DuplicateSeen) -> Link:
+        """(One conditional update, no transaction: nothing else is written with it.)"""
+        kept = seen_with(link.duplicates_seen, seen)
+        if kept == link.duplicates_seen:
+            return link
+        now = iso(self.clock())
+        item = LinkItem(*link_key(link.ref))
+        if applied(lambda: item.update(
+                actions=[LinkItem.duplicates_seen.set(seen_stored(kept)), LinkItem.updated_at.set(now)],
+                # (and to the contact it is on: one a merge moved it onto since, that merge judged without this
+                # record; Busy, and the retry finds the link on that contact and judges the value as hers)
+                condition=LinkItem.pk.exists() & _same(LinkItem.contact_id, link.contact_id)
+                & _same(LinkItem.duplicates_seen, seen_stored(link.duplicates_seen)))):
+            return dataclasses.replace(link, duplicates_seen=kept, updated_at=now)
+        if get(LinkItem, link_key(link.ref), consistent=True) is None:
+            return link                 # erased meanwhile: nothing about the person is written back
+        raise Busy("the values seen on her other contacts, or the contact she is on, changed meanwhile "
+                   "(another worker)")
+
     def take_baselines(self, taken: Sequence[tuple[Link, Any, str, Sequence[Entry]]]) -> list[bool]:
         """One transaction per lead (the link and its history): a backfill's page of leads, read one contact each."""
         return [link.qualification in (None, QState.PENDING) and applied(lambda: self.history.transact(
@@ -733,7 +758,7 @@ class DynamoLinks(Leases):
         now = iso(self.clock())
         return Update(LinkItem(*link_key(link.ref)), [
             _assign(LinkItem.baseline, baseline), LinkItem.baseline_of.set(attribute), LinkItem.armed.remove(),
-            LinkItem.armed_by.remove(), LinkItem.armed_at.remove(), LinkItem.held_at.remove(),
+            LinkItem.armed_by.remove(), LinkItem.armed_at.remove(), LinkItem.held_at.remove(), LinkItem.held_by.remove(),
             LinkItem.qualification.set(QState.PENDING.value),
             LinkItem.pending_pk.set(PENDING), LinkItem.pending_sk.set(f"{now}#{link.ref}"),
             LinkItem.updated_at.set(now)],

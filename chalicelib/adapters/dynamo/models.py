@@ -14,7 +14,7 @@ from pynamodb.attributes import (BooleanAttribute, JSONAttribute, ListAttribute,
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
-from ...domain.link import ContactState, LeftContact, Link, LinkStatus, ReferralCount
+from ...domain.link import ContactState, DuplicateSeen, LeftContact, Link, LinkStatus, ReferralCount
 from ...domain.qualification import QState
 from ...errors import Deferred, Throttled
 from .keys import Key
@@ -124,7 +124,8 @@ class LinkItem(_Item):
     armed = BooleanAttribute(null=True)
     armed_by = UnicodeAttribute(null=True)          # the rule `armed` holds under (Link)
     armed_at = NumberAttribute(null=True)           # since when, by Intercom's clock (Link)
-    held_at = NumberAttribute(null=True)            # the target value armed_at held back (Link)
+    held_at = NumberAttribute(null=True)            # the target value held as no change (Link)
+    held_by = UnicodeAttribute(null=True)           # the rule it was held under (Link)
     qualification = UnicodeAttribute(null=True)     # domain.qualification.QState
     qualified_at = UnicodeAttribute(null=True)
     last_event_at = NumberAttribute(null=True)
@@ -149,6 +150,8 @@ class LinkItem(_Item):
     # What it held on each, when it left it (Link.left_baselines): {contact_id: LeftContact.as_stored()}, written with
     # `left_contacts` (an item with the set alone was written before the bridge recorded these)
     left_baselines = JSONAttribute(null=True)
+    # Values meeting the target seen on her other contacts (Link.duplicates_seen): {contact_id: DuplicateSeen.as_stored()}
+    duplicates_seen = JSONAttribute(null=True)
     pending_pk = UnicodeAttribute(null=True)
     pending_sk = UnicodeAttribute(null=True)
     pending = PendingIndex()
@@ -161,7 +164,7 @@ class LinkItem(_Item):
                     contact_role=self.contact_role,
                     contact_state=ContactState(self.contact_state) if self.contact_state else None,
                     baseline=self.baseline, baseline_of=self.baseline_of, armed=bool(self.armed),
-                    armed_by=self.armed_by, armed_at=self.armed_at, held_at=self.held_at,
+                    armed_by=self.armed_by, armed_at=self.armed_at, held_at=self.held_at, held_by=self.held_by,
                     qualification=QState(self.qualification) if self.qualification else None,
                     qualified_at=self.qualified_at, last_event_at=self.last_event_at, reason=self.reason,
                     joined_at=self.joined_at, updated_at=self.updated_at, uncertain_since=self.uncertain_since,
@@ -170,7 +173,7 @@ class LinkItem(_Item):
                     counted_for=self.counted_for,
                     counted_at=self.counted_at, contact_found=bool(self.contact_found),
                     contact_created=bool(self.contact_created), left_contacts=frozenset(self.left_contacts or ()),
-                    left_baselines=left_read(self.left_baselines))
+                    left_baselines=left_read(self.left_baselines), duplicates_seen=seen_read(self.duplicates_seen))
 
 
 def left_stored(held: tuple[LeftContact, ...]) -> Optional[dict[str, Any]]:
@@ -180,6 +183,15 @@ def left_stored(held: tuple[LeftContact, ...]) -> Optional[dict[str, Any]]:
 
 def left_read(stored: Optional[dict[str, Any]]) -> tuple[LeftContact, ...]:
     return tuple(LeftContact(contact_id, **held) for contact_id, held in sorted((stored or {}).items()))
+
+
+def seen_stored(seen: tuple[DuplicateSeen, ...]) -> Optional[dict[str, Any]]:
+    """Link.duplicates_seen as LinkItem.duplicates_seen stores them (in a set order: a write holds to it as read)."""
+    return {s.contact_id: s.as_stored() for s in sorted(seen, key=lambda s: s.contact_id)} or None
+
+
+def seen_read(stored: Optional[dict[str, Any]]) -> tuple[DuplicateSeen, ...]:
+    return tuple(DuplicateSeen(contact_id, **seen) for contact_id, seen in sorted((stored or {}).items()))
 
 
 class ReferralItem(_Item):

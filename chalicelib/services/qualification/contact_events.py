@@ -8,9 +8,9 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from ...domain import rules
-from ...domain.history import REPLAYED, Entry
+from ...domain.history import REPLAYED, Entry, iso
 from ...domain.join import moved_baseline, records_left
-from ...domain.link import ContactState, LeftContact, Link, email_now
+from ...domain.link import ContactState, DuplicateSeen, LeftContact, Link, email_now
 from ...domain.judge import Sighting, elsewhere
 from ...domain.mapping import attribute_type, attribute_value, has_attribute
 from ...domain.qualification import QState
@@ -77,6 +77,7 @@ def on_contact_event(message: ContactMessage, deps: WorkDeps, batch: Batch) -> s
         direct += _follow_merge(message, item, seen, deps, batch)
         for link in direct:
             _changed(link, item, message.topic, seen, deps, batch)
+            _seen_before_merge(link, message, item, seen, deps, batch)
         _same_email(message, item, direct, seen, deps, batch)
     if not direct and not batch.linked_to_email(ws, item.get("email")):
         # Nobody is linked: nothing was applied, so a repeat of it would change nothing either. No
@@ -170,7 +171,7 @@ def _same_email(message: ContactMessage, item: dict, direct: list[Link], seen: S
         if settings is None or settings.qualification is None:
             continue
         if settings.qualification.match != "email" and elsewhere(link, settings) is None:
-            _not_counted(link, settings.qualification, item, deps)
+            _not_counted(link, settings.qualification, item, seen, deps, batch)
             continue
         duplicate = Sighting(seen.contact, seen.via, seen.when, duplicate=contact_id, replay=seen.replay)
         _evaluate(link, settings, duplicate, deps, batch)
@@ -228,17 +229,56 @@ def _evaluate(link: Link, settings: Optional[CampaignSettings], seen: Sighting, 
                 letter_if=lambda exc: isinstance(exc, OwedLetter) or seen.current)
 
 
-def _not_counted(link: Link, rule: Qualification, item: dict, deps: WorkDeps) -> None:
+def _not_counted(link: Link, rule: Qualification, item: dict, seen: Sighting, deps: WorkDeps, batch: Batch) -> None:
     """`match: contact`: a duplicate contact (same email) reached the target, which does not count.
     The lead's history says so (one entry per duplicate contact, its repeats counted), so that the
-    cause of "converted in Intercom but not qualified" is named, not guessed."""
+    cause of "converted in Intercom but not qualified" is named, not guessed. The value and its event's time are
+    recorded on the link (Link.duplicates_seen, the newest of that contact's): should Intercom merge her contact into
+    this one, a notification about it delivered before the merge's is judged then (_seen_before_merge)."""
     if not link.is_lead or link.status != "linked" or link.qualification is not QState.PENDING \
             or not has_attribute(item, rule.attribute):
         return
     value = attribute_value(item, rule.attribute)
     if not rules.matches(rule, attribute_type(rule.attribute, deps.apis.attributes(link.workspace)), value):
         return
+    if seen.when is not None:       # (first: a worker that changed them meanwhile retries it, noted once)
+        noted = DuplicateSeen(str(item.get("id")), value, rule.attribute, seen.when)
+        batch.keep(deps.links.see_duplicate(batch.link(link.ref) or link, noted))
     deps.links.note_repeat(link.ref, f"duplicate_contact#{item.get('id')}", (
         f"attribute changed on contact {item.get('id')}, a duplicate of the linked contact {link.contact_id} "
         f"(same email): {rule.attribute} is {value!r} there — set `match: email` to count it"), outcome="not_counted")
+
+
+def _seen_before_merge(link: Link, message: ContactMessage, item: dict, seen: Sighting, deps: WorkDeps,
+                       batch: Batch) -> None:
+    """A merge moved the link onto the survivor (`match: contact`): a value meeting the target seen on the survivor
+    while it was not hers (Link.duplicates_seen: its notification delivered before the merge's) is judged now, as it
+    would have been had it come after the merge, only when its event is later than the merge (the time the link left
+    the merged contact: LeftContact.moved_at). One no later showed the survivor as the link took it (its baseline, or
+    a value older than that): no change since the merge, not judged. Judged again by the merge's retry (a qualification
+    reached goes the usual way: claimed, once)."""
+    if message.change != "merged" or message.item.merged_from is None:
+        return
+    merged_from, link = message.item.merged_from.id, batch.link(link.ref) or link
+    left, noted = link.left_then(merged_from), link.seen_on(item.get("id"))
+    # (the merge that moved it: this one, the time the link left that contact; a merge at an unknown time, none)
+    if link.contact_id != item.get("id") or left is None or noted is None or left.moved_at is None \
+            or left.moved_at != seen.when or noted.at <= left.moved_at or link.qualification is not QState.PENDING \
+            or _unreadable(link, deps, batch):
+        return
+    settings = batch.settings_for(link)
+    if settings is None or settings.qualification is None or settings.qualification.attribute != noted.of:
+        return
+    contact = _with_value({"id": item.get("id")}, noted.of, noted.value)
+    earlier = Sighting(contact, f"webhook about contact {item.get('id')} of {iso(noted.at)}, delivered before the "
+                       f"merge of {merged_from} into it ({message.topic}): judged after the merge", noted.at,
+                       replay=seen.replay)
+    _evaluate(link, settings, earlier, deps, batch)
+
+
+def _with_value(contact: dict, attribute: str, value: Any) -> dict:
+    """`contact` showing `value` as its `attribute` (a standard one, or custom_attributes.x)."""
+    if attribute.startswith("custom_attributes."):
+        return {**contact, "custom_attributes": {attribute.split(".", 1)[1]: value}}
+    return {**contact, attribute: value}
 

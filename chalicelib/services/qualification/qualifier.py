@@ -45,9 +45,9 @@ class Qualifier:
             self.links.note_repeat(link.ref, verdict.repeat.event, verdict.repeat.reason)
         entries = [verdict.entry] if verdict.entry is not None else []
         if verdict.action is Action.ARM:
-            return self._released(self._arm(link, entries, rule, seen.when), verdict, seen)
-        if verdict.held_at is not None:
-            return self.links.hold_back(link, entries, verdict.held_at)
+            return self._released(self._arm(link, entries, rule, seen.when, verdict), verdict, seen)
+        if verdict.held_at is not None and verdict.held_by is not None:
+            return self.links.hold_back(link, entries, verdict.held_at, verdict.held_by)
         if entries:
             self.links.note(link.ref, entries)
         if verdict.action is Action.QUALIFY:
@@ -104,11 +104,12 @@ class Qualifier:
     def _judge(self, link: Link, rule: Optional[Qualification], seen: Sighting) -> Verdict:
         return judge(link, rule, seen, lambda name: attribute_type(name, self.apis.attributes(link.workspace)))
 
-    def _arm(self, link: Link, entries: list[Entry], rule: Optional[Qualification], at: Optional[float]) -> Link:
+    def _arm(self, link: Link, entries: list[Entry], rule: Optional[Qualification], at: Optional[float],
+             verdict: Verdict) -> Link:
         """Armed under the rule whose target the value seen missed (only a verdict under a rule arms), since the
-        time of the event that showed it (`at`: Link.armed_at)."""
+        time of the event that showed it (`at`: Link.armed_at), keeping the value held unless the verdict drops it."""
         assert rule is not None
-        return self.links.arm(link, entries, rules.key(rule), at)
+        return self.links.arm(link, entries, rules.key(rule), at, keep_held=not verdict.drops_held)
 
     def _arm_and_look(self, link: Link, settings: Optional[CampaignSettings], seen: Sighting, verdict: Verdict) -> Link:
         """Order never matters: an event that arms the link may be older than one already judged (the
@@ -120,7 +121,7 @@ class Qualifier:
         except (Merged, NotFound):
             now = None             # reconciliation follows merges and deletions
         armed = self._arm(link, [verdict.entry] if verdict.entry is not None else [],
-                          settings.qualification if settings is not None else None, seen.when)
+                          settings.qualification if settings is not None else None, seen.when, verdict)
         if verdict.releases and armed.armed:
             return self._released(armed, verdict, seen)
         if now is None or not armed.armed:
