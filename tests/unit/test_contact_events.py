@@ -1155,12 +1155,12 @@ def test_a_yes_held_then_a_check_reading_no_changed_before_that_notification_was
 
 
 
-def user_made_after_she_joined(work: FakeWork, value: str, since: float
+def user_made_after_she_joined(work: FakeWork, value: str, since: float, joined_on: str = "Yes"
                                ) -> tuple[float, dict, dict, Callable[[str, int], dict]]:
-    """Ann joined on lead A with "Yes" (at T); user B, her email, made after she joined (a merge keeps her baseline),
+    """Ann joined on lead A with `joined_on` (at T); user B, her email, made after she joined (a merge keeps her baseline),
     shows `value` since T+`since`, and A is merged into it (its notification not sent here). Returns T, A, B, and a
     maker of B's notifications (its value, at T+at)."""
-    link, lead = joined(work, signed_up="Yes")
+    link, lead = joined(work, signed_up=joined_on)
     t = work.clock()
     user = work.apis.intercom_.add("ann@example.com", role="user", signed_up=value)
     user.update(created_at=t + 1, updated_at=t + since)
@@ -1222,3 +1222,36 @@ def test_a_survivors_change_away_and_back_after_a_lost_merge_delivered_after_the
     run(work, said("No", 20), said("Yes", 22))
     assert len([c for c in work.apis.rf_.calls if c.startswith("qualify")]) == 1
     assert link_of(work).qualification is QState.QUALIFIED
+
+
+@pytest.mark.parametrize("order", [("yes", "no", "merge"), ("merge", "yes", "no"), ("no", "merge", "yes")])
+@pytest.mark.parametrize("require_change", [True, False])
+def test_a_survivors_yes_from_before_the_merge_counts_under_match_email_delivered_in_any_order(order, require_change):
+    """`match: email`. Ann joined on lead A with "No"; user B, her email, made after she joined, went "Yes" at T+10 and
+    "No" at T+12, and survives A's merge at T+15 showing "No". In order B's "Yes" was a duplicate's, with her email:
+    it qualified her (_same_email). Delivered after the merge, B is the link's contact and its "Yes" from before the
+    move (judge.before_move) is judged as it was then: a duplicate's, against what the link held on A. Qualified once,
+    in any order (before, it was not judged at all: a miss new with before_move). Found by review-combined."""
+    work = world(settings({**RULE, "match": "email", "require_change": require_change}))
+    t, lead, user, said = user_made_after_she_joined(work, "No", since=12, joined_on="No")
+    bodies = {"yes": said("Yes", 10), "no": said("No", 12),
+              "merge": event(dict(user), "contact.merged", "m", created_at=t + 15,
+                             merged_from={"type": "contact", "id": lead["id"]})}
+    work.clock.now = t + 100
+    for name in order:
+        run(work, bodies[name])
+    assert len([c for c in work.apis.rf_.calls if c.startswith("qualify")]) == 1
+    assert link_of(work).qualification is QState.QUALIFIED
+
+
+def test_a_survivors_yes_from_before_the_merge_under_another_email_does_not_count_under_match_email():
+    """As above, but B had another email when it went "Yes" at T+10 (not a duplicate of hers then: in order not
+    counted), and hers since: delivered after the merge, it neither qualifies her nor arms the link."""
+    work = world(settings({**RULE, "match": "email"}))
+    t, lead, user, said = user_made_after_she_joined(work, "No", since=12, joined_on="No")
+    yes = event(dict(user, email="bob@example.com", custom_attributes={"signed_up": "Yes"}, updated_at=t + 10),
+                "contact.user.updated", "b10", created_at=t + 10)
+    work.clock.now = t + 100
+    run(work, event(dict(user), "contact.merged", "m", created_at=t + 15,
+                    merged_from={"type": "contact", "id": lead["id"]}), yes, check())
+    assert work.apis.rf_.calls == [] and link_of(work).qualification is QState.PENDING
