@@ -3,7 +3,7 @@ ignore it, note it, arm the link, or qualify the referral. Pure: no I/O (the att
 asked through a function, only when a value is judged)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any, Callable, Mapping, Optional
 
@@ -380,6 +380,15 @@ def before_move(link: Link, seen: Sighting) -> bool:
     moved = link.moved_at
     return (moved is not None and seen.when is not None and seen.when < moved and not seen.current
             and not seen.duplicate)
+
+
+def searched_before_move(link: Link, seen: Sighting) -> bool:
+    """`seen` is a search's copy of the contact the link holds (Sighting.current, not read after the link was: changes
+    ._judge), updated before the link's last move to it (Link.moved_at): Intercom's search lags, and may show the
+    contact as it was before the move, when it was not hers (a merge's survivor before the merge; before_move, were it
+    a notification). Not judged as the contact now: it is read again (as a value holds_back holds), or, under `match:
+    email`, judged as the duplicate of hers it was then (contact_events.duplicate_then)."""
+    return seen.current and not seen.read_after_link and before_move(link, replace(seen, current=False))
 
 
 def _arms(link: Link, armed: bool, rule: Qualification, data_type: str, value: Any, seen: Sighting) -> bool:

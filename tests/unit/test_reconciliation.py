@@ -688,6 +688,16 @@ def test_a_check_qualifies_a_return_to_the_target_made_before_the_notification_t
     assert work.apis.rf_.qualified == ["7"] and link_of(work).qualification is QState.QUALIFIED
 
 
+def _search_showing(work, copy):
+    """Reconciliation's search run, Intercom's search answering `copy` (behind: not the contact as it is). The
+    Intercom calls it made."""
+    searched = work.apis.intercom_.search_contacts
+    work.apis.intercom_.search_contacts = lambda *a, **k: (searched(*a, **k), ([copy], None))[1]
+    calls = len(work.apis.intercom_.calls)
+    run(work, changes(work))
+    return work.apis.intercom_.calls[calls:]
+
+
 def _searched_stale(work, stale_value, joined_with="Yes"):
     """Ann joined with "Yes" (`joined_with`); her contact saved at T+5 with `stale_value`, then "No" at T+10, whose notification arms
     the link since T+10. Reconciliation's search, behind, shows her as of T+5. The Intercom calls it made, and T."""
@@ -698,11 +708,7 @@ def _searched_stale(work, stale_value, joined_with="Yes"):
     run(work, event(lead, notification="n-no", created_at=t + 10))
     assert (link_of(work).armed_at, work.apis.rf_.calls) == (t + 10, [])
     work.clock.now += 60
-    searched = work.apis.intercom_.search_contacts
-    work.apis.intercom_.search_contacts = lambda *a, **k: (searched(*a, **k), ([stale], None))[1]
-    calls = len(work.apis.intercom_.calls)
-    run(work, changes(work))
-    return work.apis.intercom_.calls[calls:], t
+    return _search_showing(work, stale), t
 
 
 def test_a_search_showing_the_contact_from_before_the_change_that_armed_the_link_does_not_qualify_her():
@@ -729,3 +735,67 @@ def test_a_search_showing_a_lead_who_joined_off_the_target_at_it_qualifies_her_w
     work = connected(world())
     calls, t = _searched_stale(work, "Yes", joined_with="No")
     assert calls == ["search_contacts"] and work.apis.rf_.qualified == ["7"]
+
+
+def _survivor_searched_stale(work, later=None, email="ann@example.com"):
+    """Ann joined on lead A with "No" (at T). User B, her email, made after she joined, went "Yes" at T+10 and "No" at
+    T+12 (not hers then); A merged into B at T+15, its notification handled: the link moves to B keeping her baseline
+    "No" (Link.moved_at T+15). `later`: B's value since T+20 (after the merge). Reconciliation's search, behind, shows
+    B as of T+10 ("Yes", with `email` then), or, with `later`, as of T+20. The Intercom calls the search made, and T."""
+    link, lead = joined(work, signed_up="No")
+    t = int(work.clock())
+    user = work.apis.intercom_.add("ann@example.com", role="user", signed_up="No")
+    user.update(created_at=t + 1, updated_at=t + 12)
+    stale = dict(user, email=email, custom_attributes={"signed_up": "Yes"}, updated_at=t + 10)
+    work.apis.intercom_.merge(lead["id"], user["id"])
+    work.clock.now = t + 100
+    run(work, event(dict(user), "contact.merged", "m", created_at=t + 15,
+                    merged_from={"type": "contact", "id": lead["id"]}))
+    assert (link_of(work).contact_id, link_of(work).baseline, link_of(work).moved_at) == (user["id"], "No", t + 15)
+    if later is not None:
+        stale = dict(changed(work, user, later, at=t + 20), custom_attributes={"signed_up": later})
+    return _search_showing(work, stale), t
+
+
+def test_a_search_showing_the_survivor_from_before_the_merge_moved_her_link_there_does_not_qualify_her():
+    """Ann's link moved to B by the merge at T+15, keeping her baseline "No"; B's "Yes" of T+10 was not hers (nor
+    her email's duplicate's: `match: id`), and B shows "No" since T+12: in order nothing qualifies her. The search,
+    behind, shows B's "Yes" of T+10, older than the move (judge.before_move): judged as B is now, it qualified her.
+    B is read, and its "No" judged (the stale copy is no change after the baseline the link kept at the move)."""
+    work = connected(world())
+    calls, t = _survivor_searched_stale(work)
+    assert calls == ["search_contacts", "get"]
+    assert work.apis.rf_.calls == [] and link_of(work).qualification is QState.PENDING
+
+
+def test_a_search_showing_the_survivor_at_the_target_after_the_merge_qualifies_her_once_reading_nothing_more():
+    """The legit mirror: B goes "Yes" at T+20, after the merge moved her link there (baseline "No"); the search shows
+    it: she qualifies, once, with no contact read (the common path's calls), and a second search changes nothing."""
+    work = connected(world())
+    calls, t = _survivor_searched_stale(work, later="Yes")
+    assert calls == ["search_contacts"] and work.apis.rf_.qualified == ["7"]
+    run(work, changes(work, work.clock() + 60))
+    assert work.apis.rf_.qualified == ["7"] and link_of(work).qualification is QState.QUALIFIED
+
+
+@pytest.mark.parametrize("require_change", [True, False])
+def test_a_search_showing_the_survivor_from_before_the_merge_counts_as_the_duplicate_it_was_under_match_email(
+        require_change):
+    """`match: email`: B's "Yes" of T+10, her email, was a duplicate's then, and in order it qualified her (its
+    notification, delivered late, counts so: contact_events.duplicate_then). The search's stale copy of B is judged
+    so too, against what the link held on A: qualified once, with no contact read."""
+    work = connected(world(settings(rule={**BY_EMAIL, "require_change": require_change})))
+    calls, t = _survivor_searched_stale(work)
+    assert calls == ["search_contacts"] and work.apis.rf_.qualified == ["7"]
+    assert link_of(work).qualification is QState.QUALIFIED
+    run(work, changes(work, work.clock() + 60))
+    assert work.apis.rf_.qualified == ["7"]
+
+
+def test_a_search_showing_the_survivor_from_before_the_merge_under_another_email_does_not_count_under_match_email():
+    """As above, but B had another email at T+10 (not a duplicate of hers then: in order not counted): B is read, and
+    its "No" judged."""
+    work = connected(world(settings(rule=BY_EMAIL)))
+    calls, t = _survivor_searched_stale(work, email="bob@example.com")
+    assert calls == ["search_contacts", "get"]
+    assert work.apis.rf_.calls == [] and link_of(work).qualification is QState.PENDING

@@ -5,11 +5,12 @@ changed contacts, however many leads are pending; a lost webhook is caught by th
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Optional
 
 from ...domain import rules as rule_values
 from ...domain.changes import changes_query
-from ...domain.judge import Sighting, holds_back
+from ...domain.judge import Sighting, holds_back, searched_before_move
 from ...domain.link import Link
 from ...domain.mapping import attribute_type, attribute_value
 from ...domain.qualification import QState
@@ -22,6 +23,7 @@ from ...ports.store import Cursor
 from ..deps import WorkDeps
 from ..moved import valid_campaigns
 from .checks import check_link, judged_lead
+from .contact_events import duplicate_then
 
 OVERLAP = 3600.0            # each search starts this long before the last one did (search lags)
 PER_PAGE = 150              # Intercom's largest page
@@ -159,11 +161,23 @@ def _judge(ws: str, contacts: list[dict], campaigns: dict[str, CampaignSettings]
             if rule is None:
                 continue
             direct.add(link.ref)
-            if holds_back(link, rule, lambda name: attribute_type(name, deps.apis.attributes(ws)),
-                          attribute_value(contact, rule.attribute), seen.when):
+            stale = searched_before_move(link, seen)
+            then = duplicate_then(link, campaigns[link.campaign_id], contact, replace(seen, current=False)) \
+                if stale else None
+            if then is not None:
+                # `match: email`: the search shows the contact from before the link moved to it, when it was a
+                # duplicate of hers: judged as one, against what the link held then (as its late notification is).
+                late = Sighting(contact, f"{seen.via} (from before the link moved to it: a duplicate then)", seen.when,
+                                duplicate=contact["id"])
+                judged_lead(deps, link, lambda: deps.qualifier.evaluate_late(link, then, campaigns[link.campaign_id],
+                                                                             late), duplicate=contact["id"])
+                continue
+            if stale or holds_back(link, rule, lambda name: attribute_type(name, deps.apis.attributes(ws)),
+                                   attribute_value(contact, rule.attribute), seen.when):
                 # At the target, found by a search older than what armed the link (by Intercom's clocks: the
                 # notification's, made after the change it told): the search may show the contact from before that
-                # change, or a return to the target made before its notification. Its read, now, tells.
+                # change, or a return to the target made before its notification. Or any value, older than the
+                # link's move to the contact (searched_before_move): not hers then. Its read, now, tells.
                 judged_lead(deps, link, lambda: check_link(link, campaigns[link.campaign_id], deps, replay=False))
                 continue
             judged_lead(deps, link, lambda: deps.qualifier.evaluate(link, campaigns[link.campaign_id], seen, note=False))

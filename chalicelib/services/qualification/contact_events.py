@@ -151,15 +151,15 @@ def _changed(link: Link, item: dict[str, Any], topic: str, seen: Sighting, deps:
     if _unreadable(link, deps, batch):
         return
     settings = batch.settings_for(link)
-    then = _duplicate_then(link, settings, item, seen)
+    then = duplicate_then(link, settings, item, seen)
     if then is not None:
         _late(link, then, settings, seen, deps, batch, duplicate=str(item.get("id")))
     else:
         _evaluate(link, settings, seen, deps, batch)
 
 
-def _duplicate_then(link: Link, settings: Optional[CampaignSettings], item: dict, seen: Sighting
-                    ) -> Optional[LeftContact]:
+def duplicate_then(link: Link, settings: Optional[CampaignSettings], item: dict, seen: Sighting
+                   ) -> Optional[LeftContact]:
     """`match: email`: a notification of the contact the link holds, of an event from before the link moved to it
     (judge.before_move), showing her email: in order, before the move, that contact was a duplicate of the one the
     link was on, and counted (_same_email: it may qualify her, never arm the link). What the link held on that one
@@ -206,7 +206,7 @@ def _late(link: Link, held: LeftContact, settings: Optional[CampaignSettings], s
     been had it come in order, against the baseline and armed state the link had on that contact (`held`), whatever
     `match` says (it was her contact then). A qualification it reaches goes the usual way, once; its letter as
     _evaluate's. `duplicate`: the notification is of that contact, the link's now, of an event before the link left
-    `held` for it, when it was a duplicate of hers (_duplicate_then): judged as one (it may qualify her, never arms)."""
+    `held` for it, when it was a duplicate of hers (duplicate_then): judged as one (it may qualify her, never arms)."""
     if settings is None:
         return
     of = f"of contact {duplicate}, a duplicate of contact {held.contact_id} then" if duplicate else \
