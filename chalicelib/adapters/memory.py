@@ -395,10 +395,12 @@ class MemoryLinks(Leases):
             changes.update(armed=False, armed_by=None, armed_at=None)
         # (a value held back was the contact left's: an older change away on this one is no change on that one)
         changes.update(held_at=None, held_by=None)
+        moved_at = when if when is not None else self.clock()
+        changes["last_moved_at"] = moved_at     # (every move: one that records nothing it left too)
         if old and left:        # (what it holds on the contact it leaves, as stored: a late notification's judge)
             changes["left_contacts"] = stored.link.left_contacts | {old}
             changes["left_baselines"] = left_with(stored.link.left_baselines, LeftContact.of(
-                stored.link, when if when is not None else self.clock(), baseline_of))
+                stored.link, moved_at, baseline_of))
         if when is not None and (stored.link.last_event_at is None or stored.link.last_event_at < when):
             changes["last_event_at"] = when
         return self._write(link.ref, entries, contact_id=contact_id, contact_state=None, contact_created=False,
@@ -494,7 +496,8 @@ class MemoryLinks(Leases):
                 link.qualification, link.baseline_of):
             return False
         written = self._write(link.ref, entries, baseline=baseline, baseline_of=attribute, armed=False,
-                              armed_by=None, armed_at=None, held_at=None, held_by=None, qualification=QState.PENDING)
+                              armed_by=None, armed_at=None, held_at=None, held_by=None, qualification=QState.PENDING,
+                              baseline_at=self.clock())
         held.pending = f"{written.updated_at}#{link.ref}"
         return True
 

@@ -409,8 +409,6 @@ def _baselines(rt: Backfilling, settings: CampaignSettings, links: dict[PersonRe
     if not apply or rule is None:
         return {link.ref: (BASELINE, None) for link in leads}
     out: dict[PersonRef, tuple[Outcome, Optional[str]]] = {}
-    taken = []
-    at_target: set[PersonRef] = set()       # under require_change, those whose value now meets the rule
     try:                                    # the attribute's type, to tell those apart: once (its list is kept a while)
         types = rt.attributes(settings.workspace) if leads and rule.require_change else {}
     except WorkError as exc:
@@ -429,18 +427,18 @@ def _baselines(rt: Backfilling, settings: CampaignSettings, links: dict[PersonRe
         then = (f"the lead's link moved to contact {link.contact_id}, older than its join and changed since"
                 if link.baseline_of == MOVED_UNKNOWN else
                 f"the lead joined before the qualification rule on {rule.attribute} ({before})")
-        taken.append((link, value, rule.attribute, [Entry("qualification", "baseline_taken", (
+        # Taken as soon as read (one write each, as a page's were): the take dates the baseline (Link.baseline_at), and
+        # a change she makes after the read, notified before that time, is not judged as one after it.
+        taken = (link, value, rule.attribute, [Entry("qualification", "baseline_taken", (
             f"`bridge backfill {link.campaign_id} --apply`: {then}, so its value then is not known; it is "
             f"{'empty' if value in (None, '') else repr(value)} now, " + (
                 "already at the target, taken as its baseline: qualified only after a change away and back "
                 "(require_change) — check in Intercom whether it reached the target after joining, and qualify it in "
                 "Referral Factory if so" if held else
                 "taken as its baseline: the lead waits for qualification from now on")),
-            {"baseline": value, "contact_id": link.contact_id})]))
-        if held:
-            at_target.add(link.ref)
-    for (link, *_), done in zip(taken, rt.store.links.take_baselines(taken)):
-        out[link.ref] = ((HELD if link.ref in at_target else BASELINE) if done else LINKED, None)
+            {"baseline": value, "contact_id": link.contact_id})])
+        done, = rt.store.links.take_baselines([taken])
+        out[link.ref] = ((HELD if held else BASELINE) if done else LINKED, None)
     return out
 
 

@@ -592,6 +592,8 @@ class DynamoLinks(Leases):
         if old and left:
             actions.append(LinkItem.left_contacts.add({old}))
         moved_at = when if when is not None else self.clock()
+        actions.append(LinkItem.last_moved_at.set(moved_at))     # (every move: one that records nothing it left too)
+        changes["last_moved_at"] = moved_at
         if when is not None and (link.last_event_at is None or link.last_event_at < when):
             # (not held to the stored one: events of the contact it leaves, the only ones applied to it meanwhile, are
             # older than the merge that moves it; a later move reads the link first, which a Busy retry does too)
@@ -755,9 +757,11 @@ class DynamoLinks(Leases):
             for link, baseline, attribute, entries in taken]
 
     def _take_baseline(self, link: Link, baseline: Any, attribute: str) -> Update:
-        now = iso(self.clock())
+        at = self.clock()
+        now = iso(at)
         return Update(LinkItem(*link_key(link.ref)), [
-            _assign(LinkItem.baseline, baseline), LinkItem.baseline_of.set(attribute), LinkItem.armed.remove(),
+            _assign(LinkItem.baseline, baseline), LinkItem.baseline_of.set(attribute), LinkItem.baseline_at.set(at),
+            LinkItem.armed.remove(),
             LinkItem.armed_by.remove(), LinkItem.armed_at.remove(), LinkItem.held_at.remove(), LinkItem.held_by.remove(),
             LinkItem.qualification.set(QState.PENDING.value),
             LinkItem.pending_pk.set(PENDING), LinkItem.pending_sk.set(f"{now}#{link.ref}"),
