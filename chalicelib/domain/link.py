@@ -2,6 +2,8 @@
 store keeps it. Stores take and return these values; nobody changes one in place. Pure: no I/O."""
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, Mapping, NamedTuple, Optional
@@ -64,6 +66,13 @@ COUNT_CLOCK_SLACK = 1.0
 # changed since (domain/join.moved_baseline): its value then is not known (no attribute is named so).
 MOVED_UNKNOWN = "(unknown: moved to an older contact)"
 
+
+def by_the_second(at: float) -> float:
+    """A time by the bridge's clock, as Intercom dates its events: in whole seconds (down). What bounds the values a
+    link judges as changes (Link.viewed_since: a take, or a move dated by the bridge) is dated so: an event of that
+    second, which Intercom dates no later than the bridge's time though it may have come after it, is judged (a
+    value of that second is, judge.before_view), not taken as one from before it."""
+    return float(math.floor(at))
 
 @dataclass(frozen=True)
 class LeftContact:
@@ -205,8 +214,8 @@ class Link:
     held_by: Optional[str] = None
     qualification: Optional[QState] = None
     qualified_at: Optional[str] = None
-    # When `bridge backfill --apply` took `baseline` (LinkRepository.take_baselines: the bridge's clock as it wrote it,
-    # right after reading the contact): its value as of then, after every change made before. A value from an event
+    # When `bridge backfill --apply` took `baseline` (LinkRepository.take_baselines: the bridge's clock as it began to
+    # read the contact, by the second): its value as of then, after every change made before. A value from an event
     # older than that is none after the baseline (judge.before_view, as one from before a move). None: not taken, or
     # taken before the bridge recorded it (before 2026-11-28: bounded by the moves only, as then).
     baseline_at: Optional[float] = None

@@ -414,6 +414,7 @@ def _baselines(rt: Backfilling, settings: CampaignSettings, links: dict[PersonRe
     except WorkError as exc:
         return {link.ref: (NOT_TAKEN, exc.reason) for link in leads}
     for link in leads:
+        read_at = rt.clock()            # (what dates her baseline: the value read followed every change before)
         try:
             contact = rt.intercom(link.workspace).get_contact(str(link.contact_id))
         except (Merged, NotFound, WorkError) as exc:
@@ -427,8 +428,8 @@ def _baselines(rt: Backfilling, settings: CampaignSettings, links: dict[PersonRe
         then = (f"the lead's link moved to contact {link.contact_id}, older than its join and changed since"
                 if link.baseline_of == MOVED_UNKNOWN else
                 f"the lead joined before the qualification rule on {rule.attribute} ({before})")
-        # Taken as soon as read (one write each, as a page's were): the take dates the baseline (Link.baseline_at), and
-        # a change she makes after the read, notified before that time, is not judged as one after it.
+        # Taken as soon as read (one write each, as a page's were), dated by the read (Link.baseline_at): a change she
+        # made before it is none after the value taken; one made after it, even before the take, is judged.
         taken = (link, value, rule.attribute, [Entry("qualification", "baseline_taken", (
             f"`bridge backfill {link.campaign_id} --apply`: {then}, so its value then is not known; it is "
             f"{'empty' if value in (None, '') else repr(value)} now, " + (
@@ -437,7 +438,7 @@ def _baselines(rt: Backfilling, settings: CampaignSettings, links: dict[PersonRe
                 "Referral Factory if so" if held else
                 "taken as its baseline: the lead waits for qualification from now on")),
             {"baseline": value, "contact_id": link.contact_id})])
-        done, = rt.store.links.take_baselines([taken])
+        done, = rt.store.links.take_baselines([taken], read_at=read_at)
         out[link.ref] = ((HELD if held else BASELINE) if done else LINKED, None)
     return out
 

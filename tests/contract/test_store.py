@@ -369,6 +369,22 @@ def test_every_move_records_when_it_moved_the_link_whether_or_not_it_records_wha
     assert store.links.get(ANN) == merged
 
 
+def test_a_move_or_a_take_dated_by_the_stores_clock_is_dated_by_the_second(store, clock):
+    """Intercom dates events in whole seconds: a move naming no event time, and a baseline taken, record the store's
+    clock by the second (down), so that a change of the contact in that second after them, notified as of that
+    second, is judged (judge.before_view), not taken as one from before them. A take is dated by the time its
+    contacts were read when it names one (`read_at`). Found by review-baseline-at."""
+    link = joined(store)
+    clock.now += 0.7
+    kept = store.links.move(link, "c2", [Entry("contact", "moved_to_existing")], role="user")
+    assert kept.last_moved_at == kept.moved_at == float(int(clock.now)) and store.links.get(ANN) == kept
+    assert store.links.take_baselines([(kept, "pro", "custom_attributes.plan", [])]) == [True]
+    assert store.links.get(ANN).baseline_at == float(int(clock.now))
+    again = store.links.get(ANN)
+    assert store.links.take_baselines([(again, "free", "custom_attributes.x", [])], read_at=clock.now - 2.5) == [True]
+    assert store.links.get(ANN).baseline_at == float(int(clock.now - 2.5))
+
+
 def test_a_move_records_what_the_link_held_on_the_contact_it_left_and_an_item_with_the_contact_alone_reads(store,
                                                                                                           clock):
     """A late notification about a contact the link left, of an event from before the move, is judged against what

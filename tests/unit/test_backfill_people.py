@@ -151,11 +151,11 @@ def test_an_apply_after_the_count_moved_asks_for_the_counts_of_referrers_whose_l
     assert done["count_writes_queued"] == 2
 
 
-def test_each_baseline_taken_is_dated_by_the_take_right_after_its_own_contact_is_read():
-    """`--apply` takes a lead's baseline as soon as it has read her contact (one write each, as before), and the take
-    dates it (Link.baseline_at: judge takes a value from an event older than that as no change after it). Taken after
-    the whole page's reads, a change she made after her read, notified before the page's last, would be taken as one
-    from before her baseline: not judged."""
+def test_each_baseline_taken_is_dated_by_the_read_of_its_own_contact():
+    """`--apply` takes a lead's baseline as soon as it has read her contact (one write each, as before), dated by the
+    read (Link.baseline_at, by the second: judge takes a value from an event older than that as no change after it).
+    Taken after the whole page's reads, or dated by the take, a change she made after her read (here, during it),
+    notified before that time, would be taken as one from before her baseline: not judged (review-baseline-at)."""
     from tests.fakes import FakeIntercom
     from tests.unit.scenario import RULE
 
@@ -179,4 +179,5 @@ def test_each_baseline_taken_is_dated_by_the_take_right_after_its_own_contact_is
     backfill(rt, "42", apply=True)
     taken = {user: rt.store.links.get(PersonRef("42", user)) for user in ("2", "3")}
     assert {user: (link.baseline, link.baseline_at) for user, link in taken.items()} == {
-        "2": ("No", start + 30), "3": ("No", start + 60)}
+        "2": ("No", start), "3": ("No", start + 30)}
+    assert rt.clock.now == start + 60

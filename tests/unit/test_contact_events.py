@@ -1170,3 +1170,27 @@ def test_a_yes_held_then_a_check_reading_no_changed_before_that_notification_was
     assert (link_of(work).armed, link_of(work).armed_at, link_of(work).held_at) == (True, t + 12, None)
     run(work, event(dict(lead, updated_at=t + 12), notification="no", created_at=t + 17), check())
     assert work.apis.rf_.calls == [] and link_of(work).qualification is QState.PENDING
+
+
+@pytest.mark.parametrize("order", [("t2", "t4"), ("t4", "t2")])
+def test_a_change_away_in_the_second_of_the_take_after_it_is_judged(order):
+    """Intercom dates events in whole seconds; the bridge's clock is not. Baseline "Yes" read and taken at t+15.4;
+    she changes to "No" at t+15.7 (after the take: notified as of t+15) and back to "Yes" at t+25: a change away and
+    back after the take, which qualifies her in order. Dated t+15.4, the take left the "No" as one from before it
+    (judge.before_view) and the link unarmed: a miss. The take is dated by its second (as a move's event time is):
+    a value of that second is judged. Found by review-baseline-at."""
+    work = world()
+    link, lead = joined(work, signed_up="No", baseline_of="custom_attributes.plan")
+    t = work.clock()
+    values = {"t2": ("No", t + 15), "t4": ("Yes", t + 25)}
+    bodies = {name: event(dict(lead, custom_attributes={"signed_up": v}, updated_at=at), notification=name,
+                          created_at=at) for name, (v, at) in values.items()}
+    set_value(work, lead, "Yes")
+    work.clock.now = t + 15.4
+    assert work.store.links.take_baselines([(link_of(work), "Yes", "custom_attributes.signed_up", [])]) == [True]
+    assert link_of(work).baseline_at == t + 15
+    lead["updated_at"] = t + 25
+    work.clock.now = t + 31
+    for name in order:
+        run(work, bodies[name])
+    assert work.apis.rf_.calls == ["get_user 7", "qualify 7"] and link_of(work).qualification is QState.QUALIFIED
