@@ -214,8 +214,8 @@ class Link:
     held_by: Optional[str] = None
     qualification: Optional[QState] = None
     qualified_at: Optional[str] = None
-    # When `bridge backfill --apply` took `baseline` (LinkRepository.take_baselines: the bridge's clock as it began to
-    # read the contact, by the second): its value as of then, after every change made before. A value from an event
+    # When `bridge backfill --apply` took `baseline` (LinkRepository.take_baselines: the bridge's clock as its read of the
+    # contact answered, by the second): its value as of then, after every change made before. A value from an event
     # older than that is none after the baseline (judge.before_view, as one from before a move). None: not taken, or
     # taken before the bridge recorded it (before 2026-11-28: bounded by the moves only, as then).
     baseline_at: Optional[float] = None

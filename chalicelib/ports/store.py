@@ -248,7 +248,7 @@ class LinkRepository(Protocol):
         read, its baseline now, the attribute it is a value of, entries): the link takes that baseline, is not
         armed, and waits for qualification (PENDING, in the pending index from now), and the entries go into
         its history, at once. Dated (Link.baseline_at) by `read_at`, when the contacts were read (the bridge's
-        clock before reading them; default: now), by the second (by_the_second): a change she made after the read,
+        clock as the reads answered; default: now), by the second (by_the_second): a change she made after the read,
         of that second or later, is judged as one after the baseline, not one the value taken followed. Per link True, or False and nothing written, unless the stored link is still
         linked, with the qualification state and `baseline_of` the link read has (another run, or a
         qualification, changed it meanwhile)."""

@@ -414,9 +414,9 @@ def _baselines(rt: Backfilling, settings: CampaignSettings, links: dict[PersonRe
     except WorkError as exc:
         return {link.ref: (NOT_TAKEN, exc.reason) for link in leads}
     for link in leads:
-        read_at = rt.clock()            # (what dates her baseline: the value read followed every change before)
         try:
             contact = rt.intercom(link.workspace).get_contact(str(link.contact_id))
+            read_at = rt.clock()        # (the value read followed every change before: what dates her baseline)
         except (Merged, NotFound, WorkError) as exc:
             out[link.ref] = (NOT_TAKEN, exc.reason if isinstance(exc, WorkError) else f"Intercom's contact "
                              f"{link.contact_id}: {exc}" if isinstance(exc, Merged) else
@@ -428,8 +428,9 @@ def _baselines(rt: Backfilling, settings: CampaignSettings, links: dict[PersonRe
         then = (f"the lead's link moved to contact {link.contact_id}, older than its join and changed since"
                 if link.baseline_of == MOVED_UNKNOWN else
                 f"the lead joined before the qualification rule on {rule.attribute} ({before})")
-        # Taken as soon as read (one write each, as a page's were), dated by the read (Link.baseline_at): a change she
-        # made before it is none after the value taken; one made after it, even before the take, is judged.
+        # Taken as soon as read (one write each, as a page's were), dated by the read's answer (Link.baseline_at; not
+        # its start: a read retried over seconds follows the changes made meanwhile): a change she made before it is
+        # none after the value taken; one made after it, even before the take is written, is judged.
         taken = (link, value, rule.attribute, [Entry("qualification", "baseline_taken", (
             f"`bridge backfill {link.campaign_id} --apply`: {then}, so its value then is not known; it is "
             f"{'empty' if value in (None, '') else repr(value)} now, " + (
