@@ -304,6 +304,13 @@ class Link:
         """The newest value meeting the target recorded of `contact_id` while it was not the link's (DuplicateSeen)."""
         return next((seen for seen in self.duplicates_seen if seen.contact_id == contact_id), None)
 
+    def left_at(self, when: Optional[float]) -> Optional["LeftContact"]:
+        """What the link held on the contact it was on at `when` (Intercom's clock), one it left since: the first of
+        its moves after `when` that recorded what it left (LeftContact.moved_at). None: no time, or none recorded."""
+        later = [held for held in self.left_baselines if when is not None and held.moved_at is not None
+                 and held.moved_at > when]
+        return min(later, key=lambda held: held.moved_at or 0.0, default=None)
+
     def left_then(self, contact_id: Optional[str]) -> Optional["LeftContact"]:
         """What the link held on `contact_id`, a contact it left (`left`), when it left it; None: not recorded (left
         before the bridge recorded it), or not a contact it left."""

@@ -11,8 +11,9 @@ from ...domain import rules
 from ...domain.history import REPLAYED, Entry, iso
 from ...domain.join import moved_baseline, records_left
 from ...domain.link import ContactState, DuplicateSeen, LeftContact, Link, email_now
-from ...domain.judge import Sighting, elsewhere
+from ...domain.judge import Sighting, before_view, elsewhere
 from ...domain.mapping import attribute_type, attribute_value, has_attribute
+from ...domain.people import given_email
 from ...domain.qualification import QState
 from ...domain.settings import CampaignSettings, Qualification
 from ...messages import ContactMessage
@@ -147,8 +148,29 @@ def _changed(link: Link, item: dict[str, Any], topic: str, seen: Sighting, deps:
     if entries:
         link = batch.keep(deps.links.set_contact(link, entries, when=seen.when, role=role or KEEP,
                                                  email=email or KEEP) or link)
-    if not _unreadable(link, deps, batch):
-        _evaluate(link, batch.settings_for(link), seen, deps, batch)
+    if _unreadable(link, deps, batch):
+        return
+    settings = batch.settings_for(link)
+    then = _duplicate_then(link, settings, item, seen)
+    if then is not None:
+        _late(link, then, settings, seen, deps, batch, duplicate=str(item.get("id")))
+    else:
+        _evaluate(link, settings, seen, deps, batch)
+
+
+def _duplicate_then(link: Link, settings: Optional[CampaignSettings], item: dict, seen: Sighting
+                    ) -> Optional[LeftContact]:
+    """`match: email`: a notification of the contact the link holds, of an event from before the link moved to it
+    (judge.before_view), showing her email: in order, before the move, that contact was a duplicate of the one the
+    link was on, and counted (_same_email: it may qualify her, never arm the link). What the link held on that one
+    (Link.left_at), to judge it against as a duplicate's value; None: judged as usual (before_view: not hers then, no
+    change; or no move recorded after the event)."""
+    if settings is None or settings.qualification is None or settings.qualification.match != "email" \
+            or not before_view(link, seen) or given_email(item) is None \
+            or given_email(item) != given_email({"email": link.email}):
+        return None
+    then = link.left_at(seen.when)
+    return then if then is not None and then.contact_id != item.get("id") else None
 
 
 def _same_email(message: ContactMessage, item: dict, direct: list[Link], seen: Sighting, deps: WorkDeps,
@@ -178,16 +200,18 @@ def _same_email(message: ContactMessage, item: dict, direct: list[Link], seen: S
 
 
 def _late(link: Link, held: LeftContact, settings: Optional[CampaignSettings], seen: Sighting, deps: WorkDeps,
-          batch: Batch) -> None:
+          batch: Batch, duplicate: Optional[str] = None) -> None:
     """A notification about a contact the link left (a merge's, delivered after the merge moved the link to its
     survivor, the survivor's value its baseline since), of an event from before the move: judged as it would have
     been had it come in order, against the baseline and armed state the link had on that contact (`held`), whatever
     `match` says (it was her contact then). A qualification it reaches goes the usual way, once; its letter as
-    _evaluate's."""
+    _evaluate's. `duplicate`: the notification is of that contact, the link's now, of an event before the link left
+    `held` for it, when it was a duplicate of hers (_duplicate_then): judged as one (it may qualify her, never arms)."""
     if settings is None:
         return
-    late = Sighting(seen.contact, f"{seen.via} (late: of contact {held.contact_id}, which the link left)", seen.when,
-                    replay=seen.replay)
+    of = f"of contact {duplicate}, a duplicate of contact {held.contact_id} then" if duplicate else \
+        f"of contact {held.contact_id}, which the link left"
+    late = Sighting(seen.contact, f"{seen.via} (late: {of})", seen.when, duplicate=duplicate, replay=seen.replay)
     judged_lead(deps, link, lambda: batch.keep(deps.qualifier.evaluate_late(link, held, settings, late)),
                 letter_if=lambda exc: isinstance(exc, OwedLetter))
 

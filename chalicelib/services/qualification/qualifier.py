@@ -246,8 +246,11 @@ class Qualifier:
 def late_entry(entry: Entry, left: LeftContact, link: Link) -> Entry:
     """A judgement of a late notification about a contact the link left says so, and against what."""
     at = f" at {iso(left.moved_at)}" if left.moved_at is not None else ""
+    duplicate = (entry.details or {}).get("duplicate_contact_id")
+    of = f"of contact {duplicate}, a duplicate then, from before the link left contact {left.contact_id}" \
+        if duplicate else f"of contact {left.contact_id}, which the link left"
     return Entry(entry.event, entry.outcome, (
-        f"{entry.reason} — a late notification of contact {left.contact_id}, which the link left for "
+        f"{entry.reason} — a late notification {of} for "
         f"{link.contact_id}{at} (Intercom merged it there, or the bridge followed the person to another of her "
         f"contacts): judged against the baseline the link had then ({left.baseline!r}), as it would have been had it "
         "come before the move"), {**(entry.details or {}), "late_of_contact_id": left.contact_id,
