@@ -21,8 +21,8 @@ from ..domain.budget import BudgetState
 from ..domain.history import Entry, Recorded, iso, kind_of
 from ..domain.oauth import Outcome
 from ..domain.link import (Claim, ContactState, DuplicateSeen, FoundContact, JoinClaim, JoinResult, LeftContact, Link,
-                           LinkStatus, Overdue, PendingPage, PersonRef, ReferralCount, left_stamped, left_with,
-                           seen_with)
+                           LinkStatus, Overdue, PendingPage, PersonRef, ReferralCount, by_the_second, left_stamped,
+                           left_with, seen_with)
 from ..domain.people import digest
 from ..domain.pointers import CONTACT, EMAIL, Finding, Placed, Pointer, Stale
 from ..domain.qualification import ENDINGS, QState, claimable
@@ -395,10 +395,12 @@ class MemoryLinks(Leases):
             changes.update(armed=False, armed_by=None, armed_at=None)
         # (a value held back was the contact left's: an older change away on this one is no change on that one)
         changes.update(held_at=None, held_by=None)
+        moved_at = when if when is not None else by_the_second(self.clock())
+        changes["last_moved_at"] = moved_at     # (every move: one that records nothing it left too)
         if old and left:        # (what it holds on the contact it leaves, as stored: a late notification's judge)
             changes["left_contacts"] = stored.link.left_contacts | {old}
             changes["left_baselines"] = left_with(stored.link.left_baselines, LeftContact.of(
-                stored.link, when if when is not None else self.clock(), baseline_of))
+                stored.link, moved_at, baseline_of))
         if when is not None and (stored.link.last_event_at is None or stored.link.last_event_at < when):
             changes["last_event_at"] = when
         return self._write(link.ref, entries, contact_id=contact_id, contact_state=None, contact_created=False,
@@ -484,17 +486,20 @@ class MemoryLinks(Leases):
         kept = seen_with(stored.duplicates_seen, seen)
         return stored if kept == stored.duplicates_seen else self._write(link.ref, [], duplicates_seen=kept)
 
-    def take_baselines(self, taken: Sequence[tuple[Link, Any, str, Sequence[Entry]]]) -> list[bool]:
-        return [self._take_baseline(*t) for t in taken]
+    def take_baselines(self, taken: Sequence[tuple[Link, Any, str, Sequence[Entry]]],
+                       read_at: Optional[float] = None) -> list[bool]:
+        at = by_the_second(read_at if read_at is not None else self.clock())
+        return [self._take_baseline(*t, at=at) for t in taken]
 
-    def _take_baseline(self, link: Link, baseline: Any, attribute: str, entries: Sequence[Entry]) -> bool:
+    def _take_baseline(self, link: Link, baseline: Any, attribute: str, entries: Sequence[Entry], at: float) -> bool:
         held = self.tables.links.get(link.ref)
         if held is None or held.link.status is not LinkStatus.LINKED or held.link.qualification not in (
                 None, QState.PENDING) or (held.link.qualification, held.link.baseline_of) != (
                 link.qualification, link.baseline_of):
             return False
         written = self._write(link.ref, entries, baseline=baseline, baseline_of=attribute, armed=False,
-                              armed_by=None, armed_at=None, held_at=None, held_by=None, qualification=QState.PENDING)
+                              armed_by=None, armed_at=None, held_at=None, held_by=None, qualification=QState.PENDING,
+                              baseline_at=at)
         held.pending = f"{written.updated_at}#{link.ref}"
         return True
 

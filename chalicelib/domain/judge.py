@@ -265,7 +265,7 @@ def judge(link: Link, rule: Optional[Qualification], seen: Sighting,
         return Verdict(Action.NOTE, Entry("evaluation", "not_qualified", details=details,
                                           reason=f"{reason}, but this person is a referrer: referrers never qualify"))
     entry = Entry("evaluation", "met" if result.met else "not_met", reason, details)
-    early = before_move(link, seen)
+    early = before_view(link, seen)
     if result.met and not early:
         return Verdict(Action.QUALIFY, entry)
     if released(link, rule):
@@ -274,10 +274,7 @@ def judge(link: Link, rule: Optional[Qualification], seen: Sighting,
             f"away the link is armed since ({iso(link.armed_at or 0.0)}), and her qualification was not finished then: "
             "it is now"), {**details, "released_held_at": link.held_at}))
     if early:
-        return Verdict(Action.NOTE, Entry("evaluation", "not_met", (
-            f"{reason}: of an event from before the link moved to this contact ({iso(link.moved_at or 0.0)}), when it "
-            "was not hers; the link took or kept its baseline there at the move, and judges the changes after it: "
-            "not a change (it neither qualifies nor arms the link)"), {**details, "before_move": link.moved_at}))
+        return Verdict(Action.NOTE, _before_view(link, reason, details))
     when = _value_time(seen)
     if result.unchanged and when is not None:
         return _hold(link, rule, when, entry, details)
@@ -317,18 +314,19 @@ def releases(link: Link, rule: Qualification, when: Optional[float]) -> bool:
     her, and so would a "No" of that second delivered after a newer one). A tie is left as its delivery order makes
     it (armed_for: a "No" delivered before a "Yes" of its second still arms for it), never made a qualification by a
     release. (Before 2026-11-28, an armed link's hold was released by a value of its second too.) Nor a value from
-    before the link's last move (Link.moved_at): a change on the contact it moved to, made before it did, is none
-    after the baseline the link holds now (taken then, or kept), in order not judged as hers."""
+    before the link's view of its contact began (Link.viewed_since, as before_view): a change on the contact it moved
+    to, made before it did, or one made before `bridge backfill --apply` took her baseline, is none after the baseline
+    the link holds now (taken then, or kept), in order not judged as hers."""
     held = link.held_under(rules.key(rule))
     if held is None or when is None or link.qualification is not QState.PENDING:
         return False
-    moved = link.moved_at
-    return when < held and (moved is None or when >= moved)
+    since = link.viewed_since
+    return when < held and (since is None or when >= since)
 
 
 def keeps_held(link: Link, rule: Qualification, when: Optional[float]) -> bool:
     """Does an arm since `when` that does not release the value held (releases) keep it? Not one it does not release
-    though it arms since no later than it (of the same second, or from before the link's last move): kept, the link
+    though it arms since no later than it (of the same second, or from before the link's view began): kept, the link
     would read as armed since no later than the value held, as after a release (released), and qualify her on any
     later sighting, which in order nothing did. (Dropped, a change away delivered later does not release it: a
     miss, of same-second values only.) `when`: the time the arm records (Link.armed_at: Sighting.when), not the
@@ -365,40 +363,57 @@ def _held(link: Link, rule: Qualification, seen: Sighting, type_of: Callable[[st
                                      {**result.as_details(), "via": seen.via, "contact_id": seen.contact.get("id")}))
 
 
-def before_move(link: Link, seen: Sighting) -> bool:
-    """`seen` is a notification of the contact the link holds, of an event older than the link's last move to it
-    (Link.moved_at): the contact was not hers then (a merge's survivor, before the merge), and its value no change
-    after the baseline the link holds there (taken at the move, or kept: the move's own sighting judged the value it
-    had then), whatever it was: judge neither qualifies nor arms on it (nor holds it). In order it was not judged as
-    hers (a notification of it delivered before the merge is not counted, contact_events._not_counted). A value of the
-    move's second is not (as releases). Not the contact as it is now (Sighting.current: its value then is its value
-    since, at the move too), nor one of a duplicate (another contact), nor on a link none of whose moves recorded its
-    time (a move that did not record what it left, the duplicate check's: that contact's changes since she joined are
-    hers, judged as today). A move a check made (the merge's webhook lost) is dated by the bridge's clock, later than
-    the merge: a change of the survivor between the two, delivered after the check, is not judged either (the check
-    judged its value then)."""
-    moved = link.moved_at
-    return (moved is not None and seen.when is not None and seen.when < moved and not seen.current
+def before_view(link: Link, seen: Sighting) -> bool:
+    """`seen` is a notification of the contact the link holds, of an event older than the link's view of it began
+    (Link.viewed_since): its last move to it (Link.moved_at: the contact was not hers then, a merge's survivor before
+    the merge, or the older contact the duplicate check moved her link to), or the time `bridge backfill --apply` took
+    its baseline there (Link.baseline_at: a value older than the one taken, which followed every change before). Its
+    value is no change after the baseline the link holds there (taken at the move or by backfill, or kept: the move's
+    own sighting judged the value it had then), whatever it was: judge neither qualifies nor arms on it (nor holds
+    it). In order it was not judged as hers (a notification of a survivor delivered before the merge is not counted,
+    contact_events._not_counted; one delivered before the take was judged against no baseline). A value of that
+    second is not (as releases). Not the contact as it is now (Sighting.current: its value then is its value since),
+    nor one of a duplicate (another contact), nor on a link that recorded neither (moved and taken before the bridge
+    recorded their times: judged as then). A move a check made (the merge's webhook lost), the duplicate check's, and
+    a take are dated by the bridge's clock, later than the change they follow: a change of the contact between the
+    two, delivered after, is not judged either (the move's or the take's read judged, or took, its value then)."""
+    since = link.viewed_since
+    return (since is not None and seen.when is not None and seen.when < since and not seen.current
             and not seen.duplicate)
 
 
-def searched_before_move(link: Link, seen: Sighting) -> bool:
+def searched_before_view(link: Link, seen: Sighting) -> bool:
     """`seen` is a search's copy of the contact the link holds (Sighting.current, not read after the link was: changes
-    ._judge), updated before the link's last move to it (Link.moved_at): Intercom's search lags, and may show the
-    contact as it was before the move, when it was not hers (a merge's survivor before the merge; before_move, were it
-    a notification). Not judged as the contact now: it is read again (as a value holds_back holds), or, under `match:
+    ._judge), updated before the link's view of it began (Link.viewed_since: its last move to it, or backfill's take of its
+    baseline there): Intercom's search lags, and may show the contact as it was before, when it was not hers (a
+    merge's survivor before the merge) or not yet her baseline (before_view, were it a notification). Not judged as the contact now: it is read again (as a value holds_back holds), or, under `match:
     email`, judged as the duplicate of hers it was then (contact_events.duplicate_then)."""
-    return seen.current and not seen.read_after_link and before_move(link, replace(seen, current=False))
+    return seen.current and not seen.read_after_link and before_view(link, replace(seen, current=False))
+
+
+def _before_view(link: Link, reason: str, details: dict) -> Entry:
+    """The note of a value before_view leaves unjudged: why (the move, or the take of her baseline, the later)."""
+    moved, taken = link.moved_at, link.baseline_at
+    if taken is not None and (moved is None or taken > moved):
+        return Entry("evaluation", "not_met", (
+            f"{reason}: of an event from before `bridge backfill --apply` took the link's baseline ({iso(taken)}), "
+            "which is her value after it; the link judges the changes after the take: not a change (it neither "
+            "qualifies nor arms the link)"), {**details, "before_baseline_taken": taken})
+    return Entry("evaluation", "not_met", (
+        f"{reason}: of an event from before the link moved to this contact ({iso(moved or 0.0)}), when it "
+        "was not hers; the link took or kept its baseline there at the move, and judges the changes after it: "
+        "not a change (it neither qualifies nor arms the link)"), {**details, "before_move": moved})
 
 
 def _arms(link: Link, armed: bool, rule: Qualification, data_type: str, value: Any, seen: Sighting) -> bool:
     """Seeing a non-target value after joining makes a later return to the target a real change.
     Only the linked contact itself can show that; a duplicate's value says nothing of it. `armed`: for a value of
     this time (armed_for): one older than what armed the link arms it again, since then (the store's arm writes
-    `seen.when` as Link.armed_at). Nor a value from before the link moved to the contact (before_move): in order it
-    was not hers, and a return to the target after it no change from the baseline the link took or kept at the move
-    (armed, the contact read then, a check, or a later event at the target would qualify her)."""
-    if armed or seen.duplicate or before_move(link, seen) or not rules.arms(rule, data_type, value):
+    `seen.when` as Link.armed_at). Nor a value from before the link moved to the contact, or took its baseline there
+    (before_view): in order it was not hers, or no change after that baseline, and a return to the target after it no
+    change from the baseline the link took or kept (armed, the contact read then, a check, or a later event at the
+    target would qualify her)."""
+    if armed or seen.duplicate or before_view(link, seen) or not rules.arms(rule, data_type, value):
         return False
     joined = rules.event_time(link.joined_at)
     return seen.when is None or joined is None or seen.when >= joined

@@ -2,6 +2,8 @@
 store keeps it. Stores take and return these values; nobody changes one in place. Pure: no I/O."""
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, Mapping, NamedTuple, Optional
@@ -65,6 +67,13 @@ COUNT_CLOCK_SLACK = 1.0
 MOVED_UNKNOWN = "(unknown: moved to an older contact)"
 
 
+def by_the_second(at: float) -> float:
+    """A time by the bridge's clock, as Intercom dates its events: in whole seconds (down). What bounds the values a
+    link judges as changes (Link.viewed_since: a take, or a move dated by the bridge) is dated so: an event of that
+    second, which Intercom dates no later than the bridge's time though it may have come after it, is judged (a
+    value of that second is, judge.before_view), not taken as one from before it."""
+    return float(math.floor(at))
+
 @dataclass(frozen=True)
 class LeftContact:
     """What a link held while on a contact it left (LinkRepository.move's `left`: Intercom merged that contact into
@@ -88,9 +97,13 @@ class LeftContact:
         the moves made before it left it (Link.moved_at: when it came to this contact, as far as they recorded it)."""
         earlier = tuple(held for held in link.left_baselines if held.moved_at is not None
                         and self.moved_at is not None and held.moved_at < self.moved_at)
+        # (a baseline taken while on it is older than the move that left it; a later one is another contact's. The last
+        # move the link records is this one, or a later one: not one to this contact, whose time only `earlier` tells.)
+        taken = link.baseline_at if link.baseline_at is not None and self.moved_at is not None \
+            and link.baseline_at < self.moved_at else None
         return replace(link, contact_id=self.contact_id, baseline=self.baseline, baseline_of=self.baseline_of,
                        armed=self.armed, armed_by=self.armed_by, armed_at=self.armed_at, held_at=None,
-                       held_by=None, left_baselines=earlier)
+                       held_by=None, left_baselines=earlier, baseline_at=taken, last_moved_at=None)
 
     def before_move(self, when: Optional[float]) -> bool:
         """An event at `when` (Intercom's clock) happened while the link was on this contact: no later than the move.
@@ -201,6 +214,15 @@ class Link:
     held_by: Optional[str] = None
     qualification: Optional[QState] = None
     qualified_at: Optional[str] = None
+    # When `bridge backfill --apply` took `baseline` (LinkRepository.take_baselines: the bridge's clock as its read of the
+    # contact answered, by the second): its value as of then, after every change made before. A value from an event
+    # older than that is none after the baseline (judge.before_view, as one from before a move). None: not taken, or
+    # taken before the bridge recorded it (before 2026-11-28: bounded by the moves only, as then).
+    baseline_at: Optional[float] = None
+    # When the link last moved to another contact (LinkRepository.move: the move's event time, or the bridge's clock
+    # for one that names none), whether or not the move recorded what it left (LeftContact): the duplicate check's
+    # move that keeps her baseline records none. None: never moved since the bridge recorded it (Link.moved_at).
+    last_moved_at: Optional[float] = None
     last_event_at: Optional[float] = None            # newest Intercom event applied to role/state
     reason: Optional[str] = None
     joined_at: Optional[str] = None
@@ -298,9 +320,20 @@ class Link:
 
     @property
     def moved_at(self) -> Optional[float]:
-        """When the link last moved to another contact, as the moves that recorded what it left tell (LeftContact
-        .moved_at, by Intercom's clock; None: it never did, or no such move recorded it)."""
-        return max((held.moved_at for held in self.left_baselines if held.moved_at is not None), default=None)
+        """When the link last moved to another contact, as its moves tell: `last_moved_at` (every move records it), and
+        those that recorded what they left (LeftContact.moved_at: a move before the bridge recorded `last_moved_at`).
+        None: it never did, or no move recorded its time (before 2026-11-28, the duplicate check's keeping her
+        baseline)."""
+        times = [held.moved_at for held in self.left_baselines if held.moved_at is not None]
+        return max([*times, self.last_moved_at] if self.last_moved_at is not None else times, default=None)
+
+    @property
+    def viewed_since(self) -> Optional[float]:
+        """Since when the link judges the values of the contact it holds as changes after its baseline: its last move
+        to it (moved_at), or the time `bridge backfill --apply` took its baseline there (baseline_at), the later. A
+        value from an event older than that is none (judge.before_view). None: neither recorded (since joining)."""
+        times = [t for t in (self.moved_at, self.baseline_at) if t is not None]
+        return max(times, default=None)
 
     @property
     def ref(self) -> PersonRef:

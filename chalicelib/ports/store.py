@@ -242,11 +242,14 @@ class LinkRepository(Protocol):
         on, are as `link` read them: changed meanwhile, Busy, nothing written (a merge that moved it onto that contact
         meanwhile judged without the record: the retry judges the value as hers); erased meanwhile, `link`, nothing
         written. Nothing else is written (its history says it was not counted: note_repeat)."""
-    def take_baselines(self, taken: Sequence[tuple[Link, Any, str, Sequence[Entry]]]) -> list[bool]:
+    def take_baselines(self, taken: Sequence[tuple[Link, Any, str, Sequence[Entry]]],
+                       read_at: Optional[float] = None) -> list[bool]:
         """Leads whose baseline is not known under the campaign's rule (judge.takes_baseline), each (the link as
         read, its baseline now, the attribute it is a value of, entries): the link takes that baseline, is not
         armed, and waits for qualification (PENDING, in the pending index from now), and the entries go into
-        its history, at once. Per link True, or False and nothing written, unless the stored link is still
+        its history, at once. Dated (Link.baseline_at) by `read_at`, when the contacts were read (the bridge's
+        clock as the reads answered; default: now), by the second (by_the_second): a change she made after the read,
+        of that second or later, is judged as one after the baseline, not one the value taken followed. Per link True, or False and nothing written, unless the stored link is still
         linked, with the qualification state and `baseline_of` the link read has (another run, or a
         qualification, changed it meanwhile)."""
 

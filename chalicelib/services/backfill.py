@@ -409,8 +409,6 @@ def _baselines(rt: Backfilling, settings: CampaignSettings, links: dict[PersonRe
     if not apply or rule is None:
         return {link.ref: (BASELINE, None) for link in leads}
     out: dict[PersonRef, tuple[Outcome, Optional[str]]] = {}
-    taken = []
-    at_target: set[PersonRef] = set()       # under require_change, those whose value now meets the rule
     try:                                    # the attribute's type, to tell those apart: once (its list is kept a while)
         types = rt.attributes(settings.workspace) if leads and rule.require_change else {}
     except WorkError as exc:
@@ -418,6 +416,7 @@ def _baselines(rt: Backfilling, settings: CampaignSettings, links: dict[PersonRe
     for link in leads:
         try:
             contact = rt.intercom(link.workspace).get_contact(str(link.contact_id))
+            read_at = rt.clock()        # (the value read followed every change before: what dates her baseline)
         except (Merged, NotFound, WorkError) as exc:
             out[link.ref] = (NOT_TAKEN, exc.reason if isinstance(exc, WorkError) else f"Intercom's contact "
                              f"{link.contact_id}: {exc}" if isinstance(exc, Merged) else
@@ -429,18 +428,19 @@ def _baselines(rt: Backfilling, settings: CampaignSettings, links: dict[PersonRe
         then = (f"the lead's link moved to contact {link.contact_id}, older than its join and changed since"
                 if link.baseline_of == MOVED_UNKNOWN else
                 f"the lead joined before the qualification rule on {rule.attribute} ({before})")
-        taken.append((link, value, rule.attribute, [Entry("qualification", "baseline_taken", (
+        # Taken as soon as read (one write each, as a page's were), dated by the read's answer (Link.baseline_at; not
+        # its start: a read retried over seconds follows the changes made meanwhile): a change she made before it is
+        # none after the value taken; one made after it, even before the take is written, is judged.
+        taken = (link, value, rule.attribute, [Entry("qualification", "baseline_taken", (
             f"`bridge backfill {link.campaign_id} --apply`: {then}, so its value then is not known; it is "
             f"{'empty' if value in (None, '') else repr(value)} now, " + (
                 "already at the target, taken as its baseline: qualified only after a change away and back "
                 "(require_change) — check in Intercom whether it reached the target after joining, and qualify it in "
                 "Referral Factory if so" if held else
                 "taken as its baseline: the lead waits for qualification from now on")),
-            {"baseline": value, "contact_id": link.contact_id})]))
-        if held:
-            at_target.add(link.ref)
-    for (link, *_), done in zip(taken, rt.store.links.take_baselines(taken)):
-        out[link.ref] = ((HELD if link.ref in at_target else BASELINE) if done else LINKED, None)
+            {"baseline": value, "contact_id": link.contact_id})])
+        done, = rt.store.links.take_baselines([taken], read_at=read_at)
+        out[link.ref] = ((HELD if held else BASELINE) if done else LINKED, None)
     return out
 
 

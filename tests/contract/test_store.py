@@ -353,6 +353,38 @@ def test_a_link_keeps_the_contacts_it_moved_off_and_holds_one_again_when_it_move
     assert (kept.left_contacts, kept.last_event_at) == (frozenset({"c1", "c2"}), 250.0) and store.links.get(ANN) == kept
 
 
+def test_every_move_records_when_it_moved_the_link_whether_or_not_it_records_what_it_left(store, clock):
+    """Link.moved_at bounds what judge takes as hers on the contact the link holds (judge.before_view): every move
+    records its time (Link.last_moved_at), its event's or, naming none, the store's clock then: the duplicate
+    check's move keeping her baseline, which records nothing it left, too. A link none of whose moves recorded it
+    reads none."""
+    link = joined(store)
+    assert (link.last_moved_at, link.moved_at) == (None, None)
+    kept = store.links.move(link, "c2", [Entry("contact", "moved_to_existing")], role="user")
+    assert (kept.left_contacts, kept.last_moved_at, kept.moved_at) == (frozenset(), clock.now, clock.now)
+    assert store.links.get(ANN) == kept
+    clock.now += 60
+    merged = store.links.move(kept, "c3", [Entry("contact", "merged")], when=clock.now - 30, left=True)
+    assert (merged.last_moved_at, merged.moved_at, merged.left_baselines[0].moved_at) == ((clock.now - 30,) * 3)
+    assert store.links.get(ANN) == merged
+
+
+def test_a_move_or_a_take_dated_by_the_stores_clock_is_dated_by_the_second(store, clock):
+    """Intercom dates events in whole seconds: a move naming no event time, and a baseline taken, record the store's
+    clock by the second (down), so that a change of the contact in that second after them, notified as of that
+    second, is judged (judge.before_view), not taken as one from before them. A take is dated by the time its
+    contacts were read when it names one (`read_at`). Found by review-baseline-at."""
+    link = joined(store)
+    clock.now += 0.7
+    kept = store.links.move(link, "c2", [Entry("contact", "moved_to_existing")], role="user")
+    assert kept.last_moved_at == kept.moved_at == float(int(clock.now)) and store.links.get(ANN) == kept
+    assert store.links.take_baselines([(kept, "pro", "custom_attributes.plan", [])]) == [True]
+    assert store.links.get(ANN).baseline_at == float(int(clock.now))
+    again = store.links.get(ANN)
+    assert store.links.take_baselines([(again, "free", "custom_attributes.x", [])], read_at=clock.now - 2.5) == [True]
+    assert store.links.get(ANN).baseline_at == float(int(clock.now - 2.5))
+
+
 def test_a_move_records_what_the_link_held_on_the_contact_it_left_and_an_item_with_the_contact_alone_reads(store,
                                                                                                           clock):
     """A late notification about a contact the link left, of an event from before the move, is judged against what
@@ -853,6 +885,7 @@ def test_a_lead_linked_before_the_rule_takes_a_baseline_once_and_waits_for_quali
         link = store.links.get(ref)
         assert (link.qualification, link.baseline, link.baseline_of, link.armed, link.armed_by) == (
             QState.PENDING, baseline, "custom_attributes.plan", False, None)
+        assert link.baseline_at == clock.now and link.viewed_since == clock.now     # (as of the take: judge.before_view)
     assert outcomes(store)[-1] == "baseline_taken"
     assert [l.ref for l in store.links.pending(iso(clock.now - 1), 10).links] == [ANN, PersonRef("42", "8")]
     assert store.links.take_baselines(taken) == [False, False]        # taken already (another run): as read no more

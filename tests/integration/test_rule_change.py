@@ -106,6 +106,36 @@ def test_a_lead_linked_before_the_campaign_had_a_rule_is_taken_in_by_backfill_an
     assert qualified_ids(rf) == [lead["id"]]
 
 
+def test_a_change_away_and_back_from_before_backfill_took_her_baseline_delivered_after_it_does_not_qualify_her(
+        bridge, intercom, rf, capsys, clock):
+    """Linked before the campaign had a rule; she goes "No", then "Yes", before `bridge backfill --apply` takes "Yes"
+    as her baseline; then "No" (t3). Those two notifications, delayed, come after the take, after t3's: in order
+    nothing after the take is a change to the target. The take records when (Link.baseline_at): t1 and t1b are from
+    before it, no change (on main, t3 armed the link, t1b was held, and t1 released it: qualified)."""
+    bridge.apply(lead_settings())                               # no qualification rule yet
+    lead = new_lead(rf)
+    bridge.post_join(join_body(lead))
+    bridge.drain()
+    [contact] = intercom.contacts_by_email("ann@example.com")
+    bridge.apply(qualifying_settings())
+    late = []
+    for value in ("No", "Yes"):
+        clock.now += 10
+        intercom.update_contact(contact["id"], signed_up=value)
+        late.append(intercom.webhook_payload("contact.lead.updated", contact["id"]))     # (delivered later)
+    clock.now += 10
+    rebaselined(bridge, capsys, lead, "Yes", "custom_attributes.signed_up", HELD)
+    clock.now += 10
+    told(bridge, intercom, contact["id"], signed_up="No")
+    for payload in reversed(late):
+        bridge.post_intercom(payload)
+        bridge.drain()
+    assert qualified_ids(rf) == [] and bridge.history(42, lead["id"])["link"]["qualification"] == "pending"
+    clock.now += 10
+    told(bridge, intercom, contact["id"], signed_up="Yes")       # a real change, after the take
+    assert qualified_ids(rf) == [lead["id"]]
+
+
 def test_a_lead_without_a_value_is_said_empty_at_backfill_and_qualifies_when_it_reaches_the_target(
         bridge, intercom, rf, capsys):
     bridge.apply(lead_settings())                               # no rule: the contact gets no signed_up

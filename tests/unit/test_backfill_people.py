@@ -149,3 +149,42 @@ def test_an_apply_after_the_count_moved_asks_for_the_counts_of_referrers_whose_l
     done = backfill(rt, "42", apply=True).view()
     assert [(m["kind"], m["rf_user_id"]) for m in rt.queue.sent] == [("referral.count", "1"), ("referral.count", "9")]
     assert done["count_writes_queued"] == 2
+
+
+def test_each_baseline_taken_is_dated_by_the_read_of_its_own_contact():
+    """`--apply` takes a lead's baseline as soon as it has read her contact (one write each, as before), dated by the
+    read's answer (Link.baseline_at, by the second: judge takes a value from an event older than that as no change
+    after it; a read of 30 seconds, retried, follows the changes made meanwhile). Taken after the whole page's reads,
+    a change she made after her read, notified before the page's last, would be taken as one from before her
+    baseline: not judged; dated by the take, one made between the read and the write, too (review-baseline-at)."""
+    from tests.fakes import FakeIntercom
+    from tests.unit.scenario import RULE
+
+    rt = Backfilling([lead(2), lead(3)])
+    intercom = FakeIntercom({"custom_attributes.signed_up": {"data_type": "string"}})
+    read = intercom.get_contact
+
+    def slow_read(contact_id):                  # each read takes 30 seconds
+        rt.clock.now += 30
+        return read(contact_id)
+
+    intercom.get_contact = slow_read                                         # type: ignore[method-assign]
+    rt.intercom = lambda workspace: intercom                                 # type: ignore[attr-defined]
+    rt.attributes = lambda workspace: intercom.attributes                    # type: ignore[attr-defined]
+    rt.store.settings.put("42", {**SETTINGS, "qualification": RULE}, WS)
+    for user in ("2", "3"):
+        contact = intercom.add(f"lead{user}@x.co", signed_up="No")
+        claim = rt.store.links.claim(PersonRef("42", user), WS)
+        rt.store.links.finish(claim, JoinResult(LinkStatus.LINKED, kind="lead", contact_id=contact["id"]), [])
+    take = rt.store.links.take_baselines
+
+    def slow_take(taken, read_at=None):         # each write takes 2.5 seconds more
+        rt.clock.now += 2.5
+        return take(taken, read_at=read_at)
+
+    rt.store.links.take_baselines = slow_take                                # type: ignore[method-assign]
+    start = rt.clock.now
+    backfill(rt, "42", apply=True)
+    taken = {user: rt.store.links.get(PersonRef("42", user)) for user in ("2", "3")}
+    assert {user: (link.baseline, link.baseline_at) for user, link in taken.items()} == {
+        "2": ("No", start + 30), "3": ("No", start + 62)}

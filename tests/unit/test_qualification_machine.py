@@ -268,6 +268,58 @@ def test_judge_neither_arms_nor_releases_on_a_change_away_from_before_the_links_
     assert verdict(moved.left_baselines[0].held(moved), sighting=seen("No", when=T - 1)).action is Action.ARM
 
 
+def test_judge_takes_a_value_from_before_backfill_took_her_baseline_as_one_from_before_a_move():
+    """`bridge backfill --apply` took her baseline at T (Link.baseline_at): her value then, after every change before
+    it. A value from an event before T, delivered after the take, is no change after it, as one from before a move
+    (judge.before_view): at the target it neither qualifies her nor is held; missing it, it neither arms the link nor
+    releases a value held since (a "No" and a "Yes" before the take, delivered after it, would have qualified her).
+    One of T's second or later is judged as always, as is her contact as it is now. The bound is the later of the take
+    and the last move (Link.viewed_since); a link that recorded neither (taken or moved before the bridge did) is
+    judged as then. The view of the link on a contact it left keeps a take made there (older than the move from it),
+    not a later one."""
+    from chalicelib.domain.link import LeftContact
+    T = 1796000000.0
+    taken = dataclasses.replace(LEAD, baseline="Yes", baseline_at=T, held_at=T + 5, held_by=key(RULE))
+    assert (taken.viewed_since, taken.moved_at) == (T, None)
+    before = verdict(taken, sighting=seen("No", when=T - 1))
+    assert (before.action, before.releases, before.drops_held, before.held_at) == (Action.NOTE, False, False, None)
+    assert before.entry.details["before_baseline_taken"] == T and "took the link's baseline" in before.entry.reason
+    no_yet = dataclasses.replace(taken, baseline="No", held_at=None)
+    met = verdict(no_yet, sighting=seen("Yes", when=T - 1))
+    assert (met.action, met.entry.outcome) == (Action.NOTE, "not_met")
+    assert verdict(dataclasses.replace(taken, held_at=None), sighting=seen("Yes", when=T - 1)).held_at is None
+    for when in (T, T + 1):
+        after = verdict(taken, sighting=seen("No", when=when))
+        assert (after.action, after.releases) == (Action.ARM, True)
+        assert verdict(no_yet, sighting=seen("Yes", when=when)).action is Action.QUALIFY
+    assert verdict(no_yet, sighting=seen("Yes", when=T - 1, current=True)).action is Action.QUALIFY
+    # as before the bridge recorded the take: judged
+    assert verdict(dataclasses.replace(taken, baseline_at=None), sighting=seen("No", when=T - 1)).releases
+    # the later of a move and the take bounds what is hers
+    moved = dataclasses.replace(taken, left_contacts=frozenset({"c0"}),
+                                left_baselines=(LeftContact("c0", "No", moved_at=T + 2),))
+    assert moved.viewed_since == T + 2 and verdict(moved, sighting=seen("No", when=T + 1)).action is Action.NOTE
+    assert "moved to this contact" in verdict(moved, sighting=seen("No", when=T + 1)).entry.reason
+    earlier = dataclasses.replace(taken, left_contacts=frozenset({"c0"}), last_moved_at=T - 10,
+                                  left_baselines=(LeftContact("c0", "No", moved_at=T - 10),))
+    assert earlier.viewed_since == T and verdict(earlier, sighting=seen("No", when=T - 5)).action is Action.NOTE
+    # on the contact it left: a take there before the move from it bounds it; one after it (here) does not
+    assert moved.left_baselines[0].held(moved).viewed_since == T
+    assert earlier.left_baselines[0].held(earlier).viewed_since is None
+
+
+def test_a_move_recording_nothing_it_left_bounds_what_is_hers_by_its_time():
+    """The duplicate check's move keeping her baseline records no LeftContact, only its time (Link.last_moved_at): a
+    value of the contact it moved to from before it is none of hers (judge.before_view), as after a merge."""
+    T = 1796000000.0
+    moved = dataclasses.replace(LEAD, baseline="Yes", contact_id="c2", last_moved_at=T, held_at=T + 5,
+                                held_by=key(RULE), armed=True, armed_by=key(RULE), armed_at=T + 10)
+    assert moved.moved_at == T and moved.left_baselines == ()
+    before = verdict(moved, sighting=seen("No", when=T - 1))
+    assert (before.action, before.releases, before.entry.details["before_move"]) == (Action.NOTE, False, T)
+    assert verdict(moved, sighting=seen("No", when=T + 1)).releases
+
+
 def test_judge_qualifies_a_link_recording_a_release_not_followed_by_her_qualification():
     """Armed since no later than the value held back (Link.held_at >= armed_at: only a releasing arm makes it so), her
     qualification still pending (the claim failed after the arm was written): any sighting qualifies her. Not a hold

@@ -20,7 +20,7 @@ from pynamodb.expressions.update import Action
 from ...domain.history import Entry, iso
 from ...domain.link import (COUNT_CLOCK_SLACK, LEAD, Claim, ContactState, DuplicateSeen, FoundContact, JoinClaim,
                            JoinResult, LeftContact, Link, LinkStatus, Overdue, PendingPage, PersonRef, ReferralCount,
-                           left_stamped, left_with, seen_with)
+                           by_the_second, left_stamped, left_with, seen_with)
 from ...domain.pointers import CONTACT, EMAIL, Finding, Placed, Pointer, Stale
 from ...domain.qualification import ENDINGS, QState, claimable
 from ...ports.store import (CHANGED_SINCE_READ, COUNT_ASK_GRACE, DEFAULT_LEASE_SECONDS, KEEP, MOVED_SINCE_READ,
@@ -591,7 +591,9 @@ class DynamoLinks(Leases):
         actions.append(LinkItem.contact_created.remove())      # (the contact it moves to is not one the join made)
         if old and left:
             actions.append(LinkItem.left_contacts.add({old}))
-        moved_at = when if when is not None else self.clock()
+        moved_at = when if when is not None else by_the_second(self.clock())
+        actions.append(LinkItem.last_moved_at.set(moved_at))     # (every move: one that records nothing it left too)
+        changes["last_moved_at"] = moved_at
         if when is not None and (link.last_event_at is None or link.last_event_at < when):
             # (not held to the stored one: events of the contact it leaves, the only ones applied to it meanwhile, are
             # older than the merge that moves it; a later move reads the link first, which a Busy retry does too)
@@ -748,16 +750,19 @@ class DynamoLinks(Leases):
         raise Busy("the values seen on her other contacts, or the contact she is on, changed meanwhile "
                    "(another worker)")
 
-    def take_baselines(self, taken: Sequence[tuple[Link, Any, str, Sequence[Entry]]]) -> list[bool]:
+    def take_baselines(self, taken: Sequence[tuple[Link, Any, str, Sequence[Entry]]],
+                       read_at: Optional[float] = None) -> list[bool]:
         """One transaction per lead (the link and its history): a backfill's page of leads, read one contact each."""
+        at = by_the_second(read_at if read_at is not None else self.clock())
         return [link.qualification in (None, QState.PENDING) and applied(lambda: self.history.transact(
-            link.ref, entries, self._take_baseline(link, baseline, attribute)))
+            link.ref, entries, self._take_baseline(link, baseline, attribute, at)))
             for link, baseline, attribute, entries in taken]
 
-    def _take_baseline(self, link: Link, baseline: Any, attribute: str) -> Update:
+    def _take_baseline(self, link: Link, baseline: Any, attribute: str, at: float) -> Update:
         now = iso(self.clock())
         return Update(LinkItem(*link_key(link.ref)), [
-            _assign(LinkItem.baseline, baseline), LinkItem.baseline_of.set(attribute), LinkItem.armed.remove(),
+            _assign(LinkItem.baseline, baseline), LinkItem.baseline_of.set(attribute), LinkItem.baseline_at.set(at),
+            LinkItem.armed.remove(),
             LinkItem.armed_by.remove(), LinkItem.armed_at.remove(), LinkItem.held_at.remove(), LinkItem.held_by.remove(),
             LinkItem.qualification.set(QState.PENDING.value),
             LinkItem.pending_pk.set(PENDING), LinkItem.pending_sk.set(f"{now}#{link.ref}"),

@@ -121,6 +121,8 @@ class LinkItem(_Item):
     contact_state = UnicodeAttribute(null=True)     # domain.link.ContactState
     baseline = JSONAttribute(null=True)
     baseline_of = UnicodeAttribute(null=True)       # the attribute `baseline` is a value of (Link)
+    baseline_at = NumberAttribute(null=True)        # when `bridge backfill --apply` took it (Link)
+    last_moved_at = NumberAttribute(null=True)      # when the link last moved to another contact (Link)
     armed = BooleanAttribute(null=True)
     armed_by = UnicodeAttribute(null=True)          # the rule `armed` holds under (Link)
     armed_at = NumberAttribute(null=True)           # since when, by Intercom's clock (Link)
@@ -163,7 +165,8 @@ class LinkItem(_Item):
                     status=LinkStatus(self.status), kind=self.kind, email=self.email, contact_id=self.contact_id,
                     contact_role=self.contact_role,
                     contact_state=ContactState(self.contact_state) if self.contact_state else None,
-                    baseline=self.baseline, baseline_of=self.baseline_of, armed=bool(self.armed),
+                    baseline=self.baseline, baseline_of=self.baseline_of, baseline_at=self.baseline_at,
+                    last_moved_at=self.last_moved_at, armed=bool(self.armed),
                     armed_by=self.armed_by, armed_at=self.armed_at, held_at=self.held_at, held_by=self.held_by,
                     qualification=QState(self.qualification) if self.qualification else None,
                     qualified_at=self.qualified_at, last_event_at=self.last_event_at, reason=self.reason,

@@ -10,7 +10,7 @@ from typing import Optional
 
 from ...domain import rules as rule_values
 from ...domain.changes import changes_query
-from ...domain.judge import Sighting, holds_back, searched_before_move
+from ...domain.judge import Sighting, holds_back, searched_before_view
 from ...domain.link import Link
 from ...domain.mapping import attribute_type, attribute_value
 from ...domain.qualification import QState
@@ -161,7 +161,7 @@ def _judge(ws: str, contacts: list[dict], campaigns: dict[str, CampaignSettings]
             if rule is None:
                 continue
             direct.add(link.ref)
-            stale = searched_before_move(link, seen)
+            stale = searched_before_view(link, seen)
             then = duplicate_then(link, campaigns[link.campaign_id], contact, replace(seen, current=False)) \
                 if stale else None
             if then is not None:
@@ -176,8 +176,9 @@ def _judge(ws: str, contacts: list[dict], campaigns: dict[str, CampaignSettings]
                                    attribute_value(contact, rule.attribute), seen.when):
                 # At the target, found by a search older than what armed the link (by Intercom's clocks: the
                 # notification's, made after the change it told): the search may show the contact from before that
-                # change, or a return to the target made before its notification. Or any value, older than the
-                # link's move to the contact (searched_before_move): not hers then. Its read, now, tells.
+                # change, or a return to the target made before its notification. Or any value older than the
+                # link's view of the contact (its move there, or the take of its baseline: searched_before_view):
+                # not hers then, or not a change from what was taken. Its read, now, tells.
                 judged_lead(deps, link, lambda: check_link(link, campaigns[link.campaign_id], deps, replay=False))
                 continue
             judged_lead(deps, link, lambda: deps.qualifier.evaluate(link, campaigns[link.campaign_id], seen, note=False))

@@ -11,7 +11,7 @@ from ...domain import rules
 from ...domain.history import REPLAYED, Entry, iso
 from ...domain.join import moved_baseline, records_left
 from ...domain.link import ContactState, DuplicateSeen, LeftContact, Link, email_now
-from ...domain.judge import Sighting, before_move, elsewhere
+from ...domain.judge import Sighting, before_view, elsewhere
 from ...domain.mapping import attribute_type, attribute_value, has_attribute
 from ...domain.people import given_email
 from ...domain.qualification import QState
@@ -161,12 +161,12 @@ def _changed(link: Link, item: dict[str, Any], topic: str, seen: Sighting, deps:
 def duplicate_then(link: Link, settings: Optional[CampaignSettings], item: dict, seen: Sighting
                    ) -> Optional[LeftContact]:
     """`match: email`: a notification of the contact the link holds, of an event from before the link moved to it
-    (judge.before_move), showing her email: in order, before the move, that contact was a duplicate of the one the
+    (judge.before_view), showing her email: in order, before the move, that contact was a duplicate of the one the
     link was on, and counted (_same_email: it may qualify her, never arm the link). What the link held on that one
-    (Link.left_at), to judge it against as a duplicate's value; None: judged as usual (before_move: not hers then, no
+    (Link.left_at), to judge it against as a duplicate's value; None: judged as usual (before_view: not hers then, no
     change; or no move recorded after the event)."""
     if settings is None or settings.qualification is None or settings.qualification.match != "email" \
-            or not before_move(link, seen) or given_email(item) is None \
+            or not before_view(link, seen) or given_email(item) is None \
             or given_email(item) != given_email({"email": link.email}):
         return None
     then = link.left_at(seen.when)
