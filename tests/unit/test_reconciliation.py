@@ -757,10 +757,28 @@ def _survivor_searched_stale(work, later=None, email="ann@example.com"):
     return _search_showing(work, stale), t
 
 
+def test_a_search_showing_her_contact_from_before_backfill_took_her_baseline_does_not_qualify_her():
+    """Her baseline unknown when she joined (the rule then on another attribute); her contact "Yes" at T+5, "No" at
+    T+8; `bridge backfill --apply` reads her "No" at T+20 and takes it (Link.baseline_at). Intercom's search, behind,
+    shows her "Yes" of T+5: older than the take (judge.searched_before_view), so her contact is read and its "No"
+    judged. In order nothing after the take changed to "Yes"; judged as she is now, the copy qualified her."""
+    work = connected(world())
+    link, lead = joined(work, signed_up="No", baseline_of="custom_attributes.plan")
+    t = int(work.clock())
+    stale = dict(changed(work, lead, "Yes", at=t + 5), custom_attributes={"signed_up": "Yes"})
+    changed(work, lead, "No", at=t + 8)
+    work.clock.now = t + 20
+    assert work.store.links.take_baselines([(link_of(work), "No", "custom_attributes.signed_up", [])],
+                                           read_at=t + 20) == [True]
+    work.clock.now = t + 100
+    assert _search_showing(work, stale) == ["search_contacts", "get"]
+    assert work.apis.rf_.calls == [] and link_of(work).qualification is QState.PENDING
+
+
 def test_a_search_showing_the_survivor_from_before_the_merge_moved_her_link_there_does_not_qualify_her():
     """Ann's link moved to B by the merge at T+15, keeping her baseline "No"; B's "Yes" of T+10 was not hers (nor
     her email's duplicate's: `match: id`), and B shows "No" since T+12: in order nothing qualifies her. The search,
-    behind, shows B's "Yes" of T+10, older than the move (judge.before_move): judged as B is now, it qualified her.
+    behind, shows B's "Yes" of T+10, older than the move (judge.before_view): judged as B is now, it qualified her.
     B is read, and its "No" judged (the stale copy is no change after the baseline the link kept at the move)."""
     work = connected(world())
     calls, t = _survivor_searched_stale(work)
