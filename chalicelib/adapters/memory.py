@@ -391,6 +391,7 @@ class MemoryLinks(Leases):
         stored.contact_workspace = link.workspace
         changes = {name: value for name, value in (("baseline", baseline), ("baseline_of", baseline_of))
                    if value is not KEEP}
+        kept = not changes      # (her baseline, and with it the armed state: LeftContact.kept)
         if changes:         # a value seen missing the target was the other contact's: not armed under the new baseline
             changes.update(armed=False, armed_by=None, armed_at=None)
         # (a value held back was the contact left's: an older change away on this one is no change on that one)
@@ -400,7 +401,7 @@ class MemoryLinks(Leases):
         if old and left:        # (what it holds on the contact it leaves, as stored: a late notification's judge)
             changes["left_contacts"] = stored.link.left_contacts | {old}
             changes["left_baselines"] = left_with(stored.link.left_baselines, LeftContact.of(
-                stored.link, moved_at, baseline_of))
+                stored.link, moved_at, baseline_of, kept))
         if when is not None and (stored.link.last_event_at is None or stored.link.last_event_at < when):
             changes["last_event_at"] = when
         return self._write(link.ref, entries, contact_id=contact_id, contact_state=None, contact_created=False,
@@ -466,15 +467,24 @@ class MemoryLinks(Leases):
             raise Busy("the link changed meanwhile (another worker applied an Intercom event)")
         return self._write(link.ref, entries, **changes)
 
-    def arm_left(self, link: Link, contact_id: str, entries: Sequence[Entry], by: str, at: Optional[float] = None
-                 ) -> Link:
+    def arm_left(self, link: Link, contact_id: str, entries: Sequence[Entry], by: str, at: Optional[float] = None,
+                 carry: bool = False, keep_held: bool = True) -> Link:
         stored, held = self.get(link.ref), link.left_then(contact_id)
         if stored is None or held is None:
             return link                # erased meanwhile, or nothing recorded of that contact
         if stored.left_baselines != link.left_baselines:
             raise Busy("what the link held on the contacts it left changed meanwhile (another worker)")
+        armed: dict[str, Any] = {}
+        if carry:       # (the link itself too, as arm: on the contact and armed as `link` reads)
+            if stored.contact_id != link.contact_id:
+                raise Busy(MOVED_SINCE_READ, retry_after=1.0)
+            if _armed_state(stored) != _armed_state(link):
+                raise Busy("the link changed meanwhile (another worker applied an Intercom event)")
+            kept = link.held_under(by) if keep_held else None
+            armed = {"armed": True, "armed_by": by, "armed_at": at, "held_at": kept,
+                     "held_by": None if kept is None else by}
         return self._write(link.ref, entries, left_baselines=left_with(
-            stored.left_baselines, dataclasses.replace(held, armed=True, armed_by=by, armed_at=at)))
+            stored.left_baselines, dataclasses.replace(held, armed=True, armed_by=by, armed_at=at)), **armed)
 
     def see_duplicate(self, link: Link, seen: DuplicateSeen) -> Link:
         stored = self.get(link.ref)

@@ -91,6 +91,10 @@ class LeftContact:
     # the move, when the contact was gone already. Only an event about it no later than this is judged.
     moved_at: Optional[float] = None
     armed_at: Optional[float] = None        # since when it was armed on it (Link.armed_at)
+    # The move kept her baseline (join.moved_baseline: the contact moved to was made after she joined), and with it the
+    # armed state: the link on the contact it moved to went on with what it held here (judge.carried). False: it took
+    # the other's (or a move recorded before the bridge kept this: taken as so).
+    kept: bool = False
 
     def held(self, link: "Link") -> "Link":
         """`link` as it stood on this contact: its baseline and armed state then (its qualification as it is now), and
@@ -121,23 +125,25 @@ class LeftContact:
                        armed_by=key if then.armed_unrecorded else self.armed_by)
 
     @classmethod
-    def of(cls, link: "Link", moved_at: Optional[float], attribute: Any = None) -> "LeftContact":
+    def of(cls, link: "Link", moved_at: Optional[float], attribute: Any = None, kept: bool = False) -> "LeftContact":
         """What `link`, on the contact it leaves now, holds (LinkRepository.move records it). `attribute`: the rule's
         attribute now (the move's `baseline_of`), which a baseline stored before links named theirs is of (it is
         taken as the current rule's, and settings that change the rule name it on the link first: stamp_rule): named
-        here too, so that a rule changed after the move does not take it as its own."""
+        here too, so that a rule changed after the move does not take it as its own. `kept`: the move keeps her
+        baseline (LeftContact.kept)."""
         of = link.baseline_of
         if of is None and link.baseline_unrecorded and isinstance(attribute, str) and attribute != MOVED_UNKNOWN:
             of = attribute
         return cls(str(link.contact_id), link.baseline, of, link.armed, link.armed_by, moved_at,
-                   link.armed_at)
+                   link.armed_at, kept)
 
     def as_stored(self) -> dict[str, Any]:
-        """(`armed_at` only when known: a record stored before the bridge kept it is written back as it was read, which
-        writes that hold to the records as read compare.)"""
+        """(`armed_at` only when known, `kept` only when true: a record stored before the bridge kept them is written
+        back as it was read, which writes that hold to the records as read compare.)"""
         return {"baseline": self.baseline, "baseline_of": self.baseline_of, "armed": self.armed,
                 "armed_by": self.armed_by, "moved_at": self.moved_at,
-                **({"armed_at": self.armed_at} if self.armed_at is not None else {})}
+                **({"armed_at": self.armed_at} if self.armed_at is not None else {}),
+                **({"kept": True} if self.kept else {})}
 
 
 def left_with(held: tuple[LeftContact, ...], left: LeftContact) -> tuple[LeftContact, ...]:

@@ -415,7 +415,7 @@ def test_a_move_records_what_the_link_held_on_the_contact_it_left_and_an_item_wi
     old = store.links.get(ANN)
     assert (old.left_contacts, old.left_baselines, old.left_then("c1")) == (frozenset({"c1", "c2"}), (), None)
     again = store.links.move(old, "c4", [Entry("contact", "merged")], role="user", when=300.0, left=True)
-    assert again.left_baselines == (LeftContact("c3", "No", attr, False, None, 300.0),) == \
+    assert again.left_baselines == (LeftContact("c3", "No", attr, False, None, 300.0, kept=True),) == \
         store.links.get(ANN).left_baselines
     assert again.left("c1") and again.left_then("c1") is None
     # A baseline stored before links named its attribute (taken as the rule's now) is recorded as of the attribute the
@@ -755,6 +755,28 @@ def test_arming_records_since_when_held_to_it_as_read_and_a_move_keeps_it_with_h
     again = store.links.arm(moved, [], "rule", 600.0)
     assert store.links.take_baselines([(again, "pro", "custom_attributes.plan", [])]) == [True]
     assert (store.links.get(ANN).armed, store.links.get(ANN).armed_at) == (False, None)
+
+
+def test_arming_a_contact_left_by_a_move_keeping_her_baseline_carries_to_the_link_held_to_its_armed_state(store):
+    """A move keeping her baseline records it (LeftContact.kept), one taking another's does not. arm_left with `carry`
+    (judge.carried) arms the link itself too, in the same write, as arm does (since `at`, the value held kept or
+    dropped), while it is armed as read: armed meanwhile, Busy and nothing written."""
+    link = store.links.set_contact(joined(store, baseline_of=SIGNED_UP), [], when=100.0, role="lead")
+    kept = store.links.move(link, "c2", [Entry("contact", "merged")], role="user", when=400.0, left=True)
+    assert kept.left_then("c1").kept and store.links.get(ANN) == kept
+    held = store.links.hold_back(kept, [], 400.0, "rule")
+    with pytest.raises(Busy):                                       # as `kept` read it: a value held since
+        store.links.arm_left(kept, "c1", [Entry("evaluation", "not_met")], "rule", 150.0, carry=True)
+    assert store.links.get(ANN) == held and outcomes(store) == ["linked", "merged"]
+    armed = store.links.arm_left(held, "c1", [Entry("evaluation", "not_met")], "rule", 150.0, carry=True)
+    assert (armed.armed, armed.armed_by, armed.armed_at, armed.held_at, armed.left_then("c1").armed_at) == \
+        (True, "rule", 150.0, 400.0, 150.0)
+    assert store.links.get(ANN) == armed and outcomes(store) == ["linked", "merged", "not_met"]
+    dropped = store.links.arm_left(armed, "c1", [], "rule", 120.0, carry=True, keep_held=False)
+    assert (dropped.armed_at, dropped.held_at, dropped.held_by) == (120.0, None, None) and store.links.get(ANN) == dropped
+    taken = store.links.move(dropped, "c3", [Entry("contact", "merged")], role="user", baseline="Yes",
+                             baseline_of=SIGNED_UP, when=500.0, left=True)
+    assert not taken.left_then("c2").kept and store.links.get(ANN) == taken
 
 
 def test_a_worker_that_read_the_link_unarmed_does_not_narrow_an_arming_since_always_made_meanwhile(store):

@@ -1245,23 +1245,18 @@ def user_made_after_she_joined(work: FakeWork, value: str, since: float, joined_
     return t, lead, user, said
 
 
-_LATE_AWAY_NOT_REJUDGED = (
-    "a change away on the merged contact delivered after the merge arms only what the link held there (arm_left): it "
-    "does not re-judge the merge's own value at the target, held on the survivor (Link.held_at; releases is bounded "
-    "by Link.moved_at). Before judge.before_move (279093d) B's own 'No' then 'Yes' from before the merge, delivered "
-    "after it, armed the link and qualified her here, by chance: what qualified her falsely without A's 'No'")
-
-
 @pytest.mark.parametrize("order", [
     ("a_no", "b_no", "b_yes", "merge"),
-    pytest.param(("merge", "a_no", "b_no", "b_yes"), marks=pytest.mark.xfail(strict=True, reason=_LATE_AWAY_NOT_REJUDGED)),
+    ("merge", "a_no", "b_no", "b_yes"),
 ])
 def test_a_change_away_on_her_lead_before_a_merge_keeping_her_baseline_qualifies_her_on_the_merges_yes(order):
     """Ann joined on lead A with "Yes" and went "No" there at T+10; user B, her email, made after she joined, went "No"
     at T+11 and "Yes" at T+12 (not hers then), and survives A's merge at T+15 showing "Yes". In order A's "No" arms
     the link, the merge keeps it (and her baseline), and B's "Yes" at the merge qualifies her, once. The merge's
     notification delivered first, then A's "No", then B's two: a miss, new vs 50972da with distinct seconds (every
-    order with the merge before A's "No", and B's "No" after both: 8 of 24). Found by review-combined."""
+    order with the merge before A's "No", and B's "No" after both: 8 of 24). Found by review-combined. A's late "No"
+    arms what the link held on A and, the merge having kept her baseline (LeftContact.kept), the link too
+    (judge.carried): the merge's "Yes", held on B, is released."""
     work = world()
     t, lead, user, said = user_made_after_she_joined(work, "Yes", since=12)
     bodies = {"a_no": event(dict(lead, custom_attributes={"signed_up": "No"}, updated_at=t + 10), notification="a10",
@@ -1275,6 +1270,28 @@ def test_a_change_away_on_her_lead_before_a_merge_keeping_her_baseline_qualifies
         run(work, bodies[name])
     assert len([c for c in work.apis.rf_.calls if c.startswith("qualify")]) == 1
     assert link_of(work).qualification is QState.QUALIFIED
+
+
+@pytest.mark.parametrize("order", [("a_no", "merge"), ("merge", "a_no")])
+def test_a_change_away_on_her_lead_before_a_merge_taking_the_survivors_baseline_does_not_qualify_her(order):
+    """As above, but user B existed before Ann joined and showed "Yes" since: the merge takes B's "Yes" as her
+    baseline, and what armed the link on A was the other contact's (the link is not armed on B). The merge's "Yes" is
+    no change: not qualified, in either order (A's late "No" arms what the link held on A alone: judge.carried)."""
+    work = world()
+    link, lead = joined(work, signed_up="Yes")
+    t = work.clock()
+    user = work.apis.intercom_.add("ann@example.com", role="user", signed_up="Yes")
+    user.update(created_at=1, updated_at=1)
+    work.apis.intercom_.merge(lead["id"], user["id"])
+    bodies = {"a_no": event(dict(lead, custom_attributes={"signed_up": "No"}, updated_at=t + 10), notification="a10",
+                            created_at=t + 10),
+              "merge": event(dict(user), "contact.merged", "m", created_at=t + 15,
+                             merged_from={"type": "contact", "id": lead["id"]})}
+    work.clock.now = t + 100
+    for name in order:
+        run(work, bodies[name])
+    assert link_of(work).baseline == "Yes" and not link_of(work).left_then(lead["id"]).kept
+    assert work.apis.rf_.calls == [] and link_of(work).qualification is QState.PENDING
 
 
 @pytest.mark.xfail(strict=True, reason=(

@@ -623,7 +623,8 @@ class DynamoLinks(Leases):
                 condition = condition & _same(LinkItem.contact_role, known)
             recorded: list[Action] = []
             if old and left:
-                kept = left_with(then.left_baselines, LeftContact.of(then, moved_at, baseline_of))
+                kept = left_with(then.left_baselines, LeftContact.of(then, moved_at, baseline_of,
+                                                                     not changes.keys() & {"baseline", "baseline_of"}))
                 recorded.append(LinkItem.left_baselines.set(left_stored(kept)))
                 condition = condition & _same(LinkItem.left_baselines, left_stored(then.left_baselines)) \
                     & _same(LinkItem.baseline_of, then.baseline_of) \
@@ -713,23 +714,31 @@ class DynamoLinks(Leases):
         return self._set(link, entries, None, {"held_at": at, "held_by": by},
                          _same(LinkItem.contact_id, link.contact_id) & _armed_as(link)) or link
 
-    def arm_left(self, link: Link, contact_id: str, entries: Sequence[Entry], by: str, at: Optional[float] = None
-                 ) -> Link:
+    def arm_left(self, link: Link, contact_id: str, entries: Sequence[Entry], by: str, at: Optional[float] = None,
+                 carry: bool = False, keep_held: bool = True) -> Link:
         held = link.left_then(contact_id)
         if held is None:
             return link
         kept = left_with(link.left_baselines, dataclasses.replace(held, armed=True, armed_by=by, armed_at=at))
         now = iso(self.clock())
+        armed: dict[str, Any] = {}
+        condition = LinkItem.pk.exists() & _same(LinkItem.left_baselines, left_stored(link.left_baselines))
+        if carry:       # (the link itself too, as arm: on the contact and armed as `link` reads)
+            still = link.held_under(by) if keep_held else None
+            armed = {"armed": True, "armed_by": by, "armed_at": at, "held_at": still,
+                     "held_by": None if still is None else by}
+            condition = condition & _same(LinkItem.contact_id, link.contact_id) & _armed_as(link)
         try:
-            with _or_busy("what the link held on the contacts it left changed meanwhile (another worker)"):
+            with _or_busy("what the link held on the contacts it left, or its armed state, changed meanwhile "
+                          "(another worker)"):
                 self.history.transact(link.ref, entries, Update(LinkItem(*link_key(link.ref)), [
-                    LinkItem.left_baselines.set(left_stored(kept)), LinkItem.updated_at.set(now)],
-                    LinkItem.pk.exists() & _same(LinkItem.left_baselines, left_stored(link.left_baselines))))
+                    LinkItem.left_baselines.set(left_stored(kept)), LinkItem.updated_at.set(now),
+                    *(_assign(getattr(LinkItem, name), value) for name, value in armed.items())], condition))
         except Busy:
             if get(LinkItem, link_key(link.ref), consistent=True) is None:
                 return link             # erased meanwhile: nothing about the person is written back
             raise
-        return dataclasses.replace(link, left_baselines=kept, updated_at=now)
+        return dataclasses.replace(link, left_baselines=kept, updated_at=now, **armed)
 
     def see_duplicate(self, link: Link, seen: DuplicateSeen) -> Link:
         """(One conditional update, no transaction: nothing else is written with it.)"""

@@ -7,7 +7,7 @@ from typing import Optional
 
 from ...domain import rules
 from ...domain.history import Entry, iso
-from ...domain.judge import Action, Sighting, Verdict, elsewhere, judge
+from ...domain.judge import Action, Sighting, Verdict, carried, elsewhere, judge
 from ...domain.link import Claim, LeftContact, Link, LinkStatus
 from ...domain.mapping import attribute_type
 from ...domain.qualification import QState, ask_rf_first, may_have_qualified
@@ -73,7 +73,9 @@ class Qualifier:
         that contact (LeftContact.held), its qualification as it is now (one reached goes the usual way: claimed,
         RF asked first, once). A value missing the target seen after joining arms what the link held on that contact
         (LinkRepository.arm_left), as it would have armed the link on it: a later change to the target there, also
-        delivered late, counts. Not the link's own armed state (the contact's it holds now). Unlike the contact the
+        delivered late, counts. Not the link's own armed state (the contact's it holds now), unless the move that
+        left that contact kept her baseline (judge.carried): then it too, and a value held on the contact it holds
+        since the move, at the target, is released (_released: she qualifies, once). Unlike the contact the
         link holds (_arm_and_look), the contact left is not read then: Intercom no longer has it. Returns the link as
         it is afterwards."""
         if self.moved_away(link, settings):
@@ -86,7 +88,10 @@ class Qualifier:
             self.links.note_repeat(link.ref, verdict.repeat.event, verdict.repeat.reason)
         entries = [late_entry(verdict.entry, left, link)] if verdict.entry is not None else []
         if verdict.action is Action.ARM and rule is not None:
-            return self.links.arm_left(link, left.contact_id, entries, rules.key(rule), seen.when)
+            carry = carried(link, left, rule, seen.when)
+            armed = self.links.arm_left(link, left.contact_id, entries, rules.key(rule), seen.when,
+                                        carry=carry is not None, keep_held=carry is None or not carry.drops_held)
+            return self._released(armed, carry, seen) if carry is not None else armed
         if entries:
             self.links.note(link.ref, entries)
         if verdict.action is Action.QUALIFY:
