@@ -1272,6 +1272,40 @@ def test_a_change_away_on_her_lead_before_a_merge_keeping_her_baseline_qualifies
     assert link_of(work).qualification is QState.QUALIFIED
 
 
+@pytest.mark.parametrize("late", [False, True])
+def test_a_late_change_away_on_her_lead_does_not_carry_past_a_take_in_the_second_of_the_merge(late):
+    """Ann joined on lead A with "Yes", went "No" there at T+10; user B, made after she joined, shows "No" when A is
+    merged into it at T+20 (the merge keeps her baseline), and "Yes" later in that second; `bridge backfill --apply`
+    reads B at T+20.5 and takes "Yes" (dated T+20: Link.baseline_at equals the move's time); B's "Yes" of T+20 is
+    delivered after the take. In order A's "No" armed the link, the merge kept it, the take set it anew (unarmed):
+    B's "Yes" is no change, held, not qualified. A's "No" delivered after all that arms what the link held on A, and
+    not the link: the take is not known to be older than the merge (judge.carried). Found by review-late-away."""
+    work = world()
+    link, lead = joined(work, signed_up="Yes", baseline_of="custom_attributes.signed_up")
+    t = work.clock()
+    user = work.apis.intercom_.add("ann@example.com", role="user", signed_up="No")
+    user.update(created_at=t + 1, updated_at=t + 1)
+    a_no = event(dict(lead, custom_attributes={"signed_up": "No"}, updated_at=t + 10), notification="a10",
+                 created_at=t + 10)
+    merge = event(dict(user), "contact.merged", "m", created_at=t + 20, merged_from={"type": "contact", "id": lead["id"]})
+    work.apis.intercom_.merge(lead["id"], user["id"])
+    work.clock.now = t + 20.2
+    if not late:
+        run(work, a_no)
+    run(work, merge)
+    assert link_of(work).contact_id == user["id"] and link_of(work).armed        # (B's "No" too)
+    changed(work, user, "Yes", at=t + 20)
+    work.clock.now = t + 20.7
+    assert work.store.links.take_baselines([(link_of(work), "Yes", "custom_attributes.signed_up", [])],
+                                           read_at=t + 20.5) == [True]
+    assert link_of(work).baseline_at == t + 20 == link_of(work).viewed_since
+    work.clock.now = t + 30
+    run(work, event(dict(user), "contact.user.updated", "b20", created_at=t + 20))
+    if late:
+        run(work, a_no)
+    assert work.apis.rf_.calls == [] and link_of(work).qualification is QState.PENDING
+
+
 @pytest.mark.parametrize("order", [("a_no", "merge"), ("merge", "a_no")])
 def test_a_change_away_on_her_lead_before_a_merge_taking_the_survivors_baseline_does_not_qualify_her(order):
     """As above, but user B existed before Ann joined and showed "Yes" since: the merge takes B's "Yes" as her
