@@ -1331,3 +1331,41 @@ def test_a_change_away_and_back_on_the_older_user_after_the_duplicate_check_move
     for name in order:
         run(work, bodies[name])
     assert len(work.apis.rf_.qualified) == 1 and link_of(work).qualification is QState.QUALIFIED
+
+
+@pytest.mark.parametrize("late", [False, pytest.param(True, marks=pytest.mark.xfail(strict=True, reason=(
+    "a new miss vs 50972da (review-final): the duplicate check's move keeping her baseline records its time "
+    "(Link.last_moved_at) but no LeftContact, so under match: email a duplicate's value from before it, delivered "
+    "after it, is before_view and duplicate_then finds nothing to judge it against (Link.left_at: None): noted as "
+    "no change; in order it qualified her. Needs what the link held before every move, not only recorded ones")))],
+    ids=["in order", "after the move"])
+def test_under_match_email_the_older_users_yes_before_the_duplicate_check_qualifies_her_delivered_after_its_move(late):
+    """`match: email`: Ann joins with "No"; search hid her older user (her email), which goes "Yes" (t1) and "No" again
+    (t2) before the duplicate check merges her lead into it (her baseline kept: no LeftContact, only the move's time,
+    Link.last_moved_at), and judges the user as it is then ("No"). In order, t1 is a duplicate's "Yes" (her email):
+    counted, it qualifies her. Delivered after the move it is from before it (judge.before_view), and with no
+    LeftContact the late duplicate's judge (contact_events.duplicate_then, Link.left_at) has nothing to judge it
+    against: noted as no change, a miss (judged as hers before every move recorded its time, it qualified her)."""
+    work = world({**SETTINGS, "qualification": {**SETTINGS["qualification"], "match": "email"}})
+    intercom = work.apis.intercom_
+    user = intercom.add("ann@example.com", role="user", searchable=False, signed_up="No")
+    user.update(updated_at=work.clock.now - 5)
+    run(work, join())
+    t = int(work.clock.now)
+
+    def told(value, at, name):
+        return event(dict(user, custom_attributes={**user["custom_attributes"], "signed_up": value}, updated_at=at),
+                     "contact.user.updated", name, created_at=at)
+    bodies = [told("Yes", t + 10, "t1"), told("No", t + 20, "t2")]
+    user["custom_attributes"]["signed_up"], user["updated_at"] = "No", t + 20
+    if not late:
+        work.clock.now = t + 30
+        for body in bodies:
+            run(work, body)
+    intercom.unsearchable.clear()
+    verify_later(work)
+    assert link_of(work).contact_id == user["id"] and link_of(work).left_baselines == ()
+    if late:
+        for body in bodies:
+            run(work, body)
+    assert len(work.apis.rf_.qualified) == 1 and link_of(work).qualification is QState.QUALIFIED
