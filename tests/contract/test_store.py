@@ -3330,3 +3330,18 @@ def test_an_adopted_ledger_entry_is_written_only_while_the_link_of_her_own_join_
     store.sync.forget("42", "c1@x.io")
     store.links.erase(link)
     assert store.sync.adopt("42", adopted[:1]) == set() and list(store.sync.ledger("42")) == []
+
+
+def test_a_move_recording_what_it_left_records_the_time_backfill_took_the_baseline_it_held_there(store, clock):
+    """LeftContact.baseline_at: the take's time the link held as it left the contact (Link.baseline_at then), kept
+    when a later take on the contact moved to replaces the link's (a late notification of the contact left, from
+    before its take, is no change: LeftContact.held). Read back as written (a later write holds to it as read)."""
+    link = joined(store)
+    assert store.links.take_baselines([(link, "No", "custom_attributes.signed_up", [])], read_at=100.4) == [True]
+    moved = store.links.move(store.links.get(ANN), "c2", [Entry("contact", "merged")], when=200.0, left=True)
+    assert (moved.baseline_at, moved.left_then("c1").baseline_at) == (100.0, 100.0)
+    assert store.links.get(ANN) == moved
+    assert store.links.take_baselines([(moved, "Yes", "custom_attributes.signed_up", [])], read_at=300.0) == [True]
+    now = store.links.get(ANN)
+    assert (now.baseline_at, now.left_then("c1").baseline_at, now.left_then("c1").held(now).viewed_since) == \
+        (300.0, 100.0, 100.0)

@@ -10,7 +10,7 @@ from typing import Callable
 import pytest
 
 from chalicelib.domain.history import Entry
-from chalicelib.domain.link import ContactState, JoinResult, LeftContact, LinkStatus, PersonRef
+from chalicelib.domain.link import ContactState, JoinResult, LeftContact, LinkStatus, MOVED_UNKNOWN, PersonRef
 from chalicelib.domain.qualification import QState
 from chalicelib.messages import ContactMessage
 from tests.fakes import FakeWork
@@ -1197,8 +1197,6 @@ def test_a_change_away_in_the_second_of_the_take_after_it_is_judged(order):
     assert work.apis.rf_.calls == ["get_user 7", "qualify 7"] and link_of(work).qualification is QState.QUALIFIED
 
 
-@pytest.mark.xfail(strict=True, reason="review-baseline-at: a take and a merge of one second; LeftContact.held "
-                   "bounds the view by a take strictly older than the move (no record of the take's contact)")
 def test_a_late_change_from_before_a_take_in_the_second_of_the_merge_that_left_its_contact_does_not_qualify():
     """Her baseline unknown on lead A; A "Yes" (t+5), then "No"; `bridge backfill --apply` reads A at t+20.2 and takes
     "No"; Intercom merges A into user B in that second (dated t+20). A's "Yes" of t+5, delivered after the merge, is a
@@ -1206,8 +1204,8 @@ def test_a_late_change_from_before_a_take_in_the_second_of_the_merge_that_left_i
     than the move: of the same second, it does not, and the "Yes" qualifies her against the "No" taken after it. In
     order it was no change after the take (delivered before it, not counted: her baseline unknown). A merge a second
     later: not qualified (passes). Taking a tie as before the move would instead leave unjudged the late changes of a
-    contact a move left when backfill took a baseline on the contact moved to in that same second: telling the two
-    apart needs the take's contact (or its time) recorded with what the move left (LeftContact)."""
+    contact a move left when backfill took a baseline on the contact moved to in that same second: the move records
+    the take's time with what it left (LeftContact.baseline_at), which tells the two apart."""
     work = world()
     link, lead = joined(work, signed_up="Yes", baseline_of="custom_attributes.plan")
     t = work.clock()
@@ -1327,4 +1325,35 @@ def test_a_survivors_yes_from_before_the_merge_under_another_email_does_not_coun
     work.clock.now = t + 100
     run(work, event(dict(user), "contact.merged", "m", created_at=t + 15,
                     merged_from={"type": "contact", "id": lead["id"]}), yes, check())
+    assert work.apis.rf_.calls == [] and link_of(work).qualification is QState.PENDING
+
+
+def test_a_late_change_from_before_a_take_on_the_contact_a_merge_left_does_not_qualify_after_a_second_take():
+    """Her baseline unknown on lead A; A "Yes" (t+5), then "No" (t+8); `bridge backfill --apply` takes A's "No" at
+    t+20; Intercom merges A into her older user B at t+40 (B changed since she joined: its baseline there not known,
+    MOVED_UNKNOWN), and backfill takes B's "No" at t+60. A's "Yes" of t+5, delivered after, is a late notification of
+    A, judged on the link as it was on A (LeftContact.held), bounded by a take only if the link's last one
+    (Link.baseline_at) is older than the move: the second take, on B, replaced the time of the first, and the "Yes"
+    qualifies her against the "No" taken after it. In order it was no change after the take (delivered before it, not
+    counted: her baseline unknown). Distinct seconds; 50972da qualified her too (no take bounded anything)."""
+    work = world()
+    link, lead = joined(work, signed_up="Yes", baseline_of="custom_attributes.plan")
+    t = work.clock()
+    late = event(dict(lead, custom_attributes={"signed_up": "Yes"}, updated_at=t + 5), notification="late",
+                 created_at=t + 5)
+    set_value(work, lead, "No")
+    lead["updated_at"] = t + 8
+    work.clock.now = t + 20.5
+    assert work.store.links.take_baselines([(link_of(work), "No", "custom_attributes.signed_up", [])],
+                                           read_at=t + 20.2) == [True]
+    user = work.apis.intercom_.add("ann@example.com", role="user", signed_up="No")
+    user.update(created_at=1, updated_at=t + 30)
+    work.clock.now = t + 40.5
+    run(work, event(user, "contact.merged", "n-merge", created_at=t + 40,
+                    merged_from={"type": "contact", "id": lead["id"]}))
+    assert (link_of(work).contact_id, link_of(work).baseline_of) == (user["id"], MOVED_UNKNOWN)
+    work.clock.now = t + 60.5
+    assert work.store.links.take_baselines([(link_of(work), "No", "custom_attributes.signed_up", [])],
+                                           read_at=t + 60.2) == [True]
+    run(work, late)
     assert work.apis.rf_.calls == [] and link_of(work).qualification is QState.PENDING
