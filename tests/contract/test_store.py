@@ -3333,7 +3333,8 @@ def test_an_adopted_ledger_entry_is_written_only_while_the_link_of_her_own_join_
 
 
 def test_a_move_recording_what_it_left_records_the_time_backfill_took_the_baseline_it_held_there(store, clock):
-    """LeftContact.baseline_at: the take's time the link held as it left the contact (Link.baseline_at then), kept
+    """LeftContact.baseline_at: the take's time the link held as it left the contact (Link.baseline_at then), and
+    LeftContact.last_moved_at its move to it (Link.last_moved_at then); the take kept
     when a later take on the contact moved to replaces the link's (a late notification of the contact left, from
     before its take, is no change: LeftContact.held). Read back as written (a later write holds to it as read)."""
     link = joined(store)
@@ -3345,3 +3346,7 @@ def test_a_move_recording_what_it_left_records_the_time_backfill_took_the_baseli
     now = store.links.get(ANN)
     assert (now.baseline_at, now.left_then("c1").baseline_at, now.left_then("c1").held(now).viewed_since) == \
         (300.0, 100.0, 100.0)
+    # (and when it had moved to the contact it leaves: a move recording nothing it left, the duplicate check's, too)
+    again = store.links.move(store.links.move(now, "c3", [], when=400.0), "c4", [], when=500.0, left=True)
+    assert (again.left_then("c3").last_moved_at, again.left_then("c3").held(again).moved_at) == (400.0, 400.0)
+    assert again.left_then("c1").last_moved_at is None and store.links.get(ANN) == again

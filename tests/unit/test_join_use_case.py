@@ -1369,3 +1369,25 @@ def test_under_match_email_the_older_users_yes_before_the_duplicate_check_qualif
         for body in bodies:
             run(work, body)
     assert len(work.apis.rf_.qualified) == 1 and link_of(work).qualification is QState.QUALIFIED
+
+
+def test_a_change_away_and_back_on_the_older_user_before_the_duplicate_check_then_merged_away_does_not_qualify_her():
+    """As test_a_change_away_and_back_on_the_older_user_before_the_duplicate_check_moved_her_link_does_not_qualify_her,
+    then the older user is merged into another user (t3, her baseline kept: that user unchanged since she joined), and
+    t1 ("No") and t1b ("Yes") are delivered after that merge: late notifications of the contact the merge left, judged
+    on the link as it was on it (LeftContact.held), whose view began at the duplicate check's move (Link.last_moved_at,
+    which the move records with no LeftContact): in order t1 and t1b were a duplicate's, not hers. Found by
+    review-final (distinct seconds)."""
+    work, user, t, told = moved_to_her_older_user()
+    moved_at = link_of(work).moved_at
+    assert moved_at is not None and moved_at > t + 20
+    other = work.apis.intercom_.add("ann@example.com", role="user", signed_up="Yes")
+    other.update(created_at=1, updated_at=1)
+    work.apis.intercom_.merge(user["id"], other["id"])
+    t3 = int(work.clock.now) + 100
+    work.clock.now = t3 + 50
+    run(work, event(other, "contact.merged", "m2", created_at=t3, merged_from={"type": "contact", "id": user["id"]}))
+    assert link_of(work).contact_id == other["id"] and link_of(work).left_then(user["id"]) is not None
+    for body in (told("No", t + 10, "t1"), told("Yes", t + 20, "t1b")):
+        run(work, body)
+    assert work.apis.rf_.qualified == [] and link_of(work).qualification is QState.PENDING
