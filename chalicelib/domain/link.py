@@ -98,6 +98,10 @@ class LeftContact:
     # When the link had last moved (to this contact) as it left it (Link.last_moved_at then): a move that recorded
     # nothing it left (the duplicate check's) bounds this contact's view too. None: a record made before it was kept.
     last_moved_at: Optional[float] = None
+    # Her email as the link left it (Link.email then: a merge's survivor may bring another, set on the link after
+    # the move). Under `match: email`, a contact the link moved to later was a duplicate of hers then only with this
+    # email (contact_events.duplicate_then). None: a record made before it was kept (the link's email now is taken).
+    email: Optional[str] = None
 
     def held(self, link: "Link") -> "Link":
         """`link` as it stood on this contact: its baseline and armed state then (its qualification as it is now), and
@@ -138,7 +142,7 @@ class LeftContact:
         if of is None and link.baseline_unrecorded and isinstance(attribute, str) and attribute != MOVED_UNKNOWN:
             of = attribute
         return cls(str(link.contact_id), link.baseline, of, link.armed, link.armed_by, moved_at,
-                   link.armed_at, link.baseline_at, link.last_moved_at)
+                   link.armed_at, link.baseline_at, link.last_moved_at, link.email)
 
     def as_stored(self) -> dict[str, Any]:
         """(`armed_at` only when known: a record stored before the bridge kept it is written back as it was read, which
@@ -147,7 +151,8 @@ class LeftContact:
                 "armed_by": self.armed_by, "moved_at": self.moved_at,
                 **({"armed_at": self.armed_at} if self.armed_at is not None else {}),
                 **({"baseline_at": self.baseline_at} if self.baseline_at is not None else {}),
-                **({"last_moved_at": self.last_moved_at} if self.last_moved_at is not None else {})}
+                **({"last_moved_at": self.last_moved_at} if self.last_moved_at is not None else {}),
+                **({"email": self.email} if self.email is not None else {})}
 
 
 def left_with(held: tuple[LeftContact, ...], left: LeftContact) -> tuple[LeftContact, ...]:

@@ -397,13 +397,14 @@ def test_a_move_records_what_the_link_held_on_the_contact_it_left_and_an_item_wi
     store.links.arm(read, [Entry("evaluation", "not_met")], "rule-1")                 # since `read` was read
     moved = store.links.move(read, "c2", [Entry("contact", "merged")], role="user", baseline="Yes", baseline_of=attr,
                              when=200.0, left=True)
-    on_c1 = LeftContact("c1", "No", attr, True, "rule-1", 200.0)
+    on_c1 = LeftContact("c1", "No", attr, True, "rule-1", 200.0, email=read.email)
     assert (moved.left_baselines, moved.left_then("c1"), moved.baseline, moved.armed) == ((on_c1,), on_c1, "Yes", False)
     assert store.links.get(ANN) == moved
     clock.now += 50
     gone = store.links.move(moved, "c3", [Entry("contact", "moved")], role="user", baseline="No", baseline_of=attr,
                             left=True)
-    assert gone.left_then("c2") == LeftContact("c2", "Yes", attr, False, None, clock.now)
+    assert gone.left_then("c2") == LeftContact("c2", "Yes", attr, False, None, clock.now, last_moved_at=200.0,
+                                                 email=read.email)     # (and when it moved there, her email)
     assert gone.left_then("c1") == on_c1
     assert store.links.get(ANN) == gone
     if type(store.links).__name__ == "DynamoLinks":
@@ -415,7 +416,8 @@ def test_a_move_records_what_the_link_held_on_the_contact_it_left_and_an_item_wi
     old = store.links.get(ANN)
     assert (old.left_contacts, old.left_baselines, old.left_then("c1")) == (frozenset({"c1", "c2"}), (), None)
     again = store.links.move(old, "c4", [Entry("contact", "merged")], role="user", when=300.0, left=True)
-    assert again.left_baselines == (LeftContact("c3", "No", attr, False, None, 300.0),) == \
+    assert again.left_baselines == (LeftContact("c3", "No", attr, False, None, 300.0, last_moved_at=gone.last_moved_at,
+                                                email=read.email),) == \
         store.links.get(ANN).left_baselines
     assert again.left("c1") and again.left_then("c1") is None
     # A baseline stored before links named its attribute (taken as the rule's now) is recorded as of the attribute the
@@ -425,7 +427,7 @@ def test_a_move_records_what_the_link_held_on_the_contact_it_left_and_an_item_wi
     assert unrecorded.baseline_unrecorded
     left = store.links.move(unrecorded, "c8", [Entry("contact", "merged")], role="user", baseline="Yes",
                             baseline_of=attr, when=400.0, left=True)
-    assert left.left_then("c7") == LeftContact("c7", "No", attr, False, None, 400.0) == \
+    assert left.left_then("c7") == LeftContact("c7", "No", attr, False, None, 400.0, email="bob@example.com") == \
         store.links.get(bob).left_then("c7")
 
 
@@ -439,7 +441,8 @@ def test_arming_what_the_link_held_on_a_contact_it_left_arms_that_alone_while_it
     moved = store.links.move(link, "c2", [Entry("contact", "merged")], role="user", baseline="Yes", baseline_of=attr,
                              when=200.0, left=True)
     armed = store.links.arm_left(moved, "c1", [Entry("evaluation", "not_met")], "rule-1")
-    assert armed.left_then("c1") == LeftContact("c1", "No", attr, True, "rule-1", 200.0) and not armed.armed
+    assert armed.left_then("c1") == LeftContact("c1", "No", attr, True, "rule-1", 200.0, email=link.email) \
+        and not armed.armed
     assert store.links.get(ANN) == armed and outcomes(store)[-1] == "not_met"
     assert store.links.arm_left(armed, "c9", [Entry("evaluation", "not_met")], "rule-1") is armed   # none recorded
     assert store.links.get(ANN) == armed and len(outcomes(store)) == 3
@@ -965,7 +968,7 @@ def test_what_a_link_of_an_earlier_version_left_records_the_rule_settings_replac
     link = store.links.arm(joined(store), [], None)
     moved = store.links.move(link, "c2", [Entry("contact", "merged")], role="user", baseline=None,
                              baseline_of=MOVED_UNKNOWN, when=200.0, left=True)
-    assert moved.left_then("c1") == LeftContact("c1", "No", None, True, None, 200.0)
+    assert moved.left_then("c1") == LeftContact("c1", "No", None, True, None, 200.0, email=link.email)
 
     def worker() -> None:
         if meanwhile:
@@ -974,10 +977,11 @@ def test_what_a_link_of_an_earlier_version_left_records_the_rule_settings_replac
     after_the_campaign_read(store, monkeypatch, worker)
     assert store.links.stamp_rule("42", SIGNED_UP, key) == 1
     now = store.links.get(ANN)
-    assert now.left_then("c1") == LeftContact("c1", "No", SIGNED_UP, True, key, 200.0)
+    assert now.left_then("c1") == LeftContact("c1", "No", SIGNED_UP, True, key, 200.0, email=link.email)
     assert (now.baseline_of, now.armed, len(now.left_baselines)) == (MOVED_UNKNOWN, False, 2 if meanwhile else 1)
     if meanwhile:
-        assert now.left_then("c2") == LeftContact("c2", None, MOVED_UNKNOWN, False, None, 300.0)
+        assert now.left_then("c2") == LeftContact("c2", None, MOVED_UNKNOWN, False, None, 300.0, last_moved_at=200.0,
+                                                    email=link.email)
     monkeypatch.undo()
     assert store.links.stamp_rule("42", SIGNED_UP, key) == 0                          # recorded already
 
@@ -3341,6 +3345,7 @@ def test_a_move_recording_what_it_left_records_the_time_backfill_took_the_baseli
     assert store.links.take_baselines([(link, "No", "custom_attributes.signed_up", [])], read_at=100.4) == [True]
     moved = store.links.move(store.links.get(ANN), "c2", [Entry("contact", "merged")], when=200.0, left=True)
     assert (moved.baseline_at, moved.left_then("c1").baseline_at) == (100.0, 100.0)
+    assert moved.left_then("c1").email == link.email is not None       # (her email then: LeftContact.email)
     assert store.links.get(ANN) == moved
     assert store.links.take_baselines([(moved, "Yes", "custom_attributes.signed_up", [])], read_at=300.0) == [True]
     now = store.links.get(ANN)

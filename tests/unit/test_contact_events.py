@@ -424,7 +424,8 @@ def test_a_merged_contacts_change_to_the_target_before_the_merge_delivered_after
     work = world(settings(rule=EMAIL_RULE))
     lead, user, merged_at = merged_into_a_user(work, signed_up="No", user_value="Yes")
     assert link_of(work).left_then(lead["id"]) == LeftContact(       # (her baseline, stored before links named its
-        lead["id"], "No", "custom_attributes.signed_up", False, None, merged_at)   # attribute: the rule's then)
+        lead["id"], "No", "custom_attributes.signed_up", False, None, merged_at,   # attribute: the rule's then)
+        email="ann@example.com")
     before = len(history(work))
     late = event(set_value(work, lead, "Yes"), notification="n-late", created_at=merged_at - 30)
     assert run(work, late) == {"done": 1, "retry": 0, "dead": 0}
@@ -491,7 +492,7 @@ def test_a_rule_replaced_after_the_move_does_not_take_what_an_earlier_version_le
     work.store.settings.put("42", settings(rule=rule), WS)
     assert link_of(work).left_then(lead["id"]) == LeftContact(
         lead["id"], link.baseline, was.attribute, unrecorded == "armed",
-        rules.key(was) if unrecorded == "armed" else None, merged_at)
+        rules.key(was) if unrecorded == "armed" else None, merged_at, email=link.email)
     lead["custom_attributes"]["plan"] = "pro"
     run(work, event(set_value(work, lead, "Maybe"), notification="n-late", created_at=merged_at - 5))
     assert work.apis.rf_.calls == [] and link_of(work).qualification is QState.PENDING
