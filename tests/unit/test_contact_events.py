@@ -1198,6 +1198,21 @@ def test_a_change_away_in_the_second_of_the_take_after_it_is_judged(order):
     assert work.apis.rf_.calls == ["get_user 7", "qualify 7"] and link_of(work).qualification is QState.QUALIFIED
 
 
+def _taken_on_lead_a(work: FakeWork) -> tuple[float, dict, dict]:
+    """Her baseline unknown on lead A (joined at T); A "Yes" (T+5), then "No" (T+8); `bridge backfill --apply` reads A
+    at T+20.2 and takes "No". T, A, and A's notification of T+5 (not sent)."""
+    link, lead = joined(work, signed_up="Yes", baseline_of="custom_attributes.plan")
+    t = work.clock()
+    late = event(dict(lead, custom_attributes={"signed_up": "Yes"}, updated_at=t + 5), notification="late",
+                 created_at=t + 5)
+    set_value(work, lead, "No")
+    lead["updated_at"] = t + 8
+    work.clock.now = t + 20.5
+    assert work.store.links.take_baselines([(link_of(work), "No", "custom_attributes.signed_up", [])],
+                                           read_at=t + 20.2) == [True]
+    return t, lead, late
+
+
 def test_a_late_change_from_before_a_take_in_the_second_of_the_merge_that_left_its_contact_does_not_qualify():
     """Her baseline unknown on lead A; A "Yes" (t+5), then "No"; `bridge backfill --apply` reads A at t+20.2 and takes
     "No"; Intercom merges A into user B in that second (dated t+20). A's "Yes" of t+5, delivered after the merge, is a
@@ -1208,15 +1223,7 @@ def test_a_late_change_from_before_a_take_in_the_second_of_the_merge_that_left_i
     contact a move left when backfill took a baseline on the contact moved to in that same second: the move records
     the take's time with what it left (LeftContact.baseline_at), which tells the two apart."""
     work = world()
-    link, lead = joined(work, signed_up="Yes", baseline_of="custom_attributes.plan")
-    t = work.clock()
-    late = event(dict(lead, custom_attributes={"signed_up": "Yes"}, updated_at=t + 5), notification="late",
-                 created_at=t + 5)
-    set_value(work, lead, "No")
-    lead["updated_at"] = t + 8
-    work.clock.now = t + 20.5
-    assert work.store.links.take_baselines([(link_of(work), "No", "custom_attributes.signed_up", [])],
-                                           read_at=t + 20.2) == [True]
+    t, lead, late = _taken_on_lead_a(work)
     user = work.apis.intercom_.add("ann@example.com", role="user", signed_up="No")
     user.update(created_at=1, updated_at=1)
     work.clock.now = t + 20.7
@@ -1338,15 +1345,7 @@ def test_a_late_change_from_before_a_take_on_the_contact_a_merge_left_does_not_q
     qualifies her against the "No" taken after it. In order it was no change after the take (delivered before it, not
     counted: her baseline unknown). Distinct seconds; 50972da qualified her too (no take bounded anything)."""
     work = world()
-    link, lead = joined(work, signed_up="Yes", baseline_of="custom_attributes.plan")
-    t = work.clock()
-    late = event(dict(lead, custom_attributes={"signed_up": "Yes"}, updated_at=t + 5), notification="late",
-                 created_at=t + 5)
-    set_value(work, lead, "No")
-    lead["updated_at"] = t + 8
-    work.clock.now = t + 20.5
-    assert work.store.links.take_baselines([(link_of(work), "No", "custom_attributes.signed_up", [])],
-                                           read_at=t + 20.2) == [True]
+    t, lead, late = _taken_on_lead_a(work)
     user = work.apis.intercom_.add("ann@example.com", role="user", signed_up="No")
     user.update(created_at=1, updated_at=t + 30)
     work.clock.now = t + 40.5

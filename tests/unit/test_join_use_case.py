@@ -1280,13 +1280,14 @@ def test_a_tag_refused_with_404_for_the_user_a_lead_was_merged_into_which_interc
     assert ("tag", "not_tagged") not in history(work)
 
 
-def moved_to_her_older_user():
-    """Ann joins with "Yes" (initial_value); search hid her older user (changed last at t + 20), into which the
-    duplicate check then merges her lead, her baseline kept. With `told(value, at, name)`: a notification of the user
-    showing `value`, of `at`."""
-    work = world({**SETTINGS, "qualification": {**SETTINGS["qualification"], "initial_value": "Yes"}})
+def moved_to_her_older_user(value="Yes", match=None, before=()):
+    """Ann joins with "Yes" (initial_value: `value`); search hid her older user (changed last at t + 20), into which
+    the duplicate check then merges her lead, her baseline kept. With `told(value, at, name)`: a notification of the
+    user showing `value`, of `at`. `match`: the rule's; `before(work, user, t, told)`: done before the check."""
+    rule = {**SETTINGS["qualification"], "initial_value": value, **({"match": match} if match else {})}
+    work = world({**SETTINGS, "qualification": rule})
     intercom = work.apis.intercom_
-    user = intercom.add("ann@example.com", role="user", searchable=False, signed_up="Yes")
+    user = intercom.add("ann@example.com", role="user", searchable=False, signed_up=value)
     user.update(updated_at=work.clock.now - 5)
     run(work, join())
     t = int(work.clock.now)
@@ -1295,6 +1296,8 @@ def moved_to_her_older_user():
         return event(dict(user, custom_attributes={**user["custom_attributes"], "signed_up": value}, updated_at=at),
                      "contact.user.updated", name, created_at=at)
     user["updated_at"] = t + 20
+    for step in before:
+        step(work, user, t, told)
     intercom.unsearchable.clear()
     verify_later(work)
     return work, user, t, told
@@ -1346,27 +1349,16 @@ def test_under_match_email_the_older_users_yes_before_the_duplicate_check_qualif
     counted, it qualifies her. Delivered after the move it is from before it (judge.before_view), and with no
     LeftContact the late duplicate's judge (contact_events.duplicate_then, Link.left_at) has nothing to judge it
     against: noted as no change, a miss (judged as hers before every move recorded its time, it qualified her)."""
-    work = world({**SETTINGS, "qualification": {**SETTINGS["qualification"], "match": "email"}})
-    intercom = work.apis.intercom_
-    user = intercom.add("ann@example.com", role="user", searchable=False, signed_up="No")
-    user.update(updated_at=work.clock.now - 5)
-    run(work, join())
-    t = int(work.clock.now)
-
-    def told(value, at, name):
-        return event(dict(user, custom_attributes={**user["custom_attributes"], "signed_up": value}, updated_at=at),
-                     "contact.user.updated", name, created_at=at)
-    bodies = [told("Yes", t + 10, "t1"), told("No", t + 20, "t2")]
-    user["custom_attributes"]["signed_up"], user["updated_at"] = "No", t + 20
-    if not late:
-        work.clock.now = t + 30
-        for body in bodies:
-            run(work, body)
-    intercom.unsearchable.clear()
-    verify_later(work)
+    def yes_then_no(work, user, t, told):
+        user["custom_attributes"]["signed_up"] = "No"
+        if not late:
+            work.clock.now = t + 30
+            for body in (told("Yes", t + 10, "t1"), told("No", t + 20, "t2")):
+                run(work, body)
+    work, user, t, told = moved_to_her_older_user("No", match="email", before=[yes_then_no])
     assert link_of(work).contact_id == user["id"] and link_of(work).left_baselines == ()
     if late:
-        for body in bodies:
+        for body in (told("Yes", t + 10, "t1"), told("No", t + 20, "t2")):
             run(work, body)
     assert len(work.apis.rf_.qualified) == 1 and link_of(work).qualification is QState.QUALIFIED
 
