@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
-from typing import Callable
+from typing import Callable, Sequence
 
 import pytest
 
@@ -1113,20 +1113,29 @@ def test_a_change_away_and_back_from_before_her_baseline_was_taken_delivered_aft
     hold of a value on a link not armed; the other four on main too), when the take recorded no time. It records one
     (Link.baseline_at), which bounds what is a change after it as a move does (judge.before_view). Found by
     review-xfail-a."""
+    work = taken_then_delivered({"t1": ("No", 10), "t1b": ("Yes", 12), "t3": ("No", 30)}, 15, order)
+    assert work.apis.rf_.calls == [] and link_of(work).qualification is QState.PENDING
+
+
+def taken_then_delivered(values: dict[str, tuple[str, int]], taken_at: float, order: Sequence[str]) -> FakeWork:
+    """Her baseline unknown when she joined at T (a rule on another attribute then); `bridge backfill --apply` takes
+    "Yes" at T+`taken_at` (the bridge's clock; recorded by its second); her notifications `values` (name: her value
+    at T+at), the newest her value now, delivered in `order` after the take."""
     work = world()
     link, lead = joined(work, signed_up="No", baseline_of="custom_attributes.plan")
     t = work.clock()
-    values = {"t1": ("No", t + 10), "t1b": ("Yes", t + 12), "t3": ("No", t + 30)}
-    bodies = {name: event(dict(lead, custom_attributes={"signed_up": v}, updated_at=at), notification=name,
-                          created_at=at) for name, (v, at) in values.items()}
+    bodies = {name: event(dict(lead, custom_attributes={"signed_up": v}, updated_at=t + at), notification=name,
+                          created_at=t + at) for name, (v, at) in values.items()}
     set_value(work, lead, "Yes")
-    work.clock.now = t + 15
+    work.clock.now = t + taken_at
     assert work.store.links.take_baselines([(link_of(work), "Yes", "custom_attributes.signed_up", [])]) == [True]
-    set_value(work, lead, "No")
+    assert link_of(work).baseline_at == t + int(taken_at)
+    value, at = max(values.values(), key=lambda seen: seen[1])
+    set_value(work, lead, value)["updated_at"] = t + at
     work.clock.now = t + 31
     for name in order:
         run(work, bodies[name])
-    assert work.apis.rf_.calls == [] and link_of(work).qualification is QState.PENDING
+    return work
 
 
 @pytest.mark.parametrize("order", list(itertools.permutations(("t1", "t1b", "t2", "t4"))))
@@ -1134,20 +1143,7 @@ def test_a_change_away_and_back_after_her_baseline_was_taken_qualifies_her_once_
     """The mirror: as above, then after the take "No" (t2) and "Yes" again (t4), her value now. In order she changed
     to the target after the take: qualified, once, in any order of delivery (t1 and t1b, from before the take, among
     them)."""
-    work = world()
-    link, lead = joined(work, signed_up="No", baseline_of="custom_attributes.plan")
-    t = work.clock()
-    values = {"t1": ("No", t + 10), "t1b": ("Yes", t + 12), "t2": ("No", t + 20), "t4": ("Yes", t + 25)}
-    bodies = {name: event(dict(lead, custom_attributes={"signed_up": v}, updated_at=at), notification=name,
-                          created_at=at) for name, (v, at) in values.items()}
-    set_value(work, lead, "Yes")
-    work.clock.now = t + 15
-    assert work.store.links.take_baselines([(link_of(work), "Yes", "custom_attributes.signed_up", [])]) == [True]
-    assert link_of(work).baseline_at == t + 15
-    lead["updated_at"] = t + 25
-    work.clock.now = t + 31
-    for name in order:
-        run(work, bodies[name])
+    work = taken_then_delivered({"t1": ("No", 10), "t1b": ("Yes", 12), "t2": ("No", 20), "t4": ("Yes", 25)}, 15, order)
     assert work.apis.rf_.calls == ["get_user 7", "qualify 7"] and link_of(work).qualification is QState.QUALIFIED
 
 
@@ -1181,20 +1177,7 @@ def test_a_change_away_in_the_second_of_the_take_after_it_is_judged(order):
     back after the take, which qualifies her in order. Dated t+15.4, the take left the "No" as one from before it
     (judge.before_view) and the link unarmed: a miss. The take is dated by its second (as a move's event time is):
     a value of that second is judged. Found by review-baseline-at."""
-    work = world()
-    link, lead = joined(work, signed_up="No", baseline_of="custom_attributes.plan")
-    t = work.clock()
-    values = {"t2": ("No", t + 15), "t4": ("Yes", t + 25)}
-    bodies = {name: event(dict(lead, custom_attributes={"signed_up": v}, updated_at=at), notification=name,
-                          created_at=at) for name, (v, at) in values.items()}
-    set_value(work, lead, "Yes")
-    work.clock.now = t + 15.4
-    assert work.store.links.take_baselines([(link_of(work), "Yes", "custom_attributes.signed_up", [])]) == [True]
-    assert link_of(work).baseline_at == t + 15
-    lead["updated_at"] = t + 25
-    work.clock.now = t + 31
-    for name in order:
-        run(work, bodies[name])
+    work = taken_then_delivered({"t2": ("No", 15), "t4": ("Yes", 25)}, 15.4, order)
     assert work.apis.rf_.calls == ["get_user 7", "qualify 7"] and link_of(work).qualification is QState.QUALIFIED
 
 
