@@ -91,6 +91,17 @@ class LeftContact:
     # the move, when the contact was gone already. Only an event about it no later than this is judged.
     moved_at: Optional[float] = None
     armed_at: Optional[float] = None        # since when it was armed on it (Link.armed_at)
+    # When `bridge backfill --apply` had last taken the link's baseline as it left it (Link.baseline_at then): a take
+    # made later, on another contact, replaces the link's, and a late notification of this one from before this take
+    # would be judged as a change (held). None: no take, or a record made before the bridge kept it.
+    baseline_at: Optional[float] = None
+    # When the link had last moved (to this contact) as it left it (Link.last_moved_at then): a move that recorded
+    # nothing it left (the duplicate check's) bounds this contact's view too. None: a record made before it was kept.
+    last_moved_at: Optional[float] = None
+    # Her email as the link left it (Link.email then: a merge's survivor may bring another, set on the link after
+    # the move). Under `match: email`, a contact the link moved to later was a duplicate of hers then only with this
+    # email (contact_events.duplicate_then). None: a record made before it was kept (the link's email now is taken).
+    email: Optional[str] = None
     # The move kept her baseline (join.moved_baseline: the contact moved to was made after she joined), and with it the
     # armed state: the link on the contact it moved to went on with what it held here (judge.carried). False: it took
     # the other's (or a move recorded before the bridge kept this: taken as so).
@@ -101,13 +112,14 @@ class LeftContact:
         the moves made before it left it (Link.moved_at: when it came to this contact, as far as they recorded it)."""
         earlier = tuple(held for held in link.left_baselines if held.moved_at is not None
                         and self.moved_at is not None and held.moved_at < self.moved_at)
-        # (a baseline taken while on it is older than the move that left it; a later one is another contact's. The last
-        # move the link records is this one, or a later one: not one to this contact, whose time only `earlier` tells.)
-        taken = link.baseline_at if link.baseline_at is not None and self.moved_at is not None \
-            and link.baseline_at < self.moved_at else None
+        # (the take and the move to it the move from it recorded; a take not recorded, before the record kept it: one
+        # taken while on it is older than the move that left it, a later one another contact's. The link's last move
+        # now is this one, or a later one: not the one to this contact, which only the record, or `earlier`, tells.)
+        taken = self.baseline_at if self.baseline_at is not None else link.baseline_at \
+            if link.baseline_at is not None and self.moved_at is not None and link.baseline_at < self.moved_at else None
         return replace(link, contact_id=self.contact_id, baseline=self.baseline, baseline_of=self.baseline_of,
                        armed=self.armed, armed_by=self.armed_by, armed_at=self.armed_at, held_at=None,
-                       held_by=None, left_baselines=earlier, baseline_at=taken, last_moved_at=None)
+                       held_by=None, left_baselines=earlier, baseline_at=taken, last_moved_at=self.last_moved_at)
 
     def before_move(self, when: Optional[float]) -> bool:
         """An event at `when` (Intercom's clock) happened while the link was on this contact: no later than the move.
@@ -135,7 +147,7 @@ class LeftContact:
         if of is None and link.baseline_unrecorded and isinstance(attribute, str) and attribute != MOVED_UNKNOWN:
             of = attribute
         return cls(str(link.contact_id), link.baseline, of, link.armed, link.armed_by, moved_at,
-                   link.armed_at, kept)
+                   link.armed_at, link.baseline_at, link.last_moved_at, link.email, kept)
 
     def as_stored(self) -> dict[str, Any]:
         """(`armed_at` only when known, `kept` only when true: a record stored before the bridge kept them is written
@@ -143,6 +155,9 @@ class LeftContact:
         return {"baseline": self.baseline, "baseline_of": self.baseline_of, "armed": self.armed,
                 "armed_by": self.armed_by, "moved_at": self.moved_at,
                 **({"armed_at": self.armed_at} if self.armed_at is not None else {}),
+                **({"baseline_at": self.baseline_at} if self.baseline_at is not None else {}),
+                **({"last_moved_at": self.last_moved_at} if self.last_moved_at is not None else {}),
+                **({"email": self.email} if self.email is not None else {}),
                 **({"kept": True} if self.kept else {})}
 
 

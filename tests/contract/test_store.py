@@ -397,13 +397,14 @@ def test_a_move_records_what_the_link_held_on_the_contact_it_left_and_an_item_wi
     store.links.arm(read, [Entry("evaluation", "not_met")], "rule-1")                 # since `read` was read
     moved = store.links.move(read, "c2", [Entry("contact", "merged")], role="user", baseline="Yes", baseline_of=attr,
                              when=200.0, left=True)
-    on_c1 = LeftContact("c1", "No", attr, True, "rule-1", 200.0)
+    on_c1 = LeftContact("c1", "No", attr, True, "rule-1", 200.0, email=read.email)
     assert (moved.left_baselines, moved.left_then("c1"), moved.baseline, moved.armed) == ((on_c1,), on_c1, "Yes", False)
     assert store.links.get(ANN) == moved
     clock.now += 50
     gone = store.links.move(moved, "c3", [Entry("contact", "moved")], role="user", baseline="No", baseline_of=attr,
                             left=True)
-    assert gone.left_then("c2") == LeftContact("c2", "Yes", attr, False, None, clock.now)
+    assert gone.left_then("c2") == LeftContact("c2", "Yes", attr, False, None, clock.now, last_moved_at=200.0,
+                                                 email=read.email)     # (and when it moved there, her email)
     assert gone.left_then("c1") == on_c1
     assert store.links.get(ANN) == gone
     if type(store.links).__name__ == "DynamoLinks":
@@ -415,7 +416,8 @@ def test_a_move_records_what_the_link_held_on_the_contact_it_left_and_an_item_wi
     old = store.links.get(ANN)
     assert (old.left_contacts, old.left_baselines, old.left_then("c1")) == (frozenset({"c1", "c2"}), (), None)
     again = store.links.move(old, "c4", [Entry("contact", "merged")], role="user", when=300.0, left=True)
-    assert again.left_baselines == (LeftContact("c3", "No", attr, False, None, 300.0, kept=True),) == \
+    assert again.left_baselines == (LeftContact("c3", "No", attr, False, None, 300.0, last_moved_at=gone.last_moved_at,
+                                                email=read.email, kept=True),) == \
         store.links.get(ANN).left_baselines
     assert again.left("c1") and again.left_then("c1") is None
     # A baseline stored before links named its attribute (taken as the rule's now) is recorded as of the attribute the
@@ -425,7 +427,7 @@ def test_a_move_records_what_the_link_held_on_the_contact_it_left_and_an_item_wi
     assert unrecorded.baseline_unrecorded
     left = store.links.move(unrecorded, "c8", [Entry("contact", "merged")], role="user", baseline="Yes",
                             baseline_of=attr, when=400.0, left=True)
-    assert left.left_then("c7") == LeftContact("c7", "No", attr, False, None, 400.0) == \
+    assert left.left_then("c7") == LeftContact("c7", "No", attr, False, None, 400.0, email="bob@example.com") == \
         store.links.get(bob).left_then("c7")
 
 
@@ -439,7 +441,8 @@ def test_arming_what_the_link_held_on_a_contact_it_left_arms_that_alone_while_it
     moved = store.links.move(link, "c2", [Entry("contact", "merged")], role="user", baseline="Yes", baseline_of=attr,
                              when=200.0, left=True)
     armed = store.links.arm_left(moved, "c1", [Entry("evaluation", "not_met")], "rule-1")
-    assert armed.left_then("c1") == LeftContact("c1", "No", attr, True, "rule-1", 200.0) and not armed.armed
+    assert armed.left_then("c1") == LeftContact("c1", "No", attr, True, "rule-1", 200.0, email=link.email) \
+        and not armed.armed
     assert store.links.get(ANN) == armed and outcomes(store)[-1] == "not_met"
     assert store.links.arm_left(armed, "c9", [Entry("evaluation", "not_met")], "rule-1") is armed   # none recorded
     assert store.links.get(ANN) == armed and len(outcomes(store)) == 3
@@ -987,7 +990,7 @@ def test_what_a_link_of_an_earlier_version_left_records_the_rule_settings_replac
     link = store.links.arm(joined(store), [], None)
     moved = store.links.move(link, "c2", [Entry("contact", "merged")], role="user", baseline=None,
                              baseline_of=MOVED_UNKNOWN, when=200.0, left=True)
-    assert moved.left_then("c1") == LeftContact("c1", "No", None, True, None, 200.0)
+    assert moved.left_then("c1") == LeftContact("c1", "No", None, True, None, 200.0, email=link.email)
 
     def worker() -> None:
         if meanwhile:
@@ -996,10 +999,11 @@ def test_what_a_link_of_an_earlier_version_left_records_the_rule_settings_replac
     after_the_campaign_read(store, monkeypatch, worker)
     assert store.links.stamp_rule("42", SIGNED_UP, key) == 1
     now = store.links.get(ANN)
-    assert now.left_then("c1") == LeftContact("c1", "No", SIGNED_UP, True, key, 200.0)
+    assert now.left_then("c1") == LeftContact("c1", "No", SIGNED_UP, True, key, 200.0, email=link.email)
     assert (now.baseline_of, now.armed, len(now.left_baselines)) == (MOVED_UNKNOWN, False, 2 if meanwhile else 1)
     if meanwhile:
-        assert now.left_then("c2") == LeftContact("c2", None, MOVED_UNKNOWN, False, None, 300.0)
+        assert now.left_then("c2") == LeftContact("c2", None, MOVED_UNKNOWN, False, None, 300.0, last_moved_at=200.0,
+                                                    email=link.email)
     monkeypatch.undo()
     assert store.links.stamp_rule("42", SIGNED_UP, key) == 0                          # recorded already
 
@@ -3352,3 +3356,24 @@ def test_an_adopted_ledger_entry_is_written_only_while_the_link_of_her_own_join_
     store.sync.forget("42", "c1@x.io")
     store.links.erase(link)
     assert store.sync.adopt("42", adopted[:1]) == set() and list(store.sync.ledger("42")) == []
+
+
+def test_a_move_recording_what_it_left_records_the_time_backfill_took_the_baseline_it_held_there(store, clock):
+    """LeftContact.baseline_at: the take's time the link held as it left the contact (Link.baseline_at then), and
+    LeftContact.last_moved_at its move to it (Link.last_moved_at then); the take kept
+    when a later take on the contact moved to replaces the link's (a late notification of the contact left, from
+    before its take, is no change: LeftContact.held). Read back as written (a later write holds to it as read)."""
+    link = joined(store)
+    assert store.links.take_baselines([(link, "No", "custom_attributes.signed_up", [])], read_at=100.4) == [True]
+    moved = store.links.move(store.links.get(ANN), "c2", [Entry("contact", "merged")], when=200.0, left=True)
+    assert (moved.baseline_at, moved.left_then("c1").baseline_at) == (100.0, 100.0)
+    assert moved.left_then("c1").email == link.email is not None       # (her email then: LeftContact.email)
+    assert store.links.get(ANN) == moved
+    assert store.links.take_baselines([(moved, "Yes", "custom_attributes.signed_up", [])], read_at=300.0) == [True]
+    now = store.links.get(ANN)
+    assert (now.baseline_at, now.left_then("c1").baseline_at, now.left_then("c1").held(now).viewed_since) == \
+        (300.0, 100.0, 100.0)
+    # (and when it had moved to the contact it leaves: a move recording nothing it left, the duplicate check's, too)
+    again = store.links.move(store.links.move(now, "c3", [], when=400.0), "c4", [], when=500.0, left=True)
+    assert (again.left_then("c3").last_moved_at, again.left_then("c3").held(again).moved_at) == (400.0, 400.0)
+    assert again.left_then("c1").last_moved_at is None and store.links.get(ANN) == again

@@ -5,12 +5,12 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
-from typing import Callable
+from typing import Callable, Sequence
 
 import pytest
 
 from chalicelib.domain.history import Entry
-from chalicelib.domain.link import ContactState, JoinResult, LeftContact, LinkStatus, PersonRef
+from chalicelib.domain.link import ContactState, JoinResult, LeftContact, LinkStatus, MOVED_UNKNOWN, PersonRef
 from chalicelib.domain.qualification import QState
 from chalicelib.messages import ContactMessage
 from tests.fakes import FakeWork
@@ -424,7 +424,8 @@ def test_a_merged_contacts_change_to_the_target_before_the_merge_delivered_after
     work = world(settings(rule=EMAIL_RULE))
     lead, user, merged_at = merged_into_a_user(work, signed_up="No", user_value="Yes")
     assert link_of(work).left_then(lead["id"]) == LeftContact(       # (her baseline, stored before links named its
-        lead["id"], "No", "custom_attributes.signed_up", False, None, merged_at)   # attribute: the rule's then)
+        lead["id"], "No", "custom_attributes.signed_up", False, None, merged_at,   # attribute: the rule's then)
+        email="ann@example.com")
     before = len(history(work))
     late = event(set_value(work, lead, "Yes"), notification="n-late", created_at=merged_at - 30)
     assert run(work, late) == {"done": 1, "retry": 0, "dead": 0}
@@ -491,7 +492,7 @@ def test_a_rule_replaced_after_the_move_does_not_take_what_an_earlier_version_le
     work.store.settings.put("42", settings(rule=rule), WS)
     assert link_of(work).left_then(lead["id"]) == LeftContact(
         lead["id"], link.baseline, was.attribute, unrecorded == "armed",
-        rules.key(was) if unrecorded == "armed" else None, merged_at)
+        rules.key(was) if unrecorded == "armed" else None, merged_at, email=link.email)
     lead["custom_attributes"]["plan"] = "pro"
     run(work, event(set_value(work, lead, "Maybe"), notification="n-late", created_at=merged_at - 5))
     assert work.apis.rf_.calls == [] and link_of(work).qualification is QState.PENDING
@@ -1112,20 +1113,29 @@ def test_a_change_away_and_back_from_before_her_baseline_was_taken_delivered_aft
     hold of a value on a link not armed; the other four on main too), when the take recorded no time. It records one
     (Link.baseline_at), which bounds what is a change after it as a move does (judge.before_view). Found by
     review-xfail-a."""
+    work = taken_then_delivered({"t1": ("No", 10), "t1b": ("Yes", 12), "t3": ("No", 30)}, 15, order)
+    assert work.apis.rf_.calls == [] and link_of(work).qualification is QState.PENDING
+
+
+def taken_then_delivered(values: dict[str, tuple[str, int]], taken_at: float, order: Sequence[str]) -> FakeWork:
+    """Her baseline unknown when she joined at T (a rule on another attribute then); `bridge backfill --apply` takes
+    "Yes" at T+`taken_at` (the bridge's clock; recorded by its second); her notifications `values` (name: her value
+    at T+at), the newest her value now, delivered in `order` after the take."""
     work = world()
     link, lead = joined(work, signed_up="No", baseline_of="custom_attributes.plan")
     t = work.clock()
-    values = {"t1": ("No", t + 10), "t1b": ("Yes", t + 12), "t3": ("No", t + 30)}
-    bodies = {name: event(dict(lead, custom_attributes={"signed_up": v}, updated_at=at), notification=name,
-                          created_at=at) for name, (v, at) in values.items()}
+    bodies = {name: event(dict(lead, custom_attributes={"signed_up": v}, updated_at=t + at), notification=name,
+                          created_at=t + at) for name, (v, at) in values.items()}
     set_value(work, lead, "Yes")
-    work.clock.now = t + 15
+    work.clock.now = t + taken_at
     assert work.store.links.take_baselines([(link_of(work), "Yes", "custom_attributes.signed_up", [])]) == [True]
-    set_value(work, lead, "No")
+    assert link_of(work).baseline_at == t + int(taken_at)
+    value, at = max(values.values(), key=lambda seen: seen[1])
+    set_value(work, lead, value)["updated_at"] = t + at
     work.clock.now = t + 31
     for name in order:
         run(work, bodies[name])
-    assert work.apis.rf_.calls == [] and link_of(work).qualification is QState.PENDING
+    return work
 
 
 @pytest.mark.parametrize("order", list(itertools.permutations(("t1", "t1b", "t2", "t4"))))
@@ -1133,20 +1143,7 @@ def test_a_change_away_and_back_after_her_baseline_was_taken_qualifies_her_once_
     """The mirror: as above, then after the take "No" (t2) and "Yes" again (t4), her value now. In order she changed
     to the target after the take: qualified, once, in any order of delivery (t1 and t1b, from before the take, among
     them)."""
-    work = world()
-    link, lead = joined(work, signed_up="No", baseline_of="custom_attributes.plan")
-    t = work.clock()
-    values = {"t1": ("No", t + 10), "t1b": ("Yes", t + 12), "t2": ("No", t + 20), "t4": ("Yes", t + 25)}
-    bodies = {name: event(dict(lead, custom_attributes={"signed_up": v}, updated_at=at), notification=name,
-                          created_at=at) for name, (v, at) in values.items()}
-    set_value(work, lead, "Yes")
-    work.clock.now = t + 15
-    assert work.store.links.take_baselines([(link_of(work), "Yes", "custom_attributes.signed_up", [])]) == [True]
-    assert link_of(work).baseline_at == t + 15
-    lead["updated_at"] = t + 25
-    work.clock.now = t + 31
-    for name in order:
-        run(work, bodies[name])
+    work = taken_then_delivered({"t1": ("No", 10), "t1b": ("Yes", 12), "t2": ("No", 20), "t4": ("Yes", 25)}, 15, order)
     assert work.apis.rf_.calls == ["get_user 7", "qualify 7"] and link_of(work).qualification is QState.QUALIFIED
 
 
@@ -1180,35 +1177,13 @@ def test_a_change_away_in_the_second_of_the_take_after_it_is_judged(order):
     back after the take, which qualifies her in order. Dated t+15.4, the take left the "No" as one from before it
     (judge.before_view) and the link unarmed: a miss. The take is dated by its second (as a move's event time is):
     a value of that second is judged. Found by review-baseline-at."""
-    work = world()
-    link, lead = joined(work, signed_up="No", baseline_of="custom_attributes.plan")
-    t = work.clock()
-    values = {"t2": ("No", t + 15), "t4": ("Yes", t + 25)}
-    bodies = {name: event(dict(lead, custom_attributes={"signed_up": v}, updated_at=at), notification=name,
-                          created_at=at) for name, (v, at) in values.items()}
-    set_value(work, lead, "Yes")
-    work.clock.now = t + 15.4
-    assert work.store.links.take_baselines([(link_of(work), "Yes", "custom_attributes.signed_up", [])]) == [True]
-    assert link_of(work).baseline_at == t + 15
-    lead["updated_at"] = t + 25
-    work.clock.now = t + 31
-    for name in order:
-        run(work, bodies[name])
+    work = taken_then_delivered({"t2": ("No", 15), "t4": ("Yes", 25)}, 15.4, order)
     assert work.apis.rf_.calls == ["get_user 7", "qualify 7"] and link_of(work).qualification is QState.QUALIFIED
 
 
-@pytest.mark.xfail(strict=True, reason="review-baseline-at: a take and a merge of one second; LeftContact.held "
-                   "bounds the view by a take strictly older than the move (no record of the take's contact)")
-def test_a_late_change_from_before_a_take_in_the_second_of_the_merge_that_left_its_contact_does_not_qualify():
-    """Her baseline unknown on lead A; A "Yes" (t+5), then "No"; `bridge backfill --apply` reads A at t+20.2 and takes
-    "No"; Intercom merges A into user B in that second (dated t+20). A's "Yes" of t+5, delivered after the merge, is a
-    late notification of A, judged on the link as it was on A (LeftContact.held), which keeps a take only if older
-    than the move: of the same second, it does not, and the "Yes" qualifies her against the "No" taken after it. In
-    order it was no change after the take (delivered before it, not counted: her baseline unknown). A merge a second
-    later: not qualified (passes). Taking a tie as before the move would instead leave unjudged the late changes of a
-    contact a move left when backfill took a baseline on the contact moved to in that same second: telling the two
-    apart needs the take's contact (or its time) recorded with what the move left (LeftContact)."""
-    work = world()
+def _taken_on_lead_a(work: FakeWork) -> tuple[float, dict, dict]:
+    """Her baseline unknown on lead A (joined at T); A "Yes" (T+5), then "No" (T+8); `bridge backfill --apply` reads A
+    at T+20.2 and takes "No". T, A, and A's notification of T+5 (not sent)."""
     link, lead = joined(work, signed_up="Yes", baseline_of="custom_attributes.plan")
     t = work.clock()
     late = event(dict(lead, custom_attributes={"signed_up": "Yes"}, updated_at=t + 5), notification="late",
@@ -1218,6 +1193,20 @@ def test_a_late_change_from_before_a_take_in_the_second_of_the_merge_that_left_i
     work.clock.now = t + 20.5
     assert work.store.links.take_baselines([(link_of(work), "No", "custom_attributes.signed_up", [])],
                                            read_at=t + 20.2) == [True]
+    return t, lead, late
+
+
+def test_a_late_change_from_before_a_take_in_the_second_of_the_merge_that_left_its_contact_does_not_qualify():
+    """Her baseline unknown on lead A; A "Yes" (t+5), then "No"; `bridge backfill --apply` reads A at t+20.2 and takes
+    "No"; Intercom merges A into user B in that second (dated t+20). A's "Yes" of t+5, delivered after the merge, is a
+    late notification of A, judged on the link as it was on A (LeftContact.held), which keeps a take only if older
+    than the move: of the same second, it does not, and the "Yes" qualifies her against the "No" taken after it. In
+    order it was no change after the take (delivered before it, not counted: her baseline unknown). A merge a second
+    later: not qualified (passes). Taking a tie as before the move would instead leave unjudged the late changes of a
+    contact a move left when backfill took a baseline on the contact moved to in that same second: the move records
+    the take's time with what it left (LeftContact.baseline_at), which tells the two apart."""
+    work = world()
+    t, lead, late = _taken_on_lead_a(work)
     user = work.apis.intercom_.add("ann@example.com", role="user", signed_up="No")
     user.update(created_at=1, updated_at=1)
     work.clock.now = t + 20.7
@@ -1378,4 +1367,27 @@ def test_a_survivors_yes_from_before_the_merge_under_another_email_does_not_coun
     work.clock.now = t + 100
     run(work, event(dict(user), "contact.merged", "m", created_at=t + 15,
                     merged_from={"type": "contact", "id": lead["id"]}), yes, check())
+    assert work.apis.rf_.calls == [] and link_of(work).qualification is QState.PENDING
+
+
+def test_a_late_change_from_before_a_take_on_the_contact_a_merge_left_does_not_qualify_after_a_second_take():
+    """Her baseline unknown on lead A; A "Yes" (t+5), then "No" (t+8); `bridge backfill --apply` takes A's "No" at
+    t+20; Intercom merges A into her older user B at t+40 (B changed since she joined: its baseline there not known,
+    MOVED_UNKNOWN), and backfill takes B's "No" at t+60. A's "Yes" of t+5, delivered after, is a late notification of
+    A, judged on the link as it was on A (LeftContact.held), bounded by a take only if the link's last one
+    (Link.baseline_at) is older than the move: the second take, on B, replaced the time of the first, and the "Yes"
+    qualifies her against the "No" taken after it. In order it was no change after the take (delivered before it, not
+    counted: her baseline unknown). Distinct seconds; 50972da qualified her too (no take bounded anything)."""
+    work = world()
+    t, lead, late = _taken_on_lead_a(work)
+    user = work.apis.intercom_.add("ann@example.com", role="user", signed_up="No")
+    user.update(created_at=1, updated_at=t + 30)
+    work.clock.now = t + 40.5
+    run(work, event(user, "contact.merged", "n-merge", created_at=t + 40,
+                    merged_from={"type": "contact", "id": lead["id"]}))
+    assert (link_of(work).contact_id, link_of(work).baseline_of) == (user["id"], MOVED_UNKNOWN)
+    work.clock.now = t + 60.5
+    assert work.store.links.take_baselines([(link_of(work), "No", "custom_attributes.signed_up", [])],
+                                           read_at=t + 60.2) == [True]
+    run(work, late)
     assert work.apis.rf_.calls == [] and link_of(work).qualification is QState.PENDING

@@ -817,3 +817,31 @@ def test_a_search_showing_the_survivor_from_before_the_merge_under_another_email
     calls, t = _survivor_searched_stale(work, email="bob@example.com")
     assert calls == ["search_contacts", "get"]
     assert work.apis.rf_.calls == [] and link_of(work).qualification is QState.PENDING
+
+
+@pytest.mark.parametrize("path", ["search", "notification"])
+def test_a_survivor_under_another_email_before_the_merge_does_not_count_as_her_duplicate_then_under_match_email(path):
+    """`match: email`: Ann (ann@) joined on lead A with "No"; user B, bob@'s, made after she joined, "Yes" at T+10 and
+    "No" at T+12; A merged into B at T+15: the link moves to B keeping her baseline, and takes B's email (bob@) after.
+    B's "Yes" of T+10, from before the merge, in a search's stale copy or a notification delivered late, shows bob@,
+    her link's email now: it was not hers then (ann@), nor B a duplicate of hers, and in order nothing qualified her.
+    Compared with the link's email now, it was judged as her duplicate's then (contact_events.duplicate_then) and
+    qualified her. Her email then is the one the merge recorded with what it left (LeftContact.email). Found by
+    review-final (distinct seconds)."""
+    work = connected(world(settings(rule=BY_EMAIL)))
+    link, lead = joined(work, signed_up="No")
+    t = int(work.clock())
+    user = work.apis.intercom_.add("bob@example.com", role="user", signed_up="No")
+    user.update(created_at=t + 1, updated_at=t + 12)
+    stale = dict(user, custom_attributes={"signed_up": "Yes"}, updated_at=t + 10)
+    work.apis.intercom_.merge(lead["id"], user["id"])
+    work.clock.now = t + 100
+    run(work, event(dict(user), "contact.merged", "m", created_at=t + 15,
+                    merged_from={"type": "contact", "id": lead["id"]}))
+    assert (link_of(work).contact_id, link_of(work).email) == (user["id"], "bob@example.com")
+    assert link_of(work).left_then(lead["id"]).email == "ann@example.com"
+    if path == "search":
+        assert _search_showing(work, stale) == ["search_contacts", "get"]
+    else:
+        run(work, event(stale, "contact.user.updated", "late", created_at=t + 10))
+    assert work.apis.rf_.calls == [] and link_of(work).qualification is QState.PENDING

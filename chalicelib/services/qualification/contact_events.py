@@ -164,13 +164,16 @@ def duplicate_then(link: Link, settings: Optional[CampaignSettings], item: dict,
     (judge.before_view), showing her email: in order, before the move, that contact was a duplicate of the one the
     link was on, and counted (_same_email: it may qualify her, never arm the link). What the link held on that one
     (Link.left_at), to judge it against as a duplicate's value; None: judged as usual (before_view: not hers then, no
-    change; or no move recorded after the event)."""
+    change; or no move recorded after the event). Her email is hers then (LeftContact.email, as the link left that
+    one; the link's now for a record made before it was kept): a survivor with another email brings it to the link
+    after the merge, and its values from before were not a duplicate's of hers."""
     if settings is None or settings.qualification is None or settings.qualification.match != "email" \
-            or not before_view(link, seen) or given_email(item) is None \
-            or given_email(item) != given_email({"email": link.email}):
+            or not before_view(link, seen) or given_email(item) is None:
         return None
     then = link.left_at(seen.when)
-    return then if then is not None and then.contact_id != item.get("id") else None
+    if then is None or then.contact_id == item.get("id"):
+        return None
+    return then if given_email(item) == given_email({"email": then.email or link.email}) else None
 
 
 def _same_email(message: ContactMessage, item: dict, direct: list[Link], seen: Sighting, deps: WorkDeps,
