@@ -330,13 +330,14 @@ def carried(link: Link, left: LeftContact, rule: Qualification, when: Optional[f
     baseline (LeftContact.kept), and with it the armed state: in order the link was armed on that contact, and went on
     armed on the one it moved to. Only for the link's last move with nothing taken since (Link.viewed_since is that
     move's time: a later move or take set the armed state anew; a take dated by the move's second is not known to be
-    older than it: not carried), on the baseline it held there, waiting, and not armed
-    for the value already (armed_for). Then a value at the target held on the contact it holds (Link.held_under: the
+    older than it: not carried), on the baseline it held there, waiting, and not armed for the value already
+    (armed_for). Then a value at the target held on the contact it holds (Link.held_under: the
     move's own sighting, or one after it), of a later second, was a change to the target in order: released (as
     releases, whose bound by the view's start does not apply: the change away was hers, on her contact then). The
     verdict (ARM, `releases`, `drops_held` as keeps_held), or None: the link is not armed."""
     if not (left.kept and when is not None and left.moved_at is not None and link.viewed_since == left.moved_at
-            and (link.baseline_at is None or link.baseline_at < left.moved_at) and left.before_move(when) and (link.baseline, link.baseline_of) == (left.baseline, left.baseline_of)
+            and (link.baseline_at is None or link.baseline_at < left.moved_at) and left.before_move(when)
+            and (link.baseline, link.baseline_of) == (left.baseline, left.baseline_of)
             and link.is_lead and link.qualification is QState.PENDING and not armed_for(link, rule, when)):
         return None
     held = link.held_under(rules.key(rule))
@@ -403,11 +404,12 @@ def before_view(link: Link, seen: Sighting) -> bool:
 
 
 def searched_before_view(link: Link, seen: Sighting) -> bool:
-    """`seen` is a search's copy of the contact the link holds (Sighting.current, not read after the link was: changes
-    ._judge), updated before the link's view of it began (Link.viewed_since: its last move to it, or backfill's take of its
-    baseline there): Intercom's search lags, and may show the contact as it was before, when it was not hers (a
-    merge's survivor before the merge) or not yet her baseline (before_view, were it a notification). Not judged as the contact now: it is read again (as a value holds_back holds), or, under `match:
-    email`, judged as the duplicate of hers it was then (contact_events.duplicate_then)."""
+    """`seen` is a search's copy of the contact the link holds (Sighting.current, not read after the link was:
+    changes._judge), updated before the link's view of it began (Link.viewed_since: its last move to it, or backfill's
+    take of its baseline there): Intercom's search lags, and may show the contact as it was before, when it was not
+    hers (a merge's survivor before the merge) or not yet her baseline (before_view, were it a notification). Not
+    judged as the contact now: it is read again (as a value holds_back holds), or, under `match: email`, judged as the
+    duplicate of hers it was then (contact_events.duplicate_then)."""
     return seen.current and not seen.read_after_link and before_view(link, replace(seen, current=False))
 
 
