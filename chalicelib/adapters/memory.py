@@ -472,12 +472,12 @@ class MemoryLinks(Leases):
         stored, held = self.get(link.ref), link.left_then(contact_id)
         if stored is None or held is None:
             return link                # erased meanwhile, or nothing recorded of that contact
+        if carry and stored.contact_id != link.contact_id:      # (said first, as DynamoDB's twin does)
+            raise Busy(MOVED_SINCE_READ, retry_after=1.0)
         if stored.left_baselines != link.left_baselines:
             raise Busy("what the link held on the contacts it left changed meanwhile (another worker)")
         armed: dict[str, Any] = {}
         if carry:       # (the link itself too, as arm: on the contact and armed as `link` reads)
-            if stored.contact_id != link.contact_id:
-                raise Busy(MOVED_SINCE_READ, retry_after=1.0)
             if _armed_state(stored) != _armed_state(link):
                 raise Busy("the link changed meanwhile (another worker applied an Intercom event)")
             kept = link.held_under(by) if keep_held else None

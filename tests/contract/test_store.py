@@ -18,7 +18,7 @@ from chalicelib.domain.link import (Claim, ContactState, DuplicateSeen, FoundCon
 from chalicelib.domain.judge import letter_gone
 from chalicelib.domain.qualification import QState
 from chalicelib.ports import AttributeList, Busy
-from chalicelib.ports.store import CHANGED_SINCE_READ, COUNT_ASK_GRACE
+from chalicelib.ports.store import CHANGED_SINCE_READ, COUNT_ASK_GRACE, MOVED_SINCE_READ
 from tests.fakes import FakeClock, refused, seed_ledger
 from tests.support.killed import Killed
 from tests.support.meanwhile import after
@@ -780,6 +780,29 @@ def test_arming_a_contact_left_by_a_move_keeping_her_baseline_carries_to_the_lin
     taken = store.links.move(dropped, "c3", [Entry("contact", "merged")], role="user", baseline="Yes",
                              baseline_of=SIGNED_UP, when=500.0, left=True)
     assert not taken.left_then("c2").kept and store.links.get(ANN) == taken
+
+
+@pytest.mark.parametrize("recorded", [False, True], ids=["left unrecorded", "left recorded"])
+def test_a_carried_arming_of_a_link_moved_meanwhile_says_it_moved_and_writes_nothing(store, recorded):
+    """arm_left with `carry` read the link on c2; another worker moved it on (recording what it left, or not): Busy
+    as arm says it (MOVED_SINCE_READ, back in a second: its retry reads the link where it is), nothing written."""
+    link = store.links.set_contact(joined(store, baseline_of=SIGNED_UP), [], when=100.0, role="lead")
+    kept = store.links.move(link, "c2", [Entry("contact", "merged")], role="user", when=400.0, left=True)
+    moved = store.links.move(kept, "c3", [Entry("contact", "merged")], role="user", when=500.0, left=recorded)
+    with pytest.raises(Busy) as busy:
+        store.links.arm_left(kept, "c1", [Entry("evaluation", "not_met")], "rule", 150.0, carry=True)
+    assert (busy.value.reason, busy.value.retry_after) == (MOVED_SINCE_READ, 1.0)
+    assert store.links.get(ANN) == moved and outcomes(store) == ["linked", "merged", "merged"]
+
+
+def test_a_carried_arming_of_a_link_erased_meanwhile_writes_nothing_and_returns_the_link_as_read(store):
+    """`bridge forget` erased her after arm_left with `carry` read her link: it returns the link as read, and
+    neither the link nor a history entry comes back."""
+    link = store.links.set_contact(joined(store, baseline_of=SIGNED_UP), [], when=100.0, role="lead")
+    kept = store.links.move(link, "c2", [Entry("contact", "merged")], role="user", when=400.0, left=True)
+    store.links.erase(kept)
+    assert store.links.arm_left(kept, "c1", [Entry("evaluation", "not_met")], "rule", 150.0, carry=True) == kept
+    assert store.links.get(ANN) is None and store.history.entries(ANN) == []
 
 
 def test_a_worker_that_read_the_link_unarmed_does_not_narrow_an_arming_since_always_made_meanwhile(store):

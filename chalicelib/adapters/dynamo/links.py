@@ -735,8 +735,11 @@ class DynamoLinks(Leases):
                     LinkItem.left_baselines.set(left_stored(kept)), LinkItem.updated_at.set(now),
                     *(_assign(getattr(LinkItem, name), value) for name, value in armed.items())], condition))
         except Busy:
-            if get(LinkItem, link_key(link.ref), consistent=True) is None:
+            stored = get(LinkItem, link_key(link.ref), consistent=True)
+            if stored is None:
                 return link             # erased meanwhile: nothing about the person is written back
+            if carry and stored.contact_id != link.contact_id:     # (as arm says it: read again, soon)
+                raise Busy(MOVED_SINCE_READ, retry_after=1.0) from None
             raise
         return dataclasses.replace(link, left_baselines=kept, updated_at=now, **armed)
 
