@@ -8,6 +8,7 @@ import json
 from chalicelib.domain.link import JoinResult, LinkStatus, PersonRef
 from chalicelib.services.backfill import backfill
 from tests.support.cli import run_cli
+from tests.support.meanwhile import before
 from tests.unit.test_answers import COUNTING, SETTINGS, WS, Backfilling, _lead
 
 MISSING = "not in the bridge: would be joined"
@@ -162,13 +163,6 @@ def test_each_baseline_taken_is_dated_by_the_read_of_its_own_contact():
 
     rt = Backfilling([lead(2), lead(3)])
     intercom = FakeIntercom({"custom_attributes.signed_up": {"data_type": "string"}})
-    read = intercom.get_contact
-
-    def slow_read(contact_id):                  # each read takes 30 seconds
-        rt.clock.now += 30
-        return read(contact_id)
-
-    intercom.get_contact = slow_read                                         # type: ignore[method-assign]
     rt.intercom = lambda workspace: intercom                                 # type: ignore[attr-defined]
     rt.attributes = lambda workspace: intercom.attributes                    # type: ignore[attr-defined]
     rt.store.settings.put("42", {**SETTINGS, "qualification": RULE}, WS)
@@ -176,15 +170,10 @@ def test_each_baseline_taken_is_dated_by_the_read_of_its_own_contact():
         contact = intercom.add(f"lead{user}@x.co", signed_up="No")
         claim = rt.store.links.claim(PersonRef("42", user), WS)
         rt.store.links.finish(claim, JoinResult(LinkStatus.LINKED, kind="lead", contact_id=contact["id"]), [])
-    take = rt.store.links.take_baselines
-
-    def slow_take(taken, read_at=None):         # each write takes 2.5 seconds more
-        rt.clock.now += 2.5
-        return take(taken, read_at=read_at)
-
-    rt.store.links.take_baselines = slow_take                                # type: ignore[method-assign]
     start = rt.clock.now
-    backfill(rt, "42", apply=True)
+    with before(intercom, "get_contact", lambda: rt.clock.sleep(30)), \
+            before(rt.store.links, "take_baselines", lambda: rt.clock.sleep(2.5)):   # each read 30 s, each write 2.5 s
+        backfill(rt, "42", apply=True)
     taken = {user: rt.store.links.get(PersonRef("42", user)) for user in ("2", "3")}
     assert {user: (link.baseline, link.baseline_at) for user, link in taken.items()} == {
         "2": ("No", start + 30), "3": ("No", start + 62)}
