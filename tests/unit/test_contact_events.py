@@ -14,7 +14,7 @@ from chalicelib.domain.link import ContactState, JoinResult, LeftContact, LinkSt
 from chalicelib.domain.qualification import QState
 from chalicelib.messages import ContactMessage
 from tests.fakes import FakeWork
-from tests.support.meanwhile import after
+from tests.support.meanwhile import after, before
 from tests.unit.scenario import (RULE, WS, changed, check, event, history, joined, link_of, made, reasons, run,
                                  set_value, settings, world)
 
@@ -1079,22 +1079,14 @@ def test_a_survivors_value_at_the_target_from_before_the_merge_is_no_change(requ
     assert late or moved.seen_on(user["id"]).at == t + 10
 
 
-
 def test_a_merge_applied_while_a_survivors_value_at_the_target_is_recorded_lets_its_retry_judge_it():
     """As above, B's "Yes" (T+20) delivered first; while its worker records it on her link (still on A), another worker
     applies the merge (T+15: it finds no record to judge). The record is refused (the link moved since it was read:
     Busy, nothing written) and the notification's retry finds the link on B and judges the "Yes" as hers: qualified
     once, though B's "No" (T+30) and a reconciliation check follow."""
     work, user, t, merge, yes, no = survivor_goes_yes_after_the_merge()
-    links, record = work.store.links, work.store.links.see_duplicate
-
-    def merged_meanwhile(read, seen):
-        links.see_duplicate = record                # (once)
-        run(work, merge)                            # another worker, meanwhile
-        return record(read, seen)
-
-    links.see_duplicate = merged_meanwhile          # type: ignore[method-assign]
-    run(work, yes)
+    with before(work.store.links, "see_duplicate", lambda: run(work, merge), once=True):    # another worker
+        run(work, yes)
     assert len(work.queue.deferred) == 1 and link_of(work).duplicates_seen == () and work.apis.rf_.calls == []
     run(work, yes, receives=2)                      # (its retry)
     for body in (no, check()):
