@@ -1008,7 +1008,6 @@ def test_what_a_link_of_an_earlier_version_left_records_the_rule_settings_replac
     unknown: what it left on c1 names neither. `settings apply` replacing the rule records it there too, as on the
     link (a late notification of c1 is judged against it: contact_events._late), once; a move meanwhile (another
     record, c1's carried) is read again and c1's recorded still."""
-    from chalicelib.domain.link import MOVED_UNKNOWN
     key = '["custom_attributes.signed_up", "equals", "Yes", false]'
     link = store.links.arm(joined(store), [], None)
     moved = store.links.move(link, "c2", [Entry("contact", "merged")], role="user", baseline=None,

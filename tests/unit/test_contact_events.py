@@ -576,7 +576,6 @@ def test_a_merge_followed_by_a_check_dates_the_move_by_the_bridge_and_judges_the
     """The merge's webhook lost: a check finds A merged (410) and moves the link to B ("Yes" since before she joined:
     her baseline there); it names no event time, so the move is dated by the bridge's clock then, when A was gone
     already. A's "Yes" from before, delivered after, is judged against her baseline on A ("No"): qualified."""
-    from tests.unit.scenario import check
     work = world(settings(rule=EMAIL_RULE))
     link, lead = joined(work, signed_up="No")
     user = work.apis.intercom_.add("ann@example.com", role="user", signed_up="Yes")
@@ -770,7 +769,6 @@ def test_a_move_keeping_her_baseline_keeps_since_when_she_was_armed_and_records_
 def test_a_late_notification_of_a_contact_a_check_found_merged_keeping_her_baseline_is_judged_under_match_contact():
     """The same when a check follows the merge (Intercom's 410): the move, keeping her baseline, records what the link
     held on A, dated by the bridge's clock then; A's "Yes" from before it, delivered after, qualifies her."""
-    from tests.unit.scenario import check, made
     work = world()
     link, lead = joined(work, signed_up="No")
     user = made(work, work.apis.intercom_.add("ann@example.com", role="user", signed_up="No"), False)

@@ -5,7 +5,7 @@ import dataclasses
 
 import pytest
 
-from chalicelib.domain.link import Link, LinkStatus
+from chalicelib.domain.link import LeftContact, Link, LinkStatus
 from chalicelib.domain.judge import Action, Sighting, judge, takes_baseline
 from chalicelib.domain.rules import key
 from chalicelib.domain.qualification import QState, ask_rf_first, claimable, open_states
@@ -244,7 +244,6 @@ def test_judge_neither_arms_nor_releases_on_a_change_away_from_before_the_links_
     T's second arms and releases (qualifies, is held); so does c2's value as it is now
     (Sighting.current: its value since, at the move too). The view of the link on c1 (LeftContact.held) keeps no
     move from c1 or later, so c1's late values before T are judged as on c1."""
-    from chalicelib.domain.link import LeftContact
     T = 1796000000.0
     moved = dataclasses.replace(LEAD, contact_id="c2", baseline="Yes", held_at=T + 5, held_by=key(RULE),
                                 left_contacts=frozenset({"c1"}), left_baselines=(LeftContact("c1", "No", moved_at=T),))
@@ -277,7 +276,6 @@ def test_judge_takes_a_value_from_before_backfill_took_her_baseline_as_one_from_
     and the last move (Link.viewed_since); a link that recorded neither (taken or moved before the bridge did) is
     judged as then. The view of the link on a contact it left keeps a take made there (older than the move from it),
     not a later one."""
-    from chalicelib.domain.link import LeftContact
     T = 1796000000.0
     taken = dataclasses.replace(LEAD, baseline="Yes", baseline_at=T, held_at=T + 5, held_by=key(RULE))
     assert (taken.viewed_since, taken.moved_at) == (T, None)
