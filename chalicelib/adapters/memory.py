@@ -448,9 +448,7 @@ class MemoryLinks(Leases):
 
     def arm(self, link: Link, entries: Sequence[Entry], by: str, at: Optional[float] = None,
             keep_held: bool = True) -> Link:
-        kept = link.held_under(by) if keep_held else None
-        return self._armed_as_read(link, entries, armed=True, armed_by=by, armed_at=at, held_at=kept,
-                                   held_by=None if kept is None else by)
+        return self._armed_as_read(link, entries, **link.armed_fields(by, at, keep_held))
 
     def hold_back(self, link: Link, entries: Sequence[Entry], at: float, by: str) -> Link:
         return self._armed_as_read(link, entries, held_at=at, held_by=by)
@@ -480,9 +478,7 @@ class MemoryLinks(Leases):
         if carry:       # (the link itself too, as arm: on the contact and armed as `link` reads)
             if _armed_state(stored) != _armed_state(link):
                 raise Busy("the link changed meanwhile (another worker applied an Intercom event)")
-            kept = link.held_under(by) if keep_held else None
-            armed = {"armed": True, "armed_by": by, "armed_at": at, "held_at": kept,
-                     "held_by": None if kept is None else by}
+            armed = link.armed_fields(by, at, keep_held)
         return self._write(link.ref, entries, left_baselines=left_with(
             stored.left_baselines, dataclasses.replace(held, armed=True, armed_by=by, armed_at=at)), **armed)
 

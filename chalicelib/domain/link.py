@@ -317,6 +317,12 @@ class Link:
             return self.held_at if self.held_by == by else None
         return self.held_at if self.armed and self.armed_by in (None, by) else None
 
+    def armed_fields(self, by: str, at: Optional[float], keep_held: bool = True) -> dict[str, Any]:
+        """What an arm under the rule `by` since `at` writes on this link (LinkRepository.arm, and arm_left's
+        `carry`): the value held under that rule (held_under) kept, unless `keep_held` is false."""
+        kept = self.held_under(by) if keep_held else None
+        return {"armed": True, "armed_by": by, "armed_at": at, "held_at": kept, "held_by": None if kept is None else by}
+
     def left(self, contact_id: Optional[str]) -> bool:
         """`contact_id` is a contact the link moved off, and not the one it holds (again) now."""
         return bool(contact_id) and contact_id in self.left_contacts and contact_id != self.contact_id

@@ -705,9 +705,7 @@ class DynamoLinks(Leases):
         # (armed on the contact `link` names: a link moved meanwhile is Busy; None: erased meanwhile; armed otherwise
         # meanwhile (since another time, under another rule, or at all: one armed since always by a value of no known
         # time is not narrowed by a worker that read it unarmed), Busy: its retry judges the value against it)
-        kept = link.held_under(by) if keep_held else None
-        return self._set(link, entries, None, {"armed": True, "armed_by": by, "armed_at": at, "held_at": kept,
-                                               "held_by": None if kept is None else by},
+        return self._set(link, entries, None, link.armed_fields(by, at, keep_held),
                          _same(LinkItem.contact_id, link.contact_id) & _armed_as(link)) or link
 
     def hold_back(self, link: Link, entries: Sequence[Entry], at: float, by: str) -> Link:
@@ -724,9 +722,7 @@ class DynamoLinks(Leases):
         armed: dict[str, Any] = {}
         condition = LinkItem.pk.exists() & _same(LinkItem.left_baselines, left_stored(link.left_baselines))
         if carry:       # (the link itself too, as arm: on the contact and armed as `link` reads)
-            still = link.held_under(by) if keep_held else None
-            armed = {"armed": True, "armed_by": by, "armed_at": at, "held_at": still,
-                     "held_by": None if still is None else by}
+            armed = link.armed_fields(by, at, keep_held)
             condition = condition & _same(LinkItem.contact_id, link.contact_id) & _armed_as(link)
         try:
             with _or_busy("what the link held on the contacts it left, or its armed state, changed meanwhile "

@@ -12,7 +12,7 @@ from ...domain.history import REPLAYED, Entry, iso
 from ...domain.join import moved_baseline, records_left
 from ...domain.link import ContactState, DuplicateSeen, LeftContact, Link, email_now
 from ...domain.judge import Sighting, before_view, elsewhere
-from ...domain.mapping import attribute_type, attribute_value, has_attribute
+from ...domain.mapping import ContactPayload, attribute_type, attribute_value, has_attribute
 from ...domain.people import given_email
 from ...domain.qualification import QState
 from ...domain.settings import CampaignSettings, Qualification
@@ -296,16 +296,9 @@ def _seen_before_merge(link: Link, message: ContactMessage, item: dict, seen: Si
     settings = batch.settings_for(link)
     if settings is None or settings.qualification is None or settings.qualification.attribute != noted.of:
         return
-    contact = _with_value({"id": item.get("id")}, noted.of, noted.value)
+    # (the contact showing that value, standard or custom_attributes.x, as an update to Intercom names it)
+    contact = {"id": item.get("id"), **ContactPayload({noted.of: noted.value}).body()}
     earlier = Sighting(contact, f"webhook about contact {item.get('id')} of {iso(noted.at)}, delivered before the "
                        f"merge of {merged_from} into it ({message.topic}): judged after the merge", noted.at,
                        replay=seen.replay)
     _evaluate(link, settings, earlier, deps, batch)
-
-
-def _with_value(contact: dict, attribute: str, value: Any) -> dict:
-    """`contact` showing `value` as its `attribute` (a standard one, or custom_attributes.x)."""
-    if attribute.startswith("custom_attributes."):
-        return {**contact, "custom_attributes": {attribute.split(".", 1)[1]: value}}
-    return {**contact, attribute: value}
-
