@@ -594,7 +594,7 @@ def test_a_merge_followed_by_a_check_dates_the_move_by_the_bridge_and_judges_the
 def test_a_late_notification_of_the_survivor_from_before_the_merge_does_not_set_its_role_or_email_back():
     """The merge notification shows user B as it was then: a notification about B from before it (B a lead then, with
     another email), delivered after it, is older than what the link holds (ignored, as any older event); its value
-    is noted, not judged as a change (B was not hers then: judge.before_move)."""
+    is noted, not judged as a change (B was not hers then: judge.before_view)."""
     work = world()
     lead, user, merged_at = merged_into_a_user(work)
     assert link_of(work).last_event_at == merged_at
@@ -1333,7 +1333,7 @@ def test_a_survivors_yes_from_before_the_merge_counts_under_match_email_delivere
     """`match: email`. Ann joined on lead A with "No"; user B, her email, made after she joined, went "Yes" at T+10 and
     "No" at T+12, and survives A's merge at T+15 showing "No". In order B's "Yes" was a duplicate's, with her email:
     it qualified her (_same_email). Delivered after the merge, B is the link's contact and its "Yes" from before the
-    move (judge.before_move) is judged as it was then: a duplicate's, against what the link held on A. Qualified once,
+    move (judge.before_view) is judged as it was then: a duplicate's, against what the link held on A. Qualified once,
     in any order (before, it was not judged at all: a miss new with before_move). Found by review-combined."""
     work = world(settings({**RULE, "match": "email", "require_change": require_change}))
     t, lead, user, said = user_made_after_she_joined(work, "No", since=12, joined_on="No")
