@@ -1524,6 +1524,22 @@ def test_history_keeps_the_order_counts_repeats_and_expires(store, clock):
     assert {e.expires_at for e in entries} == {int(clock()) + 400 * 86400}
 
 
+def test_history_a_later_version_wrote_with_more_to_each_entry_reads(store):
+    """Rolled back, this version reads the entries a later one wrote: an item's attribute it does not know is left
+    out, and so is what the later version may add to each entry written with the first (`also`). (The twin keeps
+    entries as this version records them.)"""
+    joined(store, entries=[Entry("a", "one"), Entry("b", "two", "r2", {"k": 2})])
+    if type(store.links).__name__ != "DynamoLinks":
+        pytest.skip("the twin keeps the entries themselves, not their items")
+    from chalicelib.adapters.dynamo.models import HistoryItem, _client
+    [item] = [i for i in HistoryItem.scan() if i.event == "a"]
+    item.update(actions=[HistoryItem.also.set([["b", "two", "r2", {"k": 2}, {"later": True}]])])
+    _client().update_item(TableName=HistoryItem.Meta.table_name, Key={"pk": {"S": item.pk}, "sk": {"S": item.sk}},
+                          UpdateExpression="SET later_mark = :m", ExpressionAttributeValues={":m": {"S": "v9"}})
+    assert [(e.event, e.outcome, e.reason, e.details) for e in store.history.entries(ANN)] == [
+        ("a", "one", None, None), ("b", "two", "r2", {"k": 2})]
+
+
 def test_a_counted_wait_counts_again_from_one_after_a_pause_or_for_another_wait(store, clock):
     """The worker's one note of a person's waits counted every wait since the first: two outages days apart read as
     one of 140 waits. A wait noted longer than `restart_after` after the last, or another kind of wait (its reason
