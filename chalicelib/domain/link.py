@@ -194,8 +194,8 @@ def stored_as_read(record: Any, read: Optional[Mapping[str, Any]], written: dict
     known = {f.name: f.default for f in fields(record) if f.name not in _NOT_STORED}
 
     def same(name: str) -> bool:        # (the value read: the field's default when the key is not there)
-        return name in read and read[name] == getattr(record, name) or name not in read and \
-            known[name] is not MISSING and known[name] == getattr(record, name)
+        return (read[name] == getattr(record, name)) if name in read else \
+            (known[name] is not MISSING and known[name] == getattr(record, name))
     stored = {name: value if name not in known or same(name) else written[name] for name, value in read.items()
               if name not in known or same(name) or name in written}
     return {**stored, **{name: value for name, value in written.items() if name not in read and not same(name)}}

@@ -15,7 +15,7 @@ from chalicelib.services.admin import delete_settings
 from chalicelib.services.dead_letters import replay
 
 from .conftest import WORKSPACE, new_lead
-from .test_qualification import qualified_ids
+from .test_qualification import joined_on_a_lead_with_a_user_search_does_not_show, merged, qualified_ids
 from .test_referral_count import count_of, joined_with_leads
 from .test_sync import cli, segment, sync_settings
 
@@ -229,15 +229,7 @@ def test_a_link_a_later_version_wrote_is_worked_by_this_one_rolled_back_over_it_
     A with a key this version does not know (amid its own), and an attribute of the item it does not know. A's change
     to the target, delivered after the merge, is judged against that record and qualifies Ann once; the record, and
     the attribute, are as the later version wrote them."""
-    from .conftest import join_body, new_lead
-    from .test_qualification import merged, qualifying_settings
-    bridge.apply(qualifying_settings(match="email"))
-    lead_a = intercom.add_contact("ann@example.com", role="lead", custom_attributes={"signed_up": "No"})
-    user_b = intercom.add_contact("ann@example.com", role="user", custom_attributes={"signed_up": "No"},
-                                  created_at=clock() - 86_400, searchable=False)
-    ann = new_lead(rf)
-    bridge.post_join(join_body(ann))
-    bridge.drain()
+    ann, lead_a, user_b = joined_on_a_lead_with_a_user_search_does_not_show(bridge, intercom, rf, clock)
     clock.now += 60
     intercom.update_contact(lead_a["id"], signed_up="Yes")
     late = intercom.webhook_payload("contact.lead.updated", lead_a["id"])       # held back: delivered last
