@@ -186,9 +186,11 @@ def stored_as_read(record: Any, read: Optional[Mapping[str, Any]], written: dict
     by this version, `written` as it is). Rolling back to this version, a record a later version wrote may hold keys
     this one does not know: the writes that hold to the records as read (LinkRepository.arm_left, see_duplicate,
     move) compare the JSON text, which this gives back as read for a record read and not changed since, in its order
-    and its values as written; one changed keeps the keys it does not know, its own fields set in place (those no
-    longer written, left out; those newly written, added last). A later version thus finds its keys as it wrote them,
-    on a record this one changed too (kept with values of its fields this version may have changed since)."""
+    and its values as written. One changed holding no key unknown here is written as this version writes it: in the
+    fixed order the versions before this one hold their conditions to (after a rollback to one of them). One changed
+    holding keys it does not know keeps them, its own fields set in place (those no longer written, left out; those
+    newly written, added last). A later version thus finds its keys as it wrote them, on a record this one changed too
+    (kept with values of its fields this version may have changed since)."""
     if read is None:
         return written
     known = {f.name: f.default for f in fields(record) if f.name not in _NOT_STORED}
@@ -196,6 +198,9 @@ def stored_as_read(record: Any, read: Optional[Mapping[str, Any]], written: dict
     def same(name: str) -> bool:        # (the value read: the field's default when the key is not there)
         return (read[name] == getattr(record, name)) if name in read else \
             (known[name] is not MISSING and known[name] == getattr(record, name))
+    if read.keys() <= known.keys() and not all(same(name) for name in known):
+        return written      # changed, and no key unknown: as every version writes it (in its fixed order, which the
+        #                     versions before this one hold their conditions to: after a rollback they read it again)
     stored = {name: value if name not in known or same(name) else written[name] for name, value in read.items()
               if name not in known or same(name) or name in written}
     return {**stored, **{name: value for name, value in written.items() if name not in read and not same(name)}}

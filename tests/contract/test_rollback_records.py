@@ -1,8 +1,8 @@
-"""(review-fc) What this version writes back of a record it read and changed, when no key in it is unknown to it, is
-what the versions before forward-compat write of that record: their writes held to the records as read (move's
-`left`, arm_left, stamp_rule) compare their own JSON text, in their fixed order, and after a rollback to one of them
-would be refused for good on every link whose record of a contact left this version armed (Busy, then a dead
-letter; shown on main's code: /tmp/review-fc/main/tests/contract/test_review_fc_main.py)."""
+"""A record this version reads and changes, holding no key unknown to it, is written back as the versions before
+forward-compat write it: their writes held to the records as read (move's `left`, arm_left, stamp_rule) compare
+their own JSON text, in their fixed order; after a rollback to one of them another order would refuse them for good
+on every link whose record of a contact left this version armed (Busy, then a dead letter). Found by a review, shown
+on the older version's own code."""
 from __future__ import annotations
 
 import json
