@@ -123,11 +123,13 @@ def merges(mode: str, max_events: int) -> Iterator[Case]:
                 setting = (f"baseline {base}; B made {'after' if mode == 'kept' else 'before'} she joined"
                            f"{_FINALS[final]}")
                 yield Case(f"merge-{mode}", setting, items, in_order, len(set(times) | {merged}) == n + 1,
-                           _merge_play(base, evs, mode, merged, b_value, final), _others(in_order))
+                           merge_play(base, evs, mode, merged, b_value, final), _others(in_order))
 
 
-def _merge_play(base: str, evs: Sequence[tuple[str, str, int]], mode: str, merged: int, b_value: str,
-                final: Optional[str]) -> Callable[[FakeWork, Order], Outcome]:
+def merge_play(base: str, evs: Sequence[tuple[str, str, int]], mode: str, merged: int, b_value: str,
+               final: Optional[str]) -> Callable[[FakeWork, Order], Outcome]:
+    """A merge family's play: `evs` (contact "A" her lead or "B" the user, value, seconds after the join) and the
+    merge at `merged` (B's value then `b_value`; its notification the last item), then `final`."""
     def play(work: FakeWork, order: Order) -> Outcome:
         _, a = joined(work, signed_up=base)
         t = int(work.clock())
@@ -147,16 +149,22 @@ def _merge_play(base: str, evs: Sequence[tuple[str, str, int]], mode: str, merge
                 s = max(s for s, _ in mine)
                 contact["custom_attributes"]["signed_up"] = [v for s2, v in mine if s2 == s][-1]
                 contact["updated_at"] = t + s
-        work.apis.intercom_.merge(a["id"], b["id"])
-        work.clock.now = t + 1000
-        for i in order:
-            run(work, msgs[i])
-        if final == "check":
-            run(work, check())
-        elif final == "changes":
-            run(work, changes(work, at=t))
-        return _outcome(work)
+        return _merged_then_delivered(work, a, b, t, msgs, order, final)
     return play
+
+
+def _merged_then_delivered(work: FakeWork, a: dict, b: dict, t: int, msgs: list[dict], order: Order,
+                           final: Optional[str]) -> Outcome:
+    """Her lead `a` merged into `b` in Intercom, then (at +1000 s) `msgs` delivered in `order`, then `final`."""
+    work.apis.intercom_.merge(a["id"], b["id"])
+    work.clock.now = t + 1000
+    for i in order:
+        run(work, msgs[i])
+    if final == "check":
+        run(work, check())
+    elif final == "changes":
+        run(work, changes(work, at=t))
+    return _outcome(work)
 
 
 def survivor(max_events: int) -> Iterator[Case]:
@@ -192,13 +200,7 @@ def _survivor_play(base: str, b0: str, evs: Sequence[tuple[str, int]], merged: i
                           created_at=t + merged, merged_from={"type": "contact", "id": a["id"]}))
         v, s = max(evs, key=lambda e: e[1])
         b["custom_attributes"]["signed_up"], b["updated_at"] = v, t + s
-        work.apis.intercom_.merge(a["id"], b["id"])
-        work.clock.now = t + 1000
-        for i in order:
-            run(work, msgs[i])
-        if final == "check":
-            run(work, check())
-        return _outcome(work)
+        return _merged_then_delivered(work, a, b, t, msgs, order, final)
     return play
 
 
@@ -273,7 +275,7 @@ def reconciliations(kind: str, max_events: int) -> Iterator[Case]:
                 def happened(order: Order, at: int = at, evs: tuple = evs) -> bool:
                     return not any(evs[i][1] > at for i in order[:order.index(n)])
                 yield Case(kind, f"baseline {base}", items, in_order, True,
-                           _reconcile_play(base, evs, at, search, stale, thin_one), _others(in_order, happened))
+                           reconcile_play(base, evs, at, search, stale, thin_one), _others(in_order, happened))
 
 
 def _state_at(base: str, evs: Sequence[tuple[str, int]], second: int) -> tuple[str, Optional[int]]:
@@ -282,8 +284,10 @@ def _state_at(base: str, evs: Sequence[tuple[str, int]], second: int) -> tuple[s
     return v, s
 
 
-def _reconcile_play(base: str, evs: Sequence[tuple[str, int]], at: int, kind: str, stale: Optional[int],
-                    thin_one: Optional[int]) -> Callable[[FakeWork, Order], Outcome]:
+def reconcile_play(base: str, evs: Sequence[tuple[str, int]], at: int, kind: str, stale: Optional[int],
+                   thin_one: Optional[int]) -> Callable[[FakeWork, Order], Outcome]:
+    """A check / search / thin play: `evs` (value, seconds after the join) and reconciliation `kind` ("check" or
+    "changes", the last item) at `at`, its search stale as at `stale`, notification `thin_one` thin."""
     def play(work: FakeWork, order: Order) -> Outcome:
         _, a = joined(work, signed_up=base)
         t = int(work.clock())
