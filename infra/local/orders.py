@@ -350,9 +350,21 @@ FAMILIES: dict[str, Family] = {
     "thin": Family(reconciliations.__doc__ or "", lambda n: reconciliations("thin", n)),
 }
 
-# Misses known at --max-events 3 on the in-memory twin (the run of <date>, recorded in the README's development
-# section): printed beside each family's misses, so a change that adds some shows. (--baseline compares exactly.)
-KNOWN: dict[str, dict[str, int]] = {}
+# Misses known at --max-events 3 on the in-memory twin (the full run of 2026-11-28 on d740ad7: 58,816 orders, no
+# false qualification or double PUT of distinct seconds; ties: 163, 306 and 102 false in merge-kept, merge-taken and
+# take): printed beside each family's misses, so a change that adds some shows (--baseline compares and fails).
+# The tool does not say why an order misses (--show lists examples); those seen so far: a survivor's change away
+# delivered before the merge (Link.duplicates_seen records target values only), a change of her lead delivered after
+# the merge, thin notifications read after she went back. Ties are policy.
+KNOWN: dict[str, dict[str, int]] = {
+    "merge-kept": {"distinct": 144, "tie": 285},
+    "merge-taken": {"distinct": 348, "tie": 654},
+    "survivor": {"distinct": 48, "tie": 0},
+    "take": {"distinct": 0, "tie": 8},
+    "check": {"distinct": 0, "tie": 0},
+    "search": {"distinct": 0, "tie": 0},
+    "thin": {"distinct": 328, "tie": 0},
+}
 
 
 # ---- judging ----------------------------------------------------------------------------------------------------
