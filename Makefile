@@ -66,7 +66,7 @@ chaos: $(STAMP)
 ##   every delivery order of families of contact events, merges, takes and reconciliations, each judged against
 ##   in-order delivery (docs/development.md "Delivery orders"): run it before landing a change to how qualification
 ##   is judged. Fails on a false qualification or a double PUT among distinct-second orders (or, --baseline,
-##   on misses a previous --json did not have). ~59,000 orders: 2 minutes of CPU on the in-memory twin.
+##   on misses a previous --json did not have). ~58,000 orders: 2 minutes of CPU on the in-memory twin.
 orders: $(STAMP)
 	$(BIN)/python -m infra.local.orders $(ARGS)
 

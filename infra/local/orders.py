@@ -349,7 +349,7 @@ FAMILIES: dict[str, Family] = {
     "thin": Family(reconciliations.__doc__ or "", lambda n: reconciliations("thin", n)),
 }
 
-# Misses known at --max-events 3 on the in-memory twin (the full run of 2026-11-28 on d740ad7: 58,816 orders, no
+# Misses known at --max-events 3 on the in-memory twin (the full run of 2026-11-28 on d740ad7: 57,984 orders, no
 # false qualification or double PUT of distinct seconds; ties: 163, 306 and 102 false in merge-kept, merge-taken and
 # take): printed beside each family's misses, so a change that adds some shows (--baseline compares and fails).
 # The tool does not say why an order misses (--show lists examples); those seen so far: a survivor's change away
