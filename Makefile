@@ -76,7 +76,8 @@ bench: $(STAMP)
 	$(BIN)/python -m bench $(if $(QUICK),--quick) $(BENCH_ARGS)
 
 ## make models — chalicelib/adapters/aws_models/: botocore's DynamoDB, SQS and SSM models trimmed to the operations
-##   the bridge calls (infra/aws_models.py); after a botocore upgrade, or a new operation called
+##   the bridge calls, and its endpoints.json to those services (infra/aws_models.py); after a botocore upgrade,
+##   or a new operation called
 models: $(STAMP)
 	$(BIN)/python -m infra.aws_models
 
