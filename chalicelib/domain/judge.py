@@ -268,7 +268,7 @@ def judge(link: Link, rule: Optional[Qualification], seen: Sighting,
     entry = Entry("evaluation", "met" if result.met else "not_met", reason, details)
     early = before_view(link, seen)
     prior = before_joined(link, seen)
-    if result.met and not early and prior is None:
+    if result.met and not early and not prior:
         return Verdict(Action.QUALIFY, entry)
     if released(link, rule):
         return Verdict(Action.QUALIFY, Entry("evaluation", "met", (
@@ -277,11 +277,11 @@ def judge(link: Link, rule: Optional[Qualification], seen: Sighting,
             "it is now"), {**details, "released_held_at": link.held_at}))
     if early:
         return Verdict(Action.NOTE, _before_view(link, reason, details))
-    if prior is not None:
+    if prior:
         return Verdict(Action.NOTE, Entry("evaluation", "not_met", (
-            f"{reason}: of an event from before she joined ({iso(prior)}), when it was no duplicate's value of hers (in "
-            "order it came before her link existed, and nothing judged it): not a change (it neither qualifies nor "
-            "arms the link)"), {**details, "before_joined": prior}))
+            f"{reason}: of an event from before she joined ({link.joined_at}), when it was no duplicate's value of hers "
+            "(in order it came before her link existed, and nothing judged it): not a change (it neither qualifies nor "
+            "arms the link)"), {**details, "before_joined": link.joined_at}))
     when = _value_time(seen)
     if result.unchanged and when is not None:
         return _hold(link, rule, when, entry, details)
@@ -410,20 +410,18 @@ def before_view(link: Link, seen: Sighting) -> bool:
             and not seen.duplicate)
 
 
-def before_joined(link: Link, seen: Sighting) -> Optional[float]:
+def before_joined(link: Link, seen: Sighting) -> bool:
     """`seen` is a duplicate's value (another contact with her email, `match: email`: Sighting.duplicate) of an event
     from before the lead joined (Link.joined_at), delivered after her link exists: in order it came before, when no
-    link judged it, and was no duplicate's value of hers. Judge neither qualifies, arms nor holds on it. Her time of
-    joining then (None: not such a value). The event's time is the notification's (Sighting.when: Intercom's, whole
-    seconds); the join's is the bridge's clock, mid-second: a value of the second she joined in may have been made after
-    the join, and in order delivered after it and judged, so only an earlier second is before it (as join.moved_baseline
-    takes a contact made in that second as made after). Not the contact as it is now (Sighting.current: a search's or a
-    read's, its value since then its value now, as before_view)."""
+    link judged it, and was no duplicate's value of hers. Judge neither qualifies, arms nor holds on it. The event's
+    time is the notification's (Sighting.when: Intercom's, whole seconds); the join's, the bridge's clock, is taken to
+    its second: a value of the second she joined in may have been made after the join, and in order delivered after it
+    and judged, so only an earlier second is before it (as join.moved_baseline takes a contact made in that second as
+    made after). Not the contact as it is now (Sighting.current: a search's or a read's, its value since then its value
+    now, as before_view)."""
     joined = rules.event_time(link.joined_at)
-    if seen.duplicate is None or seen.current or seen.when is None or joined is None \
-            or seen.when >= math.floor(joined):
-        return None
-    return joined
+    return (seen.duplicate is not None and not seen.current and seen.when is not None and joined is not None
+            and seen.when < math.floor(joined))
 
 
 def searched_before_view(link: Link, seen: Sighting) -> bool:
