@@ -963,15 +963,17 @@ def _later_parts(store) -> tuple[dict, dict, object]:
 
 
 def test_a_link_a_later_version_wrote_is_read_judged_and_written_under_its_conditions_keeping_what_it_does_not_know(
-        store):
+        store, clock):
     """Rolled back, this version meets links a later one wrote: keys it does not know in the records a link keeps of
     the contacts it left (LeftContact) and of values seen on her other contacts (DuplicateSeen), attributes of the
     item it does not know. It reads and judges them; its writes that hold to those records as read (arm_left,
     see_duplicate, move) apply, as do the others (arm, take_baselines); and what it does not know is still there after,
     as the later version wrote it: a record it did not change, to the letter (the JSON text, in its order); one it
-    changed, with its own fields set (those added, last)."""
+    changed, with its own fields set (those added, last). (She joined at 50, before the events of 120 on: judged as
+    hers, Link.joined_since.)"""
     from chalicelib.domain.judge import Action, Sighting, judge
     from chalicelib.domain.settings import Qualification
+    clock.now = 50.0
     _written_by_a_later_version(store, store.links.move(joined(store, contact="c1", baseline_of=SIGNED_UP), "c2", [],
                                                         role="user", when=200.0))
     read = store.links.get(ANN)
@@ -3482,7 +3484,9 @@ def test_a_move_recording_what_it_left_records_the_time_backfill_took_the_baseli
     """LeftContact.baseline_at: the take's time the link held as it left the contact (Link.baseline_at then), and
     LeftContact.last_moved_at its move to it (Link.last_moved_at then); the take kept
     when a later take on the contact moved to replaces the link's (a late notification of the contact left, from
-    before its take, is no change: LeftContact.held). Read back as written (a later write holds to it as read)."""
+    before its take, is no change: LeftContact.held). Read back as written (a later write holds to it as read). (She
+    joined at 50, before all of it: the view of the contact the join linked begins there, Link.joined_since.)"""
+    clock.now = 50.0
     link = joined(store)
     assert store.links.take_baselines([(link, "No", "custom_attributes.signed_up", [])], read_at=100.4) == [True]
     moved = store.links.move(store.links.get(ANN), "c2", [Entry("contact", "merged")], when=200.0, left=True)

@@ -381,12 +381,14 @@ def test_a_notification_of_the_contact_a_link_left_while_it_was_applied_changes_
 EMAIL_RULE = {"attribute": "custom_attributes.signed_up", "value": "Yes", "match": "email"}
 
 
-def merged_into_a_user(work, signed_up: str = "Yes", user_value: str = "No"):
+def merged_into_a_user(work, signed_up: str = "Yes", user_value: str = "No", after: float = 0):
     """Ann joined on lead A (`signed_up` then: her baseline); user B, with her email, made before she joined and not
-    changed since (`user_value`), survives A's merge: her link follows it, B's value then as her baseline."""
+    changed since (`user_value`), survives A's merge, `after` seconds after she joined: her link follows it, B's value
+    then as her baseline."""
     link, lead = joined(work, signed_up=signed_up)
     user = work.apis.intercom_.add("ann@example.com", role="user", signed_up=user_value)
     user.update(created_at=1, updated_at=1)
+    work.clock.now += after
     merged_at = work.clock()
     run(work, event(user, "contact.merged", "n-merge", created_at=merged_at,
                     merged_from={"type": "contact", "id": lead["id"]}))
@@ -417,12 +419,13 @@ def test_a_late_notification_of_a_merged_contact_is_judged_against_the_baseline_
 
 def test_a_merged_contacts_change_to_the_target_before_the_merge_delivered_after_it_qualifies_once():
     """`match: email`. Ann joined on lead A ("No", her baseline); user B, with her email, "Yes" since before she
-    joined, survives A's merge: the link takes B's "Yes" as her baseline. A reached "Yes" before the merge, and that
+    joined, survives A's merge (a minute after she joined): the link takes B's "Yes" as her baseline. A reached "Yes"
+    after she joined and before the merge, and that
     notification is delivered after the merge's (webhooks reorder): in order it would have qualified her, on A. It is
     judged against the baseline she had on A, and qualifies her through the usual claim (RF asked first, one PUT); the
     same notification again, or another of A from before the merge, does not qualify her twice."""
     work = world(settings(rule=EMAIL_RULE))
-    lead, user, merged_at = merged_into_a_user(work, signed_up="No", user_value="Yes")
+    lead, user, merged_at = merged_into_a_user(work, signed_up="No", user_value="Yes", after=60)
     assert link_of(work).left_then(lead["id"]) == LeftContact(       # (her baseline, stored before links named its
         lead["id"], "No", "custom_attributes.signed_up", False, None, merged_at,   # attribute: the rule's then)
         email="ann@example.com")
@@ -442,10 +445,11 @@ def test_a_merged_contacts_change_to_the_target_before_the_merge_delivered_after
 
 
 def test_without_match_email_a_merged_contacts_late_change_to_the_target_qualifies_as_her_own():
-    """`match: contact`: A was the contact she was linked to when it reached "Yes" (before the merge): its late
+    """`match: contact`: A was the contact she was linked to when it reached "Yes" (after she joined, before the merge
+    a minute later): its late
     notification is hers, not a duplicate's (not `duplicate_contact`), judged against the baseline she had on it."""
     work = world()
-    lead, user, merged_at = merged_into_a_user(work, signed_up="No", user_value="Yes")
+    lead, user, merged_at = merged_into_a_user(work, signed_up="No", user_value="Yes", after=60)
     run(work, event(set_value(work, lead, "Yes"), notification="n-late", created_at=merged_at - 30))
     assert work.apis.rf_.qualified == ["7"] and link_of(work).qualification is QState.QUALIFIED
     assert not any(e.startswith(("duplicate_contact#", "left_contact#")) for e, _ in history(work))
@@ -648,7 +652,7 @@ def test_explain_names_the_contact_a_late_notification_was_about():
 def test_explain_says_a_late_notification_was_judged_against_the_baseline_the_link_had_on_the_merged_contact():
     from chalicelib.services.explain import as_text, explain
     work = world(settings(rule=EMAIL_RULE))
-    lead, user, merged_at = merged_into_a_user(work, signed_up="No", user_value="Yes")
+    lead, user, merged_at = merged_into_a_user(work, signed_up="No", user_value="Yes", after=60)
     run(work, event(set_value(work, lead, "Yes"), notification="n-late", created_at=merged_at - 30))
     found = explain(work, "ann@example.com")
     [entry] = [e for e in found.view()["trail"] if (e["event"], e["outcome"]) == ("evaluation", "met")]

@@ -1441,17 +1441,10 @@ def test_her_older_users_yes_of_the_second_she_joined_in_delivered_after_it_qual
     assert len(work.apis.rf_.qualified) == 1 and link_of(work).qualification is QState.QUALIFIED
 
 
-@pytest.mark.parametrize("match", ["contact", "email"])
-@pytest.mark.xfail(strict=True, reason=(
-    "a known false, left: a notification of the contact the join found and linked (duplicates: update), about a value "
-    "from before she joined, delivered after the join, is judged as hers (judge.before_view bounds the link's view by "
-    "its moves and backfill's take only, not by the join's read): in order it came before the link existed. Bounding "
-    "the view by Link.joined_at too breaks tests whose events predate the scenario's joined_at (test_contact_events: "
-    "merged_into_a_user) and needs its own review"))
-def test_her_own_contacts_yes_from_before_she_joined_delivered_after_it_does_not_qualify_her(match):
-    """Ann joins on the user the join found with her email ("No" since t - 20, her baseline; "Yes" at t - 30). The
-    notification of that "Yes", delivered after the join: in order it came before her link existed, and the join's read
-    followed it. Not a change after her baseline: she is not qualified. Found by prejoin (checking the brief's question)."""
+def her_own_user_before_she_joined(match: str):
+    """Ann joins on the user the join found with her email (`duplicates: update`), in the middle of a second by the
+    bridge's clock: "No" since t - 20, her baseline. With `told(value, at, name)`: a notification of that user showing
+    `value`, of `at`."""
     rule = {**SETTINGS["qualification"], "match": match}
     work = world({**SETTINGS, "qualification": rule})
     user = work.apis.intercom_.add("ann@example.com", role="user", signed_up="No")
@@ -1460,6 +1453,59 @@ def test_her_own_contacts_yes_from_before_she_joined_delivered_after_it_does_not
     user.update(updated_at=t - 20)
     run(work, join())
     assert (link_of(work).contact_id, link_of(work).baseline) == (user["id"], "No")
-    run(work, event(dict(user, custom_attributes={**user["custom_attributes"], "signed_up": "Yes"}, updated_at=t - 30),
-                    "contact.user.updated", "pre", created_at=t - 30))
-    assert work.apis.rf_.qualified == [] and link_of(work).qualification is QState.PENDING
+
+    def told(value, at, name):
+        return event(dict(user, custom_attributes={**user["custom_attributes"], "signed_up": value}, updated_at=at),
+                     "contact.user.updated", name, created_at=at)
+    return work, user, t, told
+
+
+@pytest.mark.parametrize("match", ["contact", "email"])
+def test_her_own_contacts_yes_from_before_she_joined_delivered_after_it_does_not_qualify_her(match):
+    """Ann joins on the user the join found with her email ("No" since t - 20, her baseline; "Yes" at t - 30). The
+    notification of that "Yes", delivered after the join: in order it came before her link existed, and the join's read
+    followed it. Not a change after her baseline (Link.joined_since bounds the link's view, judge.before_view): noted
+    `before_joined`, she is not qualified, nor is Referral Factory called; a "No" of then after it arms nothing. Found
+    by prejoin (checking the brief's question)."""
+    work, user, t, told = her_own_user_before_she_joined(match)
+    for body in (told("Yes", t - 30, "pre"), told("No", t - 25, "pre-no"), told("Yes", t - 30, "pre")):
+        run(work, body)
+    assert [c for c in work.apis.rf_.calls if c.startswith("qualify")] == [] and work.apis.rf_.qualified == []
+    assert link_of(work).qualification is QState.PENDING and not link_of(work).armed
+    noted = [e for e in work.store.history.entries(PersonRef("42", "7"))
+             if e.event == "evaluation" and "before_joined" in (e.details or {})]
+    assert [e.outcome for e in noted] == ["not_met", "not_met"] and "from before she joined" in noted[0].reason
+    assert "duplicate_contact_id" not in noted[0].details
+    from chalicelib.services.explain import as_text, explain
+    lines = [x for x in as_text(explain(work, "ann@example.com")).splitlines() if "from before she joined" in x]
+    assert len(lines) == 2 and "it neither qualifies nor arms the link" in lines[0]
+    # a change after she joined is judged as always: "Yes" qualifies her, once
+    run(work, told("Yes", t + 5, "after"))
+    assert work.apis.rf_.qualified == ["7"] and link_of(work).qualification is QState.QUALIFIED
+
+
+@pytest.mark.parametrize("match", ["contact", "email"])
+def test_her_own_contacts_yes_of_the_second_she_joined_in_delivered_after_it_qualifies_her_once(match):
+    """The bound: a "Yes" of her own user dated in the second she joined (by the bridge's clock, in the middle of it)
+    may have been made after the join's read: in order, delivered after it, it was judged: it qualifies her, once."""
+    work, user, t, told = her_own_user_before_she_joined(match)
+    run(work, told("Yes", t, "same second"))
+    run(work, told("Yes", t, "same second"))
+    assert work.apis.rf_.qualified == ["7"] and link_of(work).qualification is QState.QUALIFIED
+    assert len([c for c in work.apis.rf_.calls if c.startswith("qualify")]) == 1
+
+
+def test_a_lead_the_join_created_is_judged_from_her_join_on_as_before():
+    """Nothing changes for a new lead (the join created her contact, "No"): it has no event before she joined; a "No"
+    of her join's second and a "Yes" after are judged: she qualifies once."""
+    work = world()
+    work.clock.now += 0.4
+    t = int(work.clock.now)
+    run(work, join())
+    link = link_of(work)
+    assert link.contact_created and link.baseline == "No"
+    lead = work.apis.intercom_.contacts[link.contact_id]
+    for value, at, name in (("No", t, "no"), ("Yes", t + 1, "yes"), ("Yes", t + 1, "yes")):
+        run(work, event(dict(lead, custom_attributes={**lead["custom_attributes"], "signed_up": value},
+                             updated_at=at), "contact.lead.updated", name, created_at=at))
+    assert work.apis.rf_.qualified == ["7"] and link_of(work).qualification is QState.QUALIFIED

@@ -301,9 +301,45 @@ def test_judge_takes_a_value_from_before_backfill_took_her_baseline_as_one_from_
     earlier = dataclasses.replace(taken, left_contacts=frozenset({"c0"}), last_moved_at=T - 10,
                                   left_baselines=(LeftContact("c0", "No", moved_at=T - 10),))
     assert earlier.viewed_since == T and verdict(earlier, sighting=seen("No", when=T - 5)).action is Action.NOTE
-    # on the contact it left: a take there before the move from it bounds it; one after it (here) does not
+    # on the contact it left: a take there before the move from it bounds it; one after it (here) does not (only her
+    # join, days before, does: Link.joined_since)
     assert moved.left_baselines[0].held(moved).viewed_since == T
-    assert earlier.left_baselines[0].held(earlier).viewed_since is None
+    assert earlier.left_baselines[0].held(earlier).viewed_since == earlier.joined_since < T - 10
+
+
+def test_judge_takes_a_value_of_her_own_contact_from_before_she_joined_as_one_from_before_her_view():
+    """Her link's view of the contact the join found begins at her join (Link.joined_since: the second of joined_at):
+    a notification of an earlier second, delivered after the link exists, came before it in order, and the join's read
+    (her baseline) followed it. At the target it neither qualifies her nor is held; missing it, it neither arms the
+    link nor releases a value held since ("No" at -30, "Yes" at -20 read as her baseline, the join's own "Yes" at +5
+    held: the late "No" would have qualified her). The second she joined in, and later, are judged as always, as is
+    her contact as it is now; a link with no joined_at is judged as before. The later of her join and a move or a take
+    bounds her view."""
+    joined = LEAD_JOINED + 0.4
+    lead = dataclasses.replace(LEAD, joined_at="2026-11-25T10:00:00.400Z")
+    assert (lead.joined_since, lead.viewed_since, lead.moved_at, lead.baseline_at) == (LEAD_JOINED, LEAD_JOINED,
+                                                                                      None, None)
+    early = verdict(lead, sighting=seen("Yes", when=LEAD_JOINED - 30))
+    assert (early.action, early.entry.outcome, early.held_at) == (Action.NOTE, "not_met", None)
+    assert early.entry.details["before_joined"] == lead.joined_at and "from before she joined" in early.entry.reason
+    assert verdict(lead, sighting=seen("No", when=LEAD_JOINED - 30)).action is Action.NOTE
+    held = dataclasses.replace(lead, baseline="Yes", held_at=LEAD_JOINED + 5, held_by=key(RULE))
+    late_no = verdict(held, sighting=seen("No", when=LEAD_JOINED - 30))
+    assert (late_no.action, late_no.releases) == (Action.NOTE, False)
+    for when in (LEAD_JOINED, joined, LEAD_JOINED + 1):       # her join's second, and later: judged
+        assert verdict(lead, sighting=seen("Yes", when=when)).action is Action.QUALIFY
+        assert verdict(held, sighting=seen("No", when=when)).releases is (when < held.held_at)
+    assert verdict(lead, sighting=seen("Yes", when=LEAD_JOINED - 30, current=True)).action is Action.QUALIFY
+    unrecorded = dataclasses.replace(lead, joined_at=None)
+    assert (unrecorded.joined_since, unrecorded.viewed_since) == (None, None)
+    assert verdict(unrecorded, sighting=seen("Yes", when=LEAD_JOINED - 30)).action is Action.QUALIFY
+    assert verdict(dataclasses.replace(held, joined_at=None), sighting=seen("No", when=LEAD_JOINED - 30)).releases
+    taken = dataclasses.replace(lead, baseline_at=LEAD_JOINED + 100)
+    assert taken.viewed_since == LEAD_JOINED + 100 and "took the link's baseline" in \
+        verdict(taken, sighting=seen("Yes", when=LEAD_JOINED + 50)).entry.reason
+    moved = dataclasses.replace(lead, last_moved_at=LEAD_JOINED - 100)     # (a move dated before her join: hers since)
+    assert moved.viewed_since == LEAD_JOINED and verdict(moved, sighting=seen("Yes", when=LEAD_JOINED - 30)
+                                                        ).entry.details["before_joined"] == lead.joined_at
 
 
 def test_a_move_recording_nothing_it_left_bounds_what_is_hers_by_its_time():

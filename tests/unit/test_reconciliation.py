@@ -834,6 +834,22 @@ def test_a_search_showing_the_survivor_from_before_she_joined_does_not_count_as_
     assert ("evaluation", "not_met") in history(work)
 
 
+@pytest.mark.parametrize("match", ["contact", "email"])
+def test_a_search_showing_her_own_contact_from_before_she_joined_reads_it_again(match):
+    """Ann joined on her user, found by her join ("No" since J-20, her baseline; "Yes" at J-30, J her join's second).
+    The search, behind, shows the user's "Yes" of J-30: from before she joined, before the link's view of the contact
+    began (Link.joined_since: searched_before_view). Judged as the contact now, it qualified her (in order nothing
+    judged it, and her baseline followed it); it is read again, and its "No" judged: she is not qualified."""
+    work = connected(world(settings(rule={**BY_EMAIL, "match": match})))
+    user = work.apis.intercom_.add("ann@example.com", role="user", signed_up="No")
+    link, _ = joined(work, signed_up="No", role="user", contact=user)
+    j = int(epoch(link.joined_at or ""))
+    user.update(created_at=1, updated_at=j - 20)
+    stale = dict(user, custom_attributes={"signed_up": "Yes"}, updated_at=j - 30)
+    assert _search_showing(work, stale) == ["search_contacts", "get"]
+    assert work.apis.rf_.calls == [] and link_of(work).qualification is QState.PENDING
+
+
 def test_a_search_showing_the_survivor_from_before_the_merge_under_another_email_does_not_count_under_match_email():
     """As above, but B had another email at T+10 (not a duplicate of hers then: in order not counted): B is read, and
     its "No" judged."""
