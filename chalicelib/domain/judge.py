@@ -322,8 +322,8 @@ def releases(link: Link, rule: Qualification, when: Optional[float]) -> bool:
     it (armed_for: a "No" delivered before a "Yes" of its second still arms for it), never made a qualification by a
     release. (Before 2026-11-28, an armed link's hold was released by a value of its second too.) Nor a value from
     before the link's view of its contact began (Link.viewed_since, as before_view): a change on the contact it moved
-    to, made before it did, or one made before `bridge backfill --apply` took her baseline, is none after the baseline
-    the link holds now (taken then, or kept), in order not judged as hers."""
+    to, made before it did, or one made before `bridge backfill --apply` took her baseline, or before she joined, is
+    none after the baseline the link holds now (taken then, or kept), in order not judged as hers."""
     held = link.held_under(rules.key(rule))
     if held is None or when is None or link.qualification is not QState.PENDING:
         return False
@@ -394,12 +394,14 @@ def _held(link: Link, rule: Qualification, seen: Sighting, type_of: Callable[[st
 def before_view(link: Link, seen: Sighting) -> bool:
     """`seen` is a notification of the contact the link holds, of an event older than the link's view of it began
     (Link.viewed_since): its last move to it (Link.moved_at: the contact was not hers then, a merge's survivor before
-    the merge, or the older contact the duplicate check moved her link to), or the time `bridge backfill --apply` took
-    its baseline there (Link.baseline_at: a value older than the one taken, which followed every change before). Its
-    value is no change after the baseline the link holds there (taken at the move or by backfill, or kept: the move's
-    own sighting judged the value it had then), whatever it was: judge neither qualifies nor arms on it (nor holds
-    it). In order it was not judged as hers (a notification of a survivor delivered before the merge is not counted,
-    contact_events._not_counted; one delivered before the take was judged against no baseline). A value of that
+    the merge, or the older contact the duplicate check moved her link to), the time `bridge backfill --apply` took
+    its baseline there (Link.baseline_at: a value older than the one taken, which followed every change before), or,
+    on the contact her join found, her join (Link.joined_since: an earlier second; the join's read of the contact, her
+    baseline, followed it). Its value is no change after the baseline the link holds there (taken at the join, the
+    move or by backfill, or kept: the move's own sighting judged the value it had then), whatever it was: judge
+    neither qualifies nor arms on it (nor holds it). In order it was not judged as hers (a notification of a survivor
+    delivered before the merge is not counted, contact_events._not_counted; one delivered before the take was judged
+    against no baseline; one delivered before her join found no link). A value of that
     second is not (as releases). Not the contact as it is now (Sighting.current: its value then is its value since),
     nor one of a duplicate (another contact), nor on a link that recorded neither (moved and taken before the bridge
     recorded their times: judged as then). A move a check made (the merge's webhook lost), the duplicate check's, and
@@ -435,8 +437,14 @@ def searched_before_view(link: Link, seen: Sighting) -> bool:
 
 
 def _before_view(link: Link, reason: str, details: dict) -> Entry:
-    """The note of a value before_view leaves unjudged: why (the move, or the take of her baseline, the later)."""
-    moved, taken = link.moved_at, link.baseline_at
+    """The note of a value before_view leaves unjudged: why (the move, the take of her baseline, or her join: the
+    latest)."""
+    moved, taken, joined = link.moved_at, link.baseline_at, link.joined_since
+    if joined is not None and (moved is None or joined > moved) and (taken is None or joined > taken):
+        return Entry("evaluation", "not_met", (
+            f"{reason}: of an event from before she joined ({link.joined_at}), on the contact her join found (in order "
+            "it came before her link existed, and nothing judged it; her baseline, read at the join, followed it): not "
+            "a change (it neither qualifies nor arms the link)"), {**details, "before_joined": link.joined_at})
     if taken is not None and (moved is None or taken > moved):
         return Entry("evaluation", "not_met", (
             f"{reason}: of an event from before `bridge backfill --apply` took the link's baseline ({iso(taken)}), "

@@ -10,6 +10,7 @@ from typing import Any, Mapping, NamedTuple, Optional
 
 from .people import given_email
 from .qualification import QState
+from .rules import event_time
 
 
 class PersonRef(NamedTuple):
@@ -410,10 +411,25 @@ class Link:
     @property
     def viewed_since(self) -> Optional[float]:
         """Since when the link judges the values of the contact it holds as changes after its baseline: its last move
-        to it (moved_at), or the time `bridge backfill --apply` took its baseline there (baseline_at), the later. A
-        value from an event older than that is none (judge.before_view). None: neither recorded (since joining)."""
-        times = [t for t in (self.moved_at, self.baseline_at) if t is not None]
+        to it (moved_at), the time `bridge backfill --apply` took its baseline there (baseline_at), or, on the contact
+        the join found or made, the second she joined in (joined_since), the latest. A value from an event older than
+        that is none (judge.before_view). None: none recorded."""
+        times = [t for t in (self.moved_at, self.baseline_at, self.joined_since) if t is not None]
         return max(times, default=None)
+
+    @property
+    def joined_since(self) -> Optional[float]:
+        """Since when the link judges the contact the join found (or made) as hers: the second she joined in (the
+        join's first claim, `joined_at`, by the bridge's clock, taken down to its second: by_the_second). A
+        notification of an event of an earlier second, delivered after her link exists, came in order before the
+        link did, when nothing judged it, and the join's read of the contact (her baseline), made after her claim,
+        followed it: its value is no change after her baseline, whatever it was (a "Yes" at t - 30, "No" since t -
+        20, her baseline "No"). One of the second she joined in may have been made after the claim and, in order,
+        judged: it is (as judge.before_joined, join.moved_baseline). Left judged: a value made after the claim and
+        before the read (the same second, nearly always; a retry finding the contact later reads later), which the
+        read followed too. None: no `joined_at` recorded (judged as before)."""
+        joined = event_time(self.joined_at)
+        return None if joined is None else by_the_second(joined)
 
     @property
     def ref(self) -> PersonRef:
