@@ -1509,3 +1509,27 @@ def test_a_lead_the_join_created_is_judged_from_her_join_on_as_before():
         run(work, event(dict(lead, custom_attributes={**lead["custom_attributes"], "signed_up": value},
                              updated_at=at), "contact.lead.updated", name, created_at=at))
     assert work.apis.rf_.qualified == ["7"] and link_of(work).qualification is QState.QUALIFIED
+
+
+@pytest.mark.parametrize("match", ["contact", "email"])
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "a false, left (as on main): Link.joined_since is the FIRST claim's second, not the read her baseline came from "
+    "(the retry's; a join that held the contact at its first try, contact_found, took it then). Found by review-op"))
+def test_a_value_between_a_waiting_first_try_and_the_retrys_read_delivered_late_does_not_qualify_her(match):
+    """Her join's first try (t) waits out an Intercom outage before finding her user ("No"); the user goes "Yes" at
+    t + 10, "No" at t + 20; the retry (t + 100) reads "No": her baseline. The "Yes" of t + 10, delivered after: in
+    order it came before her link held the contact (nothing judged it), and the retry's read followed it."""
+    work = world({**SETTINGS, "qualification": {**SETTINGS["qualification"], "match": match}})
+    user = work.apis.intercom_.add("ann@example.com", role="user", signed_up="No")
+    work.clock.now += 0.4
+    t = int(work.clock.now)
+    work.apis.intercom_.fail["search"] = Transient("Intercom answered 503", status=503).unavailable("Intercom")
+    assert run(work, join())["waiting"] == 1
+    work.apis.intercom_.fail.pop("search", None)        # (used up by the try it failed)
+    user.update(updated_at=t + 20)
+    work.clock.now = t + 100.4
+    run(work, join())
+    assert (link_of(work).contact_id, link_of(work).baseline) == (user["id"], "No")
+    run(work, event(dict(user, custom_attributes={**user["custom_attributes"], "signed_up": "Yes"}, updated_at=t + 10),
+                    "contact.user.updated", "between", created_at=t + 10))
+    assert work.apis.rf_.qualified == [] and link_of(work).qualification is QState.PENDING
