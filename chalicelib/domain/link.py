@@ -96,7 +96,8 @@ class LeftContact:
     # would be judged as a change (held). None: no take, or a record made before the bridge kept it.
     baseline_at: Optional[float] = None
     # When the link had last moved (to this contact) as it left it (Link.last_moved_at then): a move that recorded
-    # nothing it left (the duplicate check's) bounds this contact's view too. None: a record made before it was kept.
+    # nothing it left (the duplicate check's leaving her lead in Intercom, or its merge before 2026-11-28) bounds this
+    # contact's view too. None: a record made before it was kept.
     last_moved_at: Optional[float] = None
     # Her email as the link left it (Link.email then: a merge's survivor may bring another, set on the link after
     # the move). Under `match: email`, a contact the link moved to later was a duplicate of hers then only with this

@@ -1,6 +1,7 @@
 """Use case: people joined. Through the worker's registry, on the store's twin and fake APIs."""
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from typing import Callable
 
@@ -1310,7 +1311,8 @@ def test_a_change_away_and_back_on_the_older_user_before_the_duplicate_check_mov
     t1): t1b is held, t3 having armed the link, and t1, older, released it when the move recorded no time. Every move
     records one (Link.last_moved_at): t1 and t1b are from before it (judge.before_view). Found by review-xfail-a."""
     work, user, t, told = moved_to_her_older_user()
-    assert (link_of(work).contact_id, link_of(work).baseline, link_of(work).left_baselines) == (user["id"], "Yes", ())
+    assert (link_of(work).contact_id, link_of(work).baseline) == (user["id"], "Yes")
+    assert [(left.baseline, left.kept) for left in link_of(work).left_baselines] == [("Yes", True)]
     t3 = int(work.clock.now) + 100
     user["custom_attributes"]["signed_up"], user["updated_at"] = "No", t3
     work.clock.now = t3 + 50
@@ -1325,7 +1327,8 @@ def test_a_change_away_and_back_on_the_older_user_after_the_duplicate_check_move
     the target after the move: qualified once, in any order of delivery (t1 and t1b, from before it, among them)."""
     work, user, t, told = moved_to_her_older_user()
     moved_at = link_of(work).moved_at
-    assert moved_at is not None and moved_at > t + 20 and link_of(work).left_baselines == ()
+    assert moved_at is not None and moved_at > t + 20
+    assert [(left.moved_at, left.kept) for left in link_of(work).left_baselines] == [(moved_at, True)]
     t3 = int(work.clock.now) + 100
     user["updated_at"] = t3 + 10
     work.clock.now = t3 + 50
@@ -1361,12 +1364,30 @@ def test_under_match_email_the_older_users_yes_before_the_duplicate_check_qualif
     assert len(work.apis.rf_.qualified) == 1 and link_of(work).qualification is QState.QUALIFIED
 
 
+def test_under_match_email_a_duplicate_check_merge_stored_before_it_recorded_what_it_left_judges_late_values_as_then():
+    """As above, delivered after the move, on a link whose duplicate check merged her lead before the bridge recorded
+    what the link held on it (the move's time alone, Link.last_moved_at: no LeftContact, the lead not in
+    left_contacts): t1 is from before the move (judge.before_view) and has nothing to be judged against as a
+    duplicate's value (contact_events.duplicate_then): noted as no change, as then, never a qualification."""
+    def no_now(work, user, t, told):
+        user["custom_attributes"]["signed_up"] = "No"
+    work, user, t, told = moved_to_her_older_user("No", match="email", before=[no_now])
+    held = work.store.tables.links[link_of(work).ref]
+    held.link = dataclasses.replace(held.link, left_contacts=frozenset(), left_baselines=())
+    assert link_of(work).left_at(t + 10) is None and link_of(work).moved_at is not None
+    for body in (told("Yes", t + 10, "t1"), told("No", t + 20, "t2")):
+        run(work, body)
+    assert work.apis.rf_.qualified == [] and link_of(work).qualification is QState.PENDING
+    assert history(work)[-2:] == [("evaluation", "not_met"), ("evaluation", "not_met")]
+    assert "from before the link moved to this contact" in reasons(work)[-2]
+
+
 def test_a_change_away_and_back_on_the_older_user_before_the_duplicate_check_then_merged_away_does_not_qualify_her():
     """As test_a_change_away_and_back_on_the_older_user_before_the_duplicate_check_moved_her_link_does_not_qualify_her,
     then the older user is merged into another user (t3, her baseline kept: that user unchanged since she joined), and
     t1 ("No") and t1b ("Yes") are delivered after that merge: late notifications of the contact the merge left, judged
-    on the link as it was on it (LeftContact.held), whose view began at the duplicate check's move (Link.last_moved_at,
-    which the move records with no LeftContact): in order t1 and t1b were a duplicate's, not hers. Found by
+    on the link as it was on it (LeftContact.held), whose view began at the duplicate check's move (Link.last_moved_at;
+    that move recorded what the link held on her lead too): in order t1 and t1b were a duplicate's, not hers. Found by
     review-final (distinct seconds)."""
     work, user, t, told = moved_to_her_older_user()
     moved_at = link_of(work).moved_at
