@@ -1281,12 +1281,13 @@ def test_a_tag_refused_with_404_for_the_user_a_lead_was_merged_into_which_interc
     assert ("tag", "not_tagged") not in history(work)
 
 
-def moved_to_her_older_user(value="Yes", match=None, before=()):
+def moved_to_her_older_user(value="Yes", match=None, before=(), duplicates="update"):
     """Ann joins with "Yes" (initial_value: `value`); search hid her older user (changed last at t + 20), into which
     the duplicate check then merges her lead, her baseline kept. With `told(value, at, name)`: a notification of the
-    user showing `value`, of `at`. `match`: the rule's; `before(work, user, t, told)`: done before the check."""
+    user showing `value`, of `at`. `match`: the rule's; `before(work, user, t, told)`: done before the check.
+    `duplicates`: the leads' (skip: the check moves her link to the user, her lead stays in Intercom)."""
     rule = {**SETTINGS["qualification"], "initial_value": value, **({"match": match} if match else {})}
-    work = world({**SETTINGS, "qualification": rule})
+    work = world({**SETTINGS, "leads": {**SETTINGS["leads"], "duplicates": duplicates}, "qualification": rule})
     intercom = work.apis.intercom_
     user = intercom.add("ann@example.com", role="user", searchable=False, signed_up=value)
     user.update(updated_at=work.clock.now - 5)
@@ -1419,6 +1420,57 @@ def test_under_match_email_her_leads_unchanged_yes_delivered_after_the_duplicate
         run(work, body)
     assert work.apis.rf_.qualified == [] and link_of(work).qualification is QState.PENDING
     assert history(work)[-2][0] == "evaluation" and "which the link left" in reasons(work)[-2]
+
+
+def lead_told(lead, value, at, name):
+    """A notification of her lead (as `lead` was) showing `value`, of `at`."""
+    return event(dict(lead, custom_attributes={**lead["custom_attributes"], "signed_up": value}, updated_at=at),
+                 "contact.lead.updated", name, created_at=at)
+
+
+def moved_past_her_lead(value, events):
+    """`match: email`, `duplicates: skip`: Ann joins with `value`; before the duplicate check moves her link to her
+    hidden older user (her lead stays in Intercom, her baseline kept), each of `events` (contact "L" her lead or "U" the
+    user, value, seconds after she joined) happens, none delivered; the user is as the last of its own then."""
+    lead = {}
+
+    def happen(work, user, t, told):
+        lead.update(work.apis.intercom_.contacts[link_of(work).contact_id])
+        for who, shown, dt in events:
+            if who == "U":
+                user["custom_attributes"]["signed_up"], user["updated_at"] = shown, t + dt
+    work, user, t, told = moved_to_her_older_user(value, match="email", before=[happen], duplicates="skip")
+    assert link_of(work).contact_id == user["id"] and lead["id"] in work.apis.intercom_.contacts
+    bodies = [lead_told(lead, shown, t + dt, f"e{n}") if who == "L" else told(shown, t + dt, f"e{n}")
+              for n, (who, shown, dt) in enumerate(events)]
+    return work, lead, bodies
+
+
+def test_under_match_email_her_leads_unchanged_yes_delivered_after_the_duplicate_checks_move_does_not_qualify_her():
+    """`match: email`, `duplicates: skip`: Ann joins with "Yes"; her lead shows "Yes" again (t1, no change) and her
+    hidden older user goes "No" (t2) before the duplicate check moves her link to the user (her lead stays in Intercom,
+    her baseline kept), and judges the user as it is then ("No": the link is armed, by a sighting of no time). In order
+    nothing qualifies her. Delivered after the move, t1 was judged as a duplicate's value (her lead is a contact with
+    her email as any other since) against the link armed by the check: a false qualification (the duplicate check's
+    permutation harness, move mode: every one of its 482 falses is of this shape, a late "Yes" of her lead from before
+    the move, the user "No" at the move). It is her lead's value from before the move, hers then: judged against what
+    the link held on it (recorded by the move, her lead not taken as left: not armed, no change), as in order."""
+    work, lead, (t1, t2) = moved_past_her_lead("Yes", [("L", "Yes", 10), ("U", "No", 20)])
+    assert link_of(work).armed
+    for body in (t1, t2):
+        run(work, body)
+    assert work.apis.rf_.qualified == [] and link_of(work).qualification is QState.PENDING
+
+
+@pytest.mark.parametrize("order", [(0, 1), (1, 0)], ids=["in order", "newest first"])
+def test_under_match_email_her_leads_change_away_and_back_before_the_duplicate_checks_move_delivered_after_it(order):
+    """As above, her lead goes "No" (t1) and "Yes" again (t2) before the move (the user "No"). In order t2 qualifies
+    her; delivered after the move, it does too (judged as hers then: t1 arms what the link held on her lead, t2 meets
+    the target there; newest first, t2 as a duplicate's value against the link armed by the check)."""
+    work, lead, bodies = moved_past_her_lead("Yes", [("L", "No", 10), ("L", "Yes", 20), ("U", "No", 30)])
+    for n in order:
+        run(work, bodies[n])
+    assert len(work.apis.rf_.qualified) == 1 and link_of(work).qualification is QState.QUALIFIED
 
 
 def test_under_match_email_a_duplicate_check_merge_stored_before_it_recorded_what_it_left_judges_late_values_as_then():
