@@ -376,7 +376,7 @@ class MemoryLinks(Leases):
     # --- what Intercom says of the contact ---------------------------------------------------
     def move(self, link: Link, contact_id: str, entries: Sequence[Entry], role: Optional[str] = None,
              baseline: Any = KEEP, baseline_of: Optional[str] = KEEP, when: Optional[float] = None,
-             left: bool = False) -> Optional[Link]:
+             left: bool = False, stays: bool = False) -> Optional[Link]:
         old = link.contact_id
         if old == contact_id:
             return link
@@ -399,7 +399,8 @@ class MemoryLinks(Leases):
         moved_at = when if when is not None else by_the_second(self.clock())
         changes["last_moved_at"] = moved_at     # (every move: one that records nothing it left too)
         if old and left:        # (what it holds on the contact it leaves, as stored: a late notification's judge)
-            changes["left_contacts"] = stored.link.left_contacts | {old}
+            if not stays:       # (one staying in Intercom is a contact with her email as any other: not left)
+                changes["left_contacts"] = stored.link.left_contacts | {old}
             changes["left_baselines"] = left_with(stored.link.left_baselines, LeftContact.of(
                 stored.link, moved_at, baseline_of, kept))
         if when is not None and (stored.link.last_event_at is None or stored.link.last_event_at < when):
@@ -467,7 +468,7 @@ class MemoryLinks(Leases):
 
     def arm_left(self, link: Link, contact_id: str, entries: Sequence[Entry], by: str, at: Optional[float] = None,
                  carry: bool = False, keep_held: bool = True) -> Link:
-        stored, held = self.get(link.ref), link.left_then(contact_id)
+        stored, held = self.get(link.ref), link.left_record(contact_id)
         if stored is None or held is None:
             return link                # erased meanwhile, or nothing recorded of that contact
         if carry and stored.contact_id != link.contact_id:      # (said first, as DynamoDB's twin does)

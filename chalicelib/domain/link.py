@@ -346,6 +346,14 @@ class Link:
             return None
         return next((held for held in self.left_baselines if held.contact_id == contact_id), None)
 
+    def left_record(self, contact_id: Optional[str]) -> Optional["LeftContact"]:
+        """What the link held on `contact_id` when it left it, a contact it does not hold now: one it left (left_then),
+        or one the duplicate check's move left in Intercom (recorded, not in `left_contacts`: LinkRepository.move's
+        `stays`). None: not recorded."""
+        if not contact_id or contact_id == self.contact_id:
+            return None
+        return next((held for held in self.left_baselines if held.contact_id == contact_id), None)
+
     @property
     def moved_at(self) -> Optional[float]:
         """When the link last moved to another contact, as its moves tell: `last_moved_at` (every move records it), and

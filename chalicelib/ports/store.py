@@ -175,7 +175,7 @@ class LinkRepository(Protocol):
     # what Intercom says of the contact
     def move(self, link: Link, contact_id: str, entries: Sequence[Entry], role: Optional[str] = None,
              baseline: Any = KEEP, baseline_of: Optional[str] = KEEP, when: Optional[float] = None,
-             left: bool = False) -> Optional[Link]:
+             left: bool = False, stays: bool = False) -> Optional[Link]:
         """The link and its pointer follow the person to `contact_id` (alive): the contact was merged
         into it, or it is the older duplicate of the one we created. `baseline`: its new baseline, a
         value of `baseline_of` (the link is no longer armed: what armed it was the other contact's). Any move clears the
@@ -192,7 +192,11 @@ class LinkRepository(Protocol):
         its notifications delivered later are of events from before the move, and the link's baseline now another
         contact's): such a notification is judged against the baseline it had on that contact, not the one it holds
         now (contact_events._late). What is recorded is the stored link's: one armed (or whose baseline a backfill
-        took) since `link` was read is read again.
+        took) since `link` was read is read again. `stays` (with `left`): the contact it leaves stays in Intercom (the
+        duplicate check's move to an older contact, her lead left in place): what the link holds on it is recorded
+        (Link.left_baselines) all the same, but it does not join Link.left_contacts: its notifications are those of any
+        contact with her email, but for one of an event from before the move, judged against that record
+        (contact_events._same_email).
         Only while the stored link is on the contact `link` names: on another (moved meanwhile), Busy; erased
         meanwhile (`bridge forget`), None, and nothing written (neither the link nor a pointer to it)."""
     def set_contact(self, link: Link, entries: Sequence[Entry], *, when: Optional[float] = None,

@@ -454,6 +454,29 @@ def test_arming_what_the_link_held_on_a_contact_it_left_arms_that_alone_while_it
     assert store.links.get(ANN) is None and store.history.entries(ANN) == []
 
 
+def test_a_move_leaving_a_contact_in_intercom_records_what_it_held_there_without_taking_it_as_left(store):
+    """The duplicate check's move of her link to an older contact, her lead left in Intercom (`stays`): what the link
+    held on the lead is recorded (Link.left_baselines, as any move that records what it left), but the lead is not in
+    Link.left_contacts (its notifications are a duplicate's, but those from before the move: contact_events
+    ._same_email). Such a record is armed as any other (arm_left, Link.left_record); a move without `left` records
+    nothing, `stays` or not (as before)."""
+    attr = "custom_attributes.signed_up"
+    link = store.links.set_contact(joined(store, baseline_of=attr), [], when=100.0, role="lead")
+    none = store.links.move(link, "c9", [Entry("contact", "moved_to_existing")], role="user", when=150.0, stays=True)
+    assert (none.left_contacts, none.left_baselines) == (frozenset(), ()) and store.links.get(ANN) == none
+    store.links.erase(none)
+    link = store.links.set_contact(joined(store, baseline_of=attr), [], when=100.0, role="lead")
+    moved = store.links.move(link, "c2", [Entry("contact", "moved_to_existing")], role="user", when=200.0, left=True,
+                             stays=True)
+    record = LeftContact("c1", "No", attr, False, None, 200.0, email=link.email, kept=True)
+    assert (moved.contact_id, moved.left_contacts, moved.left_baselines) == ("c2", frozenset(), (record,))
+    assert store.links.get(ANN) == moved and not moved.left("c1") and moved.left_then("c1") is None
+    assert moved.left_record("c1") == record and moved.left_at(150.0) == record and moved.left_record("c2") is None
+    armed = store.links.arm_left(moved, "c1", [Entry("evaluation", "not_met")], "rule-1", 150.0)
+    assert armed.left_record("c1") == dataclasses.replace(record, armed=True, armed_by="rule-1", armed_at=150.0)
+    assert store.links.get(ANN) == armed and not armed.armed and armed.left_contacts == frozenset()
+
+
 def test_a_value_seen_on_another_of_her_contacts_is_recorded_newest_first_held_to_the_records_as_read(store):
     """Link.duplicates_seen (contact_events._not_counted): the newest value meeting the target of each of her other
     contacts. One of an older event than that recorded changes nothing; a worker whose read is older than a record

@@ -1431,14 +1431,15 @@ def lead_told(lead, value, at, name):
 def moved_past_her_lead(value, events):
     """`match: email`, `duplicates: skip`: Ann joins with `value`; before the duplicate check moves her link to her
     hidden older user (her lead stays in Intercom, her baseline kept), each of `events` (contact "L" her lead or "U" the
-    user, value, seconds after she joined) happens, none delivered; the user is as the last of its own then."""
+    user, value, seconds after she joined) happens, none delivered; each contact is as the last of its own then."""
     lead = {}
 
     def happen(work, user, t, told):
-        lead.update(work.apis.intercom_.contacts[link_of(work).contact_id])
+        ours = work.apis.intercom_.contacts[link_of(work).contact_id]
+        lead.update(ours, custom_attributes=dict(ours["custom_attributes"]))
         for who, shown, dt in events:
-            if who == "U":
-                user["custom_attributes"]["signed_up"], user["updated_at"] = shown, t + dt
+            now = user if who == "U" else ours
+            now["custom_attributes"]["signed_up"], now["updated_at"] = shown, t + dt
     work, user, t, told = moved_to_her_older_user(value, match="email", before=[happen], duplicates="skip")
     assert link_of(work).contact_id == user["id"] and lead["id"] in work.apis.intercom_.contacts
     bodies = [lead_told(lead, shown, t + dt, f"e{n}") if who == "L" else told(shown, t + dt, f"e{n}")
@@ -1471,6 +1472,23 @@ def test_under_match_email_her_leads_change_away_and_back_before_the_duplicate_c
     for n in order:
         run(work, bodies[n])
     assert len(work.apis.rf_.qualified) == 1 and link_of(work).qualification is QState.QUALIFIED
+
+
+def test_under_match_email_a_duplicate_check_move_stored_before_it_recorded_her_lead_judges_its_values_as_a_duplicates():
+    """As above, on a link whose duplicate check moved it off her lead (left in Intercom) before the bridge recorded
+    what the link held on it (no LeftContact): her lead's late notification from before the move is judged as a
+    duplicate's value against the link as it stands, as before (here, Ann joined with "No", a "Yes" qualifies her, as
+    in order). With the record it is judged as hers then: the history says which."""
+    for recorded in (False, True):
+        work, lead, (t1,) = moved_past_her_lead("No", [("L", "Yes", 10)])
+        if not recorded:
+            held = work.store.tables.links[link_of(work).ref]
+            held.link = dataclasses.replace(held.link, left_baselines=())
+        run(work, t1)
+        assert len(work.apis.rf_.qualified) == 1 and link_of(work).qualification is QState.QUALIFIED
+        judged = [r for r in reasons(work) if "met the target" in r or "(on duplicate contact" in r or "late" in r]
+        assert ("(on duplicate contact" in judged[-1]) is not recorded
+        assert ("which the link left" in judged[-1]) is recorded
 
 
 def test_under_match_email_a_duplicate_check_merge_stored_before_it_recorded_what_it_left_judges_late_values_as_then():

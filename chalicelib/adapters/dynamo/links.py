@@ -575,7 +575,7 @@ class DynamoLinks(Leases):
     # --- what Intercom says of the contact ---------------------------------------------------
     def move(self, link: Link, contact_id: str, entries: Sequence[Entry], role: Optional[str] = None,
              baseline: Any = KEEP, baseline_of: Optional[str] = KEEP, when: Optional[float] = None,
-             left: bool = False) -> Optional[Link]:
+             left: bool = False, stays: bool = False) -> Optional[Link]:
         old = link.contact_id
         if old == contact_id:
             return link
@@ -589,7 +589,7 @@ class DynamoLinks(Leases):
                                    if value is not KEEP}
         actions += [_assign(getattr(LinkItem, name), value) for name, value in changes.items()]
         actions.append(LinkItem.contact_created.remove())      # (the contact it moves to is not one the join made)
-        if old and left:
+        if old and left and not stays:      # (one staying in Intercom is a contact with her email as any other)
             actions.append(LinkItem.left_contacts.add({old}))
         moved_at = when if when is not None else by_the_second(self.clock())
         actions.append(LinkItem.last_moved_at.set(moved_at))     # (every move: one that records nothing it left too)
@@ -646,7 +646,7 @@ class DynamoLinks(Leases):
                 known, held_in, then = stored.contact_role, stored.contact_workspace, stored.to_link()
         return dataclasses.replace(link, contact_id=contact_id, contact_state=None, contact_created=False,
                                    contact_role=role or known, updated_at=now, **changes,
-                                   left_contacts=link.left_contacts | ({old} if old and left else set()),
+                                   left_contacts=link.left_contacts | ({old} if old and left and not stays else set()),
                                    left_baselines=kept, duplicates_seen=then.duplicates_seen)
 
     def set_contact(self, link: Link, entries: Sequence[Entry], *, when: Optional[float] = None,
@@ -714,7 +714,7 @@ class DynamoLinks(Leases):
 
     def arm_left(self, link: Link, contact_id: str, entries: Sequence[Entry], by: str, at: Optional[float] = None,
                  carry: bool = False, keep_held: bool = True) -> Link:
-        held = link.left_then(contact_id)
+        held = link.left_record(contact_id)
         if held is None:
             return link
         kept = left_with(link.left_baselines, dataclasses.replace(held, armed=True, armed_by=by, armed_at=at))
