@@ -1474,6 +1474,18 @@ def test_under_match_email_her_leads_change_away_and_back_before_the_duplicate_c
     assert len(work.apis.rf_.qualified) == 1 and link_of(work).qualification is QState.QUALIFIED
 
 
+@pytest.mark.parametrize("order", list(itertools.permutations(range(3))))
+def test_under_match_email_her_leads_change_away_back_and_away_before_the_duplicate_checks_move_qualifies_her(order):
+    """As above, her lead goes "No" (t1), "Yes" (t2) and "No" again (t3) before the move (the user "No" all along), all
+    delivered after it. In order t2 qualifies her. In any order of delivery it does, once: t2 judged before t1 is no
+    change against what the link held on her lead, not armed yet, and is held there (LeftContact.held_at); t1, older,
+    arms that record and releases it (her lead read again shows t3's "No": nothing more)."""
+    work, lead, bodies = moved_past_her_lead("Yes", [("L", "No", 10), ("L", "Yes", 20), ("L", "No", 30)])
+    for n in order:
+        run(work, bodies[n])
+    assert len(work.apis.rf_.qualified) == 1 and link_of(work).qualification is QState.QUALIFIED
+
+
 def test_under_match_email_a_duplicate_check_move_stored_before_it_recorded_her_lead_judges_its_values_as_a_duplicates():
     """As above, on a link whose duplicate check moved it off her lead (left in Intercom) before the bridge recorded
     what the link held on it (no LeftContact): her lead's late notification from before the move is judged as a
