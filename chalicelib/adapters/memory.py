@@ -467,7 +467,7 @@ class MemoryLinks(Leases):
         return self._write(link.ref, entries, **changes)
 
     def arm_left(self, link: Link, contact_id: str, entries: Sequence[Entry], by: str, at: Optional[float] = None,
-                 carry: bool = False, keep_held: bool = True) -> Link:
+                 carry: bool = False, keep_held: bool = True, drop_left_held: bool = False) -> Link:
         stored, held = self.get(link.ref), link.left_record(contact_id)
         if stored is None or held is None:
             return link                # erased meanwhile, or nothing recorded of that contact
@@ -480,8 +480,18 @@ class MemoryLinks(Leases):
             if _armed_state(stored) != _armed_state(link):
                 raise Busy("the link changed meanwhile (another worker applied an Intercom event)")
             armed = link.armed_fields(by, at, keep_held)
+        dropped: dict[str, Any] = {"held_at": None, "held_by": None} if drop_left_held else {}
         return self._write(link.ref, entries, left_baselines=left_with(
-            stored.left_baselines, dataclasses.replace(held, armed=True, armed_by=by, armed_at=at)), **armed)
+            stored.left_baselines, dataclasses.replace(held, armed=True, armed_by=by, armed_at=at, **dropped)), **armed)
+
+    def hold_left(self, link: Link, contact_id: str, entries: Sequence[Entry], at: float, by: str) -> Link:
+        stored, held = self.get(link.ref), link.left_record(contact_id)
+        if stored is None or held is None:
+            return link                # erased meanwhile, or nothing recorded of that contact
+        if stored.left_baselines != link.left_baselines:
+            raise Busy("what the link held on the contacts it left changed meanwhile (another worker)")
+        return self._write(link.ref, entries, left_baselines=left_with(
+            stored.left_baselines, dataclasses.replace(held, held_at=at, held_by=by)))
 
     def see_duplicate(self, link: Link, seen: DuplicateSeen) -> Link:
         stored = self.get(link.ref)

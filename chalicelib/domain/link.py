@@ -107,6 +107,13 @@ class LeftContact:
     # armed state: the link on the contact it moved to went on with what it held here (judge.carried). False: it took
     # the other's (or a move recorded before the bridge kept this: taken as so).
     kept: bool = False
+    # A value at the target of her lead the duplicate check's move left in Intercom (recorded, not in left_contacts:
+    # LinkRepository.move's `stays`), from before the move, delivered after it, judged no change against this record
+    # and held (as Link.held_at, under the rule `held_by`: LinkRepository.hold_left): an older change away there,
+    # delivered later, arms the record and releases it (judge.releases: she qualifies, as in order). None: none held
+    # (a contact merged or gone records none: a known miss).
+    held_at: Optional[float] = None
+    held_by: Optional[str] = None
 
     def held(self, link: "Link") -> "Link":
         """`link` as it stood on this contact: its baseline and armed state then (its qualification as it is now), and
@@ -119,8 +126,8 @@ class LeftContact:
         taken = self.baseline_at if self.baseline_at is not None else link.baseline_at \
             if link.baseline_at is not None and self.moved_at is not None and link.baseline_at < self.moved_at else None
         return replace(link, contact_id=self.contact_id, baseline=self.baseline, baseline_of=self.baseline_of,
-                       armed=self.armed, armed_by=self.armed_by, armed_at=self.armed_at, held_at=None,
-                       held_by=None, left_baselines=earlier, baseline_at=taken, last_moved_at=self.last_moved_at)
+                       armed=self.armed, armed_by=self.armed_by, armed_at=self.armed_at, held_at=self.held_at,
+                       held_by=self.held_by, left_baselines=earlier, baseline_at=taken, last_moved_at=self.last_moved_at)
 
     def before_move(self, when: Optional[float]) -> bool:
         """An event at `when` (Intercom's clock) happened while the link was on this contact: no later than the move.
@@ -159,7 +166,8 @@ class LeftContact:
                 **({"baseline_at": self.baseline_at} if self.baseline_at is not None else {}),
                 **({"last_moved_at": self.last_moved_at} if self.last_moved_at is not None else {}),
                 **({"email": self.email} if self.email is not None else {}),
-                **({"kept": True} if self.kept else {})}
+                **({"kept": True} if self.kept else {}),
+                **({"held_at": self.held_at, "held_by": self.held_by} if self.held_at is not None else {})}
 
 
 def left_with(held: tuple[LeftContact, ...], left: LeftContact) -> tuple[LeftContact, ...]:

@@ -233,7 +233,7 @@ class LinkRepository(Protocol):
         it and the one held under the rule: judge's) and Link.held_by to `by` (rules.key), held as arm is (Busy, or
         erased: `link`, nothing written)."""
     def arm_left(self, link: Link, contact_id: str, entries: Sequence[Entry], by: str, at: Optional[float] = None,
-                 carry: bool = False, keep_held: bool = True) -> Link:
+                 carry: bool = False, keep_held: bool = True, drop_left_held: bool = False) -> Link:
         """A value missing the target of the rule `by` was seen on `contact_id`, a contact the link left (in a late
         notification of an event from before the move, at `at`): what the link held on it (Link.left_then) is armed
         under it since then (LeftContact.armed_at), as the link would have been on it, and the entries written; the link's own armed state (the contact's it
@@ -241,7 +241,14 @@ class LinkRepository(Protocol):
         written; erased meanwhile, `link`, nothing written; none recorded for `contact_id`, `link`, nothing written.
         `carry` (judge.carried: the move that left it kept her baseline, and the armed state): the link itself is armed
         too, in the same write, as arm does (since `at`, under `by`, the value held kept unless not `keep_held`), only
-        while on the contact `link` names and armed as it reads (else Busy, nothing written)."""
+        while on the contact `link` names and armed as it reads (else Busy, nothing written). `drop_left_held`: the
+        value held on the record (LeftContact.held_at) is cleared (judge: Verdict.drops_held), else kept."""
+    def hold_left(self, link: Link, contact_id: str, entries: Sequence[Entry], at: float, by: str) -> Link:
+        """A value at the target of `contact_id`, a contact the duplicate check's move left in Intercom (recorded, not
+        in Link.left_contacts), from before the move, delivered after it, was no change against what the link held on
+        it (judge's hold): that record holds it (LeftContact.held_at = `at`, held_by = `by`: judge's, the newer of it
+        and the one held), with the entries. Held to the records as arm_left is (Busy; erased, or none recorded for
+        `contact_id`: `link`, nothing written)."""
     def see_duplicate(self, link: Link, seen: DuplicateSeen) -> Link:
         """A value meeting the target was seen on `seen.contact_id`, another contact with her email (`match: contact`:
         not counted there): recorded as the newest of that contact's (Link.duplicates_seen; one of a newer event

@@ -477,6 +477,31 @@ def test_a_move_leaving_a_contact_in_intercom_records_what_it_held_there_without
     assert store.links.get(ANN) == armed and not armed.armed and armed.left_contacts == frozenset()
 
 
+def test_a_value_held_on_a_contact_left_in_intercom_is_recorded_there_and_kept_or_dropped_by_its_arm(store):
+    """hold_left: a late value at the target of her lead the duplicate check's move left in Intercom, no change against
+    what the link held on it, is held on that record (LeftContact.held_at, held_by), with its entries, read back as
+    written; arm_left keeps it, or drops it (`drop_left_held`). Held to the records as read (Busy, nothing written);
+    erased meanwhile, or no record of that contact: the link as given, nothing written."""
+    attr = "custom_attributes.signed_up"
+    link = store.links.set_contact(joined(store, baseline_of=attr), [], when=100.0, role="lead")
+    moved = store.links.move(link, "c2", [Entry("contact", "moved_to_existing")], role="user", when=200.0, left=True,
+                             stays=True)
+    held = store.links.hold_left(moved, "c1", [Entry("evaluation", "not_met")], 150.0, "rule-1")
+    assert (held.left_record("c1").held_at, held.left_record("c1").held_by) == (150.0, "rule-1")
+    assert store.links.get(ANN) == held and outcomes(store)[-1] == "not_met" and held.held_at is None
+    assert held.left_record("c1").held(held).held_under("rule-1") == 150.0
+    with pytest.raises(Busy):                                       # as `moved` read them: held since
+        store.links.hold_left(moved, "c1", [Entry("evaluation", "not_met")], 160.0, "rule-1")
+    assert store.links.hold_left(held, "c9", [], 160.0, "rule-1") is held                     # none recorded
+    kept = store.links.arm_left(held, "c1", [], "rule-1", 170.0)
+    assert (kept.left_record("c1").armed_at, kept.left_record("c1").held_at) == (170.0, 150.0)
+    dropped = store.links.arm_left(kept, "c1", [], "rule-1", 150.0, drop_left_held=True)
+    assert (dropped.left_record("c1").armed_at, dropped.left_record("c1").held_at) == (150.0, None)
+    assert store.links.get(ANN) == dropped
+    store.links.erase(dropped)
+    assert store.links.hold_left(dropped, "c1", [], 160.0, "rule-1") is dropped and store.links.get(ANN) is None
+
+
 def test_a_value_seen_on_another_of_her_contacts_is_recorded_newest_first_held_to_the_records_as_read(store):
     """Link.duplicates_seen (contact_events._not_counted): the newest value meeting the target of each of her other
     contacts. One of an older event than that recorded changes nothing; a worker whose read is older than a record

@@ -713,16 +713,31 @@ class DynamoLinks(Leases):
                          _same(LinkItem.contact_id, link.contact_id) & _armed_as(link)) or link
 
     def arm_left(self, link: Link, contact_id: str, entries: Sequence[Entry], by: str, at: Optional[float] = None,
-                 carry: bool = False, keep_held: bool = True) -> Link:
+                 carry: bool = False, keep_held: bool = True, drop_left_held: bool = False) -> Link:
         held = link.left_record(contact_id)
         if held is None:
             return link
-        kept = left_with(link.left_baselines, dataclasses.replace(held, armed=True, armed_by=by, armed_at=at))
+        dropped: dict[str, Any] = {"held_at": None, "held_by": None} if drop_left_held else {}
+        return self._write_left(link, entries, dataclasses.replace(held, armed=True, armed_by=by, armed_at=at,
+                                                                   **dropped),
+                                link.armed_fields(by, at, keep_held) if carry else None)
+
+    def hold_left(self, link: Link, contact_id: str, entries: Sequence[Entry], at: float, by: str) -> Link:
+        held = link.left_record(contact_id)
+        if held is None:
+            return link
+        return self._write_left(link, entries, dataclasses.replace(held, held_at=at, held_by=by), None)
+
+    def _write_left(self, link: Link, entries: Sequence[Entry], record: LeftContact,
+                    carried: Optional[dict[str, Any]]) -> Link:
+        """`record` in place of the link's of its contact, held to the records as read; `carried`: the link's own
+        armed fields too, held to its contact and armed state as read (arm_left's `carry`)."""
+        carry = carried is not None
+        kept = left_with(link.left_baselines, record)
         now = iso(self.clock())
-        armed: dict[str, Any] = {}
+        armed: dict[str, Any] = carried or {}
         condition = LinkItem.pk.exists() & _same(LinkItem.left_baselines, left_stored(link.left_baselines))
         if carry:       # (the link itself too, as arm: on the contact and armed as `link` reads)
-            armed = link.armed_fields(by, at, keep_held)
             condition = condition & _same(LinkItem.contact_id, link.contact_id) & _armed_as(link)
         try:
             with _or_busy("what the link held on the contacts it left, or its armed state, changed meanwhile "

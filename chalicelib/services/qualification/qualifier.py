@@ -90,14 +90,34 @@ class Qualifier:
         if verdict.action is Action.ARM and rule is not None:
             carry = carried(link, left, rule, seen.when)
             armed = self.links.arm_left(link, left.contact_id, entries, rules.key(rule), seen.when,
-                                        carry=carry is not None, keep_held=carry is None or not carry.drops_held)
+                                        carry=carry is not None, keep_held=carry is None or not carry.drops_held,
+                                        drop_left_held=verdict.drops_held)
             armed = self._released(armed, carry, seen) if carry is not None else armed
+            if verdict.releases:        # (a value held on the record: LeftContact.held_at)
+                armed = self._released_left(armed, left, seen)
             return self._look_again(armed, left, settings, seen) if look else armed
+        if verdict.held_at is not None and verdict.held_by is not None and not link.left(left.contact_id):
+            # (held on the record of a contact left in Intercom: LinkRepository.move's `stays`; on one merged or gone,
+            # not: a known miss)
+            return self.links.hold_left(link, left.contact_id, entries, verdict.held_at, verdict.held_by)
         if entries:
             self.links.note(link.ref, entries)
         if verdict.action is Action.QUALIFY:
             return self.qualify(link, seen.via, replay=seen.replay)
         return link
+
+    def _released_left(self, armed: Link, left: LeftContact, seen: Sighting) -> Link:
+        """A late change away armed what the link held on `left` since no later than a value at the target held there
+        (Verdict.releases on LeftContact.held: the contact the duplicate check's move left in Intercom): that value was
+        a change to the target in order, and qualifies her (claimed, RF asked first, once)."""
+        if armed.qualification is not QState.PENDING or armed.status is not LinkStatus.LINKED:
+            return armed
+        self.links.note(armed.ref, [Entry("evaluation", "met", (
+            f"the value at the target of contact {left.contact_id}'s event at {iso(left.held_at or 0.0)}, from before "
+            f"the link left it and held there, was a change to the target in order: this change away there, at "
+            f"{iso(seen.when or 0.0)}, came before it"), {"via": seen.via, "released_held_at": left.held_at,
+                                                          "late_of_contact_id": left.contact_id})])
+        return self.qualify(armed, f"{seen.via}, releasing the value held back", replay=seen.replay)
 
     def _look_again(self, armed: Link, left: LeftContact, settings: Optional[CampaignSettings], seen: Sighting
                     ) -> Link:
