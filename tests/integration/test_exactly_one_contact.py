@@ -156,6 +156,36 @@ def test_under_match_email_the_hidden_users_yes_before_the_duplicate_checks_merg
     assert qualified_ids(rf) == [lead["id"]] and len(rf.qualification_calls) == 1
 
 
+def test_under_match_email_the_hidden_users_yes_before_the_duplicate_checks_move_delivered_after_it_qualifies_her(
+        bridge, intercom, rf, clock, delayed):
+    """As above under `duplicates: skip`: the check moves her link to the user, her lead staying in Intercom. The move
+    records what the link held on her lead all the same (not as a contact left: LinkRepository.move's `stays`), so the
+    user's "Yes" from before it, delivered after it, is judged as the duplicate's value it was then against that
+    record: it qualifies her, once, as in order (it was noted as no change: a miss). Her lead's own notification from
+    before the move, delivered after it, is judged as hers then against the record (no change here)."""
+    bridge.apply({**qualifying_settings(match="email"), "leads": {**qualifying_settings()["leads"], "duplicates": "skip"}})
+    user = intercom.add_contact("ann@example.com", role="user", searchable_after=5,
+                                custom_attributes={"signed_up": "No"})
+    clock.now += 1
+    lead = new_lead(rf)
+    bridge.post_join(join_body(lead))
+    bridge.drain()
+    ours = bridge.history(42, lead["id"])["link"]["contact_id"]
+    late = [intercom.webhook_payload("contact.lead.updated", ours)]
+    for value in ("Yes", "No"):
+        clock.now += 10
+        intercom.update_contact(user["id"], signed_up=value)
+        late.append(intercom.webhook_payload("contact.user.updated", user["id"]))
+    assert delayed.release() == 1
+    bridge.drain()
+    assert bridge.history(42, lead["id"])["link"]["contact_id"] == user["id"] and intercom.merged_into == {}
+    assert rf.qualification_calls == []
+    for payload in late:
+        bridge.post_intercom(payload)
+        bridge.drain()
+    assert qualified_ids(rf) == [lead["id"]] and len(rf.qualification_calls) == 1
+
+
 def test_a_lead_joining_just_after_another_lead_was_made_moves_its_link_to_the_older_lead(
         bridge, intercom, rf, clock, delayed):
     bridge.apply(lead_settings(tag="Referred"))

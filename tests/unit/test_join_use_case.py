@@ -1474,14 +1474,21 @@ def test_under_match_email_her_leads_change_away_and_back_before_the_duplicate_c
     assert len(work.apis.rf_.qualified) == 1 and link_of(work).qualification is QState.QUALIFIED
 
 
+@pytest.mark.parametrize("user", ["Yes", "No"], ids=["user Yes", "user No"])
 @pytest.mark.parametrize("order", list(itertools.permutations(range(3))))
-def test_under_match_email_her_leads_change_away_back_and_away_before_the_duplicate_checks_move_qualifies_her(order):
-    """As above, her lead goes "No" (t1), "Yes" (t2) and "No" again (t3) before the move (the user "No" all along), all
-    delivered after it. In order t2 qualifies her. In any order of delivery it does, once: t2 judged before t1 is no
-    change against what the link held on her lead, not armed yet, and is held there (LeftContact.held_at); t1, older,
-    arms that record and releases it (her lead read again shows t3's "No": nothing more)."""
-    work, lead, bodies = moved_past_her_lead("Yes", [("L", "No", 10), ("L", "Yes", 20), ("L", "No", 30)])
-    for n in order:
+def test_under_match_email_her_leads_change_away_back_and_away_before_the_duplicate_checks_move_qualifies_her(order,
+                                                                                                              user):
+    """As above, her lead goes "No" (t1), "Yes" (t2) and "No" again (t3) before the move, all delivered after it (and
+    the user is "Yes" all along, or goes "No" at t4, delivered last). In order t2 qualifies her. In any order of
+    delivery it does, once: t2 judged before t1 is no change against what the link held on her lead, not armed yet, and
+    is held there (LeftContact.held_at); t1, older, arms that record and releases it (her lead read again shows t3's
+    "No": nothing more). Judged as a duplicate's values (before the move recorded what the link held on her lead),
+    these missed with the user at "Yes" (a duplicate's "No" never arms), and with the user at "No" qualified her by the
+    link armed by the check's sighting of the user, the luck behind the harness's 482 false qualifications."""
+    events = [("L", "No", 10), ("L", "Yes", 20), ("L", "No", 30)] + ([("U", "No", 40)] if user == "No" else [])
+    work, lead, bodies = moved_past_her_lead("Yes", events)
+    assert link_of(work).armed is (user == "No")
+    for n in [*order, *range(3, len(bodies))]:
         run(work, bodies[n])
     assert len(work.apis.rf_.qualified) == 1 and link_of(work).qualification is QState.QUALIFIED
 
