@@ -96,7 +96,7 @@ class LeftContact:
     # would be judged as a change (held). None: no take, or a record made before the bridge kept it.
     baseline_at: Optional[float] = None
     # When the link had last moved (to this contact) as it left it (Link.last_moved_at then): a move that recorded
-    # nothing it left (the duplicate check's leaving her lead in Intercom, or its merge before 2026-11-28) bounds this
+    # nothing it left (the duplicate check's leaving her lead in Intercom or its merge, before 2026-11-28) bounds this
     # contact's view too. None: a record made before it was kept.
     last_moved_at: Optional[float] = None
     # Her email as the link left it (Link.email then: a merge's survivor may bring another, set on the link after
@@ -303,11 +303,14 @@ class Link:
     # delivered after the move, shows a contact from before the move, which the baseline now held may not be of,
     # though it shares her email. It is judged against what the link held on that contact (`left_baselines`), under
     # either `match` (it was her contact then), or, of an event after the move or with nothing recorded, not at all.
-    # A move that leaves a contact that stays in Intercom (the duplicate check's move to an older lead), or a
+    # A move that leaves a contact that stays in Intercom (the duplicate check's move to an older contact), or a
     # referrer's or one under no rule that keeps her baseline (a move before 2026-11-28 that kept it, too), records
-    # none: its notifications are judged as those of any contact with her email.
+    # none: its notifications are judged as those of any contact with her email (the duplicate check's, since
+    # 2026-11-28, records what the link held there all the same, in `left_baselines` alone, LinkRepository.move's
+    # `stays`: its notifications of an event from before the move are judged against it, contact_events._same_email).
     left_contacts: frozenset[str] = frozenset()
-    # What the link held on each contact of `left_contacts` when it left it, and when (LeftContact): a notification
+    # What the link held on each contact of `left_contacts` (and on one the duplicate check's move left in Intercom:
+    # `stays`) when it left it, and when (LeftContact): a notification
     # about one, of an event from before the move, delivered after it, is judged against that, as it would have been
     # had it come in order. Empty for a contact left before the bridge recorded it: its notifications not judged.
     left_baselines: tuple["LeftContact", ...] = ()

@@ -356,7 +356,7 @@ def test_a_link_keeps_the_contacts_it_moved_off_and_holds_one_again_when_it_move
 def test_every_move_records_when_it_moved_the_link_whether_or_not_it_records_what_it_left(store, clock):
     """Link.moved_at bounds what judge takes as hers on the contact the link holds (judge.before_view): every move
     records its time (Link.last_moved_at), its event's or, naming none, the store's clock then: the duplicate
-    check's move leaving her lead in Intercom, which records nothing it left, too. A link none of whose moves recorded it
+    check's move leaving her lead in Intercom, which recorded nothing it left before 2026-11-28, too. A link none of whose moves recorded it
     reads none."""
     link = joined(store)
     assert (link.last_moved_at, link.moved_at) == (None, None)
@@ -3444,7 +3444,7 @@ def test_a_move_recording_what_it_left_records_the_time_backfill_took_the_baseli
     assert (now.baseline_at, now.left_then("c1").baseline_at, now.left_then("c1").held(now).viewed_since) == \
         (300.0, 100.0, 100.0)
     # (and when it had moved to the contact it leaves: a move recording nothing it left, the duplicate check's leaving
-    # her lead in Intercom, too)
+    # her lead in Intercom before 2026-11-28, too)
     again = store.links.move(store.links.move(now, "c3", [], when=400.0), "c4", [], when=500.0, left=True)
     assert (again.left_then("c3").last_moved_at, again.left_then("c3").held(again).moved_at) == (400.0, 400.0)
     assert again.left_then("c1").last_moved_at is None and store.links.get(ANN) == again

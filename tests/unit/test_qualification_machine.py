@@ -307,7 +307,7 @@ def test_judge_takes_a_value_from_before_backfill_took_her_baseline_as_one_from_
 
 
 def test_a_move_recording_nothing_it_left_bounds_what_is_hers_by_its_time():
-    """The duplicate check's move leaving her lead in Intercom (or its merge keeping her baseline, before 2026-11-28)
+    """The duplicate check's move leaving her lead in Intercom or its merge keeping her baseline, before 2026-11-28,
     records no LeftContact, only its time (Link.last_moved_at): a value of the contact it moved to from before it is
     none of hers (judge.before_view), as after a merge."""
     T = 1796000000.0
