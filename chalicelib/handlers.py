@@ -9,7 +9,6 @@ from chalice import Response
 
 from . import webhooks
 from .observability import contained, count, flush, logger
-from .services import ingest
 from .runtime import answering, default_runtime
 
 
@@ -31,6 +30,8 @@ def _reply(request, receive) -> Response:
 
 @contained
 def rf_webhook(request) -> Response:
+    from .services import ingest  # the webhooks' own: off the worker's init (the API function's warms it)
+
     response = _reply(request, ingest.receive_rf_join)
     if response.status_code == 202:  # the dashboard's "joins received" (EMF: a log line, no AWS call)
         count("JoinsReceived")
@@ -42,6 +43,8 @@ def rf_webhook(request) -> Response:
 def intercom_webhook(request) -> Response:
     if request.method == "HEAD":  # Intercom checks the URL when it is registered
         return Response(body="", status_code=200)
+    from .services import ingest
+
     return _reply(request, ingest.receive_intercom)
 
 

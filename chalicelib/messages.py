@@ -203,6 +203,15 @@ def parse(body: Union[str, bytes]) -> AnyMessage:
         raise Unreadable(describe(exc)) from None
 
 
+def replayed(body: Union[str, bytes], dead_letter_id: str) -> dict:
+    """The message of `body` (a dead letter's) as `bridge dlq replay` sends it back: marked replayed, with the fields
+    this version does not know (a later version's, rolled back over its dead letters: read past) as they came, for
+    the version rolled forward again to read. Raises Unreadable."""
+    message = parse(body)
+    unknown = {k: v for k, v in json.loads(body).items() if k not in type(message).model_fields}
+    return {**unknown, **message.replayed(dead_letter_id).wire()}
+
+
 def read(message: Any) -> AnyMessage:
     """A message from an already-decoded dict (e.g. a test's or a fake queue's)."""
     try:

@@ -375,8 +375,8 @@ class Runtime:
     def warm(self, function: str) -> None:
         """Create now, without a call, what the function's first invocation would create: its AWS
         clients (kept to the function's bounds: adapters/aws.API, or WORKER for the worker and reconciliation),
-        and for the worker the HTTP clients' modules. A Lambda container does it in its init phase, which AWS
-        runs on a whole CPU."""
+        for the worker the HTTP clients' and its services' modules, for the API the webhooks' intake (which
+        the others never import). A Lambda container does it in its init phase, which AWS runs on a whole CPU."""
         from .adapters.dynamo import client as dynamodb_client
 
         aws.bound(aws.API if function == "api" else aws.WORKER)
@@ -388,6 +388,8 @@ class Runtime:
         if function == "worker":
             from .adapters import intercom, referral_factory  # noqa: F401  (requests, urllib3)
             from .services import worker  # noqa: F401
+        if function == "api":
+            from .services import ingest  # noqa: F401  (the webhooks' intake: no other function imports it)
 
 
 def after_wait(http_timeout: float) -> float:

@@ -1,10 +1,17 @@
-"""`make models`: trimmed copies of botocore's DynamoDB, SQS and SSM models, for adapters/aws.py.
+"""`make models`: trimmed copies of botocore's DynamoDB, SQS and SSM models, and of its endpoints.json, for
+adapters/aws.py.
 
 A client parses its service's whole model when it is made: SSM's is ~950 KB of JSON for 154
 operations, of which the bridge calls 3. Each copy keeps the operations below, every shape their
 input, output and errors reach, and the model's metadata; no documentation. It records the botocore
 version and the API version it was cut from: a client uses it only with that botocore, else botocore's
-own file (tests/unit/test_aws_clients.py fails, saying to run `make models`, when a copy is stale)."""
+own file (tests/unit/test_aws_clients.py fails, saying to run `make models`, when a copy is stale).
+
+endpoints.json (1.25 MB: every service's endpoints in every partition), which a botocore session reads for its
+first client, is cut the same way: every partition kept whole (its regions, defaults, DNS suffixes and
+variants), its `services` cut to the three above, the only ones a bridge client resolves an endpoint for (a
+worker's, the API's and the CLI's: traced). The loader reads botocore's whole file only when another service is
+asked for (an STS client its credentials need, say)."""
 from __future__ import annotations
 
 import json
@@ -56,8 +63,14 @@ def trim(model: dict, operations: tuple[str, ...]) -> dict:
             "operations": ops, "shapes": {k: kept[k] for k in shapes if k in kept}}
 
 
+def trim_endpoints(endpoints: dict, services: tuple[str, ...]) -> dict:
+    """botocore's endpoints.json with each partition whole but for its services: only `services`."""
+    return {**endpoints, "partitions": [{**p, "services": {s: p["services"][s] for s in services if s in p["services"]}}
+                                        for p in endpoints["partitions"]]}
+
+
 def generate() -> dict[str, str]:
-    """Each service's trimmed file's text, cut from the installed botocore's model."""
+    """Each trimmed file's text (by name: each service's, and "endpoints"), cut from the installed botocore's."""
     import botocore
     from botocore.loaders import Loader
 
@@ -68,6 +81,9 @@ def generate() -> dict[str, str]:
         model = loader.load_data(f"{service}/{version}/service-2")
         texts[service] = json.dumps({"botocore": botocore.__version__, "api_version": version,
                                      "model": trim(model, operations)}, separators=(",", ":")) + "\n"
+    texts["endpoints"] = json.dumps({"botocore": botocore.__version__,
+                                     "endpoints": trim_endpoints(loader.load_data("endpoints"), tuple(OPERATIONS))},
+                                    separators=(",", ":")) + "\n"
     return texts
 
 

@@ -9,7 +9,9 @@ which was ~25 ms of a container's first client.
 It serves DynamoDB's, SQS's and SSM's models trimmed to the operations the bridge calls
 (aws_models/, written by `make models`: infra/aws_models.py), which a client parses in a fraction of
 the time of botocore's (SSM's is ~950 KB for 154 operations): only when a trimmed file was cut from the
-installed botocore's model, else botocore's own file.
+installed botocore's model, else botocore's own file. Likewise botocore's endpoints.json (1.25 MB, read for the
+session's first client: ~20 ms), every partition whole but its services cut to those three: botocore's whole
+file is read only when another service's endpoints are asked for (an STS client for the credentials, say).
 
 In a Lambda container (`bound(API)`, `bound(WORKER)`), every client keeps to its function's bounds, and within
 an invocation (`within`) makes no attempt that could outlast its time: API Gateway's own 502 after a call that
@@ -26,10 +28,10 @@ import json
 import math
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
@@ -196,11 +198,55 @@ def trimmed_model(name: str) -> Optional[dict]:
     return trimmed["model"] if fresh else None
 
 
+def trimmed_endpoints() -> Optional[dict]:
+    """botocore's endpoints.json, each partition's services cut to the bridge's, when it was cut from the installed
+    botocore's."""
+    import botocore
+
+    path = TRIMMED / "endpoints.json"
+    if not path.is_file():
+        return None
+    with path.open("rb") as f:
+        trimmed = json.load(f)
+    return trimmed["endpoints"] if trimmed.get("botocore") == botocore.__version__ else None
+
+
+class _Services(Mapping):
+    """A partition's services in the trimmed endpoints.json: the ones kept, and any other from botocore's whole
+    file (`whole`: by partition), read the first time one is asked for, or all of them."""
+
+    def __init__(self, partition: str, kept: dict, whole: Callable[[], dict]) -> None:
+        self.partition, self.kept, self.whole = partition, kept, whole
+
+    def _all(self) -> dict:
+        return self.whole()[self.partition]
+
+    def __getitem__(self, name: str) -> Any:
+        return self.kept[name] if name in self.kept else self._all()[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.kept or name in self._all()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+
+def _endpoints(trimmed: dict, read_whole: Callable[[], dict]) -> dict:
+    """The endpoint data a session's resolver gets: `trimmed`, whose partitions answer for another service from
+    botocore's whole file (`read_whole()`, read once)."""
+    whole = cache(lambda: {p["partition"]: p["services"] for p in read_whole()["partitions"]})
+    return {**trimmed, "partitions": [{**p, "services": _Services(p["partition"], p["services"], whole)}
+                                      for p in trimmed["partitions"]]}
+
+
 def _loader(data_path: Optional[str]) -> Any:
     """botocore's loader (create_loader's, with AWS_DATA_PATH's extra paths), whose answer to "which
     services are there?" checks a name in its own directory and lists them all only when read, and
-    which serves trimmed models (none when AWS_DATA_PATH is set, nor for a model in ~/.aws/models: a
-    model there overrides botocore's)."""
+    which serves trimmed models and endpoints (none when AWS_DATA_PATH is set, nor for a file in ~/.aws/models:
+    a file there overrides botocore's)."""
     from botocore.exceptions import DataNotFoundError
     from botocore.loaders import Loader, create_loader
 
@@ -236,6 +282,15 @@ def _loader(data_path: Optional[str]) -> Any:
             if model is not None and any(self.file_loader.exists(os.path.join(p, name)) for p in users):
                 model = None        # ~/.aws/models (`aws configure add-model`) holds it: botocore reads that one
             return super().load_data(name) if model is None else model
+
+        def load_data_with_path(self, name: str) -> Any:
+            """The session reads endpoints.json with its path (a path in botocore's data: its clients resolve
+            endpoints as with botocore's own file)."""
+            trimmed = trimmed_endpoints() if name == "endpoints" and not data_path else None
+            if trimmed is None or any(self.file_loader.exists(os.path.join(p, name)) for p in users):
+                return super().load_data_with_path(name)
+            return (_endpoints(trimmed, lambda: Loader.load_data_with_path(self, name)[0]),
+                    os.path.join(self.BUILTIN_DATA_PATH, name))
 
     base = create_loader(data_path)
     users = [p for p in base.search_paths if p != Loader.BUILTIN_DATA_PATH]

@@ -88,6 +88,9 @@ class _Held:
     requeued: int = 0
     # The workspace whose pointer names the link's contact (LinkItem.contact_workspace; None: the link's)
     contact_workspace: Optional[str] = None
+    # Attributes of the item a later version wrote, which this one does not know (tests put them there): DynamoDB's
+    # updates leave them as they are, and so do the twin's writes.
+    unknown: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -258,7 +261,8 @@ class MemoryLinks(Leases):
                                    joined_at=base.joined_at or iso(now), updated_at=iso(now), uncertain_since=now)
         self.tables.links[ref] = _Held(link, token, now + self._lease(lease),
                                        held.pending if held else None,
-                                       contact_workspace=held.contact_workspace if held else None)
+                                       contact_workspace=held.contact_workspace if held else None,
+                                       unknown=held.unknown if held else {})
         return JoinClaim(ref, workspace, token)
 
     def claim_many(self, wanted: Sequence[tuple[PersonRef, str]], lease: Optional[float] = None,

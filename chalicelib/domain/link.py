@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from dataclasses import dataclass, field, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
 from enum import StrEnum
 from typing import Any, Mapping, NamedTuple, Optional
 
@@ -114,6 +114,9 @@ class LeftContact:
     # (a contact merged or gone records none: a known miss).
     held_at: Optional[float] = None
     held_by: Optional[str] = None
+    # The record as stored when read (`of_stored`; None: made by this version): what this version writes back of it,
+    # keys it does not know (a later version's) and all (as_stored). Not part of its value.
+    read_as: Optional[Mapping[str, Any]] = field(default=None, compare=False, repr=False)
 
     def held(self, link: "Link") -> "Link":
         """`link` as it stood on this contact: its baseline and armed state then (its qualification as it is now), and
@@ -157,17 +160,59 @@ class LeftContact:
         return cls(str(link.contact_id), link.baseline, of, link.armed, link.armed_by, moved_at,
                    link.armed_at, link.baseline_at, link.last_moved_at, link.email, kept)
 
+    @classmethod
+    def of_stored(cls, contact_id: str, stored: Mapping[str, Any]) -> "LeftContact":
+        """The record of `contact_id` as LinkItem.left_baselines stores it (as_stored), keys a later version added and
+        all (stored_as_read)."""
+        return cls(contact_id, **_known(cls, stored), read_as=stored)
+
     def as_stored(self) -> dict[str, Any]:
         """(`armed_at` only when known, `kept` only when true: a record stored before the bridge kept them is written
-        back as it was read, which writes that hold to the records as read compare.)"""
-        return {"baseline": self.baseline, "baseline_of": self.baseline_of, "armed": self.armed,
-                "armed_by": self.armed_by, "moved_at": self.moved_at,
-                **({"armed_at": self.armed_at} if self.armed_at is not None else {}),
-                **({"baseline_at": self.baseline_at} if self.baseline_at is not None else {}),
-                **({"last_moved_at": self.last_moved_at} if self.last_moved_at is not None else {}),
-                **({"email": self.email} if self.email is not None else {}),
-                **({"kept": True} if self.kept else {}),
-                **({"held_at": self.held_at, "held_by": self.held_by} if self.held_at is not None else {})}
+        back as it was read, which writes that hold to the records as read compare. A record read: stored_as_read.)"""
+        return stored_as_read(self, self.read_as, {
+            "baseline": self.baseline, "baseline_of": self.baseline_of, "armed": self.armed,
+            "armed_by": self.armed_by, "moved_at": self.moved_at,
+            **({"armed_at": self.armed_at} if self.armed_at is not None else {}),
+            **({"baseline_at": self.baseline_at} if self.baseline_at is not None else {}),
+            **({"last_moved_at": self.last_moved_at} if self.last_moved_at is not None else {}),
+            **({"email": self.email} if self.email is not None else {}),
+            **({"kept": True} if self.kept else {}),
+            **({"held_at": self.held_at, "held_by": self.held_by} if self.held_at is not None else {})})
+
+
+# A record a link stores in a JSON attribute (LeftContact, DuplicateSeen): its stored keys are its fields but these.
+_NOT_STORED = frozenset({"contact_id", "read_as"})
+
+
+def _known(record: type, stored: Mapping[str, Any]) -> dict[str, Any]:
+    """The keys of `stored` the record's fields name: those a later version added are left out (of_stored)."""
+    return {name: stored[name] for name in (f.name for f in fields(record) if f.name not in _NOT_STORED)
+            if name in stored}
+
+
+def stored_as_read(record: Any, read: Optional[Mapping[str, Any]], written: dict[str, Any]) -> dict[str, Any]:
+    """`record` as stored, `written` being how this version writes its fields, when it was read as `read` (None: made
+    by this version, `written` as it is). Rolling back to this version, a record a later version wrote may hold keys
+    this one does not know: the writes that hold to the records as read (LinkRepository.arm_left, see_duplicate,
+    move) compare the JSON text, which this gives back as read for a record read and not changed since, in its order
+    and its values as written. One changed holding no key unknown here is written as this version writes it: in the
+    fixed order the versions before this one hold their conditions to (after a rollback to one of them). One changed
+    holding keys it does not know keeps them, its own fields set in place (those no longer written, left out; those
+    newly written, added last). A later version thus finds its keys as it wrote them, on a record this one changed too
+    (kept with values of its fields this version may have changed since)."""
+    if read is None:
+        return written
+    known = {f.name: f.default for f in fields(record) if f.name not in _NOT_STORED}
+
+    def same(name: str) -> bool:        # (the value read: the field's default when the key is not there)
+        return (read[name] == getattr(record, name)) if name in read else \
+            (known[name] is not MISSING and known[name] == getattr(record, name))
+    if read.keys() <= known.keys() and not all(same(name) for name in known):
+        return written      # changed, and no key unknown: as every version writes it (in its fixed order, which the
+        #                     versions before this one hold their conditions to: after a rollback they read it again)
+    stored = {name: value if name not in known or same(name) else written[name] for name, value in read.items()
+              if name not in known or same(name) or name in written}
+    return {**stored, **{name: value for name, value in written.items() if name not in read and not same(name)}}
 
 
 def left_with(held: tuple[LeftContact, ...], left: LeftContact) -> tuple[LeftContact, ...]:
@@ -193,9 +238,17 @@ class DuplicateSeen:
     value: Any
     of: str                 # the rule's attribute `value` is of (a rule on another attribute since: not judged)
     at: float               # its event's time, by Intercom's clock
+    # The record as stored when read (None: made by this version): as LeftContact.read_as. Not part of its value.
+    read_as: Optional[Mapping[str, Any]] = field(default=None, compare=False, repr=False)
+
+    @classmethod
+    def of_stored(cls, contact_id: str, stored: Mapping[str, Any]) -> "DuplicateSeen":
+        """The record of `contact_id` as LinkItem.duplicates_seen stores it (as_stored), keys a later version added
+        and all (stored_as_read)."""
+        return cls(contact_id, **_known(cls, stored), read_as=stored)
 
     def as_stored(self) -> dict[str, Any]:
-        return {"value": self.value, "of": self.of, "at": self.at}
+        return stored_as_read(self, self.read_as, {"value": self.value, "of": self.of, "at": self.at})
 
 
 def seen_with(seen: tuple[DuplicateSeen, ...], new: DuplicateSeen) -> tuple[DuplicateSeen, ...]:

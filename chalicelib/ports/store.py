@@ -5,18 +5,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Callable, Iterable, Mapping, NamedTuple, Optional, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, NamedTuple, Optional, Protocol, Sequence
 
 from ..domain.budget import BudgetState
 from ..domain.history import Entry, Recorded
 from ..domain.oauth import Outcome
 from ..domain.link import (Claim, ContactState, DuplicateSeen, FoundContact, JoinClaim, JoinResult, Link, LinkStatus,
                            Overdue, PendingPage, PersonRef, ReferralCount)
-from ..domain.pointers import Finding, Placed, Pointer
 from ..domain.qualification import QState
 from ..domain.sync import PageError
 from ..errors import Deferred
 from .edge import EdgeLog
+
+if TYPE_CHECKING:   # the pointers' audit (`bridge pointers`) only: no function's init needs its module
+    from ..domain.pointers import Finding, Placed, Pointer
 
 # How long a claim (a join's, a qualification's, a sync page's) holds before another may take it, unless the
 # runtime's Config.lease (BRIDGE_LEASE_SECONDS) says otherwise: the store is built with it, and a call given no

@@ -622,7 +622,7 @@ def _take_out_late(rt: HasDeadLetters, late: dict[str, str], kept: dict[str, str
 
 def _copy(m: ReceivedLetter) -> dict | str:
     try:
-        return messages.parse(m.body).replayed(m.message_id).wire()
+        return messages.replayed(m.body, m.message_id)
     except messages.Unreadable:
         return m.body
 

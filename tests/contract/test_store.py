@@ -966,6 +966,88 @@ def test_an_item_armed_before_the_bridge_recorded_since_when_reads_armed_since_a
     assert store.links.get(ANN) == again and again.left_then("c1") == left.left_then("c1")
 
 
+# A record of a contact the link left, and a value seen on another contact, as a later version stored them: a key
+# this version does not know amid those it knows, and after them.
+LATER_LEFT = {"baseline": "No", "left_by": {"merge": "m-9", "n": 2}, "baseline_of": SIGNED_UP, "armed": False,
+              "armed_by": None, "moved_at": 200.0, "email": "ann@example.com", "kept": False, "checked": [1, "two"]}
+LATER_SEEN = {"value": "Yes", "via": "search", "of": SIGNED_UP, "at": 150.0}
+
+
+def _written_by_a_later_version(store, link: Link) -> None:
+    """Ann's link as a later version left it (a rollback runs this one over it): an attribute of the item this
+    version does not know, and keys it does not know in the records of the contact she left (c1) and of a value seen
+    on another of her contacts (c3)."""
+    if type(store.links).__name__ == "DynamoLinks":
+        from chalicelib.adapters.dynamo.keys import link_key
+        from chalicelib.adapters.dynamo.models import LinkItem, _client
+        LinkItem(*link_key(ANN)).update(actions=[
+            LinkItem.left_contacts.set({"c1"}), LinkItem.left_baselines.set({"c1": LATER_LEFT}),
+            LinkItem.duplicates_seen.set({"c3": LATER_SEEN})])
+        _client().update_item(TableName=LinkItem.Meta.table_name, Key={"pk": {"S": "CAMPAIGN#42"},
+                                                                      "sk": {"S": "PERSON#7"}},
+                              UpdateExpression="SET later_mark = :m", ExpressionAttributeValues={":m": {"S": "v9"}})
+    else:
+        held = store.tables.links[ANN]
+        held.link = dataclasses.replace(link, left_contacts=frozenset({"c1"}),
+                                        left_baselines=(LeftContact.of_stored("c1", copy.deepcopy(LATER_LEFT)),),
+                                        duplicates_seen=(DuplicateSeen.of_stored("c3", copy.deepcopy(LATER_SEEN)),))
+        held.unknown = {"later_mark": "v9"}
+
+
+def _later_parts(store) -> tuple[dict, dict, object]:
+    """What the store holds of Ann's link that a later version wrote: the records of c1 and c3 as stored (their JSON
+    as DynamoDB holds it), and the item's attribute this version does not know."""
+    if type(store.links).__name__ == "DynamoLinks":
+        from chalicelib.adapters.dynamo.keys import link_key
+        from chalicelib.adapters.dynamo.models import LinkItem, _client
+        raw = _client().get_item(TableName=LinkItem.Meta.table_name, Key={"pk": {"S": "CAMPAIGN#42"},
+                                                                         "sk": {"S": "PERSON#7"}},
+                                 ConsistentRead=True)["Item"]
+        return (json.loads(raw["left_baselines"]["S"])["c1"], json.loads(raw["duplicates_seen"]["S"])["c3"],
+                raw.get("later_mark", {}).get("S"))
+    link = store.links.get(ANN)
+    return (link.left_then("c1").as_stored(), link.seen_on("c3").as_stored(),
+            store.tables.links[ANN].unknown.get("later_mark"))
+
+
+def test_a_link_a_later_version_wrote_is_read_judged_and_written_under_its_conditions_keeping_what_it_does_not_know(
+        store):
+    """Rolled back, this version meets links a later one wrote: keys it does not know in the records a link keeps of
+    the contacts it left (LeftContact) and of values seen on her other contacts (DuplicateSeen), attributes of the
+    item it does not know. It reads and judges them; its writes that hold to those records as read (arm_left,
+    see_duplicate, move) apply, as do the others (arm, take_baselines); and what it does not know is still there after,
+    as the later version wrote it: a record it did not change, to the letter (the JSON text, in its order); one it
+    changed, with its own fields set (those added, last)."""
+    from chalicelib.domain.judge import Action, Sighting, judge
+    from chalicelib.domain.settings import Qualification
+    _written_by_a_later_version(store, store.links.move(joined(store, contact="c1", baseline_of=SIGNED_UP), "c2", [],
+                                                        role="user", when=200.0))
+    read = store.links.get(ANN)
+    left = read.left_then("c1")
+    assert (left, read.seen_on("c3")) == (LeftContact("c1", "No", SIGNED_UP, False, None, 200.0,
+                                                      email="ann@example.com"),
+                                          DuplicateSeen("c3", "Yes", SIGNED_UP, 150.0))
+    assert read.left_at(150.0) == left and left.as_stored() == LATER_LEFT and read.seen_on("c3").as_stored() == LATER_SEEN
+    rule = Qualification(attribute=SIGNED_UP, value="Yes")
+    seen = Sighting({"id": "c1", "custom_attributes": {"signed_up": "Yes"}}, "webhook", when=120.0)
+    assert judge(left.held(read), rule, seen, lambda _: "string").action is Action.QUALIFY   # (a late change on c1)
+    armed = store.links.arm_left(read, "c1", [Entry("evaluation", "not_met")], "rule-1", 120.0)
+    assert armed.left_then("c1").armed and store.links.get(ANN) == armed
+    noted = store.links.see_duplicate(armed, DuplicateSeen("c4", "Yes", SIGNED_UP, 160.0))
+    assert [s.contact_id for s in noted.duplicates_seen] == ["c3", "c4"] and store.links.get(ANN) == noted
+    assert store.links.take_baselines([(noted, "No", SIGNED_UP, [])]) == [True]
+    taken = store.links.get(ANN)
+    on_c2 = store.links.arm(taken, [Entry("evaluation", "not_met")], "rule-1", 250.0)
+    assert on_c2.armed and store.links.get(ANN) == on_c2
+    moved = store.links.move(on_c2, "c5", [Entry("contact", "merged")], role="user", when=300.0, left=True)
+    assert moved.left_then("c2").armed and moved.left_then("c1") == armed.left_then("c1")
+    assert store.links.get(ANN) == moved and outcomes(store) == ["linked", "not_met", "not_met", "merged"]
+    on_c1, on_c3, mark = _later_parts(store)
+    assert list(on_c1) == [*LATER_LEFT, "armed_at"]                 # (its own fields set in place, the one added last)
+    assert on_c1 == {**LATER_LEFT, "armed": True, "armed_by": "rule-1", "armed_at": 120.0}
+    assert list(on_c3.items()) == list(LATER_SEEN.items()) and mark == "v9"
+
+
 def test_a_lead_linked_before_the_rule_takes_a_baseline_once_and_waits_for_qualification(store, clock):
     """What `bridge backfill --apply` writes for a lead linked before the campaign's rule: the value now as the
     baseline of the rule's attribute, not armed, pending (in the index from now), with its entry; once, and only
@@ -1488,6 +1570,22 @@ def test_history_keeps_the_order_counts_repeats_and_expires(store, clock):
                                                                  ("join", "ignored", 2)]
     assert entries[0].details == {"k": 1} and entries[0].reason == "r1"
     assert {e.expires_at for e in entries} == {int(clock()) + 400 * 86400}
+
+
+def test_history_a_later_version_wrote_with_more_to_each_entry_reads(store):
+    """Rolled back, this version reads the entries a later one wrote: an item's attribute it does not know is left
+    out, and so is what the later version may add to each entry written with the first (`also`). (The twin keeps
+    entries as this version records them.)"""
+    joined(store, entries=[Entry("a", "one"), Entry("b", "two", "r2", {"k": 2})])
+    if type(store.links).__name__ != "DynamoLinks":
+        pytest.skip("the twin keeps the entries themselves, not their items")
+    from chalicelib.adapters.dynamo.models import HistoryItem, _client
+    [item] = [i for i in HistoryItem.scan() if i.event == "a"]
+    item.update(actions=[HistoryItem.also.set([["b", "two", "r2", {"k": 2}, {"later": True}]])])
+    _client().update_item(TableName=HistoryItem.Meta.table_name, Key={"pk": {"S": item.pk}, "sk": {"S": item.sk}},
+                          UpdateExpression="SET later_mark = :m", ExpressionAttributeValues={":m": {"S": "v9"}})
+    assert [(e.event, e.outcome, e.reason, e.details) for e in store.history.entries(ANN)] == [
+        ("a", "one", None, None), ("b", "two", "r2", {"k": 2})]
 
 
 def test_a_counted_wait_counts_again_from_one_after_a_pause_or_for_another_wait(store, clock):

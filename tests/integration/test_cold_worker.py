@@ -50,12 +50,13 @@ def counted_listing(loader, type_name):
 botocore.loaders.Loader.list_available_services = counted_listing
 read = botocore.loaders.Loader.load_data_with_path
 def counted_read(loader, name):
-    if name.endswith("service-2"):
-        made[f"botocore's model:{name}"] += 1
+    if name.endswith("service-2") or name == "endpoints":
+        made[f"botocore's file:{name}"] += 1
     return read(loader, name)
 botocore.loaders.Loader.load_data_with_path = counted_read
 
 import app
+imported = set(sys.modules)
 init = {"boto3": "boto3" in sys.modules, "gc_enabled": gc.isenabled(), "gc_frozen": gc.get_freeze_count()}
 from chalicelib.config import Config
 from chalicelib.runtime import Runtime, reset_default_runtime
@@ -64,8 +65,13 @@ from tests.fakes import FakeClock
 
 clock = FakeClock(float(sys.argv[1]))
 reset_default_runtime(Runtime(Config.from_env(), clock=clock, sleeper=clock.sleep))
+before = set(sys.modules)
 app.worker(json.loads(sys.stdin.read()), FakeLambdaContext(function_name="worker", timeout_seconds=120))
-print(json.dumps({"init": init, "made": made, "calls": calls, "boto3": "boto3" in sys.modules}))
+imported |= set(sys.modules) - before
+# Modules no record of a worker needs (the webhooks' intake, the pointers' audit), imported by its init or its
+# first record (tests.fakes, above, imports the in-memory twin, and with it the pointers' domain).
+unneeded = [m for m in ("chalicelib.services.ingest", "chalicelib.domain.pointers") if m in imported]
+print(json.dumps({"init": init, "made": made, "calls": calls, "boto3": "boto3" in sys.modules, "unneeded": unneeded}))
 """
 
 
@@ -98,10 +104,13 @@ def test_a_fresh_workers_first_join(bridge, intercom, rf, counter, clock):
     # frozen, out of the garbage collector's walks, which run again after it.
     assert report["init"]["boto3"] is False and report["boto3"] is False
     assert report["init"]["gc_enabled"] is True and report["init"]["gc_frozen"] > 10_000
+    # Nor, its first record included, the webhooks' intake or the pointers' audit.
+    assert report["unneeded"] == []
     # One botocore session: each service's files are read once. One client per service. botocore's
     # ~440 service directories are never listed (adapters/aws.py: each name is checked in its own).
     # No botocore service model is read: each client parses its model trimmed to the bridge's operations
-    # (adapters/aws_models, `make models`; SSM's whole is ~950 KB).
+    # (adapters/aws_models, `make models`; SSM's whole is ~950 KB), nor botocore's endpoints.json (1.25 MB):
+    # the session's resolver reads a copy cut to these three services.
     assert report["made"] == {"sessions": 1, "client:dynamodb": 1, "client:ssm": 1, "client:sqs": 1}
     # The calls: the join's own (its link and settings read, the bridge's email pointers of the email search did
     # not show, its claim, the verification queued, the finishing transaction), and what a cold container reads once: the workspace's connection, its
@@ -192,7 +201,7 @@ def test_a_fresh_workers_first_intercom_event(bridge, intercom, rf, counter):
     assert bridge.notify("contact.lead.updated", contact["id"]).status_code == 200
     report, intercom_calls = first_record(bridge, counter)
 
-    assert report["init"]["boto3"] is False and report["boto3"] is False
+    assert report["init"]["boto3"] is False and report["boto3"] is False and report["unneeded"] == []
     # No message to queue: no SQS client.
     assert report["made"] == {"sessions": 1, "client:dynamodb": 1, "client:ssm": 1}
     # The batch's reads (the contact's and email's links with the notification's mark, the person's

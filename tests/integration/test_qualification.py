@@ -227,12 +227,9 @@ def test_a_lead_merged_into_a_user_made_before_they_joined_is_not_qualified_on_i
     rebaselined(bridge, capsys, lead, "user", "role", HELD)      # a user now: backfill names her apart
 
 
-def test_a_merged_leads_change_to_the_target_delivered_after_the_merge_qualifies_once(bridge, intercom, rf, clock):
-    """`match: email`. Ann joined on her existing lead A ("No"); user B, with her email, made before she joined and
-    not shown by search then, survives A's merge (the merge changes B: the link's baseline there is not known, and
-    is not A's). A reached "Yes" before the merge; that webhook comes after the merge's (webhooks reorder): judged
-    against the baseline Ann had on A, as it would have been in order, it qualifies her once (RF asked first, one
-    PUT), whatever repeats of it or other late notifications of A come after, on DynamoDB and the simulators."""
+def joined_on_a_lead_with_a_user_search_does_not_show(bridge, intercom, rf, clock) -> tuple[dict, dict, dict]:
+    """`match: email`: Ann (RF) joined on her existing lead A ("No"); user B, with her email, was made before she
+    joined and not shown by search then. (Ann, A, B)"""
     from .conftest import join_body, new_lead
     bridge.apply(qualifying_settings(match="email"))
     lead_a = intercom.add_contact("ann@example.com", role="lead", custom_attributes={"signed_up": "No"})
@@ -241,6 +238,16 @@ def test_a_merged_leads_change_to_the_target_delivered_after_the_merge_qualifies
     ann = new_lead(rf)
     bridge.post_join(join_body(ann))
     bridge.drain()
+    return ann, lead_a, user_b
+
+
+def test_a_merged_leads_change_to_the_target_delivered_after_the_merge_qualifies_once(bridge, intercom, rf, clock):
+    """`match: email`. Ann joined on her existing lead A ("No"); user B, with her email, made before she joined and
+    not shown by search then, survives A's merge (the merge changes B: the link's baseline there is not known, and
+    is not A's). A reached "Yes" before the merge; that webhook comes after the merge's (webhooks reorder): judged
+    against the baseline Ann had on A, as it would have been in order, it qualifies her once (RF asked first, one
+    PUT), whatever repeats of it or other late notifications of A come after, on DynamoDB and the simulators."""
+    ann, lead_a, user_b = joined_on_a_lead_with_a_user_search_does_not_show(bridge, intercom, rf, clock)
     assert bridge.history(42, ann["id"])["link"]["contact_id"] == lead_a["id"]
     clock.now += 60
     intercom.update_contact(lead_a["id"], signed_up="Yes")

@@ -15,7 +15,7 @@ from chalicelib.services.admin import delete_settings
 from chalicelib.services.dead_letters import replay
 
 from .conftest import WORKSPACE, new_lead
-from .test_qualification import qualified_ids
+from .test_qualification import joined_on_a_lead_with_a_user_search_does_not_show, merged, qualified_ids
 from .test_referral_count import count_of, joined_with_leads
 from .test_sync import cli, segment, sync_settings
 
@@ -221,3 +221,29 @@ def test_forgetting_a_lead_the_earlier_version_counted_in_a_race_lowers_its_refe
     assert code == 0 and json.loads(out)["links"] == 1
     bridge.drain()
     assert count_of(intercom, contact) == 1
+
+
+def test_a_link_a_later_version_wrote_is_worked_by_this_one_rolled_back_over_it_keeping_what_it_does_not_know(
+        bridge, intercom, rf, clock):
+    """Rolled back: a later version followed the merge of Ann's lead A into user B, and stored what the link held on
+    A with a key this version does not know (amid its own), and an attribute of the item it does not know. A's change
+    to the target, delivered after the merge, is judged against that record and qualifies Ann once; the record, and
+    the attribute, are as the later version wrote them."""
+    ann, lead_a, user_b = joined_on_a_lead_with_a_user_search_does_not_show(bridge, intercom, rf, clock)
+    clock.now += 60
+    intercom.update_contact(lead_a["id"], signed_up="Yes")
+    late = intercom.webhook_payload("contact.lead.updated", lead_a["id"])       # held back: delivered last
+    clock.now += 5
+    merged(bridge, intercom, lead_a, user_b, webhook=True)
+    ddb, table = bridge.resources.client("dynamodb"), bridge.resources.table
+    key = {"pk": {"S": "CAMPAIGN#42"}, "sk": {"S": f"PERSON#{ann['id']}"}}
+    [(a, record)] = json.loads(ddb.get_item(TableName=table, Key=key)["Item"]["left_baselines"]["S"]).items()
+    later = json.dumps({a: {"baseline": record.pop("baseline"), "left_by": {"merge": "m-9"}, **record}})
+    ddb.update_item(TableName=table, Key=key, UpdateExpression="SET left_baselines = :l, later_mark = :m",
+                    ExpressionAttributeValues={":l": {"S": later}, ":m": {"S": "v9"}})
+    bridge.post_intercom(late)
+    bridge.drain()
+    assert qualified_ids(rf) == [ann["id"]] and len(rf.qualification_calls) == 1
+    assert bridge.history(42, ann["id"])["link"]["qualification"] == "qualified" and bridge.dead_letters() == []
+    item = ddb.get_item(TableName=table, Key=key, ConsistentRead=True)["Item"]
+    assert (item["left_baselines"]["S"], item["later_mark"]["S"]) == (later, "v9")

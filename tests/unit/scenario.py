@@ -42,6 +42,7 @@ def joined(work: FakeWork, user: str = "7", email: str = "ann@example.com", sign
     campaign), their link in the store."""
     contact = contact or work.apis.intercom_.add(email, role=role, signed_up=signed_up)
     claim = work.store.links.claim(PersonRef(campaign, user), workspace)
+    assert claim is not None
     work.store.links.finish(claim, JoinResult(LinkStatus.LINKED, kind=kind, email=email, contact_id=contact["id"],
                                               contact_role=role, baseline=signed_up, baseline_of=baseline_of,
                                               qualification=QState.PENDING if pending and kind == "lead" else None),

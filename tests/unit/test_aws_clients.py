@@ -1,6 +1,7 @@
 """adapters/aws.py: the container's botocore session checks a service's name in that service's own
 directory instead of listing all of botocore's (~25 ms of a cold start), and answers as botocore does;
-its DynamoDB, SQS and SSM clients parse models trimmed to the operations the bridge calls (`make models`)."""
+its DynamoDB, SQS and SSM clients parse models trimmed to the operations the bridge calls, and resolve their
+endpoints from botocore's endpoints.json cut to those three services (`make models`)."""
 from __future__ import annotations
 
 import ast
@@ -81,7 +82,7 @@ def test_the_bridges_clients_parse_the_trimmed_models(session):
 def test_the_trimmed_models_are_what_make_models_writes_from_the_installed_botocore():
     stale = [service for service, text in aws_models.generate().items()
              if not (aws.TRIMMED / f"{service}.json").is_file() or (aws.TRIMMED / f"{service}.json").read_text() != text]
-    assert stale == [], f"the trimmed models of {stale} are stale: run `make models` and commit them"
+    assert stale == [], f"the trimmed copies of {stale} are stale: run `make models` and commit them"
 
 
 def test_the_lambdas_get_the_botocore_the_trimmed_models_were_cut_from():
@@ -196,3 +197,142 @@ def test_a_call_aws_throttles_after_botocores_retries_is_that_services_outage(se
     assert isinstance(raised.value, Throttled) == throttled and isinstance(raised.value, ClientError) != throttled
     if throttled:
         assert raised.value.outage == client.meta.service_model.service_id and raised.value.retryable
+
+
+# -- endpoints.json: every partition whole, its services cut to the bridge's (aws_models/endpoints.json) --------------
+
+VARIANTS = [{}, {"use_fips_endpoint": True}, {"use_dualstack_endpoint": True},
+            {"use_fips_endpoint": True, "use_dualstack_endpoint": True}]
+
+
+def _sessions(monkeypatch) -> tuple:
+    """Two botocore sessions: the bridge's loader (the trimmed endpoints.json), and botocore's own."""
+    from botocore.loaders import create_loader
+    from botocore.session import get_session
+
+    for key in ("AWS_ENDPOINT_URL", "AWS_DATA_PATH", "AWS_USE_FIPS_ENDPOINT", "AWS_USE_DUALSTACK_ENDPOINT",
+                "AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in AWS_ENV.items():
+        monkeypatch.setenv(key, value)
+    ours, botocores = get_session(), get_session()
+    ours.register_component("data_loader", aws._loader(None))
+    botocores.register_component("data_loader", create_loader(None))
+    return ours, botocores
+
+
+def _every_region(service: str) -> list[str]:
+    """Every region of every partition in botocore's whole endpoints.json, and every endpoint name it gives the
+    service ("local", "dynamodb-fips-us-gov-west-1", "fips-us-east-1"...)."""
+    names = set()
+    for partition in Loader().load_data("endpoints")["partitions"]:
+        names |= set(partition["regions"]) | set(partition["services"].get(service, {}).get("endpoints", {}))
+    return sorted(names)
+
+
+def _resolved(session, service: str, region: str, variant: dict) -> object:
+    """What a client made in `region` with `variant` resolves: its endpoint, region, partition, signing region and
+    name, and what its endpoint rules are given (the request URLs come from them); or the error it is refused with."""
+    from botocore.config import Config
+
+    try:
+        made = session.create_client(service, region_name=region, config=Config(**variant))
+    except Exception as refused:
+        return f"{type(refused).__name__}: {refused}"
+    signer, builtins = made._request_signer, made._ruleset_resolver._builtins
+    return (made.meta.endpoint_url, made.meta.region_name, made.meta.partition, signer.region_name,
+            signer.signing_name, signer._signature_version,
+            {k: v() if callable(v) else v for k, v in builtins.items()})   # the account's id: read when asked
+
+
+def _bridged(session, service: str, region: str, variant: dict) -> object:
+    """What the endpoint file gives a client made in `region` with `variant`: the legacy resolution a client's
+    creation makes (botocore.client.ClientEndpointBridge, as ClientCreator makes it; the only place the file is read
+    from, traced), at a ten-thousandth of a client's cost; or the error it is refused with."""
+    from botocore.client import ClientEndpointBridge
+    from botocore.config import Config
+
+    metadata = session.get_service_model(service).metadata
+    bridge = ClientEndpointBridge(session._get_internal_component("endpoint_resolver"), session.get_scoped_config(),
+                                  Config(**variant), service_signing_name=metadata.get("signingName"),
+                                  config_store=session.get_component("config_store"),
+                                  service_signature_version=metadata.get("signatureVersion"))
+    try:
+        return bridge.resolve(service, region)
+    except Exception as refused:
+        return f"{type(refused).__name__}: {refused}"
+
+
+def test_the_trimmed_endpoints_resolve_every_region_and_variant_as_botocores_whole_file(monkeypatch):
+    """Every region botocore knows (all partitions) × the bridge's three services × FIPS and dual-stack (as a
+    client's Config or AWS_USE_FIPS_ENDPOINT set them): what a client from the trimmed file resolves is what one
+    from botocore's resolves, and botocore's whole file is never read for it."""
+    ours, botocores = _sessions(monkeypatch)
+    read = []
+    whole = Loader.load_data_with_path
+    monkeypatch.setattr(Loader, "load_data_with_path", lambda self, name: read.append((type(self), name)) or whole(self, name))
+    regions = {p["partition"]: p["regions"] for p in Loader().load_data("endpoints")["partitions"]}
+    compared = refused = 0
+    for service in aws_models.OPERATIONS:
+        for region in _every_region(service):
+            for variant in VARIANTS:
+                ourselves = _bridged(ours, service, region, variant)
+                assert ourselves == _bridged(botocores, service, region, variant), (service, region, variant)
+                compared += 1
+                refused += isinstance(ourselves, str)
+        for partition, its in regions.items():       # made whole, one region of each partition
+            for variant in VARIANTS:
+                region = sorted(its)[0]
+                assert _resolved(ours, service, region, variant) == _resolved(botocores, service, region, variant), (
+                    service, region, variant)
+    assert {"aws", "aws-cn", "aws-us-gov", "aws-iso", "aws-iso-b"} <= set(regions) and "eu-west-1" in regions["aws"]
+    assert compared > 3 * 4 * sum(map(len, regions.values()))
+    assert 0 < refused < compared / 4                # dual-stack in aws-iso and aws-iso-b, refused by both
+    assert ("endpoints" in {name for t, name in read if t is Loader}       # botocore's session read its file,
+            and "endpoints" not in {name for t, name in read if t is not Loader})  # the bridge's never
+    assert ours.get_component("data_loader").load_data("endpoints")["partitions"][0]["services"].kept.keys() == set(
+        aws_models.OPERATIONS)
+
+
+def test_any_other_service_resolves_from_botocores_whole_endpoints(monkeypatch):
+    """A service the trimmed file does not hold (STS, for credentials that assume a role; IAM, whose endpoint is
+    global) is resolved from botocore's whole file, read once by the session when first asked for."""
+    ours, botocores = _sessions(monkeypatch)
+    for service, region in (("iam", "eu-west-1"), ("sts", "eu-west-1"), ("sts", "aws-global"), ("s3", "us-east-1"),
+                            ("iam", "cn-north-1"), ("route53", "us-gov-west-1"), ("sts", "us-iso-east-1")):
+        for variant in VARIANTS:
+            assert _bridged(ours, service, region, variant) == _bridged(botocores, service, region, variant)
+    iam = _resolved(ours, "iam", "eu-west-1", {})
+    assert iam == _resolved(botocores, "iam", "eu-west-1", {})
+    assert iam[:4] == ("https://iam.amazonaws.com", "aws-global", "aws", "us-east-1")   # not iam.eu-west-1...
+    resolver = ours._get_internal_component("endpoint_resolver")
+    assert sorted(resolver.get_available_endpoints("sts")) == sorted(
+        botocores._get_internal_component("endpoint_resolver").get_available_endpoints("sts"))
+    assert ours.get_available_regions("iam") == botocores.get_available_regions("iam")
+
+
+def test_trimmed_endpoints_from_another_botocore_or_with_aws_data_path_are_not_used(tmp_path, monkeypatch):
+    trimmed = json.loads((aws.TRIMMED / "endpoints.json").read_text())
+    (tmp_path / "endpoints.json").write_text(json.dumps({**trimmed, "botocore": "0.0.1"}))
+    monkeypatch.setattr(aws, "TRIMMED", tmp_path)
+    endpoints, path = aws._loader(None).load_data_with_path("endpoints")
+    assert not isinstance(endpoints["partitions"][0]["services"], aws._Services)
+    assert len(endpoints["partitions"][0]["services"]) > 200
+    assert Loader().is_builtin_path(path)
+    monkeypatch.setattr(aws, "TRIMMED", aws.TRIMMED.parent / "no-such-directory")
+    assert len(aws._loader(None).load_data("endpoints")["partitions"][0]["services"]) > 200
+    monkeypatch.undo()
+    ours = aws._loader(None).load_data("endpoints")["partitions"][0]["services"]
+    assert isinstance(ours, aws._Services) and sorted(ours.kept) == sorted(aws_models.OPERATIONS)
+    (tmp_path / "extra").mkdir()                     # AWS_DATA_PATH: botocore's own files
+    assert not isinstance(aws._loader(os.fspath(tmp_path / "extra")).load_data("endpoints")["partitions"][0]["services"],
+                          aws._Services)
+
+
+def test_an_endpoints_json_in_the_users_aws_models_is_used_as_botocore_uses_it(tmp_path, monkeypatch):
+    made_up = {"partitions": [{**Loader().load_data("endpoints")["partitions"][0], "dnsSuffix": "example.com"}],
+               "version": 3}
+    (tmp_path / "endpoints.json").write_text(json.dumps(made_up))
+    monkeypatch.setattr(Loader, "CUSTOMER_DATA_PATH", os.fspath(tmp_path))
+    endpoints, path = aws._loader(None).load_data_with_path("endpoints")
+    assert endpoints["partitions"][0]["dnsSuffix"] == "example.com" and path.startswith(os.fspath(tmp_path))

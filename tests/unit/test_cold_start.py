@@ -19,6 +19,8 @@ from chalicelib import runtime
 from chalicelib.adapters.dynamo import models
 rt = runtime._default
 print(json.dumps({"worker": "chalicelib.services.worker" in sys.modules, "requests": "requests" in sys.modules,
+                  "intake": "chalicelib.services.ingest" in sys.modules,
+                  "pointers' audit": "chalicelib.domain.pointers" in sys.modules,
                   "boto3": "boto3" in sys.modules,
                   "dynamodb": len(models._clients), "sqs": bool(rt and rt.queue._client),
                   "ssm": bool(rt and rt.secrets._client)}))
@@ -32,18 +34,26 @@ def container(function_name: str = "") -> dict:
 
 
 def test_the_workers_init_makes_its_clients_and_imports_what_its_records_need():
+    """...and not the webhooks' intake (services/ingest.py), which no record needs, nor the domain of `bridge
+    pointers`' audit (domain/pointers.py): ~2 ms of its init each."""
     assert container("rf-intercom-bridge-prod-worker") == {
-        "worker": True, "requests": True, "boto3": False, "dynamodb": 1, "sqs": True, "ssm": True}
+        "worker": True, "requests": True, "intake": False, "pointers' audit": False, "boto3": False, "dynamodb": 1,
+        "sqs": True, "ssm": True}
 
 
 def test_the_webhook_functions_init_makes_its_aws_clients_and_leaves_the_http_clients_out():
     assert container("rf-intercom-bridge-prod") == {
-        "worker": False, "requests": False, "boto3": False, "dynamodb": 1, "sqs": True, "ssm": True}
+        "worker": False, "requests": False, "intake": True, "pointers' audit": False, "boto3": False, "dynamodb": 1,
+        "sqs": True, "ssm": True}
+
+
+def test_reconciliations_init_leaves_the_webhooks_intake_out():
+    assert container("rf-intercom-bridge-prod-reconcile")["intake"] is False
 
 
 def test_outside_lambda_importing_the_app_makes_nothing():
-    assert container() == {"worker": False, "requests": False, "boto3": False, "dynamodb": 0, "sqs": False,
-                           "ssm": False}
+    assert container() == {"worker": False, "requests": False, "intake": False, "pointers' audit": False,
+                           "boto3": False, "dynamodb": 0, "sqs": False, "ssm": False}
 
 
 def test_every_model_of_the_table_shares_one_client():

@@ -391,3 +391,18 @@ def test_a_notification_whose_own_data_names_replayed_from_is_queued_to_the_size
     assert reply.status == 200
     edge.queue.dead_letter(encode(message), "boom", 3, "t")
     assert replay(Rt(edge.queue, edge.clock), reason="boom") == {"replayed": 1, "left": 0, "not_seen": 0}
+
+
+def test_a_dead_letter_a_later_version_queued_is_replayed_with_the_fields_this_one_does_not_know():
+    """Rolled back over a later version's dead letters: a replay sends each back marked replayed, with what this
+    version does not know of it (a field of the message, one of the person RF sent) as it came, for the version
+    rolled forward again to read."""
+    clock = FakeClock()
+    queue = FakeQueue()
+    join = {"campaign_id": "42", "rf_user_id": "7", "kind": "rf.join", "later": {"n": 1}, "received_at": 1.0,
+            "person": {"id": "7", "campaign_id": "42", "type": "lead", "email": "ann@example.com", "new": True}}
+    queue.dead_letter(json.dumps(join), "boom", 5, "2026-01-01T00:00:00Z")
+    assert replay(Rt(queue, clock), reason="boom")["replayed"] == 1
+    [sent] = [json.loads(m) if isinstance(m, str) else m for m in queue.sent]
+    assert (sent["later"], sent["person"]["new"], sent["kind"]) == ({"n": 1}, True, "rf.join")
+    assert sent["replayed_from"] and queue.dead_count() == 0

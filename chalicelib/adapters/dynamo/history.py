@@ -151,7 +151,7 @@ class DynamoHistory:
             out.append(Recorded(at=h.at, event=h.event, outcome=h.outcome, reason=h.reason, details=h.details,
                                 count=int(h.repeats) if h.repeats else None, expires_at=expires))
             out += [Recorded(at=h.at, event=event, outcome=outcome, reason=reason, details=details, expires_at=expires)
-                    for event, outcome, reason, details in h.also or ()]
+                    for event, outcome, reason, details, *_ in h.also or ()]     # (a later version may add more)
         return out
 
     def erase(self, ref: PersonRef) -> int:

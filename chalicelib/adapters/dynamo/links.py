@@ -11,7 +11,7 @@ from collections import Counter
 from contextlib import contextmanager
 from functools import partial
 from types import MappingProxyType
-from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence
 
 from pynamodb.exceptions import TransactWriteError, UpdateError
 from pynamodb.expressions.condition import Condition
@@ -21,7 +21,6 @@ from ...domain.history import Entry, iso
 from ...domain.link import (COUNT_CLOCK_SLACK, LEAD, Claim, ContactState, DuplicateSeen, FoundContact, JoinClaim,
                            JoinResult, LeftContact, Link, LinkStatus, Overdue, PendingPage, PersonRef, ReferralCount,
                            by_the_second, left_stamped, left_with, seen_with)
-from ...domain.pointers import CONTACT, EMAIL, Finding, Placed, Pointer, Stale
 from ...domain.qualification import ENDINGS, QState, claimable
 from ...ports.store import (CHANGED_SINCE_READ, COUNT_ASK_GRACE, DEFAULT_LEASE_SECONDS, KEEP, MOVED_SINCE_READ,
                             SCAN_LIMIT, Busy, Leases, Erased, PointerPage, answer_or_error, normal_email)
@@ -30,6 +29,9 @@ from .keys import (COUNT_WRITES, OVERDUE, PENDING, POINTER_PREFIXES, campaign_li
                    email_key, ledger_key, link_key, pointer_of, referrals_key, referrer_of)
 from .models import (LedgerItem, LinkItem, PointerItem, ReferralItem, applied, batch_get, conditional, conflicted, get,
                      left_stored, seen_stored)
+
+if TYPE_CHECKING:   # the pointers' audit (`bridge pointers`) imports it when it runs: no worker's record needs it
+    from ...domain.pointers import Finding
 
 
 def _assign(attr: Any, value: Any) -> Any:
@@ -983,6 +985,8 @@ class DynamoLinks(Leases):
 
     # --- pointers earlier versions left (`bridge pointers`) ----------------------------------
     def pointers(self, after: Optional[str], limit: int) -> PointerPage:
+        from ...domain.pointers import Placed, Pointer
+
         # A scan (one-off maintenance: the pointers have no index of their own), filtered to the pointer items.
         pointed = PointerItem.sk == "LINKS"
         pointed &= PointerItem.pk.startswith(POINTER_PREFIXES[0]) | PointerItem.pk.startswith(POINTER_PREFIXES[1])
@@ -1001,6 +1005,8 @@ class DynamoLinks(Leases):
         return PointerPage(pointers, placed, json.dumps(start, sort_keys=True) if start else None)
 
     def drop_reference(self, finding: Finding) -> bool:
+        from ...domain.pointers import CONTACT
+
         pointer, ref = finding.pointer, finding.ref
         key = (contact_key if pointer.kind == CONTACT else email_key)(pointer.workspace, pointer.value)
         leave = _leave(key, ref)
@@ -1010,6 +1016,8 @@ class DynamoLinks(Leases):
         return applied(lambda: self._retrying_conflicts(lambda: self.history.transact(ref, (), check, *leave)))
 
     def place_contact(self, finding: Finding) -> bool:
+        from ...domain.pointers import CONTACT
+
         pointer, ref, read = finding.pointer, finding.ref, finding.read
         if read is None or pointer.kind != CONTACT:
             return False
@@ -1172,6 +1180,8 @@ def _or_busy(reason: str) -> Iterator[None]:
 
 def _still_stale(finding: Finding) -> Condition:
     """The stored link still does not make `finding`'s reference its own (LinkRepository.drop_reference)."""
+    from ...domain.pointers import EMAIL, Stale
+
     pointer = finding.pointer
     if pointer.kind == EMAIL:
         assert finding.read is not None

@@ -185,7 +185,7 @@ def left_stored(held: tuple[LeftContact, ...]) -> Optional[dict[str, Any]]:
 
 
 def left_read(stored: Optional[dict[str, Any]]) -> tuple[LeftContact, ...]:
-    return tuple(LeftContact(contact_id, **held) for contact_id, held in sorted((stored or {}).items()))
+    return tuple(LeftContact.of_stored(contact_id, held) for contact_id, held in sorted((stored or {}).items()))
 
 
 def seen_stored(seen: tuple[DuplicateSeen, ...]) -> Optional[dict[str, Any]]:
@@ -194,7 +194,7 @@ def seen_stored(seen: tuple[DuplicateSeen, ...]) -> Optional[dict[str, Any]]:
 
 
 def seen_read(stored: Optional[dict[str, Any]]) -> tuple[DuplicateSeen, ...]:
-    return tuple(DuplicateSeen(contact_id, **seen) for contact_id, seen in sorted((stored or {}).items()))
+    return tuple(DuplicateSeen.of_stored(contact_id, seen) for contact_id, seen in sorted((stored or {}).items()))
 
 
 class ReferralItem(_Item):
