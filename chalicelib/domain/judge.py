@@ -3,6 +3,7 @@ ignore it, note it, arm the link, or qualify the referral. Pure: no I/O (the att
 asked through a function, only when a value is judged)."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any, Callable, Mapping, Optional
@@ -266,7 +267,8 @@ def judge(link: Link, rule: Optional[Qualification], seen: Sighting,
                                           reason=f"{reason}, but this person is a referrer: referrers never qualify"))
     entry = Entry("evaluation", "met" if result.met else "not_met", reason, details)
     early = before_view(link, seen)
-    if result.met and not early:
+    prior = before_joined(link, seen)
+    if result.met and not early and not prior:
         return Verdict(Action.QUALIFY, entry)
     if released(link, rule):
         return Verdict(Action.QUALIFY, Entry("evaluation", "met", (
@@ -275,6 +277,11 @@ def judge(link: Link, rule: Optional[Qualification], seen: Sighting,
             "it is now"), {**details, "released_held_at": link.held_at}))
     if early:
         return Verdict(Action.NOTE, _before_view(link, reason, details))
+    if prior:
+        return Verdict(Action.NOTE, Entry("evaluation", "not_met", (
+            f"{reason}: of an event from before she joined ({link.joined_at}), when it was no duplicate's value of hers "
+            "(in order it came before her link existed, and nothing judged it): not a change (it neither qualifies nor "
+            "arms the link)"), {**details, "before_joined": link.joined_at}))
     when = _value_time(seen)
     if result.unchanged and when is not None:
         return _hold(link, rule, when, entry, details)
@@ -401,6 +408,20 @@ def before_view(link: Link, seen: Sighting) -> bool:
     since = link.viewed_since
     return (since is not None and seen.when is not None and seen.when < since and not seen.current
             and not seen.duplicate)
+
+
+def before_joined(link: Link, seen: Sighting) -> bool:
+    """`seen` is a duplicate's value (another contact with her email, `match: email`: Sighting.duplicate) of an event
+    from before the lead joined (Link.joined_at), delivered after her link exists: in order it came before, when no
+    link judged it, and was no duplicate's value of hers. Judge neither qualifies, arms nor holds on it. The event's
+    time is the notification's (Sighting.when: Intercom's, whole seconds); the join's, the bridge's clock, is taken to
+    its second: a value of the second she joined in may have been made after the join, and in order delivered after it
+    and judged, so only an earlier second is before it (as join.moved_baseline takes a contact made in that second as
+    made after). Not the contact as it is now (Sighting.current: a search's or a read's, its value since then its value
+    now, as before_view)."""
+    joined = rules.event_time(link.joined_at)
+    return (seen.duplicate is not None and not seen.current and seen.when is not None and joined is not None
+            and seen.when < math.floor(joined))
 
 
 def searched_before_view(link: Link, seen: Sighting) -> bool:

@@ -810,6 +810,30 @@ def test_a_search_showing_the_survivor_from_before_the_merge_counts_as_the_dupli
     assert work.apis.rf_.qualified == ["7"]
 
 
+@pytest.mark.parametrize("require_change", [True, False])
+def test_a_search_showing_the_survivor_from_before_she_joined_does_not_count_as_her_duplicate_under_match_email(
+        require_change):
+    """`match: email`: Ann joined on lead A with "No" (at T); user B, her email, made before she joined, "Yes" at T-30
+    and "No" since T-20, survives A's merge at T+15 (its value then her baseline: unchanged since she joined). The
+    search, behind, shows B's "Yes" of T-30: from before the move, when B was a duplicate of hers (duplicate_then), but
+    also from before she joined, when it was no duplicate's value of hers (in order nothing judged it: nobody was
+    linked): noted, not judged (judge.before_joined), with no contact read; she is not qualified."""
+    work = connected(world(settings(rule={**BY_EMAIL, "require_change": require_change})))
+    link, lead = joined(work, signed_up="No")
+    t = int(work.clock())
+    user = work.apis.intercom_.add("ann@example.com", role="user", signed_up="No")
+    user.update(created_at=1, updated_at=t - 20)
+    stale = dict(user, custom_attributes={"signed_up": "Yes"}, updated_at=t - 30)
+    work.apis.intercom_.merge(lead["id"], user["id"])
+    work.clock.now = t + 100
+    run(work, event(dict(user), "contact.merged", "m", created_at=t + 15,
+                    merged_from={"type": "contact", "id": lead["id"]}))
+    assert (link_of(work).contact_id, link_of(work).moved_at) == (user["id"], t + 15)
+    assert _search_showing(work, stale) == ["search_contacts"]
+    assert work.apis.rf_.calls == [] and link_of(work).qualification is QState.PENDING
+    assert ("evaluation", "not_met") in history(work)
+
+
 def test_a_search_showing_the_survivor_from_before_the_merge_under_another_email_does_not_count_under_match_email():
     """As above, but B had another email at T+10 (not a duplicate of hers then: in order not counted): B is read, and
     its "No" judged."""
