@@ -1510,10 +1510,6 @@ def test_under_match_email_a_duplicate_check_move_stored_before_it_recorded_her_
         assert ("which the link left" in judged[-1]) is recorded
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "review-mf: reconciliation's search judges her lead left in Intercom as any duplicate (changes._judge, _by_email), "
-    "not against what the move recorded of it (LeftContact, `stays`), as contact_events._same_email now does for its "
-    "late notification: the 482 falses' shape, by reconciliation (on main and check-left too)"))
 def test_under_match_email_reconciliation_after_the_duplicate_checks_move_does_not_qualify_her_on_her_leads_old_yes():
     """As test_under_match_email_her_leads_unchanged_yes_delivered_after_the_duplicate_checks_move_does_not_qualify_her,
     its notification lost: reconciliation's search of changed contacts finds her lead (updated before the move, in
