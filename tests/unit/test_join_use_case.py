@@ -1522,10 +1522,6 @@ def test_under_match_email_reconciliation_after_the_duplicate_checks_move_does_n
     assert work.apis.rf_.qualified == [] and link_of(work).qualification is QState.PENDING
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "review-mf: Qualifier._look_again reads her lead after arm_left wrote the record armed: a failed read (503, a 429, "
-    "the shared budget spent) retries the notification, which finds the record armed (no change), and never reads "
-    "the lead again: a miss for good (_arm_and_look reads before anything is written)"))
 @pytest.mark.parametrize("failure", [Transient("Intercom answered 503"), Deferred("Intercom answered 429")],
                          ids=["503", "429"])
 def test_under_match_email_a_late_no_of_her_lead_after_the_checks_move_reads_it_even_when_the_first_read_fails(failure):
@@ -1550,6 +1546,32 @@ def test_under_match_email_a_late_no_of_her_lead_after_the_checks_move_reads_it_
         pass
     run(work, t1, receives=2)
     assert len(work.apis.rf_.qualified) == 1 and link_of(work).qualification is QState.QUALIFIED
+
+
+def test_under_match_email_a_late_no_of_her_lead_after_the_checks_move_reads_her_lead_once_when_it_arms_the_record():
+    """_look_again's one extra Intercom read, counted: her lead goes "No" (t1) and "Yes" (t2) before the duplicate check
+    moves her link to her user (her lead stays). t1 delivered after the move arms what the link held on her lead and
+    reads the lead once (it shows t2: she qualifies); delivered again, no change: not read. t2 delivered first is held
+    on the record (not read), and t1 then releases it (she qualifies, not read either). A lone "No" reads it once."""
+    work, lead, (t1, t2) = moved_past_her_lead("Yes", [("L", "No", 10), ("L", "Yes", 20)])
+    intercom = work.apis.intercom_
+    for body, reads, qualified in ((t1, ["get"], ["7"]), (t1, [], ["7"])):
+        calls = len(intercom.calls)
+        run(work, body)
+        assert intercom.calls[calls:] == reads and work.apis.rf_.qualified == qualified
+    work, lead, (t1, t2) = moved_past_her_lead("Yes", [("L", "No", 10), ("L", "Yes", 20)])
+    intercom = work.apis.intercom_
+    for body, qualified in ((t2, []), (t1, ["7"])):
+        calls = len(intercom.calls)
+        run(work, body)
+        assert intercom.calls[calls:] == [] and work.apis.rf_.qualified == qualified
+    work, lead, (t1,) = moved_past_her_lead("Yes", [("L", "No", 10)])
+    intercom = work.apis.intercom_
+    for reads in (["get"], []):
+        calls = len(intercom.calls)
+        run(work, t1)
+        assert intercom.calls[calls:] == reads and work.apis.rf_.qualified == []
+    assert link_of(work).qualification is QState.PENDING
 
 
 def test_under_match_email_a_duplicate_check_merge_stored_before_it_recorded_what_it_left_judges_late_values_as_then():
