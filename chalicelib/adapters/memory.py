@@ -406,7 +406,7 @@ class MemoryLinks(Leases):
             if not stays:       # (one staying in Intercom is a contact with her email as any other: not left)
                 changes["left_contacts"] = stored.link.left_contacts | {old}
             changes["left_baselines"] = left_with(stored.link.left_baselines, LeftContact.of(
-                stored.link, moved_at, baseline_of, kept))
+                stored.link, moved_at, baseline_of, kept, held=stays))
         if when is not None and (stored.link.last_event_at is None or stored.link.last_event_at < when):
             changes["last_event_at"] = when
         return self._write(link.ref, entries, contact_id=contact_id, contact_state=None, contact_created=False,

@@ -148,17 +148,21 @@ class LeftContact:
                        armed_by=key if then.armed_unrecorded else self.armed_by)
 
     @classmethod
-    def of(cls, link: "Link", moved_at: Optional[float], attribute: Any = None, kept: bool = False) -> "LeftContact":
+    def of(cls, link: "Link", moved_at: Optional[float], attribute: Any = None, kept: bool = False,
+           held: bool = False) -> "LeftContact":
         """What `link`, on the contact it leaves now, holds (LinkRepository.move records it). `attribute`: the rule's
         attribute now (the move's `baseline_of`), which a baseline stored before links named theirs is of (it is
         taken as the current rule's, and settings that change the rule name it on the link first: stamp_rule): named
         here too, so that a rule changed after the move does not take it as its own. `kept`: the move keeps her
-        baseline (LeftContact.kept)."""
+        baseline (LeftContact.kept). `held`: the contact stays in Intercom (LinkRepository.move's `stays`): the value
+        the link holds back there (Link.held_at, held_by), which the move clears on the link, is recorded with it (a
+        late change away there, from before it, releases it, as on the link in order)."""
         of = link.baseline_of
         if of is None and link.baseline_unrecorded and isinstance(attribute, str) and attribute != MOVED_UNKNOWN:
             of = attribute
         return cls(str(link.contact_id), link.baseline, of, link.armed, link.armed_by, moved_at,
-                   link.armed_at, link.baseline_at, link.last_moved_at, link.email, kept)
+                   link.armed_at, link.baseline_at, link.last_moved_at, link.email, kept,
+                   held_at=link.held_at if held else None, held_by=link.held_by if held else None)
 
     @classmethod
     def of_stored(cls, contact_id: str, stored: Mapping[str, Any]) -> "LeftContact":

@@ -477,6 +477,21 @@ def test_a_move_leaving_a_contact_in_intercom_records_what_it_held_there_without
     assert store.links.get(ANN) == armed and not armed.armed and armed.left_contacts == frozenset()
 
 
+@pytest.mark.parametrize("stays", [True, False], ids=["stays", "merged"])
+def test_a_move_leaving_a_contact_in_intercom_records_the_value_the_link_held_back_there(store, stays):
+    """The value the link held back on her lead (Link.held_at, held_by), which any move clears on the link, is recorded
+    with what it held there when the lead stays in Intercom (`stays`: a late change away there releases it); a
+    contact merged (taken as left) records none (as before: a known miss)."""
+    attr = "custom_attributes.signed_up"
+    link = store.links.set_contact(joined(store, baseline_of=attr), [], when=100.0, role="lead")
+    held = store.links.hold_back(link, [Entry("evaluation", "not_met")], 150.0, "rule-1")
+    moved = store.links.move(held, "c2", [Entry("contact", "moved_to_existing")], role="user", when=200.0, left=True,
+                             stays=stays)
+    record = moved.left_record("c1")
+    assert (moved.held_at, moved.held_by) == (None, None) and store.links.get(ANN) == moved
+    assert (record.held_at, record.held_by) == ((150.0, "rule-1") if stays else (None, None))
+
+
 def test_a_value_held_on_a_contact_left_in_intercom_is_recorded_there_and_kept_or_dropped_by_its_arm(store):
     """hold_left: a late value at the target of her lead the duplicate check's move left in Intercom, no change against
     what the link held on it, is held on that record (LeftContact.held_at, held_by), with its entries, read back as

@@ -1574,6 +1574,31 @@ def test_under_match_email_a_late_no_of_her_lead_after_the_checks_move_reads_her
     assert link_of(work).qualification is QState.PENDING
 
 
+def test_under_match_email_a_yes_of_her_lead_held_on_the_link_before_the_checks_move_is_released_by_a_late_older_no():
+    """Ann joins with "Yes"; her lead goes "No" (t1) and "Yes" (t2) before the duplicate check moves her link to her
+    user (her lead stays). t2, delivered before the move, is no change: held on the link, which the move clears there;
+    her lead changes again after the move (another attribute: a read of it shows a value from after the move, not
+    judged as hers). t1 delivered after the move arms what the link held on her lead: the "Yes" held there, recorded
+    by the move (LeftContact.held_at), is released: she qualifies once, as in order (a miss when the move dropped it;
+    found by review-mf's probe)."""
+    lead = {}
+
+    def yes_delivered(work, user, t, told):
+        ours = work.apis.intercom_.contacts[link_of(work).contact_id]
+        lead.update(ours, custom_attributes=dict(ours["custom_attributes"]))
+        ours["custom_attributes"]["signed_up"], ours["updated_at"] = "Yes", t + 20
+        work.clock.now = t + 30
+        run(work, lead_told(lead, "Yes", t + 20, "t2"))
+    work, user, t, told = moved_to_her_older_user("Yes", match="email", before=[yes_delivered], duplicates="skip")
+    assert link_of(work).left_record(lead["id"]).held_at == t + 20
+    ours = work.apis.intercom_.contacts[lead["id"]]
+    ours["name"], ours["updated_at"] = "Ann B.", int(work.clock.now) + 5
+    work.clock.now += 10
+    run(work, lead_told(lead, "No", t + 10, "t1"))
+    assert work.apis.rf_.qualified == ["7"] and link_of(work).qualification is QState.QUALIFIED
+    assert sum(1 for call in work.apis.rf_.calls if call.startswith("qualify")) == 1
+
+
 def test_under_match_email_a_duplicate_check_merge_stored_before_it_recorded_what_it_left_judges_late_values_as_then():
     """As above, delivered after the move, on a link whose duplicate check merged her lead before the bridge recorded
     what the link held on it (the move's time alone, Link.last_moved_at: no LeftContact, the lead not in

@@ -626,7 +626,8 @@ class DynamoLinks(Leases):
             recorded: list[Action] = []
             if old and left:
                 kept = left_with(then.left_baselines, LeftContact.of(then, moved_at, baseline_of,
-                                                                     not changes.keys() & {"baseline", "baseline_of"}))
+                                                                     not changes.keys() & {"baseline", "baseline_of"},
+                                                                     held=stays))
                 recorded.append(LinkItem.left_baselines.set(left_stored(kept)))
                 condition = condition & _same(LinkItem.left_baselines, left_stored(then.left_baselines)) \
                     & _same(LinkItem.baseline_of, then.baseline_of) \
