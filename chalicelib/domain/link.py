@@ -402,9 +402,9 @@ class Link:
 
     def left_at(self, when: Optional[float]) -> Optional["LeftContact"]:
         """What the link held on the contact it was on at `when` (Intercom's clock), one it left since: the first of
-        its moves after `when` that recorded what it left (LeftContact.moved_at). None: no time, or none recorded."""
-        later = [held for held in self.left_baselines if when is not None and held.moved_at is not None
-                 and held.moved_at > when]
+        its moves no earlier than `when` that recorded what it left (LeftContact.moved_at; an event of a move's own time
+        was on the contact it left, as LeftContact.before_move says). None: no time, or none recorded."""
+        later = [held for held in self.left_baselines if held.before_move(when)]
         return min(later, key=lambda held: held.moved_at or 0.0, default=None)
 
     def left_then(self, contact_id: Optional[str]) -> Optional["LeftContact"]:
