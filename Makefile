@@ -66,8 +66,8 @@ chaos: $(STAMP)
 ##   every delivery order of families of contact events, merges, takes, reconciliations and the join's duplicate
 ##   check, each judged against in-order delivery (docs/development.md "Delivery orders"): run it before landing a
 ##   change to how qualification is judged. Fails on a false qualification or a double PUT among distinct-second
-##   orders (or, --baseline, on misses a previous --json did not have); on main it fails on the false qualifications
-##   known in check-merge and check-move until their fixes land (each failure names its branch). ~224,000 orders: 9 minutes of CPU on the in-memory twin.
+##   orders (or, --baseline, on misses a previous --json did not have). ~224,000 orders: 9 minutes of CPU on the
+##   in-memory twin.
 orders: $(STAMP)
 	$(BIN)/python -m infra.local.orders $(ARGS)
 

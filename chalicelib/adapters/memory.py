@@ -380,7 +380,7 @@ class MemoryLinks(Leases):
     # --- what Intercom says of the contact ---------------------------------------------------
     def move(self, link: Link, contact_id: str, entries: Sequence[Entry], role: Optional[str] = None,
              baseline: Any = KEEP, baseline_of: Optional[str] = KEEP, when: Optional[float] = None,
-             left: bool = False) -> Optional[Link]:
+             left: bool = False, stays: bool = False) -> Optional[Link]:
         old = link.contact_id
         if old == contact_id:
             return link
@@ -403,9 +403,10 @@ class MemoryLinks(Leases):
         moved_at = when if when is not None else by_the_second(self.clock())
         changes["last_moved_at"] = moved_at     # (every move: one that records nothing it left too)
         if old and left:        # (what it holds on the contact it leaves, as stored: a late notification's judge)
-            changes["left_contacts"] = stored.link.left_contacts | {old}
+            if not stays:       # (one staying in Intercom is a contact with her email as any other: not left)
+                changes["left_contacts"] = stored.link.left_contacts | {old}
             changes["left_baselines"] = left_with(stored.link.left_baselines, LeftContact.of(
-                stored.link, moved_at, baseline_of, kept))
+                stored.link, moved_at, baseline_of, kept, held=stays))
         if when is not None and (stored.link.last_event_at is None or stored.link.last_event_at < when):
             changes["last_event_at"] = when
         return self._write(link.ref, entries, contact_id=contact_id, contact_state=None, contact_created=False,
@@ -470,8 +471,8 @@ class MemoryLinks(Leases):
         return self._write(link.ref, entries, **changes)
 
     def arm_left(self, link: Link, contact_id: str, entries: Sequence[Entry], by: str, at: Optional[float] = None,
-                 carry: bool = False, keep_held: bool = True) -> Link:
-        stored, held = self.get(link.ref), link.left_then(contact_id)
+                 carry: bool = False, keep_held: bool = True, drop_left_held: bool = False) -> Link:
+        stored, held = self.get(link.ref), link.left_record(contact_id)
         if stored is None or held is None:
             return link                # erased meanwhile, or nothing recorded of that contact
         if carry and stored.contact_id != link.contact_id:      # (said first, as DynamoDB's twin does)
@@ -483,8 +484,18 @@ class MemoryLinks(Leases):
             if _armed_state(stored) != _armed_state(link):
                 raise Busy("the link changed meanwhile (another worker applied an Intercom event)")
             armed = link.armed_fields(by, at, keep_held)
+        dropped: dict[str, Any] = {"held_at": None, "held_by": None} if drop_left_held else {}
         return self._write(link.ref, entries, left_baselines=left_with(
-            stored.left_baselines, dataclasses.replace(held, armed=True, armed_by=by, armed_at=at)), **armed)
+            stored.left_baselines, dataclasses.replace(held, armed=True, armed_by=by, armed_at=at, **dropped)), **armed)
+
+    def hold_left(self, link: Link, contact_id: str, entries: Sequence[Entry], at: float, by: str) -> Link:
+        stored, held = self.get(link.ref), link.left_record(contact_id)
+        if stored is None or held is None:
+            return link                # erased meanwhile, or nothing recorded of that contact
+        if stored.left_baselines != link.left_baselines:
+            raise Busy("what the link held on the contacts it left changed meanwhile (another worker)")
+        return self._write(link.ref, entries, left_baselines=left_with(
+            stored.left_baselines, dataclasses.replace(held, held_at=at, held_by=by)))
 
     def see_duplicate(self, link: Link, seen: DuplicateSeen) -> Link:
         stored = self.get(link.ref)

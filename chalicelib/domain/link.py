@@ -97,7 +97,8 @@ class LeftContact:
     # would be judged as a change (held). None: no take, or a record made before the bridge kept it.
     baseline_at: Optional[float] = None
     # When the link had last moved (to this contact) as it left it (Link.last_moved_at then): a move that recorded
-    # nothing it left (the duplicate check's) bounds this contact's view too. None: a record made before it was kept.
+    # nothing it left (the duplicate check's leaving her lead in Intercom or its merge, before 2026-11-28) bounds this
+    # contact's view too. None: a record made before it was kept.
     last_moved_at: Optional[float] = None
     # Her email as the link left it (Link.email then: a merge's survivor may bring another, set on the link after
     # the move). Under `match: email`, a contact the link moved to later was a duplicate of hers then only with this
@@ -107,6 +108,13 @@ class LeftContact:
     # armed state: the link on the contact it moved to went on with what it held here (judge.carried). False: it took
     # the other's (or a move recorded before the bridge kept this: taken as so).
     kept: bool = False
+    # A value at the target of her lead the duplicate check's move left in Intercom (recorded, not in left_contacts:
+    # LinkRepository.move's `stays`), from before the move, delivered after it, judged no change against this record
+    # and held (as Link.held_at, under the rule `held_by`: LinkRepository.hold_left): an older change away there,
+    # delivered later, arms the record and releases it (judge.releases: she qualifies, as in order). None: none held
+    # (a contact merged or gone records none: a known miss).
+    held_at: Optional[float] = None
+    held_by: Optional[str] = None
     # The record as stored when read (`of_stored`; None: made by this version): what this version writes back of it,
     # keys it does not know (a later version's) and all (as_stored). Not part of its value.
     read_as: Optional[Mapping[str, Any]] = field(default=None, compare=False, repr=False)
@@ -122,8 +130,8 @@ class LeftContact:
         taken = self.baseline_at if self.baseline_at is not None else link.baseline_at \
             if link.baseline_at is not None and self.moved_at is not None and link.baseline_at < self.moved_at else None
         return replace(link, contact_id=self.contact_id, baseline=self.baseline, baseline_of=self.baseline_of,
-                       armed=self.armed, armed_by=self.armed_by, armed_at=self.armed_at, held_at=None,
-                       held_by=None, left_baselines=earlier, baseline_at=taken, last_moved_at=self.last_moved_at)
+                       armed=self.armed, armed_by=self.armed_by, armed_at=self.armed_at, held_at=self.held_at,
+                       held_by=self.held_by, left_baselines=earlier, baseline_at=taken, last_moved_at=self.last_moved_at)
 
     def before_move(self, when: Optional[float]) -> bool:
         """An event at `when` (Intercom's clock) happened while the link was on this contact: no later than the move.
@@ -141,17 +149,21 @@ class LeftContact:
                        armed_by=key if then.armed_unrecorded else self.armed_by)
 
     @classmethod
-    def of(cls, link: "Link", moved_at: Optional[float], attribute: Any = None, kept: bool = False) -> "LeftContact":
+    def of(cls, link: "Link", moved_at: Optional[float], attribute: Any = None, kept: bool = False,
+           held: bool = False) -> "LeftContact":
         """What `link`, on the contact it leaves now, holds (LinkRepository.move records it). `attribute`: the rule's
         attribute now (the move's `baseline_of`), which a baseline stored before links named theirs is of (it is
         taken as the current rule's, and settings that change the rule name it on the link first: stamp_rule): named
         here too, so that a rule changed after the move does not take it as its own. `kept`: the move keeps her
-        baseline (LeftContact.kept)."""
+        baseline (LeftContact.kept). `held`: the contact stays in Intercom (LinkRepository.move's `stays`): the value
+        the link holds back there (Link.held_at, held_by), which the move clears on the link, is recorded with it (a
+        late change away there, from before it, releases it, as on the link in order)."""
         of = link.baseline_of
         if of is None and link.baseline_unrecorded and isinstance(attribute, str) and attribute != MOVED_UNKNOWN:
             of = attribute
         return cls(str(link.contact_id), link.baseline, of, link.armed, link.armed_by, moved_at,
-                   link.armed_at, link.baseline_at, link.last_moved_at, link.email, kept)
+                   link.armed_at, link.baseline_at, link.last_moved_at, link.email, kept,
+                   held_at=link.held_at if held else None, held_by=link.held_by if held else None)
 
     @classmethod
     def of_stored(cls, contact_id: str, stored: Mapping[str, Any]) -> "LeftContact":
@@ -169,7 +181,8 @@ class LeftContact:
             **({"baseline_at": self.baseline_at} if self.baseline_at is not None else {}),
             **({"last_moved_at": self.last_moved_at} if self.last_moved_at is not None else {}),
             **({"email": self.email} if self.email is not None else {}),
-            **({"kept": True} if self.kept else {})})
+            **({"kept": True} if self.kept else {}),
+            **({"held_at": self.held_at, "held_by": self.held_by} if self.held_at is not None else {})})
 
 
 # A record a link stores in a JSON attribute (LeftContact, DuplicateSeen): its stored keys are its fields but these.
@@ -348,11 +361,14 @@ class Link:
     # delivered after the move, shows a contact from before the move, which the baseline now held may not be of,
     # though it shares her email. It is judged against what the link held on that contact (`left_baselines`), under
     # either `match` (it was her contact then), or, of an event after the move or with nothing recorded, not at all.
-    # A move that leaves a contact that stays in Intercom (the duplicate check's move to an older lead), or a
+    # A move that leaves a contact that stays in Intercom (the duplicate check's move to an older contact), or a
     # referrer's or one under no rule that keeps her baseline (a move before 2026-11-28 that kept it, too), records
-    # none: its notifications are judged as those of any contact with her email.
+    # none: its notifications are judged as those of any contact with her email (the duplicate check's, since
+    # 2026-11-28, records what the link held there all the same, in `left_baselines` alone, LinkRepository.move's
+    # `stays`: its notifications of an event from before the move are judged against it, contact_events._same_email).
     left_contacts: frozenset[str] = frozenset()
-    # What the link held on each contact of `left_contacts` when it left it, and when (LeftContact): a notification
+    # What the link held on each contact of `left_contacts` (and on one the duplicate check's move left in Intercom:
+    # `stays`) when it left it, and when (LeftContact): a notification
     # about one, of an event from before the move, delivered after it, is judged against that, as it would have been
     # had it come in order. Empty for a contact left before the bridge recorded it: its notifications not judged.
     left_baselines: tuple["LeftContact", ...] = ()
@@ -387,15 +403,23 @@ class Link:
 
     def left_at(self, when: Optional[float]) -> Optional["LeftContact"]:
         """What the link held on the contact it was on at `when` (Intercom's clock), one it left since: the first of
-        its moves after `when` that recorded what it left (LeftContact.moved_at). None: no time, or none recorded."""
-        later = [held for held in self.left_baselines if when is not None and held.moved_at is not None
-                 and held.moved_at > when]
+        its moves no earlier than `when` that recorded what it left (LeftContact.moved_at; an event of a move's own time
+        was on the contact it left, as LeftContact.before_move says). None: no time, or none recorded."""
+        later = [held for held in self.left_baselines if held.before_move(when)]
         return min(later, key=lambda held: held.moved_at or 0.0, default=None)
 
     def left_then(self, contact_id: Optional[str]) -> Optional["LeftContact"]:
         """What the link held on `contact_id`, a contact it left (`left`), when it left it; None: not recorded (left
         before the bridge recorded it), or not a contact it left."""
         if not self.left(contact_id):
+            return None
+        return next((held for held in self.left_baselines if held.contact_id == contact_id), None)
+
+    def left_record(self, contact_id: Optional[str]) -> Optional["LeftContact"]:
+        """What the link held on `contact_id` when it left it, a contact it does not hold now: one it left (left_then),
+        or one the duplicate check's move left in Intercom (recorded, not in `left_contacts`: LinkRepository.move's
+        `stays`). None: not recorded."""
+        if not contact_id or contact_id == self.contact_id:
             return None
         return next((held for held in self.left_baselines if held.contact_id == contact_id), None)
 

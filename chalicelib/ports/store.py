@@ -177,7 +177,7 @@ class LinkRepository(Protocol):
     # what Intercom says of the contact
     def move(self, link: Link, contact_id: str, entries: Sequence[Entry], role: Optional[str] = None,
              baseline: Any = KEEP, baseline_of: Optional[str] = KEEP, when: Optional[float] = None,
-             left: bool = False) -> Optional[Link]:
+             left: bool = False, stays: bool = False) -> Optional[Link]:
         """The link and its pointer follow the person to `contact_id` (alive): the contact was merged
         into it, or it is the older duplicate of the one we created. `baseline`: its new baseline, a
         value of `baseline_of` (the link is no longer armed: what armed it was the other contact's). Any move clears the
@@ -194,7 +194,11 @@ class LinkRepository(Protocol):
         its notifications delivered later are of events from before the move, and the link's baseline now another
         contact's): such a notification is judged against the baseline it had on that contact, not the one it holds
         now (contact_events._late). What is recorded is the stored link's: one armed (or whose baseline a backfill
-        took) since `link` was read is read again.
+        took) since `link` was read is read again. `stays` (with `left`): the contact it leaves stays in Intercom (the
+        duplicate check's move to an older contact, her lead left in place): what the link holds on it is recorded
+        (Link.left_baselines) all the same, but it does not join Link.left_contacts: its notifications are those of any
+        contact with her email, but for one of an event from before the move, judged against that record
+        (contact_events._same_email).
         Only while the stored link is on the contact `link` names: on another (moved meanwhile), Busy; erased
         meanwhile (`bridge forget`), None, and nothing written (neither the link nor a pointer to it)."""
     def set_contact(self, link: Link, entries: Sequence[Entry], *, when: Optional[float] = None,
@@ -231,7 +235,7 @@ class LinkRepository(Protocol):
         it and the one held under the rule: judge's) and Link.held_by to `by` (rules.key), held as arm is (Busy, or
         erased: `link`, nothing written)."""
     def arm_left(self, link: Link, contact_id: str, entries: Sequence[Entry], by: str, at: Optional[float] = None,
-                 carry: bool = False, keep_held: bool = True) -> Link:
+                 carry: bool = False, keep_held: bool = True, drop_left_held: bool = False) -> Link:
         """A value missing the target of the rule `by` was seen on `contact_id`, a contact the link left (in a late
         notification of an event from before the move, at `at`): what the link held on it (Link.left_then) is armed
         under it since then (LeftContact.armed_at), as the link would have been on it, and the entries written; the link's own armed state (the contact's it
@@ -239,7 +243,14 @@ class LinkRepository(Protocol):
         written; erased meanwhile, `link`, nothing written; none recorded for `contact_id`, `link`, nothing written.
         `carry` (judge.carried: the move that left it kept her baseline, and the armed state): the link itself is armed
         too, in the same write, as arm does (since `at`, under `by`, the value held kept unless not `keep_held`), only
-        while on the contact `link` names and armed as it reads (else Busy, nothing written)."""
+        while on the contact `link` names and armed as it reads (else Busy, nothing written). `drop_left_held`: the
+        value held on the record (LeftContact.held_at) is cleared (judge: Verdict.drops_held), else kept."""
+    def hold_left(self, link: Link, contact_id: str, entries: Sequence[Entry], at: float, by: str) -> Link:
+        """A value at the target of `contact_id`, a contact the duplicate check's move left in Intercom (recorded, not
+        in Link.left_contacts), from before the move, delivered after it, was no change against what the link held on
+        it (judge's hold): that record holds it (LeftContact.held_at = `at`, held_by = `by`: judge's, the newer of it
+        and the one held), with the entries. Held to the records as arm_left is (Busy; erased, or none recorded for
+        `contact_id`: `link`, nothing written)."""
     def see_duplicate(self, link: Link, seen: DuplicateSeen) -> Link:
         """A value meeting the target was seen on `seen.contact_id`, another contact with her email (`match: contact`:
         not counted there): recorded as the newest of that contact's (Link.duplicates_seen; one of a newer event

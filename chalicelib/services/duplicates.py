@@ -102,11 +102,15 @@ def _verify(message: VerifyMessage, deps: WorkDeps, batch: Verification) -> str:
         said = entry if other is link else Entry(entry.event, entry.outcome, f"{entry.reason} (found by the duplicate "
                                                  f"check of campaign {link.campaign_id})", entry.details)
         try:
-            # (a lead merged is gone: one of its notifications, delivered late, is not judged against the baseline
-            # taken from the target, but against the one the link had on it (contact_events._late); one left in
-            # Intercom is a contact with her email as any other)
+            # (what the link held on her lead is recorded, as a merge's webhook records it (decide.records_left: a
+            # lead's under a rule, her baseline kept or not): one of its notifications, of an event from before the
+            # move, delivered late, is judged against it (contact_events._late), and so, under `match: email`, is one of
+            # the target from before the move, a duplicate's value then (contact_events.duplicate_then). A lead merged
+            # is gone; one left in Intercom (`stays`) is a contact with her email as any other from the move on)
+            merged = entry.outcome == "merged_into_existing"
             followed = deps.links.move(other, str(target["id"]), [said], role=target.get("role"),
-                                       left=entry.outcome == "merged_into_existing" and bool(baseline), **baseline)
+                                       left=decide.records_left(other_settings, other, baseline), stays=not merged,
+                                       **baseline)
         except Busy:                 # another's: moved meanwhile (its merge's webhook), nothing to follow
             if other is link:
                 raise

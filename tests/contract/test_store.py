@@ -356,7 +356,7 @@ def test_a_link_keeps_the_contacts_it_moved_off_and_holds_one_again_when_it_move
 def test_every_move_records_when_it_moved_the_link_whether_or_not_it_records_what_it_left(store, clock):
     """Link.moved_at bounds what judge takes as hers on the contact the link holds (judge.before_view): every move
     records its time (Link.last_moved_at), its event's or, naming none, the store's clock then: the duplicate
-    check's move keeping her baseline, which records nothing it left, too. A link none of whose moves recorded it
+    check's move leaving her lead in Intercom, which recorded nothing it left before 2026-11-28, too. A link none of whose moves recorded it
     reads none."""
     link = joined(store)
     assert (link.last_moved_at, link.moved_at) == (None, None)
@@ -452,6 +452,69 @@ def test_arming_what_the_link_held_on_a_contact_it_left_arms_that_alone_while_it
     store.links.erase(armed)
     assert store.links.arm_left(armed, "c1", [Entry("evaluation", "not_met")], "rule-2") is armed
     assert store.links.get(ANN) is None and store.history.entries(ANN) == []
+
+
+def test_a_move_leaving_a_contact_in_intercom_records_what_it_held_there_without_taking_it_as_left(store):
+    """The duplicate check's move of her link to an older contact, her lead left in Intercom (`stays`): what the link
+    held on the lead is recorded (Link.left_baselines, as any move that records what it left), but the lead is not in
+    Link.left_contacts (its notifications are a duplicate's, but those from before the move: contact_events
+    ._same_email). Such a record is armed as any other (arm_left, Link.left_record); a move without `left` records
+    nothing, `stays` or not (as before)."""
+    attr = "custom_attributes.signed_up"
+    link = store.links.set_contact(joined(store, baseline_of=attr), [], when=100.0, role="lead")
+    none = store.links.move(link, "c9", [Entry("contact", "moved_to_existing")], role="user", when=150.0, stays=True)
+    assert (none.left_contacts, none.left_baselines) == (frozenset(), ()) and store.links.get(ANN) == none
+    store.links.erase(none)
+    link = store.links.set_contact(joined(store, baseline_of=attr), [], when=100.0, role="lead")
+    moved = store.links.move(link, "c2", [Entry("contact", "moved_to_existing")], role="user", when=200.0, left=True,
+                             stays=True)
+    record = LeftContact("c1", "No", attr, False, None, 200.0, email=link.email, kept=True)
+    assert (moved.contact_id, moved.left_contacts, moved.left_baselines) == ("c2", frozenset(), (record,))
+    assert store.links.get(ANN) == moved and not moved.left("c1") and moved.left_then("c1") is None
+    assert moved.left_record("c1") == record and moved.left_at(150.0) == record and moved.left_record("c2") is None
+    armed = store.links.arm_left(moved, "c1", [Entry("evaluation", "not_met")], "rule-1", 150.0)
+    assert armed.left_record("c1") == dataclasses.replace(record, armed=True, armed_by="rule-1", armed_at=150.0)
+    assert store.links.get(ANN) == armed and not armed.armed and armed.left_contacts == frozenset()
+
+
+@pytest.mark.parametrize("stays", [True, False], ids=["stays", "merged"])
+def test_a_move_leaving_a_contact_in_intercom_records_the_value_the_link_held_back_there(store, stays):
+    """The value the link held back on her lead (Link.held_at, held_by), which any move clears on the link, is recorded
+    with what it held there when the lead stays in Intercom (`stays`: a late change away there releases it); a
+    contact merged (taken as left) records none (as before: a known miss)."""
+    attr = "custom_attributes.signed_up"
+    link = store.links.set_contact(joined(store, baseline_of=attr), [], when=100.0, role="lead")
+    held = store.links.hold_back(link, [Entry("evaluation", "not_met")], 150.0, "rule-1")
+    moved = store.links.move(held, "c2", [Entry("contact", "moved_to_existing")], role="user", when=200.0, left=True,
+                             stays=stays)
+    record = moved.left_record("c1")
+    assert (moved.held_at, moved.held_by) == (None, None) and store.links.get(ANN) == moved
+    assert (record.held_at, record.held_by) == ((150.0, "rule-1") if stays else (None, None))
+
+
+def test_a_value_held_on_a_contact_left_in_intercom_is_recorded_there_and_kept_or_dropped_by_its_arm(store):
+    """hold_left: a late value at the target of her lead the duplicate check's move left in Intercom, no change against
+    what the link held on it, is held on that record (LeftContact.held_at, held_by), with its entries, read back as
+    written; arm_left keeps it, or drops it (`drop_left_held`). Held to the records as read (Busy, nothing written);
+    erased meanwhile, or no record of that contact: the link as given, nothing written."""
+    attr = "custom_attributes.signed_up"
+    link = store.links.set_contact(joined(store, baseline_of=attr), [], when=100.0, role="lead")
+    moved = store.links.move(link, "c2", [Entry("contact", "moved_to_existing")], role="user", when=200.0, left=True,
+                             stays=True)
+    held = store.links.hold_left(moved, "c1", [Entry("evaluation", "not_met")], 150.0, "rule-1")
+    assert (held.left_record("c1").held_at, held.left_record("c1").held_by) == (150.0, "rule-1")
+    assert store.links.get(ANN) == held and outcomes(store)[-1] == "not_met" and held.held_at is None
+    assert held.left_record("c1").held(held).held_under("rule-1") == 150.0
+    with pytest.raises(Busy):                                       # as `moved` read them: held since
+        store.links.hold_left(moved, "c1", [Entry("evaluation", "not_met")], 160.0, "rule-1")
+    assert store.links.hold_left(held, "c9", [], 160.0, "rule-1") is held                     # none recorded
+    kept = store.links.arm_left(held, "c1", [], "rule-1", 170.0)
+    assert (kept.left_record("c1").armed_at, kept.left_record("c1").held_at) == (170.0, 150.0)
+    dropped = store.links.arm_left(kept, "c1", [], "rule-1", 150.0, drop_left_held=True)
+    assert (dropped.left_record("c1").armed_at, dropped.left_record("c1").held_at) == (150.0, None)
+    assert store.links.get(ANN) == dropped
+    store.links.erase(dropped)
+    assert store.links.hold_left(dropped, "c1", [], 160.0, "rule-1") is dropped and store.links.get(ANN) is None
 
 
 def test_a_value_seen_on_another_of_her_contacts_is_recorded_newest_first_held_to_the_records_as_read(store):
@@ -3497,7 +3560,8 @@ def test_a_move_recording_what_it_left_records_the_time_backfill_took_the_baseli
     now = store.links.get(ANN)
     assert (now.baseline_at, now.left_then("c1").baseline_at, now.left_then("c1").held(now).viewed_since) == \
         (300.0, 100.0, 100.0)
-    # (and when it had moved to the contact it leaves: a move recording nothing it left, the duplicate check's, too)
+    # (and when it had moved to the contact it leaves: a move recording nothing it left, the duplicate check's leaving
+    # her lead in Intercom before 2026-11-28, too)
     again = store.links.move(store.links.move(now, "c3", [], when=400.0), "c4", [], when=500.0, left=True)
     assert (again.left_then("c3").last_moved_at, again.left_then("c3").held(again).moved_at) == (400.0, 400.0)
     assert again.left_then("c1").last_moved_at is None and store.links.get(ANN) == again

@@ -128,6 +128,40 @@ def test_a_lead_joining_just_after_a_user_was_made_ends_merged_into_that_user(br
     assert qualified_ids(rf) == [lead["id"]]
 
 
+@pytest.mark.parametrize("duplicates", ["update", "skip"], ids=["merged", "moved"])
+def test_under_match_email_the_hidden_users_yes_before_the_duplicate_check_delivered_after_it_qualifies_her(
+        bridge, intercom, rf, clock, delayed, duplicates):
+    """`match: email`, on DynamoDB: Ann joins with "No"; search hid her user, which goes "Yes" then "No" before the
+    duplicate check merges her lead into it (her baseline kept), or, `duplicates: skip`, moves her link to it (her lead
+    stays in Intercom). Those notifications, delivered after the check, are judged as the duplicate's values they were
+    then, against what the link held on her lead, which the merge records as a merge's webhook does, and the move all
+    the same (not as a contact left: LinkRepository.move's `stays`; before 2026-11-28 noted as no change, a miss): the
+    "Yes" qualifies her, once, as it did in order. Her lead's own notification from before the check, delivered after
+    it, is judged as hers then against that record (no change here)."""
+    settings = qualifying_settings(match="email")
+    bridge.apply({**settings, "leads": {**settings["leads"], "duplicates": duplicates}})
+    user = intercom.add_contact("ann@example.com", role="user", searchable_after=5,
+                                custom_attributes={"signed_up": "No"})
+    clock.now += 1
+    lead = new_lead(rf)
+    bridge.post_join(join_body(lead))
+    bridge.drain()
+    ours = bridge.history(42, lead["id"])["link"]["contact_id"]
+    late = [intercom.webhook_payload("contact.lead.updated", ours)]
+    for value in ("Yes", "No"):
+        clock.now += 10
+        intercom.update_contact(user["id"], signed_up=value)
+        late.append(intercom.webhook_payload("contact.user.updated", user["id"]))
+    assert delayed.release() == 1
+    bridge.drain()
+    assert bridge.history(42, lead["id"])["link"]["contact_id"] == user["id"] and rf.qualification_calls == []
+    assert intercom.merged_into == ({ours: user["id"]} if duplicates == "update" else {})
+    for payload in late:
+        bridge.post_intercom(payload)
+        bridge.drain()
+    assert qualified_ids(rf) == [lead["id"]] and len(rf.qualification_calls) == 1
+
+
 def test_a_lead_joining_just_after_another_lead_was_made_moves_its_link_to_the_older_lead(
         bridge, intercom, rf, clock, delayed):
     bridge.apply(lead_settings(tag="Referred"))

@@ -343,8 +343,9 @@ def test_judge_takes_a_value_of_her_own_contact_from_before_she_joined_as_one_fr
 
 
 def test_a_move_recording_nothing_it_left_bounds_what_is_hers_by_its_time():
-    """The duplicate check's move keeping her baseline records no LeftContact, only its time (Link.last_moved_at): a
-    value of the contact it moved to from before it is none of hers (judge.before_view), as after a merge."""
+    """The duplicate check's move leaving her lead in Intercom or its merge keeping her baseline, before 2026-11-28,
+    records no LeftContact, only its time (Link.last_moved_at): a value of the contact it moved to from before it is
+    none of hers (judge.before_view), as after a merge."""
     T = 1796000000.0
     moved = dataclasses.replace(LEAD, baseline="Yes", contact_id="c2", last_moved_at=T, held_at=T + 5,
                                 held_by=key(RULE), armed=True, armed_by=key(RULE), armed_at=T + 10)

@@ -577,7 +577,7 @@ class DynamoLinks(Leases):
     # --- what Intercom says of the contact ---------------------------------------------------
     def move(self, link: Link, contact_id: str, entries: Sequence[Entry], role: Optional[str] = None,
              baseline: Any = KEEP, baseline_of: Optional[str] = KEEP, when: Optional[float] = None,
-             left: bool = False) -> Optional[Link]:
+             left: bool = False, stays: bool = False) -> Optional[Link]:
         old = link.contact_id
         if old == contact_id:
             return link
@@ -591,7 +591,7 @@ class DynamoLinks(Leases):
                                    if value is not KEEP}
         actions += [_assign(getattr(LinkItem, name), value) for name, value in changes.items()]
         actions.append(LinkItem.contact_created.remove())      # (the contact it moves to is not one the join made)
-        if old and left:
+        if old and left and not stays:      # (one staying in Intercom is a contact with her email as any other)
             actions.append(LinkItem.left_contacts.add({old}))
         moved_at = when if when is not None else by_the_second(self.clock())
         actions.append(LinkItem.last_moved_at.set(moved_at))     # (every move: one that records nothing it left too)
@@ -626,7 +626,8 @@ class DynamoLinks(Leases):
             recorded: list[Action] = []
             if old and left:
                 kept = left_with(then.left_baselines, LeftContact.of(then, moved_at, baseline_of,
-                                                                     not changes.keys() & {"baseline", "baseline_of"}))
+                                                                     not changes.keys() & {"baseline", "baseline_of"},
+                                                                     held=stays))
                 recorded.append(LinkItem.left_baselines.set(left_stored(kept)))
                 condition = condition & _same(LinkItem.left_baselines, left_stored(then.left_baselines)) \
                     & _same(LinkItem.baseline_of, then.baseline_of) \
@@ -648,7 +649,7 @@ class DynamoLinks(Leases):
                 known, held_in, then = stored.contact_role, stored.contact_workspace, stored.to_link()
         return dataclasses.replace(link, contact_id=contact_id, contact_state=None, contact_created=False,
                                    contact_role=role or known, updated_at=now, **changes,
-                                   left_contacts=link.left_contacts | ({old} if old and left else set()),
+                                   left_contacts=link.left_contacts | ({old} if old and left and not stays else set()),
                                    left_baselines=kept, duplicates_seen=then.duplicates_seen)
 
     def set_contact(self, link: Link, entries: Sequence[Entry], *, when: Optional[float] = None,
@@ -715,16 +716,31 @@ class DynamoLinks(Leases):
                          _same(LinkItem.contact_id, link.contact_id) & _armed_as(link)) or link
 
     def arm_left(self, link: Link, contact_id: str, entries: Sequence[Entry], by: str, at: Optional[float] = None,
-                 carry: bool = False, keep_held: bool = True) -> Link:
-        held = link.left_then(contact_id)
+                 carry: bool = False, keep_held: bool = True, drop_left_held: bool = False) -> Link:
+        held = link.left_record(contact_id)
         if held is None:
             return link
-        kept = left_with(link.left_baselines, dataclasses.replace(held, armed=True, armed_by=by, armed_at=at))
+        dropped: dict[str, Any] = {"held_at": None, "held_by": None} if drop_left_held else {}
+        return self._write_left(link, entries, dataclasses.replace(held, armed=True, armed_by=by, armed_at=at,
+                                                                   **dropped),
+                                link.armed_fields(by, at, keep_held) if carry else None)
+
+    def hold_left(self, link: Link, contact_id: str, entries: Sequence[Entry], at: float, by: str) -> Link:
+        held = link.left_record(contact_id)
+        if held is None:
+            return link
+        return self._write_left(link, entries, dataclasses.replace(held, held_at=at, held_by=by), None)
+
+    def _write_left(self, link: Link, entries: Sequence[Entry], record: LeftContact,
+                    carried: Optional[dict[str, Any]]) -> Link:
+        """`record` in place of the link's of its contact, held to the records as read; `carried`: the link's own
+        armed fields too, held to its contact and armed state as read (arm_left's `carry`)."""
+        carry = carried is not None
+        kept = left_with(link.left_baselines, record)
         now = iso(self.clock())
-        armed: dict[str, Any] = {}
+        armed: dict[str, Any] = carried or {}
         condition = LinkItem.pk.exists() & _same(LinkItem.left_baselines, left_stored(link.left_baselines))
         if carry:       # (the link itself too, as arm: on the contact and armed as `link` reads)
-            armed = link.armed_fields(by, at, keep_held)
             condition = condition & _same(LinkItem.contact_id, link.contact_id) & _armed_as(link)
         try:
             with _or_busy("what the link held on the contacts it left, or its armed state, changed meanwhile "

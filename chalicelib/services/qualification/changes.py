@@ -186,6 +186,17 @@ def _judge(ws: str, contacts: list[dict], campaigns: dict[str, CampaignSettings]
             rule = _waiting_rule(link, campaigns)
             if rule is None:
                 continue
+            stayed = link.left_at(seen.when)
+            if stayed is not None and stayed.contact_id == contact["id"] and not link.left(contact["id"]):
+                # Her contact then, which the duplicate check's move left in Intercom (LinkRepository.move's `stays`),
+                # shown as it was before the move: judged as hers then, against what the link held on it, under
+                # either `match`, as its late notification is (contact_events._same_email); not as a duplicate's
+                # against the link's state since, armed maybe by the check's sighting of the contact it moved to
+                # (that qualified her on a value she had had all along).
+                late = Sighting(contact, f"{seen.via} (from before the link left it in Intercom)", seen.when)
+                judged_lead(deps, link, lambda: deps.qualifier.evaluate_late(link, stayed, campaigns[link.campaign_id],
+                                                                             late))
+                continue
             if rule.match == "email":
                 duplicate = Sighting(seen.contact, seen.via, seen.when, duplicate=contact["id"], current=True)
                 judged_lead(deps, link, lambda: deps.qualifier.evaluate(link, campaigns[link.campaign_id], duplicate,

@@ -190,6 +190,15 @@ def _same_email(message: ContactMessage, item: dict, direct: list[Link], seen: S
             elif not _unreadable(link, deps, batch):
                 _late(link, held, batch.settings_for(link), seen, deps, batch)
             continue
+        then = link.left_at(seen.when)
+        if then is not None and then.contact_id == contact_id:
+            # (her contact then, which the duplicate check's move left in Intercom: LinkRepository.move's `stays`. Of an
+            # event from before the move, judged as hers then, against what the link held on it, under either `match`,
+            # as a merged contact's (not as a duplicate's against the link's state since, armed maybe by the check's
+            # sighting of the contact it moved to: that qualified her on a value she had had all along))
+            if not _unreadable(link, deps, batch):
+                _late(link, then, batch.settings_for(link), seen, deps, batch)
+            continue
         if _unreadable(link, deps, batch):
             continue
         settings = batch.settings_for(link)

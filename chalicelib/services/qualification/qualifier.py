@@ -66,8 +66,8 @@ class Qualifier:
             {"via": seen.via, "released_held_at": armed.held_at})])
         return self.qualify(armed, f"{seen.via}, releasing the value held back", replay=seen.replay)
 
-    def evaluate_late(self, link: Link, left: LeftContact, settings: Optional[CampaignSettings], seen: Sighting
-                      ) -> Link:
+    def evaluate_late(self, link: Link, left: LeftContact, settings: Optional[CampaignSettings], seen: Sighting,
+                      look: bool = True) -> Link:
         """`seen`: a contact the link left (`left`: what it held on it then), in an event from before it left it,
         delivered after: judged as it would have been in order, against the baseline and armed state the link had on
         that contact (LeftContact.held), its qualification as it is now (one reached goes the usual way: claimed,
@@ -76,8 +76,8 @@ class Qualifier:
         delivered late, counts. Not the link's own armed state (the contact's it holds now), unless the move that
         left that contact kept her baseline (judge.carried): then it too, and a value held on the contact it holds
         since the move, at the target, is released (_released: she qualifies, once). Unlike the contact the
-        link holds (_arm_and_look), the contact left is not read then: Intercom no longer has it. Returns the link as
-        it is afterwards."""
+        link holds (_arm_and_look), the contact left is not read then: Intercom no longer has it; but one the
+        duplicate check's move left in Intercom is (_look_again). Returns the link as it is afterwards."""
         if self.moved_away(link, settings):
             return link
         rule = settings.qualification if settings is not None else None
@@ -89,14 +89,71 @@ class Qualifier:
         entries = [late_entry(verdict.entry, left, link)] if verdict.entry is not None else []
         if verdict.action is Action.ARM and rule is not None:
             carry = carried(link, left, rule, seen.when)
+            # (her contact the duplicate check's move left in Intercom is read before anything is written, as
+            # _arm_and_look reads: a failed read retries the notification, which finds the record as it was, not armed
+            # already, and reads it again; a value released here qualifies her without it)
+            released = verdict.releases or (carry is not None and carry.releases)
+            now = self._read_left(link, left) if look and not released else None
             armed = self.links.arm_left(link, left.contact_id, entries, rules.key(rule), seen.when,
-                                        carry=carry is not None, keep_held=carry is None or not carry.drops_held)
-            return self._released(armed, carry, seen) if carry is not None else armed
+                                        carry=carry is not None, keep_held=carry is None or not carry.drops_held,
+                                        drop_left_held=verdict.drops_held)
+            armed = self._released(armed, carry, seen) if carry is not None else armed
+            if verdict.releases:        # (a value held on the record: LeftContact.held_at)
+                armed = self._released_left(armed, left, seen)
+            return self._look_again(armed, left, settings, seen, now) if now is not None else armed
+        if verdict.held_at is not None and verdict.held_by is not None and not link.left(left.contact_id):
+            # (held on the record of a contact left in Intercom: LinkRepository.move's `stays`; on one merged or gone,
+            # not: a known miss)
+            return self.links.hold_left(link, left.contact_id, entries, verdict.held_at, verdict.held_by)
         if entries:
             self.links.note(link.ref, entries)
         if verdict.action is Action.QUALIFY:
             return self.qualify(link, seen.via, replay=seen.replay)
         return link
+
+    def _released_left(self, armed: Link, left: LeftContact, seen: Sighting) -> Link:
+        """A late change away armed what the link held on `left` since no later than a value at the target held there
+        (Verdict.releases on LeftContact.held: the contact the duplicate check's move left in Intercom): that value was
+        a change to the target in order, and qualifies her (claimed, RF asked first, once)."""
+        if armed.qualification is not QState.PENDING or armed.status is not LinkStatus.LINKED:
+            return armed
+        self.links.note(armed.ref, [Entry("evaluation", "met", (
+            f"the value at the target of contact {left.contact_id}'s event at {iso(left.held_at or 0.0)}, from before "
+            f"the link left it and held there, was a change to the target in order: this change away there, at "
+            f"{iso(seen.when or 0.0)}, came before it"), {"via": seen.via, "released_held_at": left.held_at,
+                                                          "late_of_contact_id": left.contact_id})])
+        return self.qualify(armed, f"{seen.via}, releasing the value held back", replay=seen.replay)
+
+    def _read_left(self, link: Link, left: LeftContact) -> Optional[dict]:
+        """The contact of `left` as Intercom has it now, when it is one the duplicate check's move left there
+        (recorded, not taken as left: LinkRepository.move's `stays`) and the link still waits: for _look_again. None:
+        not such a contact, the link decided, or the contact merged or gone since."""
+        if link.left_record(left.contact_id) is None or link.left(left.contact_id) \
+                or link.qualification is not QState.PENDING:
+            return None
+        try:
+            return self.apis.intercom(link.workspace).get_contact(left.contact_id)
+        except (Merged, NotFound):
+            return None
+
+    def _look_again(self, armed: Link, left: LeftContact, settings: Optional[CampaignSettings], seen: Sighting,
+                    now: dict) -> Link:
+        """A late value armed what the link held on `left`, a contact the duplicate check's move left in Intercom
+        (recorded, not taken as left: LinkRepository.move's `stays`): as for the contact the link holds
+        (_arm_and_look), order never matters, and a newer value of it from before the move, at the target, judged
+        already against that record not armed then, was a change in order. So the contact is read now, and, when what
+        it shows is from before the move (its updated_at no later than it: after it, a duplicate's value, judged as
+        such in its own notification), judged again against the record as armed now (once: not read again). `now`:
+        the contact as read before the record was armed (_read_left: a failed read wrote nothing)."""
+        now_left = armed.left_record(left.contact_id)
+        if now_left is None or armed.left(left.contact_id) or armed.qualification is not QState.PENDING \
+                or not now_left.armed:
+            return armed
+        when = rules.event_time(now.get("updated_at"))
+        if not now_left.before_move(when) or armed.left_at(when) != now_left:
+            return armed
+        read = Sighting(now, f"{seen.via}, then the contact read at once", when, replay=seen.replay)
+        return self.evaluate_late(armed, now_left, settings, read, look=False)
 
     def moved_away(self, link: Link, settings: Optional[CampaignSettings], note: bool = True) -> bool:
         """The link was made in another workspace than the campaign's now: it is never judged (nor its
