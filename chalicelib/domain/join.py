@@ -236,7 +236,8 @@ def moved_baseline(settings: CampaignSettings, link: Link, target: dict, *, hidd
 
 
 def records_left(settings: Optional[CampaignSettings], link: Link, taken: dict[str, Any]) -> bool:
-    """A lead's link moving to another contact of the person's as its own is gone (a merge, a 410 or 404) records what
+    """A lead's link moving to another contact of the person's as its own is gone (a merge, a 410 or 404), or as the
+    duplicate check moves it past her lead left in Intercom (LinkRepository.move's `stays`), records what
     it held on the contact it leaves (LinkRepository.move's `left`) under a rule, whether it takes the other's baseline
     (`taken`: moved_baseline) or keeps its own: a notification of the contact left, of an event from before the move,
     delivered after it, is judged against what the link held on it, as it would have been in order, under `match:

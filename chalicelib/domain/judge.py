@@ -3,7 +3,6 @@ ignore it, note it, arm the link, or qualify the referral. Pure: no I/O (the att
 asked through a function, only when a value is judged)."""
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any, Callable, Mapping, Optional
@@ -421,15 +420,15 @@ def before_joined(link: Link, seen: Sighting) -> bool:
     and judged, so only an earlier second is before it (as join.moved_baseline takes a contact made in that second as
     made after). Not the contact as it is now (Sighting.current: a search's or a read's, its value since then its value
     now, as before_view)."""
-    joined = rules.event_time(link.joined_at)
+    joined = link.joined_since
     return (seen.duplicate is not None and not seen.current and seen.when is not None and joined is not None
-            and seen.when < math.floor(joined))
+            and seen.when < joined)
 
 
 def searched_before_view(link: Link, seen: Sighting) -> bool:
     """`seen` is a search's copy of the contact the link holds (Sighting.current, not read after the link was:
-    changes._judge), updated before the link's view of it began (Link.viewed_since: its last move to it, or backfill's
-    take of its baseline there): Intercom's search lags, and may show the contact as it was before, when it was not
+    changes._judge), updated before the link's view of it began (Link.viewed_since: its last move to it, backfill's
+    take of its baseline there, or the second she joined in): Intercom's search lags, and may show the contact as it was before, when it was not
     hers (a merge's survivor before the merge) or not yet her baseline (before_view, were it a notification). Not
     judged as the contact now: it is read again (as a value holds_back holds), or, under `match: email`, judged as the
     duplicate of hers it was then (contact_events.duplicate_then)."""

@@ -237,7 +237,7 @@ class LinkRepository(Protocol):
     def arm_left(self, link: Link, contact_id: str, entries: Sequence[Entry], by: str, at: Optional[float] = None,
                  carry: bool = False, keep_held: bool = True, drop_left_held: bool = False) -> Link:
         """A value missing the target of the rule `by` was seen on `contact_id`, a contact the link left (in a late
-        notification of an event from before the move, at `at`): what the link held on it (Link.left_then) is armed
+        notification of an event from before the move, at `at`): what the link held on it (Link.left_record) is armed
         under it since then (LeftContact.armed_at), as the link would have been on it, and the entries written; the link's own armed state (the contact's it
         holds now) is not. Only while those records are as `link` read them: changed meanwhile, Busy, nothing
         written; erased meanwhile, `link`, nothing written; none recorded for `contact_id`, `link`, nothing written.
