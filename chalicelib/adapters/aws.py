@@ -185,30 +185,29 @@ def client(service: str, **config: Any) -> Any:
 def trimmed_model(name: str) -> Optional[dict]:
     """The trimmed model of `name` (a service model's data path, "ssm/2014-11-06/service-2"), when
     there is one and it was cut from this very model of the installed botocore."""
-    import botocore
-
     service, _, rest = name.partition(os.sep)
     version, _, type_name = rest.partition(os.sep)
-    path = TRIMMED / f"{service}.json"
-    if type_name != "service-2" or not path.is_file():
-        return None
-    with path.open("rb") as f:
-        trimmed = json.load(f)
-    fresh = trimmed.get("botocore") == botocore.__version__ and trimmed.get("api_version") == version
-    return trimmed["model"] if fresh else None
+    trimmed = _trimmed(service) if type_name == "service-2" else None
+    return trimmed["model"] if trimmed is not None and trimmed.get("api_version") == version else None
 
 
 def trimmed_endpoints() -> Optional[dict]:
     """botocore's endpoints.json, each partition's services cut to the bridge's, when it was cut from the installed
     botocore's."""
+    trimmed = _trimmed("endpoints")
+    return None if trimmed is None else trimmed["endpoints"]
+
+
+def _trimmed(name: str) -> Optional[dict]:
+    """aws_models/<name>.json, when there is one and it was cut from the installed botocore (`make models`)."""
     import botocore
 
-    path = TRIMMED / "endpoints.json"
+    path = TRIMMED / f"{name}.json"
     if not path.is_file():
         return None
     with path.open("rb") as f:
         trimmed = json.load(f)
-    return trimmed["endpoints"] if trimmed.get("botocore") == botocore.__version__ else None
+    return trimmed if trimmed.get("botocore") == botocore.__version__ else None
 
 
 class _Services(Mapping):
