@@ -415,6 +415,12 @@ class Link:
             return None
         return next((held for held in self.left_baselines if held.contact_id == contact_id), None)
 
+    def stayed_at(self, contact_id: Optional[str], when: Optional[float]) -> Optional["LeftContact"]:
+        """What the link held on `contact_id`, her contact at `when` (Intercom's clock), which the duplicate check's
+        move since left in Intercom (recorded, not in `left_contacts`: LinkRepository.move's `stays`). None: not so."""
+        then = self.left_at(when)
+        return then if then is not None and then.contact_id == contact_id and not self.left(contact_id) else None
+
     def left_record(self, contact_id: Optional[str]) -> Optional["LeftContact"]:
         """What the link held on `contact_id` when it left it, a contact it does not hold now: one it left (left_then),
         or one the duplicate check's move left in Intercom (recorded, not in `left_contacts`: LinkRepository.move's

@@ -186,8 +186,8 @@ def _judge(ws: str, contacts: list[dict], campaigns: dict[str, CampaignSettings]
             rule = _waiting_rule(link, campaigns)
             if rule is None:
                 continue
-            stayed = link.left_at(seen.when)
-            if stayed is not None and stayed.contact_id == contact["id"] and not link.left(contact["id"]):
+            stayed = link.stayed_at(contact["id"], seen.when)
+            if stayed is not None:
                 # Her contact then, which the duplicate check's move left in Intercom (LinkRepository.move's `stays`),
                 # shown as it was before the move: judged as hers then, against what the link held on it, under
                 # either `match`, as its late notification is (contact_events._same_email); not as a duplicate's

@@ -190,8 +190,8 @@ def _same_email(message: ContactMessage, item: dict, direct: list[Link], seen: S
             elif not _unreadable(link, deps, batch):
                 _late(link, held, batch.settings_for(link), seen, deps, batch)
             continue
-        then = link.left_at(seen.when)
-        if then is not None and then.contact_id == contact_id:
+        then = link.stayed_at(contact_id, seen.when)
+        if then is not None:
             # (her contact then, which the duplicate check's move left in Intercom: LinkRepository.move's `stays`. Of an
             # event from before the move, judged as hers then, against what the link held on it, under either `match`,
             # as a merged contact's (not as a duplicate's against the link's state since, armed maybe by the check's
