@@ -128,8 +128,7 @@ class Qualifier:
         """The contact of `left` as Intercom has it now, when it is one the duplicate check's move left there
         (recorded, not taken as left: LinkRepository.move's `stays`) and the link still waits: for _look_again. None:
         not such a contact, the link decided, or the contact merged or gone since."""
-        if link.left_record(left.contact_id) is None or link.left(left.contact_id) \
-                or link.qualification is not QState.PENDING:
+        if _stayed_waiting(link, left.contact_id) is None:
             return None
         try:
             return self.apis.intercom(link.workspace).get_contact(left.contact_id)
@@ -145,9 +144,8 @@ class Qualifier:
         it shows is from before the move (its updated_at no later than it: after it, a duplicate's value, judged as
         such in its own notification), judged again against the record as armed now (once: not read again). `now`:
         the contact as read before the record was armed (_read_left: a failed read wrote nothing)."""
-        now_left = armed.left_record(left.contact_id)
-        if now_left is None or armed.left(left.contact_id) or armed.qualification is not QState.PENDING \
-                or not now_left.armed:
+        now_left = _stayed_waiting(armed, left.contact_id)
+        if now_left is None or not now_left.armed:
             return armed
         when = rules.event_time(now.get("updated_at"))
         if not now_left.before_move(when) or armed.left_at(when) != now_left:
@@ -364,3 +362,10 @@ def qualified_at(user: dict, rf_user_id: str) -> Optional[str]:
         raise Transient(f"Referral Factory's user {rf_user_id} came without `qualified_at`: whether it is "
                         "qualified is not known; asked again later")
     return str(user["qualified_at"]) if user["qualified_at"] else None
+
+
+def _stayed_waiting(link: Link, contact_id: str) -> Optional[LeftContact]:
+    """What `link`, still waiting, holds on `contact_id`, a contact the duplicate check's move left in Intercom
+    (recorded, not taken as left: LinkRepository.move's `stays`). None: not such a contact, or the link decided."""
+    held = link.left_record(contact_id)
+    return held if held is not None and not link.left(contact_id) and link.qualification is QState.PENDING else None
