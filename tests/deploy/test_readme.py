@@ -159,3 +159,20 @@ def test_the_readme_says_a_destroy_deletes_the_queues_with_the_work_and_dead_let
     assert retained == {"Table"}
     destroy = " ".join(README.split("- **Destroy**")[1].split("\n- **")[0].split())
     assert "dead-letter queue go with the stack" in destroy and "dead letters" in destroy
+
+
+def test_the_readmes_intercom_token_rehearsal_says_the_refused_searches_are_dead_letters_to_discard():
+    """Walkthrough: the README's `make fault ARGS="intercom revoke-token"` rehearsal said "no dead letter" and, once
+    reconnected, "doctor: no problems"; but reconciliation's search of changed contacts does not wait out a refused
+    token as the join does (worker.HANDLERS: an outage is not waited out, the next search covers its window), so each
+    scheduled run while the token was refused (every minute on `make run`) left a dead letter, doctor said BAD
+    [dead_letters], then warned of it superseded until `bridge dlq discard --superseded --yes`."""
+    from chalicelib.messages import ChangesMessage
+    from chalicelib.services.worker import HANDLERS
+
+    [block] = [b for b in _rehearsal().split("\n\n") if 'make fault ARGS="intercom revoke-token"' in b]
+    said = " ".join(line.split("#", 1)[-1].strip() for line in block.splitlines())
+    assert not HANDLERS[ChangesMessage].waits_out_outages, "the searches wait now: the rehearsal says they do not"
+    assert "search of the changed contacts" in said and "is a dead letter" in said, block
+    assert "./bridge dlq discard --superseded --yes" in said, block
+    assert "doctor: no problems" not in said.split("--superseded --yes")[0], block
