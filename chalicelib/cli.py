@@ -867,7 +867,9 @@ def _dlq_discard(args: argparse.Namespace, rt: Runtime) -> int:
     if not (done["discarded"] or done.get("cut")):   # none of the letters read matched: said as without --yes
         _nothing_matches(args, _look(args, rt))
         return 0
-    _answer(args, done, f"{done['discarded']} dead letter(s) discarded (each person's history says so)"
+    # (--superseded takes searches of changed contacts only: they name no person whose history could say so)
+    noted = "searches of changed contacts: they named no person" if args.superseded else "each person's history says so"
+    _answer(args, done, f"{done['discarded']} dead letter(s) discarded ({noted})"
             + (f"; {done['left']} left in the dead-letter queue (not matching)" if done["left"] else "")
             + "".join(f"; sync run {r['run']} of campaign {r['campaign_id']} stopped at the discarded page "
                       f"(`bridge sync start {r['campaign_id']}` starts a new run)"

@@ -78,6 +78,8 @@ def test_an_outage_is_told_once_and_the_next_search_covers_it_and_supersedes_its
     assert [bool(d.get("superseded")) for d in json.loads(out)["dead_letters"]] == [True] * 4
     code, out, _ = run_cli(cli, capsys, "dlq", "discard", "--superseded", "--yes")
     assert code == 0 and out.startswith("4 dead letter(s) discarded") and work.queue.letters == {}
+    # (a search names no person: "each person's history says so" promised a note nobody gets)
+    assert out.startswith("4 dead letter(s) discarded (searches of changed contacts: they named no person)"), out
     [told] = findings(rt)
     assert told["ok"] and not told["warn"]
 
