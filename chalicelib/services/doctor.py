@@ -629,7 +629,8 @@ def _refusal_findings(report: Report, check: str, refusals: Refusals, c: str, wh
         sample = messages[0] if messages else ""
         unknown = "see the message in `bridge explain`"
         what, fix = fixes.get(reason, (reason, unknown)) if fixes else refused_join(reason, messages, unknown)
-        refused = f"{total} {who} refused ({reason}: {what}) between {first} and {last}"
+        refused = f"{total} {who} refused ({reason}: {what}) " + (f"at {last}" if first == last else  # (one: no span)
+                                                                    f"between {first} and {last}")
         since = heard is not None and epoch(heard) > epoch(last)
         fixed_by_setup = setup(reason, messages)
         resolved, unchecked = (joined(samples) if joined is not None and (since or not fixed_by_setup)
