@@ -618,7 +618,7 @@ def _table(tallies: Sequence[Tally], max_events: int, store: str, limit: Optiona
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    from chalicelib.cli import _bar, _progress
+    from chalicelib.cli import progress_bar, progress_line
 
     parser = argparse.ArgumentParser(prog="python -m infra.local.orders", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -650,13 +650,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         with ExitStack() as stack:
             worlds = stack.enter_context(STORES[args.store]())
-            draw = stack.enter_context(_progress(args))
+            draw = stack.enter_context(progress_line(args))
             stack.enter_context(redirect_stdout(stack.enter_context(open(os.devnull, "w"))))  # the metrics' EMF
             for name in families:
                 def step(n: int, name: str = name) -> None:
                     nonlocal done
                     done += n
-                    draw(f"{_bar(done, total)} orders ({name})")
+                    draw(f"{progress_bar(done, total)} orders ({name})")
                 tallies.append(tally(name, args.max_events, worlds, args.show, args.limit, step))
     finally:
         logging.disable(silenced)
