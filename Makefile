@@ -69,7 +69,7 @@ chaos: $(STAMP)
 ##   orders (or, --baseline, on misses a previous --json did not have). ~224,000 orders: 9 minutes of CPU on the
 ##   in-memory twin.
 orders: $(STAMP)
-	$(BIN)/python -m infra.local.orders $(ARGS)
+	$(BIN)/python -m tests.orders $(ARGS)
 
 ## make bench [QUICK=1] — each figure beside its floor, interleaved, with ratios (docs/performance.md);
 ##   QUICK=1: a few samples of each, a smoke check

@@ -795,7 +795,7 @@ def _dlq_replay(args: argparse.Namespace, rt: Runtime) -> int:
     if _blank(args.reason):        # (`--reason "$VAR"` with VAR unset: it would match every letter)
         raise CliError("replay which dead letters? A blank --reason matches every letter: give --reason TEXT (a part "
                        "of their reason), --campaign ID, or --all; nothing was sent back")
-    with _progress(args) as draw:
+    with progress_line(args) as draw:
         done = dead_letters.replay(rt, args.reason, args.campaign, progress=_letters(draw, "sent back"))
     _answer(args, done, f"{done['replayed']} message(s) sent back to the work queue"
             + (f"; they run from about {_utc(done['runs_from'], rt.clock())}, when every worker has read the RF token "
@@ -862,7 +862,7 @@ def _dlq_discard(args: argparse.Namespace, rt: Runtime) -> int:
             return 0
         raise CliError(f"{n} dead letter(s) match: discarding takes them out for good (a replay can no longer "
                        "bring them back) — add --yes to discard them; nothing was discarded")
-    with _progress(args) as draw:
+    with progress_line(args) as draw:
         done = dead_letters.discard(rt, args.reason, args.campaign, args.superseded,
                                     progress=_letters(draw, "discarded"))
     if not (done["discarded"] or done.get("cut")):   # none of the letters read matched: said as without --yes
@@ -887,7 +887,7 @@ def _dlq_discard(args: argparse.Namespace, rt: Runtime) -> int:
 def _look(args: argparse.Namespace, rt: Runtime) -> "Listing":
     from .services import dead_letters
 
-    with _progress(args) as draw:
+    with progress_line(args) as draw:
         return dead_letters.look(rt, progress=_letters(draw))
 
 
@@ -895,7 +895,7 @@ def _letters(draw: Callable[[str], None], acted: str = "") -> Callable[[int, int
     """A dlq command's progress (services/dead_letters.Progress) drawn as its line: the letters read so far, then
     those `acted` on (sent back, discarded) of those matching."""
     def drawn(read: int, done: int, matching: Optional[int]) -> None:
-        draw(f"{read:,} dead letter(s) read" + (f", {_bar(done, matching)} {acted}" if matching else ""))
+        draw(f"{read:,} dead letter(s) read" + (f", {progress_bar(done, matching)} {acted}" if matching else ""))
     return drawn
 
 
@@ -980,7 +980,7 @@ def _backfill(args: argparse.Namespace, rt: Runtime) -> int:
                f"{'queued' if args.apply else 'to send'}"
 
     try:
-        with _progress(args) as draw:
+        with progress_line(args) as draw:
             result = backfill(rt, args.campaign_id, apply=args.apply, progress=lambda *read: draw(bar(*read)))
     except BackfillError as exc:
         raise CliError(str(exc)) from None
@@ -1013,7 +1013,7 @@ def _backfill(args: argparse.Namespace, rt: Runtime) -> int:
 def _pointers(args: argparse.Namespace, rt: Runtime) -> int:
     from .services.pointers import REFUSED, sweep
 
-    with _progress(args) as draw:
+    with progress_line(args) as draw:
         result = sweep(rt.store, apply=args.apply,
                        progress=lambda read, found: draw(f"{read} pointers read, {found} found stale"))
     if args.json:
@@ -1079,9 +1079,10 @@ def _sync_stopped(args: argparse.Namespace, exc: Exception) -> int:
 
 
 @contextlib.contextmanager
-def _progress(args: argparse.Namespace) -> Iterator[Callable[[str], None]]:
+def progress_line(args: argparse.Namespace) -> Iterator[Callable[[str], None]]:
     """A long run's progress line, redrawn on stderr: on a terminal only, never under --json. Whatever ends
-    the run (its answer, an error, Ctrl-C), the line is ended first: what follows starts a line of its own."""
+    the run (its answer, an error, Ctrl-C), the line is ended first: what follows starts a line of its own.
+    Public: `make orders` draws its line with it and progress_bar too."""
     drawn = 0                 # the length of the line drawn, if any
 
     def draw(line: str) -> None:
@@ -1104,9 +1105,9 @@ def _sync_start(args: argparse.Namespace, rt: Runtime) -> int:
     from .services import sync
     try:
         if args.dry_run:
-            with _progress(args) as draw:
+            with progress_line(args) as draw:
                 result = sync.dry_run(rt.deps, args.campaign_id, progress=lambda done, total: draw(
-                    f"{_bar(done, total)} read"))
+                    f"{progress_bar(done, total)} read"))
             _print(result)
             return 0
         run = sync.start(rt.deps, args.campaign_id)
@@ -1120,7 +1121,8 @@ def _sync_start(args: argparse.Namespace, rt: Runtime) -> int:
     return 0
 
 
-def _bar(done: int, total: Optional[int], width: int = 30) -> str:
+def progress_bar(done: int, total: Optional[int], width: int = 30) -> str:
+    """`done` of `total` as a bar, the counts and the share (no total: the contacts done so far)."""
     if not total:
         return f"{done:,} contacts"
     share = min(1.0, done / total)
@@ -1216,7 +1218,7 @@ def _status_line(found: dict, sep: str = "\n  ") -> str:
     eta, rate, paused = found["eta_seconds"], found["rate_per_minute"], found.get("paused_seconds")
     per_minute = f"{rate:,.0f}" if rate is not None else ""
     line = (f"run {found['run']} ({found['kind']}, {found['source']}) {found['status']}: "
-            f"{_bar(found['done'], found['total'])}"
+            f"{progress_bar(found['done'], found['total'])}"
             + (f" · {per_minute} contact{'' if per_minute == '1' else 's'}/min" if rate is not None else "")
             + (f" · ETA {eta // 60}m{eta % 60:02d}s" if eta is not None else "")
             + (f" · paused {paused // 60}m{paused % 60:02d}s in the dead-letter queue" if paused else "")

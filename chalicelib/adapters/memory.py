@@ -472,30 +472,36 @@ class MemoryLinks(Leases):
 
     def arm_left(self, link: Link, contact_id: str, entries: Sequence[Entry], by: str, at: Optional[float] = None,
                  carry: bool = False, keep_held: bool = True, drop_left_held: bool = False) -> Link:
-        stored, held = self.get(link.ref), link.left_record(contact_id)
-        if stored is None or held is None:
-            return link                # erased meanwhile, or nothing recorded of that contact
-        if carry and stored.contact_id != link.contact_id:      # (said first, as DynamoDB's twin does)
+        held = link.left_record(contact_id)
+        if held is None:
+            return link                # nothing recorded of that contact
+        dropped: dict[str, Any] = {"held_at": None, "held_by": None} if drop_left_held else {}
+        return self._write_left(link, entries, dataclasses.replace(held, armed=True, armed_by=by, armed_at=at,
+                                                                   **dropped),
+                                link.armed_fields(by, at, keep_held) if carry else None)
+
+    def hold_left(self, link: Link, contact_id: str, entries: Sequence[Entry], at: float, by: str) -> Link:
+        held = link.left_record(contact_id)
+        if held is None:
+            return link                # nothing recorded of that contact
+        return self._write_left(link, entries, dataclasses.replace(held, held_at=at, held_by=by), None)
+
+    def _write_left(self, link: Link, entries: Sequence[Entry], record: LeftContact,
+                    carried: Optional[dict[str, Any]]) -> Link:
+        """`record` in place of the link's of its contact, held to the records as read (else Busy); `carried`: the
+        link's own armed fields too, held to its contact and armed state as read (arm_left's `carry`). Erased
+        meanwhile: `link`, nothing written (as DynamoDB's twin)."""
+        stored = self.get(link.ref)
+        if stored is None:
+            return link                # erased meanwhile
+        if carried is not None and stored.contact_id != link.contact_id:    # (said first, as DynamoDB's twin does)
             raise Busy(MOVED_SINCE_READ, retry_after=1.0)
         if stored.left_baselines != link.left_baselines:
             raise Busy("what the link held on the contacts it left changed meanwhile (another worker)")
-        armed: dict[str, Any] = {}
-        if carry:       # (the link itself too, as arm: on the contact and armed as `link` reads)
-            if _armed_state(stored) != _armed_state(link):
-                raise Busy("the link changed meanwhile (another worker applied an Intercom event)")
-            armed = link.armed_fields(by, at, keep_held)
-        dropped: dict[str, Any] = {"held_at": None, "held_by": None} if drop_left_held else {}
-        return self._write(link.ref, entries, left_baselines=left_with(
-            stored.left_baselines, dataclasses.replace(held, armed=True, armed_by=by, armed_at=at, **dropped)), **armed)
-
-    def hold_left(self, link: Link, contact_id: str, entries: Sequence[Entry], at: float, by: str) -> Link:
-        stored, held = self.get(link.ref), link.left_record(contact_id)
-        if stored is None or held is None:
-            return link                # erased meanwhile, or nothing recorded of that contact
-        if stored.left_baselines != link.left_baselines:
-            raise Busy("what the link held on the contacts it left changed meanwhile (another worker)")
-        return self._write(link.ref, entries, left_baselines=left_with(
-            stored.left_baselines, dataclasses.replace(held, held_at=at, held_by=by)))
+        if carried is not None and _armed_state(stored) != _armed_state(link):    # (the link itself too, as arm)
+            raise Busy("the link changed meanwhile (another worker applied an Intercom event)")
+        return self._write(link.ref, entries, left_baselines=left_with(stored.left_baselines, record),
+                           **(carried or {}))
 
     def see_duplicate(self, link: Link, seen: DuplicateSeen) -> Link:
         stored = self.get(link.ref)

@@ -1,5 +1,7 @@
 """The per-campaign settings document (product.md "The settings document"): its model,
-and validation whose messages name the key and say how to fix it. Pure: no I/O."""
+and validation whose messages name the key and say how to fix it. Pure: no I/O. The model imports no other
+module that reads it (rules, sync): what only the live workspace reveals is checked above them all
+(domain/workspace_check.py)."""
 from __future__ import annotations
 
 import re
@@ -11,8 +13,7 @@ from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationI
 
 from .ids import ID_RULE, as_id
 from .mapping import (MARKER_ATTRIBUTE, NOT_COMPARED, NOT_WRITABLE, NOT_WRITABLE_REASON, RF_FIELDS,
-                      STANDARD_ATTRIBUTE_TYPES, UNWATCHABLE, WATCHABLE_ATTRIBUTE_TYPES, ConversionError, attribute_type,
-                      convert, rf_field_known, rf_field_type, type_unsupported)
+                      STANDARD_ATTRIBUTE_TYPES, UNWATCHABLE, WATCHABLE_ATTRIBUTE_TYPES, rf_field_known)
 
 Action = Literal["nothing", "create_lead", "create_user"]
 
@@ -431,66 +432,6 @@ def shared_attributes(settings: CampaignSettings, others: dict[str, CampaignSett
             for attribute, (what, _) in sorted(own_attributes(theirs).items()) if attribute in mine]
 
 
-def check_against_workspace(settings: CampaignSettings, attributes: dict[str, dict],
-                            segments: Optional[list[dict]] = None) -> list[str]:
-    """Problems only the live workspace can reveal, every one at once: attributes that do not exist,
-    are archived or read-only; values that do not fit the attribute's type; a rule's operator that
-    cannot compare that type; the sync block's attributes and segment (the same checks as `sync start`).
-    `attributes` maps full_name -> Intercom data attribute (as listed by GET /data_attributes);
-    `segments`: the workspace's segments, when the sync block reads one (None: not checked).
-    `bridge settings apply` refuses what this finds, and `bridge doctor` reports it."""
-    from .sync import check_sync
-
-    problems: list[str] = []
-    sections = [("leads", settings.leads), ("referrers", settings.referrers)]
-    for section, people in sections:
-        if people.action == "nothing":
-            continue
-        for i, row in enumerate(people.fields):
-            key = f"{section}.fields[{i}].to"
-            attr = attributes.get(row.to)
-            if row.to in NOT_WRITABLE:          # (`unworkable` says so)
-                continue
-            if attr is None:
-                problems.append(f"{key}: {row.to} does not exist in workspace {settings.workspace} — "
-                                f"{attribute_meant(row.to, attributes)}create it in Intercom (Settings > Data > People) or fix "
-                                "the name")
-                continue
-            if attr.get("archived"):
-                problems.append(f"{key}: {row.to} is archived in Intercom — unarchive it or map another attribute")
-            if attr.get("api_writable") is False:
-                problems.append(f"{key}: {row.to} is read-only in Intercom — map a writable attribute")
-            dtype = attribute_type(row.to, attributes)      # (the type each join converts to)
-            unsupported = type_unsupported(dtype)
-            if unsupported:         # whatever the source: no value converts to it
-                problems.append(f"{key}: {row.to}: {unsupported} — map it to a text, number, decimal, true/false "
-                                "or date attribute (those are the types the bridge converts to)")
-            elif row.value is not None:
-                unfit = value_unfit(row.value, dtype, row.to, "value", "change the value or the attribute")
-                if unfit:
-                    problems.append(f"{section}.fields[{i}].value: {unfit}")
-                elif section == "leads" and settings.qualification and row.to == settings.qualification.attribute:
-                    problems += _created_meeting(settings.qualification, dtype, row.value,
-                                                 f"leads.fields[{i}].value", "map no value to it")
-            elif not _compatible(rf_field_type(row.from_ or ""), dtype):
-                problems.append(
-                    f"{section}.fields[{i}]: {row.from_} is {rf_field_type(row.from_ or '')} but {row.to} is "
-                    f"{dtype} — map it to a {rf_field_type(row.from_ or '')} attribute"
-                )
-    q = settings.qualification
-    if q is not None:
-        if q.attribute not in attributes and q.attribute not in WATCHABLE_ATTRIBUTE_TYPES:
-            problems.append(f"qualification.attribute: {q.attribute} does not exist in workspace "
-                            f"{settings.workspace} — {attribute_meant(q.attribute, attributes)}create it in Intercom or fix "
-                            "the name")
-        else:       # (a standard attribute is on every contact, listed by the workspace or not)
-            problems += rule_problems(q, attribute_type(q.attribute, attributes),
-                                      written=settings.writes_initial_value())
-    if settings.sync is not None:
-        problems += check_sync(settings, attributes, segments)
-    return problems
-
-
 def _alike(name: str) -> str:
     return re.sub(r"[^0-9a-z]", "", name.removeprefix("custom_attributes.").casefold())
 
@@ -505,61 +446,3 @@ def attribute_meant(name: str, attributes: dict[str, dict]) -> str:
         return ""
     named = " or ".join(full + (f" (labelled {label!r} in Intercom)" if label else "") for full, label in found[:3])
     return f"did you mean {named}? The settings name an attribute by its name, not its label; else "
-
-
-_KIND = {"string": "a text attribute", "integer": "a whole-number attribute", "float": "a decimal attribute",
-         "boolean": "a true/false attribute", "date": "a date attribute", "datetime": "a date attribute"}
-
-
-def value_unfit(value: Any, data_type: str, attribute: str, key: str, fix: str) -> Optional[str]:
-    """Why `value` (from the settings) cannot be written to or compared with an attribute of
-    `data_type`, as "what — fix"; None when it fits. A boolean fits only a true/false attribute:
-    YAML turns an unquoted Yes into true, which no text attribute ever equals."""
-    if isinstance(value, bool) and data_type != "boolean":
-        word = "Yes" if value else "No"
-        return (f"{str(value).lower()} is a boolean, but {attribute} is {_KIND.get(data_type, data_type)} — YAML "
-                f"reads unquoted Yes/No, true/false and on/off as booleans: quote the text, e.g. {key}: \"{word}\"")
-    try:
-        convert(value, data_type)
-    except ConversionError as exc:
-        return f"{exc} — {fix}"
-    return None
-
-
-def rule_problems(q: Qualification, data_type: str, written: bool) -> list[str]:
-    """Does the rule fit its attribute's type: its value and initial value, and its operator. `written`: the initial
-    value is written to new leads' contacts (not with `leads.action: nothing`, nor under a field mapped there)."""
-    problems = []
-    for key, val in (("value", q.value), ("initial_value", q.initial_value)):
-        if val is None or (key == "value" and q.operator in NO_VALUE):
-            continue
-        unfit = value_unfit(val, data_type, q.attribute, key, f"use a value of type {data_type}")
-        if unfit:
-            problems.append(f"qualification.{key}: {unfit}")
-        elif key == "initial_value" and written:
-            problems += _created_meeting(q, data_type, val, "qualification.initial_value", "remove initial_value")
-    kind = _KIND.get(data_type, data_type)
-    if q.operator == "gte" and data_type not in ("integer", "float", "date", "datetime"):
-        problems.append(f"qualification.operator: gte compares numbers or dates, but {q.attribute} is {kind} — use "
-                        "equals or contains, or a number or date attribute")
-    if q.operator == "contains" and data_type != "string":
-        problems.append(f"qualification.operator: contains looks for text, but {q.attribute} is {kind} — use equals "
-                        "(or gte for a number or a date)")
-    return problems
-
-
-def _created_meeting(q: Qualification, data_type: str, value: Any, key: str, or_else: str) -> list[str]:
-    """A value every lead's contact is created with (the rule's initial_value, a fixed value mapped to its
-    attribute) that meets the rule: nobody qualifies under require_change, everybody at once without it."""
-    from .rules import matches          # (rules reads the settings' Qualification)
-    if not matches(q, data_type, value):
-        return []
-    rule = "is set" if q.operator in NO_VALUE else f"{q.operator} {q.value!r}"
-    return [f"{key}: {value!r} meets the rule itself ({q.attribute} {rule}) — write the value a lead has before "
-            f"converting, one that does not meet the rule, or {or_else}"]
-
-
-def _compatible(rf_type: str, dtype: str) -> bool:
-    if rf_type == "any" or dtype == "string":
-        return True
-    return rf_type == "date" and dtype in ("date", "datetime")

@@ -353,7 +353,7 @@ def preflight(settings: CampaignSettings, attributes: dict[str, dict], segments:
 def check_sync(settings: CampaignSettings, attributes: dict[str, dict], segments: Optional[list[dict]]) -> list[str]:
     """The sync block against the workspace: the segment exists, the referral link goes to a writable
     text attribute, every `from` attribute exists. What `sync start` (and its dry run) checks first,
-    and what `settings apply` and `doctor` check (domain/settings.check_against_workspace)."""
+    and what `settings apply` and `doctor` check (domain/workspace_check.check_against_workspace)."""
     sync = settings.sync
     if sync is None:
         return []

@@ -13,9 +13,10 @@ from ..domain.advice import how_many
 from ..domain.history import iso
 from ..domain.link import LEAD, REFERRER, LinkStatus, PersonRef
 from ..domain.mapping import MARKER_ATTRIBUTE, MARKER_DESCRIPTION, MARKER_NAME, compact_attributes
-from ..domain.settings import (CampaignSettings, Qualification, SettingsError, check_against_workspace,
-                               own_attributes, parse_settings, shared_attributes, unworkable, valid_or_none)
+from ..domain.settings import (CampaignSettings, Qualification, SettingsError, own_attributes, parse_settings,
+                               shared_attributes, unworkable, valid_or_none)
 from ..domain.sync import count_attribute
+from ..domain.workspace_check import check_against_workspace
 from ..errors import WorkError
 from ..ports import AttributeList, CountBackfill, DeadLetterQueue, IntercomPort
 from ..ports.store import SCAN_LIMIT, StoredSettings

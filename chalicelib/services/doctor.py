@@ -24,9 +24,10 @@ from ..domain.mapping import attribute_type
 from ..domain.outage import hours, outage_of
 from ..domain import people as people_
 from ..domain.people import OTHER_CAMPAIGN
-from ..domain.settings import (LINKS, CampaignSettings, SettingsError, check_against_workspace, own_attributes,
-                               parse_settings, shared_attributes, unworkable)
+from ..domain.settings import (LINKS, CampaignSettings, SettingsError, own_attributes, parse_settings,
+                               shared_attributes, unworkable)
 from ..domain.sync import FAILED, RETRYING, WAITING, describe_counts, describe_page_error, describe_writes, run_counts
+from ..domain.workspace_check import check_against_workspace
 from ..config import Config
 from ..errors import (BUDGET_SETTINGS, PLAN_FIX, REFUSED_TOKEN, RF_REFUSED_TOKEN, BudgetSpent, Throttled, TokenRefused,
                       WorkError, limiting, plan_restricted, replay_parked, rf_blocked, rf_campaign_fix, token_fix,
@@ -425,7 +426,7 @@ _WHY = {"is blank, and Intercom refuses a tag": "each join that tags its contact
 
 
 def _settings_against_workspace(rt: Examined, report: Report, settings: CampaignSettings, attributes: dict) -> None:
-    """The same check `bridge settings apply` refuses settings by (domain/settings.check_against_workspace):
+    """The same check `bridge settings apply` refuses settings by (domain/workspace_check.check_against_workspace):
     settings applied before the workspace changed, or with --offline, show their problems here."""
     segments = None
     if settings.sync is not None and settings.sync.source == "segment":

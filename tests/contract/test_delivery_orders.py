@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from infra.local.orders import merge_play, reconcile_play
+from tests.orders import merge_play, reconcile_play
 from tests.unit.scenario import world
 
-# The plays are `make orders`' (infra/local/orders.py): its merge families' (her lead "A" and a user "B" with her
+# The plays are `make orders`' (tests/orders.py): its merge families' (her lead "A" and a user "B" with her
 # email change, A is merged into B "kept" (B made after she joined) or "taken" (before), everything before any
 # delivery, then a reconciliation "check", a "changes" search or nothing) and its check / search / thin families'
 # (each item delivered after it happened, the contact showing the latest change delivered so far).

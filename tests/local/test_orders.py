@@ -1,4 +1,4 @@
-"""`make orders` (infra/local/orders.py): a slice of each family of delivery orders ends as in-order delivery does
+"""`make orders` (tests/orders.py): a slice of each family of delivery orders ends as in-order delivery does
 (no false qualification, no double PUT), and the tool does catch a false qualification: with the judge's
 `before_view` broken (a survivor's value from before the merge judged as hers), the same slice counts them and the
 command fails. The duplicate check's families and prejoin found false qualifications (fixed): a slice of each
@@ -10,7 +10,7 @@ import json
 import pytest
 
 from chalicelib.domain import judge
-from infra.local import orders
+from tests import orders
 from tests.unit.scenario import world
 
 SLICE = 10          # the first cases of each family at two events (~400 orders, a few seconds): with judge.before_view

@@ -56,3 +56,30 @@ def _offenders(layer: str, refused: set[str], allowed_inside: tuple[str, ...] = 
 ])
 def test_each_layer_imports_only_what_the_standard_allows(layer, refused, allowed_inside):
     assert _offenders(layer, refused, allowed_inside) == []
+
+
+def test_the_domain_imports_its_own_modules_at_the_top_and_in_no_circle():
+    """settings is the model; rules and sync read it, and what checks the settings against the live workspace
+    reads all three (domain/workspace_check.py). An import inside a function hid a circle (settings imported
+    rules and sync in two of its checks, each of which imports settings): whichever module loads first decides
+    what the other finds half-made."""
+    graph: dict[str, set[str]] = {}
+    inside = []
+    for path in sorted((ROOT / "chalicelib" / "domain").glob("*.py")):
+        tree = ast.parse(path.read_text())
+        top = {node.lineno for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))}
+        own = [(line, module) for line, module in _imports(path) if module.startswith("chalicelib.domain.")]
+        inside += [f"{path.relative_to(ROOT)}:{line} imports {module} inside a function" for line, module in own
+                   if line not in top]
+        graph[path.stem] = {module.split(".")[2] for _, module in own}
+    assert inside == []
+    ordered: list[str] = []          # each module after every one it imports (none left over: no circle)
+    while len(ordered) < len(graph):
+        ready = sorted(m for m, needs in graph.items() if m not in ordered and needs <= set(ordered))
+        if not ready:
+            break
+        ordered += ready
+    assert sorted(set(graph) - set(ordered)) == []
+    place = {module: n for n, module in enumerate(ordered)}
+    assert place["settings"] < min(place["rules"], place["sync"])
+    assert max(place["rules"], place["sync"]) < place["workspace_check"]

@@ -1,6 +1,7 @@
 import pytest
 
-from chalicelib.domain.settings import SettingsError, check_against_workspace, parse_settings, unworkable
+from chalicelib.domain.settings import SettingsError, parse_settings, unworkable
+from chalicelib.domain.workspace_check import check_against_workspace
 
 PRODUCT_EXAMPLE = """
 campaign_id: "42"

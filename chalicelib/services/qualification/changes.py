@@ -146,8 +146,13 @@ def _first_start(deps: WorkDeps, message: ChangesMessage) -> float:
 
 
 def _judge(ws: str, contacts: list[dict], campaigns: dict[str, CampaignSettings], deps: WorkDeps) -> None:
-    """One batched read for the page, then each waiting lead linked to a contact (or, with `match:
-    email`, sharing its email) is judged with the contact as search found it."""
+    """One batched read for the page, then each waiting lead linked to a contact, or sharing its email, is judged with
+    the contact as search found it. Linked to it: one found from before the link's view of it (searched_before_view) is
+    judged, under `match: email`, as the duplicate of hers it was then when it was one (duplicate_then), else read again
+    (check_link), as one judge would hold back (holds_back) is. Sharing its email: her contact then, shown from before
+    the duplicate check's move left it in Intercom (Link.stayed_at), is judged late, as hers then, under either `match`;
+    any other, with `match: email`, as a duplicate's value; with `match: contact`, one meeting the target has the lead's
+    own contact read (check_link: it may have been merged into this one, the webhook lost)."""
     if not contacts:
         return
     found = deps.lookup.look_up(contacts=[(ws, c["id"]) for c in contacts],

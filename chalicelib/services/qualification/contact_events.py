@@ -178,7 +178,12 @@ def duplicate_then(link: Link, settings: Optional[CampaignSettings], item: dict,
 
 def _same_email(message: ContactMessage, item: dict, direct: list[Link], seen: Sighting, deps: WorkDeps,
                 batch: Batch) -> None:
-    """`match: email`: a lead qualifies on any contact with their email (a duplicate Intercom made)."""
+    """The other leads with the contact's email (their links on another contact). A contact a lead's link left is hers
+    then, under either `match`: one it moved off (Link.left: judged late against what the link held on it when of an
+    event from before the move, else noted not judged: _late, _left), or one the duplicate check's move left in
+    Intercom, of an event from before that move (Link.stayed_at: judged late, _late). Any other is a duplicate (one
+    Intercom made): with `match: email` a lead qualifies on it (it may qualify her, never arm the link); with `match:
+    contact` it does not count (_not_counted)."""
     contact_id, done = item.get("id"), {d.ref for d in direct}
     for link in batch.linked_to_email(message.workspace, item.get("email")):
         if link.ref in done or link.contact_id == contact_id:

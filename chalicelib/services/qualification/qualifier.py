@@ -3,7 +3,7 @@ Factory at most once: a claim in the store, and RF asked first whenever an earli
 reached it (domain/qualification.py: the states, and why a decision never goes back to pending)."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 from ...domain import rules
 from ...domain.history import Entry, iso
@@ -60,11 +60,9 @@ class Qualifier:
         if not (verdict.releases and armed.armed and armed.status is LinkStatus.LINKED):
             return armed
         held, since = iso(armed.held_at or 0.0), iso(armed.armed_at or 0.0)
-        self.links.note(armed.ref, [Entry("evaluation", "met", (
+        return self._release(armed, seen, armed.held_at, (
             f"the value at the target of the event at {held}, held back as older than the change away that armed the "
-            f"link, was a change to the target in order: this change away, at {since}, came before it"),
-            {"via": seen.via, "released_held_at": armed.held_at})])
-        return self.qualify(armed, f"{seen.via}, releasing the value held back", replay=seen.replay)
+            f"link, was a change to the target in order: this change away, at {since}, came before it"))
 
     def evaluate_late(self, link: Link, left: LeftContact, settings: Optional[CampaignSettings], seen: Sighting,
                       look: bool = True) -> Link:
@@ -117,11 +115,18 @@ class Qualifier:
         a change to the target in order, and qualifies her (claimed, RF asked first, once)."""
         if armed.qualification is not QState.PENDING or armed.status is not LinkStatus.LINKED:
             return armed
-        self.links.note(armed.ref, [Entry("evaluation", "met", (
+        return self._release(armed, seen, left.held_at, (
             f"the value at the target of contact {left.contact_id}'s event at {iso(left.held_at or 0.0)}, from before "
             f"the link left it and held there, was a change to the target in order: this change away there, at "
-            f"{iso(seen.when or 0.0)}, came before it"), {"via": seen.via, "released_held_at": left.held_at,
-                                                          "late_of_contact_id": left.contact_id})])
+            f"{iso(seen.when or 0.0)}, came before it"), late_of_contact_id=left.contact_id)
+
+    def _release(self, armed: Link, seen: Sighting, held_at: Optional[float], reason: str, **details: Any) -> Link:
+        """The value held back at `held_at`, released (_released: on the link; _released_left: on a record of a contact
+        it left): noted as met, with `reason`, and she qualifies (claimed, RF asked first, once). Each keeps its own
+        guard: _released asks the link's own armed state (its arm's, on the link); _released_left cannot (arm_left
+        leaves that state as it was, unless `carry`), and asks that she still waits (QState.PENDING)."""
+        self.links.note(armed.ref, [Entry("evaluation", "met", reason,
+                                          {"via": seen.via, "released_held_at": held_at, **details})])
         return self.qualify(armed, f"{seen.via}, releasing the value held back", replay=seen.replay)
 
     def _read_left(self, link: Link, left: LeftContact) -> Optional[dict]:

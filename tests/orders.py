@@ -1,4 +1,4 @@
-"""`make orders` (`python -m infra.local.orders`): every delivery order of families of Intercom webhooks, played
+"""`make orders` (`python -m tests.orders`): every delivery order of families of Intercom webhooks, played
 through the worker's real registry on the store's in-memory twin (or the DynamoDB store on a moto server), each
 judged against in-order delivery. Qualification is a reward in Referral Factory (money): it must not depend on the
 order in which Intercom's webhooks arrive. Run it before landing any change to how qualification is judged.
@@ -613,14 +613,14 @@ def _table(tallies: Sequence[Tally], max_events: int, store: str, limit: Optiona
                 cells.append(f"{cell:>11}")
         lines.append(f"{t.family:<12} {t.tried:>8,}  " + "  ".join(cells))
     if (max_events, store, limit) == (3, "memory", None):
-        lines.append("(in brackets: the known totals, KNOWN in infra/local/orders.py)")
+        lines.append("(in brackets: the known totals, KNOWN in tests/orders.py)")
     return "\n".join(lines)
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    from chalicelib.cli import _bar, _progress
+    from chalicelib.cli import progress_bar, progress_line
 
-    parser = argparse.ArgumentParser(prog="python -m infra.local.orders", description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="python -m tests.orders", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="families:\n" + "\n".join(f"  {n}" for n in FAMILIES))
     parser.add_argument("--family", action="append", choices=sorted(FAMILIES),
@@ -650,13 +650,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         with ExitStack() as stack:
             worlds = stack.enter_context(STORES[args.store]())
-            draw = stack.enter_context(_progress(args))
+            draw = stack.enter_context(progress_line(args))
             stack.enter_context(redirect_stdout(stack.enter_context(open(os.devnull, "w"))))  # the metrics' EMF
             for name in families:
                 def step(n: int, name: str = name) -> None:
                     nonlocal done
                     done += n
-                    draw(f"{_bar(done, total)} orders ({name})")
+                    draw(f"{progress_bar(done, total)} orders ({name})")
                 tallies.append(tally(name, args.max_events, worlds, args.show, args.limit, step))
     finally:
         logging.disable(silenced)
