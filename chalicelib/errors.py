@@ -172,6 +172,14 @@ def replay_refused(workspace: str) -> str:
     return f'bridge dlq replay --reason "{refused_token(workspace)}"'
 
 
+def refused_reason(answer: str, workspace: str, replay: bool = True) -> str:
+    """The reason of a failure Intercom's refusal of `workspace`'s token made (`answer`: Intercom's): the reconnect,
+    then (`replay`) the replay of what it failed; none of a search of changed contacts, which is never replayed (the
+    next that succeeds covers its window)."""
+    said = f"{answer} — {refused_token(workspace)} (invalid or revoked): reconnect the workspace"
+    return f"{said}, then `{replay_refused(workspace)}`" if replay else said
+
+
 def refused_token_of(reason: str) -> Optional[str]:
     """The workspace whose token Intercom refused in a failure of `reason` (None: not such a refusal)."""
     found = re.search(refused_token("([A-Za-z0-9_-]+)"), reason)

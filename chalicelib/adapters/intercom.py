@@ -6,7 +6,7 @@ import time
 from typing import Any, Callable, Iterator, Optional, Sequence
 
 from ..domain.mapping import MARKER_ATTRIBUTE
-from ..errors import ApiError, Deferred, NoAnswer, Permanent, TokenRefused, Transient, refused_token, replay_refused
+from ..errors import ApiError, Deferred, NoAnswer, Permanent, TokenRefused, Transient, refused_reason
 from ..ports.apis import Conflict, Merged, NotFound
 from .http import JsonApi, asked_wait, without
 
@@ -64,10 +64,8 @@ class IntercomClient(JsonApi):
             if not self.workspace:
                 return Permanent(f"{exc.reason} — the workspace token is invalid or revoked: reconnect the workspace, "
                                  "then replay the dead-letter queue", status=401, message=exc.message, body=exc.body)
-            said = (f"{refused_token(self.workspace)} (invalid or revoked): reconnect the workspace, then "
-                    f"`{replay_refused(self.workspace)}`")
-            return TokenRefused(f"{exc.reason} — {said}", self.workspace, self.token_app, exc.reason, status=401,
-                                message=exc.message, body=exc.body)
+            return TokenRefused(refused_reason(exc.reason, self.workspace), self.workspace, self.token_app, exc.reason,
+                                status=401, message=exc.message, body=exc.body)
         return Permanent(exc.reason, status=exc.status, message=exc.message, body=exc.body)
 
     # --- contacts -------------------------------------------------------------------------

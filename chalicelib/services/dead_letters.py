@@ -88,8 +88,8 @@ class DeadLetter:
     def search_reason(self) -> str:
         """A failed search's reason as doctor quotes it beside SEARCH_FIX: without the replay a refused token's
         reason advises ("reconnect the workspace, then `bridge dlq replay ...`"), as a search is never replayed
-        (the next that succeeds covers its window): the finding said both "then `bridge dlq replay`" and "nothing
-        to replay"."""
+        (the next that succeeds covers its window). A search's own reason advises none (changes._unreplayed); the
+        letters of searches failed before it did (kept 14 days) still do."""
         return _REPLAY_ADVICE.sub("", self.shown_reason)
 
     def view(self, show_payload: bool = False, raw: bool = False, token_apps: Optional[dict] = None) -> dict:
@@ -117,7 +117,7 @@ class DeadLetter:
 
 
 SEARCH = "intercom.changes"
-#: The replay a failure's reason may advise (a refused token's: errors.replay_refused), cut from a search's.
+#: The replay a failure's reason may advise (a refused token's: errors.replay_refused), cut from an older search's.
 _REPLAY_ADVICE = re.compile(r", then (?:`bridge dlq replay[^`]*`|replay the dead-letter queue)")
 #: Why a failed search of changed contacts loses nothing, and what to do with its letter.
 SEARCH_WHY = ("nothing is lost: the next search that succeeds covers every change since the last successful one "

@@ -187,11 +187,12 @@ def test_dlq_list_says_superseded_every_search_letter_discard_superseded_takes_o
     assert f"bridge: {len(listed)} dead letter(s) match" in err, (listed, err)
 
 
-def test_a_search_refused_the_workspaces_token_is_quoted_by_doctor_without_the_replay_its_fix_says_is_none():
+def test_a_search_refused_the_workspaces_token_is_dead_lettered_without_the_replay_its_fix_says_is_none(capsys):
     """Walkthrough of the README's `make fault ARGS="intercom revoke-token"` rehearsal: reconciliation's search, refused
-    the token, became a dead letter, and doctor's finding quoted its reason "... reconnect the workspace, then `bridge
-    dlq replay --reason ...`" beside the fix "nothing to replay: ... `bridge dlq discard --superseded --yes`". The
-    finding quotes the refusal without the replay; the letter keeps its reason (a `--reason` still matches it)."""
+    the token, became a dead letter whose reason said "... reconnect the workspace, then `bridge dlq replay --reason
+    ...`", beside the fix "nothing to replay: ... `bridge dlq discard --superseded --yes`" (doctor's finding, `dlq
+    list`). The search's letter has a reason of its own, without the replay; doctor quotes a letter stored before
+    (with it) without it too, and `dlq discard` matches both, by `--superseded` and by the refusal's words."""
     from chalicelib.adapters.intercom import IntercomClient
     from chalicelib.errors import refused_token
 
@@ -200,17 +201,30 @@ def test_a_search_refused_the_workspaces_token_is_quoted_by_doctor_without_the_r
     assert handle_batch(records(changes(work)), work)["done"] == 1            # the last successful search
     refused = IntercomClient("https://intercom.test", "t", workspace=WS)._classify(
         ApiError("Intercom", 401, "Unauthorized", code="unauthorized"))
-    assert "then `bridge dlq replay" in refused.reason          # the reason as the adapter writes it
+    assert "then `bridge dlq replay" in refused.reason          # the refusal's reason, as a join's letter keeps it
+    work.clock.now += RUN_EVERY
+    work.queue.dead_letter(json.dumps(changes(work)), refused.reason, 1, iso(work.clock.now))   # stored before
+    [told] = findings(rt)
+    assert told["what"].endswith(f"{refused_token(WS)} (invalid or revoked): reconnect the workspace"), told["what"]
     work.clock.now += RUN_EVERY
     work.apis.intercom_.fail["search_contacts"] = refused
     [last_try] = records(changes(work))
     assert handle_batch([last_try], work)["dead"] == 1
-    [letter] = work.queue.dead
-    assert refused_token(WS) in letter["reason"] and "dlq replay" in letter["reason"]
+    old, new = work.queue.dead
+    said = f"{refused.answer} — {refused_token(WS)} (invalid or revoked): reconnect the workspace"
+    assert new["reason"] == said and json.loads(work.store.cursor.get(failed_name(WS)))["reason"] == said, new
     [told] = findings(rt)                             # reconciliation not late yet: [dead_letters] says it
-    assert told["what"].startswith("1 search(es) of the changed contacts of workspace ws failed")
-    assert told["what"].endswith(f"{refused_token(WS)} (invalid or revoked): reconnect the workspace"), told["what"]
-    assert "dlq replay" not in told["what"] and "nothing to replay" in told["fix"]
+    assert told["what"].startswith("2 search(es) of the changed contacts of workspace ws failed")
+    assert told["what"].endswith(said) and "nothing to replay" in told["fix"], told["what"]
+    _, out, _ = run_cli(rt, capsys, "dlq", "list", "--json")
+    assert [(d["reason"], "nothing to replay" in d["fix"]) for d in json.loads(out)["dead_letters"]] == [
+        (old["reason"], True), (said, True)]
     work.clock.now += 4 * RUN_EVERY                   # late: [reconciliation] says it instead, alike
     [late] = [f for f in examine(rt, "42").view()["findings"] if f["check"] == "reconciliation"]
-    assert not late["ok"] and refused_token(WS) in late["what"] and "dlq replay" not in late["what"], late["what"]
+    assert not late["ok"] and said in late["what"] and "dlq replay" not in late["what"], late["what"]
+    work.clock.now += RUN_EVERY                       # reconnected: the next search succeeds
+    assert handle_batch(records(changes(work)), work)["done"] == 1
+    _, _, err = run_cli(rt, capsys, "dlq", "discard", "--reason", refused_token(WS))
+    assert "bridge: 2 dead letter(s) match" in err, err
+    code, out, _ = run_cli(rt, capsys, "dlq", "discard", "--superseded", "--yes")
+    assert code == 0 and out.startswith("2 dead letter(s) discarded") and work.queue.letters == {}, out

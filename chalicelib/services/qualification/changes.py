@@ -15,7 +15,7 @@ from ...domain.link import Link
 from ...domain.mapping import attribute_type, attribute_value
 from ...domain.qualification import QState
 from ...domain.settings import CampaignSettings, Qualification
-from ...errors import REFUSED_TOKEN, Deferred, WorkError
+from ...errors import REFUSED_TOKEN, Deferred, TokenRefused, WorkError, refused_reason
 from ...messages import ChangesMessage
 from ...observability import count, logger
 from ...ports import Found
@@ -72,10 +72,20 @@ def on_changes(message: ChangesMessage, deps: WorkDeps, _context: object = None)
     except WorkError as exc:
         if isinstance(exc, Deferred):       # waiting (for the rate budget) is not failing
             raise
-        deps.cursor.set(json.dumps({"asked": message.at, "at": deps.clock(), "vendor": exc.outage,
-                                    "reason": exc.reason, "refused": _refuses_every_call(exc)}),
+        failed = _unreplayed(exc)
+        deps.cursor.set(json.dumps({"asked": message.at, "at": deps.clock(), "vendor": failed.outage,
+                                    "reason": failed.reason, "refused": _refuses_every_call(failed)}),
                         failed_name(message.workspace))
-        raise
+        raise failed
+
+
+def _unreplayed(exc: WorkError) -> WorkError:
+    """Intercom's refusal of the token as a search's failure: its reason without the replay a refusal advises (a
+    search is never replayed: the next that succeeds covers its window, as doctor and `dlq list` say its letter)."""
+    if not isinstance(exc, TokenRefused):
+        return exc
+    return TokenRefused(refused_reason(exc.answer, exc.workspace, replay=False), exc.workspace, exc.token_app,
+                        exc.answer, status=exc.status, message=exc.message, body=exc.body)
 
 
 def _refuses_every_call(exc: WorkError) -> bool:
