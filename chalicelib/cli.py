@@ -31,6 +31,7 @@ from .adapters.aws_clock import AwsClock
 from .adapters.dynamo import watch_clients
 from .config import Config
 from .domain import apps
+from .domain.ids import is_id, not_an_id
 from .domain.oauth import TICKET_SECONDS
 from .domain.settings import SettingsError
 from .errors import WorkError, replay_parked
@@ -939,6 +940,9 @@ def _explain(args: argparse.Namespace, rt: Runtime) -> int:
 def _doctor(args: argparse.Namespace, rt: Runtime) -> int:
     from .services import doctor
 
+    if not is_id(args.campaign_id):     # as `settings check` refuses it: no webhook names it, nor any settings
+        print(f"bridge: campaign_id: {not_an_id(args.campaign_id)}", file=sys.stderr)
+        return 2
     rt.config = doctor.quick(rt.config)      # (before its clients are made: they read it then)
     report = doctor.examine(rt, args.campaign_id, dlq=bool(rt.config.dlq_url))
     if isinstance(rt.clock, AwsClock):

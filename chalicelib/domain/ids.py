@@ -21,5 +21,11 @@ def as_id(value: Any) -> str:
     return value
 
 
+def not_an_id(value: Any) -> str:
+    """Why `value` is refused as a campaign's or a workspace's id (`settings check`, `doctor`)."""
+    return (f"{value!r} is not an id a webhook can carry — write the id exactly as Referral Factory / Intercom "
+            f"show it: {ID_RULE}")
+
+
 def is_id(value: str) -> bool:
     return bool(ID.match(value))

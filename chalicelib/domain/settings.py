@@ -11,7 +11,7 @@ from typing import Any, Literal, Optional
 from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
                       model_validator)
 
-from .ids import ID_RULE, as_id
+from .ids import as_id, not_an_id
 from .mapping import (MARKER_ATTRIBUTE, NOT_COMPARED, NOT_WRITABLE, NOT_WRITABLE_REASON, RF_FIELDS,
                       STANDARD_ATTRIBUTE_TYPES, UNWATCHABLE, WATCHABLE_ATTRIBUTE_TYPES, rf_field_known)
 
@@ -239,8 +239,7 @@ class CampaignSettings(_Strict):
         try:
             return as_id(v)
         except ValueError:
-            raise ValueError(f"{v!r} is not an id a webhook can carry — write the id exactly as Referral "
-                             f"Factory / Intercom show it: {ID_RULE}") from None
+            raise ValueError(not_an_id(v)) from None
 
     @model_validator(mode="after")
     def _counts_reach_someone(self) -> "CampaignSettings":

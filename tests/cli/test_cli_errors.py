@@ -448,3 +448,16 @@ def test_settings_check_reads_the_file_alone_even_with_a_stage_named(aws_env, ca
     monkeypatch.setattr("chalicelib.stage.use_stage_or_exit", stage_used)
     code, out, err = run_cli(None, capsys, *stage, "settings", "check", str(ROOT / "docs/examples/campaign.yaml"))
     assert (code, out, err) == (0, "settings are valid\n", "")
+
+
+def test_doctor_refuses_a_campaign_id_no_webhook_can_carry_as_settings_check_does(tmp_path, capsys):
+    """A user walk: `bridge doctor "4 2"` checked it (a campaign with no settings) and advised `bridge backfill 4 2
+    --apply` unquoted, while `settings check` refuses that id. Doctor refuses it as check does: its words, its exit."""
+    from tests.fakes import FakeConnecting
+
+    path = tmp_path / "campaign.yaml"
+    path.write_text('campaign_id: "4 2"\nworkspace: ws\n')
+    code, _, checked = run_cli(None, capsys, "settings", "check", str(path))
+    [said] = [line[len("  - "):] for line in checked.splitlines() if line.startswith("  - campaign_id:")]
+    code_doctor, out, err = run_cli(FakeConnecting(), capsys, "doctor", "4 2")
+    assert (code_doctor, out) == (code, "") == (2, "") and one_line(err) == f"bridge: {said}\n", err
