@@ -142,7 +142,8 @@ def never_succeeds(reason: str) -> bool:
 
 def replay_fix(reason: str, campaign: Optional[str], workspace: Optional[str] = None,
                token_refused: bool = False, campaign_seen: bool = False,
-               token_app: Callable[[str], Optional[str]] = lambda workspace: None) -> str:
+               token_app: Callable[[str], Optional[str]] = lambda workspace: None,
+               token_reaches: Optional[str] = None) -> str:
     """How to bring back dead letters of `reason`: one of `campaign`'s by its campaign; one whose message
     names no campaign (`campaign` None: an Intercom notification's, a search of changed contacts) by a
     part of its reason, as `--campaign` does not reach it. Those a disconnect parked go back by their
@@ -153,7 +154,8 @@ def replay_fix(reason: str, campaign: Optional[str], workspace: Optional[str] = 
     for the workspace's plan wait for the plan (a new token would fail the same way). `campaign_seen`: doctor saw RF
     show the campaign with the token, so RF's "not found" is the user's (deleted there): the discard alone.
     `token_app`: whose a workspace's token is (its connection's; None: not known), for the reconnect of the
-    workspace whose token the reason says Intercom refused."""
+    workspace whose token the reason says Intercom refused. `token_reaches`: the campaign doctor's [rf.campaign] just
+    showed with the RF token (doctor's own fix of a letter naming no campaign: that check is done, not pointed to)."""
     if plan_restricted(reason):
         return PLAN_FIX.format(workspace=f"workspace {workspace}" if workspace else "the workspace",
                                replay=_replay(reason, campaign))
@@ -181,9 +183,11 @@ def replay_fix(reason: str, campaign: Optional[str], workspace: Optional[str] = 
                    "them out (each person's history says so)")
         if campaign_seen:
             return f"Referral Factory shows the campaign with the RF token, so the user was deleted in RF: {discard}"
+        checked = (f"[rf.campaign] shows the RF token reaches campaign {token_reaches}; for a user of another "
+                   "campaign, `bridge doctor <that campaign>` checks it" if token_reaches else "`bridge doctor` checks it")
         return ("Referral Factory says it does not have this user: an RF token of another account than the "
-                "campaign's says so of every user (`bridge doctor` checks it) — then fix the token: "
-                f"{token}; a user deleted in RF: {discard}")
+                f"campaign's says so of every user ({checked}) — then fix the token: {token}; a user deleted in RF: "
+                f"{discard}")
     vendor = outage_of(reason)
     if vendor:                  # waited out up to BRIDGE_OUTAGE_HOURS: nothing to fix but to wait for the vendor
         return f"once {vendor} answers again, {_replay(reason, campaign)}"

@@ -944,7 +944,8 @@ def _dead_letters(rt: Examined, report: Report, settings: CampaignSettings,
         report.add("dead_letters", False, f"{n} dead letter(s) name no campaign ({kinds}): {reason}",
                    "they may be about this campaign's people (a notification can qualify a lead), and `--campaign` "
                    "does not reach them: " + _stopped(reason, False if rf_refused else None),
-                   dead_letters.replay_fix(reason, None, ws, token_refused=rf_refused, token_app=token_apps.get),
+                   dead_letters.replay_fix(reason, None, ws, token_refused=rf_refused, token_app=token_apps.get,
+                                           token_reaches=c if rf_reached else None),
                    key=f"no_campaign:{tag(reason)}")
     superseded = [d for d in searches if d.superseded]
     if superseded:

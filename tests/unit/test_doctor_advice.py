@@ -6,7 +6,7 @@ no token to replace); RF's 404 says the campaign is unknown to it (its id, or a 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Optional
 
 import pytest
 
@@ -344,7 +344,7 @@ def test_a_letter_an_outage_outlasted_is_replayed_once_the_vendor_answers_not_af
 GONE = "Referral Factory answered 404: User not found."
 
 
-def with_a_notifications_letter(reason: str, rf_answer: Exception) -> dict:
+def with_a_notifications_letter(reason: str, rf_answer: Optional[Exception]) -> dict:
     """Doctor's view of campaign 42 while an Intercom notification's letter (it names no campaign) failed for
     `reason`, and RF answers `rf_answer` when asked for the campaign."""
     rt = healthy()
@@ -460,3 +460,16 @@ def test_backfill_that_the_bridges_own_budget_held_back_says_so_not_rf(held):
     assert "Referral Factory is unavailable" not in str(said.value)
     assert str(said.value).endswith("run `bridge backfill 42` again later" if held != "own budget" else
                                     "run `bridge backfill 42` again in a minute")
+
+
+def test_doctor_says_its_own_check_of_the_rf_token_in_a_notifications_user_not_found_fix():
+    """A user walk: a notification's letter RF answered `User not found.` (it names no campaign) had the fix "... an RF
+    token of another account than the campaign's says so of every user (`bridge doctor` checks it) ...", printed by
+    doctor itself, right after its [rf.campaign] showed campaign 42 with the token. It says that check instead, and
+    what checks a user of another campaign."""
+    view = with_a_notifications_letter(f"gave up after 3 tries: {GONE}", None)        # RF shows campaign 42
+    [campaign], [letters] = checks(view, "rf.campaign"), checks(view, "dead_letters")
+    assert campaign["ok"] and "name no campaign" in letters["what"], (campaign, letters)
+    assert "(`bridge doctor` checks it)" not in letters["fix"], letters["fix"]
+    assert ("([rf.campaign] shows the RF token reaches campaign 42; for a user of another campaign, `bridge doctor "
+            "<that campaign>` checks it)") in letters["fix"], letters["fix"]
