@@ -6,6 +6,8 @@ import re
 import shlex
 from typing import Sequence
 
+from .mapping import REFUSED_KIND
+
 #: Send the people a refused join left out (RF does not retry a refused webhook): what ends every such fix.
 BACKFILL = "`bridge backfill {campaign}` (dry run), then `--apply`"
 
@@ -106,6 +108,16 @@ NOT_WRITTEN = ("fix the values in Referral Factory, or the field mapping (map it
                "convert to; text holds at most 255 characters); a field Intercom refused: fix the attribute in "
                "Intercom (Settings > Data > People: it exists, is not archived, is writable, the value meets its "
                "rules) or map another")
+#: ... a fixed value Intercom refused (its value is the settings', not Referral Factory's).
+FIXED_REFUSED = ("fix the attribute in Intercom (Settings > Data > People: it exists, is not archived, is writable, the "
+                 "value meets its rules), or the fixed value in the settings (then `bridge settings apply`), or map "
+                 "another")
+
+
+def not_written(kind: str, source: str) -> str:
+    """The fix of a mapped field joins were applied without, by its kind (mapping.FieldError.kind) and `source`
+    ("from <RF field>", "fixed value")."""
+    return FIXED_REFUSED if kind == REFUSED_KIND and source == "fixed value" else NOT_WRITTEN
 
 #: Leads linked before the campaign's qualification rule (under none, or a rule on another attribute), or moved since
 #: to an older contact: their value at join time is not known, so they never qualify by themselves

@@ -214,7 +214,8 @@ REFUSED_BY_INTERCOM = "Intercom refused it"
 
 # What kind of value a field error is about, from convert()'s own words around the value (the reason
 # carries the value: a kind never does), or Intercom's refusal (whatever its words).
-_KINDS = ((str.startswith, REFUSED_BY_INTERCOM, "refused by Intercom"),
+REFUSED_KIND = "refused by Intercom"
+_KINDS = ((str.startswith, REFUSED_BY_INTERCOM, REFUSED_KIND),
           (str.startswith, "text is too long", "text too long"),
           (str.endswith, "is not a whole number", "not a whole number"),
           (str.endswith, "number", "not a number"),

@@ -16,7 +16,7 @@ from functools import cache
 from typing import Any, Callable, Optional, Protocol, Sequence
 
 from ..domain import apps
-from ..domain.advice import BACKFILL, DUPLICATE, NOT_WRITTEN, how_many, person_data, refused_join
+from ..domain.advice import BACKFILL, DUPLICATE, how_many, not_written, person_data, refused_join
 from ..domain.history import epoch, iso
 from ..domain.judge import DEAD_LETTER_DAYS, elsewhere, letter_gone
 from ..domain.link import Link, PersonRef
@@ -794,7 +794,8 @@ def _not_written(store: Store, report: Report, settings: CampaignSettings) -> No
                                                           f") between {first} and {last}")
                    + (f" — e.g. {', '.join(shown)}" if shown else ""),
                    "their contacts were created or updated without that value: Intercom shows it empty, or as it was",
-                   f"{NOT_WRITTEN}; `bridge explain {example}` lists each person's fields not written", warn=True,
+                   f"{not_written(kind, source)}; `bridge explain {example}` lists each person's fields not written",
+                   warn=True,
                    key=f"{attribute}:{tag(kind)}")
 
 

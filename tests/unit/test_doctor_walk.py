@@ -228,6 +228,23 @@ def test_fields_not_written_are_counted_per_attribute_and_kind_with_a_few_masked
     assert "        fix: fix the values in Referral Factory, or the field mapping" in text
 
 
+def test_a_fixed_value_intercom_refused_is_fixed_in_intercom_or_the_settings_not_in_referral_factory():
+    """A user walk: the rule's initial value (a fixed value the settings write), refused by Intercom (the attribute
+    archived there), was said "(refused by Intercom, fixed value)" with the fix "fix the values in Referral Factory,
+    ...": no value of RF's is in it. Its fix is the attribute in Intercom, or the value in the settings."""
+    from tests.unit.test_refused_attributes import archived
+
+    rt = fields_world()
+    archived(rt.work, "signed_up")
+    lead_joins(rt, "7", "ann@example.com")
+    [refused] = checks(look(rt)[0], "fields.not_written")
+    assert "custom_attributes.signed_up (refused by Intercom, fixed value)" in refused["what"], refused["what"]
+    assert refused["fix"].startswith("fix the attribute in Intercom (Settings > Data > People: it exists, is not "
+                                     "archived, is writable, the value meets its rules), or the fixed value in the "
+                                     "settings (then `bridge settings apply`), or map another; `bridge explain 7`")
+    assert "Referral Factory" not in refused["fix"], refused["fix"]
+
+
 def test_a_campaign_whose_fields_were_all_written_has_no_such_finding():
     rt = fields_world()
     lead_joins(rt, "9", "fine@example.com", score="3", plan="basic", vip="yes")
