@@ -140,6 +140,12 @@ def never_succeeds(reason: str) -> bool:
     return RF_GONE.lower() in reason.lower()
 
 
+def discarded(reason: str) -> bool:
+    """Whether the fix of a letter of `reason` ends in its discard (replay_fix: a replay would fail the same way),
+    as the history's dead-letter entry records it."""
+    return OTHER_CAMPAIGN in reason or never_succeeds(reason)
+
+
 def replay_fix(reason: str, campaign: Optional[str], workspace: Optional[str] = None,
                token_refused: bool = False, campaign_seen: bool = False,
                token_app: Callable[[str], Optional[str]] = lambda workspace: None,

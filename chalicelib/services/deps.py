@@ -82,10 +82,11 @@ class WorkDeps:
         logger.error("record sent to the dead-letter queue", extra={"reason": mask_emails(reason)})
         if not person:
             return
+        from .dead_letters import discarded        # (it imports the use cases that import this module)
+        then = {"discard": "bridge dlq discard"} if discarded(reason) else {"replay": "bridge dlq replay"}
         try:
             self.links.lettered(PersonRef(*person), reason)      # a failed qualification owes its letter no more
             self.links.note(PersonRef(*person), [Entry("dead_letter", "failed", reason, {
-                "attempts": tries, "replay": "bridge dlq replay", **({"kind": kind} if kind else {}),
-                **(details or {})})])
+                "attempts": tries, **then, **({"kind": kind} if kind else {}), **(details or {})})])
         except Exception:  # the letter is sent: it stands without its notes (not sent again with the whole batch)
             logger.exception("could not note the dead letter on the link and in the history")

@@ -53,6 +53,19 @@ def test_explain_says_to_discard_a_letter_rf_will_never_accept():
                          and "a replay would fail the same way" in f for f in fixes)
 
 
+def test_the_history_records_the_discard_of_a_letter_whose_fix_is_its_discard_the_replay_of_others():
+    """A user walk: the history's dead-letter entry said `replay=bridge dlq replay` beside explain's fix "a replay
+    would fail the same way — `bridge dlq discard ...`". It records the discard; a letter a replay can fix, the replay."""
+    work = with_a_dead_join_rf_does_not_know()
+    [entry] = [e for e in trail(work) if e["event"] == "dead_letter"]
+    assert entry["details"]["discard"] == "bridge dlq discard" and "replay" not in entry["details"], entry
+    work.apis.rf_.get_answers = [Permanent("Referral Factory answered 404: <html>Not Found</html>", status=404)]
+    assert run(work, join({"id": "7", "campaign_id": "42"}, user="7"))["dead"] == 1
+    [fixable] = [e for e in explain.explain(work, "7").view()["trail"]                   # type: ignore[arg-type]
+                 if e["event"] == "dead_letter" and e.get("rf_user_id") == "7"]
+    assert fixable["details"]["replay"] == "bridge dlq replay" and "discard" not in fixable["details"], fixable
+
+
 def test_only_rfs_user_not_found_is_advised_a_discard_a_bare_404_a_fix_and_replay():
     """A wrong RF_BASE_URL makes every call answer 404 (a web page, not RF's "User not found."): those
     letters (qualifications: rewards among them) are fixed and replayed, never advised a discard; the
@@ -137,7 +150,8 @@ def test_discard_takes_the_matching_letters_out_and_the_persons_history_says_so(
     failures = [e for e in trail(work) if e["outcome"] == "failed"]
     assert failures and all(e.get("resolved") and e.get("discarded") and "fix" not in e for e in failures)
     text = explain.as_text(explain.explain(work, "9"))                               # type: ignore[arg-type]
-    assert "(resolved since: discarded by the operator)" in text and "dlq discard" not in text
+    assert "(resolved since: discarded by the operator)" in text and "fix:" not in text    # (its record stays:
+    assert "discard=bridge dlq discard" in text                                          # what its fix was)
 
     code, out, _ = cli(work, capsys, "discard", "--campaign", "42", "--yes")          # text; the other one now
     assert code == 0 and out.strip() == "1 dead letter(s) discarded (each person's history says so)"
