@@ -15,9 +15,9 @@ BACKFILL = "`bridge backfill {campaign}` (dry run), then `--apply`"
 REFUSED_JOIN = {
     "unauthorized": ("RF's webhook sends a wrong or no X-Bridge-Secret header",
                      "in RF, set the webhook's custom header X-Bridge-Secret to the webhook secret given to "
-                     "`bridge rf connect` (or connect again with RF's value), then `bridge backfill {campaign} --apply`"),
+                     "`bridge rf connect` (or connect again with RF's value), then " + BACKFILL),
     "not_configured": ("the bridge has no RF webhook secret", "`bridge rf connect` (it asks for the webhook "
-                       "secret), then `bridge backfill {campaign} --apply`"),
+                       "secret), then " + BACKFILL),
     "missing_user_id": ("the webhook's payload has no `id`", "add the field `id` (the user's ID) to RF's webhook "
                         "payload (docs/setup.md, Setting up Referral Factory's webhook), or to a body sent by hand; "
                         "then " + BACKFILL),
@@ -33,8 +33,7 @@ REFUSED_JOIN = {
                            "check what sends to the webhook URL (RF sends bodies uncompressed)"),
     "unsupported_media_type": ("the body's Content-Type is not accepted", "send application/json"),
     "too_large": ("the body is too large", "send only the fields docs/setup.md lists"),
-    "unknown_campaign": ("the campaign has no settings here", "`bridge settings apply <file>`, then "
-                         "`bridge backfill {campaign} --apply`"),
+    "unknown_campaign": ("the campaign has no settings here", "`bridge settings apply <file>`, then " + BACKFILL),
 }
 
 #: A join refused for the person's own email (person_data): fixed in RF, not in the webhook.

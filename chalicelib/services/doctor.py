@@ -130,7 +130,7 @@ def examine(rt: Examined, campaign_id: str, dlq: bool = True) -> Report:
         report.add("settings", False, f"campaign {campaign_id} has no settings here"
                    + (f"; {refused_unknown} join(s) for it were refused as unknown_campaign" if refused_unknown else ""),
                    "every join for it is refused (404 unknown_campaign): nobody is sent to Intercom",
-                   f"apply its settings: `bridge settings apply <file>`, then `bridge backfill {campaign_id} --apply`")
+                   "apply its settings: `bridge settings apply <file>`, then " + BACKFILL.format(campaign=campaign_id))
         return report
     try:
         settings = parse_settings(stored.document)
@@ -154,7 +154,7 @@ def examine(rt: Examined, campaign_id: str, dlq: bool = True) -> Report:
                    f"{refused_unknown} join(s) for campaign {campaign_id} were refused as unknown_campaign "
                    "(they came before its settings existed)",
                    "those people were never sent to Intercom: the bridge does not apply settings retroactively "
-                   "by itself", f"`bridge backfill {campaign_id}` (dry run), then `--apply`")
+                   "by itself", BACKFILL.format(campaign=campaign_id))
     _shared_attributes(store, report, settings)
     conn = store.connections.workspace(settings.workspace)
     attributes = _intercom(rt, report, settings, conn)

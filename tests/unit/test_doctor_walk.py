@@ -69,6 +69,7 @@ def test_joins_accepted_after_the_last_refusal_say_fixed_and_the_report_is_ok_ag
     view, text = look(rt)
     [refused] = checks(view, "webhooks.rf_refused")                 # refusals are the newest: BAD
     assert not refused["ok"] and not view["ok"] and "fix: in RF, set the webhook's custom header" in text
+    assert refused["fix"].endswith(", then `bridge backfill 42` (dry run), then `--apply`"), refused["fix"]  # as fixed
     assert checks(view, "webhooks.rf") == []
 
     rt.work.clock.now += 300                                        # RF's header fixed: joins accepted
@@ -92,6 +93,22 @@ def test_joins_accepted_after_the_last_refusal_say_fixed_and_the_report_is_ok_ag
     view, text = look(rt)
     assert not checks(view, "webhooks.rf_refused")[0]["ok"] and not view["ok"]
     assert "BAD [webhooks.rf_refused] 3 join(s) refused" in text
+
+
+def test_joins_refused_before_the_settings_are_backfilled_in_one_wording_before_and_after_the_settings():
+    """A user walk: joins of campaign 43 refused as unknown_campaign had the fix "... then `bridge backfill 43
+    --apply`" while it had no settings, and "`bridge backfill 43` (dry run), then `--apply`" once it had."""
+    from chalicelib.ports.edge import UNKNOWN
+    from chalicelib.services.doctor import examine
+
+    rt = healthy()
+    rt.store.edge.refused(UNKNOWN, RefusalSample("unknown_campaign", iso(rt.clock()), "m", campaign_id="43"))
+    [before] = checks(examine(rt, "43").view(), "settings")
+    rt.store.settings.put("43", {**scenario.settings(), "campaign_id": "43"}, scenario.WS)
+    [after] = checks(examine(rt, "43").view(), "webhooks.before_settings")
+    backfill = "`bridge backfill 43` (dry run), then `--apply`"
+    assert before["fix"] == f"apply its settings: `bridge settings apply <file>`, then {backfill}", before["fix"]
+    assert after["fix"] == backfill, after["fix"]
 
 
 def test_notifications_accepted_after_a_bad_signature_say_fixed():
