@@ -420,12 +420,14 @@ def test_the_stage_may_be_given_after_the_command_too(aws_env, capsys, monkeypat
 
 def test_the_exit_statuses_the_readme_sums_up_are_the_clis(aws_env, capsys, tmp_path):
     """The docs' one sentence on exit statuses (docs/operating.md, Operating it): 2 for a command line it cannot
-    read and for invalid settings (argparse's, and `settings are invalid`), 1 for an error."""
+    read, for invalid settings (argparse's, and `settings are invalid`) and a campaign id doctor refuses as settings
+    do, 1 for an error."""
     from tests.support.docs import docs_text
     summed = " ".join(docs_text().split("In all, the exit\nstatus is ")[1].split(".\n")[0].split())
     assert summed.startswith("0 when the command did what it says, 1 for an error") and \
-        "2 for a command line it cannot read (a word misspelt, an argument missing) or settings that are invalid, " \
-        "130 after Ctrl-C and 141 when the reader left" in summed
+        "2 for a command line it cannot read (a word misspelt, an argument missing), settings that are invalid or a " \
+        "campaign id no webhook can carry (`doctor \"4 2\"`, refused as `settings check` refuses it), 130 after " \
+        "Ctrl-C and 141 when the reader left" in summed
     for argv in (["doctr", "42"], ["doctor"]):
         with pytest.raises(SystemExit) as exit_:
             main(argv)
@@ -434,6 +436,7 @@ def test_the_exit_statuses_the_readme_sums_up_are_the_clis(aws_env, capsys, tmp_
     bad.write_text(BAD_SETTINGS)
     assert run_cli(None, capsys, "settings", "check", str(bad))[0] == 2
     assert run_cli(None, capsys, "settings", "check", str(tmp_path / "none.yaml"))[0] == 1
+    assert run_cli(None, capsys, "doctor", "4 2")[0] == 2
 
 
 @pytest.mark.parametrize("stage", [["--stage", "prod"], []])
