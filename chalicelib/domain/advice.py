@@ -7,6 +7,7 @@ import shlex
 from typing import Sequence
 
 from .mapping import REFUSED_KIND
+from .people import OTHER_CAMPAIGN
 
 #: Send the people a refused join left out (RF does not retry a refused webhook): what ends every such fix.
 BACKFILL = "`bridge backfill {campaign}` (dry run), then `--apply`"
@@ -132,3 +133,21 @@ DUPLICATE = ("set `qualification.match: email` in the settings (then `bridge set
 def how_many(n: int, bounded: bool, one: str, many: str) -> str:
     """"1 referrer", "3 referrers"; "3 or more referrers" when the read that counted them stopped at its bound."""
     return f"{n} or more {many}" if bounded else f"1 {one}" if n == 1 else f"{n} {many}"
+
+
+#: Any 404 of Referral Factory's: a user deleted there, but also every call when RF_BASE_URL is wrong.
+RF_404 = "Referral Factory answered 404"
+#: The reason of work that can never succeed: Referral Factory says it does not know the user (deleted
+#: there). Only RF's own answer says so: a 404 without it (a wrong RF_BASE_URL) is fixed and replayed.
+RF_GONE = f"{RF_404}: User not found"
+
+
+def never_succeeds(reason: str) -> bool:
+    """Work a replay would only dead-letter again (its fix says to discard it instead)."""
+    return RF_GONE.lower() in reason.lower()
+
+
+def discarded(reason: str) -> bool:
+    """Whether the fix of a letter of `reason` ends in its discard (replay_fix: a replay would fail the same way),
+    as the history's dead-letter entry records it."""
+    return OTHER_CAMPAIGN in reason or never_succeeds(reason)

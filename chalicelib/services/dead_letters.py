@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterator, Optional, Protocol
 
 from .. import messages
-from ..domain.advice import RF_TOKEN_REFUSED, rf_token_fix, rf_token_refused
+from ..domain.advice import RF_404, RF_GONE, RF_TOKEN_REFUSED, never_succeeds, rf_token_fix, rf_token_refused
 from ..domain.history import Entry, epoch, iso
 from ..domain.judge import QUALIFYING_LETTERS
 from ..domain.link import PersonRef
@@ -127,23 +127,6 @@ SEARCH_FIX = ("nothing to replay: fix the cause (an Intercom outage passes by it
               f"next scheduled run), these letters are superseded: {_DISCARD}")
 SUPERSEDED_FIX = f"nothing to replay: a later search covered its window: {_DISCARD}"
 
-
-#: Any 404 of Referral Factory's: a user deleted there, but also every call when RF_BASE_URL is wrong.
-RF_404 = "Referral Factory answered 404"
-#: The reason of work that can never succeed: Referral Factory says it does not know the user (deleted
-#: there). Only RF's own answer says so: a 404 without it (a wrong RF_BASE_URL) is fixed and replayed.
-RF_GONE = f"{RF_404}: User not found"
-
-
-def never_succeeds(reason: str) -> bool:
-    """Work a replay would only dead-letter again (its fix says to discard it instead)."""
-    return RF_GONE.lower() in reason.lower()
-
-
-def discarded(reason: str) -> bool:
-    """Whether the fix of a letter of `reason` ends in its discard (replay_fix: a replay would fail the same way),
-    as the history's dead-letter entry records it."""
-    return OTHER_CAMPAIGN in reason or never_succeeds(reason)
 
 
 def replay_fix(reason: str, campaign: Optional[str], workspace: Optional[str] = None,

@@ -8,6 +8,7 @@ from functools import cached_property
 from typing import Callable, Optional, Protocol, Sequence, TypeVar
 
 from ..config import Config
+from ..domain.advice import discarded
 from ..domain.history import Entry, iso
 from ..domain.link import PersonRef
 from ..domain.settings import CampaignSettings, SettingsError, parse_settings
@@ -82,7 +83,6 @@ class WorkDeps:
         logger.error("record sent to the dead-letter queue", extra={"reason": mask_emails(reason)})
         if not person:
             return
-        from .dead_letters import discarded        # (it imports the use cases that import this module)
         then = {"discard": "bridge dlq discard"} if discarded(reason) else {"replay": "bridge dlq replay"}
         try:
             self.links.lettered(PersonRef(*person), reason)      # a failed qualification owes its letter no more
