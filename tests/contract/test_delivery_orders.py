@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import pytest
 
+from chalicelib.domain.link import PersonRef
+from chalicelib.domain.qualification import QState
+from chalicelib.errors import Transient
+from chalicelib.messages import JoinMessage
 from tests.orders import merge_play, reconcile_play
-from tests.unit.scenario import world
+from tests.unit.scenario import event, link_of, run, world
 
 # The plays are `make orders`' (tests/orders.py): its merge families' (her lead "A" and a user "B" with her
 # email change, A is merged into B "kept" (B made after she joined) or "taken" (before), everything before any
@@ -45,3 +49,43 @@ def test_notifications_delivered_out_of_order_around_a_reconciliation_end_as_in_
                                                                                      kind, order, thin_one, expected):
     play = reconcile_play(base, evs, at, kind, None, thin_one)
     assert play(world(clock=clock, store=store), tuple(len(evs) if i == "C" else i for i in order)) == expected
+
+
+@pytest.mark.parametrize("match", ["contact", "email"])
+def test_a_value_between_a_waiting_first_try_and_the_retrys_read_delivered_late_does_not_qualify_her(store, clock,
+                                                                                                    match):
+    """As tests/unit/test_join_use_case.py's, on both twins: her join's first try (t) waits out an Intercom outage
+    before finding her user ("No"); the user goes "Yes" at t + 10, "No" at t + 20; the retry (t + 100) reads "No",
+    her baseline (Link.found_at: its claim). The "Yes" of t + 10, delivered after, is no change after it: not
+    qualified, Referral Factory not called. A "Yes" of the retry's second is judged: she qualifies, once."""
+    work = world(clock=clock, store=store)
+    rule = {"attribute": "custom_attributes.signed_up", "value": "Yes", "initial_value": "No", "match": match}
+    work.store.settings.put("42", {"campaign_id": "42", "workspace": "ws", "qualification": rule,
+                                   "leads": {"action": "create_lead", "duplicates": "update",
+                                             "fields": [{"from": "email", "to": "email"}]},
+                                   "referrers": {"action": "nothing"}}, "ws")
+    user = work.apis.intercom_.add("ann@example.com", role="user", signed_up="No")
+    clock.now += 0.4
+    t = int(clock.now)
+    join = JoinMessage(campaign_id="42", rf_user_id="7", person={"id": "7", "campaign_id": "42", "type": "lead",
+                                                                  "email": "ann@example.com"}).wire()
+    work.apis.intercom_.fail["search"] = Transient("Intercom answered 503", status=503).unavailable("Intercom")
+    assert run(work, join)["waiting"] == 1
+    work.apis.intercom_.fail.pop("search", None)
+    user.update(updated_at=t + 20)
+    clock.now = t + 100.4
+    run(work, join)
+    link = link_of(work)
+    assert (link.contact_id, link.baseline, link.found_at, link.joined_since) == (user["id"], "No", t + 100.4, t + 100)
+
+    def told(value, at, name):
+        return event(dict(user, custom_attributes={**user["custom_attributes"], "signed_up": value}, updated_at=at),
+                     "contact.user.updated", name, created_at=at)
+    run(work, told("Yes", t + 10, "between"))
+    assert work.apis.rf_.qualified == [] and link_of(work).qualification is QState.PENDING
+    assert [c for c in work.apis.rf_.calls if c.startswith("qualify")] == []
+    [noted] = [e for e in work.store.history.entries(PersonRef("42", "7"))
+               if e.event == "evaluation" and "before_joined" in (e.details or {})]
+    assert noted.outcome == "not_met" and noted.details["found_at"] == t + 100.4
+    run(work, told("Yes", t + 100, "after"), told("Yes", t + 100, "after again"))
+    assert work.apis.rf_.qualified == ["7"] and link_of(work).qualification is QState.QUALIFIED

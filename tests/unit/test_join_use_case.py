@@ -8,6 +8,7 @@ from typing import Callable
 import pytest
 
 from chalicelib.domain import people
+from chalicelib.domain.history import iso
 from chalicelib.domain.link import MOVED_UNKNOWN, LinkStatus, PersonRef
 from chalicelib.domain.qualification import QState
 from chalicelib.errors import Deferred, Permanent, TokenRefused, Transient, Uncertain
@@ -1771,9 +1772,6 @@ def test_a_lead_the_join_created_is_judged_from_her_join_on_as_before():
 
 
 @pytest.mark.parametrize("match", ["contact", "email"])
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "a false, left (as on main): Link.joined_since is the FIRST claim's second, not the read her baseline came from "
-    "(the retry's; a join that held the contact at its first try, contact_found, took it then). Found by review-op"))
 def test_a_value_between_a_waiting_first_try_and_the_retrys_read_delivered_late_does_not_qualify_her(match):
     """Her join's first try (t) waits out an Intercom outage before finding her user ("No"); the user goes "Yes" at
     t + 10, "No" at t + 20; the retry (t + 100) reads "No": her baseline. The "Yes" of t + 10, delivered after: in
@@ -1789,6 +1787,57 @@ def test_a_value_between_a_waiting_first_try_and_the_retrys_read_delivered_late_
     work.clock.now = t + 100.4
     run(work, join())
     assert (link_of(work).contact_id, link_of(work).baseline) == (user["id"], "No")
+    link = link_of(work)
+    assert (link.joined_at, link.found_at, link.joined_since) == (iso(t + 0.4), t + 100.4, t + 100)
     run(work, event(dict(user, custom_attributes={**user["custom_attributes"], "signed_up": "Yes"}, updated_at=t + 10),
                     "contact.user.updated", "between", created_at=t + 10))
     assert work.apis.rf_.qualified == [] and link_of(work).qualification is QState.PENDING
+    assert [c for c in work.apis.rf_.calls if c.startswith("qualify")] == []
+    [noted] = [e for e in work.store.history.entries(PersonRef("42", "7"))
+               if e.event == "evaluation" and "before_joined" in (e.details or {})]
+    assert noted.outcome == "not_met" and noted.details["found_at"] == t + 100.4
+    assert "from before the try of her join that found this contact and read her baseline there" in noted.reason
+    assert "from before she joined" not in noted.reason
+    # a change after the retry's read (of its second, too) is judged as always: "Yes" qualifies her, once
+    run(work, event(dict(user, custom_attributes={**user["custom_attributes"], "signed_up": "Yes"}, updated_at=t + 100),
+                    "contact.user.updated", "after", created_at=t + 100))
+    assert work.apis.rf_.qualified == ["7"] and link_of(work).qualification is QState.QUALIFIED
+
+
+def test_a_join_that_found_her_contact_on_its_first_try_judges_from_its_second_as_before():
+    """No retry: the try that found her user ("No") is the join's first, so `found_at` is its claim (the second she
+    joined in): bounded exactly as before the bridge recorded it. A "Yes" of that second, after the claim, delivered
+    after, qualifies her, once; one of the second before does not."""
+    work, user, t, told = her_own_user_before_she_joined("contact")
+    link = link_of(work)
+    assert (link.joined_at, link.found_at, link.joined_since, link.read_later) == (iso(t + 0.4), t + 0.4, t, False)
+    run(work, told("Yes", t - 1, "before"))
+    assert work.apis.rf_.qualified == []
+    [noted] = [e for e in work.store.history.entries(PersonRef("42", "7")) if e.event == "evaluation"]
+    assert "from before she joined" in noted.reason and "found_at" not in noted.details
+    run(work, told("Yes", t, "same second"))
+    assert work.apis.rf_.qualified == ["7"] and link_of(work).qualification is QState.QUALIFIED
+
+
+def test_a_retry_resuming_the_baseline_its_first_try_held_keeps_that_trys_time():
+    """Her join's first try (t) finds her user ("No") and holds it, then waits out an Intercom outage on the update;
+    the user goes "Yes" at t + 10, "No" at t + 20; the retry (t + 100) resumes the baseline held ("No", read at t): the
+    link keeps the first try's time. The "Yes" of t + 10, delivered after, is a change after her baseline: she
+    qualifies, once (as before the bridge recorded `found_at`)."""
+    work = world()
+    user = work.apis.intercom_.add("ann@example.com", role="user", signed_up="No")
+    work.clock.now += 0.4
+    t = int(work.clock.now)
+    work.apis.intercom_.fail["update"] = Transient("Intercom answered 503", status=503).unavailable("Intercom")
+    assert run(work, join())["waiting"] == 1
+    work.apis.intercom_.fail.pop("update", None)
+    held = link_of(work)
+    assert (held.contact_found, held.found_at) == (True, t + 0.4)
+    user.update(updated_at=t + 20)
+    work.clock.now = t + 100.4
+    run(work, join())
+    link = link_of(work)
+    assert (link.status, link.contact_id, link.baseline, link.found_at) == (LinkStatus.LINKED, user["id"], "No", t + 0.4)
+    run(work, event(dict(user, custom_attributes={**user["custom_attributes"], "signed_up": "Yes"}, updated_at=t + 10),
+                    "contact.user.updated", "between", created_at=t + 10))
+    assert work.apis.rf_.qualified == ["7"] and link_of(work).qualification is QState.QUALIFIED
