@@ -1819,11 +1819,10 @@ def test_a_join_that_found_her_contact_on_its_first_try_judges_from_its_second_a
     assert work.apis.rf_.qualified == ["7"] and link_of(work).qualification is QState.QUALIFIED
 
 
-def test_a_retry_resuming_the_baseline_its_first_try_held_keeps_that_trys_time():
+def her_join_held_her_user_then_waited(order: str):
     """Her join's first try (t) finds her user ("No") and holds it, then waits out an Intercom outage on the update;
-    the user goes "Yes" at t + 10, "No" at t + 20; the retry (t + 100) resumes the baseline held ("No", read at t): the
-    link keeps the first try's time. The "Yes" of t + 10, delivered after, is a change after her baseline: she
-    qualifies, once (as before the bridge recorded `found_at`)."""
+    the user goes "Yes" at t + 10 ("Y"), "No" at t + 20 ("N"); the retry (t + 100, "R") resumes the baseline held.
+    Played in `order`: the work, with t."""
     work = world()
     user = work.apis.intercom_.add("ann@example.com", role="user", signed_up="No")
     work.clock.now += 0.4
@@ -1834,10 +1833,38 @@ def test_a_retry_resuming_the_baseline_its_first_try_held_keeps_that_trys_time()
     held = link_of(work)
     assert (held.contact_found, held.found_at) == (True, t + 0.4)
     user.update(updated_at=t + 20)
-    work.clock.now = t + 100.4
-    run(work, join())
+
+    def told(value, at, name):
+        return event(dict(user, custom_attributes={**user["custom_attributes"], "signed_up": value}, updated_at=at),
+                     "contact.user.updated", name, created_at=at)
+    for step in order:
+        if step == "R":
+            work.clock.now = t + 100.4
+            run(work, join())
+        else:
+            run(work, told("Yes", t + 10, "yes") if step == "Y" else told("No", t + 20, "no"))
+    return work, t
+
+
+def test_a_retry_resuming_the_baseline_its_first_try_held_keeps_that_trys_time():
+    """The retry resumes the baseline the first try held ("No", read at t): the link keeps the first try's time
+    (found_at), and bounds her contact's values by the second she joined in, as before the bridge recorded it: the
+    "Yes" of t + 10, delivered after, is judged (a change after the baseline it holds)."""
+    work, t = her_join_held_her_user_then_waited("R")
     link = link_of(work)
-    assert (link.status, link.contact_id, link.baseline, link.found_at) == (LinkStatus.LINKED, user["id"], "No", t + 0.4)
-    run(work, event(dict(user, custom_attributes={**user["custom_attributes"], "signed_up": "Yes"}, updated_at=t + 10),
-                    "contact.user.updated", "between", created_at=t + 10))
-    assert work.apis.rf_.qualified == ["7"] and link_of(work).qualification is QState.QUALIFIED
+    assert (link.status, link.baseline, link.found_at, link.joined_since, link.read_later) == (
+        LinkStatus.LINKED, "No", t + 0.4, t, False)
+
+
+@pytest.mark.parametrize("order", ["RYN", "RNY", "NRY"])
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "an order dependence left (as on main, and not the read-at fix's: found_at is the held baseline's read, t): in "
+    "order (YNR) the \"Yes\" of the wait reaches a link whose join is not finished, which judges no value meeting the "
+    "target (judge._held arms only), and she is not qualified; delivered after the retry's finish it is judged as a "
+    "change after her baseline and qualifies her. Found by read-at"))
+def test_values_of_a_held_joins_wait_delivered_after_its_retry_end_as_in_order(order):
+    """In order (YNR): not qualified (the "No" arms the link). Every other order must end so."""
+    work, _ = her_join_held_her_user_then_waited("YNR")
+    assert work.apis.rf_.qualified == []
+    work, _ = her_join_held_her_user_then_waited(order)
+    assert work.apis.rf_.qualified == []
