@@ -1856,15 +1856,21 @@ def test_a_retry_resuming_the_baseline_its_first_try_held_keeps_that_trys_time()
         LinkStatus.LINKED, "No", t + 0.4, t, False)
 
 
-@pytest.mark.parametrize("order", ["RYN", "RNY", "NRY"])
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "an order dependence left (as on main, and not the read-at fix's: found_at is the held baseline's read, t): in "
-    "order (YNR) the \"Yes\" of the wait reaches a link whose join is not finished, which judges no value meeting the "
-    "target (judge._held arms only), and she is not qualified; delivered after the retry's finish it is judged as a "
-    "change after her baseline and qualifies her. Found by read-at"))
-def test_values_of_a_held_joins_wait_delivered_after_its_retry_end_as_in_order(order):
-    """In order (YNR): not qualified (the "No" arms the link). Every other order must end so."""
-    work, _ = her_join_held_her_user_then_waited("YNR")
-    assert work.apis.rf_.qualified == []
+_HELD_WAIT_MISS = pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "a miss (as on main): the \"Yes\" of the wait (t + 10), a change to the target after her baseline (read at t, "
+    "found_at), delivered before the retry's finish reaches a link whose join is not finished, which judges no "
+    "value meeting the target (judge._held arms only; the retry judges the contact's value then, \"No\"): she is "
+    "not qualified. Found by read-at, judged a miss by review-readat"))
+
+
+@pytest.mark.parametrize("order", ["RYN", "RNY", "NRY", *(pytest.param(o, marks=_HELD_WAIT_MISS)
+                                                          for o in ("YNR", "YRN", "NYR"))])
+def test_values_of_a_held_joins_wait_qualify_her_once_in_every_order(order):
+    """Her join held her user ("No", read at t: her baseline) and waited; she went "Yes" at t + 10, "No" at t + 20.
+    By the rule (require_change: a change to the target after her baseline) the "Yes" of t + 10 is one: she is
+    qualified, once (Referral Factory called once), whether the retry's finish ("R") comes before or after the
+    notifications. Delivered after the finish it is judged so; delivered before, it reaches a join not finished, which
+    only arms (judge._held): a miss, pinned (strict xfail) until a held join keeps such a value for its finish."""
     work, _ = her_join_held_her_user_then_waited(order)
-    assert work.apis.rf_.qualified == []
+    assert work.apis.rf_.qualified == ["7"] and link_of(work).qualification is QState.QUALIFIED
+    assert len([c for c in work.apis.rf_.calls if c.startswith("qualify")]) == 1
