@@ -1874,3 +1874,33 @@ def test_values_of_a_held_joins_wait_qualify_her_once_in_every_order(order):
     work, _ = her_join_held_her_user_then_waited(order)
     assert work.apis.rf_.qualified == ["7"] and link_of(work).qualification is QState.QUALIFIED
     assert len([c for c in work.apis.rf_.calls if c.startswith("qualify")]) == 1
+
+def test_a_retry_finding_her_held_user_merged_into_a_newer_one_bounds_its_values_by_its_own_read():
+    """Her join's first try (t) holds her user A ("No": her baseline) and waits out an outage on the update. B, made
+    after she joined (t + 5, "No"), goes "Yes" at t + 10 and "No" at t + 15; Intercom merges A into B at t + 20; the
+    merge's notification is not delivered. The retry (t + 100) finds A merged into B and holds B, keeping her
+    baseline ("No", join.moved_baseline: B was made after she joined), with its own claim's time (found_at: B was
+    read then, not at t). The "Yes" of t + 10, B's before the merge, delivered after: in order it came before the
+    link held B (not hers yet: nothing judged it) and B's "No" of t + 15, which the retry read, followed it. Not
+    judged: she is not qualified. (A found_at of A's read, t, would judge it a change after her baseline.) Found by
+    review-readat."""
+    work = world()
+    a = work.apis.intercom_.add("ann@example.com", role="user", signed_up="No")
+    work.clock.now += 0.4
+    t = int(work.clock.now)
+    work.apis.intercom_.fail["update"] = Transient("Intercom answered 503", status=503).unavailable("Intercom")
+    assert run(work, join())["waiting"] == 1
+    work.apis.intercom_.fail.pop("update", None)
+    assert (link_of(work).contact_id, link_of(work).found_at) == (a["id"], t + 0.4)
+    b = work.apis.intercom_.add("ann@example.com", role="user", signed_up="No")
+    b.update(created_at=t + 5, updated_at=t + 15)
+    work.apis.intercom_.merge(a["id"], b["id"])
+    work.clock.now = t + 100.4
+    run(work, join())
+    link = link_of(work)
+    assert (link.status, link.contact_id, link.baseline, link.found_at, link.joined_since) == (
+        LinkStatus.LINKED, b["id"], "No", t + 100.4, t + 100)
+    run(work, event(dict(b, custom_attributes={**b["custom_attributes"], "signed_up": "Yes"}, updated_at=t + 10),
+                    "contact.user.updated", "b-yes", created_at=t + 10))
+    assert work.apis.rf_.qualified == [] and link_of(work).qualification is QState.PENDING
+    assert [c for c in work.apis.rf_.calls if c.startswith("qualify")] == []
