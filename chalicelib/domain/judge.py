@@ -442,15 +442,16 @@ def searched_before_view(link: Link, seen: Sighting) -> bool:
 
 def _before_view(link: Link, reason: str, details: dict) -> Entry:
     """The note of a value before_view leaves unjudged: why (the move, the take of her baseline, or her join, or the
-    later try of it that read her baseline there: the latest)."""
+    later try of it that found and read the contact: the latest)."""
     moved, taken, joined = link.moved_at, link.baseline_at, link.joined_since
     if joined is not None and (moved is None or joined > moved) and (taken is None or joined > taken):
         later = link.read_later
+        read = "that try's read of it" if later else "her baseline, read at the join,"
         return Entry("evaluation", "not_met", (
             f"{reason}: of an event from before {_joined(link, 'this contact')}, on the contact her join found (in "
-            f"order it came before her link {'held it' if later else 'existed'}, and nothing judged it; her baseline, "
-            f"read {'then' if later else 'at the join'}, followed it): not a change (it neither qualifies nor arms "
-            "the link)"), {**details, **_joined_details(link)})
+            f"order it came before her link {'held it' if later else 'existed'}, and nothing judged it; "
+            f"{read} followed it): not a change (it neither qualifies nor arms the link)"),
+            {**details, **_joined_details(link)})
     if taken is not None and (moved is None or taken > moved):
         return Entry("evaluation", "not_met", (
             f"{reason}: of an event from before `bridge backfill --apply` took the link's baseline ({iso(taken)}), "
@@ -463,10 +464,11 @@ def _before_view(link: Link, reason: str, details: dict) -> Entry:
 
 
 def _joined(link: Link, contact: str) -> str:
-    """What Link.joined_since is, said: the second she joined in, or the later try of her join that read her baseline
-    on `contact` (this contact, her contact)."""
+    """What Link.joined_since is, said: the second she joined in, or the later try of her join that found and read
+    `contact` (this contact, her contact): her baseline is that read, or, when that try found the contact an earlier
+    try held merged into this one, the baseline it held there (kept: join.moved_baseline)."""
     if link.read_later:
-        return (f"the try of her join that found {contact} and read her baseline there ({iso(link.found_at or 0.0)}; "
+        return (f"the try of her join that found {contact} and read it ({iso(link.found_at or 0.0)}; "
                 f"she joined at {link.joined_at}, on an earlier try)")
     return f"she joined ({link.joined_at})"
 

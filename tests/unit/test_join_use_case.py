@@ -1796,7 +1796,7 @@ def test_a_value_between_a_waiting_first_try_and_the_retrys_read_delivered_late_
     [noted] = [e for e in work.store.history.entries(PersonRef("42", "7"))
                if e.event == "evaluation" and "before_joined" in (e.details or {})]
     assert noted.outcome == "not_met" and noted.details["found_at"] == t + 100.4
-    assert "from before the try of her join that found this contact and read her baseline there" in noted.reason
+    assert "from before the try of her join that found this contact and read it (" in noted.reason
     assert "from before she joined" not in noted.reason
     # a change after the retry's read (of its second, too) is judged as always: "Yes" qualifies her, once
     run(work, event(dict(user, custom_attributes={**user["custom_attributes"], "signed_up": "Yes"}, updated_at=t + 100),
@@ -1904,3 +1904,8 @@ def test_a_retry_finding_her_held_user_merged_into_a_newer_one_bounds_its_values
                     "contact.user.updated", "b-yes", created_at=t + 10))
     assert work.apis.rf_.qualified == [] and link_of(work).qualification is QState.PENDING
     assert [c for c in work.apis.rf_.calls if c.startswith("qualify")] == []
+    # (noted as what it is: B was read by the retry; her baseline, kept, was read on A, at t)
+    [noted] = [e for e in work.store.history.entries(PersonRef("42", "7"))
+               if e.event == "evaluation" and "before_joined" in (e.details or {})]
+    assert noted.details["found_at"] == t + 100.4 and "the try of her join that found this contact and read it" in \
+        noted.reason and "read her baseline there" not in noted.reason and "her baseline, read then" not in noted.reason
