@@ -1819,10 +1819,9 @@ def test_a_join_that_found_her_contact_on_its_first_try_judges_from_its_second_a
     assert work.apis.rf_.qualified == ["7"] and link_of(work).qualification is QState.QUALIFIED
 
 
-def her_join_held_her_user_then_waited(order: str):
-    """Her join's first try (t) finds her user ("No") and holds it, then waits out an Intercom outage on the update;
-    the user goes "Yes" at t + 10 ("Y"), "No" at t + 20 ("N"); the retry (t + 100, "R") resumes the baseline held.
-    Played in `order`: the work, with t."""
+def her_join_holds_her_user_and_waits():
+    """Her join's first try (t, in the middle of its second) finds her user ("No") and holds it, then waits out an
+    Intercom outage on the update: the work, her user, and t."""
     work = world()
     user = work.apis.intercom_.add("ann@example.com", role="user", signed_up="No")
     work.clock.now += 0.4
@@ -1831,7 +1830,15 @@ def her_join_held_her_user_then_waited(order: str):
     assert run(work, join())["waiting"] == 1
     work.apis.intercom_.fail.pop("update", None)
     held = link_of(work)
-    assert (held.contact_found, held.found_at) == (True, t + 0.4)
+    assert (held.contact_id, held.contact_found, held.found_at) == (user["id"], True, t + 0.4)
+    return work, user, t
+
+
+def her_join_held_her_user_then_waited(order: str):
+    """Her join's first try (t) finds her user ("No") and holds it, then waits out an Intercom outage on the update;
+    the user goes "Yes" at t + 10 ("Y"), "No" at t + 20 ("N"); the retry (t + 100, "R") resumes the baseline held.
+    Played in `order`: the work, with t."""
+    work, user, t = her_join_holds_her_user_and_waits()
     user.update(updated_at=t + 20)
 
     def told(value, at, name):
@@ -1884,14 +1891,7 @@ def test_a_retry_finding_her_held_user_merged_into_a_newer_one_bounds_its_values
     link held B (not hers yet: nothing judged it) and B's "No" of t + 15, which the retry read, followed it. Not
     judged: she is not qualified. (A found_at of A's read, t, would judge it a change after her baseline.) Found by
     review-readat."""
-    work = world()
-    a = work.apis.intercom_.add("ann@example.com", role="user", signed_up="No")
-    work.clock.now += 0.4
-    t = int(work.clock.now)
-    work.apis.intercom_.fail["update"] = Transient("Intercom answered 503", status=503).unavailable("Intercom")
-    assert run(work, join())["waiting"] == 1
-    work.apis.intercom_.fail.pop("update", None)
-    assert (link_of(work).contact_id, link_of(work).found_at) == (a["id"], t + 0.4)
+    work, a, t = her_join_holds_her_user_and_waits()
     b = work.apis.intercom_.add("ann@example.com", role="user", signed_up="No")
     b.update(created_at=t + 5, updated_at=t + 15)
     work.apis.intercom_.merge(a["id"], b["id"])
