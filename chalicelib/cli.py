@@ -1,4 +1,4 @@
-"""`bridge` — the operator's command line (./bridge, or python -m chalicelib.cli ...).
+"""`bridge` — the operator's command line (./bridge: it finds a running `make run`; python -m chalicelib.cli: --stage or BRIDGE_* only).
 
 Reads the same environment as the Lambdas (BRIDGE_TABLE, BRIDGE_QUEUE_URL, BRIDGE_DLQ_URL,
 BRIDGE_SECRETS_PATH, INTERCOM_BASE_URL, RF_BASE_URL, AWS credentials/region). Secrets are asked for
@@ -54,8 +54,9 @@ class CliError(Exception):
 
 
 # Without a stage, the BRIDGE_* variables name the stack (./bridge sets them from a running `make run`).
-NO_STACK = ("no stack to talk to: no local stack is running (start one with `make run`), and no deployed one is "
-            "named (--stage <stage>, or BRIDGE_STAGE; or BRIDGE_TABLE and the other BRIDGE_* variables)")
+# (`python -m chalicelib.cli` does not look for `make run`'s stack: only ./bridge finds it, so it is not said absent)
+NO_STACK = ("no stack to talk to: ./bridge finds no local stack running (start one with `make run`), and no deployed "
+            "one is named (--stage <stage>, or BRIDGE_STAGE; or BRIDGE_TABLE and the other BRIDGE_* variables)")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -867,7 +868,9 @@ def _dlq_discard(args: argparse.Namespace, rt: Runtime) -> int:
     if not (done["discarded"] or done.get("cut")):   # none of the letters read matched: said as without --yes
         _nothing_matches(args, _look(args, rt))
         return 0
-    _answer(args, done, f"{done['discarded']} dead letter(s) discarded (each person's history says so)"
+    # (--superseded takes searches of changed contacts only: they name no person whose history could say so)
+    noted = "searches of changed contacts: they named no person" if args.superseded else "each person's history says so"
+    _answer(args, done, f"{done['discarded']} dead letter(s) discarded ({noted})"
             + (f"; {done['left']} left in the dead-letter queue (not matching)" if done["left"] else "")
             + "".join(f"; sync run {r['run']} of campaign {r['campaign_id']} stopped at the discarded page "
                       f"(`bridge sync start {r['campaign_id']}` starts a new run)"

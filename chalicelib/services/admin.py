@@ -480,7 +480,7 @@ def delete_settings(rt: Operator, campaign_id: str, confirmed: bool = False) -> 
     if sum(statuses.values()) >= PEOPLE_COUNTED:
         people = [f"{_and(people)} among its first {PEOPLE_COUNTED} people (it may have more)"]
     if rt.store.sync.run(campaign_id) is not None:
-        people.append("contact sync runs")
+        people.append("runs of contact sync")      # (not "contact sync runs": read as a sync running now)
     said = _and(people)
     if said and not confirmed:
         raise NeedsConfirmation(said)

@@ -84,6 +84,14 @@ class DeadLetter:
         """The reason as doctor and `dlq list` show it: its emails masked (a `--reason` matches the stored one)."""
         return mask_emails(self.reason, self.given_email)
 
+    @property
+    def search_reason(self) -> str:
+        """A failed search's reason as doctor quotes it beside SEARCH_FIX: without the replay a refused token's
+        reason advises ("reconnect the workspace, then `bridge dlq replay ...`"), as a search is never replayed
+        (the next that succeeds covers its window): the finding said both "then `bridge dlq replay`" and "nothing
+        to replay"."""
+        return _REPLAY_ADVICE.sub("", self.shown_reason)
+
     def view(self, show_payload: bool = False, raw: bool = False, token_apps: Optional[dict] = None) -> dict:
         """The letter for `dlq list`: whom it is about (email masked), and with `show_payload` its message,
         its emails (and its reason's) masked too unless `raw` (as queued: e.g. to see what Intercom refused in an
@@ -109,6 +117,8 @@ class DeadLetter:
 
 
 SEARCH = "intercom.changes"
+#: The replay a failure's reason may advise (a refused token's: errors.replay_refused), cut from a search's.
+_REPLAY_ADVICE = re.compile(r", then (?:`bridge dlq replay[^`]*`|replay the dead-letter queue)")
 #: Why a failed search of changed contacts loses nothing, and what to do with its letter.
 SEARCH_WHY = ("nothing is lost: the next search that succeeds covers every change since the last successful one "
               "(meanwhile a qualification whose Intercom webhook was lost waits for it)")

@@ -630,7 +630,8 @@ def _refusal_findings(report: Report, check: str, refusals: Refusals, c: str, wh
         sample = messages[0] if messages else ""
         unknown = "see the message in `bridge explain`"
         what, fix = fixes.get(reason, (reason, unknown)) if fixes else refused_join(reason, messages, unknown)
-        refused = f"{total} {who} refused ({reason}: {what}) between {first} and {last}"
+        refused = f"{total} {who} refused ({reason}: {what}) " + (f"at {last}" if first == last else  # (one: no span)
+                                                                    f"between {first} and {last}")
         since = heard is not None and epoch(heard) > epoch(last)
         fixed_by_setup = setup(reason, messages)
         resolved, unchecked = (joined(samples) if joined is not None and (since or not fixed_by_setup)
@@ -971,7 +972,7 @@ def _searches(report: Report, ws: str, letters: list[dead_letters.DeadLetter]) -
     if failing:
         since = f", since {failing[0].failed_at}" if failing[0].failed_at else ""
         report.add("dead_letters", False, f"{len(failing)} search(es) of the changed contacts of workspace {ws} failed "
-                   f"(dead letters{since}); the last: {failing[-1].shown_reason}",
+                   f"(dead letters{since}); the last: {failing[-1].search_reason}",
                    dead_letters.SEARCH_WHY, dead_letters.SEARCH_FIX, key="searches")
 
 
@@ -1008,7 +1009,7 @@ def _reconciliation(rt: Examined, report: Report, settings: CampaignSettings, ap
                    + f"reconciliation's searches of the changed contacts of workspace {ws} fail ("
                    + ("none has succeeded yet" if last is None else
                       f"the last that succeeded ran {(now - float(last)) / 60:.0f} min ago")
-                   + (f"; {len(failing)} failed since {failing[0].failed_at or '?'}, the last: {failing[-1].shown_reason})"
+                   + (f"; {len(failing)} failed since {failing[0].failed_at or '?'}, the last: {failing[-1].search_reason})"
                       if failing else f"; the last failed at {iso(tried['at'])}: {tried['reason']}; the queue tries "
                       "it again)"),
                    dead_letters.SEARCH_WHY, dead_letters.SEARCH_FIX if failing else

@@ -675,8 +675,12 @@ def _refused(sample: RefusalSample, scope: str, rf_user_id: Optional[str] = None
 # --- text -----------------------------------------------------------------------------------------
 def _baseline(p: dict) -> str:
     """The lead's baseline, with the attribute it is a value of (a value alone says nothing once the rule
-    moved to another attribute); a link stored before the bridge recorded the attribute shows the value."""
+    moved to another attribute); a link stored before the bridge recorded the attribute shows the value. A
+    referrer's none: referrers never qualify (her link keeps one all the same: "baseline ...=(no value)" read as if
+    a rule were judged on her)."""
     of, value = p.get("baseline_of"), p.get("baseline")
+    if p.get("kind") == "referrer":
+        return ""
     if of == MOVED_UNKNOWN:
         return "; baseline not known (moved to an older contact)"
     if of:

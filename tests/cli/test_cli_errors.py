@@ -283,8 +283,18 @@ def test_with_no_stack_running_and_none_named_every_command_says_so_in_one_line(
                               capture_output=True, text=True, timeout=60)
         assert (done.returncode, done.stdout) == (1, "")
         assert one_line(done.stderr) == (
-            "bridge: no stack to talk to: no local stack is running (start one with `make run`), and no deployed "
-            "one is named (--stage <stage>, or BRIDGE_STAGE; or BRIDGE_TABLE and the other BRIDGE_* variables)\n")
+            "bridge: no stack to talk to: ./bridge finds no local stack running (start one with `make run`), and no "
+            "deployed one is named (--stage <stage>, or BRIDGE_STAGE; or BRIDGE_TABLE and the other BRIDGE_* variables)\n")
+
+
+def test_the_cli_run_as_a_module_says_it_does_not_look_for_the_local_stack():
+    """Walkthrough: `bridge --help` offered "./bridge, or python -m chalicelib.cli ..."; the second, with `make run`
+    running, said "no local stack is running (start one with `make run`)": only ./bridge (infra/local/bridge_env.py)
+    finds the local stack. The help says so, and the refusal names ./bridge as what looked."""
+    from chalicelib.cli import NO_STACK, _parser
+    described = " ".join(_parser().format_help().split())
+    assert "python -m chalicelib.cli: --stage or BRIDGE_* only" in described, described
+    assert "./bridge finds no local stack running" in NO_STACK
 
 
 def test_with_no_stack_running_a_settings_check_needs_none(tmp_path):

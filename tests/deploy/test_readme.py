@@ -159,3 +159,42 @@ def test_the_readme_says_a_destroy_deletes_the_queues_with_the_work_and_dead_let
     assert retained == {"Table"}
     destroy = " ".join(README.split("- **Destroy**")[1].split("\n- **")[0].split())
     assert "dead-letter queue go with the stack" in destroy and "dead letters" in destroy
+
+
+def test_the_readmes_intercom_token_rehearsal_says_the_refused_searches_are_dead_letters_to_discard():
+    """Walkthrough: the README's `make fault ARGS="intercom revoke-token"` rehearsal said "no dead letter" and, once
+    reconnected, "doctor: no problems"; but reconciliation's search of changed contacts does not wait out a refused
+    token as the join does (worker.HANDLERS: an outage is not waited out, the next search covers its window), so each
+    scheduled run while the token was refused (every minute on `make run`) left a dead letter, doctor said BAD
+    [dead_letters], then warned of it superseded until `bridge dlq discard --superseded --yes`."""
+    from chalicelib.messages import ChangesMessage
+    from chalicelib.services.worker import HANDLERS
+
+    [block] = [b for b in _rehearsal().split("\n\n") if 'make fault ARGS="intercom revoke-token"' in b]
+    said = " ".join(line.split("#", 1)[-1].strip() for line in block.splitlines())
+    assert not HANDLERS[ChangesMessage].waits_out_outages, "the searches wait now: the rehearsal says they do not"
+    assert "search of the changed contacts" in said and "is a dead letter" in said, block
+    assert "./bridge dlq discard --superseded --yes" in said, block
+    assert "doctor: no problems" not in said.split("--superseded --yes")[0], block
+
+
+def test_the_readme_names_every_custom_attribute_the_simulated_workspace_lists():
+    """Walkthrough: the README's `ic "$IC/data_attributes"` step listed `rf_person`, which the README's list of the
+    simulated workspace's attributes did not name (the bridge's marker, made by `make run`'s `settings apply`)."""
+    from chalicelib.domain.mapping import MARKER_NAME
+    from infra.local.run import LOCAL_ATTRIBUTES
+
+    said = " ".join(README.split("The simulated workspace has the attributes")[1].split("two users no one referred")[0]
+                    .split())
+    named = set(re.findall(r"`([a-z_]+)`", said))
+    assert named == set(LOCAL_ATTRIBUTES) | {MARKER_NAME}, said
+
+
+def test_the_readme_says_the_local_stacks_synced_referrers_wait_for_a_backfill_as_backfill_names_them():
+    """Walkthrough: after the README's `./bridge sync start 42` on `make run`, `./bridge backfill 42` named Uma and
+    Victor "enrolled by contact sync, not linked yet" (the simulated RF sends no webhook for the users a sync
+    creates), which the README did not say; it says so in backfill's words."""
+    from chalicelib.services.backfill import SYNCED
+
+    [said] = re.findall(r'`\./bridge\s+backfill 42` names them "([^"]+)"', README)
+    assert SYNCED.startswith(said + ":"), (said, SYNCED)

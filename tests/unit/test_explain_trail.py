@@ -613,3 +613,19 @@ def test_the_header_says_the_linked_contact_was_deleted_or_archived_in_intercom(
     assert lines(text, "RF user 7")[0].startswith(
         f"  campaign 42, RF user 7 (lead, a***@example.com): Intercom contact c1 (lead, {state} in Intercom) in "
         "workspace ws; linked"), text
+
+
+def test_a_referrers_header_shows_no_baseline_and_a_leads_does():
+    """Walkthrough on `make run`: `bridge explain` of a referrer (the demo's Rita, a user sync enrolled) said
+    "linked; baseline custom_attributes.signed_up=(no value)", as if a rule were judged on her: referrers never
+    qualify. Her link keeps the baseline its join took; the header shows none."""
+    from tests.unit.test_join_use_case import SETTINGS
+    work = world({**SETTINGS, "referrers": {"action": "create_user", "fields": [{"from": "email", "to": "email"}]}})
+    rita = {"id": "3", "campaign_id": "42", "email": "rita@example.com", "first_name": "Rita", "type": "referrer"}
+    assert scenario.run(work, join(rita, user="3"), join())["done"] == 2
+    text, view = trail(work, "rita@example.com")
+    [header] = lines(text, "RF user 3 (referrer, ")
+    assert view["people"][0]["kind"] == "referrer" and "linked" in header and "baseline" not in header, header
+    text, _ = trail(work)
+    [header] = lines(text, "RF user 7 (lead, ")
+    assert "; baseline custom_attributes.signed_up=" in header, header

@@ -78,6 +78,8 @@ def test_an_outage_is_told_once_and_the_next_search_covers_it_and_supersedes_its
     assert [bool(d.get("superseded")) for d in json.loads(out)["dead_letters"]] == [True] * 4
     code, out, _ = run_cli(cli, capsys, "dlq", "discard", "--superseded", "--yes")
     assert code == 0 and out.startswith("4 dead letter(s) discarded") and work.queue.letters == {}
+    # (a search names no person: "each person's history says so" promised a note nobody gets)
+    assert out.startswith("4 dead letter(s) discarded (searches of changed contacts: they named no person)"), out
     [told] = findings(rt)
     assert told["ok"] and not told["warn"]
 
@@ -183,3 +185,32 @@ def test_dlq_list_says_superseded_every_search_letter_discard_superseded_takes_o
     listed = [d for d in json.loads(out)["dead_letters"] if d.get("superseded")]
     _, _, err = run_cli(rt, capsys, "dlq", "discard", "--superseded")
     assert f"bridge: {len(listed)} dead letter(s) match" in err, (listed, err)
+
+
+def test_a_search_refused_the_workspaces_token_is_quoted_by_doctor_without_the_replay_its_fix_says_is_none():
+    """Walkthrough of the README's `make fault ARGS="intercom revoke-token"` rehearsal: reconciliation's search, refused
+    the token, became a dead letter, and doctor's finding quoted its reason "... reconnect the workspace, then `bridge
+    dlq replay --reason ...`" beside the fix "nothing to replay: ... `bridge dlq discard --superseded --yes`". The
+    finding quotes the refusal without the replay; the letter keeps its reason (a `--reason` still matches it)."""
+    from chalicelib.adapters.intercom import IntercomClient
+    from chalicelib.errors import refused_token
+
+    rt = doctored()
+    work = rt.work
+    assert handle_batch(records(changes(work)), work)["done"] == 1            # the last successful search
+    refused = IntercomClient("https://intercom.test", "t", workspace=WS)._classify(
+        ApiError("Intercom", 401, "Unauthorized", code="unauthorized"))
+    assert "then `bridge dlq replay" in refused.reason          # the reason as the adapter writes it
+    work.clock.now += RUN_EVERY
+    work.apis.intercom_.fail["search_contacts"] = refused
+    [last_try] = records(changes(work))
+    assert handle_batch([last_try], work)["dead"] == 1
+    [letter] = work.queue.dead
+    assert refused_token(WS) in letter["reason"] and "dlq replay" in letter["reason"]
+    [told] = findings(rt)                             # reconciliation not late yet: [dead_letters] says it
+    assert told["what"].startswith("1 search(es) of the changed contacts of workspace ws failed")
+    assert told["what"].endswith(f"{refused_token(WS)} (invalid or revoked): reconnect the workspace"), told["what"]
+    assert "dlq replay" not in told["what"] and "nothing to replay" in told["fix"]
+    work.clock.now += 4 * RUN_EVERY                   # late: [reconciliation] says it instead, alike
+    [late] = [f for f in examine(rt, "42").view()["findings"] if f["check"] == "reconciliation"]
+    assert not late["ok"] and refused_token(WS) in late["what"] and "dlq replay" not in late["what"], late["what"]

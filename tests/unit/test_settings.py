@@ -490,6 +490,21 @@ def test_deleting_settings_counts_the_campaigns_people_by_what_their_join_did():
     assert delete_settings(rt, "42", confirmed=True)["kept"] == str(exc.value)
 
 
+def test_deleting_settings_of_a_campaign_contact_sync_ran_for_says_it_ran_not_that_it_runs():
+    """Walkthrough: `bridge settings delete 42` said "campaign 42 has 14 linked people and contact sync runs": read
+    as a sync running now, where its run had ended long before."""
+    from types import SimpleNamespace
+
+    from chalicelib.adapters.memory import MemoryStore
+    from chalicelib.services.admin import NeedsConfirmation, delete_settings
+    rt = SimpleNamespace(store=MemoryStore(lambda: 1000.0), forget=lambda: None)
+    rt.store.settings.put("42", {"campaign_id": "42"}, "ws")
+    rt.store.sync.start("42", "full", "users", 1000.0)
+    with pytest.raises(NeedsConfirmation) as exc:
+        delete_settings(rt, "42")
+    assert str(exc.value) == "runs of contact sync"
+
+
 def test_workspace_list_names_only_the_campaigns_whose_settings_are_stored_for_the_workspace_now():
     """`settings delete 43` (or 44 applied again for another workspace): `workspace list` no longer shows it
     there; `forget` still visits it (its ledger and history are kept)."""
