@@ -263,7 +263,7 @@ class MemoryLinks(Leases):
                                        held.pending if held else None,
                                        contact_workspace=held.contact_workspace if held else None,
                                        unknown=held.unknown if held else {})
-        return JoinClaim(ref, workspace, token)
+        return JoinClaim(ref, workspace, token, at=now)
 
     def claim_many(self, wanted: Sequence[tuple[PersonRef, str]], lease: Optional[float] = None,
                    read: Mapping[PersonRef, Optional[Link]] = MappingProxyType({})
@@ -283,7 +283,8 @@ class MemoryLinks(Leases):
         held.contact_workspace = claim.workspace
         self._write(claim.ref, [], contact_id=found.contact_id, kind=found.kind, contact_role=found.role,
                     baseline=found.baseline,
-                    baseline_of=found.baseline_of, contact_found=True, armed=False, armed_by=None, armed_at=None,
+                    baseline_of=found.baseline_of, found_at=found.found_at, contact_found=True, armed=False,
+                    armed_by=None, armed_at=None,
                     held_at=None, held_by=None,
                     contact_state=None)
         self._point(self.tables.contacts, (claim.workspace, found.contact_id), claim.ref)

@@ -278,9 +278,10 @@ def judge(link: Link, rule: Optional[Qualification], seen: Sighting,
         return Verdict(Action.NOTE, _before_view(link, reason, details))
     if prior:
         return Verdict(Action.NOTE, Entry("evaluation", "not_met", (
-            f"{reason}: of an event from before she joined ({link.joined_at}), when it was no duplicate's value of hers "
-            "(in order it came before her link existed, and nothing judged it): not a change (it neither qualifies nor "
-            "arms the link)"), {**details, "before_joined": link.joined_at}))
+            f"{reason}: of an event from before {_joined(link, 'her contact')}, when it was no duplicate's value of "
+            f"hers (in order it came before her link {'held her contact' if link.read_later else 'existed'}, and "
+            "nothing judged it): not a change (it neither qualifies nor arms the link)"),
+            {**details, **_joined_details(link)}))
     when = _value_time(seen)
     if result.unchanged and when is not None:
         return _hold(link, rule, when, entry, details)
@@ -395,9 +396,10 @@ def before_view(link: Link, seen: Sighting) -> bool:
     (Link.viewed_since): its last move to it (Link.moved_at: the contact was not hers then, a merge's survivor before
     the merge, or the older contact the duplicate check moved her link to), the time `bridge backfill --apply` took
     its baseline there (Link.baseline_at: a value older than the one taken, which followed every change before), or,
-    on the contact her join found, her join (Link.joined_since: an earlier second; the join's read of the contact, her
-    baseline, followed it). Its value is no change after the baseline the link holds there (taken at the join, the
-    move or by backfill, or kept: the move's own sighting judged the value it had then), whatever it was: judge
+    on the contact her join found, her join (Link.joined_since: an earlier second than hers, or than the try's that
+    read her baseline there, a retry's when her first try found nothing; that read followed it). Its value is no
+    change after the baseline the link holds there (taken at the join, the move or by backfill, or kept: the move's
+    own sighting judged the value it had then), whatever it was: judge
     neither qualifies nor arms on it (nor holds it). In order it was not judged as hers (a notification of a survivor
     delivered before the merge is not counted, contact_events._not_counted; one delivered before the take was judged
     against no baseline; one delivered before her join found no link). A value of that
@@ -413,8 +415,10 @@ def before_view(link: Link, seen: Sighting) -> bool:
 
 def before_joined(link: Link, seen: Sighting) -> bool:
     """`seen` is a duplicate's value (another contact with her email, `match: email`: Sighting.duplicate) of an event
-    from before the lead joined (Link.joined_at), delivered after her link exists: in order it came before, when no
-    link judged it, and was no duplicate's value of hers. Judge neither qualifies, arms nor holds on it. The event's
+    from before the lead joined (Link.joined_since: the second of her join's first claim, or of the later try's that
+    found her contact and read her baseline there, Link.found_at), delivered after her link exists: in order it came
+    before, when no link judged it (a join not finished judges no duplicate's value), and was no duplicate's value of
+    hers. Judge neither qualifies, arms nor holds on it. The event's
     time is the notification's (Sighting.when: Intercom's, whole seconds); the join's, the bridge's clock, is taken to
     its second: a value of the second she joined in may have been made after the join, and in order delivered after it
     and judged, so only an earlier second is before it (as join.moved_baseline takes a contact made in that second as
@@ -428,22 +432,26 @@ def before_joined(link: Link, seen: Sighting) -> bool:
 def searched_before_view(link: Link, seen: Sighting) -> bool:
     """`seen` is a search's copy of the contact the link holds (Sighting.current, not read after the link was:
     changes._judge), updated before the link's view of it began (Link.viewed_since: its last move to it, backfill's
-    take of its baseline there, or the second she joined in): Intercom's search lags, and may show the contact as it was before, when it was not
-    hers (a merge's survivor before the merge) or not yet her baseline (before_view, were it a notification). Not
-    judged as the contact now: it is read again (as a value holds_back holds), or, under `match: email`, judged as the
-    duplicate of hers it was then (contact_events.duplicate_then)."""
+    take of its baseline there, or the second she joined in, or her join's read of it: joined_since): Intercom's
+    search lags, and may show the contact as it was before, when it was not hers (a merge's survivor before the
+    merge) or not yet her baseline (before_view, were it a notification). Not judged as the contact now: it is read
+    again (as a value holds_back holds), or, under `match: email`, judged as the duplicate of hers it was then
+    (contact_events.duplicate_then)."""
     return seen.current and not seen.read_after_link and before_view(link, replace(seen, current=False))
 
 
 def _before_view(link: Link, reason: str, details: dict) -> Entry:
-    """The note of a value before_view leaves unjudged: why (the move, the take of her baseline, or her join: the
-    latest)."""
+    """The note of a value before_view leaves unjudged: why (the move, the take of her baseline, or her join, or the
+    later try of it that found and read the contact: the latest)."""
     moved, taken, joined = link.moved_at, link.baseline_at, link.joined_since
     if joined is not None and (moved is None or joined > moved) and (taken is None or joined > taken):
+        later = link.read_later
+        read = "that try's read of it" if later else "her baseline, read at the join,"
         return Entry("evaluation", "not_met", (
-            f"{reason}: of an event from before she joined ({link.joined_at}), on the contact her join found (in order "
-            "it came before her link existed, and nothing judged it; her baseline, read at the join, followed it): not "
-            "a change (it neither qualifies nor arms the link)"), {**details, "before_joined": link.joined_at})
+            f"{reason}: of an event from before {_joined(link, 'this contact')}, on the contact her join found (in "
+            f"order it came before her link {'held it' if later else 'existed'}, and nothing judged it; "
+            f"{read} followed it): not a change (it neither qualifies nor arms the link)"),
+            {**details, **_joined_details(link)})
     if taken is not None and (moved is None or taken > moved):
         return Entry("evaluation", "not_met", (
             f"{reason}: of an event from before `bridge backfill --apply` took the link's baseline ({iso(taken)}), "
@@ -453,6 +461,21 @@ def _before_view(link: Link, reason: str, details: dict) -> Entry:
         f"{reason}: of an event from before the link moved to this contact ({iso(moved or 0.0)}), when it "
         "was not hers; the link took or kept its baseline there at the move, and judges the changes after it: "
         "not a change (it neither qualifies nor arms the link)"), {**details, "before_move": moved})
+
+
+def _joined(link: Link, contact: str) -> str:
+    """What Link.joined_since is, said: the second she joined in, or the later try of her join that found and read
+    `contact` (this contact, her contact): her baseline is that read, or, when that try found the contact an earlier
+    try held merged into this one, the baseline it held there (kept: join.moved_baseline)."""
+    if link.read_later:
+        return (f"the try of her join that found {contact} and read it ({iso(link.found_at or 0.0)}; "
+                f"she joined at {link.joined_at}, on an earlier try)")
+    return f"she joined ({link.joined_at})"
+
+
+def _joined_details(link: Link) -> dict[str, Any]:
+    """The note's bound (Link.joined_since): `before_joined`, and `found_at` when a later try read her baseline."""
+    return {"before_joined": link.joined_at, **({"found_at": link.found_at} if link.read_later else {})}
 
 
 def _arms(link: Link, armed: bool, rule: Qualification, data_type: str, value: Any, seen: Sighting) -> bool:

@@ -314,6 +314,14 @@ class Link:
     last_event_at: Optional[float] = None            # newest Intercom event applied to role/state
     reason: Optional[str] = None
     joined_at: Optional[str] = None
+    # When the join's try that found the contact the link holds (one that existed) and read her baseline there began:
+    # its claim, by the bridge's clock (JoinClaim.at; every read of that try follows it), recorded by that try's hold
+    # (LinkRepository.hold_found) and kept by a later try resuming that baseline. A retry after a first try that found
+    # nothing (an Intercom outage) reads her baseline later than `joined_at` (the first claim's): a value of the
+    # contact from between the two, delivered after, is none after her baseline (Link.joined_since). None: the join
+    # made the contact (it has no earlier event), found none, or found it before the bridge recorded this (before
+    # 2026-11-28), or an older version's write dropped it: judged from `joined_at` alone, as then.
+    found_at: Optional[float] = None
     updated_at: Optional[str] = None
     # A try may have created the person's contact since then without seeing Intercom's answer (it
     # claimed the join then, or its create got no answer): look for our marker before creating again.
@@ -442,7 +450,8 @@ class Link:
     def viewed_since(self) -> Optional[float]:
         """Since when the link judges the values of the contact it holds as changes after its baseline: its last move
         to it (moved_at), the time `bridge backfill --apply` took its baseline there (baseline_at), or, on the contact
-        the join found or made, the second she joined in (joined_since), the latest. A value from an event older than
+        the join found or made, the second she joined in, or that the try of her join that found it began in (its
+        read of her baseline there followed: joined_since), the latest. A value from an event older than
         that is none (judge.before_view). None: none recorded."""
         times = [t for t in (self.moved_at, self.baseline_at, self.joined_since) if t is not None]
         return max(times, default=None)
@@ -450,16 +459,28 @@ class Link:
     @property
     def joined_since(self) -> Optional[float]:
         """Since when the link judges the contact the join found (or made) as hers: the second she joined in (the
-        join's first claim, `joined_at`, by the bridge's clock, taken down to its second: by_the_second). A
-        notification of an event of an earlier second, delivered after her link exists, came in order before the
-        link did, when nothing judged it, and the join's read of the contact (her baseline), made after her claim,
-        followed it: its value is no change after her baseline, whatever it was (a "Yes" at t - 30, "No" since t -
-        20, her baseline "No"). One of the second she joined in may have been made after the claim and, in order,
-        judged: it is (as judge.before_joined, join.moved_baseline). Left judged: a value made after the claim and
-        before the read (the same second, nearly always; a retry finding the contact later reads later), which the
-        read followed too. None: no `joined_at` recorded (judged as before)."""
+        join's first claim, `joined_at`, by the bridge's clock, taken down to its second: by_the_second), or, when
+        later, the second of the try that read her baseline there began in (`found_at`: a retry's, its first try having
+        found nothing). A notification of an event of an earlier second, delivered after her link exists, came in order
+        before the link held that contact, when nothing judged it, and the join's read of the contact (her baseline),
+        made after that try's claim, followed it: its value is no change after her baseline, whatever it was (a "Yes"
+        at t - 30, "No" since t - 20, her baseline "No"; or, her first try at t waiting out an outage, a "Yes" at t +
+        10, "No" since t + 20, read by the retry at t + 100). One of that second may have been made after the claim
+        and, in order, judged: it is (as judge.before_joined, join.moved_baseline). Left judged: a value made after
+        the claim and before the read (the same second, nearly always), which the read followed too. None: no
+        `joined_at` recorded (judged as before)."""
+        joined, found = event_time(self.joined_at), self.found_at
+        if joined is None:
+            return None
+        return by_the_second(joined if found is None else max(joined, found))
+
+    @property
+    def read_later(self) -> bool:
+        """Her baseline on the contact her join found was read by a try begun in a later second than her join's
+        first (Link.found_at): what bounds joined_since is that read, not the second she joined in."""
         joined = event_time(self.joined_at)
-        return None if joined is None else by_the_second(joined)
+        return joined is not None and self.found_at is not None and \
+            by_the_second(self.found_at) > by_the_second(joined)
 
     @property
     def ref(self) -> PersonRef:
@@ -549,6 +570,7 @@ class JoinResult:
     counts_for: Optional[str] = None
     contact_found: bool = False                      # a failed try's `contact_id` existed: it found it (Link)
     contact_created: bool = False                    # the join created `contact_id` (Link)
+    found_at: Optional[float] = None                 # when the try that found `contact_id` began (Link.found_at)
 
     @property
     def counted_for(self) -> Optional[str]:
@@ -594,6 +616,7 @@ class FoundContact:
     role: Optional[str]                  # the contact's
     baseline: Any
     baseline_of: Optional[str]
+    found_at: Optional[float] = None     # when the try that found and read it began: its claim (Link.found_at)
 
 
 @dataclass(frozen=True)
@@ -604,6 +627,7 @@ class JoinClaim:
     workspace: str
     token: str
     created_at: Optional[float] = None   # this claim wrote the link first, then: nothing else is in it
+    at: Optional[float] = None           # when it was taken (the store's clock): before any read of the try's
 
 
 @dataclass(frozen=True)

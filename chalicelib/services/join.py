@@ -54,12 +54,15 @@ class Known:
     found: bool = False                      # `contact_id` existed: the try found it, and held it (Link.contact_found)
     kind: Optional[str] = None               # held with it (the person's; a notification arms a lead's only)
     role: Optional[str] = None               # (the contact's)
+    found_at: Optional[float] = None         # when the try that found it, and read its baseline, began (Link.found_at)
 
     def kept(self) -> dict[str, Any]:
         """What the link keeps of it when a try ends without the join (failed, waiting, or ignored since): the
-        next try resumes with the contact and its baseline, or looks for a create whose answer was never seen."""
+        next try resumes with the contact and its baseline (and when the try that found it read that), or looks for
+        a create whose answer was never seen."""
         return {"contact_id": self.contact_id, "baseline": self.baseline, "baseline_of": self.baseline_of,
-                "uncertain_since": self.uncertain_since, "contact_found": self.found, "contact_role": self.role}
+                "uncertain_since": self.uncertain_since, "contact_found": self.found, "contact_role": self.role,
+                "found_at": self.found_at if self.found else None}
 
 
 @dataclass(frozen=True)
@@ -419,7 +422,8 @@ def _begin(attempt: Attempt, deps: WorkDeps, document: Optional[dict]) -> None:
         since += deps.links.lease  # a try that died: it may have created the contact until its lease ran out
     held = link.contact_found      # (the kind and role a hold recorded with its contact)
     attempt.known = Known(email, link.contact_id, link.baseline, since, link.baseline_of, held,
-                          kind=link.kind if held else None, role=link.contact_role if held else None)
+                          kind=link.kind if held else None, role=link.contact_role if held else None,
+                          found_at=link.found_at if held else None)
 
 
 def _claims(attempts: list[Attempt], deps: WorkDeps) -> dict[Attempt, Any]:
@@ -504,7 +508,7 @@ def _reach(attempt: Attempt, deps: WorkDeps) -> None:
                                      f"{'found' if attempt.known.found else 'created'} by an earlier try, no longer "
                                      "exists; starting over"))
         attempt.known = dataclasses.replace(attempt.known, contact_id=None, uncertain_since=None, found=False,
-                                            kind=None, role=None)
+                                            kind=None, role=None, found_at=None)
     mine = decide.ours(found, attempt.marker)
     if mine is not None and not unseen:
         # Made for this person before the bridge's record of them (their link erased, e.g. by `bridge
@@ -607,7 +611,10 @@ def _found(attempt: Attempt, intercom: IntercomPort, existing: dict, found_by: s
 def _hold(attempts: list[Attempt], deps: WorkDeps) -> None:
     """The contacts found (that existed), with their baselines, recorded on the links before anything is written
     to them (one write for the batch): a try that dies or fails after it resumes with the value each had when found,
-    not what the person made it since, and a notification meanwhile finds the link (a change away arms it)."""
+    not what the person made it since, and a notification meanwhile finds the link (a change away arms it). Each with
+    when this try began (its claim, JoinClaim.at: every read of the contact it made followed it), which bounds the
+    values judged as changes after that baseline (Link.found_at, joined_since). A contact held already (an earlier
+    try found it, and this one resumes its baseline) is not held again: the link keeps that try's time."""
     todo: list[Attempt] = []
     held: list[tuple[JoinClaim, FoundContact]] = []
     for a in _active(attempts):
@@ -615,7 +622,7 @@ def _hold(attempts: list[Attempt], deps: WorkDeps) -> None:
             todo.append(a)
             held.append((a.claim, FoundContact(str(a.existing.contact["id"]), a.person.values.get("type") if a.person
                                                else None, a.existing.contact.get("role"), a.existing.baseline,
-                                               a.existing.baseline_of)))
+                                               a.existing.baseline_of, found_at=a.claim.at)))
     answers = _together(todo, lambda: deps.links.hold_found(held)) if held else None
     for attempt, (claim, found), lost in zip(todo, held, answers or []):
         if lost is not None:
@@ -623,7 +630,8 @@ def _hold(attempts: list[Attempt], deps: WorkDeps) -> None:
             continue
         attempt.claim = dataclasses.replace(claim, created_at=None)      # the link is no longer the claim's alone
         attempt.known = dataclasses.replace(attempt.known, contact_id=found.contact_id, baseline=found.baseline,
-                                            baseline_of=found.baseline_of, found=True, kind=found.kind, role=found.role)
+                                            baseline_of=found.baseline_of, found=True, kind=found.kind, role=found.role,
+                                            found_at=found.found_at)
 
 
 def _mark(attempt: Attempt, deps: WorkDeps) -> None:
@@ -883,6 +891,8 @@ def _result(attempt: Attempt, deps: WorkDeps) -> tuple[JoinResult, list[Entry]]:
     return JoinResult(LinkStatus.LINKED, kind=kind, email=_known_by(attempt), contact_id=str(contact["id"]),
                       contact_role=contact.get("role"), baseline=reached.baseline, baseline_of=reached.baseline_of,
                       contact_created=reached.outcome == "created",
+                      # (a contact it found: when the try that read her baseline there began; one it made: none)
+                      found_at=attempt.known.found_at if reached.outcome != "created" and attempt.known.found else None,
                       qualification=(QState.QUALIFIED if already else QState.PENDING) if pending else None,
                       qualified_at=already, counts_for=_counts_for(attempt, settings, person.values)), \
         [*attempt.entries, *reached.entries, *attempt.tagged, *entries]

@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import pytest
 
+from chalicelib.domain.link import PersonRef
+from chalicelib.domain.qualification import QState
+from chalicelib.errors import Transient
+from chalicelib.messages import JoinMessage
 from tests.orders import merge_play, reconcile_play
-from tests.unit.scenario import world
+from tests.unit.scenario import event, link_of, run, world
 
 # The plays are `make orders`' (tests/orders.py): its merge families' (her lead "A" and a user "B" with her
 # email change, A is merged into B "kept" (B made after she joined) or "taken" (before), everything before any
@@ -45,3 +49,72 @@ def test_notifications_delivered_out_of_order_around_a_reconciliation_end_as_in_
                                                                                      kind, order, thin_one, expected):
     play = reconcile_play(base, evs, at, kind, None, thin_one)
     assert play(world(clock=clock, store=store), tuple(len(evs) if i == "C" else i for i in order)) == expected
+
+
+@pytest.mark.parametrize("match", ["contact", "email"])
+def test_a_value_between_a_waiting_first_try_and_the_retrys_read_delivered_late_does_not_qualify_her(store, clock,
+                                                                                                    match):
+    """As tests/unit/test_join_use_case.py's, on both twins: her join's first try (t) waits out an Intercom outage
+    before finding her user ("No"); the user goes "Yes" at t + 10, "No" at t + 20; the retry (t + 100) reads "No",
+    her baseline (Link.found_at: its claim). The "Yes" of t + 10, delivered after, is no change after it: not
+    qualified, Referral Factory not called. A "Yes" of the retry's second is judged: she qualifies, once."""
+    work = world(clock=clock, store=store)
+    rule = {"attribute": "custom_attributes.signed_up", "value": "Yes", "initial_value": "No", "match": match}
+    work.store.settings.put("42", {"campaign_id": "42", "workspace": "ws", "qualification": rule,
+                                   "leads": {"action": "create_lead", "duplicates": "update",
+                                             "fields": [{"from": "email", "to": "email"}]},
+                                   "referrers": {"action": "nothing"}}, "ws")
+    user = work.apis.intercom_.add("ann@example.com", role="user", signed_up="No")
+    clock.now += 0.4
+    t = int(clock.now)
+    join = JoinMessage(campaign_id="42", rf_user_id="7", person={"id": "7", "campaign_id": "42", "type": "lead",
+                                                                  "email": "ann@example.com"}).wire()
+    work.apis.intercom_.fail["search"] = Transient("Intercom answered 503", status=503).unavailable("Intercom")
+    assert run(work, join)["waiting"] == 1
+    work.apis.intercom_.fail.pop("search", None)
+    user.update(updated_at=t + 20)
+    clock.now = t + 100.4
+    run(work, join)
+    link = link_of(work)
+    assert (link.contact_id, link.baseline, link.found_at, link.joined_since) == (user["id"], "No", t + 100.4, t + 100)
+
+    def told(value, at, name):
+        return event(dict(user, custom_attributes={**user["custom_attributes"], "signed_up": value}, updated_at=at),
+                     "contact.user.updated", name, created_at=at)
+    run(work, told("Yes", t + 10, "between"))
+    assert work.apis.rf_.qualified == [] and link_of(work).qualification is QState.PENDING
+    assert [c for c in work.apis.rf_.calls if c.startswith("qualify")] == []
+    [noted] = [e for e in work.store.history.entries(PersonRef("42", "7"))
+               if e.event == "evaluation" and "before_joined" in (e.details or {})]
+    assert noted.outcome == "not_met" and noted.details["found_at"] == t + 100.4
+    run(work, told("Yes", t + 100, "after"), told("Yes", t + 100, "after again"))
+    assert work.apis.rf_.qualified == ["7"] and link_of(work).qualification is QState.QUALIFIED
+
+
+def test_a_retry_finding_her_held_user_merged_into_a_newer_one_bounds_its_values_by_its_own_read(store, clock):
+    """As tests/unit/test_join_use_case.py's, on both twins (the hold that leaves the contact an earlier try held):
+    her join's first try (t) holds her user A ("No") and waits; B, made at t + 5, goes "Yes" at t + 10, "No" at t + 15;
+    A is merged into B (its notification not delivered). The retry (t + 100) holds B, keeping her baseline, with its own
+    claim's time (found_at). B's "Yes" of t + 10, delivered after, was not hers in order: she is not qualified."""
+    work = world(clock=clock, store=store)
+    a = work.apis.intercom_.add("ann@example.com", role="user", signed_up="No")
+    clock.now += 0.4
+    t = int(clock.now)
+    join = JoinMessage(campaign_id="42", rf_user_id="7", person={"id": "7", "campaign_id": "42", "type": "lead",
+                                                                  "email": "ann@example.com", "first_name": "Ann",
+                                                                  "referrer_id": "3"}).wire()
+    work.apis.intercom_.fail["update"] = Transient("Intercom answered 503", status=503).unavailable("Intercom")
+    assert run(work, join)["waiting"] == 1
+    work.apis.intercom_.fail.pop("update", None)
+    assert (link_of(work).contact_id, link_of(work).found_at) == (a["id"], t + 0.4)
+    b = work.apis.intercom_.add("ann@example.com", role="user", signed_up="No")
+    b.update(created_at=t + 5, updated_at=t + 15)
+    work.apis.intercom_.merge(a["id"], b["id"])
+    clock.now = t + 100.4
+    run(work, join)
+    link = link_of(work)
+    assert (link.contact_id, link.baseline, link.found_at, link.joined_since) == (b["id"], "No", t + 100.4, t + 100)
+    run(work, event(dict(b, custom_attributes={**b["custom_attributes"], "signed_up": "Yes"}, updated_at=t + 10),
+                    "contact.user.updated", "b-yes", created_at=t + 10))
+    assert work.apis.rf_.qualified == [] and link_of(work).qualification is QState.PENDING
+    assert [c for c in work.apis.rf_.calls if c.startswith("qualify")] == []

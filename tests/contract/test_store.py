@@ -138,6 +138,39 @@ def test_a_contact_found_is_held_under_the_claim_with_its_baseline_and_finished_
     assert (link.status, link.contact_found, link.armed) == (LinkStatus.LINKED, False, True)
 
 
+@pytest.mark.parametrize("then", ["found", "created"])
+def test_a_join_records_when_the_try_that_found_her_contact_began_and_a_retry_keeps_it(store, clock, then):
+    """Each claim says when it was taken (JoinClaim.at, the store's clock; claim_many's too, a link written whole or
+    updated); a hold records the time it is given (Link.found_at), a claim after it keeps it, and so does a finish
+    saying so; a finish on a contact the join made says none (found_at None: judged from joined_at, as before)."""
+    clock.now = 1000.4
+    [first] = store.links.claim_many([(ANN, WS)], read={ANN: None})
+    assert first.at == 1000.4 and store.links.get(ANN).found_at is None
+    store.links.finish(first, JoinResult(LinkStatus.WAITING, email="ann@example.com", reason="Intercom 503"), [])
+    clock.now = 1100.4
+    second = store.links.claim(ANN, WS)
+    assert second.at == 1100.4
+    assert store.links.hold_found([(second, FoundContact("c1", "lead", "user", "No", "x", found_at=second.at))]) == [
+        None]
+    store.links.finish(second, JoinResult(LinkStatus.WAITING, email="ann@example.com", contact_id="c1", baseline="No",
+                                          baseline_of="x", contact_found=True, found_at=1100.4,
+                                          reason="Intercom 503"), [])
+    clock.now = 1200.4
+    bob = PersonRef("42", "8")
+    [third, _] = store.links.claim_many([(ANN, WS), (bob, WS)], read={ANN: store.links.get(ANN), bob: None})
+    assert third.at == 1200.4
+    link = store.links.get(ANN)
+    assert (link.joined_at, link.found_at, link.contact_found, link.joined_since) == (
+        iso(1000.4), 1100.4, True, 1100.0)
+    store.links.finish(third, JoinResult(LinkStatus.LINKED, kind="lead", email="ann@example.com", contact_id="c1",
+                                         baseline="No", baseline_of="x", qualification=QState.PENDING,
+                                         contact_created=then == "created",
+                                         found_at=1100.4 if then == "found" else None), [])
+    link = store.links.get(ANN)
+    assert (link.status, link.joined_at, link.found_at, link.joined_since) == (
+        LinkStatus.LINKED, iso(1000.4), 1100.4 if then == "found" else None, 1100.0 if then == "found" else 1000.0)
+
+
 def test_a_link_says_its_join_created_its_contact_until_it_moves_to_another(store):
     claim = store.links.claim(ANN, WS)
     store.links.finish(claim, JoinResult(LinkStatus.LINKED, kind="lead", email="ann@example.com", contact_id="c1",

@@ -273,7 +273,7 @@ class DynamoLinks(Leases):
         now, token = self.clock(), uuid.uuid4().hex
         update = self._claim(ref, workspace, lease, now, token, read)
         if applied(lambda: update.item.update(actions=update.actions, condition=update.condition)):
-            return JoinClaim(ref, workspace, token)
+            return JoinClaim(ref, workspace, token, at=now)
         current = get(LinkItem, link_key(ref))
         if current is not None and current.to_link().final:
             return None
@@ -292,8 +292,8 @@ class DynamoLinks(Leases):
         lease = self._lease(lease)
         if len(wanted) > 1 and len({ref for ref, _ in wanted}) == len(wanted) <= MAX_TRANSACTION:
             now = self.clock()
-            claims = [JoinClaim(ref, workspace, uuid.uuid4().hex, now if ref in read and read[ref] is None else None)
-                      for ref, workspace in wanted]
+            claims = [JoinClaim(ref, workspace, uuid.uuid4().hex, now if ref in read and read[ref] is None else None,
+                                at=now) for ref, workspace in wanted]
             try:
                 self.history.transact_all([(c.ref, [], [
                     self._created(c, lease) if c.created_at is not None
@@ -323,7 +323,7 @@ class DynamoLinks(Leases):
             else LinkItem.contact_id.does_not_exist()
         fields = {name: getattr(getattr(result, name), "value", getattr(result, name))
                   for name in ("kind", "email", "contact_id", "contact_role", "baseline", "baseline_of",
-                               "qualification", "reason", "uncertain_since", "qualified_at")}
+                               "qualification", "reason", "uncertain_since", "qualified_at", "found_at")}
         fields["contact_workspace"] = claim.workspace if result.contact_id else None
         fields["contact_found"] = result.contact_found or None
         fields["contact_created"] = result.contact_created or None
@@ -439,7 +439,8 @@ class DynamoLinks(Leases):
             _assign(LinkItem.kind, found.kind),
             _assign(LinkItem.contact_role, found.role), LinkItem.contact_state.remove(),
             _assign(LinkItem.baseline, found.baseline), _assign(LinkItem.baseline_of, found.baseline_of),
-            LinkItem.contact_found.set(True), LinkItem.armed.remove(), LinkItem.armed_by.remove(),
+            _assign(LinkItem.found_at, found.found_at), LinkItem.contact_found.set(True), LinkItem.armed.remove(),
+            LinkItem.armed_by.remove(),
             LinkItem.armed_at.remove(), LinkItem.held_at.remove(), LinkItem.held_by.remove(),
             LinkItem.updated_at.set(iso(self.clock()))], (LinkItem.claim == claim.token) & holds),
             _add_ref(contact_key(claim.workspace, found.contact_id), claim.ref),

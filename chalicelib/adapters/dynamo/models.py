@@ -137,6 +137,7 @@ class LinkItem(_Item):
     lease_ended = NumberAttribute(null=True)        # set once reconciliation requeued it: when the lease ended
     requeued = NumberAttribute(null=True)           # how many times reconciliation queued its finishing message
     joined_at = UnicodeAttribute(null=True)
+    found_at = NumberAttribute(null=True)           # when the try that found `contact_id` began (Link)
     updated_at = UnicodeAttribute(null=True)
     uncertain_since = NumberAttribute(null=True)    # a try may have created the contact since (Link)
     rf_said_no = BooleanAttribute(null=True)        # unconfirmed, and RF's "not qualified" still holds (Link)
@@ -170,7 +171,8 @@ class LinkItem(_Item):
                     armed_by=self.armed_by, armed_at=self.armed_at, held_at=self.held_at, held_by=self.held_by,
                     qualification=QState(self.qualification) if self.qualification else None,
                     qualified_at=self.qualified_at, last_event_at=self.last_event_at, reason=self.reason,
-                    joined_at=self.joined_at, updated_at=self.updated_at, uncertain_since=self.uncertain_since,
+                    joined_at=self.joined_at, found_at=self.found_at, updated_at=self.updated_at,
+                    uncertain_since=self.uncertain_since,
                     rf_said_no=self.rf_said_no, letter_owed=bool(self.letter_owed),
                     refused_at=self.refused_at, refusal_discarded=bool(self.refusal_discarded), rf_deleted_at=self.rf_deleted_at,
                     counted_for=self.counted_for,
