@@ -17,6 +17,8 @@ import pytest
 from infra import deploy
 from chalicelib.stage import OUTPUT_ENV
 
+from tests.support.docs import section
+
 from .conftest import REGION, ROOT, aws_env, aws_on, project_copy
 
 # Built from parts so that this file is not itself a match.
@@ -380,3 +382,25 @@ def test_the_redrive_backstop_leaves_the_worker_every_try_it_is_configured_with(
     params = {p["ParameterKey"]: p["ParameterValue"] for p in deploy.stack_parameters("prod", base, existing, None,
                                                                                        declared)}
     assert int(params["MaxReceiveCount"]) >= 2 * int(attempts)       # a backstop: twice the worker's tries
+
+
+def test_what_make_deploy_prints_at_its_end_is_what_the_docs_show(moto_endpoint, tmp_path):
+    """docs/deploying.md's step 6 shows what a deploy prints once `chalice deploy` is done, line by line: a user
+    compares it with their terminal (the alarms' topic and email confirmation, and what to do next, were left out)."""
+    aws = aws_on(moto_endpoint)
+
+    def fake_chalice(project, args, region):      # stands in for `chalice deploy` (no Lambda in moto)
+        state = deploy.state_path(project, "docs")
+        state.parent.mkdir(parents=True, exist_ok=True)
+        state.write_text(json.dumps({"resources": [{
+            "name": "rest_api", "resource_type": "rest_api", "rest_api_id": "abc123",
+            "rest_api_url": f"https://abc123.execute-api.{region}.amazonaws.com/api/"}]}))
+
+    lines: list[str] = []
+    done = deploy.deploy("docs", project_dir=project_copy(tmp_path / "p"), aws=aws, api_concurrency=None,
+                         alarm_email="ops@example.com", chalice=fake_chalice, say=lines.append)
+    printed = [re.sub(r"\bdocs\b(?!/)", "prod", line).replace(done["target"].account, "123456789012")
+               for line in lines[len(lines) - lines[::-1].index(""):]]
+    step = section("What `make deploy STAGE=prod` does").split("6. It prints")[1]
+    shown = [line.strip() for line in step.split("```")[1].splitlines()[1:] if line.strip()]
+    assert len(printed) == 6 and [line.strip() for line in printed] == shown
