@@ -209,3 +209,16 @@ def test_the_readme_says_the_local_stacks_synced_referrers_wait_for_a_backfill_a
 
     [said] = re.findall(r'`\./bridge\s+backfill 42` names them "([^"]+)"', README)
     assert SYNCED.startswith(said + ":"), (said, SYNCED)
+
+
+def test_the_docs_send_the_operator_to_make_deploys_urls_and_a_stage_for_every_bridge_command_of_the_setup():
+    """Walkthrough of a first deploy: docs/setup.md told the operator that `chalice deploy` prints the webhook's base
+    URL (it is `make deploy` they run, and it prints the URLs whole), and that `chalice url --stage` prints the
+    API's URL, which it does only in the checkout that deployed; and its `bridge` commands, written without a stage,
+    reach no deployed stack unless `--stage` or BRIDGE_STAGE says which."""
+    said = " ".join(README.split())
+    assert "`chalice deploy` prints" not in said
+    assert all("only the checkout that last ran `make deploy`" in " ".join(README[m.start() - 300:m.end()].split())
+               for m in re.finditer(r"`chalice url --stage <stage>` prints it", README))
+    opening = " ".join(section("Setting up the bridge").split("## Setting up Referral Factory's webhook")[0].split())
+    assert "`--stage <stage>`" in opening and "`export BRIDGE_STAGE=prod`" in opening
