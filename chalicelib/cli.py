@@ -339,9 +339,9 @@ def _stage_after_the_command(parser: argparse.ArgumentParser) -> None:
 
 def _api_url_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--api-url", default=os.environ.get("BRIDGE_API_URL"),
-                   help="the API's URL, e.g. https://abc123.execute-api.eu-west-1.amazonaws.com/api (`chalice url "
-                        "--stage <stage>` prints it); left out: BRIDGE_API_URL (set by ./bridge on `make run`), "
-                        "else the stage's .chalice/deployed/<stage>.json")
+                   help="the API's URL, e.g. https://abc123.execute-api.eu-west-1.amazonaws.com/api (the webhook "
+                        "URLs `make deploy` printed begin with it); left out: BRIDGE_API_URL (set by ./bridge on "
+                        "`make run`), else the stage's .chalice/deployed/<stage>.json")
 
 
 def _secret_option(p: argparse.ArgumentParser, option: str, env: str, what: str) -> None:
@@ -687,8 +687,10 @@ def _workspace_oauth_link(args: argparse.Namespace, rt: Runtime) -> int:
 ROTATED = (" Sign-ins under way (continued to Intercom with the old key, or within the minute running API containers "
            "keep it) are refused on their return from Intercom, with a page asking for a new link; links not yet "
            "continued still work (the key does not sign them).")
-API_URL_UNKNOWN = ("<api> is the API's URL, not known here: `chalice url --stage <stage>` prints it; with --api-url "
-                   "or BRIDGE_API_URL this command prints the whole redirect URL")
+# Not known here: this checkout holds no deployed state of the stage (only the one that last ran `make deploy` of it
+# does), which `chalice url` reads too. The URLs `make deploy` printed begin with the API's.
+API_URL_UNKNOWN = ("<api> is the API's URL, not known here: the webhook URLs `make deploy` printed begin with it, up "
+                   "to /api; with --api-url or BRIDGE_API_URL this command prints the whole redirect URL")
 
 
 def _deployed_api_url(stage: Optional[str]) -> str:
@@ -696,7 +698,7 @@ def _deployed_api_url(stage: Optional[str]) -> str:
     url = _known_api_url(stage)
     if not url:
         raise CliError("the API's URL is not known here: give --api-url https://<id>.execute-api.<region>.amazonaws.com"
-                       "/api (`chalice url --stage <stage>` prints it) or set BRIDGE_API_URL")
+                       "/api (the webhook URLs `make deploy` printed begin with it) or set BRIDGE_API_URL")
     return url
 
 

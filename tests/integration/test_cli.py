@@ -264,6 +264,9 @@ def test_workspace_oauth_link_prints_a_one_time_start_link_and_says_what_it_need
                    "--client-secret", "public-secret")[0] == 0
     code, out, err = run_cli(bridge.operator(), capsys, "workspace", "oauth-link")
     assert code == 1 and "the API's URL is not known here: give --api-url https://" in err
+    # It is not known here exactly when the checkout holds no deployed state of the stage, where `chalice url` (which
+    # reads that state) fails too: the URLs `make deploy` printed are where the operator finds it.
+    assert "`make deploy` printed" in err and "chalice url" not in err
     code, out, err = run_cli(bridge.operator(), capsys, "workspace", "oauth-link", *api, "--workspace", "a b")
     assert code == 1 and "not an Intercom app_id" in err
 
@@ -341,8 +344,8 @@ def test_the_oauth_app_prints_the_redirect_url_to_register_when_the_api_url_is_k
     monkeypatch.delenv("BRIDGE_API_URL")
     code, out, _ = run_cli(bridge.operator(), capsys, *app)
     assert code == 0 and "Register <api>/oauth/intercom/callback as the app's redirect URL (<api> is the API's URL, " \
-                         "not known here: `chalice url --stage <stage>` prints it; with --api-url or BRIDGE_API_URL " \
-                         "this command prints the whole redirect URL); " in out
+                         "not known here: the webhook URLs `make deploy` printed begin with it, up to /api; with " \
+                         "--api-url or BRIDGE_API_URL this command prints the whole redirect URL); " in out
     code, out, _ = run_cli(bridge.operator(), capsys, *app, "--json")
     assert json.loads(out)["redirect_url"] is None
 
