@@ -89,6 +89,13 @@ ifneq ($(filter deploy destroy,$(MAKECMDGOALS)),)
 ifeq ($(STAGE),)
 $(error which stage? make $(filter deploy destroy,$(MAKECMDGOALS)) STAGE=dev (or prod))
 endif
+# Yes-or-no knobs: 1, or left out. Any other value (PURGE=0, PURGE=no) is refused, not taken as yes.
+ifneq ($(filter-out 1,$(PURGE)),)
+$(error PURGE=$(PURGE): give PURGE=1 to delete the kept table and secrets too, or leave PURGE out to keep them)
+endif
+ifneq ($(filter-out 1,$(RENDER_ONLY)),)
+$(error RENDER_ONLY=$(RENDER_ONLY): give RENDER_ONLY=1 to stop before `chalice deploy`, or leave RENDER_ONLY out)
+endif
 endif
 
 deploy: $(STAMP)

@@ -404,3 +404,20 @@ def test_what_make_deploy_prints_at_its_end_is_what_the_docs_show(moto_endpoint,
     step = section("What `make deploy STAGE=prod` does").split("6. It prints")[1]
     shown = [line.strip() for line in step.split("```")[1].splitlines()[1:] if line.strip()]
     assert len(printed) == 6 and [line.strip() for line in printed] == shown
+
+
+@pytest.mark.parametrize("goal, knob, flag", [("destroy", "PURGE", "--purge"), ("deploy", "RENDER_ONLY", "--render-only")])
+def test_a_yes_no_knob_other_than_1_is_refused_before_anything_runs(goal, knob, flag):
+    """The docs give PURGE=1 and RENDER_ONLY=1; make took any value as yes, so `make destroy STAGE=prod PURGE=0` (or
+    `PURGE=no`) deleted the kept table and secrets, with the data. Only 1 (or nothing) is taken; any other value is
+    refused in one line naming the knob, before the install or any AWS call."""
+    for value in ("0", "no", "false"):
+        run = subprocess.run(["make", "-n", goal, "STAGE=dev", f"{knob}={value}"], cwd=ROOT, capture_output=True,
+                             text=True)
+        assert run.returncode != 0 and flag not in run.stdout, run.stdout
+        assert f"{knob}={value}" in run.stderr and f"{knob}=1" in run.stderr and run.stderr.count("\n") == 1, run.stderr
+    given = subprocess.run(["make", "-n", goal, "STAGE=dev", f"{knob}=1"], cwd=ROOT, capture_output=True, text=True,
+                           check=True).stdout
+    left_out = subprocess.run(["make", "-n", goal, "STAGE=dev"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout
+    assert flag in given and flag not in left_out
