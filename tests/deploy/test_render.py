@@ -406,7 +406,8 @@ def test_what_make_deploy_prints_at_its_end_is_what_the_docs_show(moto_endpoint,
     assert len(printed) == 6 and [line.strip() for line in printed] == shown
 
 
-@pytest.mark.parametrize("goal, knob, flag", [("destroy", "PURGE", "--purge"), ("deploy", "RENDER_ONLY", "--render-only")])
+@pytest.mark.parametrize("goal, knob, flag", [("destroy", "PURGE", "--purge"),
+                                              ("deploy", "RENDER_ONLY", "--render-only")])
 def test_a_yes_no_knob_other_than_1_is_refused_before_anything_runs(goal, knob, flag):
     """The docs give PURGE=1 and RENDER_ONLY=1; make took any value as yes, so `make destroy STAGE=prod PURGE=0` (or
     `PURGE=no`) deleted the kept table and secrets, with the data. Only 1 (or nothing) is taken; any other value is
