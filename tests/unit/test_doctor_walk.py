@@ -260,6 +260,23 @@ def test_a_fixed_value_intercom_refused_is_fixed_in_intercom_or_the_settings_not
                                      "archived, is writable, the value meets its rules), or the fixed value in the "
                                      "settings (then `bridge settings apply`), or map another; `bridge explain 7`")
     assert "Referral Factory" not in refused["fix"], refused["fix"]
+    # `bridge explain 7`, which doctor points to, says the same fix on her entry (it said RF's values)
+    [entry] = [e for e in explain(rt.work, "7").view()["trail"] if (e["event"], e["outcome"]) == ("fields",
+                                                                                                  "not_written")]
+    assert refused["fix"].startswith(entry["fix"] + "; `bridge explain 7`"), (entry["fix"], refused["fix"])
+
+
+def test_explain_says_the_values_fix_of_fields_not_written_beside_a_fixed_value_intercom_refused():
+    """A join whose fields not written are a value of RF's that does not convert and a fixed value Intercom refused:
+    explain's one entry keeps the fix of RF's values (the fixed value's attribute is named in it too)."""
+    from tests.unit.test_refused_attributes import archived
+
+    rt = fields_world()
+    archived(rt.work, "signed_up")
+    lead_joins(rt, "7", "ann@example.com", score="three")
+    [entry] = [e for e in explain(rt.work, "7").view()["trail"] if (e["event"], e["outcome"]) == ("fields",
+                                                                                                  "not_written")]
+    assert len(entry["details"]["errors"]) == 2 and entry["fix"].startswith("fix the values in Referral Factory"), entry
 
 
 def test_a_campaign_whose_fields_were_all_written_has_no_such_finding():
