@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Protocol
 
-from ..domain.advice import DUPLICATE, NOT_WRITTEN, fields_not_written, refused_join, rf_token_refused
+from ..domain.advice import DUPLICATE, NOT_WRITTEN, RF_404, fields_not_written, refused_join, rf_token_refused
 from ..domain.history import RETRY, Recorded, epoch
 from ..domain.judge import DEAD_LETTER_DAYS, QUALIFYING_LETTERS, elsewhere, letter_gone, rf_deleted
 from ..domain.link import MOVED_UNKNOWN, Link, LinkStatus, PersonRef
@@ -25,7 +25,7 @@ from ..observability import mask_email, mask_emails
 from ..ports import IntercomPort, Merged, Store
 from ..ports.edge import UNKNOWN, RefusalSample, campaign_scope, workspace_scope
 from ..ports.store import LedgerEntry, normal_email
-from .dead_letters import RF_404, no_campaign, replay_fix
+from .dead_letters import no_campaign, replay_fix
 
 class Reader(Protocol):
     @property
