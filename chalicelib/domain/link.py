@@ -320,7 +320,8 @@ class Link:
     # nothing (an Intercom outage) reads her baseline later than `joined_at` (the first claim's): a value of the
     # contact from between the two, delivered after, is none after her baseline (Link.joined_since). None: the join
     # made the contact (it has no earlier event), found none, or found it before the bridge recorded this (before
-    # 2026-11-28), or an older version's write dropped it: judged from `joined_at` alone, as then.
+    # 2026-11-28), or a version before it held it (it writes none, and drops none: docs/deploying.md): judged from
+    # `joined_at` alone, as then.
     found_at: Optional[float] = None
     updated_at: Optional[str] = None
     # A try may have created the person's contact since then without seeing Intercom's answer (it
