@@ -461,7 +461,7 @@ class Link:
     def joined_since(self) -> Optional[float]:
         """Since when the link judges the contact the join found (or made) as hers: the second she joined in (the
         join's first claim, `joined_at`, by the bridge's clock, taken down to its second: by_the_second), or, when
-        later, the second of the try that read her baseline there began in (`found_at`: a retry's, its first try having
+        later, the second the try that read her baseline there began in (`found_at`: a retry's, its first try having
         found nothing). A notification of an event of an earlier second, delivered after her link exists, came in order
         before the link held that contact, when nothing judged it, and the join's read of the contact (her baseline),
         made after that try's claim, followed it: its value is no change after her baseline, whatever it was (a "Yes"
