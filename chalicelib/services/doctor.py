@@ -936,7 +936,8 @@ def _dead_letters(rt: Examined, report: Report, settings: CampaignSettings,
         reached = rf_reached if not rf_reached or after_token([d for d in mine if d.shown_reason == reason]) else None
         report.add("dead_letters", False, f"{n} dead letter(s) of campaign {c}: {reason}", _stopped(reason, reached),
                    dead_letters.replay_fix(reason, c, ws, token_refused=rf_refused,
-                                           campaign_seen=bool(reached) and gone_alone, token_app=token_apps.get),
+                                           campaign_seen=bool(reached) and gone_alone, token_app=token_apps.get,
+                                           token_reaches=c if rf_reached else None),
                    key=f"campaign:{tag(reason)}")
     for reason, n in Counter(d.shown_reason for d in unnamed).most_common():
         kinds = ", ".join(sorted({_NO_CAMPAIGN.get(d.kind or "", "unreadable messages") for d in unnamed
