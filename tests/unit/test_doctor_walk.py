@@ -805,6 +805,34 @@ def test_the_discard_alone_is_advised_only_when_every_letter_it_takes_out_was_se
     assert "so the user was deleted in RF" not in late["fix"], late["fix"]
 
 
+@pytest.mark.parametrize("unseen", ["stored after", "hidden"])
+def test_doctor_says_its_own_rf_token_check_in_the_fix_of_the_campaigns_user_not_found_letters(unseen):
+    """A user walk: the campaign's `User not found` letters failed before the RF token was stored (`rf connect` of
+    the campaign's account's token), or beside a letter another command held; doctor's [rf.campaign] showed the
+    campaign with the token, and its dead-letter fix still said "(`bridge doctor` checks it) — then fix the token:
+    `bridge rf connect`": doctor telling the operator to run doctor, and to fix the token it had just shown. It
+    says what [rf.campaign] showed and the replay that asks RF again with that token, then the discard."""
+    from tests.unit.test_join_use_case import join
+    rt = healthy()
+    rt.work.queue.dead_letter(json.dumps(join(user="8")), GONE, 3, iso(rt.clock()))
+    if unseen == "hidden":
+        rt.work.queue.receive_dead(1, 1200)                 # another command holds it
+        rt.work.clock.now += 660
+        rt.work.queue.dead_letter(json.dumps(join(user="9")), GONE, 3, iso(rt.clock()))
+    else:
+        rt.work.clock.now += 600
+        rt.store.connections.put_rf(["token"])              # the campaign's account's token, after the letter failed
+    view = look(rt)[0]
+    [campaign], [letters] = checks(view, "rf.campaign"), [f for f in checks(view, "dead_letters") if f["what"].endswith(GONE)]
+    assert campaign["ok"] and "bridge doctor" not in letters["fix"] and "rf connect" not in letters["fix"], letters
+    assert letters["fix"].startswith("Referral Factory says it does not have this user: [rf.campaign] shows the RF "
+                                     "token reaches campaign 42, but letters of this reason may have failed with the "
+                                     "one before it"), letters["fix"]
+    assert letters["fix"].endswith("replay them, RF is asked again with this one: `bridge dlq replay --campaign 42` "
+                                   "(see `bridge dlq list`); those that fail the same way again are of users deleted "
+                                   f"in RF: {DISCARD} takes them out (each person's history says so)"), letters["fix"]
+
+
 @pytest.mark.parametrize("campaign_answer", [None, Transient("Referral Factory answered 503: down", status=503),
                                              Permanent("Referral Factory answered 401: Unauthenticated", status=401)],
                          ids=["shown", "unavailable", "token-refused"])
