@@ -483,6 +483,11 @@ def main(argv: list[str] | None = None, rt: Runtime | None = None) -> int:
             stream.reconfigure(errors="backslashreplace")
     args = _parser().parse_args(argv)
     file_only = args.func is _settings_check      # reads a file only: no stage, no runtime, no AWS
+    # A campaign id no webhook can carry, refused as `settings check` refuses it (no settings name it): a command line
+    # it cannot take, said before any stack is looked for, as argparse's refusals are.
+    if args.func is _doctor and not is_id(args.campaign_id):
+        print(f"bridge: campaign_id: {not_an_id(args.campaign_id)}", file=sys.stderr)
+        return 2
     if args.stage and rt is None and not file_only:  # the stage's table, queues and secrets path, from its stack
         from .stage import use_stage_or_exit
         use_stage_or_exit(args.stage)
@@ -942,9 +947,6 @@ def _explain(args: argparse.Namespace, rt: Runtime) -> int:
 def _doctor(args: argparse.Namespace, rt: Runtime) -> int:
     from .services import doctor
 
-    if not is_id(args.campaign_id):     # as `settings check` refuses it: no webhook names it, nor any settings
-        print(f"bridge: campaign_id: {not_an_id(args.campaign_id)}", file=sys.stderr)
-        return 2
     rt.config = doctor.quick(rt.config)      # (before its clients are made: they read it then)
     report = doctor.examine(rt, args.campaign_id, dlq=bool(rt.config.dlq_url))
     if isinstance(rt.clock, AwsClock):

@@ -192,6 +192,13 @@ def token_fix(workspace: str, token_app: Optional[str] = None) -> str:
     return f"{reconnect(workspace, token_app)}, then `{replay_refused(workspace)}`"
 
 
+def answer_refused_fix(workspace: str, status: int, token_app: Optional[str] = None) -> str:
+    """The fix of Intercom refusing `workspace`'s token with another status than the 401 a worker waits out (a 403):
+    the work it failed was dead-lettered with Intercom's answer as its reason, not `refused_token`'s, so the replay
+    after the reconnect goes by that answer's status (token_fix's reaches none of it)."""
+    return f'{reconnect(workspace, token_app)}, then `bridge dlq replay --reason "Intercom answered {status}"`'
+
+
 def token_wait_fix(workspace: str, token_app: Optional[str] = None) -> str:
     """The fix while the work waits for `workspace`'s token to be replaced: the reconnect alone (what waits goes on
     by itself)."""

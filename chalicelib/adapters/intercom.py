@@ -60,10 +60,12 @@ class IntercomClient(JsonApi):
         if exc.retryable:
             return self.retry_later(exc)
         if exc.status == 401:
-            # The token was read again before this: a reconnected one was already tried.
+            # The token was read again before this: a reconnected one was already tried. No workspace: a token
+            # checked before it is stored (`workspace connect`, `make run`): its caller says what to do, and no
+            # work failed with it (a worker's client always knows its workspace: TokenRefused, below).
             if not self.workspace:
-                return Permanent(f"{exc.reason} — the workspace token is invalid or revoked: reconnect the workspace, "
-                                 "then replay the dead-letter queue", status=401, message=exc.message, body=exc.body)
+                return Permanent(f"{exc.reason} — the token is invalid or revoked", status=401, message=exc.message,
+                                 body=exc.body)
             return TokenRefused(refused_reason(exc.reason, self.workspace), self.workspace, self.token_app, exc.reason,
                                 status=401, message=exc.message, body=exc.body)
         return Permanent(exc.reason, status=exc.status, message=exc.message, body=exc.body)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 import shlex
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
-from .mapping import REFUSED_KIND
+from .mapping import REFUSED_KIND, FieldError
 from .people import OTHER_CAMPAIGN
 
 #: Send the people a refused join left out (RF does not retry a refused webhook): what ends every such fix.
@@ -118,6 +118,15 @@ def not_written(kind: str, source: str) -> str:
     """The fix of a mapped field joins were applied without, by its kind (mapping.FieldError.kind) and `source`
     ("from <RF field>", "fixed value")."""
     return FIXED_REFUSED if kind == REFUSED_KIND and source == "fixed value" else NOT_WRITTEN
+
+
+def fields_not_written(errors: Sequence[Mapping[str, Any]]) -> str:
+    """The fix of one join's fields not written (its history entry's `errors`: to, source, reason each), as doctor
+    says it of each (not_written): a fixed value's when each is a fixed value Intercom refused, else the values'
+    (which names a field Intercom refused too)."""
+    fixes = {not_written(FieldError(str(e.get("to", "")), str(e.get("source", "")), str(e.get("reason", ""))).kind,
+                         str(e.get("source", ""))) for e in errors}
+    return FIXED_REFUSED if fixes == {FIXED_REFUSED} else NOT_WRITTEN
 
 #: Leads linked before the campaign's qualification rule (under none, or a rule on another attribute), or moved since
 #: to an older contact: their value at join time is not known, so they never qualify by themselves

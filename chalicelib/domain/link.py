@@ -320,7 +320,8 @@ class Link:
     # nothing (an Intercom outage) reads her baseline later than `joined_at` (the first claim's): a value of the
     # contact from between the two, delivered after, is none after her baseline (Link.joined_since). None: the join
     # made the contact (it has no earlier event), found none, or found it before the bridge recorded this (before
-    # 2026-11-28), or an older version's write dropped it: judged from `joined_at` alone, as then.
+    # 2026-11-28), or a version before it held it (it writes none, and drops none: docs/deploying.md): judged from
+    # `joined_at` alone, as then.
     found_at: Optional[float] = None
     updated_at: Optional[str] = None
     # A try may have created the person's contact since then without seeing Intercom's answer (it
@@ -460,7 +461,7 @@ class Link:
     def joined_since(self) -> Optional[float]:
         """Since when the link judges the contact the join found (or made) as hers: the second she joined in (the
         join's first claim, `joined_at`, by the bridge's clock, taken down to its second: by_the_second), or, when
-        later, the second of the try that read her baseline there began in (`found_at`: a retry's, its first try having
+        later, the second the try that read her baseline there began in (`found_at`: a retry's, its first try having
         found nothing). A notification of an event of an earlier second, delivered after her link exists, came in order
         before the link held that contact, when nothing judged it, and the join's read of the contact (her baseline),
         made after that try's claim, followed it: its value is no change after her baseline, whatever it was (a "Yes"

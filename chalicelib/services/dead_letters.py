@@ -144,7 +144,8 @@ def replay_fix(reason: str, campaign: Optional[str], workspace: Optional[str] = 
     show the campaign with the token, so RF's "not found" is the user's (deleted there): the discard alone.
     `token_app`: whose a workspace's token is (its connection's; None: not known), for the reconnect of the
     workspace whose token the reason says Intercom refused. `token_reaches`: the campaign doctor's [rf.campaign] just
-    showed with the RF token (doctor's own fix of a letter naming no campaign: that check is done, not pointed to)."""
+    showed with the RF token (doctor's own fix: that check is done, not pointed to); of `campaign`'s own letters, when they
+    may have failed with a token before it (not `campaign_seen`): the replay asks RF again with the token shown."""
     if plan_restricted(reason):
         return PLAN_FIX.format(workspace=f"workspace {workspace}" if workspace else "the workspace",
                                replay=_replay(reason, campaign))
@@ -168,10 +169,18 @@ def replay_fix(reason: str, campaign: Optional[str], workspace: Optional[str] = 
         return (f"Referral Factory refuses the RF token or does not know {named} with it (see "
                 f"[rf.campaign]): this work is valid — fix the token: {token}; do not discard it")
     if never_succeeds(reason):
-        discard = (f'a replay would fail the same way — `bridge dlq discard --reason "{RF_GONE}"{scope} --yes` takes '
-                   "them out (each person's history says so)")
+        take_out = (f'`bridge dlq discard --reason "{RF_GONE}"{scope} --yes` takes them out (each person\'s history '
+                    "says so)")
+        discard = f"a replay would fail the same way — {take_out}"
         if campaign_seen:
             return f"Referral Factory shows the campaign with the RF token, so the user was deleted in RF: {discard}"
+        if token_reaches and campaign:      # their campaign's, shown reaching it: they failed with a token before it
+            return (f"Referral Factory says it does not have this user: [rf.campaign] shows the RF token reaches "
+                    f"campaign {token_reaches}, but letters of this reason may have failed with the one before it "
+                    "(an RF token of another account than the campaign's says so of every user; it was replaced after "
+                    "they failed, or while a worker still used it) — replay them, RF is asked again with this one: "
+                    f"{_replay(reason, campaign)}; those that fail the same way again are of users deleted in RF: "
+                    f"{take_out}")
         checked = (f"[rf.campaign] shows the RF token reaches campaign {token_reaches}; for a user of another "
                    "campaign, `bridge doctor <that campaign>` checks it" if token_reaches else "`bridge doctor` checks it")
         return ("Referral Factory says it does not have this user: an RF token of another account than the "

@@ -30,8 +30,8 @@ from ..domain.sync import FAILED, RETRYING, WAITING, describe_counts, describe_p
 from ..domain.workspace_check import check_against_workspace
 from ..config import Config
 from ..errors import (BUDGET_SETTINGS, PLAN_FIX, REFUSED_TOKEN, RF_REFUSED_TOKEN, BudgetSpent, Throttled, TokenRefused,
-                      WorkError, limiting, plan_restricted, replay_parked, rf_blocked, rf_campaign_fix, token_fix,
-                      token_wait_fix)
+                      WorkError, answer_refused_fix, limiting, plan_restricted, replay_parked, rf_blocked,
+                      rf_campaign_fix, token_wait_fix)
 from ..observability import mask_email, mask_emails
 from ..ports import Connection, DeadLetterQueue, Store
 from ..ports.secrets import read_by_every_worker
@@ -369,7 +369,8 @@ def _intercom(rt: Examined, report: Report, settings: CampaignSettings,
                        "queue", token_wait_fix(ws, conn.token_app))
         elif exc.status in REFUSED_TOKEN:
             report.add("intercom.token", False, f"Intercom refused the token of workspace {ws}: {exc.reason}",
-                       "joins and qualification checks fail until it is replaced", token_fix(ws, conn.token_app))
+                       "joins and qualification checks fail until it is replaced",
+                       answer_refused_fix(ws, exc.status, conn.token_app))
         elif exc.retryable:
             report.add("intercom.token", False, *_waits(rt, settings, exc, "Intercom", f"the token of workspace {ws} "
                                                         "could not be checked", "joins and qualification checks"))
@@ -936,7 +937,8 @@ def _dead_letters(rt: Examined, report: Report, settings: CampaignSettings,
         reached = rf_reached if not rf_reached or after_token([d for d in mine if d.shown_reason == reason]) else None
         report.add("dead_letters", False, f"{n} dead letter(s) of campaign {c}: {reason}", _stopped(reason, reached),
                    dead_letters.replay_fix(reason, c, ws, token_refused=rf_refused,
-                                           campaign_seen=bool(reached) and gone_alone, token_app=token_apps.get),
+                                           campaign_seen=bool(reached) and gone_alone, token_app=token_apps.get,
+                                           token_reaches=c if rf_reached else None),
                    key=f"campaign:{tag(reason)}")
     for reason, n in Counter(d.shown_reason for d in unnamed).most_common():
         kinds = ", ".join(sorted({_NO_CAMPAIGN.get(d.kind or "", "unreadable messages") for d in unnamed

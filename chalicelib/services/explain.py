@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Protocol
 
-from ..domain.advice import DUPLICATE, NOT_WRITTEN, refused_join, rf_token_refused
+from ..domain.advice import DUPLICATE, NOT_WRITTEN, RF_404, fields_not_written, refused_join, rf_token_refused
 from ..domain.history import RETRY, Recorded, epoch
 from ..domain.judge import DEAD_LETTER_DAYS, QUALIFYING_LETTERS, elsewhere, letter_gone, rf_deleted
 from ..domain.link import MOVED_UNKNOWN, Link, LinkStatus, PersonRef
@@ -25,7 +25,7 @@ from ..observability import mask_email, mask_emails
 from ..ports import IntercomPort, Merged, Store
 from ..ports.edge import UNKNOWN, RefusalSample, campaign_scope, workspace_scope
 from ..ports.store import LedgerEntry, normal_email
-from .dead_letters import RF_404, no_campaign, replay_fix
+from .dead_letters import no_campaign, replay_fix
 
 class Reader(Protocol):
     @property
@@ -502,6 +502,8 @@ def _with_fix(entry: dict, link: Optional[Link], refused: Optional[RefusalSample
     # A counted repeat (the same join, notification... seen again) needs nothing done.
     fix = None if entry.get("count") else FIXES.get((entry["event"], why))
     hint = None if entry.get("count") else HINTS.get((entry["event"], why))
+    if fix and (entry["event"], why) == ("fields", "not_written"):     # (doctor's words for those fields)
+        fix = fields_not_written(details.get("errors") or [])
     if (entry["event"], why) == ("join", "ignored") and link is not None and link.status is not LinkStatus.IGNORED:
         hint = None         # sent again since (`bridge backfill`): the trail goes on with that join
     if entry["event"] == "webhook_refused":

@@ -145,7 +145,7 @@ def _check_intercom(rt: Any, token: str, workspace: str, url: str) -> Any:
 
     try:
         found = workspace_of(rt.intercom_auth().whoami(token, None))
-    except Permanent as exc:     # (a 401's reason is the worker's advice to a stored token: not for a start)
+    except Permanent as exc:     # (a 401's reason: the token is refused; what to check is said here)
         said = "401: the token is invalid or revoked" if exc.status == 401 else exc.reason
         raise StartError(f"Intercom at {url} refused INTERCOM_TOKEN ({said}): check INTERCOM_TOKEN, or set "
                          "INTERCOM_BASE_URL to your workspace's region (e.g. https://api.eu.intercom.io)") from None

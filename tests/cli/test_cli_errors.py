@@ -464,3 +464,12 @@ def test_doctor_refuses_a_campaign_id_no_webhook_can_carry_as_settings_check_doe
     [said] = [line[len("  - "):] for line in checked.splitlines() if line.startswith("  - campaign_id:")]
     code_doctor, out, err = run_cli(FakeConnecting(), capsys, "doctor", "4 2")
     assert (code_doctor, out) == (code, "") == (2, "") and one_line(err) == f"bridge: {said}\n", err
+
+
+def test_doctor_refuses_a_campaign_id_no_webhook_can_carry_before_looking_for_a_stack(tmp_path, capsys, monkeypatch):
+    """As argparse's refusals (exit 2) come before the stack is looked for, the id's does: with no stack named,
+    `bridge doctor "4 2"` said "no stack to talk to" (exit 1), not what docs/operating.md's exit statuses say."""
+    for name in [k for k in os.environ if k.startswith("BRIDGE_")]:
+        monkeypatch.delenv(name)
+    assert main(["doctor", "4 2"]) == 2
+    assert one_line(capsys.readouterr().err).startswith("bridge: campaign_id: '4 2' is not an id a webhook can carry")

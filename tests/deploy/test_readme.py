@@ -65,8 +65,8 @@ def test_each_variable_the_deployed_config_sets_is_in_the_readme_with_that_value
 def test_the_readmes_discard_example_selects_only_what_can_never_succeed():
     """The quick reference's `dlq discard --reason "answered 404" --yes` also takes out for good an Intercom
     404 (a tag or contact deleted in Intercom: re-applying the settings and replaying fixes it), where
-    `doctor` and `explain` advise `--reason "Referral Factory answered 404"` (dead_letters.RF_GONE) only."""
-    from chalicelib.services.dead_letters import never_succeeds
+    `doctor` and `explain` advise `--reason "Referral Factory answered 404"` (domain/advice.RF_GONE) only."""
+    from chalicelib.domain.advice import never_succeeds
     examples = re.findall(r'dlq discard --reason "([^"]+)"', README)
     assert examples
     for reason in examples:

@@ -466,11 +466,14 @@ def test_an_attribute_intercom_refuses_the_contact_is_still_created_with_the_oth
     [field] = entries(found, "fields", "not_written")
     assert field["details"]["errors"] == [{"to": "custom_attributes.lead_source", "source": "fixed value", "reason":
                                            f"Intercom refused it: Custom attribute 'lead_source' {refusal}"}]
-    assert "a field Intercom refused: fix the attribute in Intercom" in field["fix"]
+    # (a fixed value: the settings', not Referral Factory's)
+    assert field["fix"].startswith("fix the attribute in Intercom") and "the fixed value in the settings" in \
+        field["fix"] and "Referral Factory" not in field["fix"], field["fix"]
     code, report = doctor(bridge, capsys)
     [written] = [f for f in report["findings"] if f["check"] == "fields.not_written"]
     assert written["what"].startswith("1 join(s) applied without custom_attributes.lead_source (refused by Intercom, "
                                       "fixed value) at ")
+    assert written["fix"].startswith(field["fix"] + "; "), (written["fix"], field["fix"])    # the same fix
     [missing] = bad(report, "settings.workspace")        # archived: not "create it", which Intercom would refuse
     assert missing["what"] == {
         "archived": "leads.fields[3].to: custom_attributes.lead_source is archived in Intercom",

@@ -494,6 +494,18 @@ def test_connect_refuses_a_token_intercom_refuses_or_of_another_workspace_and_st
     assert rt.store.connections.workspaces() == set() and rt.secrets.scoped("worker").get("intercom/ws2/token") is None
 
 
+def test_intercoms_401_for_a_token_of_no_known_workspace_advises_no_reconnect_nor_replay_of_dead_letters():
+    """Intercom's 401 to a client that knows no workspace (a token checked before it is stored: `workspace
+    connect`'s GET /me, `make run`'s) said "reconnect the workspace, then replay the dead-letter queue": no work
+    failed with that token, and `workspace connect` is the reconnect itself. Its reason says the refusal alone;
+    each caller says what to do (check the token, its region)."""
+    from chalicelib.adapters.intercom import IntercomClient
+    from chalicelib.errors import ApiError, Permanent, TokenRefused
+    refused = IntercomClient("https://api.intercom.io", "typo")._classify(ApiError("Intercom", 401, "Unauthorized"))
+    assert isinstance(refused, Permanent) and not isinstance(refused, TokenRefused) and refused.status == 401
+    assert refused.reason == "Intercom answered 401: Unauthorized — the token is invalid or revoked", refused.reason
+
+
 def test_a_connect_of_a_regional_workspace_records_its_api_base_and_a_reconnect_keeps_it():
     rt = FakeConnecting()
     rt.auth.apps.update({"t1": {"id_code": "eu1", "region": "EU"}, "t2": {"id_code": "eu1", "region": "EU"}})

@@ -70,7 +70,8 @@ def test_only_rfs_user_not_found_is_advised_a_discard_a_bare_404_a_fix_and_repla
     """A wrong RF_BASE_URL makes every call answer 404 (a web page, not RF's "User not found."): those
     letters (qualifications: rewards among them) are fixed and replayed, never advised a discard; the
     fix names the base URL and the token. RF's own answer is advised the discard, by its words."""
-    from chalicelib.services.dead_letters import never_succeeds, replay_fix
+    from chalicelib.domain.advice import never_succeeds
+    from chalicelib.services.dead_letters import replay_fix
     work = world()
     work.apis.rf_.get_answers = [Permanent("Referral Factory answered 404: <html>Not Found</html>", status=404)]
     assert run(work, join({"id": "9", "campaign_id": "42"}, user="9"))["dead"] == 1

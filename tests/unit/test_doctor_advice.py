@@ -82,7 +82,27 @@ def test_intercom_refusing_the_token_is_told_to_replace_it_the_way_it_was_given(
     assert token["what"].startswith("Intercom refused the token of workspace ws")
     # (401: the worker's work waits for the reconnect, then goes on by itself; any other refusal, a replay after it)
     assert token["fix"] == (f"{reconnect}; what waits for it then goes on by itself, with no replay" if status == 401
-                            else f"{reconnect}, then `bridge dlq replay --reason \"Intercom refuses workspace ws's token\"`")
+                            else f"{reconnect}, then `bridge dlq replay --reason \"Intercom answered 403\"`")
+
+
+def test_the_replay_doctor_advises_for_intercoms_403_to_the_token_reaches_the_work_it_dead_lettered():
+    """Intercom refuses the workspace's token with 403 (not the 401 the worker waits out): a join is dead-lettered
+    with Intercom's answer as its reason. Doctor's [intercom.token] advised the reconnect, then `bridge dlq replay
+    --reason "Intercom refuses workspace ws's token"`, the reason of a 401's letters only: it selected none of them,
+    and the join stayed in the queue. The replay it advises reaches the letter."""
+    from chalicelib.services.dead_letters import look, matches
+    from tests.unit.test_join_use_case import join
+    answer = "Intercom answered 403 token_unauthorized: Not authorized to access this resource"
+    rt = Doctored()
+    rt.work.apis.intercom_.me = raising(ApiError("Intercom", 403, "Not authorized to access this resource",
+                                                 code="token_unauthorized"))   # type: ignore[attr-defined]
+    rt.work.apis.intercom_.fail["create"] = Permanent(answer, status=403)
+    assert scenario.run(rt.work, join())["dead"] == 1
+    token = finding(rt, "intercom.token")
+    assert token["what"] == f"Intercom refused the token of workspace ws: {answer}", token
+    [reason] = replays_advised(token["fix"])
+    letters = look(rt.work).letters
+    assert [d.reason for d in letters] == [answer] and [matches(d, reason, None) for d in letters] == [True]
 
 
 def test_a_refused_tokens_letters_advise_the_reconnect_and_its_replay_but_a_searchs_nothing_to_replay():

@@ -260,6 +260,23 @@ def test_a_fixed_value_intercom_refused_is_fixed_in_intercom_or_the_settings_not
                                      "archived, is writable, the value meets its rules), or the fixed value in the "
                                      "settings (then `bridge settings apply`), or map another; `bridge explain 7`")
     assert "Referral Factory" not in refused["fix"], refused["fix"]
+    # `bridge explain 7`, which doctor points to, says the same fix on her entry (it said RF's values)
+    [entry] = [e for e in explain(rt.work, "7").view()["trail"] if (e["event"], e["outcome"]) == ("fields",
+                                                                                                  "not_written")]
+    assert refused["fix"].startswith(entry["fix"] + "; `bridge explain 7`"), (entry["fix"], refused["fix"])
+
+
+def test_explain_says_the_values_fix_of_fields_not_written_beside_a_fixed_value_intercom_refused():
+    """A join whose fields not written are a value of RF's that does not convert and a fixed value Intercom refused:
+    explain's one entry keeps the fix of RF's values (the fixed value's attribute is named in it too)."""
+    from tests.unit.test_refused_attributes import archived
+
+    rt = fields_world()
+    archived(rt.work, "signed_up")
+    lead_joins(rt, "7", "ann@example.com", score="three")
+    [entry] = [e for e in explain(rt.work, "7").view()["trail"] if (e["event"], e["outcome"]) == ("fields",
+                                                                                                  "not_written")]
+    assert len(entry["details"]["errors"]) == 2 and entry["fix"].startswith("fix the values in Referral Factory"), entry
 
 
 def test_a_campaign_whose_fields_were_all_written_has_no_such_finding():
@@ -786,6 +803,34 @@ def test_the_discard_alone_is_advised_only_when_every_letter_it_takes_out_was_se
     [late] = [f for f in checks(look(rt)[0], "dead_letters") if f["what"].endswith(GONE)]
     assert DISCARD in late["fix"] and "`bridge dlq replay --campaign 42`" in late["fix"], late["fix"]
     assert "so the user was deleted in RF" not in late["fix"], late["fix"]
+
+
+@pytest.mark.parametrize("unseen", ["stored after", "hidden"])
+def test_doctor_says_its_own_rf_token_check_in_the_fix_of_the_campaigns_user_not_found_letters(unseen):
+    """A user walk: the campaign's `User not found` letters failed before the RF token was stored (`rf connect` of
+    the campaign's account's token), or beside a letter another command held; doctor's [rf.campaign] showed the
+    campaign with the token, and its dead-letter fix still said "(`bridge doctor` checks it) — then fix the token:
+    `bridge rf connect`": doctor telling the operator to run doctor, and to fix the token it had just shown. It
+    says what [rf.campaign] showed and the replay that asks RF again with that token, then the discard."""
+    from tests.unit.test_join_use_case import join
+    rt = healthy()
+    rt.work.queue.dead_letter(json.dumps(join(user="8")), GONE, 3, iso(rt.clock()))
+    if unseen == "hidden":
+        rt.work.queue.receive_dead(1, 1200)                 # another command holds it
+        rt.work.clock.now += 660
+        rt.work.queue.dead_letter(json.dumps(join(user="9")), GONE, 3, iso(rt.clock()))
+    else:
+        rt.work.clock.now += 600
+        rt.store.connections.put_rf(["token"])              # the campaign's account's token, after the letter failed
+    view = look(rt)[0]
+    [campaign], [letters] = checks(view, "rf.campaign"), [f for f in checks(view, "dead_letters") if f["what"].endswith(GONE)]
+    assert campaign["ok"] and "bridge doctor" not in letters["fix"] and "rf connect" not in letters["fix"], letters
+    assert letters["fix"].startswith("Referral Factory says it does not have this user: [rf.campaign] shows the RF "
+                                     "token reaches campaign 42, but letters of this reason may have failed with the "
+                                     "one before it"), letters["fix"]
+    assert letters["fix"].endswith("replay them, RF is asked again with this one: `bridge dlq replay --campaign 42` "
+                                   "(see `bridge dlq list`); those that fail the same way again are of users deleted "
+                                   f"in RF: {DISCARD} takes them out (each person's history says so)"), letters["fix"]
 
 
 @pytest.mark.parametrize("campaign_answer", [None, Transient("Referral Factory answered 503: down", status=503),
