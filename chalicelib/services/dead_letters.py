@@ -81,16 +81,13 @@ class DeadLetter:
 
     @property
     def shown_reason(self) -> str:
-        """The reason as doctor and `dlq list` show it: its emails masked (a `--reason` matches the stored one)."""
-        return mask_emails(self.reason, self.given_email)
-
-    @property
-    def search_reason(self) -> str:
-        """A failed search's reason as doctor quotes it beside SEARCH_FIX: without the replay a refused token's
-        reason advises ("reconnect the workspace, then `bridge dlq replay ...`"), as a search is never replayed
-        (the next that succeeds covers its window). A search's own reason advises none (changes._unreplayed); the
-        letters of searches failed before it did (kept 14 days) still do."""
-        return _REPLAY_ADVICE.sub("", self.shown_reason)
+        """The reason as doctor, `dlq list` and its counts show it: its emails masked (a `--reason` matches the stored
+        one); a failed search's without the replay a refused token's reason advises ("reconnect the workspace, then
+        `bridge dlq replay ...`"), as a search is never replayed (SEARCH_FIX: the next that succeeds covers its
+        window). A search's own reason advises none (changes._unreplayed); the letters of searches failed before it
+        did (kept 14 days) still do."""
+        shown = mask_emails(self.reason, self.given_email)
+        return _REPLAY_ADVICE.sub("", shown) if self.kind == SEARCH else shown
 
     def view(self, show_payload: bool = False, raw: bool = False, token_apps: Optional[dict] = None) -> dict:
         """The letter for `dlq list`: whom it is about (email masked), and with `show_payload` its message,

@@ -976,7 +976,7 @@ def _searches(report: Report, ws: str, letters: list[dead_letters.DeadLetter]) -
     if failing:
         since = f", since {failing[0].failed_at}" if failing[0].failed_at else ""
         report.add("dead_letters", False, f"{len(failing)} search(es) of the changed contacts of workspace {ws} failed "
-                   f"(dead letters{since}); the last: {failing[-1].search_reason}",
+                   f"(dead letters{since}); the last: {failing[-1].shown_reason}",
                    dead_letters.SEARCH_WHY, dead_letters.SEARCH_FIX, key="searches")
 
 
@@ -1013,7 +1013,7 @@ def _reconciliation(rt: Examined, report: Report, settings: CampaignSettings, ap
                    + f"reconciliation's searches of the changed contacts of workspace {ws} fail ("
                    + ("none has succeeded yet" if last is None else
                       f"the last that succeeded ran {(now - float(last)) / 60:.0f} min ago")
-                   + (f"; {len(failing)} failed since {failing[0].failed_at or '?'}, the last: {failing[-1].search_reason})"
+                   + (f"; {len(failing)} failed since {failing[0].failed_at or '?'}, the last: {failing[-1].shown_reason})"
                       if failing else f"; the last failed at {iso(tried['at'])}: {tried['reason']}; the queue tries "
                       "it again)"),
                    dead_letters.SEARCH_WHY, dead_letters.SEARCH_FIX if failing else

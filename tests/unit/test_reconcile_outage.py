@@ -191,8 +191,8 @@ def test_a_search_refused_the_workspaces_token_is_dead_lettered_without_the_repl
     """Walkthrough of the README's `make fault ARGS="intercom revoke-token"` rehearsal: reconciliation's search, refused
     the token, became a dead letter whose reason said "... reconnect the workspace, then `bridge dlq replay --reason
     ...`", beside the fix "nothing to replay: ... `bridge dlq discard --superseded --yes`" (doctor's finding, `dlq
-    list`). The search's letter has a reason of its own, without the replay; doctor quotes a letter stored before
-    (with it) without it too, and `dlq discard` matches both, by `--superseded` and by the refusal's words."""
+    list`). The search's letter has a reason of its own, without the replay; doctor, `dlq list` and its counts show a
+    letter stored before (with it) without it too (`--raw`: as stored), and `dlq discard` matches both, by `--superseded` and by the refusal's words."""
     from chalicelib.adapters.intercom import IntercomClient
     from chalicelib.errors import refused_token
 
@@ -216,9 +216,17 @@ def test_a_search_refused_the_workspaces_token_is_dead_lettered_without_the_repl
     [told] = findings(rt)                             # reconciliation not late yet: [dead_letters] says it
     assert told["what"].startswith("2 search(es) of the changed contacts of workspace ws failed")
     assert told["what"].endswith(said) and "nothing to replay" in told["fix"], told["what"]
+    # `dlq list` shows the older letter's reason as doctor quotes it (no replay beside "nothing to replay": the
+    # search's own reason), in its list and its counts alike; `--raw` shows it as stored (what a `--reason` matches)
+    assert old["reason"].split(", then `bridge dlq replay")[0] == said != old["reason"]
     _, out, _ = run_cli(rt, capsys, "dlq", "list", "--json")
-    assert [(d["reason"], "nothing to replay" in d["fix"]) for d in json.loads(out)["dead_letters"]] == [
-        (old["reason"], True), (said, True)]
+    listed = json.loads(out)
+    assert [(d["reason"], "nothing to replay" in d["fix"]) for d in listed["dead_letters"]] == [(said, True)] * 2
+    assert listed["by_reason"] == {said: 2}, listed["by_reason"]
+    _, out, _ = run_cli(rt, capsys, "dlq", "list", "--json", "--show-payload", "--raw")
+    assert [d["reason"] for d in json.loads(out)["dead_letters"]] == [old["reason"], said]
+    _, out, _ = run_cli(rt, capsys, "dlq", "discard", "--reason", "no such reason", "--json")
+    assert json.loads(out)["by_reason"] == {said: 2}, out     # the reasons there are, counted alike (nothing matches)
     work.clock.now += 4 * RUN_EVERY                   # late: [reconciliation] says it instead, alike
     [late] = [f for f in examine(rt, "42").view()["findings"] if f["check"] == "reconciliation"]
     assert not late["ok"] and said in late["what"] and "dlq replay" not in late["what"], late["what"]
