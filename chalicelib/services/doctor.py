@@ -582,7 +582,8 @@ def _newest_reached_us(rt: Examined, report: Report, settings: CampaignSettings)
                f"never reached the bridge ({found} people in RF)",
                "joins are not arriving: RF's webhook is missing, filtered, or refused, and those people are not in "
                "Intercom",
-               f"check RF's webhook (docs/setup.md, Setting up Referral Factory's webhook), then `bridge backfill {c}`")
+               "check RF's webhook (docs/setup.md, Setting up Referral Factory's webhook), then "
+               + BACKFILL.format(campaign=c))
 
 
 # --- webhooks ---------------------------------------------------------------------------------------
@@ -720,7 +721,7 @@ def _liveness(rt: Examined, report: Report, settings: CampaignSettings, pending:
         report.add("webhooks.rf", False, f"no join of campaign {c} was ever received",
                    "if people joined, RF's webhook is not set up or is refused: they are not sent to Intercom",
                    "set up the webhook in RF (docs/setup.md, Setting up Referral Factory's webhook: event User joins, "
-                   f"header X-Bridge-Secret), then `bridge backfill {c}`")
+                   "header X-Bridge-Secret), then " + BACKFILL.format(campaign=c))
     elif _age_hours(rt.clock(), last) > QUIET_HOURS:
         report.add("webhooks.rf", True, f"the last join of campaign {c} was received at {last} "
                    f"(over {QUIET_HOURS} h ago): if people joined since, check RF's webhook")

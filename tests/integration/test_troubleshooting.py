@@ -201,6 +201,7 @@ def test_no_referred_users_sent_the_joins_refused_for_a_wrong_secret_are_counted
     assert refused["fix"].endswith("then `bridge backfill 42` (dry run), then `--apply`"), refused["fix"]
     [quiet] = bad(report, "webhooks.rf")
     assert quiet["what"] == "no join of campaign 42 was ever received"
+    assert quiet["fix"].endswith("then `bridge backfill 42` (dry run), then `--apply`"), quiet["fix"]  # (advice.BACKFILL)
     # explain, for one of them, by email or RF id: the refusal is in their trail. A body without the
     # secret names whoever its sender likes: its email and id are kept as digests only, never readable.
     samples = bridge.rt.store.edge.refusals("campaign:42").samples
@@ -225,7 +226,7 @@ def test_no_referred_users_sent_rfs_webhook_missing_doctor_sees_rfs_newest_perso
     code, report = doctor(bridge, capsys)
     [missing] = bad(report, "webhooks.rf_missing")
     assert missing["what"].startswith(f"the newest person in RF's campaign 42 (RF user {lead['id']}, joined ")
-    assert missing["fix"].endswith("then `bridge backfill 42`")
+    assert missing["fix"].endswith("then `bridge backfill 42` (dry run), then `--apply`"), missing["fix"]
 
 
 def test_some_referred_users_not_sent_those_who_joined_before_the_settings_are_named_with_backfill(bridge, rf,
