@@ -16,7 +16,8 @@ from functools import cache
 from typing import Any, Callable, Optional, Protocol, Sequence
 
 from ..domain import apps
-from ..domain.advice import BACKFILL, DUPLICATE, how_many, not_written, person_data, refused_join
+from ..domain.advice import (BACKFILL, DUPLICATE, RF_GONE, how_many, never_succeeds, not_written, person_data,
+                             refused_join)
 from ..domain.history import epoch, iso
 from ..domain.judge import DEAD_LETTER_DAYS, elsewhere, letter_gone
 from ..domain.link import Link, PersonRef
@@ -892,7 +893,7 @@ def _stopped(reason: str, rf_reached: Optional[bool]) -> str:
     token, whatever the token does now: a replay fails the same way."""
     if OTHER_CAMPAIGN in reason:
         return f"Referral Factory places the user in another campaign than the webhook named: {_FAILS_AGAIN}"
-    if not dead_letters.never_succeeds(reason) or rf_reached is False:
+    if not never_succeeds(reason) or rf_reached is False:
         return "this work is stopped until it is replayed"
     if rf_reached:
         return f"Referral Factory no longer has this user in the campaign, which the RF token reaches: {_FAILS_AGAIN}"
@@ -933,7 +934,7 @@ def _dead_letters(rt: Examined, report: Report, settings: CampaignSettings,
     # The discard advised alone takes out every letter its reason part matches (not only one wording's), and
     # those doctor did not read: only when all of them were read, failing with the token shown.
     gone_alone = not listing.not_seen and after_token(
-        [d for d in mine if dead_letters.matches(d, dead_letters.RF_GONE, c)])
+        [d for d in mine if dead_letters.matches(d, RF_GONE, c)])
     for reason, n in Counter(d.shown_reason for d in mine).most_common():          # (emails masked)
         reached = rf_reached if not rf_reached or after_token([d for d in mine if d.shown_reason == reason]) else None
         report.add("dead_letters", False, f"{n} dead letter(s) of campaign {c}: {reason}", _stopped(reason, reached),
