@@ -483,10 +483,12 @@ def main(argv: list[str] | None = None, rt: Runtime | None = None) -> int:
             stream.reconfigure(errors="backslashreplace")
     args = _parser().parse_args(argv)
     file_only = args.func is _settings_check      # reads a file only: no stage, no runtime, no AWS
-    # A campaign id no webhook can carry, refused as `settings check` refuses it (no settings name it): a command line
-    # it cannot take, said before any stack is looked for, as argparse's refusals are.
-    if args.func is _doctor and not is_id(args.campaign_id):
-        print(f"bridge: campaign_id: {not_an_id(args.campaign_id)}", file=sys.stderr)
+    # A campaign id no webhook can carry, refused as `settings check` refuses it (no settings name it), by every command
+    # taking one (doctor, backfill, history, settings show/delete, sync start/status/report): a command line it cannot
+    # take, said before any stack is looked for, as argparse's refusals are.
+    campaign_id = getattr(args, "campaign_id", None)
+    if campaign_id is not None and not is_id(campaign_id):
+        print(f"bridge: campaign_id: {not_an_id(campaign_id)}", file=sys.stderr)
         return 2
     if args.stage and rt is None and not file_only:  # the stage's table, queues and secrets path, from its stack
         from .stage import use_stage_or_exit

@@ -426,7 +426,8 @@ def test_the_exit_statuses_the_readme_sums_up_are_the_clis(aws_env, capsys, tmp_
     summed = " ".join(docs_text().split("In all, the exit\nstatus is ")[1].split(".\n")[0].split())
     assert summed.startswith("0 when the command did what it says, 1 for an error") and \
         "2 for a command line it cannot read (a word misspelt, an argument missing), settings that are invalid or a " \
-        "campaign id no webhook can carry (`doctor \"4 2\"`, refused as `settings check` refuses it), 130 after " \
+        "campaign id no webhook can carry (`doctor \"4 2\"`, refused as `settings check` refuses it by every command " \
+        "taking a campaign id), 130 after " \
         "Ctrl-C and 141 when the reader left" in summed
     for argv in (["doctr", "42"], ["doctor"]):
         with pytest.raises(SystemExit) as exit_:
@@ -437,6 +438,25 @@ def test_the_exit_statuses_the_readme_sums_up_are_the_clis(aws_env, capsys, tmp_
     assert run_cli(None, capsys, "settings", "check", str(bad))[0] == 2
     assert run_cli(None, capsys, "settings", "check", str(tmp_path / "none.yaml"))[0] == 1
     assert run_cli(None, capsys, "doctor", "4 2")[0] == 2
+
+
+@pytest.mark.parametrize("command", [["doctor"], ["backfill"], ["backfill", "--apply"], ["history", "rf-1"],
+                                     ["settings", "show"], ["settings", "delete", "--yes"], ["sync", "start"],
+                                     ["sync", "start", "--dry-run"], ["sync", "status"], ["sync", "report"]])
+def test_every_command_taking_a_campaign_id_refuses_one_no_webhook_can_carry_as_doctor_does(aws_env, capsys, command):
+    """Only doctor refused a campaign id like "4 2"; backfill, history, settings show/delete and sync start/status/
+    report took it and answered "no settings" (or nothing) as if it could be a campaign. Each refuses it alike: one
+    line, exit 2, before any stack is looked for (no runtime is built: nothing is asked or stored)."""
+    def built(*_: object) -> None:
+        raise AssertionError("a runtime was built")
+    argv = [*command[:2], "4 2", *command[2:]] if command[0] in ("settings", "sync") else \
+        [command[0], "4 2", *command[1:]]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("chalicelib.cli._runtime", built)
+        code, out, err = run_cli(None, capsys, *argv)
+    assert (code, out) == (2, ""), (argv, code, out, err)
+    assert err == ("bridge: campaign_id: '4 2' is not an id a webhook can carry — write the id exactly as Referral "
+                   "Factory / Intercom show it: a number, or text of letters, digits, '-' and '_' (at most 128)\n"), err
 
 
 @pytest.mark.parametrize("stage", [["--stage", "prod"], []])
