@@ -878,8 +878,11 @@ def _dlq_discard(args: argparse.Namespace, rt: Runtime) -> int:
     if not (done["discarded"] or done.get("cut")):   # none of the letters read matched: said as without --yes
         _nothing_matches(args, _look(args, rt))
         return 0
-    # (--superseded takes searches of changed contacts only: they name no person whose history could say so)
-    noted = "searches of changed contacts: they named no person" if args.superseded else "each person's history says so"
+    # Said of the people the letters named only (not a key of the answer): a search of changed contacts, an unreadable
+    # message, names none, and "each person's history says so" would promise a note nobody gets.
+    named = done.pop("named_people", 0)
+    noted = ("each person's history says so" if named else
+             "searches of changed contacts: they named no person" if args.superseded else "they named no person")
     _answer(args, done, f"{done['discarded']} dead letter(s) discarded ({noted})"
             + (f"; {done['left']} left in the dead-letter queue (not matching)" if done["left"] else "")
             + "".join(f"; sync run {r['run']} of campaign {r['campaign_id']} stopped at the discarded page "

@@ -471,17 +471,20 @@ def discard(rt: Discarding, reason: Optional[str] = None, campaign: Optional[str
     failure resolved; a qualification's letter marks the person's refused qualification (Link.refusal_discarded),
     which `backfill` then never checks again. `superseded`: only the searches of changed contacts a later search covered. A
     selector is required: discarding every letter at once is never what is meant.
-    The answer as replay's, `discarded` for `replayed` and `discarded_late` for `sent_late`."""
+    The answer as replay's, `discarded` for `replayed` and `discarded_late` for `sent_late`; `named_people`: how many
+    of those discarded named a person whose history says so (a search of changed contacts names none)."""
     if reason is None and campaign is None and not superseded:
         raise ValueError("discard takes a reason, a campaign or superseded")
 
     stopped: list[dict] = []
+    named: list[int] = []
 
     def note(batch: dict[str, ReceivedLetter]) -> tuple[list[str], list[tuple[dict | str, str]]]:
         # Said before each is taken out: a run cut short leaves a letter said discarded, not one gone unsaid.
         letters = [read(m) for m in batch.values()]
         people = _people_of(rt, letters)
         _note(rt, letters, "discarded", people)
+        named.append(sum(1 for refs in people if refs))
         rt.store.links.discard_refusals(ref for d, refs in zip(letters, people) if d.kind in QUALIFYING_LETTERS
                                         for ref in refs)
         stopped.extend(_stop_runs(rt, letters))
@@ -489,7 +492,7 @@ def discard(rt: Discarding, reason: Optional[str] = None, campaign: Optional[str
     done = _take_matching(rt, lambda letters: [matches(d, reason, campaign, superseded) for d in marked(rt, letters)],
                           REPLAY_SECONDS, note, progress)
     return {**{{"done": "discarded", "late": "discarded_late"}.get(k, k): v for k, v in done.items()},
-            **({"stopped_sync_runs": stopped} if stopped else {})}
+            "named_people": sum(named), **({"stopped_sync_runs": stopped} if stopped else {})}
 
 
 def _stop_runs(rt: Discarding, letters: list[DeadLetter]) -> list[dict]:

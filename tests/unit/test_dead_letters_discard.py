@@ -171,7 +171,7 @@ def test_a_discard_far_longer_than_its_hide_time_takes_each_letter_out_once():
     for i in kept:
         work.store.links.claim(PersonRef("42", str(i)), "ws")                      # (their joins held their links)
     done = discard(work, reason="answered 404")
-    assert done == {"discarded": 3_000, "left": 0, "not_seen": 0}
+    assert done == {"discarded": 3_000, "left": 0, "not_seen": 0, "named_people": 3_000}     # (each names one)
     assert work.clock() > REPLAY_SECONDS and queue.dead_count() == 0
     assert all([e.outcome for e in work.store.history.entries(PersonRef("42", str(i)))] ==
                (["discarded"] if i in kept else []) for i in range(0, 3_000, 13))

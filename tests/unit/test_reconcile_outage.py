@@ -97,6 +97,18 @@ def test_discard_superseded_leaves_the_searches_an_outage_still_fails_and_every_
     assert code == 0 and out.startswith("1 dead letter(s) discarded") and len(work.queue.letters) == 2
 
 
+def test_discard_by_reason_of_searches_alone_does_not_say_a_persons_history_says_so(capsys):
+    """`dlq discard --reason ...` matching searches of changed contacts only (not yet superseded) said "(each person's
+    history says so)": a search names no person, so no history says anything. Said only when a letter named one."""
+    rt = doctored()
+    work = rt.work
+    outage(rt, 2)
+    [reason] = {letter["reason"] for letter in work.queue.dead}
+    code, out, _ = run_cli(rt, capsys, "dlq", "discard", "--reason", "Intercom answered 503", "--yes")
+    assert code == 0 and out.strip() == "2 dead letter(s) discarded (they named no person)", (reason, out)
+    assert work.queue.letters == {}
+
+
 @pytest.mark.parametrize("searched_before, runs, since", [(False, 2, "none has succeeded yet"),
                                                           (True, 5, "the last that succeeded ran 75 min ago")])
 def test_while_an_outage_fails_the_searches_doctor_names_it_not_the_schedule(searched_before, runs, since):

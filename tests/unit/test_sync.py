@@ -1947,7 +1947,8 @@ def test_discarding_the_dead_letter_of_a_page_that_can_never_succeed_stops_its_r
     rt = SimpleNamespace(config=Config.from_env({"BRIDGE_DLQ_URL": "https://sqs/dlq"}), queue=work.queue,
                          clock=work.clock, store=work.store, deps=work.deps)
     code, out, _ = run_cli(rt, capsys, "dlq", "discard", "--campaign", "42", "--yes")
-    assert code == 0 and out == ("1 dead letter(s) discarded (each person's history says so); sync run 1 of campaign "
+    # (a sync page names no person: no person's history says it was discarded; its run's status does)
+    assert code == 0 and out == ("1 dead letter(s) discarded (they named no person); sync run 1 of campaign "
                                  "42 stopped at the discarded page (`bridge sync start 42` starts a new run)\n")
     assert run_cli(rt, capsys, "sync", "status", "42")[1].splitlines() == [
         "run 1 (full, users) stopped: [############..................] 2/5 40% · paused 60m00s in the dead-letter "
