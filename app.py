@@ -10,6 +10,7 @@ gc.disable()
 from chalice import Chalice, Rate  # noqa: E402
 
 from chalicelib import handlers  # noqa: E402
+from chalicelib.config import reconcile_minutes  # noqa: E402
 
 app = Chalice(app_name="rf-intercom-bridge", configure_logs=False)
 # Chalice logs a route's 500 on app.log: the functions' logger (masked JSON lines), named after the stage's
@@ -63,7 +64,9 @@ def worker(event):
     return handlers.sqs_batch(event)
 
 
-@app.schedule(Rate(int(os.environ.get("RECONCILE_EVERY_MINUTES", "15")), unit=Rate.MINUTES))
+# RECONCILE_EVERY_MINUTES, as `chalice deploy` loads this file (the file's and the stage's variables of
+# infra/chalice-config.json): `make deploy` gives the reconcile-failing alarm the same period.
+@app.schedule(Rate(reconcile_minutes(os.environ), unit=Rate.MINUTES))
 def reconcile(event):
     return handlers.reconcile(event)
 

@@ -97,6 +97,26 @@ class Config:
             if bad else None
 
 
+#: The longest deployed reconciliation schedule, in minutes: the reconcile-failing alarm watches two runs, and
+#: CloudWatch evaluates an alarm over at most a day.
+MAX_RECONCILE_MINUTES = 720
+
+
+def reconcile_minutes(environ) -> int:
+    """The deployed reconciliation schedule, RECONCILE_EVERY_MINUTES: app.py's rate (EventBridge's, in whole minutes)
+    and the period of the reconcile-failing alarm (`make deploy`, which says a bad value before any AWS call). Else a
+    ValueError of one line naming the variable. RECONCILE_EVERY_SECONDS is `make run`'s, not read here."""
+    value = environ.get("RECONCILE_EVERY_MINUTES", "15") or "15"
+    try:
+        minutes = float(value)
+    except ValueError:
+        minutes = math.nan
+    if not math.isfinite(minutes) or minutes != int(minutes) or not 1 <= minutes <= MAX_RECONCILE_MINUTES:
+        raise ValueError(f"RECONCILE_EVERY_MINUTES must be a whole number of minutes from 1 to "
+                         f"{MAX_RECONCILE_MINUTES} (the reconciliation schedule, e.g. 15), not {value!r}")
+    return int(minutes)
+
+
 def _url(e, name: str) -> str:
     variable, default = URLS[name]
     return e.get(variable, default)

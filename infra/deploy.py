@@ -45,7 +45,7 @@ from botocore.exceptions import (BotoCoreError, ClientError, EndpointConnectionE
 if __package__ in (None, ""):  # `python infra/deploy.py`: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from chalicelib.config import SETTLE_MS, Config
+from chalicelib.config import SETTLE_MS, Config, reconcile_minutes
 from chalicelib.ports.store import DEFAULT_LEASE_SECONDS
 from chalicelib.stage import (APP_NAME, CHALICE_CONFIG, StageError, aws_problem, check_stage, deployed_environment,
                               env_from_outputs, prefix as stage_prefix)
@@ -367,6 +367,39 @@ def config_problem(base: dict, stage: str) -> Optional[str]:
     return None
 
 
+SCHEDULE = ("RECONCILE_EVERY_MINUTES", "RECONCILE_EVERY_SECONDS")
+
+
+def schedule_environment(base: dict, stage: str) -> dict[str, str]:
+    """The variables app.py sees when `chalice deploy` loads it: the file's and the stage's (not a function's)."""
+    return deployed_environment(base, stage, function="")
+
+
+def schedule_problem(base: dict, stage: str) -> Optional[str]:
+    """The reconciliation schedule is app.py's RECONCILE_EVERY_MINUTES, read when `chalice deploy` loads it, and the
+    reconcile-failing alarm's period is the same (stack_parameters). A value app.py cannot read is said here, not
+    as a traceback inside chalice; so is a schedule variable the schedule would not read, which `bridge doctor`
+    and the alarm would believe: RECONCILE_EVERY_SECONDS (`make run`'s), or either set for one function only."""
+    stage_cfg = base.get("stages", {}).get(stage, {})
+    for where, functions in (("", base.get("lambda_functions", {})),
+                             (f"stages.{stage}.", stage_cfg.get("lambda_functions", {}))):
+        for function, scope in functions.items():
+            for name in SCHEDULE:
+                if name in scope.get("environment_variables", {}):
+                    return (f"infra/chalice-config.json: {name} is set for the function {function} only "
+                            f"({where}lambda_functions): the schedule reads the file's or the stage's "
+                            f"environment_variables — set RECONCILE_EVERY_MINUTES there")
+    env = schedule_environment(base, stage)
+    if "RECONCILE_EVERY_SECONDS" in env:
+        return (f"infra/chalice-config.json (stage {stage}): RECONCILE_EVERY_SECONDS is `make run`'s only: the "
+                f"deployed schedule is RECONCILE_EVERY_MINUTES, in whole minutes — set that instead")
+    try:
+        reconcile_minutes(env)
+    except ValueError as exc:
+        return f"infra/chalice-config.json (stage {stage}): {exc}"
+    return None
+
+
 def lease_problem(base: dict, stage: str) -> Optional[str]:
     """A worker's claim (of a join, a qualification) must last as long as the worker may run: a
     shorter lease lets a second worker take over a person the first one is still working on."""
@@ -495,8 +528,8 @@ def stack_parameters(stage: str, base: dict, existing: Optional[dict], alarm_ema
         # The redrive is a backstop for a worker that crashes every time: it must leave the worker all its tries
         # (it dead-letters with the reason, and says so in the history).
         "MaxReceiveCount": str(2 * Config.from_env(deployed_environment(base, stage)).max_attempts),
-        # The reconcile-failing alarm reads one period per scheduled run (app.py: RECONCILE_EVERY_MINUTES).
-        "ReconcilePeriod": str(int(Config.from_env(deployed_environment(base, stage, "reconcile")).reconcile_every)),
+        # The reconcile-failing alarm reads one period per scheduled run: app.py's schedule (schedule_problem).
+        "ReconcilePeriod": str(60 * reconcile_minutes(schedule_environment(base, stage))),
     }
     if alarm_email is not None:
         params["AlarmEmail"] = alarm_email
@@ -603,7 +636,9 @@ def run_chalice(project_dir: Path, args: list[str], region: str) -> None:
     exe = Path(sys.executable).with_name("chalice")
     command = [str(exe) if exe.exists() else (shutil.which("chalice") or "chalice"),
                "--project-dir", str(project_dir), *args]
-    env = {**os.environ, "AWS_DEFAULT_REGION": region, "AWS_REGION": region}
+    # The schedule app.py reads is infra/chalice-config.json's (schedule_problem), never this shell's.
+    env = {**{k: v for k, v in os.environ.items() if k not in SCHEDULE}, "AWS_DEFAULT_REGION": region,
+           "AWS_REGION": region}
     if subprocess.run(command, env=env).returncode != 0:
         raise DeployError(f"`chalice {' '.join(args)}` failed (its output is above)")
 
@@ -670,8 +705,8 @@ def deploy(stage: str, *, project_dir: Path = ROOT, render_only: bool = False, a
     aws = aws or Aws()
     project_dir = Path(project_dir)
     base = json.loads(Path(base_config).read_text())
-    problem = (lease_problem(base, stage) or budget_problem(base, stage) or api_timeout_problem(base, stage)
-               or config_problem(base, stage))
+    problem = (schedule_problem(base, stage) or lease_problem(base, stage) or budget_problem(base, stage)
+               or api_timeout_problem(base, stage) or config_problem(base, stage))
     if problem:
         raise DeployError(problem)           # before anything is created or changed
     check_region(aws, stage, say)

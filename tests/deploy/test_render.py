@@ -324,6 +324,59 @@ def test_make_deploy_refuses_a_url_that_would_carry_tokens_in_clear_in_one_line_
     assert says in refused_deploy(tmp_path, change)
 
 
+def stage_env(**variables: str) -> dict:
+    return {"stages": {"prod": {"environment_variables": variables}}}
+
+
+@pytest.mark.parametrize("change, says", [
+    # `chalice deploy` loads app.py, whose int() took no "2.5": a traceback inside chalice, after the stack's update.
+    (stage_env(RECONCILE_EVERY_MINUTES="2.5"), "infra/chalice-config.json (stage prod): RECONCILE_EVERY_MINUTES "
+     "must be a whole number of minutes from 1 to 720 (the reconciliation schedule, e.g. 15), not '2.5'"),
+    (stage_env(RECONCILE_EVERY_MINUTES="0"), "from 1 to 720 (the reconciliation schedule, e.g. 15), not '0'"),
+    ({"environment_variables": {"RECONCILE_EVERY_MINUTES": "a quarter"}}, "not 'a quarter'"),
+    # The alarm watches two runs, and CloudWatch evaluates an alarm over at most a day: the stack update would fail.
+    (stage_env(RECONCILE_EVERY_MINUTES="1440"), "not '1440'"),
+    # The alarm's period came from it, the schedule never: the alarm watched 5-minute periods of a 15-minute schedule.
+    (stage_env(RECONCILE_EVERY_SECONDS="300"), "RECONCILE_EVERY_SECONDS is `make run`'s only: the deployed schedule "
+     "is RECONCILE_EVERY_MINUTES, in whole minutes — set that instead"),
+    # app.py is loaded with the file's and the stage's variables, not the reconcile function's, which the alarm read.
+    ({"stages": {"prod": {"lambda_functions": {"reconcile": {"environment_variables": {
+        "RECONCILE_EVERY_MINUTES": "5"}}}}}},
+     "RECONCILE_EVERY_MINUTES is set for the function reconcile only (stages.prod.lambda_functions)"),
+])
+def test_make_deploy_refuses_a_schedule_app_py_would_not_run_in_one_line_before_touching_aws(tmp_path, change, says):
+    assert says in refused_deploy(tmp_path, change)
+
+
+@pytest.mark.parametrize("change, minutes", [
+    ({}, 15), (stage_env(RECONCILE_EVERY_MINUTES="5"), 5), (stage_env(RECONCILE_EVERY_MINUTES="1"), 1),
+    ({"environment_variables": {"RECONCILE_EVERY_MINUTES": "30"}}, 30),
+    (stage_env(RECONCILE_EVERY_MINUTES="10.0"), 10), (stage_env(RECONCILE_EVERY_MINUTES=""), 15),
+])
+def test_the_schedule_app_py_runs_is_the_reconcile_alarms_period(monkeypatch, change, minutes):
+    """What `chalice deploy` schedules (app.py, loaded with the variables Chalice gives it, however the operator's
+    shell sets them: `make deploy` leaves those out) and the period `make deploy` gives the reconcile-failing alarm."""
+    base = deploy._merge(json.loads(deploy.BASE_CONFIG.read_text()), change)
+    assert deploy.schedule_problem(base, "prod") is None
+    declared = deploy.template_parameters(deploy.TEMPLATE.read_text())
+    params = {p["ParameterKey"]: p["ParameterValue"] for p in deploy.stack_parameters("prod", base, None, None,
+                                                                                       declared)}
+    ran: list = []
+    monkeypatch.setenv("RECONCILE_EVERY_MINUTES", "7")
+    monkeypatch.setenv("RECONCILE_EVERY_SECONDS", "60")
+    monkeypatch.setattr(deploy.subprocess, "run", lambda command, env: ran.append(env) or subprocess.CompletedProcess(
+        command, 0))
+    deploy.run_chalice(ROOT, ["deploy", "--stage", "prod"], REGION)
+    monkeypatch.undo()
+    env = {**ran[0], **deploy.schedule_environment(base, "prod")}   # as Chalice's load_chalice_app updates it
+    schedule = subprocess.run(
+        [sys.executable, "-c", "import app; print(next(s.schedule_expression.to_string() for s in "
+         "app.app.event_sources if s.name == 'reconcile'))"], cwd=ROOT, env=env, capture_output=True, text=True,
+        check=True).stdout.strip()
+    assert len(ran) == 1 and schedule == f"rate({minutes} minute{'s' if minutes > 1 else ''})"
+    assert params["ReconcilePeriod"] == str(60 * minutes)
+
+
 def refused_deploy(tmp_path, change: dict) -> str:
     """Why `make deploy STAGE=prod` refuses infra/chalice-config.json changed by `change`: one line, said before
     any AWS call and before anything is written."""
