@@ -617,11 +617,15 @@ def push_state(aws: Aws, bucket: str, project_dir: Path, stage: str, say: Say) -
 
 
 def webhook_urls(project_dir: Path, stage: str) -> dict[str, str]:
-    """The webhook URLs, from Chalice's deployed state."""
-    state = json.loads(state_path(project_dir, stage).read_text())
+    """The webhook URLs, from Chalice's deployed state (which `chalice url` reads too: no help when it has none)."""
+    path = state_path(project_dir, stage)
+    state = json.loads(path.read_text()) if path.exists() else {}
     base = next((r["rest_api_url"] for r in state.get("resources", []) if r.get("resource_type") == "rest_api"), None)
     if base is None:
-        raise DeployError(f"Chalice's deployed state has no REST API: see `chalice url --stage {stage}`")
+        raise DeployError(f"Chalice's deployed state of stage {stage} (.chalice/deployed/{stage}.json) names no REST "
+                          f"API, so the webhook URLs are not known: run `make deploy STAGE={stage}` again, which "
+                          f"prints them (`chalice deploy` creates an API its state does not name: if the URLs it "
+                          f"prints are not the ones Referral Factory and Intercom have, give them these)")
     base = base if base.endswith("/") else base + "/"
     return {"Referral Factory": f"{base}webhooks/referral-factory", "Intercom": f"{base}webhooks/intercom"}
 

@@ -459,6 +459,20 @@ def test_what_make_deploy_prints_at_its_end_is_what_the_docs_show(moto_endpoint,
     assert len(printed) == 6 and [line.strip() for line in printed] == shown
 
 
+@pytest.mark.parametrize("state", [{"resources": [{"name": "worker", "resource_type": "lambda_function"}]}, None])
+def test_a_deployed_state_without_the_api_says_what_to_do_not_chalice_url_which_reads_the_same_state(tmp_path, state):
+    """`chalice url --stage` reads the same file, and fails the same way: the deploy itself is what prints the URLs."""
+    if state is not None:
+        deploy.state_path(tmp_path, "prod").parent.mkdir(parents=True)
+        deploy.state_path(tmp_path, "prod").write_text(json.dumps(state))
+    with pytest.raises(deploy.DeployError) as refused:
+        deploy.webhook_urls(tmp_path, "prod")
+    said = str(refused.value)
+    assert "chalice url" not in said and "\n" not in said
+    assert said.startswith("Chalice's deployed state of stage prod (.chalice/deployed/prod.json) names no REST API, "
+                           "so the webhook URLs are not known: run `make deploy STAGE=prod` again, which prints them")
+
+
 @pytest.mark.parametrize("goal, knob, flag", [("destroy", "PURGE", "--purge"),
                                               ("deploy", "RENDER_ONLY", "--render-only")])
 def test_a_yes_no_knob_other_than_1_is_refused_before_anything_runs(goal, knob, flag):
