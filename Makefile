@@ -82,7 +82,7 @@ bench: $(STAMP)
 models: $(STAMP)
 	$(BIN)/python -m infra.aws_models
 
-## make deploy STAGE=prod [ALARM_EMAIL=you@example.com] [API_CONCURRENCY=50] [RENDER_ONLY=1]
+## make deploy STAGE=prod [ALARM_EMAIL=you@example.com|none] [API_CONCURRENCY=50] [RENDER_ONLY=1]
 ##   the stage's stack, its .chalice config and policies, `chalice deploy`; prints the webhook URLs
 ## make destroy STAGE=prod [PURGE=1] — `chalice delete`, then the stack (PURGE: the table and secrets too)
 ifneq ($(filter deploy destroy,$(MAKECMDGOALS)),)

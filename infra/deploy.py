@@ -739,7 +739,8 @@ def deploy(stage: str, *, project_dir: Path = ROOT, render_only: bool = False, a
         say(f"  {name:<17} {url}")
     say(f"Dashboard: {outputs.get('DashboardUrl', '(see CloudWatch)')}")
     say(f"Alarms go to the SNS topic {outputs.get('AlarmTopicArn')}"
-        + (f" (confirm the email AWS sent to {alarm_email})" if alarm_email else ""))
+        + (f" (confirm the email AWS sent to {alarm_email})" if alarm_email else
+           " (ALARM_EMAIL=none: no email)" if alarm_email == "" else ""))
     say(f"Next: connect Referral Factory and Intercom with `bridge --stage {stage} ...` (docs/setup.md).")
     return result
 
@@ -878,11 +879,19 @@ def api_concurrency(value: str) -> Optional[int]:
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s.]+(\.[^@\s.]+)+$")
 
 
+def alarm_email_given(value: Optional[str]) -> Optional[str]:
+    """ALARM_EMAIL as given to `make deploy`: left out, the stack keeps the last one given (None); none (or off),
+    the stack's is removed (""), and so is its subscription; else an address (check_alarm_email)."""
+    if value is None or not value.strip():
+        return None
+    return "" if value.strip().lower() in ("none", "off") else value
+
+
 def check_alarm_email(email: Optional[str]) -> None:
-    """Before any AWS call: SNS would take anything and email nobody."""
-    if email is not None and not _EMAIL.match(email):
+    """Before any AWS call: SNS would take anything and email nobody. "" removes the stack's."""
+    if email and not _EMAIL.match(email):
         raise DeployError(f"ALARM_EMAIL={email} is not an email address: e.g. ALARM_EMAIL=ops@example.com "
-                          f"(or leave it out: the alarms still reach the stage's SNS topic)")
+                          f"(or leave it out: the alarms still reach the stage's SNS topic; none stops the emails)")
 
 
 def aws_failure(exc: BaseException) -> Optional[str]:
@@ -907,7 +916,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     p = sub.add_parser("deploy", help="create or update a stage")
     p.add_argument("--stage", required=True)
     p.add_argument("--render-only", action="store_true", help="steps 1-4 only: no `chalice deploy`")
-    p.add_argument("--alarm-email", default=None, help="email the alarms notify (kept on later deploys)")
+    p.add_argument("--alarm-email", default=None,
+                   help="email the alarms notify (kept on later deploys; none: no email any more)")
     p.add_argument("--api-concurrency", default=str(DEFAULT_API_CONCURRENCY),
                    help=f"reserved concurrency of the webhook function (default {DEFAULT_API_CONCURRENCY}; none: no reservation)")
     p.add_argument("--project-dir", type=Path, default=ROOT, help=argparse.SUPPRESS)
@@ -919,7 +929,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         if args.command == "deploy":
             deploy(args.stage, project_dir=args.project_dir, render_only=args.render_only,
-                   alarm_email=args.alarm_email or None, api_concurrency=api_concurrency(args.api_concurrency))
+                   alarm_email=alarm_email_given(args.alarm_email),
+                   api_concurrency=api_concurrency(args.api_concurrency))
         else:
             destroy(args.stage, project_dir=args.project_dir, purge=args.purge)
     except KeyboardInterrupt:

@@ -92,13 +92,21 @@ def test_an_alarm_email_that_is_not_an_email_is_refused_before_any_aws_call(aws_
     assert deploy.main(["deploy", "--stage", "prod", "--alarm-email", email]) == 1
     assert one_error_line(capsys) == (
         f"error: ALARM_EMAIL={email} is not an email address: e.g. ALARM_EMAIL=ops@example.com "
-        f"(or leave it out: the alarms still reach the stage's SNS topic)")
+        f"(or leave it out: the alarms still reach the stage's SNS topic; none stops the emails)")
     assert aws_calls == []
 
 
 @pytest.mark.parametrize("email", ["ops@example.com", "first.last+alarms@mail.example.co.uk"])
 def test_an_email_address_is_accepted(email):
     deploy.check_alarm_email(email)
+
+
+@pytest.mark.parametrize("given, wanted", [(None, None), ("", None), ("none", ""), (" Off ", ""), ("NONE", ""),
+                                           ("ops@example.com", "ops@example.com")])
+def test_alarm_email_left_out_keeps_the_stacks_and_none_removes_it(given, wanted):
+    """None: the stack keeps the last one given; "": the stack's AlarmEmail emptied, and its subscription gone."""
+    assert deploy.alarm_email_given(given) == wanted
+    deploy.check_alarm_email(wanted)
 
 
 @pytest.mark.parametrize("command", [["deploy", "--stage", "dev", "--render-only"], ["destroy", "--stage", "dev"]])

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import Optional
 
 import pytest
 
@@ -194,6 +195,32 @@ def test_destroy_with_purge_also_deletes_the_table_and_the_secrets(moto_endpoint
     assert "rf-intercom-bridge-gone-table" not in aws.client("dynamodb").list_tables()["TableNames"]
     assert aws.client("ssm").get_parameters_by_path(Path="/rf-intercom-bridge-gone", Recursive=True)["Parameters"] == []
     assert "  deleted 1 secret(s) under /rf-intercom-bridge-gone" in lines
+
+
+def test_alarm_email_none_stops_the_emails_and_a_deploy_without_it_keeps_that(moto_endpoint, tmp_path):
+    """ALARM_EMAIL is kept between deploys: left out, the last one given stays; `none` (as API_CONCURRENCY takes)
+    removes it, where no make variable could before. The email's subscription is the template's only while the
+    parameter is not empty (moto creates none: read from the template)."""
+    template = deploy.TEMPLATE.read_text()
+    assert 'HasAlarmEmail: !Not [!Equals [!Ref AlarmEmail, ""]]' in template
+    assert re.search(r"\n  AlarmEmailSubscription:\n    Type: AWS::SNS::Subscription\n    Condition: HasAlarmEmail\n",
+                     template)
+    aws = aws_on(moto_endpoint)
+    cfn = aws.client("cloudformation")
+
+    def deployed(given: Optional[str]) -> str:
+        lines: list[str] = []
+        made = subprocess.run(["make", "-n", "deploy", "STAGE=mail", *([f"ALARM_EMAIL={given}"] if given else [])],
+                              cwd=ROOT, capture_output=True, text=True, check=True).stdout
+        argv = made.split("-m infra.deploy ")[1].split()
+        args = dict(zip(argv[::2], argv[1::2]))
+        deploy.ensure_stack(aws, "mail", json.loads(deploy.BASE_CONFIG.read_text()), say=lines.append,
+                            alarm_email=deploy.alarm_email_given(args.get("--alarm-email")), sleep=lambda _: None)
+        stack = cfn.describe_stacks(StackName="rf-intercom-bridge-mail")["Stacks"][0]
+        return {p["ParameterKey"]: p["ParameterValue"] for p in stack["Parameters"]}["AlarmEmail"]
+
+    assert [deployed(given) for given in ("ops@example.com", None, "none", None, "new@example.com")] == [
+        "ops@example.com", "ops@example.com", "", "", "new@example.com"]
 
 
 @pytest.mark.parametrize("unreserved, current, wanted, refused", [
