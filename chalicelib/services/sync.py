@@ -32,9 +32,9 @@ from ..domain.settings import CampaignSettings, SettingsError, Sync, parse_setti
 from ..domain.sync import (ALREADY, COUNTS_ONLY, ENROLLED, ENROLLED_NO_LINK, ENROLLED_WRITEBACK_FAILED, FAILED, LINKED,
                            NO_LINK, NO_LINK_REASON, NOT_IN_RF, PAGE_ERROR_CHARS, PER_PAGE, RETRYING, SKIPS, UNWRITTEN,
                            WAITING, WORKING, WRITEBACK_FAILED, WRITEBACK_FAILED_REASON, Create, Decision, PageError,
-                           Skip, Tally, count_attribute, decide, describe_source, describe_writes, matches_source,
-                           page_error, preflight, required_fields, restored, run_counts, search_query, shortened,
-                           source_changed, writeback_body, written)
+                           Skip, Tally, count_attribute, decide, describe_page_error, describe_source, describe_writes,
+                           matches_source, page_error, preflight, required_fields, restored, run_counts, search_query,
+                           shortened, source_changed, writeback_body, written)
 from ..errors import Deferred, Permanent, Transient, WorkError, unforeseen, waited_out, waits
 from ..messages import ContactMessage, SyncPageMessage
 from ..observability import count, logger, mask_email, mask_emails
@@ -128,14 +128,26 @@ def start(deps: WorkDeps, campaign_id: str, *, kind: str = "full", since: Option
                            f"start {campaign_id}` sends its first page again"])
     if run is None:
         moved = f" (last progress at {iso(current.updated_at)})" if current else ""
+        # What its page does, when it fails or waits, as `sync status` says it: a page that waits out an outage is in
+        # no dead-letter queue (the advice to list and replay it there would find nothing)
+        error = shown_error(current, now) if current else None
+        said = describe_page_error(error) if error else ""
+        if error and error["state"] == FAILED:
+            tail = f": {said}; {DISCARD_ENDS}"
+        elif error:
+            tail = f": {said} — see `bridge sync status {campaign_id}`"
+        else:
+            tail = (f" — see `bridge sync status {campaign_id}`; if it no longer moves, its page failed and waits in "
+                    "the dead-letter queue: `bridge dlq list`, then `bridge dlq replay` resumes it where it stopped; "
+                    f"{DISCARD_ENDS}")
         raise SyncStopped([f"sync run {current.number if current else '?'} of campaign {campaign_id} is still "
-                           f"running{moved} — see `bridge sync status {campaign_id}`; if it no longer moves, its "
-                           "page failed and waits in the dead-letter queue: `bridge dlq list`, then "
-                           "`bridge dlq replay` resumes it where it stopped; a page that can never succeed: "
-                           "`bridge dlq discard --reason <its reason> --yes` ends the run"])
+                           f"running{moved}{tail}"])
     deps.queue.send(SyncPageMessage(campaign_id=campaign_id, run=run.number, page=0).wire())
     logger.info("sync run started", extra={"campaign_id": campaign_id, "run": run.number, "kind": kind})
     return run
+
+
+DISCARD_ENDS = "a page that can never succeed: `bridge dlq discard --reason <its reason> --yes` ends the run"
 
 
 def never_begun(run: SyncRun, now: float) -> bool:

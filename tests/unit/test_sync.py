@@ -2127,3 +2127,30 @@ def test_a_run_whose_first_page_was_never_sent_and_whose_source_changed_since_is
     second = sync.start(deps(work), "42")
     drain(work)
     assert (second.number, second.source, work.store.sync.run("42").status) == (2, "all contacts", "done")
+
+
+@pytest.mark.parametrize("answer, said", [
+    (lambda: Transient("Intercom answered 503: Service Unavailable", status=503).unavailable("Intercom"),
+     "page 2 is waiting for Intercom (unavailable since 2026-09-21T14:13:20.000Z; the bridge waits up to 24 h, "
+     "BRIDGE_OUTAGE_HOURS): Intercom answered 503: Service Unavailable (last 14:13:20)"),
+    (throttled, "retrying page 2: DynamoDB throttled the request (1 try, last 14:13:20)"),
+    (lambda: Permanent("Intercom answered 400: invalid starting_after", status=400),
+     "page 2 failed: Intercom answered 400: invalid starting_after (1 try, last 14:13:20) — it waits in the "
+     "dead-letter queue: fix the cause, then `bridge dlq replay` resumes the run where it stopped"),
+], ids=["outage", "retrying", "dead-lettered"])
+def test_a_second_start_while_the_run_s_page_fails_says_what_the_page_waits_for(monkeypatch, answer, said):
+    """An operator ran `bridge sync start 42` twice during an Intercom outage: the second was refused with "if it no
+    longer moves, its page failed and waits in the dead-letter queue: `bridge dlq list`, then `bridge dlq replay`",
+    but the page waited out the outage and the dead-letter queue was empty. The refusal now says what the run's page
+    does, as `sync status` does (waiting for a vendor, retrying, or failed and in the dead-letter queue)."""
+    work, _ = a_run_whose_second_page_fails(monkeypatch, answer())
+    try:
+        drain(work)                            # page 1 works; page 2 fails its first try (or waits)
+    except RetryBatch:
+        pass
+    why = start_refused(work)
+    assert why.startswith("sync run 1 of campaign 42 is still running (last progress at ")
+    assert said in why, why
+    assert ("dead-letter queue" in why) == ("failed" in said)
+    assert why.endswith("`bridge dlq discard --reason <its reason> --yes` ends the run" if "failed" in said
+                        else "see `bridge sync status 42`")
