@@ -342,7 +342,10 @@ def preflight(settings: CampaignSettings, attributes: dict[str, dict], segments:
                  "optional in Referral Factory" for name, label in _required(campaign)
                  if name not in STANDARD and name not in mapped]
     if campaign is None:
-        problems.append(f"campaign {settings.campaign_id} does not exist in Referral Factory — fix campaign_id")
+        # (RF answers 404 to a token of another account too: doctor's [rf.campaign] names both)
+        problems.append(f"campaign {settings.campaign_id} does not exist in Referral Factory, or the RF token is "
+                        f"another account's (RF answered 404) — fix campaign_id, or give the token of the account that "
+                        f"owns campaign {settings.campaign_id} (`bridge rf connect`)")
     elif str(campaign.get("status", "launched")) != "launched":
         problems.append(f"campaign {settings.campaign_id} is not live in Referral Factory (status "
                         f"{campaign.get('status')}) — launch it first: people cannot join a "

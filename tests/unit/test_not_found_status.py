@@ -39,3 +39,15 @@ def test_sync_checks_say_the_campaign_is_unknown_only_when_rf_answers_404(status
     else:
         with pytest.raises(Permanent, match="422"):
             sync.checks(work.deps, settings)
+
+
+def test_a_campaign_rf_answers_404_for_is_said_with_the_other_cause_a_token_of_another_account():
+    """An operator's `bridge sync start 4343` said "campaign 4343 does not exist in Referral Factory — fix
+    campaign_id", where the campaign id was right and the RF token another account's (RF answers 404 to both, and
+    `doctor` names both): the line now names both fixes, as doctor's does."""
+    work = world(1)
+    work.apis.rf_.campaign_answers = [Permanent("Referral Factory answered 404: Campaign not found.", status=404)]
+    [problem] = sync.checks(work.deps, sync.settings_of(work.deps, "42"))
+    assert problem == ("campaign 42 does not exist in Referral Factory, or the RF token is another account's (RF "
+                       "answered 404) — fix campaign_id, or give the token of the account that owns campaign 42 "
+                       "(`bridge rf connect`)")
