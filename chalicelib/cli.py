@@ -1217,12 +1217,14 @@ def _over(before: int, line: str = "", on: Any = None) -> str:
 
 
 def _columns(stream: Any) -> int:
-    """The width of the terminal `stream` is; else COLUMNS, or stdout's terminal, or 80 (shutil's): stdout may
-    be a file while stderr, which draws progress, is the terminal."""
+    """The width of the terminal `stream` is; else (none, or one that says 0) COLUMNS, or stdout's terminal, or 80
+    (shutil's): stdout may be a file while stderr, which draws progress, is the terminal."""
     try:
-        return os.get_terminal_size(stream.fileno()).columns
+        columns = os.get_terminal_size(stream.fileno()).columns
     except (AttributeError, OSError, ValueError):      # (io.UnsupportedOperation is both)
-        return shutil.get_terminal_size().columns
+        columns = 0
+    # (0: a pty whose size was never set, e.g. under `script`: unknown, not 1 column wide)
+    return columns or shutil.get_terminal_size().columns
 
 
 def _status_line(found: dict, sep: str = "\n  ") -> str:

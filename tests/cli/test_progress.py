@@ -198,3 +198,32 @@ def test_a_dlq_command_draws_the_letters_read_and_those_acted_on_on_a_terminal_n
     stderr = terminal(monkeypatch)
     assert main(["dlq", *argv, "--json"], rt=dead_letters(25)) == 0
     assert json.loads(capsys.readouterr().out) and stderr.getvalue() == ""
+
+
+def test_a_terminal_that_says_it_is_0_columns_wide_is_taken_for_80_not_1(monkeypatch, capsys):
+    """A pty whose size was never set (`script`, `docker exec -t` before its resize, an expect script) says 0 columns:
+    the bar's width was divided by 1, so each redraw moved the cursor up as many rows as the line had characters and
+    cleared the screen from there. A width of 0 is unknown: COLUMNS, else 80, as shutil says."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import termios
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 0, 0, 0, 0))
+
+    class Pty(Tty):
+        def fileno(self) -> int:
+            return slave
+    stderr = Pty()
+    monkeypatch.setattr(sys, "stderr", stderr)
+    monkeypatch.setattr("shutil.get_terminal_size", lambda fallback=(80, 24): os.terminal_size(fallback))
+    try:
+        assert main(["backfill", "42"], rt=backfilling()) == 0
+    finally:
+        os.close(master)
+        os.close(slave)
+    drawn = stderr.getvalue()
+    assert "\x1b[" not in drawn and drawn.split("\r")[-1] == "[##############################] 6/6 people read, 6 to send\n"
