@@ -143,10 +143,8 @@ def test_a_backfill_bar_wider_than_the_terminal_is_redrawn_from_its_first_row(mo
         "\x1b[1A\x1b[J[##############################] 6/6 people read, 6 to send\n"]
 
 
-def test_the_bar_is_measured_against_the_terminal_it_is_drawn_on_not_stdouts(monkeypatch, capsys):
-    """`bridge backfill 42 > people.txt` in a terminal 40 columns wide: stdout is a file, so the width was taken
-    for 80 (stdout's, unknown), the bar's wrapped copies were left above it. (COLUMNS is a shell variable,
-    not exported.)"""
+def backfill_on_a_pty(monkeypatch, columns: int) -> Tty:
+    """`bridge backfill 42` drawing on a pty `columns` wide (COLUMNS unset): its stderr."""
     import fcntl
     import os
     import pty
@@ -155,7 +153,7 @@ def test_the_bar_is_measured_against_the_terminal_it_is_drawn_on_not_stdouts(mon
 
     monkeypatch.delenv("COLUMNS", raising=False)
     master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 40, 0, 0))
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24 if columns else 0, columns, 0, 0))
 
     class Pty(Tty):
         def fileno(self) -> int:
@@ -167,6 +165,14 @@ def test_the_bar_is_measured_against_the_terminal_it_is_drawn_on_not_stdouts(mon
     finally:
         os.close(master)
         os.close(slave)
+    return stderr
+
+
+def test_the_bar_is_measured_against_the_terminal_it_is_drawn_on_not_stdouts(monkeypatch, capsys):
+    """`bridge backfill 42 > people.txt` in a terminal 40 columns wide: stdout is a file, so the width was taken
+    for 80 (stdout's, unknown), the bar's wrapped copies were left above it. (COLUMNS is a shell variable,
+    not exported.)"""
+    stderr = backfill_on_a_pty(monkeypatch, 40)
     assert stderr.getvalue().split("\r")[2:] == [
         "\x1b[1A\x1b[J[####################..........] 4/6 people read, 4 to send",
         "\x1b[1A\x1b[J[##############################] 6/6 people read, 6 to send\n"]
@@ -204,26 +210,7 @@ def test_a_terminal_that_says_it_is_0_columns_wide_is_taken_for_80_not_1(monkeyp
     """A pty whose size was never set (`script`, `docker exec -t` before its resize, an expect script) says 0 columns:
     the bar's width was divided by 1, so each redraw moved the cursor up as many rows as the line had characters and
     cleared the screen from there. A width of 0 is unknown: COLUMNS, else 80, as shutil says."""
-    import fcntl
     import os
-    import pty
-    import struct
-    import termios
-
-    monkeypatch.delenv("COLUMNS", raising=False)
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 0, 0, 0, 0))
-
-    class Pty(Tty):
-        def fileno(self) -> int:
-            return slave
-    stderr = Pty()
-    monkeypatch.setattr(sys, "stderr", stderr)
     monkeypatch.setattr("shutil.get_terminal_size", lambda fallback=(80, 24): os.terminal_size(fallback))
-    try:
-        assert main(["backfill", "42"], rt=backfilling()) == 0
-    finally:
-        os.close(master)
-        os.close(slave)
-    drawn = stderr.getvalue()
+    drawn = backfill_on_a_pty(monkeypatch, 0).getvalue()
     assert "\x1b[" not in drawn and drawn.split("\r")[-1] == "[##############################] 6/6 people read, 6 to send\n"
