@@ -83,8 +83,11 @@ def checks(deps: WorkDeps, settings: CampaignSettings) -> list[str]:
     return read_checks(deps, settings)[0]
 
 
-def read_checks(deps: WorkDeps, settings: CampaignSettings) -> tuple[list[str], tuple[str, ...]]:
-    """checks(), and the fields RF's campaign requires of a referrer (read with it: one call)."""
+def read_checks(deps: WorkDeps, settings: CampaignSettings, command: Optional[str] = None
+                ) -> tuple[list[str], tuple[str, ...]]:
+    """checks(), and the fields RF's campaign requires of a referrer (read with it: one call). `command`: the operator's
+    command that checks (not a worker's page), which RF refusing the token stops (SyncStopped), saying to run it again
+    once RF is connected: the error's own advice, to replay the dead letters, is the worker's (a start queued none)."""
     sync = settings.sync
     assert sync is not None
     intercom = deps.apis.intercom(settings.workspace)
@@ -92,16 +95,21 @@ def read_checks(deps: WorkDeps, settings: CampaignSettings) -> tuple[list[str], 
     try:
         campaign: Optional[dict] = deps.apis.rf().get_campaign(settings.campaign_id)
     except Permanent as exc:
+        if exc.status == 401 and command:
+            answered = f": {exc.message}" if exc.message else ""
+            raise SyncStopped([f"Referral Factory refused the bridge's token (it answered 401{answered}) — run "
+                               f"`bridge rf connect`, then `{command}` again"]) from None
         if exc.status != 404:             # RF does not know the campaign: preflight says so
             raise
         campaign = None
     return preflight(settings, intercom.data_attributes(), segments, campaign), required_fields(campaign)
 
 
-def _checked(deps: WorkDeps, campaign_id: str) -> tuple[CampaignSettings, tuple[str, ...]]:
-    """The campaign's settings once its checks pass (else SyncStopped), and the fields RF requires of a referrer."""
+def _checked(deps: WorkDeps, campaign_id: str, again: str = "") -> tuple[CampaignSettings, tuple[str, ...]]:
+    """The campaign's settings once its checks pass (else SyncStopped), and the fields RF requires of a referrer.
+    `again`: the options of the command that checks (`sync start`'s), which RF refusing the token says to run again."""
     settings = settings_of(deps, campaign_id)
-    problems, required = read_checks(deps, settings)
+    problems, required = read_checks(deps, settings, f"bridge sync start {campaign_id}{again}")
     if problems:
         raise SyncStopped(problems)
     return settings, required
@@ -1060,7 +1068,7 @@ def dry_run(deps: WorkDeps, campaign_id: str, examples: int = 5,
             progress: Optional[Callable[[int, Optional[int]], None]] = None) -> dict:
     """What a run would do now, creating nothing: the checks, then every page of the search against
     the ledger and RF's people of the campaign (read once, by email). Raises SyncStopped."""
-    settings, required = _checked(deps, campaign_id)
+    settings, required = _checked(deps, campaign_id, " --dry-run")
     sync = settings.sync
     assert sync is not None
     rf, intercom = deps.apis.rf(), deps.apis.intercom(settings.workspace)

@@ -2154,3 +2154,20 @@ def test_a_second_start_while_the_run_s_page_fails_says_what_the_page_waits_for(
     assert ("dead-letter queue" in why) == ("failed" in said)
     assert why.endswith("`bridge dlq discard --reason <its reason> --yes` ends the run" if "failed" in said
                         else "see `bridge sync status 42`")
+
+
+@pytest.mark.parametrize("dry", [False, True], ids=["start", "dry run"])
+def test_a_start_rf_refuses_the_token_for_says_to_connect_rf_and_start_again_not_to_replay_dead_letters(dry):
+    """`bridge sync start 42` with an RF token RF refuses said "... the RF token is invalid: run `bridge rf connect`,
+    then replay the dead-letter queue" (the worker's advice for the work that failed): the start queued nothing, so
+    the dead-letter queue held nothing to replay. It now says to start again once RF is connected."""
+    work = world(1)
+    work.apis.rf_.campaign_answers = [Permanent(
+        "Referral Factory answered 401: Unauthenticated. — the RF token is invalid: run `bridge rf connect`, then "
+        "replay the dead-letter queue", status=401, message="Unauthenticated.")]
+    with pytest.raises(sync.SyncStopped) as stopped:
+        sync.dry_run(work.deps, "42") if dry else sync.start(work.deps, "42")
+    assert stopped.value.problems == [
+        "Referral Factory refused the bridge's token (it answered 401: Unauthenticated.) — run `bridge rf connect`, "
+        f"then `bridge sync start 42{' --dry-run' if dry else ''}` again"]
+    assert work.queue.sent == [] and work.store.sync.run("42") is None
