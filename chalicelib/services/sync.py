@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from functools import cache, partial
 from typing import Any, Callable, Iterator, Optional
 
+from ..domain.advice import reconnect, refused_token
 from ..domain.history import Entry, iso
 from ..domain.link import REFERRER, Link, LinkStatus, PersonRef
 from ..domain.mapping import ConversionError, attribute_value, to_unix
@@ -35,7 +36,7 @@ from ..domain.sync import (ALREADY, COUNTS_ONLY, ENROLLED, ENROLLED_NO_LINK, ENR
                            Skip, Tally, count_attribute, decide, describe_page_error, describe_source, describe_writes,
                            matches_source, page_error, preflight, required_fields, restored, run_counts, search_query,
                            shortened, source_changed, writeback_body, written)
-from ..errors import Deferred, Permanent, Transient, WorkError, unforeseen, waited_out, waits
+from ..errors import Deferred, Permanent, TokenRefused, Transient, WorkError, unforeseen, waited_out, waits
 from ..messages import ContactMessage, SyncPageMessage
 from ..observability import count, logger, mask_email, mask_emails
 from ..ports import Refused
@@ -91,7 +92,14 @@ def read_checks(deps: WorkDeps, settings: CampaignSettings, command: Optional[st
     sync = settings.sync
     assert sync is not None
     intercom = deps.apis.intercom(settings.workspace)
-    segments = intercom.segments() if sync.source == "segment" else None
+    try:
+        segments = intercom.segments() if sync.source == "segment" else None
+        attributes = intercom.data_attributes()
+    except TokenRefused as exc:
+        if not command:
+            raise
+        raise SyncStopped([f"{refused_token(exc.workspace)} ({exc.answer}) — reconnect it: "
+                           f"{reconnect(exc.workspace, exc.token_app)}, then `{command}` again"]) from None
     try:
         campaign: Optional[dict] = deps.apis.rf().get_campaign(settings.campaign_id)
     except Permanent as exc:
@@ -102,7 +110,7 @@ def read_checks(deps: WorkDeps, settings: CampaignSettings, command: Optional[st
         if exc.status != 404:             # RF does not know the campaign: preflight says so
             raise
         campaign = None
-    return preflight(settings, intercom.data_attributes(), segments, campaign), required_fields(campaign)
+    return preflight(settings, attributes, segments, campaign), required_fields(campaign)
 
 
 def _checked(deps: WorkDeps, campaign_id: str, again: str = "") -> tuple[CampaignSettings, tuple[str, ...]]:

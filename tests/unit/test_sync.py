@@ -2171,3 +2171,23 @@ def test_a_start_rf_refuses_the_token_for_says_to_connect_rf_and_start_again_not
         "Referral Factory refused the bridge's token (it answered 401: Unauthenticated.) — run `bridge rf connect`, "
         f"then `bridge sync start 42{' --dry-run' if dry else ''}` again"]
     assert work.queue.sent == [] and work.store.sync.run("42") is None
+
+
+def test_a_start_intercom_refuses_the_workspace_s_token_for_says_how_to_reconnect_and_start_again():
+    """`bridge sync start 42` while Intercom refused the workspace's token said "reconnect the workspace, then `bridge
+    dlq replay --reason ...`": the start queued nothing to replay. It now names the reconnect that fits whose token
+    it is, and the start to run again."""
+    from chalicelib.errors import TokenRefused
+    work = world(1)
+
+    def refused():
+        raise TokenRefused("Intercom answered 401 unauthorized: Access Token Invalid — Intercom refuses workspace "
+                           f"{WS}'s token (invalid or revoked): reconnect the workspace, then `bridge dlq replay "
+                           "--reason ...`", WS, "private", "Intercom answered 401 unauthorized: Access Token Invalid",
+                           status=401)
+    work.apis.intercom_.data_attributes = refused
+    why = start_refused(work)
+    assert why == (f"Intercom refuses workspace {WS}'s token (Intercom answered 401 unauthorized: Access Token "
+                   f"Invalid) — reconnect it: `bridge workspace connect {WS}` (it asks for the new token), then "
+                   "`bridge sync start 42` again")
+    assert work.queue.sent == [] and work.store.sync.run("42") is None
