@@ -143,7 +143,9 @@ def start(deps: WorkDeps, campaign_id: str, *, kind: str = "full", since: Option
                            f"sync status {campaign_id}`; if it has not begun a minute after it started, `bridge sync "
                            f"start {campaign_id}` sends its first page again"])
     if run is None:
-        moved = f" (last progress at {iso(current.updated_at)})" if current else ""
+        # Before its first page is done, the run has no progress to date: when it started is what is known
+        moved = "" if current is None else f" (last progress at {iso(current.updated_at)})" if current.page else \
+            f" (started at {iso(current.started_at)})"
         # What its page does, when it fails or waits, as `sync status` says it: a page that waits out an outage is in
         # no dead-letter queue (the advice to list and replay it there would find nothing)
         error = shown_error(current, now) if current else None

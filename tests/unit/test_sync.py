@@ -438,11 +438,15 @@ def start_refused(work) -> str:
 
 
 def test_a_second_start_while_a_run_is_running_says_where_to_look():
+    """Before any page is done, the run says when it started: it said "last progress at" its start time, a
+    progress it never made."""
+    from chalicelib.domain.history import iso
     work = world(1)
-    sync.start(deps(work), "42")
+    started = sync.start(deps(work), "42").started_at
+    work.clock.now += 90
     work.store.sync.claim_page("42", 1, 0, "a worker", work.clock())               # page 0 is worked
     why = start_refused(work)
-    assert why.startswith("sync run 1 of campaign 42 is still running (last progress at ")
+    assert why.startswith(f"sync run 1 of campaign 42 is still running (started at {iso(started)}) — see ")
     assert why.endswith("`bridge dlq list`, then `bridge dlq replay` resumes it where it stopped; a page that can "
                         "never succeed: `bridge dlq discard --reason <its reason> --yes` ends the run")
 
