@@ -352,7 +352,20 @@ def unworkable(settings: CampaignSettings) -> list[str]:
     problems += [f"{key}: {name} cannot be written: {NOT_WRITABLE_REASON}, so each value would be lost — write "
                  "a custom attribute (custom_attributes.<name>) instead, or remove it" for key, name in _written(settings)
                  if name in NOT_WRITABLE]
-    return problems
+    return problems + _link_over_code(settings)
+
+
+def _link_over_code(settings: CampaignSettings) -> list[str]:
+    """Contact sync writing each referrer's link where the campaign's own join mapping writes `code`: a contact both
+    write to holds one over the other (as another campaign writing its links there: shared_attributes)."""
+    link = settings.sync.referral_link_attribute if settings.sync is not None else None
+    return [f"sync.referral_link_attribute: {link} is also where {section}.fields[{i}] writes each person's referral "
+            "code (`from: code`) — a contact both write to gets the link over the code, or the code over the link: "
+            "create a text attribute of its own for the links and name it in sync.referral_link_attribute, or map "
+            "`code` to another attribute"
+            for section, people in (("leads", settings.leads), ("referrers", settings.referrers))
+            if people.action != "nothing" for i, row in enumerate(people.fields)
+            if link and row.from_ == "code" and row.to == link]
 
 
 def _written(settings: CampaignSettings) -> list[tuple[str, str]]:

@@ -527,3 +527,29 @@ def test_a_value_yaml_cannot_make_is_one_problem_line_not_an_unexpected_error():
         read_document('campaign_id: "42"\nworkspace: ws\nqualification: {value: 2024-13-45}\n')
     assert exc.value.problems == ["(document): a value YAML cannot read: month must be in 1..12 — quote it to keep "
                                   "it as text"]
+
+
+@pytest.mark.parametrize("section", ["leads", "referrers"])
+def test_a_sync_writing_links_where_the_same_campaigns_mapping_writes_code_is_refused_yet_stored_ones_read(section):
+    """`settings apply` refused another campaign's links in the attribute (doctor reports it), but took the
+    campaign's own join mapping writing `code` there: each contact both wrote to held the link or the code by
+    turns. Refused, with the mapping row that writes there; a row of a section that creates nothing is not."""
+    import yaml
+    doc = yaml.safe_load(PRODUCT_EXAMPLE + SYNC)
+    doc["sync"]["referral_link_attribute"] = "custom_attributes.referral_code"
+    if section == "referrers":
+        doc["referrers"]["fields"].append({"from": "code", "to": "custom_attributes.referral_code"})
+        doc["leads"]["fields"][2] = {"from": "code", "to": "custom_attributes.lead_code"}
+    at = "leads.fields[2]" if section == "leads" else "referrers.fields[2]"
+    assert unworkable(parse_settings(doc)) == [
+        f"sync.referral_link_attribute: custom_attributes.referral_code is also where {at} writes each person's "
+        "referral code (`from: code`) — a contact both write to gets the link over the code, or the code over the "
+        "link: create a text attribute of its own for the links and name it in sync.referral_link_attribute, or map "
+        "`code` to another attribute"]
+    from chalicelib.services.admin import check_settings        # what `settings check` and `apply` refuse with
+    with pytest.raises(SettingsError) as refused:
+        check_settings(yaml.safe_dump(doc))
+    assert refused.value.problems == unworkable(parse_settings(doc))
+    doc[section]["action"] = "nothing"
+    assert unworkable(parse_settings(doc)) == []
+    assert unworkable(parse_settings(yaml.safe_load(PRODUCT_EXAMPLE + SYNC))) == []     # the documented pair
