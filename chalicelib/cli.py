@@ -406,11 +406,14 @@ def _secret(args: argparse.Namespace, option: str, env: str, what: str, warnings
     return value, source
 
 
+NONE_GIVEN = "none given"     # where a secret came from that was not given: the text's word, and --json's `from`
+
+
 def _said(state: str, source: Optional[str], checked: str = "") -> str:
     """A secret's state and where it came from, as the answers say it: `set (from INTERCOM_TOKEN,
     checked with Intercom)`, `set (typed)`, `kept (none given)`: a variable left over from an earlier
     shell shows, as it is what was stored."""
-    came = "typed" if source == "typed" else f"from {source}" if source else "none given"
+    came = "typed" if source == "typed" else f"from {source}" if source else NONE_GIVEN
     return f"{state} ({came}{checked if state == 'set' else ''})"
 
 
@@ -612,7 +615,7 @@ def _workspace_connect(args: argparse.Namespace, rt: Runtime) -> int:
     if not token and not client_secret and not args.api_base and _terminal():     # Enter at each prompt
         raise CliError(f"nothing was typed: workspace {ws}'s token and client secret are kept as they were")
     done = connect_workspace(rt, ws, token, client_secret, args.api_base)
-    done["from"] = {"token": token_from, "client_secret": secret_from}
+    done["from"] = {"token": token_from or NONE_GIVEN, "client_secret": secret_from or NONE_GIVEN}
     named = f" ({done['name']})" if done["name"] else ""
     if done["client_secret"] == "missing":
         refused = ("the private app's webhooks" if done["apps"] else "Intercom's webhooks for this workspace")
@@ -663,7 +666,7 @@ def _workspace_oauth_app(args: argparse.Namespace, rt: Runtime) -> int:
     if not args.client_id and not client_secret and not args.rotate_state_key and _terminal():   # Enter at the prompt
         raise CliError("nothing was typed: the public Intercom app's client id and secret are kept as they were")
     done = configure_oauth(rt, args.client_id, client_secret, stored, rotate_state_key=args.rotate_state_key)
-    done["from"] = {"client_secret": secret_from}
+    done["from"] = {"client_secret": secret_from or NONE_GIVEN}
     if secret_from == OAUTH_SECRET_VARIABLES[1]:
         warnings.append(f"the client secret came from {secret_from}, which `workspace connect` reads for a private "
                         f"app's: set {OAUTH_SECRET_VARIABLES[0]} for the public app's")
@@ -747,7 +750,7 @@ def _rf_connect(args: argparse.Namespace, rt: Runtime) -> int:
     if not token and not webhook_secret and _terminal():     # Enter at each prompt
         raise CliError("nothing was typed: Referral Factory's token and webhook secret are kept as they were")
     done = connect_rf(rt, token, webhook_secret, check=True)
-    done["from"] = {"token": token_from, "webhook_secret": secret_from}
+    done["from"] = {"token": token_from or NONE_GIVEN, "webhook_secret": secret_from or NONE_GIVEN}
     warnings += [f"no {what} yet: {why} (`bridge rf connect` asks for it)" for name, what, why in (
         ("token", "token", "joins cannot be read from RF or qualified"),
         ("webhook_secret", "webhook secret", "RF's webhooks will be refused (503)")) if done[name] == "missing"]

@@ -86,11 +86,11 @@ def test_the_commands_that_answered_only_text_take_json_and_answer_one_json_obje
     assert answers["settings check"] == {"valid": True, "campaign_id": "42", "workspace": WORKSPACE,
                                 "workspace_checked": False, "warnings": []}
     assert answers["rf connect"] == {"token": "kept", "webhook_secret": "set", "warnings": [],
-                                     "from": {"token": None, "webhook_secret": "--webhook-secret"}}
+                                     "from": {"token": "none given", "webhook_secret": "--webhook-secret"}}
     assert answers["workspace connect"] == {"workspace": WORKSPACE, "name": "Acme (simulated)", "token": "set",
                                             "client_secret": "kept", "api_base": "default", "apps": ["private"],
                                             "token_app": "private", "warnings": [],
-                                            "from": {"token": "--token", "client_secret": None}}
+                                            "from": {"token": "--token", "client_secret": "none given"}}
     assert answers["workspace oauth-app"] == {"client_id": "set", "client_secret": "set", "state_key": "made",
                                               "relabelled": [],
                                               "warnings": [], "from": {"client_secret": "--client-secret"},

@@ -292,7 +292,7 @@ def test_a_token_given_on_a_first_connect_in_a_terminal_still_asks_for_the_clien
     code, out, _ = run_cli(rt, capsys, "workspace", "connect", "ws1", "--token", TOKEN, "--json")
     assert typed.prompts == ["Intercom app's client secret for workspace ws1 (Enter skips it): "]
     assert code == 0 and {k: v for k, v in json.loads(out).items() if k in ("token", "client_secret", "from")} == {
-        "token": "set", "client_secret": "missing", "from": {"token": "--token", "client_secret": None}}
+        "token": "set", "client_secret": "missing", "from": {"token": "--token", "client_secret": "none given"}}
 
 
 def test_a_reconnect_with_a_leftover_variable_says_the_other_secret_was_kept_because_none_was_given(
@@ -304,7 +304,7 @@ def test_a_reconnect_with_a_leftover_variable_says_the_other_secret_was_kept_bec
     assert (code, out) == (0, "workspace ws1 connected: token kept (none given), client secret set (from "
                               "INTERCOM_CLIENT_SECRET), api base default\n")
     code, out, _ = run_cli(rt, capsys, "workspace", "connect", "ws1", "--json")
-    assert json.loads(out)["from"] == {"token": None, "client_secret": "INTERCOM_CLIENT_SECRET"}
+    assert json.loads(out)["from"] == {"token": "none given", "client_secret": "INTERCOM_CLIENT_SECRET"}
 
 
 def test_rf_connect_asks_for_the_secret_none_is_stored_of_even_when_a_variable_gives_the_other(
@@ -317,7 +317,7 @@ def test_rf_connect_asks_for_the_secret_none_is_stored_of_even_when_a_variable_g
                                    "webhook secret set (from RF_WEBHOOK_SECRET)\n", "")
     assert rt.secrets.scoped("worker").get("rf/token") == "rf-Typed:1"
     code, out, _ = run_cli(rt, capsys, "rf", "connect", "--json")
-    assert json.loads(out)["from"] == {"token": None, "webhook_secret": "RF_WEBHOOK_SECRET"}
+    assert json.loads(out)["from"] == {"token": "none given", "webhook_secret": "RF_WEBHOOK_SECRET"}
 
 
 @pytest.mark.parametrize("stdin", ["", "tok-piped\n"])
@@ -478,3 +478,17 @@ def test_the_oauth_app_refuses_an_api_url_oauth_link_would_refuse_before_storing
                              CLIENT_SECRET, "--api-url", api_url)
     assert (code, out) == (1, "") and err.startswith("bridge: the API's URL (--api-url, BRIDGE_API_URL) must be an https:// URL"), err
     assert rt.oauth_app() is None and rt.secrets.scoped("edge").get("oauth/client-id") is None
+
+
+def test_rf_connect_s_json_says_none_given_of_a_secret_not_given_as_its_text_does(rt, monkeypatch, capsys):
+    """`rf connect --json` said `"from": {"webhook_secret": null}` where the text, and docs/setup.md, say
+    "none given": the same words, under the same keys."""
+    import io
+    monkeypatch.setenv("RF_TOKEN", "rf-Env:1")
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))          # a script: nothing is asked
+    code, out, _ = run_cli(rt, capsys, "rf", "connect")
+    assert code == 0 and "webhook secret missing (none given)" in out
+    code, out, _ = run_cli(rt, capsys, "rf", "connect", "--json")
+    answer = json.loads(out)
+    assert (code, answer["webhook_secret"], answer["from"]) == (
+        0, "missing", {"token": "RF_TOKEN", "webhook_secret": "none given"})
