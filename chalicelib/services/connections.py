@@ -260,9 +260,10 @@ def configure_oauth(rt: Connecting, client_id: Optional[str], client_secret: Opt
     for this client id (a prompt asked whether a secret is stored): not read again."""
     refuse_blank(client_id=client_id, client_secret=client_secret)
     if not client_id and not client_secret and not rotate_state_key:
-        raise ConnectError("give the public Intercom app's client id (--client-id or INTERCOM_CLIENT_ID) and/or secret "
-                           "(`bridge workspace oauth-app` asks for it in a terminal; elsewhere, set "
-                           "INTERCOM_OAUTH_CLIENT_SECRET)")
+        # (only outside a terminal: there, the CLI asks for the secret, and says when nothing was typed)
+        raise ConnectError("give the public Intercom app's client id (--client-id or INTERCOM_CLIENT_ID) and/or client "
+                           "secret (INTERCOM_OAUTH_CLIENT_SECRET), or --rotate-state-key for a new state key alone: "
+                           "outside a terminal nothing is asked for; nothing was changed")
     edge = rt.secrets.scoped(EDGE)
     stored = stored or oauth_app(rt, client_id)
     public, state_key = stored[OAUTH_CLIENT_SECRET], stored[OAUTH_STATE_KEY]

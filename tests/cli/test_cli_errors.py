@@ -131,8 +131,9 @@ def test_a_missing_command_names_the_commands_that_exist(aws_env, capsys):
     (["explain", ""], "bridge: explain whom? Give an email, a Referral Factory user id or an Intercom contact id\n"),
     (["explain", "  "], "bridge: explain whom? Give an email, a Referral Factory user id or an Intercom contact id\n"),
     (["workspace", "oauth-app"], "bridge: give the public Intercom app's client id (--client-id or "
-                                 "INTERCOM_CLIENT_ID) and/or secret (`bridge workspace oauth-app` asks for it in a "
-                                 "terminal; elsewhere, set INTERCOM_OAUTH_CLIENT_SECRET)\n"),
+                                 "INTERCOM_CLIENT_ID) and/or client secret (INTERCOM_OAUTH_CLIENT_SECRET), or "
+                                 "--rotate-state-key for a new state key alone: outside a terminal nothing is "
+                                 "asked for; nothing was changed\n"),
 ])
 def test_a_command_given_nothing_it_can_use_says_what_it_needs_and_fails(aws_env, capsys, argv, said):
     """Before anything is read or stored: no AWS is reachable here (a call to it would fail otherwise)."""

@@ -492,3 +492,19 @@ def test_rf_connect_s_json_says_none_given_of_a_secret_not_given_as_its_text_doe
     answer = json.loads(out)
     assert (code, answer["webhook_secret"], answer["from"]) == (
         0, "missing", {"token": "RF_TOKEN", "webhook_secret": "none given"})
+
+
+def test_oauth_app_given_nothing_outside_a_terminal_with_the_app_stored_says_what_a_script_passes(
+        rt, monkeypatch, capsys):
+    """It said `bridge workspace oauth-app` asks in a terminal: the command that was run, not in one. It names
+    what a script passes instead (the state key's rotation too), and the app stays as stored."""
+    import io
+    from chalicelib.services.connections import configure_oauth
+    configure_oauth(rt, "app-id", "app-secret")
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    assert run_cli(rt, capsys, "workspace", "oauth-app") == (
+        1, "", "bridge: give the public Intercom app's client id (--client-id or INTERCOM_CLIENT_ID) and/or client "
+               "secret (INTERCOM_OAUTH_CLIENT_SECRET), or --rotate-state-key for a new state key alone: outside a "
+               "terminal nothing is asked for; nothing was changed\n")
+    edge = rt.secrets.scoped("edge")
+    assert (edge.get("oauth/client-id"), edge.get("oauth/client-secret")) == ("app-id", "app-secret")
