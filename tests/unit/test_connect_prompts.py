@@ -508,3 +508,24 @@ def test_oauth_app_given_nothing_outside_a_terminal_with_the_app_stored_says_wha
                "terminal nothing is asked for; nothing was changed\n")
     edge = rt.secrets.scoped("edge")
     assert (edge.get("oauth/client-id"), edge.get("oauth/client-secret")) == ("app-id", "app-secret")
+
+
+def test_enter_at_every_prompt_exits_1_as_the_docs_exit_statuses_say(rt, monkeypatch, capsys):
+    """Each of the three connects exits 1 when Enter was pressed at every prompt (nothing changed); docs/operating.md's
+    one sentence on exit statuses did not say so."""
+    from chalicelib.services.connections import configure_oauth
+    from tests.support.docs import docs_text
+    summed = " ".join(docs_text().split("In all, the exit\nstatus is ")[1].split(".\n")[0].split())
+    assert "1 for an error or for what it found wrong (`doctor`'s problems, `explain`'s nobody, a watched run that " \
+           "stopped) or for Enter at every prompt of `rf connect`, `workspace connect` or `workspace oauth-app` " \
+           "(`nothing was typed: ... kept as they were`), 2 for" in summed
+    connect_rf(rt, token="rf-1", webhook_secret="hook-1")
+    connect_workspace(rt, "ws1", TOKEN, "cs-old")
+    configure_oauth(rt, "app-id", "app-secret")
+    codes = []
+    for argv, enters in ((["rf", "connect"], 2), (["workspace", "connect", "ws1"], 2), (["workspace", "oauth-app"], 1)):
+        Terminal(monkeypatch, *[""] * enters)
+        code, out, err = run_cli(rt, capsys, *argv)
+        assert (out, err.startswith("bridge: nothing was typed: ")) == ("", True), (argv, err)
+        codes.append(code)
+    assert codes == [1, 1, 1]
