@@ -615,9 +615,10 @@ class Page:
                 self.deps.apis.intercom(self.settings.workspace).update_contact(
                     entry.contact_id, writeback_body(self.sync, entry.url))
             except Permanent as exc:
-                detail = f"write-back failed: {exc.reason}"
+                why = _unwritten(exc)
+                detail = f"write-back failed: {why}"
                 failed = Entry("sync", WRITEBACK_FAILED, f"{note.reason if note else 'enrolled'}; the referral "
-                               f"link could not be written to {attribute}: {exc.reason}",
+                               f"link could not be written to {attribute}: {why}",
                                {"contact_id": entry.contact_id, "run": self.decider})
                 # Enrolled by this run (or webhook), or earlier (already): not a skip either way, as for _no_link.
                 counted = ENROLLED_WRITEBACK_FAILED if self._enrolled_here(entry, note) else WRITEBACK_FAILED
@@ -742,6 +743,16 @@ def joined_contacts(deps: WorkDeps, settings: CampaignSettings, contact_ids: lis
 def joined_skip(link: Link) -> Skip:
     return Skip("already_in_campaign", f"already in the campaign: joined it as a {link.kind or 'person'} (RF user "
                                        f"{link.rf_user_id}), linked to this contact by the join")
+
+
+def _unwritten(exc: Permanent) -> str:
+    """Why Intercom did not take a contact's link (`sync report`, her history). Its refusal of the workspace's token
+    names the reconnect, then a later run: the write is not dead-lettered (the run goes on, a later run writes the
+    link), so the refusal's own advice, to replay its dead letters, reaches none."""
+    if not isinstance(exc, TokenRefused):
+        return exc.reason
+    return (f"{exc.answer} — {refused_token(exc.workspace)} (invalid or revoked): reconnect it: "
+            f"{reconnect(exc.workspace, exc.token_app)}, then a later sync run writes the link")
 
 
 def _email(contact: dict) -> Optional[str]:
