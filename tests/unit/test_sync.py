@@ -2220,3 +2220,30 @@ def test_a_link_intercom_refused_the_workspace_s_token_for_says_to_reconnect_not
     notes = [e for entry in work.store.sync.ledger("42") for e in work.store.history.entries(
         PersonRef("42", entry.rf_user_id)) if e.outcome == "writeback_failed"]
     assert len(notes) == 2 and all(n.reason.endswith(said.split(" — ", 1)[1]) for n in notes)
+
+
+@pytest.mark.parametrize("reason, fix", [
+    ("Intercom answered 401 unauthorized: Access Token Invalid — Intercom refuses workspace ws's token (invalid or "
+     "revoked): reconnect the workspace, then `bridge dlq replay --reason \"Intercom refuses workspace ws's token\"`",
+     "Intercom refuses workspace ws's token: `bridge workspace connect ws` (it asks for the new token) or, for the "
+     "public app's token, a new OAuth link for the workspace's admin, who authorizes the app again: `bridge "
+     "workspace oauth-link --workspace ws`, then `bridge dlq replay --reason \"Intercom refuses workspace ws's "
+     "token\"` resumes the run where it stopped"),
+    ("gave up after 3 tries: 2 contact(s) of the page failed, first: Referral Factory answered 401: Unauthenticated. "
+     "— the RF token is invalid: run `bridge rf connect`, then replay the dead-letter queue",
+     "Referral Factory refuses the RF token the bridge has stored (revoked or replaced in RF): `bridge rf connect` (it "
+     "asks for the new token), then `bridge dlq replay --reason 'Referral Factory answered 401'` brings back the work "
+     "that failed meanwhile (it is valid: do not discard it); the replay resumes the run where it stopped"),
+], ids=["intercom", "rf"])
+def test_a_page_dead_lettered_for_a_refused_token_says_the_reconnect_and_the_replay_by_its_reason_once(reason, fix):
+    """`sync status` of a page dead-lettered after Intercom refused the workspace's token said "... reconnect the
+    workspace, then `bridge dlq replay --reason "Intercom refuses…" — ...: fix the cause, then `bridge dlq replay`
+    resumes the run": the reason's own replay cut mid-quote, then a replay of every letter (the other workspaces'
+    and campaigns' too). The refusal's line says the answer, then the one fix doctor gives: the reconnect, then the
+    replay by the letters' reason (RF's: `bridge rf connect`, then the replay by RF's 401)."""
+    from chalicelib.domain.sync import describe_page_error
+    error = {"page": 1, "state": "failed", "reason": reason, "tries": 1, "at": "2026-09-21T14:13:20.000Z"}
+    answer = reason.split(" — ")[0]
+    assert describe_page_error(error) == \
+        f"page 1 failed: {answer} (1 try, last 14:13:20) — it waits in the dead-letter queue: {fix}"
+    assert describe_page_error(error, advice=False) == f"page 1 failed: {answer} (1 try, last 14:13:20)"
