@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Optional, Union
 
-from .advice import reconnect, refused_token, rf_token_fix, rf_token_refused
+from .advice import RF_TOKEN, reconnect, refused_token, rf_token_fix, rf_token_refused
 from .mapping import MAX_STRING, ContactPayload, ConversionError, attribute_type, to_unix
 from .settings import CampaignSettings, Sync, attribute_meant
 
@@ -133,28 +133,35 @@ def describe_page_error(error: dict, advice: bool = True) -> str:
         return f"page {error['page']} {'is ' if vendor else 'waits: '}{reason} {when}"
     if error["state"] == WORKING:
         return f"page {error['page']} is worked again; it waited: {reason} {when}"
-    if error["state"] == FAILED:
-        refused = refused_fix(error["reason"])
-        if refused is not None:         # (the answer alone: the reason's own advice is the fix's, said once whole)
-            reason = shortened(error["reason"].split(" — ")[0], PAGE_ERROR_CHARS)
+    failed = error["state"] == FAILED
+    refused = refused_fix(error["reason"], failed)
+    if refused is not None:     # a refused token: its answer alone (the reason's own advice is the fix's, said whole)
+        reason = shortened(error["reason"].split(" — ")[0], PAGE_ERROR_CHARS)
+    if failed:
         return f"page {error['page']} failed: {reason} {when}" + (
             f" — it waits in the dead-letter queue: "
             f"{refused or (RESUME.format(vendor=vendor) if vendor else FIX_RESUME)}" if advice else "")
-    return f"retrying page {error['page']}: {reason} {when}"
+    return f"retrying page {error['page']}: {reason} {when}" + (f" — {refused}" if refused and advice else "")
 
 
-def refused_fix(reason: str) -> Optional[str]:
-    """The fix of a page dead-lettered because a token was refused (None: not so), as doctor gives it: Intercom
-    refusing the workspace's token, its reconnect, then the replay by the letters' reason; RF refusing the bridge's,
-    `bridge rf connect`, then the replay by RF's 401. Not `bridge dlq replay` of every letter (other campaigns',
-    other workspaces' still refused)."""
+#: A page's next try once the refused token is replaced (nothing of it is dead-lettered yet: no replay).
+NEXT_TRY = "; the page's next try then goes on"
+
+
+def refused_fix(reason: str, failed: bool = True) -> Optional[str]:
+    """The fix of a page that failed because a token was refused (None: not so), as doctor gives it: Intercom
+    refusing the workspace's token, its reconnect; RF refusing the bridge's, `bridge rf connect`. Dead-lettered
+    (`failed`), then the replay by the letters' reason (not `bridge dlq replay` of every letter: other campaigns',
+    other workspaces' still refused); still retried, its next try (no letter to replay yet)."""
     found = re.search(refused_token("([A-Za-z0-9_-]+)"), reason)
     if found:
         ws = found.group(1)
         replay = f'bridge dlq replay --reason "{refused_token(ws)}"'
-        return f"{refused_token(ws)}: {reconnect(ws)}, then `{replay}` resumes the run where it stopped"
+        return f"{refused_token(ws)}: {reconnect(ws)}" + (
+            f", then `{replay}` resumes the run where it stopped" if failed else NEXT_TRY)
     if rf_token_refused(reason):
-        return f"{rf_token_fix()}; the replay resumes the run where it stopped"
+        return f"{rf_token_fix()}; the replay resumes the run where it stopped" if failed else \
+            RF_TOKEN.split(", then {replay}")[0] + NEXT_TRY
     return None
 
 

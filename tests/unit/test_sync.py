@@ -2247,3 +2247,25 @@ def test_a_page_dead_lettered_for_a_refused_token_says_the_reconnect_and_the_rep
     assert describe_page_error(error) == \
         f"page 1 failed: {answer} (1 try, last 14:13:20) — it waits in the dead-letter queue: {fix}"
     assert describe_page_error(error, advice=False) == f"page 1 failed: {answer} (1 try, last 14:13:20)"
+
+
+def test_a_page_retried_after_rf_refused_the_token_says_to_connect_rf_not_to_replay_letters_not_made_yet(monkeypatch,
+                                                                                                        capsys):
+    """RF refusing the bridge's token for every contact of a page: the page is retried (its tries), and `sync status`
+    said "retrying page 1: ... run `bridge rf connect`, then replay the dead-letter queue" while the queue held no
+    letter of it. It says to connect RF, and that the page's next try then goes on."""
+    from tests.support.cli import run_cli
+    from chalicelib import cli as cli_module
+    monkeypatch.setattr(cli_module, "_text", lambda args: not args.json)          # a terminal
+    work = world(2)
+    work.apis.rf_.create_answers = [Permanent(
+        "Referral Factory answered 401: Unauthenticated. — the RF token is invalid: run `bridge rf connect`, then "
+        "replay the dead-letter queue", status=401, message="Unauthenticated.")] * 2
+    sync.start(work.deps, "42")
+    with pytest.raises(RetryBatch):
+        drain(work)
+    assert work.queue.dead == []
+    assert run_cli(SimpleNamespace(deps=work.deps), capsys, "sync", "status", "42")[1].splitlines()[1] == (
+        "  retrying page 1: 2 contact(s) of the page failed, first: Referral Factory answered 401: Unauthenticated. "
+        "(1 try, last 14:13:20) — Referral Factory refuses the RF token the bridge has stored (revoked or replaced "
+        "in RF): `bridge rf connect` (it asks for the new token); the page's next try then goes on")
