@@ -129,12 +129,14 @@ def describe_page_error(error: dict, advice: bool = True) -> str:
     when = f"({tries}last {str(error['at'])[11:19]})"
     vendor = error.get("outage")      # a vendor's outage (services/sync.shown_error): waited out, not failed
     reason = shortened(error["reason"], PAGE_ERROR_CHARS)
-    if error["state"] == WAITING:
-        return f"page {error['page']} {'is ' if vendor else 'waits: '}{reason} {when}"
+    if error["state"] == WAITING:           # (a refused token's wait: for the reconnect, which it names)
+        waits = refused_fix(error["reason"], WAITING) if advice else None
+        return f"page {error['page']} {'is ' if vendor else 'waits: '}{reason} {when}" + (
+            f" — {waits}" if waits else "")
     if error["state"] == WORKING:
         return f"page {error['page']} is worked again; it waited: {reason} {when}"
     failed = error["state"] == FAILED
-    refused = refused_fix(error["reason"], failed)
+    refused = refused_fix(error["reason"], error["state"])
     if refused is not None:     # a refused token: its answer alone (the reason's own advice is the fix's, said whole)
         reason = shortened(error["reason"].split(" — ")[0], PAGE_ERROR_CHARS)
     if failed:
@@ -148,19 +150,22 @@ def describe_page_error(error: dict, advice: bool = True) -> str:
 NEXT_TRY = "; the page's next try then goes on"
 
 
-def refused_fix(reason: str, failed: bool = True) -> Optional[str]:
-    """The fix of a page that failed because a token was refused (None: not so), as doctor gives it: Intercom
-    refusing the workspace's token, its reconnect; RF refusing the bridge's, `bridge rf connect`. Dead-lettered
-    (`failed`), then the replay by the letters' reason (not `bridge dlq replay` of every letter: other campaigns',
-    other workspaces' still refused); still retried, its next try (no letter to replay yet)."""
+def refused_fix(reason: str, state: str = FAILED) -> Optional[str]:
+    """The fix of a page that failed, or waits, because a token was refused (None: not so), as doctor gives it:
+    Intercom refusing the workspace's token, its reconnect; RF refusing the bridge's, `bridge rf connect`.
+    Dead-lettered (FAILED), then the replay by the letters' reason (not `bridge dlq replay` of every letter: other
+    campaigns', other workspaces' still refused); still retried, its next try; waiting for the reconnect (Intercom's
+    refusal, up to BRIDGE_OUTAGE_HOURS), nothing else: no letter to replay in either."""
     found = re.search(refused_token("([A-Za-z0-9_-]+)"), reason)
     if found:
         ws = found.group(1)
         replay = f'bridge dlq replay --reason "{refused_token(ws)}"'
+        if state == WAITING:            # (its line says the refusal already)
+            return f"{reconnect(ws)}; the page then goes on by itself, with no replay"
         return f"{refused_token(ws)}: {reconnect(ws)}" + (
-            f", then `{replay}` resumes the run where it stopped" if failed else NEXT_TRY)
-    if rf_token_refused(reason):
-        return f"{rf_token_fix()}; the replay resumes the run where it stopped" if failed else \
+            f", then `{replay}` resumes the run where it stopped" if state == FAILED else NEXT_TRY)
+    if rf_token_refused(reason) and state != WAITING:
+        return f"{rf_token_fix()}; the replay resumes the run where it stopped" if state == FAILED else \
             RF_TOKEN.split(", then {replay}")[0] + NEXT_TRY
     return None
 

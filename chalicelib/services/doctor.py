@@ -32,7 +32,7 @@ from ..domain.workspace_check import check_against_workspace
 from ..config import Config
 from ..errors import (BUDGET_SETTINGS, PLAN_FIX, REFUSED_TOKEN, RF_REFUSED_TOKEN, BudgetSpent, Throttled, TokenRefused,
                       WorkError, answer_refused_fix, limiting, plan_restricted, replay_parked, rf_blocked,
-                      rf_campaign_fix, token_wait_fix)
+                      refused_token_of, rf_campaign_fix, token_wait_fix)
 from ..observability import mask_email, mask_emails
 from ..ports import Connection, DeadLetterQueue, Store
 from ..ports.secrets import read_by_every_worker
@@ -292,6 +292,12 @@ def _sync(rt: Examined, report: Report, settings: CampaignSettings) -> None:
     elif error is not None and error["state"] == FAILED:
         report.add("sync", False, f"{where} stalled: {describe_page_error(error, advice=False)}; {counts} so far",
                    "the page waits in the dead-letter queue: the run does not go on by itself", resume)
+    elif error is not None and error["state"] == WAITING and (waited_for := refused_token_of(error["reason"])):
+        # (a wait for the operator: the reconnect of the workspace whose token Intercom refuses, said at each wait)
+        report.add("sync", True, f"{where} running: {counts}; {describe_page_error(error, advice=False)}",
+                   f"the page waits for workspace {waited_for}'s token to be replaced, without using up a try, and "
+                   "goes on by itself once it is; past BRIDGE_OUTAGE_HOURS it waits in the dead-letter queue and the "
+                   "run stops there", token_wait_fix(waited_for), warn=True)
     elif error is not None and error["state"] == WAITING and (
             vendor or rt.clock() - epoch(error["at"]) <= SYNC_STALL_MINUTES * 60):
         # (an outage's wait is no stall, however long; another wait, a rate limit's or RF's block of the bridge's IP,

@@ -273,3 +273,34 @@ def test_a_page_intercom_refuses_the_workspaces_token_for_waits_for_the_reconnec
     sqs.run_until(work.clock.now + HOUR)
     assert work.store.sync.run("42").status == "done" and work.queue.dead == []
     assert {d.tries for d in work.queue.deferred} == {0}
+
+
+def test_a_page_waiting_for_the_reconnect_says_the_reconnect_in_sync_status_and_doctor_not_nothing_to_do(
+        monkeypatch, capsys):
+    """A page waiting for the workspace's refused token to be replaced: `sync status` said what it waits for, not
+    how to end the wait, and doctor's [sync] said "the page waits ... (a rate limit, or Referral Factory's block of
+    the bridge's IP) ... fix: nothing to do": it waits for the operator. Both say the reconnect, and no replay."""
+    from chalicelib.errors import TokenRefused, refused_reason
+    monkeypatch.setattr(sync, "PER_PAGE", 2)
+    monkeypatch.setattr(cli_module, "_text", lambda args: not args.json)          # a terminal
+    work = world(CONTACTS)
+    answer = "Intercom answered 401 unauthorized: Access Token Invalid"
+    work.apis.intercom_.down = lambda: TokenRefused(refused_reason(answer, "ws"), "ws", "oauth", answer, status=401)
+    sync.start(work.deps, "42")
+    sqs = Sqs(work)
+    for message in work.queue.sent:
+        sqs.send(message, work.clock.now)
+    sqs.run_until(work.clock.now + HOUR)
+    assert sync.status(work.deps, "42")["page_error"]["state"] == "waiting" and work.queue.dead == []
+    reconnect = ("`bridge workspace connect ws` (it asks for the new token) or, for the public app's token, a new OAuth "
+                 "link for the workspace's admin, who authorizes the app again: `bridge workspace oauth-link "
+                 "--workspace ws`")
+    line = run_cli(SimpleNamespace(deps=work.deps), capsys, "sync", "status", "42")[1].splitlines()[1]
+    assert line.startswith("  page 1 waits: Intercom refuses workspace ws's token since ")
+    assert line.endswith(f" — {reconnect}; the page then goes on by itself, with no replay"), line
+    text, finding = doctor_says(work)
+    assert (finding["ok"], finding["warn"]) == (True, True), text
+    assert finding["why"] == ("the page waits for workspace ws's token to be replaced, without using up a try, and "
+                              "goes on by itself once it is; past BRIDGE_OUTAGE_HOURS it waits in the dead-letter "
+                              "queue and the run stops there"), text
+    assert finding["fix"] == f"{reconnect}; what waits for it then goes on by itself, with no replay", text
