@@ -34,8 +34,8 @@ from ..domain.sync import (ALREADY, COUNTS_ONLY, ENROLLED, ENROLLED_NO_LINK, ENR
                            NO_LINK, NO_LINK_REASON, NOT_IN_RF, PAGE_ERROR_CHARS, PER_PAGE, RETRYING, SKIPS, UNWRITTEN,
                            WAITING, WORKING, WRITEBACK_FAILED, WRITEBACK_FAILED_REASON, Create, Decision, PageError,
                            Skip, Tally, count_attribute, decide, describe_page_error, describe_source, describe_writes,
-                           matches_source, page_error, preflight, required_fields, restored, run_counts, search_query,
-                           shortened, source_changed, writeback_body, written)
+                           matches_source, page_error, preflight, refused_fix, required_fields, restored, run_counts,
+                           search_query, shortened, source_changed, writeback_body, written)
 from ..errors import Deferred, Permanent, TokenRefused, Transient, WorkError, unforeseen, waited_out, waits
 from ..messages import ContactMessage, SyncPageMessage
 from ..observability import count, logger, mask_email, mask_emails
@@ -150,8 +150,8 @@ def start(deps: WorkDeps, campaign_id: str, *, kind: str = "full", since: Option
         # no dead-letter queue (the advice to list and replay it there would find nothing)
         error = shown_error(current, now) if current else None
         said = describe_page_error(error) if error else ""
-        if error and error["state"] == FAILED:
-            tail = f": {said}; {DISCARD_ENDS}"
+        if error and error["state"] == FAILED:      # (a refused token's page succeeds once it is replaced: no discard)
+            tail = f": {said}" + ("" if refused_fix(error["reason"]) else f"; {DISCARD_ENDS}")
         elif error:
             tail = f": {said} — see `bridge sync status {campaign_id}`"
         else:

@@ -2269,3 +2269,19 @@ def test_a_page_retried_after_rf_refused_the_token_says_to_connect_rf_not_to_rep
         "  retrying page 1: 2 contact(s) of the page failed, first: Referral Factory answered 401: Unauthenticated. "
         "(1 try, last 14:13:20) — Referral Factory refuses the RF token the bridge has stored (revoked or replaced "
         "in RF): `bridge rf connect` (it asks for the new token); the page's next try then goes on")
+
+
+def test_a_second_start_while_the_page_is_dead_lettered_for_a_refused_token_does_not_offer_its_discard(monkeypatch):
+    """`bridge sync start 42` while the run's page waits in the dead-letter queue after RF refused the token said the
+    fix (`bridge rf connect`, then the replay: "it is valid: do not discard it"), then "a page that can never
+    succeed: `bridge dlq discard ...` ends the run": the page succeeds once the token is replaced. Only the fix."""
+    work, rt = a_run_whose_second_page_fails(monkeypatch, Permanent(
+        "Referral Factory answered 401: Unauthenticated. — the RF token is invalid: run `bridge rf connect`, then "
+        "replay the dead-letter queue", status=401, message="Unauthenticated."))
+    drain(work)
+    assert len(work.queue.dead) == 1 and sync.status(work.deps, "42")["page_error"]["state"] == "failed"
+    with pytest.raises(sync.SyncStopped) as stopped:
+        sync.start(work.deps, "42")
+    said = str(stopped.value)
+    assert "bridge rf connect" in said and "dlq discard" not in said, said
+    assert said.endswith("the replay resumes the run where it stopped"), said
