@@ -473,19 +473,13 @@ class MemoryLinks(Leases):
 
     def arm_left(self, link: Link, contact_id: str, entries: Sequence[Entry], by: str, at: Optional[float] = None,
                  carry: bool = False, keep_held: bool = True, drop_left_held: bool = False) -> Link:
-        held = link.left_record(contact_id)
-        if held is None:
-            return link                # nothing recorded of that contact
-        dropped: dict[str, Any] = {"held_at": None, "held_by": None} if drop_left_held else {}
-        return self._write_left(link, entries, dataclasses.replace(held, armed=True, armed_by=by, armed_at=at,
-                                                                   **dropped),
-                                link.armed_fields(by, at, keep_held) if carry else None)
+        record = link.left_armed(contact_id, by, at, drop_left_held)
+        return link if record is None else self._write_left(     # (None: nothing recorded of that contact)
+            link, entries, record, link.armed_fields(by, at, keep_held) if carry else None)
 
     def hold_left(self, link: Link, contact_id: str, entries: Sequence[Entry], at: float, by: str) -> Link:
-        held = link.left_record(contact_id)
-        if held is None:
-            return link                # nothing recorded of that contact
-        return self._write_left(link, entries, dataclasses.replace(held, held_at=at, held_by=by), None)
+        record = link.left_held(contact_id, at, by)
+        return link if record is None else self._write_left(link, entries, record, None)
 
     def _write_left(self, link: Link, entries: Sequence[Entry], record: LeftContact,
                     carried: Optional[dict[str, Any]]) -> Link:

@@ -438,6 +438,20 @@ class Link:
             return None
         return next((held for held in self.left_baselines if held.contact_id == contact_id), None)
 
+    def left_armed(self, contact_id: Optional[str], by: str, at: Optional[float],
+                   drop_held: bool = False) -> Optional["LeftContact"]:
+        """The record of `contact_id` (left_record) armed by `by` at `at` (LinkRepository.arm_left), its held value
+        dropped with `drop_held`. None: not recorded."""
+        held = self.left_record(contact_id)
+        dropped: dict[str, Any] = {"held_at": None, "held_by": None} if drop_held else {}
+        return None if held is None else replace(held, armed=True, armed_by=by, armed_at=at, **dropped)
+
+    def left_held(self, contact_id: Optional[str], at: float, by: str) -> Optional["LeftContact"]:
+        """The record of `contact_id` (left_record) holding back a value at the target of `at`, under rule `by`
+        (LinkRepository.hold_left). None: not recorded."""
+        held = self.left_record(contact_id)
+        return None if held is None else replace(held, held_at=at, held_by=by)
+
     @property
     def moved_at(self) -> Optional[float]:
         """When the link last moved to another contact, as its moves tell: `last_moved_at` (every move records it), and
