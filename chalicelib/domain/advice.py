@@ -63,8 +63,10 @@ def refused_join(reason: str, messages: Sequence[str], unknown: str = "see the m
 #: Referral Factory refused the RF token the bridge has stored (RF's 401, as the bridge words it: "Referral Factory
 #: answered 401"): the cause is the bridge's token, not anything at RF. (RF's 403 is its block of the bridge's IP,
 #: which the work waits out: never dead-lettered, never this fix.) Takes `{replay}`.
-RF_TOKEN = ("Referral Factory refuses the RF token the bridge has stored (revoked or replaced in RF): "
-            "`bridge rf connect` (it asks for the new token), then {replay}")
+#: RF refusing the stored token, and its connect (RF_TOKEN: then the replay; a sync page still retried: its next try).
+RF_RECONNECT = ("Referral Factory refuses the RF token the bridge has stored (revoked or replaced in RF): "
+                "`bridge rf connect` (it asks for the new token)")
+RF_TOKEN = RF_RECONNECT + ", then {replay}"
 #: What RF's refusal of the stored token puts in a failure's reason, whatever RF's message: `dlq replay --reason`
 #: reaches every letter of the incident by it (a notification's, which names no campaign, among them).
 RF_TOKEN_REFUSED = "Referral Factory answered 401"

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Optional, Union
 
-from .advice import RF_TOKEN, reconnect, refused_token, rf_token_fix, rf_token_refused
+from .advice import RF_RECONNECT, reconnect, refused_token, rf_token_fix, rf_token_refused
 from .mapping import MAX_STRING, ContactPayload, ConversionError, attribute_type, to_unix
 from .settings import CampaignSettings, Sync, attribute_meant
 
@@ -166,7 +166,7 @@ def refused_fix(reason: str, state: str = FAILED) -> Optional[str]:
             f", then `{replay}` resumes the run where it stopped" if state == FAILED else NEXT_TRY)
     if rf_token_refused(reason) and state != WAITING:
         return f"{rf_token_fix()}; the replay resumes the run where it stopped" if state == FAILED else \
-            RF_TOKEN.split(", then {replay}")[0] + NEXT_TRY
+            RF_RECONNECT + NEXT_TRY
     return None
 
 
