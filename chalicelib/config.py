@@ -81,7 +81,7 @@ class Config:
             lease=float(e.get("BRIDGE_LEASE_SECONDS", DEFAULT_LEASE_SECONDS)),
             # The schedule: RECONCILE_EVERY_MINUTES as deployed (app.py), RECONCILE_EVERY_SECONDS on `make run`.
             reconcile_every=float(e["RECONCILE_EVERY_SECONDS"]) if e.get("RECONCILE_EVERY_SECONDS")
-            else 60 * float(e.get("RECONCILE_EVERY_MINUTES") or "15"),
+            else 60 * reconcile_minutes(e),
             outage_hours=_hours(e, "BRIDGE_OUTAGE_HOURS", "24"),
         )
 
