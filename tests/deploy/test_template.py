@@ -225,7 +225,7 @@ def test_work_waiting_for_a_block_or_a_refused_token_alarms_the_topic_on_a_metri
     assert alarm["Dimensions"] == [{"Name": "service", "Value": {"Ref": "Prefix"}}]      # this stage's only
     assert (alarm["Statistic"], alarm["Threshold"], alarm["ComparisonOperator"]) == ("Sum", 0, "GreaterThanThreshold")
     shown = {name for namespace, name, _ in dashboard() if namespace == NAMESPACE}
-    assert {"RFBlocked", "RateLimited", "RecordsDeferred"} <= shown
+    assert {"RFBlocked", "RFRateLimited", "IntercomRateLimited", "RecordsDeferred"} <= shown
 
 
 def test_a_vendor_outage_alarms_the_topic_once_it_lasts_and_the_dashboard_shows_which_vendor():
