@@ -8,7 +8,8 @@ deploy:
   2. read its outputs, the account (STS) and the region;
   3. write the stage's section of .chalice/config.json (infra/chalice-config.json + the outputs);
   4. generate .chalice/policy-<stage>-<function>.json, one least-privilege policy per function,
-     with exact ARNs;
+     with exact ARNs, and beside them the operator's (`bridge --stage <stage>`): policy-<stage>-operator.json
+     (every command) and policy-<stage>-operator-readonly.json (the commands that change nothing);
   5. `chalice deploy --stage <stage>`, with Chalice's deployed state fetched from the stack's
      bucket before and stored there after (so any checkout updates the same API and URL);
   6. print the two webhook URLs.
@@ -224,7 +225,65 @@ def policies(target: Target) -> dict[str, dict]:
     return {fn: {"Version": "2012-10-17", "Statement": statements} for fn, statements in documents.items()}
 
 
+#: The operator's policies (`bridge --stage <stage> ...` with the operator's own credentials), rendered beside the
+#: functions' (render) for an administrator to attach to the operator's user or role: every command, or the
+#: commands that change nothing (OPERATOR_READONLY_COMMANDS).
+OPERATORS = ("operator", "operator-readonly")
+OPERATOR_READONLY_COMMANDS = ("doctor", "explain", "history", "dlq list", "settings show", "settings check",
+                              "sync status", "sync report", "workspace list")
+
+
+def operator_policies(target: Target) -> dict[str, dict]:
+    """"operator" and "operator-readonly" -> its IAM policy, on this stage's stack, table, queues and secrets only
+    (tests/deploy/test_operator_policy.py runs every command on the stage and checks each call it makes against
+    these both ways, and that the read-only one refuses every write). The commands reach every partition of the
+    table (`forget` erases a person from all of them; `pointers` scans it), so the full policy names the table,
+    not partitions. The read-only one's only write is to the vendors' shared rate budgets (RATE#): `doctor` calls
+    Intercom and RF within the workers' limits, which spends them."""
+    out = target.outputs
+    table, work, dlq = out["TableArn"], out["QueueArn"], out["DeadLetterQueueArn"]
+    secrets = target.arn("ssm", f"parameter{out['SecretsPath']}")
+    # doctor: the campaign's pending and overdue leads.
+    indexes = _statement("Indexes", ["dynamodb:Query"], [f"{table}/index/pending", f"{table}/index/overdue"])
+    # `--stage` reads the stage's resources from its stack's outputs.
+    stack = _statement("Stack", ["cloudformation:DescribeStacks"],
+                       [target.arn("cloudformation", f"stack/{target.prefix}/*")])
+    full = [
+        stack,
+        # Scan is `pointers`' alone; BatchWriteItem `forget`'s; a ConditionCheckItem holds a history note to the
+        # link it is about (`dlq replay`, `dlq discard`) or a pointer's removal to its link (`pointers --apply`).
+        _statement("Table", ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:Scan",
+                             "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
+                             "dynamodb:BatchWriteItem", "dynamodb:ConditionCheckItem"], [table]),
+        indexes,
+        # `dlq replay`, `backfill --apply` and `sync start` queue work; `doctor` and `forget` read how much waits.
+        _statement("WorkQueue", ["sqs:SendMessage", "sqs:GetQueueAttributes"], [work]),
+        # Reading a letter receives it (`dlq list` makes it visible again at once); replay and discard delete it.
+        _statement("DeadLetterQueue", ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
+                                       "sqs:GetQueueAttributes"], [dlq]),
+        # The connects store the secrets (and read the others, which a secret given must not repeat), `doctor`,
+        # `settings apply`, `backfill` and `sync start` read the tokens they call Intercom and RF with,
+        # `workspace disconnect` deletes a token.
+        _statement("Secrets", ["ssm:PutParameter", "ssm:GetParameter", "ssm:DeleteParameter"], [f"{secrets}/*"]),
+    ]
+    readonly = [
+        stack,
+        _statement("Table", ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query"], [table]),
+        indexes,
+        _keyed("RateBudgets", ["dynamodb:UpdateItem"], table, ["RATE#*"]),
+        _statement("WorkQueue", ["sqs:GetQueueAttributes"], [work]),
+        _statement("DeadLetterQueue", ["sqs:ReceiveMessage", "sqs:ChangeMessageVisibility",
+                                       "sqs:GetQueueAttributes"], [dlq]),
+        # `doctor` tests the stored tokens with Intercom and RF: it reads them. Never the edge's secrets (the
+        # webhooks' client secrets, the OAuth app's).
+        _statement("Tokens", ["ssm:GetParameter"], [f"{secrets}/worker/*"]),
+    ]
+    return {name: {"Version": "2012-10-17", "Statement": statements}
+            for name, statements in zip(OPERATORS, (full, readonly))}
+
+
 def policy_file(stage: str, function: str) -> str:
+    """A function's policy file, or the operator's (OPERATORS), under .chalice/."""
     return f"policy-{stage}-{function}.json"
 
 
@@ -272,7 +331,8 @@ def chalice_config(target: Target, base: dict, existing: Optional[dict], api_con
 
 def render(project_dir: Path, target: Target, *, api_concurrency: Optional[int] = DEFAULT_API_CONCURRENCY,
            base_config: Path = BASE_CONFIG) -> list[Path]:
-    """Steps 3 and 4: write the stage's config section and its policy files under project_dir/.chalice."""
+    """Steps 3 and 4: write the stage's config section and its policy files (the functions', the operator's)
+    under project_dir/.chalice."""
     chalice_dir = Path(project_dir) / ".chalice"
     chalice_dir.mkdir(parents=True, exist_ok=True)
     config_path = chalice_dir / "config.json"
@@ -280,7 +340,7 @@ def render(project_dir: Path, target: Target, *, api_concurrency: Optional[int] 
     base = json.loads(Path(base_config).read_text())
     written = [config_path]
     config_path.write_text(json.dumps(chalice_config(target, base, existing, api_concurrency), indent=2) + "\n")
-    for function, document in policies(target).items():
+    for function, document in {**policies(target), **operator_policies(target)}.items():
         path = chalice_dir / policy_file(target.stage, function)
         path.write_text(json.dumps(document, indent=2) + "\n")
         written.append(path)

@@ -99,6 +99,8 @@ def required(call: Call, target: deploy.Target) -> list[tuple[str, str]]:
             return [(f"ssm:{op}", parameter(name)) for name in p["Names"]]
         if op == "GetParametersByPath":
             return [("ssm:GetParametersByPath", parameter(p["Path"]))]
+    if call.service == "cloudformation" and op == "DescribeStacks":     # the operator's `--stage` (by name)
+        return [("cloudformation:DescribeStacks", target.arn("cloudformation", f"stack/{p['StackName']}/<id>"))]
     if call.service == "sts" and op == "GetCallerIdentity":
         return []   # needs no permission
     raise UnmappedCall(f"{call.service}:{op} is not mapped to IAM: add it to required()")
@@ -167,6 +169,8 @@ def partitions(call: Call) -> list[tuple[str, str]]:
                 for item in p["TransactItems"] for kind, body in item.items()]
     if op == "TransactGetItems":
         return [("dynamodb:GetItem", _pk(item["Get"]["Key"])) for item in p["TransactItems"]]
+    if op == "Scan":            # every partition (`bridge pointers`): no dynamodb:LeadingKeys can allow it
+        return [(f"dynamodb:{op}", "*")]
     if op == "Query":
         [name] = [n for n, attribute in p["ExpressionAttributeNames"].items() if attribute == "pk"]
         value = re.search(rf"{re.escape(name)} = (:\w+)", p["KeyConditionExpression"])
