@@ -1,6 +1,6 @@
 """The operator's policies `make deploy` renders (.chalice/policy-<stage>-operator.json, every command, and
 policy-<stage>-operator-readonly.json, the commands that change nothing) grant what `bridge --stage <stage> ...`
-does, on the stage's resources only: every command family runs on the prod stage `make deploy` made on a moto
+does, on the stage's resources only: every command family runs on a stage `make deploy` made on a moto
 server, as the operator runs it (the stage read from its stack, Intercom and RF the simulators), every botocore
 call it makes is recorded (as tests/deploy/test_iam_coverage.py records the functions'), mapped to the IAM actions
 and resources it needs, and checked against the rendered files: the full policy grants every call of every
@@ -20,6 +20,7 @@ import yaml
 from chalicelib import cli
 from chalicelib.stage import CHALICE_CONFIG, OUTPUT_ENV
 from infra import deploy
+from infra.local.aws import _no_expected_unsupported_warnings
 from infra.local.counting import AwsCall, AwsCallRecorder
 from infra.local.sims.intercom import IntercomSim
 from infra.local.sims.referral_factory import RFSim
@@ -28,15 +29,15 @@ from tests.integration.conftest import WORKSPACE, qualifying_settings
 from tests.integration.test_sync import sync_settings
 from tests.support.intercom_contract import validate_request
 
-from .conftest import aws_env
+from .conftest import Rendered, _no_sleep, aws_env, aws_on, project_copy
 from .test_iam_coverage import allows, leading_keys, partitions, required, violations
 
-STAGE = "prod"
+STAGE = "ops"      # a stage of its own: the functions' tests write to prod's and dev's table and queues
 FULL, READONLY = deploy.OPERATORS
 ANN, ANN_EMAIL = "1002", "ann@example.com"
 
 #: Every command family, in the order an operator would meet them: (what it is called here, its argv after
-#: `bridge --stage prod`). The read-only ones are deploy.OPERATOR_READONLY_COMMANDS; `settings check` reads a file
+#: `bridge --stage ops`). The read-only ones are deploy.OPERATOR_READONLY_COMMANDS; `settings check` reads a file
 #: only (no AWS call), and there is no `dlq show`: `dlq list --show-payload` shows a letter.
 COMMANDS = [
     ("rf connect", ["rf", "connect"]),
@@ -109,6 +110,17 @@ def _seed(target: deploy.Target, intercom: IntercomSim, rf: RFSim, clock: FakeCl
     for reason in ("replay me: Intercom answered 500", "discard me: Intercom answered 400"):
         seed.deps.dead_letter(body, reason, 5, person=("42", ANN), kind="rf.join")
     seed.store.connections.mark(WORKSPACE, {apps.MARKS["oauth"]})      # an admin connected it by OAuth too
+
+
+@pytest.fixture(scope="module")
+def rendered(moto_endpoint, tmp_path_factory) -> Rendered:
+    """`make deploy STAGE=ops RENDER_ONLY=1` on the moto server, into a project copy of its own."""
+    project = project_copy(tmp_path_factory.mktemp("operator") / "project")
+    lines: list[str] = []
+    with _no_expected_unsupported_warnings():
+        target = deploy.deploy(STAGE, project_dir=project, render_only=True, aws=aws_on(moto_endpoint),
+                               say=lines.append, sleep=_no_sleep)["target"]
+    return Rendered(project, moto_endpoint, {STAGE: target}, lines)
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,6 @@
 """The docs' operator reference (the README and docs/*.md, read as one: tests/support/docs.py) stays true
-to what is deployed: the CLI operator's rights name every index the CLI queries, and each environment variable
+to what is deployed: the CLI operator's rights point to the rendered policies and name every index the CLI
+queries, and each environment variable
 has one row (two rows drift apart)."""
 from __future__ import annotations
 
@@ -23,23 +24,29 @@ def _template() -> dict:
 
 
 def test_the_cli_operators_rights_grant_query_on_every_index_of_the_table():
-    """`doctor` queries the `pending` and the `overdue` index (store.links.overdue): an operator given
-    only what the README lists would have doctor refused."""
+    """`doctor` queries the `pending` and the `overdue` index (store.links.overdue): an operator given only the
+    rendered operator policies (tests/deploy/test_operator_policy.py checks them against every command) must have
+    doctor allowed on every index the template declares, and the docs' summary name them all."""
     indexes = [i["IndexName"] for i in _template()["Resources"]["Table"]["Properties"]["GlobalSecondaryIndexes"]]
-    rights = README.split("The CLI runs with the operator's own AWS credentials. It needs:")[1].split("\n\n")[1]
-    table = next(item for item in rights.split("\n- ") if item.lstrip("- ").startswith("on the table:"))
-    named = re.search(r"`Query` on its (.*?) index", " ".join(table.split()))
-    assert named, table
+    target = deploy.Target("prod", "123456789012", "eu-west-1", {
+        "TableArn": "arn:aws:dynamodb:eu-west-1:123456789012:table/t", "QueueArn": "arn:aws:sqs:eu-west-1:1:w",
+        "DeadLetterQueueArn": "arn:aws:sqs:eu-west-1:1:d", "SecretsPath": "/p"})
+    for name, policy in deploy.operator_policies(target).items():
+        queried = {r for s in policy["Statement"] if "dynamodb:Query" in s["Action"] for r in s["Resource"]}
+        assert {f"arn:aws:dynamodb:eu-west-1:123456789012:table/t/index/{i}" for i in indexes} <= queried, name
+    rights = README.split("The CLI runs with the operator's own AWS credentials.")[1].split("**Personal data.**")[0]
+    named = re.search(r"`Query` on its (.*?) index", " ".join(rights.split()))
+    assert named, rights
     assert sorted(re.findall(r"`(\w+)`", named.group(1))) == sorted(indexes)
 
 
-def test_the_cli_operators_rights_let_doctor_and_forget_read_the_work_queues_count():
-    """`doctor` and `forget` count the work waiting in the work queue (GetQueueAttributes): an operator
-    given only what the README lists would have it refused, and should read why the right is there."""
-    rights = README.split("The CLI runs with the operator's own AWS credentials. It needs:")[1].split("\n\n")[1]
-    work = next(item for item in rights.split("\n- ") if item.lstrip("- ").startswith("on the work queue:"))
-    assert {"SendMessage", "GetQueueAttributes"} <= set(re.findall(r"`(\w+)`", work))
-    assert "`doctor`" in work and "`forget`" in work
+def test_the_cli_operators_rights_point_to_the_rendered_policies():
+    """The docs name the files `make deploy` writes for the operator, not a list kept by hand."""
+    rights = README.split("The CLI runs with the operator's own AWS credentials.")[1].split("**Personal data.**")[0]
+    for name in deploy.OPERATORS:
+        assert f"`.chalice/{deploy.policy_file('<stage>', name)}`" in rights
+    readonly = " ".join(rights.split("-operator-readonly.json`:")[1].split(".")[0].split())
+    assert sorted(re.findall(r"`([a-z ]+)`", readonly)) == sorted(deploy.OPERATOR_READONLY_COMMANDS), readonly
 
 
 def test_each_environment_variable_has_one_row():
