@@ -23,15 +23,18 @@ LATE = 5.0      # seconds a waiting record comes back after its delay, at most (
 def evaluate(alarm: dict, samples: dict[str, list[tuple[float, float]]], until: float) -> list[tuple[str, float]]:
     """The alarm's state changes, (state, when), as CloudWatch evaluates it at the end of each period on the
     `samples` of each metric (name -> (time, value)): the last EvaluationPeriods datapoints (each period's
-    samples by the alarm's statistic; none, not breaching), of which DatapointsToAlarm over the threshold are an
-    ALARM. Metric math on each period's datapoints of its metrics (missing: None), its FILL, IF, AND,
-    comparisons and + as CloudWatch reads them."""
+    samples by the alarm's statistic; none, missing), of which DatapointsToAlarm breaching (over, or under, the
+    threshold, as its ComparisonOperator says; a missing one as its TreatMissingData says) are an ALARM. Metric
+    math on each period's datapoints of its metrics (missing: None), its FILL, IF, AND, comparisons and + as
+    CloudWatch reads them. The periods before the first (before time 0) were fine: none breaches."""
     stats = {m["Id"]: m["MetricStat"] for m in alarm.get("Metrics", []) if "MetricStat" in m}
     watched = {i: (s["Metric"]["MetricName"], s["Stat"], s["Period"]) for i, s in stats.items()} or {
         "m": (alarm["MetricName"], alarm["Statistic"], alarm["Period"])}
     [expression] = [m["Expression"] for m in alarm["Metrics"] if m["ReturnData"]] if stats else ["m"]
     [period] = {p for _, _, p in watched.values()}
-    assert alarm["TreatMissingData"] == "notBreaching" and alarm["ComparisonOperator"] == "GreaterThanThreshold"
+    missing = {"notBreaching": False, "breaching": True}[alarm["TreatMissingData"]]
+    compare = {"GreaterThanThreshold": lambda v: v > alarm["Threshold"],
+               "LessThanThreshold": lambda v: v < alarm["Threshold"]}[alarm["ComparisonOperator"]]
     n, m = alarm["EvaluationPeriods"], alarm.get("DatapointsToAlarm", alarm["EvaluationPeriods"])
     of: dict[str, dict[int, float]] = {}
     for i, (name, stat, _) in watched.items():
@@ -46,7 +49,8 @@ def evaluate(alarm: dict, samples: dict[str, list[tuple[float, float]]], until: 
                   for p in range(int(until // period) + 1)}
     states, state = [], "OK"
     for end in range(1, int(until // period) + 1):
-        breaching = sum((datapoints.get(p) or 0) > alarm["Threshold"] for p in range(end - n, end))
+        breaching = sum(p >= 0 and (missing if datapoints.get(p) is None else compare(datapoints[p]))
+                        for p in range(end - n, end))
         now = "ALARM" if breaching >= m else "OK"
         if now != state:
             states.append((now, end * period))
