@@ -1058,7 +1058,8 @@ def _history(args: argparse.Namespace, rt: Runtime) -> int:
         if rt.store.settings.get(args.campaign_id) is None:
             raise CliError(f"campaign {args.campaign_id} has no settings here (and no history)")
         raise CliError(f"nothing is known about RF user {args.rf_user_id} in campaign "
-                       f"{args.campaign_id}: no join arrived for them (or they were forgotten)")
+                       f"{args.campaign_id}: no join of theirs was applied (`bridge explain {args.rf_user_id}` "
+                       "shows a webhook of theirs the edge refused, if any), or they were forgotten")
     # as `explain` shows them (the table holds them: see docs/operating.md); their own email whatever its form
     _print(mask_emails(found, (found["link"] or {}).get("email")))
     return 0

@@ -494,3 +494,21 @@ def test_doctor_refuses_a_campaign_id_no_webhook_can_carry_before_looking_for_a_
         monkeypatch.delenv(name)
     assert main(["doctor", "4 2"]) == 2
     assert one_line(capsys.readouterr().err).startswith("bridge: campaign_id: '4 2' is not an id a webhook can carry")
+
+
+def test_history_of_someone_whose_join_was_refused_does_not_say_no_join_arrived_and_points_to_explain(capsys):
+    """An operator's walk: `bridge history 42 1006` of someone whose join the edge refused (a wrong secret) said "no
+    join arrived for them", where `bridge explain 1006` showed the refused join and its fix."""
+    from chalicelib.ports.edge import RefusalSample, campaign_scope
+    from tests.fakes import FakeConnecting
+    from tests.unit import scenario
+
+    rt = FakeConnecting()
+    rt.store.settings.put("42", scenario.settings(), scenario.WS)
+    rt.store.edge.refused(campaign_scope("42"), RefusalSample("unauthorized", "2026-11-28T09:48:35.889Z", "m",
+                                                               rf_user_id="1006"))
+    code, out, err = run_cli(rt, capsys, "history", "42", "1006")
+    assert (code, out) == (1, "")
+    assert one_line(err) == ("bridge: nothing is known about RF user 1006 in campaign 42: no join of theirs was "
+                             "applied (`bridge explain 1006` shows a webhook of theirs the edge refused, if any), or "
+                             "they were forgotten\n"), err
