@@ -811,8 +811,11 @@ def _dlq_replay(args: argparse.Namespace, rt: Runtime) -> int:
     with progress_line(args) as draw:
         done = dead_letters.replay(rt, args.reason, args.campaign, progress=_letters(draw, "sent back"))
     _answer(args, done, f"{done['replayed']} message(s) sent back to the work queue"
-            + (f"; they run from about {_utc(done['runs_from'], rt.clock())}, when every worker has read the RF token "
-               f"stored at {_utc(done['rf_token_stored_at'], rt.clock())}" if done.get("runs_from") else "")
+            + (("; they" if done["delayed"] >= done["replayed"] else f"; {done['delayed']} of them")
+               + f" run from about {_utc(done['runs_from'], rt.clock())}, when every worker has read the RF token "
+               f"stored at {_utc(done['rf_token_stored_at'], rt.clock())}"
+               + ("" if done["delayed"] >= done["replayed"] else " (the others, refused for the old RF token, at once)")
+               if done.get("runs_from") else "")
             + (f"; {done['left']} left in the dead-letter queue (not matching)" if done["left"] else "")
             + (f"; up to {done['sent_late']} of them came back during a stall before they were taken out, and "
                "another command held them when the replay looked again: they may still be dead letters, and be "
