@@ -32,7 +32,7 @@ from ..domain.workspace_check import check_against_workspace
 from ..config import Config
 from ..errors import (BUDGET_SETTINGS, PLAN_FIX, REFUSED_TOKEN, RF_REFUSED_TOKEN, BudgetSpent, Throttled, TokenRefused,
                       WorkError, answer_refused_fix, limiting, plan_restricted, replay_parked, rf_blocked,
-                      refused_token_of, rf_campaign_fix, token_wait_fix)
+                      refused_token_of, rf_answered, rf_campaign_fix, token_wait_fix)
 from ..observability import mask_email, mask_emails
 from ..ports import Connection, DeadLetterQueue, Store
 from ..ports.secrets import read_by_every_worker
@@ -500,7 +500,7 @@ def _rf(rt: Examined, report: Report, settings: CampaignSettings, conn: Optional
             report.add("rf.campaign", False, *_waits(rt, settings, exc, "Referral Factory", f"campaign {c} could not "
                                                      "be checked", "joins and qualifications"))
         else:
-            report.add("rf.campaign", False, f"Referral Factory could not show campaign {c}: {exc.reason}",
+            report.add("rf.campaign", False, f"Referral Factory could not show campaign {c}: {rf_answered(exc)}",
                        "joins and qualifications for it cannot work", rf_campaign_fix(exc, c, f"`bridge doctor {c}`"))
         _unchecked(report, "webhooks.rf_missing", _NEWEST, "rf.campaign", c)
         return False if exc.status in (RF_REFUSED_TOKEN, 404) else None

@@ -2172,8 +2172,9 @@ def test_a_start_rf_refuses_the_token_for_says_to_connect_rf_and_start_again_not
     with pytest.raises(sync.SyncStopped) as stopped:
         sync.dry_run(work.deps, "42") if dry else sync.start(work.deps, "42")
     assert stopped.value.problems == [
-        "Referral Factory refused the bridge's token (it answered 401: Unauthenticated.) — run `bridge rf connect`, "
-        f"then `bridge sync start 42{' --dry-run' if dry else ''}` again"]
+        "Referral Factory answered 401: Unauthenticated. — Referral Factory refuses the RF token the bridge has stored "
+        "(revoked or replaced in RF): `bridge rf connect` (it asks for the new token), then "
+        f"`bridge sync start 42{' --dry-run' if dry else ''}` again"]
     assert work.queue.sent == [] and work.store.sync.run("42") is None
 
 
