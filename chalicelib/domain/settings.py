@@ -364,18 +364,20 @@ def _link_over_code(settings: CampaignSettings) -> list[str]:
         return []
     kept = (("link", "referral_link_attribute", "a text attribute", "links", ("code",)),
             ("count", "referral_count_attribute", "a Number (integer) attribute", "counts", ("code", "url")))
-    return [f"sync.{key}: {name} is also where {section}.fields[{i}] writes each person's {_MAPPED[row.from_]} "
-            f"(`from: {row.from_}`) — a contact both write to gets the {what} over the {_MAPPED[row.from_].split()[1]}"
-            f", or the {_MAPPED[row.from_].split()[1]} over the {what}: create {kind} of its own for the {plural} and "
-            f"name it in sync.{key}, or map `{row.from_}` to another attribute"
-            for what, key, kind, plural, sources in kept if (name := getattr(sync, key))
-            for section, people in (("leads", settings.leads), ("referrers", settings.referrers))
-            if people.action != "nothing" for i, row in enumerate(people.fields)
-            if row.from_ in sources and row.to == name]
+    clashes = [(what, key, kind, plural, name, section, i, str(row.from_))
+               for what, key, kind, plural, sources in kept if (name := getattr(sync, key))
+               for section, people in (("leads", settings.leads), ("referrers", settings.referrers))
+               if people.action != "nothing" for i, row in enumerate(people.fields)
+               if row.from_ in sources and row.to == name]
+    return [f"sync.{key}: {name} is also where {section}.fields[{i}] writes each person's referral {_MAPPED[source]} "
+            f"(`from: {source}`) — a contact both write to gets the {what} over the {_MAPPED[source]}, or the "
+            f"{_MAPPED[source]} over the {what}: create {kind} of its own for the {plural} and name it in sync.{key}, "
+            f"or map `{source}` to another attribute"
+            for what, key, kind, plural, name, section, i, source in clashes]
 
 
-#: What a mapping row's own-value field writes (_link_over_code).
-_MAPPED = {"code": "referral code", "url": "referral link"}
+#: What a mapping row's own-value field writes, each person's referral ... (_link_over_code).
+_MAPPED = {"code": "code", "url": "link"}
 
 
 def _written(settings: CampaignSettings) -> list[tuple[str, str]]:
