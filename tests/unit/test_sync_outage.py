@@ -304,3 +304,32 @@ def test_a_page_waiting_for_the_reconnect_says_the_reconnect_in_sync_status_and_
                               "goes on by itself once it is; past BRIDGE_OUTAGE_HOURS it waits in the dead-letter "
                               "queue and the run stops there"), text
     assert finding["fix"] == f"{reconnect}; what waits for it then goes on by itself, with no replay", text
+
+
+def test_a_page_dead_lettered_past_the_wait_for_the_reconnect_gets_doctors_reconnect_then_the_replay_by_reason(
+        monkeypatch, capsys):
+    """A page that waited BRIDGE_OUTAGE_HOURS for the workspace's refused token is dead-lettered: `sync status` says
+    the reconnect, then the replay by the letters' reason (`Intercom refuses workspace ws's token`, which reaches
+    the notifications' letters too), while doctor's [sync] said "fix the cause, then `bridge dlq replay --campaign
+    42`". Doctor gives the fix `sync status` gives."""
+    from chalicelib.errors import TokenRefused, refused_reason
+    from chalicelib.domain.sync import refused_fix
+    monkeypatch.setattr(sync, "PER_PAGE", 2)
+    work = world(CONTACTS)
+    work.config = replace(work.config, outage_hours=2)
+    answer = "Intercom answered 401 unauthorized: Access Token Invalid"
+    work.apis.intercom_.down = lambda: TokenRefused(refused_reason(answer, "ws"), "ws", "oauth", answer, status=401)
+    sync.start(work.deps, "42")
+    sqs = Sqs(work)
+    for message in work.queue.sent:
+        sqs.send(message, work.clock.now)
+    sqs.run_until(work.clock.now + 3 * HOUR)
+    [letter] = work.queue.dead
+    error = sync.status(work.deps, "42")["page_error"]
+    assert error["state"] == "failed"
+    text, finding = doctor_says(work)
+    assert not finding["ok"] and finding["what"].startswith("sync run 1 (full, users) stalled: page 1 failed: "), text
+    assert finding["fix"] == refused_fix(error["reason"]), text
+    assert finding["fix"].startswith("Intercom refuses workspace ws's token: ") and finding["fix"].endswith(
+        ", then `bridge dlq replay --reason \"Intercom refuses workspace ws's token\"` resumes the run where it "
+        "stopped"), text
