@@ -487,12 +487,13 @@ def main(argv: list[str] | None = None, rt: Runtime | None = None) -> int:
     args = _parser().parse_args(argv)
     file_only = args.func is _settings_check      # reads a file only: no stage, no runtime, no AWS
     # A campaign id no webhook can carry, refused as `settings check` refuses it (no settings name it), by every command
-    # taking one (doctor, backfill, history, settings show/delete, sync start/status/report): a command line it cannot
-    # take, said before any stack is looked for, as argparse's refusals are.
-    campaign_id = getattr(args, "campaign_id", None)
-    if campaign_id is not None and not is_id(campaign_id):
-        print(f"bridge: campaign_id: {not_an_id(campaign_id)}", file=sys.stderr)
-        return 2
+    # taking one (doctor, backfill, history, settings show/delete, sync start/status/report; dlq replay/discard's
+    # --campaign): a command line it cannot take, said before any stack is looked for, as argparse's refusals are.
+    for name, said in (("campaign_id", "campaign_id"), ("campaign", "--campaign")):
+        campaign_id = getattr(args, name, None)
+        if campaign_id is not None and not is_id(campaign_id):
+            print(f"bridge: {said}: {not_an_id(campaign_id)}", file=sys.stderr)
+            return 2
     if args.stage and rt is None and not file_only:  # the stage's table, queues and secrets path, from its stack
         from .stage import use_stage_or_exit
         use_stage_or_exit(args.stage)

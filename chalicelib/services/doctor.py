@@ -27,12 +27,13 @@ from ..domain import people as people_
 from ..domain.people import OTHER_CAMPAIGN
 from ..domain.settings import (LINKS, CampaignSettings, SettingsError, own_attributes, parse_settings,
                                shared_attributes, unworkable)
-from ..domain.sync import FAILED, RETRYING, WAITING, describe_counts, describe_page_error, describe_writes, run_counts
+from ..domain.sync import (FAILED, RETRYING, WAITING, describe_counts, describe_page_error, describe_writes,
+                           refused_fix, run_counts)
 from ..domain.workspace_check import check_against_workspace
 from ..config import Config
 from ..errors import (BUDGET_SETTINGS, PLAN_FIX, REFUSED_TOKEN, RF_REFUSED_TOKEN, BudgetSpent, Throttled, TokenRefused,
                       WorkError, answer_refused_fix, limiting, plan_restricted, replay_parked, rf_blocked,
-                      refused_token_of, rf_campaign_fix, token_wait_fix)
+                      refused_token_of, rf_answered, rf_campaign_fix, token_wait_fix)
 from ..observability import mask_email, mask_emails
 from ..ports import Connection, DeadLetterQueue, Store
 from ..ports.secrets import read_by_every_worker
@@ -287,8 +288,10 @@ def _sync(rt: Examined, report: Report, settings: CampaignSettings) -> None:
         report.add("sync", False, f"{where} stopped: {run.message}",
                    "the contacts after the stop were not enrolled", f"fix what it names, then `bridge sync start {c}`")
     elif error is not None and error["state"] == FAILED:
+        # (a refused token's page: the reconnect, then the replay by the letters' reason, as `sync status` says it)
         report.add("sync", False, f"{where} stalled: {describe_page_error(error, advice=False)}; {counts} so far",
-                   "the page waits in the dead-letter queue: the run does not go on by itself", resume)
+                   "the page waits in the dead-letter queue: the run does not go on by itself",
+                   refused_fix(error["reason"]) or resume)
     elif error is not None and error["state"] == WAITING and (waited_for := refused_token_of(error["reason"])):
         # (a wait for the operator: the reconnect of the workspace whose token Intercom refuses, said at each wait)
         report.add("sync", True, f"{where} running: {counts}; {describe_page_error(error, advice=False)}",
@@ -497,7 +500,7 @@ def _rf(rt: Examined, report: Report, settings: CampaignSettings, conn: Optional
             report.add("rf.campaign", False, *_waits(rt, settings, exc, "Referral Factory", f"campaign {c} could not "
                                                      "be checked", "joins and qualifications"))
         else:
-            report.add("rf.campaign", False, f"Referral Factory could not show campaign {c}: {exc.reason}",
+            report.add("rf.campaign", False, f"Referral Factory could not show campaign {c}: {rf_answered(exc)}",
                        "joins and qualifications for it cannot work", rf_campaign_fix(exc, c, f"`bridge doctor {c}`"))
         _unchecked(report, "webhooks.rf_missing", _NEWEST, "rf.campaign", c)
         return False if exc.status in (RF_REFUSED_TOKEN, 404) else None

@@ -619,3 +619,20 @@ def test_two_calls_refused_the_old_token_at_once_both_go_out_again_with_the_new_
         server.server_close()
     assert answers == {"/first": {}, "/second": {}}, answers
     assert sorted(sent) == ["Bearer new", "Bearer new", "Bearer old", "Bearer old"], sent
+
+
+def test_a_429_is_counted_under_its_vendors_metric():
+    """The dashboard shows whose 429s they are: Intercom's (one workspace's budget pauses) apart from Referral
+    Factory's (which lower the shared budget, and lead to its block if they go on)."""
+    from chalicelib.observability import metrics
+
+    clock, rates = FakeClock(now=6000.0), MemoryRates()
+    metrics.clear_metrics()
+    try:
+        intercom_limiter(rates, clock).throttled(10.0)
+        limiter(rates, clock).throttled(15.0)
+        limiter(rates, clock).throttled(15.0)
+        counted = {name: sum(m["Value"]) for name, m in metrics.metric_set.items()}
+    finally:
+        metrics.clear_metrics()
+    assert counted == {"IntercomRateLimited": 1, "RFRateLimited": 2}
