@@ -321,16 +321,22 @@ def new_lead(rf, email):
     return rf.add_user(42, email, email.split("@")[0].title(), referrer_id=referrer["id"])
 
 
-@pytest.fixture(scope="module")
-def performed(rendered):
-    """Drive every flow of the three functions once; return what each function did."""
-    clock = FakeClock()
+def vendors(clock: FakeClock) -> tuple[IntercomSim, RFSim]:
+    """Intercom (the workspace, with the attributes the settings map to) and RF (campaign 42), started."""
     intercom = IntercomSim(app_id=WORKSPACE, clock=clock, validator=validate_request).start()
     for name, dtype in (("referral_code", "string"), ("lead_source", "string"), ("signed_up", "string"),
                         ("referral_link", "string")):
         intercom.define_attribute(name, dtype)
     rf = RFSim(clock=clock).start()
     rf.add_campaign(42, "Friends of Acme")
+    return intercom, rf
+
+
+@pytest.fixture(scope="module")
+def performed(rendered):
+    """Drive every flow of the three functions once; return what each function did."""
+    clock = FakeClock()
+    intercom, rf = vendors(clock)
     recorder = Recorder()
     with pytest.MonkeyPatch.context() as mp, recorder.installed():
         for key in [k for k in os.environ if k.startswith(("BRIDGE_", "AWS_"))]:

@@ -27,10 +27,9 @@ from infra.local.sims.referral_factory import RFSim
 from tests.fakes import FakeClock
 from tests.integration.conftest import WORKSPACE, qualifying_settings
 from tests.integration.test_sync import sync_settings
-from tests.support.intercom_contract import validate_request
 
 from .conftest import Rendered, _no_sleep, aws_env, aws_on, project_copy
-from .test_iam_coverage import allows, leading_keys, partitions, required, violations
+from .test_iam_coverage import allows, leading_keys, partitions, required, vendors, violations
 
 STAGE = "ops"      # a stage of its own: the functions' tests write to prod's and dev's table and queues
 FULL, READONLY = deploy.OPERATORS
@@ -125,16 +124,11 @@ def rendered(moto_endpoint, tmp_path_factory) -> Rendered:
 
 @pytest.fixture(scope="module")
 def ran(rendered, tmp_path_factory):
-    """Every command of COMMANDS run once on the prod stage, as the operator runs it; what each did."""
+    """Every command of COMMANDS run once on the stage, as the operator runs it; what each did."""
     from chalicelib.runtime import reset_default_runtime
 
     clock = FakeClock()
-    intercom = IntercomSim(app_id=WORKSPACE, clock=clock, validator=validate_request).start()
-    for name, dtype in (("referral_code", "string"), ("lead_source", "string"), ("signed_up", "string"),
-                        ("referral_link", "string")):
-        intercom.define_attribute(name, dtype)
-    rf = RFSim(clock=clock).start()
-    rf.add_campaign(42, "Friends of Acme")
+    intercom, rf = vendors(clock)
     rf.add_campaign(43, "Acme customers")
     segment = intercom.add_segment("Customers", [intercom.add_contact("kim@example.com", role="user", name="Kim")["id"]])
     files = tmp_path_factory.mktemp("operator")
