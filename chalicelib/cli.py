@@ -32,6 +32,7 @@ from .adapters.dynamo import watch_clients
 from .config import Config
 from .domain import apps
 from .domain.ids import is_id, not_an_id
+from .domain.judge import DEAD_LETTER_DAYS
 from .domain.oauth import TICKET_SECONDS
 from .domain.settings import SettingsError
 from .errors import WorkError, replay_parked
@@ -273,9 +274,11 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("backfill", help="send the campaign's people who joined before its settings (dry run "
                                         "unless --apply)")
     p.add_argument("campaign_id")
-    p.add_argument("--apply", action="store_true", help="queue their joins (the same pipeline as the webhook), "
-                   "count the leads applied before the campaign kept referral counts, and take the value now of "
-                   "leads linked before the qualification rule as their baseline")
+    p.add_argument("--apply", action="store_true", help="queue their joins (the same pipeline as the webhook), and "
+                   "those ignored under `action: nothing` once the action creates; count the leads applied before the "
+                   "campaign kept referral counts; take the value now of leads linked before the qualification rule "
+                   "as their baseline; and check again the qualifications RF refused whose dead letter SQS deleted "
+                   f"({DEAD_LETTER_DAYS} days; one whose lead was deleted in RF is marked: never checked again)")
     _json(p)
     p.set_defaults(func=_backfill)
 
