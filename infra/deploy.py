@@ -9,6 +9,9 @@ deploy:
   3. write the stage's section of .chalice/config.json (infra/chalice-config.json + the outputs);
   4. generate .chalice/policy-<stage>-<function>.json, one least-privilege policy per function,
      with exact ARNs;
+  4b. upgrade the table for this version's code, before it goes live: each campaign's settings copied to their
+     own partition as the version deployed before left them (chalicelib/adapters/dynamo/upgrade.py; idempotent,
+     each write conditional on what it read);
   5. `chalice deploy --stage <stage>`, with Chalice's deployed state fetched from the stack's
      bucket before and stored there after (so any checkout updates the same API and URL);
   6. print the two webhook URLs.
@@ -120,16 +123,19 @@ def policies(target: Target) -> dict[str, dict]:
         return _statement("Logs", ["logs:CreateLogStream", "logs:PutLogEvents"], [f"{group}:*"])
 
     # Every statement on the table's items names the partitions it may touch (adapters/dynamo/keys.py). A
-    # campaign's partition (CAMPAIGN#) holds its settings, its links (PERSON#), its referral counts (REFERRALS#)
-    # and its sync runs (SYNC#RUN): dynamodb:LeadingKeys names partitions, and cannot tell these apart.
+    # campaign's partition (CAMPAIGN#) holds its links (PERSON#), its referral counts (REFERRALS#) and its sync
+    # runs (SYNC#RUN): dynamodb:LeadingKeys names partitions, and cannot tell these apart. Its settings have their
+    # own (SETTINGS#), so a function may read them and no link; the copy kept in CAMPAIGN# for a version rolled
+    # back to (keys.py) is written by the operator's `bridge settings` only, and read by none of these.
     documents = {
         "api_handler": [
             logs("api_handler"),
             # GetItem, on the partitions it checks callers with only: a join's campaign settings, a workspace's
             # connection (and, on the OAuth callback, the campaigns naming it), the operator's OAuth ticket, a
-            # used OAuth state (what its callback did, for the page seen again). Never a history, the links by
-            # contact or email, the sync ledger, applied notifications or a rate budget.
-            _keyed("Table", ["dynamodb:GetItem"], table, ["CAMPAIGN#*", "WORKSPACE#*", "TICKET#*", "OAUTH#*"]),
+            # used OAuth state (what its callback did, for the page seen again). Never a link or a referral count
+            # (a campaign's partition), a history, the links by contact or email, the sync ledger, applied
+            # notifications or a rate budget.
+            _keyed("Table", ["dynamodb:GetItem"], table, ["SETTINGS#*", "WORKSPACE#*", "TICKET#*", "OAUTH#*"]),
             # UpdateItem, on its own partitions only: the edge's log (refusals counted, when a webhook was
             # last heard; ports/edge.py), and the OAuth callback's workspace connection and workspace index.
             # Never a link, a history, settings or a rate budget (the worker's and the operator's).
@@ -163,7 +169,7 @@ def policies(target: Target) -> dict[str, dict]:
             # email's; the merged contact's, a merge's or a join's finished on another contact than it held), the
             # rate budgets' state, its position, a workspace's connection and campaigns.
             _keyed("ItemReads", ["dynamodb:GetItem"], table,
-                   ["CAMPAIGN#*", "CONTACT#*", "EMAIL#*", "RATE#*", "RECONCILE", "WORKSPACE#*"]),
+                   ["SETTINGS#*", "CAMPAIGN#*", "CONTACT#*", "EMAIL#*", "RATE#*", "RECONCILE", "WORKSPACE#*"]),
             # PutItem: links, sync runs, history entries, applied notifications, its position, a sync page's
             # `creating` ledger entries and those of the contacts it enrols or skips (conditional: never over another
             # worker's enrolment; SyncStore.intend).
@@ -177,7 +183,7 @@ def policies(target: Target) -> dict[str, dict]:
             # sync page's ledger entries, and, on RF's first 429 of a strike, the rate budget's slices
             # (adapters/ratelimit.py, DynamoRates.used).
             _keyed("BatchReads", ["dynamodb:BatchGetItem"], table,
-                   ["CAMPAIGN#*", "CONTACT#*", "EMAIL#*", "NOTIFICATION#*", "SYNC#*", "RATE#*"]),
+                   ["SETTINGS#*", "CAMPAIGN#*", "CONTACT#*", "EMAIL#*", "NOTIFICATION#*", "SYNC#*", "RATE#*"]),
             # A sync page tried again after RF said its contact's email is in the campaign asks the ledger
             # whether another contact with that email was enrolled (services/sync.py, Page._anothers): a
             # query of the ledger's partitions only.
@@ -209,7 +215,7 @@ def policies(target: Target) -> dict[str, dict]:
             logs("reconcile"),
             # It reads its cursor, the workspace index, each workspace's connection and campaigns, and the
             # settings of the pending leads' campaigns.
-            _keyed("Table", ["dynamodb:GetItem"], table, ["CAMPAIGN#*", "WORKSPACE#*", "WORKSPACES", "RECONCILE"]),
+            _keyed("Table", ["dynamodb:GetItem"], table, ["SETTINGS#*", "WORKSPACE#*", "WORKSPACES", "RECONCILE"]),
             # It puts its cursor, and the history entry of each unfinished link it queued (in the link's
             # transaction, below); never a link, settings or a workspace.
             _keyed("CursorAndHistory", ["dynamodb:PutItem"], table, ["RECONCILE", "HISTORY#*"]),
@@ -696,6 +702,21 @@ def check_region(aws: Aws, stage: str, say: Say) -> None:
         return
 
 
+def upgrade_table(aws: Aws, table: str, say: Say) -> None:
+    """Step 4b, before the functions' code goes live (and the policies that come with it: the API function's
+    reads settings in their own partition only): each campaign's settings copied there as the version deployed
+    before left them in the campaign's partition, where a version rolled back to still reads them
+    (chalicelib/adapters/dynamo/upgrade.py). Run again, it writes nothing."""
+    from chalicelib.adapters.dynamo.upgrade import SettingsChanging, mirror_settings
+    try:
+        done = mirror_settings(aws.client("dynamodb"), table)
+    except SettingsChanging as exc:
+        raise DeployError(str(exc)) from None
+    if done.copied or done.removed:
+        say(f"  settings in their own partition: {done.copied} campaign(s) copied, {done.removed} removed "
+            f"(deleted by the version deployed before), {done.kept} as they were")
+
+
 # ------------------------------------------------------------------------------------------
 # The two commands
 # ------------------------------------------------------------------------------------------
@@ -725,6 +746,7 @@ def deploy(stage: str, *, project_dir: Path = ROOT, render_only: bool = False, a
         say("RENDER_ONLY: `chalice deploy` skipped")
         return result
     check_concurrency(aws, target, api_concurrency, say)
+    upgrade_table(aws, outputs["TableName"], say)                                                 # 4b
     bucket = outputs["StateBucket"]
     pull_state(aws, bucket, project_dir, stage, say)
     say(f"chalice deploy --stage {stage}")
