@@ -784,8 +784,8 @@ def deploy(stage: str, *, project_dir: Path = ROOT, render_only: bool = False, a
     for upgrading in passes:
         if upgrading:
             render(project_dir, target, api_concurrency=api_concurrency, base_config=base_config, upgrading=True)
-            say(f"  the code deployed before reads settings in the campaigns' partition: the API function and "
-                f"reconcile keep that read until their code is replaced (a second `chalice deploy` takes it away)")
+            say("  the code deployed before reads settings in the campaigns' partition: the API function and "
+                "reconcile keep that read until their code is replaced (a second `chalice deploy` takes it away)")
         elif len(passes) > 1:
             render(project_dir, target, api_concurrency=api_concurrency, base_config=base_config)
         say(f"chalice deploy --stage {stage}")
