@@ -396,10 +396,15 @@ class Link:
             return self.held_at if self.held_by == by else None
         return self.held_at if self.armed and self.armed_by in (None, by) else None
 
-    def armed_fields(self, by: str, at: Optional[float], keep_held: bool = True) -> dict[str, Any]:
+    def armed_fields(self, by: str, at: Optional[float], keep_held: bool = True,
+                     hold: Optional[float] = None) -> dict[str, Any]:
         """What an arm under the rule `by` since `at` writes on this link (LinkRepository.arm, and arm_left's
-        `carry`): the value held under that rule (held_under) kept, unless `keep_held` is false."""
+        `carry`): the value held under that rule (held_under) kept, unless `keep_held` is false. `hold`: a value at
+        the target of that time held too, the newer of the two (judge: Verdict.keeps, a join not finished keeping a
+        change to the target for its finish)."""
         kept = self.held_under(by) if keep_held else None
+        if hold is not None:
+            kept = hold if kept is None else max(kept, hold)
         return {"armed": True, "armed_by": by, "armed_at": at, "held_at": kept, "held_by": None if kept is None else by}
 
     def left(self, contact_id: Optional[str]) -> bool:
