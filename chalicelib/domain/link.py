@@ -293,7 +293,9 @@ class Link:
     # baseline at the target, require_change): one armed_at held back (judge.armed_for), or one seen while the link was
     # not armed under the rule, under the rule `held_by` names: a value missing the target from an event no later
     # than it, delivered after, arms the link since then, which makes that held value a change to the target in
-    # order: she qualifies then (judge: Verdict.releases). Cleared with the baseline (a move, a baseline taken) and by
+    # order: she qualifies then (judge: Verdict.releases). Or a change to the target a join not finished kept for its
+    # finish (judge: Verdict.keeps), with an arm since no later than it: the finish qualifies her (judge.released).
+    # Cleared with the baseline (a move, a baseline taken, a hold of another contact: LinkRepository.hold_found) and by
     # any move (it was the contact left's); kept by an arm under the same rule (LinkRepository.arm). Not recorded on a
     # contact the link left (LeftContact): a late notification's held value is not released.
     held_at: Optional[float] = None

@@ -118,3 +118,37 @@ def test_a_retry_finding_her_held_user_merged_into_a_newer_one_bounds_its_values
                     "contact.user.updated", "b-yes", created_at=t + 10))
     assert work.apis.rf_.qualified == [] and link_of(work).qualification is QState.PENDING
     assert [c for c in work.apis.rf_.calls if c.startswith("qualify")] == []
+
+
+@pytest.mark.parametrize("order", ["RYN", "RNY", "NRY", "YNR", "YRN", "NYR"])
+def test_values_of_a_held_joins_wait_qualify_her_once_in_every_order(store, clock, order):
+    """As tests/unit/test_join_use_case.py's, on both twins: her join's first try (t) holds her user ("No", read at t:
+    her baseline) and waits out an Intercom outage on the update; she goes "Yes" at t + 10 ("Y"), "No" at t + 20
+    ("N"); the retry (t + 100, "R") resumes that baseline. In every order she is qualified, once (Referral Factory's
+    qualification called once): a "Yes" delivered before the finish is kept for it (held, with an arm since no later
+    than it, in one write: LinkRepository.arm's `hold`), and the finish, reading "No", qualifies her."""
+    work = world(clock=clock, store=store)
+    user = work.apis.intercom_.add("ann@example.com", role="user", signed_up="No")
+    clock.now += 0.4
+    t = int(clock.now)
+    join = JoinMessage(campaign_id="42", rf_user_id="7", person={"id": "7", "campaign_id": "42", "type": "lead",
+                                                                  "email": "ann@example.com", "first_name": "Ann",
+                                                                  "referrer_id": "3"}).wire()
+    work.apis.intercom_.fail["update"] = Transient("Intercom answered 503", status=503).unavailable("Intercom")
+    assert run(work, join)["waiting"] == 1
+    work.apis.intercom_.fail.pop("update", None)
+    assert (link_of(work).contact_found, link_of(work).found_at) == (True, t + 0.4)
+    user.update(updated_at=t + 20)
+    for step in order:
+        if step == "R":
+            clock.now = t + 100.4
+            run(work, join)
+            continue
+        value, at = ("Yes", t + 10) if step == "Y" else ("No", t + 20)
+        run(work, event(dict(user, custom_attributes={**user["custom_attributes"], "signed_up": value}, updated_at=at),
+                        "contact.user.updated", step.lower(), created_at=at))
+        if step == "Y" and order.index("Y") < order.index("R"):
+            kept = link_of(work)
+            assert (kept.armed, kept.held_at, kept.held_at >= (kept.armed_at or 0.0)) == (True, t + 10, True)
+    assert work.apis.rf_.qualified == ["7"] and link_of(work).qualification is QState.QUALIFIED
+    assert len([c for c in work.apis.rf_.calls if c.startswith("qualify")]) == 1

@@ -975,6 +975,28 @@ def test_a_value_held_on_a_link_not_armed_records_its_rule_kept_by_an_arm_under_
     assert (store.links.get(ANN).held_at, store.links.get(ANN).held_by) == (None, None)
 
 
+def test_an_arm_holding_a_value_kept_for_a_joins_finish_writes_both_at_once_held_to_the_link_as_read(store):
+    """arm's `hold` (judge: Verdict.keeps, a join not finished keeping a change to the target): the link armed since
+    `at` and holding the value, under the rule, in one write with its entry (the newer of it and one held already
+    under the rule); held to the armed state as read (a worker that read it before is Busy, nothing written); an arm
+    under another rule, later, clears it (judge.released asks the rule's key)."""
+    link = joined(store, baseline_of=SIGNED_UP)
+    kept = store.links.arm(link, [Entry("evaluation", "met")], "rule", 210.0, hold=210.0)
+    assert (kept.armed, kept.armed_by, kept.armed_at, kept.held_at, kept.held_by) == (True, "rule", 210.0, 210.0,
+                                                                                        "rule")
+    assert store.links.get(ANN) == kept and len(outcomes(store)) == 2
+    with pytest.raises(Busy):
+        store.links.arm(link, [Entry("evaluation", "met")], "rule", 220.0, hold=220.0)
+    assert store.links.get(ANN) == kept and len(outcomes(store)) == 2
+    older = store.links.arm(kept, [], "rule", 200.0, hold=205.0)      # (an earlier arm's time: the newer hold kept)
+    assert (older.armed_at, older.held_at, older.held_by) == (200.0, 210.0, "rule") and store.links.get(ANN) == older
+    newer = store.links.arm(older, [], "rule", 200.0, hold=230.0)
+    assert (newer.armed_at, newer.held_at) == (200.0, 230.0) and store.links.get(ANN) == newer
+    other = store.links.arm(newer, [], "another rule", 300.0)
+    assert (other.armed_by, other.held_at, other.held_by) == ("another rule", None, None)
+    assert store.links.get(ANN) == other
+
+
 def test_a_move_keeping_her_baseline_keeps_the_armed_state_but_not_the_value_held_back(store):
     """A move that keeps her baseline keeps the link armed as it was, but the value held back (Link.held_at) was the
     contact left's: cleared (a change away on the contact moved to, older than it, is no change on the one left)."""
