@@ -91,13 +91,11 @@ def test_a_value_between_a_waiting_first_try_and_the_retrys_read_delivered_late_
     assert work.apis.rf_.qualified == ["7"] and link_of(work).qualification is QState.QUALIFIED
 
 
-def test_a_retry_finding_her_held_user_merged_into_a_newer_one_bounds_its_values_by_its_own_read(store, clock):
-    """As tests/unit/test_join_use_case.py's, on both twins (the hold that leaves the contact an earlier try held):
-    her join's first try (t) holds her user A ("No") and waits; B, made at t + 5, goes "Yes" at t + 10, "No" at t + 15;
-    A is merged into B (its notification not delivered). The retry (t + 100) holds B, keeping her baseline, with its own
-    claim's time (found_at). B's "Yes" of t + 10, delivered after, was not hers in order: she is not qualified."""
+def her_join_holds_her_user_and_waits(store, clock):
+    """Her join's first try (t) finds her user ("No") and holds it (found_at: its claim, t + 0.4), then waits out an
+    Intercom outage on the update: the work, her user, t and the join's message."""
     work = world(clock=clock, store=store)
-    a = work.apis.intercom_.add("ann@example.com", role="user", signed_up="No")
+    user = work.apis.intercom_.add("ann@example.com", role="user", signed_up="No")
     clock.now += 0.4
     t = int(clock.now)
     join = JoinMessage(campaign_id="42", rf_user_id="7", person={"id": "7", "campaign_id": "42", "type": "lead",
@@ -106,7 +104,17 @@ def test_a_retry_finding_her_held_user_merged_into_a_newer_one_bounds_its_values
     work.apis.intercom_.fail["update"] = Transient("Intercom answered 503", status=503).unavailable("Intercom")
     assert run(work, join)["waiting"] == 1
     work.apis.intercom_.fail.pop("update", None)
-    assert (link_of(work).contact_id, link_of(work).found_at) == (a["id"], t + 0.4)
+    held = link_of(work)
+    assert (held.contact_id, held.contact_found, held.found_at) == (user["id"], True, t + 0.4)
+    return work, user, t, join
+
+
+def test_a_retry_finding_her_held_user_merged_into_a_newer_one_bounds_its_values_by_its_own_read(store, clock):
+    """As tests/unit/test_join_use_case.py's, on both twins (the hold that leaves the contact an earlier try held):
+    her join's first try (t) holds her user A ("No") and waits; B, made at t + 5, goes "Yes" at t + 10, "No" at t + 15;
+    A is merged into B (its notification not delivered). The retry (t + 100) holds B, keeping her baseline, with its own
+    claim's time (found_at). B's "Yes" of t + 10, delivered after, was not hers in order: she is not qualified."""
+    work, a, t, join = her_join_holds_her_user_and_waits(store, clock)
     b = work.apis.intercom_.add("ann@example.com", role="user", signed_up="No")
     b.update(created_at=t + 5, updated_at=t + 15)
     work.apis.intercom_.merge(a["id"], b["id"])
@@ -127,17 +135,7 @@ def test_values_of_a_held_joins_wait_qualify_her_once_in_every_order(store, cloc
     ("N"); the retry (t + 100, "R") resumes that baseline. In every order she is qualified, once (Referral Factory's
     qualification called once): a "Yes" delivered before the finish is kept for it (held, with an arm since no later
     than it, in one write: LinkRepository.arm's `hold`), and the finish, reading "No", qualifies her."""
-    work = world(clock=clock, store=store)
-    user = work.apis.intercom_.add("ann@example.com", role="user", signed_up="No")
-    clock.now += 0.4
-    t = int(clock.now)
-    join = JoinMessage(campaign_id="42", rf_user_id="7", person={"id": "7", "campaign_id": "42", "type": "lead",
-                                                                  "email": "ann@example.com", "first_name": "Ann",
-                                                                  "referrer_id": "3"}).wire()
-    work.apis.intercom_.fail["update"] = Transient("Intercom answered 503", status=503).unavailable("Intercom")
-    assert run(work, join)["waiting"] == 1
-    work.apis.intercom_.fail.pop("update", None)
-    assert (link_of(work).contact_found, link_of(work).found_at) == (True, t + 0.4)
+    work, user, t, join = her_join_holds_her_user_and_waits(store, clock)
     user.update(updated_at=t + 20)
     for step in order:
         if step == "R":

@@ -1819,18 +1819,25 @@ def test_a_join_that_found_her_contact_on_its_first_try_judges_from_its_second_a
     assert work.apis.rf_.qualified == ["7"] and link_of(work).qualification is QState.QUALIFIED
 
 
-def her_join_holds_her_user_and_waits():
+def her_join_holds_her_user_and_waits(found_later: bool = False):
     """Her join's first try (t, in the middle of its second) finds her user ("No") and holds it, then waits out an
-    Intercom outage on the update: the work, her user, and t."""
+    Intercom outage on the update: the work, her user, and t. `found_later`: that first try waits out one on the
+    search (it finds nothing), and its retry (t + 100) finds and holds her user (found_at t + 100.4: her baseline's
+    read), then waits out the one on the update."""
     work = world()
     user = work.apis.intercom_.add("ann@example.com", role="user", signed_up="No")
     work.clock.now += 0.4
     t = int(work.clock.now)
-    work.apis.intercom_.fail["update"] = Transient("Intercom answered 503", status=503).unavailable("Intercom")
-    assert run(work, join())["waiting"] == 1
-    work.apis.intercom_.fail.pop("update", None)
+    for outage in (("search", "update") if found_later else ("update",)):
+        if outage == "update" and found_later:
+            work.clock.now = t + 100.4
+        work.apis.intercom_.fail[outage] = Transient("Intercom answered 503", status=503).unavailable("Intercom")
+        assert run(work, join())["waiting"] == 1
+        work.apis.intercom_.fail.pop(outage, None)
     held = link_of(work)
-    assert (held.contact_id, held.contact_found, held.found_at) == (user["id"], True, t + 0.4)
+    found = t + 100.4 if found_later else t + 0.4
+    assert (held.contact_id, held.contact_found, held.found_at, held.joined_since) == (user["id"], True, found,
+                                                                                      int(found))
     return work, user, t
 
 
@@ -1942,26 +1949,6 @@ def test_a_target_value_from_before_her_join_delivered_while_it_waits_is_not_kep
     assert [c for c in work.apis.rf_.calls if c.startswith("qualify")] == []
 
 
-def her_join_found_her_user_later_and_waits():
-    """Her join's first try (t) waits out an Intercom outage on the search (it finds nothing); its retry (t + 100)
-    finds her user ("No") and holds it (found_at t + 100.4: her baseline's read), then waits out one on the update:
-    the work, her user, and t."""
-    work = world()
-    user = work.apis.intercom_.add("ann@example.com", role="user", signed_up="No")
-    work.clock.now += 0.4
-    t = int(work.clock.now)
-    work.apis.intercom_.fail["search"] = Transient("Intercom answered 503", status=503).unavailable("Intercom")
-    assert run(work, join())["waiting"] == 1
-    work.apis.intercom_.fail.pop("search", None)
-    work.clock.now = t + 100.4
-    work.apis.intercom_.fail["update"] = Transient("Intercom answered 503", status=503).unavailable("Intercom")
-    assert run(work, join())["waiting"] == 1
-    work.apis.intercom_.fail.pop("update", None)
-    held = link_of(work)
-    assert (held.contact_found, held.found_at, held.joined_since) == (True, t + 100.4, t + 100)
-    return work, user, t
-
-
 @pytest.mark.parametrize("at,qualified", [(50, False), (99, False), (100, True), (110, True)])
 def test_a_target_value_delivered_while_her_join_waits_is_kept_only_from_the_second_her_baseline_was_read(at,
                                                                                                          qualified):
@@ -1969,7 +1956,7 @@ def test_a_target_value_delivered_while_her_join_waits_is_kept_only_from_the_sec
     second (between her first try and that read, which followed it), delivered while the join waits, is not kept; one
     of that second or later is (as the link judges such a value once linked: judge.before_view). A "No" of t + 150,
     then the finish (t + 200) reading "No": qualified by a kept value only, once."""
-    work, user, t = her_join_found_her_user_later_and_waits()
+    work, user, t = her_join_holds_her_user_and_waits(found_later=True)
     told(work, user, "Yes", t + at, "yes")
     told(work, user, "No", t + 150, "no")
     work.clock.now = t + 200.4
