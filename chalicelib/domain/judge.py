@@ -406,6 +406,26 @@ def _held(link: Link, rule: Qualification, seen: Sighting, type_of: Callable[[st
                                      {**result.as_details(), "via": seen.via, "contact_id": seen.contact.get("id")}))
 
 
+@dataclass(frozen=True)
+class Kept:
+    """A change to the target a join not finished kept for its finish (_kept), as a try of it read the link: the
+    value's event time (Link.held_at), the arm's (Link.armed_at, no later), and the contact it was seen on."""
+
+    held_at: float
+    armed_at: float
+    contact_id: Optional[str]
+
+
+def kept_for_join(link: Link, rule: Qualification) -> Optional[Kept]:
+    """What a lead's join not finished kept for its finish under `rule` (_kept: held, with an arm since no later, under
+    the rule's key: a rule replaced since keeps none), or None. Only _kept leaves a link not linked so."""
+    held = link.held_under(rules.key(rule))
+    if link.status is LinkStatus.LINKED or not link.is_lead or held is None or not armed_under(link, rule) \
+            or link.armed_at is None or held < link.armed_at:
+        return None
+    return Kept(held, link.armed_at, link.contact_id)
+
+
 def _kept(link: Link, rule: Qualification, seen: Sighting, result: rules.Evaluation) -> Verdict:
     """A value meeting the target seen on the contact a join not finished holds (_held): kept for the join's finish
     when it is a change to the target after her baseline, as the link would judge it once linked (met: her baseline

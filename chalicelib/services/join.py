@@ -21,7 +21,8 @@ from ..domain import join as decide
 from ..domain import people
 from ..domain.history import REPLAYED, Entry, iso
 from ..domain.link import LEAD, REFERRER, FoundContact, JoinClaim, JoinResult, Link, LinkStatus, PersonRef
-from ..domain.judge import Sighting
+from ..domain import rules
+from ..domain.judge import Kept, Sighting, kept_for_join, released
 from ..domain.mapping import MARKER_DESCRIPTION, MARKER_NAME, REFUSED_BY_INTERCOM, attribute_value
 from ..domain.outage import unavailable, waits_again
 from ..domain.qualification import QState
@@ -139,6 +140,7 @@ class Attempt:
     began: float = 0.0                         # before this try read the attribute list (a list read since is fresh)
     read_again: bool = False                   # a refused write read the list again (at most once a try)
     merged_into: Optional[str] = None          # the tag step met the contact merged into this one (a signup)
+    kept: Optional[Kept] = None                # a change to the target the link kept for this finish (as read)
 
     @property
     def active(self) -> bool:
@@ -228,7 +230,7 @@ def _apply(attempts: list[Attempt], deps: WorkDeps, documents: dict[str, dict], 
     _follow_later(attempts, deps)
     for attempt in attempts:
         if attempt.error is None and attempt.outcome is not None and attempt.reached is not None \
-                and attempt.reached.resumed:
+                and (attempt.reached.resumed or attempt.kept is not None):
             try:
                 _resumed_evaluation(attempt, deps)
             except Exception as exc:
@@ -420,6 +422,8 @@ def _begin(attempt: Attempt, deps: WorkDeps, document: Optional[dict]) -> None:
     since = link.uncertain_since
     if since is not None and link.status is LinkStatus.IN_PROGRESS:
         since += deps.links.lease  # a try that died: it may have created the contact until its lease ran out
+    rule = attempt.settings.qualification
+    attempt.kept = kept_for_join(link, rule) if rule is not None else None
     held = link.contact_found      # (the kind and role a hold recorded with its contact)
     attempt.known = Known(email, link.contact_id, link.baseline, since, link.baseline_of, held,
                           kind=link.kind if held else None, role=link.contact_role if held else None,
@@ -939,13 +943,27 @@ def _qualified_in_rf(attempt: Attempt, person: Person, settings: CampaignSetting
 
 
 def _resumed_evaluation(attempt: Attempt, deps: WorkDeps) -> None:
-    """Webhooks that came while the join was unfinished were not applied: look now."""
+    """Webhooks that came while the join was unfinished were not applied: look now. A change to the target one of
+    them showed, which the link kept for this finish (Attempt.kept: judge.kept_for_join), qualifies her then
+    (judge.released), whatever her value now. Kept on the contact her join held, it is hers whichever contact the
+    join finished with: one that hold of another contact cleared (her held contact merged into another, or gone and
+    another of hers found) is held again on the link, with its arm, before the contact is judged (as always, judge's
+    guards hold: a baseline not known there, a campaign moved to another workspace, do not qualify her)."""
     reached, settings = attempt.reached, attempt.settings
-    if reached is None or not reached.resumed or settings is None or settings.qualification is None:
+    if reached is None or settings is None or settings.qualification is None:
         return
+    rule, kept = settings.qualification, attempt.kept
     resumed = deps.links.get(attempt.ref)
-    if resumed is not None and resumed.qualification is QState.PENDING:
-        deps.qualifier.evaluate(resumed, settings, Sighting(reached.contact, "join resumed"))
+    if resumed is None or resumed.qualification is not QState.PENDING or resumed.status is not LinkStatus.LINKED:
+        return
+    if kept is not None and not released(resumed, rule):
+        resumed = deps.links.arm(resumed, [Entry("evaluation", "met", (
+            f"the change to the target kept while her join was not finished (of the event at {iso(kept.held_at)}, on "
+            f"contact {kept.contact_id}, after her baseline there) is hers: kept for this finish, on contact "
+            f"{resumed.contact_id}"), {"kept_for_join": kept.held_at, "kept_on": kept.contact_id})],
+            rules.key(rule), kept.armed_at, hold=kept.held_at)
+    deps.qualifier.evaluate(resumed, settings, Sighting(reached.contact, "join resumed" if reached.resumed else
+                                                        "join finished"))
 
 
 def _follow_later(attempts: list[Attempt], deps: WorkDeps) -> None:

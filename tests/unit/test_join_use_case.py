@@ -2012,28 +2012,45 @@ def test_a_change_kept_while_her_join_waits_is_dropped_when_the_settings_ignore_
     assert work.apis.rf_.qualified == [] and [c for c in work.apis.rf_.calls if c.startswith("qualify")] == []
 
 
-_MERGED_KEPT_MISS = pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "a miss: a change to the target kept on the contact her join held (A) is dropped when the retry finds A merged "
-    "into another contact and holds that one (LinkRepository.hold_found clears the armed state and the value held, "
-    "as it did for an arm): by the rule she qualified on A"))
-
-
-@_MERGED_KEPT_MISS
-def test_a_change_kept_on_her_held_user_then_merged_into_a_newer_one_qualifies_her():
-    """Her join holds A ("No", read at t) and waits; A goes "Yes" at t + 10 (delivered: kept), "No" at t + 15; B, made
-    at t + 5 ("No"), is where Intercom merges A at t + 20. The retry (t + 100) holds B, keeping her baseline, with its
-    own found_at. By the rule, the "Yes" on A, her contact then, after her baseline, qualified her; the hold of B drops
-    what the link kept on A: a miss, never a false qualification (the kept value is gone, not judged against B)."""
+@pytest.mark.parametrize("made", ["after", "before"])
+def test_a_change_kept_on_her_held_user_then_merged_into_another_qualifies_her_once_at_the_finish(made):
+    """Her join holds A ("No", read at t) and waits; A goes "Yes" at t + 10 (delivered: kept), "No" at t + 15; B ("No"),
+    made after she joined (t + 5: the link keeps her baseline) or before (her baseline there not known), is where
+    Intercom merges A at t + 20. The retry (t + 100) holds B, with its own found_at; that hold clears what the link
+    held. The "Yes" on A, her contact then, after her baseline, was a change to the target: the finish holds it again
+    on the link and judges B, and she is qualified, once, where judge would qualify her on a value of A (her baseline
+    known); with her baseline on B not known, not (as any value judged there)."""
     work, a, t = her_join_holds_her_user_and_waits()
     told(work, a, "Yes", t + 10, "a-yes")
     told(work, a, "No", t + 15, "a-no")
     b = work.apis.intercom_.add("ann@example.com", role="user", signed_up="No")
-    b.update(created_at=t + 5, updated_at=t + 15)
+    b.update(created_at=t + 5 if made == "after" else t - 86_400, updated_at=t + 15)
     work.apis.intercom_.merge(a["id"], b["id"])
     work.clock.now = t + 100.4
     run(work, join())
-    assert (link_of(work).contact_id, link_of(work).baseline) == (b["id"], "No")
-    assert work.apis.rf_.qualified == ["7"]
+    link = link_of(work)
+    assert (link.contact_id, link.status) == (b["id"], LinkStatus.LINKED)
+    qualified = made == "after"
+    assert (work.apis.rf_.qualified, link.qualification) == (
+        (["7"], QState.QUALIFIED) if qualified else ([], QState.PENDING))
+    assert len([c for c in work.apis.rf_.calls if c.startswith("qualify")]) == int(qualified)
+    assert [e.details["kept_on"] for e in kept_entries(work) if "kept_on" in e.details] == [a["id"]]
+
+
+def test_a_change_kept_on_her_held_user_that_vanished_qualifies_her_once_on_the_contact_the_retry_makes():
+    """Her join holds A ("No", read at t) and waits; A goes "Yes" at t + 10 (delivered: kept), "No" at t + 20; A is
+    gone from Intercom before the retry, which makes her a new contact (its baseline the one it is made with). The kept
+    change was hers: the finish qualifies her, once (not left for the new contact's next sighting)."""
+    work, a, t = her_join_holds_her_user_and_waits()
+    told(work, a, "Yes", t + 10, "a-yes")
+    told(work, a, "No", t + 20, "a-no")
+    work.apis.intercom_.contacts.clear()
+    work.clock.now = t + 100.4
+    run(work, join())
+    link = link_of(work)
+    assert (link.status, link.contact_created) == (LinkStatus.LINKED, True) and link.contact_id != a["id"]
+    assert work.apis.rf_.qualified == ["7"] and link.qualification is QState.QUALIFIED
+    assert [c for c in work.apis.rf_.calls if c.startswith("qualify")] == ["qualify 7"]
 
 
 def test_a_retry_finding_her_held_user_merged_into_a_newer_one_bounds_its_values_by_its_own_read():
