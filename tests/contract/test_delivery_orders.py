@@ -150,3 +150,22 @@ def test_values_of_a_held_joins_wait_qualify_her_once_in_every_order(store, cloc
             assert (kept.armed, kept.held_at, kept.held_at >= (kept.armed_at or 0.0)) == (True, t + 10, True)
     assert work.apis.rf_.qualified == ["7"] and link_of(work).qualification is QState.QUALIFIED
     assert len([c for c in work.apis.rf_.calls if c.startswith("qualify")]) == 1
+
+
+def test_a_change_kept_on_her_held_user_then_merged_into_a_newer_one_qualifies_her_once(store, clock):
+    """As tests/unit/test_join_use_case.py's, on both twins: her join holds A ("No", read at t) and waits; A goes "Yes"
+    at t + 10 (delivered while it waits: kept), "No" at t + 15; B, made at t + 5, is where Intercom merges A. The
+    retry (t + 100) holds B (its hold clears what the link kept) and keeps her baseline: the finish holds the kept
+    change again and qualifies her, once."""
+    work, a, t, join = her_join_holds_her_user_and_waits(store, clock)
+    for value, at in (("Yes", t + 10), ("No", t + 15)):
+        run(work, event(dict(a, custom_attributes={**a["custom_attributes"], "signed_up": value}, updated_at=at),
+                        "contact.user.updated", f"a-{value}", created_at=at))
+    b = work.apis.intercom_.add("ann@example.com", role="user", signed_up="No")
+    b.update(created_at=t + 5, updated_at=t + 15)
+    work.apis.intercom_.merge(a["id"], b["id"])
+    clock.now = t + 100.4
+    run(work, join)
+    link = link_of(work)
+    assert (link.contact_id, link.baseline, link.qualification) == (b["id"], "No", QState.QUALIFIED)
+    assert work.apis.rf_.qualified == ["7"] and len([c for c in work.apis.rf_.calls if c.startswith("qualify")]) == 1
