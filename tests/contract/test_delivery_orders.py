@@ -109,17 +109,24 @@ def her_join_holds_her_user_and_waits(store, clock):
     return work, user, t, join
 
 
+def merged_then_retried(work, a, t, join):
+    """B ("No"), made at t + 5 (after she joined), changed last at t + 15, is where Intercom merges her held user A
+    (its notification not delivered); the join's retry (t + 100) then runs: B."""
+    b = work.apis.intercom_.add("ann@example.com", role="user", signed_up="No")
+    b.update(created_at=t + 5, updated_at=t + 15)
+    work.apis.intercom_.merge(a["id"], b["id"])
+    work.clock.now = t + 100.4
+    run(work, join)
+    return b
+
+
 def test_a_retry_finding_her_held_user_merged_into_a_newer_one_bounds_its_values_by_its_own_read(store, clock):
     """As tests/unit/test_join_use_case.py's, on both twins (the hold that leaves the contact an earlier try held):
     her join's first try (t) holds her user A ("No") and waits; B, made at t + 5, goes "Yes" at t + 10, "No" at t + 15;
     A is merged into B (its notification not delivered). The retry (t + 100) holds B, keeping her baseline, with its own
     claim's time (found_at). B's "Yes" of t + 10, delivered after, was not hers in order: she is not qualified."""
     work, a, t, join = her_join_holds_her_user_and_waits(store, clock)
-    b = work.apis.intercom_.add("ann@example.com", role="user", signed_up="No")
-    b.update(created_at=t + 5, updated_at=t + 15)
-    work.apis.intercom_.merge(a["id"], b["id"])
-    clock.now = t + 100.4
-    run(work, join)
+    b = merged_then_retried(work, a, t, join)
     link = link_of(work)
     assert (link.contact_id, link.baseline, link.found_at, link.joined_since) == (b["id"], "No", t + 100.4, t + 100)
     run(work, event(dict(b, custom_attributes={**b["custom_attributes"], "signed_up": "Yes"}, updated_at=t + 10),
@@ -161,11 +168,7 @@ def test_a_change_kept_on_her_held_user_then_merged_into_a_newer_one_qualifies_h
     for value, at in (("Yes", t + 10), ("No", t + 15)):
         run(work, event(dict(a, custom_attributes={**a["custom_attributes"], "signed_up": value}, updated_at=at),
                         "contact.user.updated", f"a-{value}", created_at=at))
-    b = work.apis.intercom_.add("ann@example.com", role="user", signed_up="No")
-    b.update(created_at=t + 5, updated_at=t + 15)
-    work.apis.intercom_.merge(a["id"], b["id"])
-    clock.now = t + 100.4
-    run(work, join)
+    b = merged_then_retried(work, a, t, join)
     link = link_of(work)
     assert (link.contact_id, link.baseline, link.qualification) == (b["id"], "No", QState.QUALIFIED)
     assert work.apis.rf_.qualified == ["7"] and len([c for c in work.apis.rf_.calls if c.startswith("qualify")]) == 1
