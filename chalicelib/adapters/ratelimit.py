@@ -193,7 +193,8 @@ class SharedLimiter:
             first = self.windows.pause(self.budget, until, now, share, strikes, self.slicing.window)
             self._state = self.windows.state(self.budget)
             self._left, self._full = 0, True             # our reserved slots are not for this pause
-        count("RateLimited")
+        # By vendor: the dashboard says whose 429s they are (Intercom's are a workspace's; RF's lead to its block).
+        count("RFRateLimited" if self.vendor == "Referral Factory" else "IntercomRateLimited")
         if first:
             logger.warning("rate limited: every caller pauses until the reset", extra={
                 "budget": self.budget, "until": iso(until), "share": round(share, 3), "strikes": strikes})

@@ -30,6 +30,7 @@ COOKIE = "bridge_oauth"
 _RANDOM = re.compile(r"^[A-Za-z0-9_-]{16,64}\Z")   # a browser secret, a binding
 _TICKET = re.compile(r"^[A-Za-z0-9_-]{22}\Z")         # new_ticket's shape: 16 random bytes, base64url
 _WORKSPACE = re.compile(r"^[A-Za-z0-9_-]{0,64}\Z")      # an app_id (ports/secrets.valid_workspace), or none
+_SIGNATURE = re.compile(r"^[A-Za-z0-9_-]{43}\Z")        # _sign's: HMAC-SHA256, base64url without padding
 REGIONS = {"EU": "https://api.eu.intercom.io", "AU": "https://api.au.intercom.io"}
 DEFAULT_API = "https://api.intercom.io"
 
@@ -91,7 +92,7 @@ def read_state(key: str, state: Optional[str], now: float) -> State:
         raise StateError("the link has no state: start again from a new start link")
     parts = state.split(".")
     if (len(parts) != 4 or not _RANDOM.match(parts[0]) or not parts[1].isdigit() or not _WORKSPACE.match(parts[2])
-            or len(state) > 300):
+            or not _SIGNATURE.match(parts[3]) or len(state) > 300):
         raise StateError("the state is not one this bridge issued (forged or altered): start again")
     payload, signature = ".".join(parts[:3]), parts[3]
     if not hmac.compare_digest(_sign(key, payload).encode(), signature.encode()):

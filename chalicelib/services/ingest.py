@@ -130,7 +130,13 @@ def _enqueue(rt: Edge, message: Union[JoinMessage, ContactMessage], status: int,
 
 
 def _same(given: str, secret: str) -> bool:
-    return hmac.compare_digest(hashlib.sha256(given.encode()).digest(), hashlib.sha256(secret.encode()).digest())
+    return hmac.compare_digest(hashlib.sha256(_sent(given)).digest(), hashlib.sha256(secret.encode()).digest())
+
+
+def _sent(header: str) -> bytes:
+    """A header's value as bytes to compare with a secret's: one holding a lone surrogate (bytes that were not
+    UTF-8) matches no secret, as any other wrong value (a plain encode raised: the caller's 401 became a 503)."""
+    return header.encode("utf-8", "surrogatepass")
 
 
 def receive_rf_join(headers: Mapping[str, Any], raw: bytes, rt: Edge) -> Reply:
@@ -268,7 +274,7 @@ def _intercom(lowered: dict, raw: bytes, rt: Edge, read: _Read) -> Reply:
     signed_bytes = (raw,) if shape.text == raw else (raw, shape.text)     # as sent, or before it was compressed
 
     def signed(secret: str) -> bool:
-        return any([hmac.compare_digest(given.encode(), signature(secret, b).encode()) for b in signed_bytes])
+        return any([hmac.compare_digest(_sent(given), signature(secret, b).encode()) for b in signed_bytes])
     secret = _checked_with(lambda: rt.intercom_client_secret(workspace, accept=signed) if workspace else None,
                            "the workspace's client secret")
     if isinstance(secret, Reply):

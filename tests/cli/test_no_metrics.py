@@ -11,17 +11,17 @@ from .test_progress import backfilling
 
 
 def test_a_long_backfill_that_meets_hundreds_of_429s_answers_its_json_and_nothing_else(capsys):
-    """Each page of RF's list comes after 50 429s, each counted RateLimited as the shared limiter counts it:
+    """Each page of RF's list comes after 50 429s, each counted RFRateLimited as the shared limiter counts it:
     150 in the run. stdout is the one JSON answer, with no metrics line in it or left to print later."""
     rt = backfilling()
     listed = rt._rf.users_page
 
     def users_page(*args, **kw):
         for _ in range(50):
-            count("RateLimited")
+            count("RFRateLimited")
         return listed(*args, **kw)
     rt._rf.users_page = users_page          # type: ignore[method-assign]
     assert main(["backfill", "42", "--json"], rt=rt) == 0
     out = capsys.readouterr().out
     assert json.loads(out)["campaign_id"] == "42" and "_aws" not in out, out
-    assert "RateLimited" not in metrics.metric_set
+    assert "RFRateLimited" not in metrics.metric_set

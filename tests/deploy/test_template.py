@@ -20,7 +20,9 @@ from .conftest import ROOT, aws_on, run_as_deployed
 NAMESPACE = "RFIntercomBridge"
 
 
-def load_template() -> dict:
+def load_template(text: str | None = None) -> dict:
+    """infra/template.yaml (or `text`), its short tags as the long forms: `!Ref X` as {"Ref": X}, `!Sub s` as
+    {"Fn::Sub": s}."""
     class Loader(yaml.SafeLoader):
         pass
 
@@ -34,24 +36,67 @@ def load_template() -> dict:
         return {"Ref" if suffix == "Ref" else f"Fn::{suffix}": value}
 
     Loader.add_multi_constructor("!", tag)
-    return yaml.load(deploy.TEMPLATE.read_text(), Loader=Loader)
+    return yaml.load(deploy.TEMPLATE.read_text() if text is None else text, Loader=Loader)
+
+
+# Names the code builds from a value (an f-string), each with the source of its value and every value it can take:
+# a new one, or one built otherwise, is one the check below cannot read, and fails it until it is taught here.
+def _sync_outcomes() -> list[str]:
+    from chalicelib.domain.sync import OUTCOMES     # what a page's tally counts (services/sync.on_page)
+    return list(OUTCOMES)
+
+
+BUILT = {"Sync": ("''.join((p.title() for p in outcome.split('_')))", _sync_outcomes,
+                  lambda value: "".join(p.title() for p in value.split("_")))}
+
+
+def metric_names(node: ast.expr) -> set[str]:
+    """Every name a count(...) call's first argument can be: a literal, a choice among them (`a if c else b`,
+    `{...}.get(key, default)`: its values, never its keys), or one of BUILT's f-strings. Anything else raises:
+    a name the check cannot read is one it cannot vouch for."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return {node.value}
+    if isinstance(node, ast.IfExp):
+        return metric_names(node.body) | metric_names(node.orelse)
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get" \
+            and isinstance(node.func.value, ast.Dict) and len(node.args) == 2:
+        return {n for v in node.func.value.values if v is not None for n in metric_names(v)} | \
+            metric_names(node.args[1])
+    if isinstance(node, ast.JoinedStr) and len(node.values) == 2 and isinstance(node.values[0], ast.Constant) \
+            and isinstance(node.values[1], ast.FormattedValue) and node.values[0].value in BUILT:
+        prefix = node.values[0].value
+        source, values, spelt = BUILT[prefix]
+        if ast.unparse(node.values[1].value) == source:
+            return {prefix + spelt(v) for v in values()}
+    raise AssertionError(f"a metric name the check cannot read: {ast.unparse(node)} (teach metric_names or BUILT)")
+
+
+def emitted_in(sources: dict[str, str]) -> frozenset[str]:
+    """The metric names count(...) calls emit in `sources` (path: code); an add_metric, a single_metric or an
+    EMF line written by hand anywhere but chalicelib/observability.py fails it (a metric this check would miss)."""
+    names = set()
+    for path, code in sources.items():
+        for node in ast.walk(ast.parse(code)):
+            if not isinstance(node, ast.Call):
+                continue
+            called = node.func.id if isinstance(node.func, ast.Name) else \
+                node.func.attr if isinstance(node.func, ast.Attribute) else None
+            if called in ("add_metric", "single_metric", "flush_metrics") and path != "chalicelib/observability.py":
+                raise AssertionError(f"{path}:{node.lineno}: {called} outside observability.count and flush")
+            if node.args and (called == "count" and isinstance(node.func, ast.Name) or called == "count" and
+                              isinstance(node.func.value, ast.Name) and node.func.value.id == "observability"):
+                names |= metric_names(node.args[0])
+        assert "CloudWatchMetrics" not in code or path == "chalicelib/observability.py", path
+    assert all(re.fullmatch(r"[A-Z][A-Za-z0-9]+", n) for n in names), names
+    return frozenset(names)
 
 
 @functools.cache
 def emitted_metrics() -> frozenset[str]:
-    """Every metric name the code can emit: the CamelCase string literals in the first argument of
-    each count(...) call (a literal, or a choice among literals) in app.py and chalicelib/ (parsed once
-    for the tests that ask: half a second)."""
-    names = set()
-    for path in [ROOT / "app.py", *sorted((ROOT / "chalicelib").rglob("*.py"))]:
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Call) and node.args and (
-                    (isinstance(node.func, ast.Name) and node.func.id == "count")
-                    or (isinstance(node.func, ast.Attribute) and node.func.attr == "count"
-                        and isinstance(node.func.value, ast.Name) and node.func.value.id == "observability")):
-                names |= {c.value for c in ast.walk(node.args[0]) if isinstance(c, ast.Constant)
-                          and isinstance(c.value, str) and re.fullmatch(r"[A-Z][A-Za-z0-9]+", c.value)}
-    return frozenset(names)
+    """Every metric name the code can emit: each count(...) call's (metric_names) in app.py and chalicelib/
+    (parsed once for the tests that ask: half a second)."""
+    paths = [ROOT / "app.py", *sorted((ROOT / "chalicelib").rglob("*.py"))]
+    return emitted_in({str(p.relative_to(ROOT)): p.read_text() for p in paths})
 
 
 def dashboard_metrics(body: str) -> list[tuple[str, str, tuple]]:
@@ -72,14 +117,15 @@ def dashboard_metrics(body: str) -> list[tuple[str, str, tuple]]:
     return found
 
 
-def dashboard() -> list[tuple[str, str, tuple]]:
-    return dashboard_metrics(load_template()["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"])
+def dashboard(template: dict | None = None) -> list[tuple[str, str, tuple]]:
+    template = template or load_template()
+    return dashboard_metrics(template["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"])
 
 
-def alarm_metrics() -> dict[str, list[tuple[str, str, list]]]:
+def alarm_metrics(template: dict | None = None) -> dict[str, list[tuple[str, str, list]]]:
     """Per alarm, the (namespace, metric, dimensions) it reads: its own metric, or those of its metric math."""
     found = {}
-    for name, resource in load_template()["Resources"].items():
+    for name, resource in (template or load_template())["Resources"].items():
         if resource["Type"] == "AWS::CloudWatch::Alarm":
             p = resource["Properties"]
             stats = [m["MetricStat"]["Metric"] for m in p.get("Metrics", []) if "MetricStat" in m]
@@ -179,7 +225,7 @@ def test_work_waiting_for_a_block_or_a_refused_token_alarms_the_topic_on_a_metri
     assert alarm["Dimensions"] == [{"Name": "service", "Value": {"Ref": "Prefix"}}]      # this stage's only
     assert (alarm["Statistic"], alarm["Threshold"], alarm["ComparisonOperator"]) == ("Sum", 0, "GreaterThanThreshold")
     shown = {name for namespace, name, _ in dashboard() if namespace == NAMESPACE}
-    assert {"RFBlocked", "RateLimited", "RecordsDeferred"} <= shown
+    assert {"RFBlocked", "RFRateLimited", "IntercomRateLimited", "RecordsDeferred"} <= shown
 
 
 def test_a_vendor_outage_alarms_the_topic_once_it_lasts_and_the_dashboard_shows_which_vendor():

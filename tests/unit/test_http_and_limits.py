@@ -561,3 +561,20 @@ def test_a_429_asking_for_an_absurd_wait_pauses_every_caller_at_most_urllib3s_lo
                 api.get_contact("c1")
             assert 3600 < waits.value.retry_after <= 6 * 3600 + 1, waits.value.retry_after
     assert len(seen) == 1                       # the pause holds every caller back meanwhile
+
+
+def test_a_429_is_counted_under_its_vendors_metric():
+    """The dashboard shows whose 429s they are: Intercom's (one workspace's budget pauses) apart from Referral
+    Factory's (which lower the shared budget, and lead to its block if they go on)."""
+    from chalicelib.observability import metrics
+
+    clock, rates = FakeClock(now=6000.0), MemoryRates()
+    metrics.clear_metrics()
+    try:
+        intercom_limiter(rates, clock).throttled(10.0)
+        limiter(rates, clock).throttled(15.0)
+        limiter(rates, clock).throttled(15.0)
+        counted = {name: sum(m["Value"]) for name, m in metrics.metric_set.items()}
+    finally:
+        metrics.clear_metrics()
+    assert counted == {"IntercomRateLimited": 1, "RFRateLimited": 2}
