@@ -230,7 +230,9 @@ class LinkRepository(Protocol):
         set_contact. The value held (Link.held_at) is kept under the same rule (Link.held_under: `held_by` = `by`),
         unless not `keep_held` (judge: Verdict.drops_held), else cleared. `hold`: a value at the target of that time
         is held too, in the same write (Link.held_at: the newer of it and the one kept, under `by`): a join not
-        finished keeping a change to the target for its finish (judge: Verdict.keeps)."""
+        finished keeping a change to the target for its finish (judge: Verdict.keeps); held to the link's status as
+        read too (another: Busy, nothing written; a join finished since judged its contact before this write, and
+        the notification read again is judged on the linked link, where the change qualifies her)."""
     def hold_back(self, link: Link, entries: Sequence[Entry], at: float, by: str) -> Link:
         """A value meeting the target, no change from the baseline, was held (judge: by armed_at, judge.armed_for, or
         seen while the link was not armed under the rule): the entries written, Link.held_at set to `at` (the newer of

@@ -172,3 +172,36 @@ def test_a_change_kept_on_her_held_user_then_merged_into_a_newer_one_qualifies_h
     link = link_of(work)
     assert (link.contact_id, link.baseline, link.qualification) == (b["id"], "No", QState.QUALIFIED)
     assert work.apis.rf_.qualified == ["7"] and len([c for c in work.apis.rf_.calls if c.startswith("qualify")]) == 1
+
+
+def test_a_change_kept_by_a_notification_read_before_the_retrys_finish_is_judged_again_after_it(store, clock):
+    """As tests/unit/test_join_use_case.py's, on both twins (the keep's write held to the link's status as read): her
+    join holds her user ("No", read at t) and waits; a "No" of t + 5 armed it. The notification of the "Yes" of t + 10
+    reads the link (not linked: kept), and before its write lands the retry (t + 100) finishes, judging "No" (armed
+    already: nothing written). The keep is Busy (nothing written); delivered again, the "Yes" is judged on the linked
+    link: she is qualified, once. Found by review-held-yes."""
+    work, user, t, join = her_join_holds_her_user_and_waits(store, clock)
+
+    def told(value, at):
+        return run(work, event(dict(user, custom_attributes={**user["custom_attributes"], "signed_up": value},
+                                    updated_at=at), "contact.user.updated", f"{value}-{at}", created_at=at))
+    told("No", t + 5)
+    user.update(updated_at=t + 20)
+    links, arm = work.store.links, work.store.links.arm
+    finished: list[bool] = []
+
+    def retry_meanwhile(link, entries, by, at=None, keep_held=True, hold=None):
+        if hold is not None and not finished:
+            finished.append(True)
+            clock.now = t + 100.4
+            run(work, join)
+        return arm(link, entries, by, at, keep_held, hold)
+    links.arm = retry_meanwhile        # type: ignore[method-assign]
+    try:
+        assert told("Yes", t + 10)["waiting"] == 1
+    finally:
+        links.arm = arm                # type: ignore[method-assign]
+    assert finished == [True] and (link_of(work).held_at, work.apis.rf_.qualified) == (None, [])
+    told("Yes", t + 10)
+    assert work.apis.rf_.qualified == ["7"] and link_of(work).qualification is QState.QUALIFIED
+    assert len([c for c in work.apis.rf_.calls if c.startswith("qualify")]) == 1

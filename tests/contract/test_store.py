@@ -997,6 +997,33 @@ def test_an_arm_holding_a_value_kept_for_a_joins_finish_writes_both_at_once_held
     assert store.links.get(ANN) == other
 
 
+def test_an_arm_holding_a_value_for_a_joins_finish_is_held_to_the_links_status_as_read(store):
+    """arm's `hold` (a join not finished keeping a change to the target) read the link waiting, and its join finished
+    since (linked; its armed state and contact unchanged): Busy, nothing written (the finish judged her contact before
+    this write: the notification, read again, is judged on the linked link). An arm without `hold` is held to the
+    contact and armed state only, as before. Found by review-held-yes."""
+    claim = store.links.claim(ANN, WS)
+    assert store.links.hold_found([(claim, FoundContact("c1", "lead", "user", "No", SIGNED_UP, found_at=claim.at))]) \
+        == [None]
+    store.links.finish(claim, JoinResult(LinkStatus.WAITING, kind="lead", email="ann@example.com", contact_id="c1",
+                                         baseline="No", baseline_of=SIGNED_UP, contact_found=True,
+                                         found_at=claim.at), [])
+    waiting = store.links.get(ANN)
+    assert (waiting.status, waiting.contact_found, waiting.armed) == (LinkStatus.WAITING, True, False)
+    again = store.links.claim(ANN, WS)
+    store.links.finish(again, JoinResult(LinkStatus.LINKED, kind="lead", email="ann@example.com", contact_id="c1",
+                                         contact_role="user", baseline="No", baseline_of=SIGNED_UP,
+                                         qualification=QState.PENDING, found_at=claim.at), [Entry("join", "linked")])
+    linked = store.links.get(ANN)
+    assert (linked.status, linked.armed, linked.held_at) == (LinkStatus.LINKED, False, None)
+    with pytest.raises(Busy):
+        store.links.arm(waiting, [Entry("evaluation", "met")], "rule", 210.0, hold=210.0)
+    assert store.links.get(ANN) == linked and outcomes(store) == ["linked"]
+    armed = store.links.arm(waiting, [Entry("evaluation", "not_met")], "rule", 220.0)     # (no hold: as before)
+    assert (armed.armed, armed.armed_at, armed.held_at) == (True, 220.0, None)
+    assert store.links.get(ANN).armed_at == 220.0 and outcomes(store) == ["linked", "not_met"]
+
+
 def test_a_move_keeping_her_baseline_keeps_the_armed_state_but_not_the_value_held_back(store):
     """A move that keeps her baseline keeps the link armed as it was, but the value held back (Link.held_at) was the
     contact left's: cleared (a change away on the contact moved to, older than it, is no change on the one left)."""

@@ -2080,3 +2080,69 @@ def test_a_retry_finding_her_held_user_merged_into_a_newer_one_bounds_its_values
                if e.event == "evaluation" and "before_joined" in (e.details or {})]
     assert noted.details["found_at"] == t + 100.4 and "the try of her join that found this contact and read it" in \
         noted.reason and "read her baseline there" not in noted.reason and "her baseline, read then" not in noted.reason
+
+
+def test_a_change_kept_by_a_notification_whose_write_lands_after_the_retrys_finish_still_qualifies_her_once():
+    """Found by review-held-yes. Two workers: the notification of the "Yes" of t + 10 reads her link while her join
+    waits (not linked: judge._kept keeps it), and before its write (LinkRepository.arm with its hold) lands, the retry
+    (t + 100) resumes her baseline, finishes (linked) and judges the contact as it is then ("No" since t + 20): not
+    qualified. A "No" of t + 5, delivered first, armed the link already, so the finish's judgement writes nothing (an
+    armed link is not armed again). The keep's write then lands on the linked link (its condition is the contact and
+    the armed state, both as read, unchanged) would leave it released, and nothing judging it until her contact's next
+    sighting. So the keep holds to the link's status as read (Busy: nothing written, the notification waits in the
+    queue); delivered again, it is judged on the linked link: she is qualified (a change to the target after her
+    baseline), once."""
+    work, user, t = her_join_holds_her_user_and_waits()
+    told(work, user, "No", t + 5, "no")
+    assert (link_of(work).armed, link_of(work).armed_at) == (True, t + 5)
+    user["custom_attributes"]["signed_up"] = "No"
+    user.update(updated_at=t + 20)
+    links, arm = work.store.links, work.store.links.arm
+    finished: list[bool] = []
+
+    def retry_meanwhile(link, entries, by, at=None, keep_held=True, hold=None):
+        if hold is not None and not finished:
+            finished.append(True)
+            work.clock.now = t + 100.4
+            run(work, join())
+            assert link_of(work).status is LinkStatus.LINKED
+        return arm(link, entries, by, at, keep_held, hold)
+    links.arm = retry_meanwhile        # type: ignore[method-assign]
+    assert told(work, user, "Yes", t + 10, "yes")["waiting"] == 1
+    links.arm = arm                    # type: ignore[method-assign]
+    assert finished == [True] and (link_of(work).status, link_of(work).held_at) == (LinkStatus.LINKED, None)
+    assert work.apis.rf_.qualified == [] and kept_entries(work) == []
+    told(work, user, "Yes", t + 10, "yes")          # (the notification that waited, delivered again)
+    assert work.apis.rf_.qualified == ["7"] and link_of(work).qualification is QState.QUALIFIED
+    assert [c for c in work.apis.rf_.calls if c.startswith("qualify")] == ["qualify 7"]
+
+
+def test_a_change_to_the_target_delivered_while_the_try_that_holds_her_user_runs_waits_for_its_finish():
+    """Found by review-held-yes. Her join's first try (t) finds her user ("No": her baseline, read at t) and holds
+    it; while it updates the user (before its finish), the user goes "Yes" at t + 1 and "No" at t + 2, both delivered
+    then. Kept then (the link not linked), the "Yes" would be judged by nobody: the try was not resumed and read
+    nothing kept when it began, so its finish judges nothing, and the link, released, would wait for her contact's
+    next sighting. So a keep waits while a try runs (Busy: nothing written, the notification waits in the queue);
+    delivered again after the finish, it is judged on the linked link: she is qualified, once."""
+    work = world()
+    user = work.apis.intercom_.add("ann@example.com", role="user", signed_up="No")
+    work.clock.now += 0.4
+    t = int(work.clock.now)
+    intercom, update = work.apis.intercom_, work.apis.intercom_.update_contact
+    meanwhile: list[dict] = []
+
+    def update_meanwhile(contact_id, body):
+        if not meanwhile:
+            assert (link_of(work).contact_found, link_of(work).status) == (True, LinkStatus.IN_PROGRESS)
+            meanwhile.extend([told(work, user, "Yes", t + 1, "yes"), told(work, user, "No", t + 2, "no")])
+            assert (link_of(work).held_at, link_of(work).armed_at) == (None, t + 2)
+        return update(contact_id, body)
+    intercom.update_contact = update_meanwhile         # type: ignore[method-assign]
+    user["custom_attributes"]["signed_up"] = "No"
+    user.update(updated_at=t + 2)
+    run(work, join())
+    assert [m.get("waiting", 0) for m in meanwhile] == [1, 0] and link_of(work).status is LinkStatus.LINKED
+    assert work.apis.rf_.qualified == [] and kept_entries(work) == []
+    told(work, user, "Yes", t + 1, "yes")          # (the notification that waited, delivered again)
+    assert work.apis.rf_.qualified == ["7"] and link_of(work).qualification is QState.QUALIFIED
+    assert [c for c in work.apis.rf_.calls if c.startswith("qualify")] == ["qualify 7"]
