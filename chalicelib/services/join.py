@@ -230,7 +230,7 @@ def _apply(attempts: list[Attempt], deps: WorkDeps, documents: dict[str, dict], 
     _follow_later(attempts, deps)
     for attempt in attempts:
         if attempt.error is None and attempt.outcome is not None and attempt.reached is not None \
-                and (attempt.reached.resumed or attempt.kept is not None):
+                and (attempt.reached.resumed or attempt.kept is not None or attempt.known.found):
             try:
                 _resumed_evaluation(attempt, deps)
             except Exception as exc:
@@ -948,7 +948,10 @@ def _resumed_evaluation(attempt: Attempt, deps: WorkDeps) -> None:
     (judge.released), whatever her value now. Kept on the contact her join held, it is hers whichever contact the
     join finished with: one that hold of another contact cleared (her held contact merged into another, or gone and
     another of hers found) is held again on the link, with its arm, before the contact is judged (as always, judge's
-    guards hold: a baseline not known there, a campaign moved to another workspace, do not qualify her)."""
+    guards hold: a baseline not known there, a campaign moved to another workspace, do not qualify her). A try that
+    found and held her contact itself, and finishes (not resumed, nothing kept when it began), judges it only when the
+    link reads released: a notification kept a change while that try ran (after its hold), and nothing else would
+    judge it until her contact's next sighting."""
     reached, settings = attempt.reached, attempt.settings
     if reached is None or settings is None or settings.qualification is None:
         return
@@ -956,6 +959,8 @@ def _resumed_evaluation(attempt: Attempt, deps: WorkDeps) -> None:
     resumed = deps.links.get(attempt.ref)
     if resumed is None or resumed.qualification is not QState.PENDING or resumed.status is not LinkStatus.LINKED:
         return
+    if not reached.resumed and kept is None and not released(resumed, rule):
+        return          # (a try that held her contact: nothing kept while it ran)
     if kept is not None and not released(resumed, rule):
         resumed = deps.links.arm(resumed, [Entry("evaluation", "met", (
             f"the change to the target kept while her join was not finished (of the event at {iso(kept.held_at)}, on "

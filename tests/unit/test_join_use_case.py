@@ -2117,13 +2117,14 @@ def test_a_change_kept_by_a_notification_whose_write_lands_after_the_retrys_fini
     assert [c for c in work.apis.rf_.calls if c.startswith("qualify")] == ["qualify 7"]
 
 
-def test_a_change_to_the_target_delivered_while_the_try_that_holds_her_user_runs_waits_for_its_finish():
+def test_a_change_kept_while_the_try_that_holds_her_user_runs_qualifies_her_at_its_finish():
     """Found by review-held-yes. Her join's first try (t) finds her user ("No": her baseline, read at t) and holds
     it; while it updates the user (before its finish), the user goes "Yes" at t + 1 and "No" at t + 2, both delivered
-    then. Kept then (the link not linked), the "Yes" would be judged by nobody: the try was not resumed and read
-    nothing kept when it began, so its finish judges nothing, and the link, released, would wait for her contact's
-    next sighting. So a keep waits while a try runs (Busy: nothing written, the notification waits in the queue);
-    delivered again after the finish, it is judged on the linked link: she is qualified, once."""
+    then: the link, not linked, keeps the "Yes" (a change to the target after her baseline, of a second no earlier than
+    the try's). The try was not resumed and read nothing kept when it began: its finish judged nothing, and the link,
+    released, waited for her contact's next sighting. It judges her contact when the link reads released: she is
+    qualified at the finish, once. (A try that holds her contact with nothing kept judges nothing: the second join's
+    history has no evaluation.)"""
     work = world()
     user = work.apis.intercom_.add("ann@example.com", role="user", signed_up="No")
     work.clock.now += 0.4
@@ -2132,17 +2133,20 @@ def test_a_change_to_the_target_delivered_while_the_try_that_holds_her_user_runs
     meanwhile: list[dict] = []
 
     def update_meanwhile(contact_id, body):
-        if not meanwhile:
+        if not meanwhile and contact_id == user["id"]:
             assert (link_of(work).contact_found, link_of(work).status) == (True, LinkStatus.IN_PROGRESS)
             meanwhile.extend([told(work, user, "Yes", t + 1, "yes"), told(work, user, "No", t + 2, "no")])
-            assert (link_of(work).held_at, link_of(work).armed_at) == (None, t + 2)
+            assert (link_of(work).held_at, link_of(work).armed_at) == (t + 1, t + 1)
         return update(contact_id, body)
     intercom.update_contact = update_meanwhile         # type: ignore[method-assign]
     user["custom_attributes"]["signed_up"] = "No"
     user.update(updated_at=t + 2)
     run(work, join())
-    assert [m.get("waiting", 0) for m in meanwhile] == [1, 0] and link_of(work).status is LinkStatus.LINKED
-    assert work.apis.rf_.qualified == [] and kept_entries(work) == []
-    told(work, user, "Yes", t + 1, "yes")          # (the notification that waited, delivered again)
+    assert link_of(work).status is LinkStatus.LINKED and len(kept_entries(work)) == 1
     assert work.apis.rf_.qualified == ["7"] and link_of(work).qualification is QState.QUALIFIED
     assert [c for c in work.apis.rf_.calls if c.startswith("qualify")] == ["qualify 7"]
+    # (another lead whose try holds her user, nothing kept: no evaluation at its finish, as before)
+    bob = work.apis.intercom_.add("bob@example.com", role="user", signed_up="No")
+    run(work, join({**LEAD, "id": "8", "email": "bob@example.com"}, user="8"))
+    assert link_of(work, "8").status is LinkStatus.LINKED and link_of(work, "8").contact_id == bob["id"]
+    assert [e for e in work.store.history.entries(PersonRef("42", "8")) if e.event == "evaluation"] == []

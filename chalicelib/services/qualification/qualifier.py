@@ -15,7 +15,7 @@ from ...domain.settings import CampaignSettings, Qualification
 from ...domain.people import other_campaign
 from ...errors import REFUSED_TOKEN, Permanent, Transient, Uncertain, WorkError
 from ...observability import count, logger
-from ...ports import Apis, Busy, LinkRepository, Merged, NotFound
+from ...ports import Apis, LinkRepository, Merged, NotFound
 
 #: After RF's answer was lost and RF could not tell us whether it applied the call, try again no sooner than this
 #: (RF asked first). When the loss was RF's outage, its outage wait (domain/outage.outage_wait) sets the delay.
@@ -174,13 +174,9 @@ class Qualifier:
         """Armed under the rule whose target the value seen missed (only a verdict under a rule arms), since the
         time of the event that showed it (`at`: Link.armed_at), keeping the value held unless the verdict drops it.
         A join not finished keeping a change to the target (Verdict.keeps): held in the same write, the arm since the
-        verdict's `since` (no later than it). Not while a try of that join runs (Link.status in progress: Busy,
-        nothing written): a try that holds her contact and finishes in one go (not resumed, nothing kept when it
-        began) judges nothing at its finish; the notification read again after it is judged on the linked link."""
+        verdict's `since` (no later than it)."""
         assert rule is not None
         if verdict.keeps is not None:
-            if link.status is LinkStatus.IN_PROGRESS:
-                raise Busy("a try of her join is running: the change to the target it would keep is judged after it")
             return self.links.arm(link, entries, rules.key(rule), verdict.since, hold=verdict.keeps)
         return self.links.arm(link, entries, rules.key(rule), at, keep_held=not verdict.drops_held)
 
