@@ -2150,3 +2150,37 @@ def test_a_change_kept_while_the_try_that_holds_her_user_runs_qualifies_her_at_i
     run(work, join({**LEAD, "id": "8", "email": "bob@example.com"}, user="8"))
     assert link_of(work, "8").status is LinkStatus.LINKED and link_of(work, "8").contact_id == bob["id"]
     assert [e for e in work.store.history.entries(PersonRef("42", "8")) if e.event == "evaluation"] == []
+
+
+@pytest.mark.xfail(strict=True, reason="review-held-yes: the kept change the hold of another contact cleared lives "
+                   "only in the finishing try (Attempt.kept): its re-arm failing, the message's retry is a repeat")
+def test_a_change_kept_on_her_held_user_merged_into_another_survives_a_failed_write_after_the_finish():
+    """Found by review-held-yes. As test_a_change_kept_on_her_held_user_then_merged_into_another_qualifies_her_once_
+    at_the_finish ("after": B made after she joined, her baseline kept): the retry's hold of B cleared what the link
+    kept on A, and its finish holds it again on B (LinkRepository.arm's hold). That write fails (the table throttled,
+    or another worker armed B between the finish's read and it: Busy): the message is tried again, and its retry is a
+    repeat of a finished join (nothing judged, nothing kept on the link). By the rule she is qualified, once; she
+    never is."""
+    work, a, t = her_join_holds_her_user_and_waits()
+    told(work, a, "Yes", t + 10, "a-yes")
+    told(work, a, "No", t + 15, "a-no")
+    b = work.apis.intercom_.add("ann@example.com", role="user", signed_up="No")
+    b.update(created_at=t + 5, updated_at=t + 15)
+    work.apis.intercom_.merge(a["id"], b["id"])
+    links, arm = work.store.links, work.store.links.arm
+    refused: list[bool] = []
+
+    def throttled_once(link, entries, by, at=None, keep_held=True, hold=None):
+        if hold is not None and link.status is LinkStatus.LINKED and not refused:
+            refused.append(True)
+            raise Busy("the link changed meanwhile (another worker applied an Intercom event)")
+        return arm(link, entries, by, at, keep_held, hold)
+    links.arm = throttled_once         # type: ignore[method-assign]
+    work.clock.now = t + 100.4
+    run(work, join())
+    links.arm = arm                    # type: ignore[method-assign]
+    assert refused == [True] and (link_of(work).contact_id, link_of(work).status) == (b["id"], LinkStatus.LINKED)
+    work.clock.now = t + 200.4
+    run(work, join())                  # (the message, tried again)
+    assert work.apis.rf_.qualified == ["7"] and link_of(work).qualification is QState.QUALIFIED
+    assert [c for c in work.apis.rf_.calls if c.startswith("qualify")] == ["qualify 7"]
