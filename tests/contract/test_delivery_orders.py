@@ -11,6 +11,7 @@ from chalicelib.domain.qualification import QState
 from chalicelib.errors import Transient
 from chalicelib.messages import JoinMessage
 from tests.orders import merge_play, reconcile_play
+from tests.support.meanwhile import before
 from tests.unit.scenario import event, link_of, run, world
 
 # The plays are `make orders`' (tests/orders.py): its merge families' (her lead "A" and a user "B" with her
@@ -187,20 +188,14 @@ def test_a_change_kept_by_a_notification_read_before_the_retrys_finish_is_judged
                                     updated_at=at), "contact.user.updated", f"{value}-{at}", created_at=at))
     told("No", t + 5)
     user.update(updated_at=t + 20)
-    links, arm = work.store.links, work.store.links.arm
     finished: list[bool] = []
 
-    def retry_meanwhile(link, entries, by, at=None, keep_held=True, hold=None):
-        if hold is not None and not finished:
-            finished.append(True)
-            clock.now = t + 100.4
-            run(work, join)
-        return arm(link, entries, by, at, keep_held, hold)
-    links.arm = retry_meanwhile        # type: ignore[method-assign]
-    try:
+    def retry():
+        clock.now = t + 100.4
+        run(work, join)
+        finished.append(True)
+    with before(work.store.links, "arm", retry, once=True):      # (the keep's write: its first)
         assert told("Yes", t + 10)["waiting"] == 1
-    finally:
-        links.arm = arm                # type: ignore[method-assign]
     assert finished == [True] and (link_of(work).held_at, work.apis.rf_.qualified) == (None, [])
     told("Yes", t + 10)
     assert work.apis.rf_.qualified == ["7"] and link_of(work).qualification is QState.QUALIFIED

@@ -20,6 +20,7 @@ from chalicelib.services.join import process_joins
 from chalicelib.services.worker import RetryBatch
 from tests.fakes import FakeApis, FakeIntercom, FakeRF, FakeWork
 from tests.support.killed import Killed
+from tests.support.meanwhile import before
 from tests.unit.moves import apply
 from tests.unit.scenario import changes, check, event, history, joined, link_of, made, reasons, run
 
@@ -2097,20 +2098,15 @@ def test_a_change_kept_by_a_notification_whose_write_lands_after_the_retrys_fini
     assert (link_of(work).armed, link_of(work).armed_at) == (True, t + 5)
     user["custom_attributes"]["signed_up"] = "No"
     user.update(updated_at=t + 20)
-    links, arm = work.store.links, work.store.links.arm
-    finished: list[bool] = []
+    finished: list[LinkStatus] = []
 
-    def retry_meanwhile(link, entries, by, at=None, keep_held=True, hold=None):
-        if hold is not None and not finished:
-            finished.append(True)
-            work.clock.now = t + 100.4
-            run(work, join())
-            assert link_of(work).status is LinkStatus.LINKED
-        return arm(link, entries, by, at, keep_held, hold)
-    links.arm = retry_meanwhile        # type: ignore[method-assign]
-    assert told(work, user, "Yes", t + 10, "yes")["waiting"] == 1
-    links.arm = arm                    # type: ignore[method-assign]
-    assert finished == [True] and (link_of(work).status, link_of(work).held_at) == (LinkStatus.LINKED, None)
+    def retry():
+        work.clock.now = t + 100.4
+        run(work, join())
+        finished.append(link_of(work).status)
+    with before(work.store.links, "arm", retry, once=True):      # (the keep's write: its first)
+        assert told(work, user, "Yes", t + 10, "yes")["waiting"] == 1
+    assert finished == [LinkStatus.LINKED] and link_of(work).held_at is None
     assert work.apis.rf_.qualified == [] and kept_entries(work) == []
     told(work, user, "Yes", t + 10, "yes")          # (the notification that waited, delivered again)
     assert work.apis.rf_.qualified == ["7"] and link_of(work).qualification is QState.QUALIFIED
@@ -2129,20 +2125,17 @@ def test_a_change_kept_while_the_try_that_holds_her_user_runs_qualifies_her_at_i
     user = work.apis.intercom_.add("ann@example.com", role="user", signed_up="No")
     work.clock.now += 0.4
     t = int(work.clock.now)
-    intercom, update = work.apis.intercom_, work.apis.intercom_.update_contact
     meanwhile: list[dict] = []
 
-    def update_meanwhile(contact_id, body):
-        if not meanwhile and contact_id == user["id"]:
-            assert (link_of(work).contact_found, link_of(work).status) == (True, LinkStatus.IN_PROGRESS)
-            meanwhile.extend([told(work, user, "Yes", t + 1, "yes"), told(work, user, "No", t + 2, "no")])
-            assert (link_of(work).held_at, link_of(work).armed_at) == (t + 1, t + 1)
-        return update(contact_id, body)
-    intercom.update_contact = update_meanwhile         # type: ignore[method-assign]
+    def told_meanwhile():
+        assert (link_of(work).contact_found, link_of(work).status) == (True, LinkStatus.IN_PROGRESS)
+        meanwhile.extend([told(work, user, "Yes", t + 1, "yes"), told(work, user, "No", t + 2, "no")])
+        assert (link_of(work).held_at, link_of(work).armed_at) == (t + 1, t + 1)
     user["custom_attributes"]["signed_up"] = "No"
     user.update(updated_at=t + 2)
-    run(work, join())
-    assert link_of(work).status is LinkStatus.LINKED and len(kept_entries(work)) == 1
+    with before(work.apis.intercom_, "update_contact", told_meanwhile, once=True):     # (while the try marks her)
+        run(work, join())
+    assert len(meanwhile) == 2 and link_of(work).status is LinkStatus.LINKED and len(kept_entries(work)) == 1
     assert work.apis.rf_.qualified == ["7"] and link_of(work).qualification is QState.QUALIFIED
     assert [c for c in work.apis.rf_.calls if c.startswith("qualify")] == ["qualify 7"]
     # (another lead whose try holds her user, nothing kept: no evaluation at its finish, as before)
@@ -2167,19 +2160,15 @@ def test_a_change_kept_on_her_held_user_merged_into_another_survives_a_failed_wr
     b = work.apis.intercom_.add("ann@example.com", role="user", signed_up="No")
     b.update(created_at=t + 5, updated_at=t + 15)
     work.apis.intercom_.merge(a["id"], b["id"])
-    links, arm = work.store.links, work.store.links.arm
-    refused: list[bool] = []
 
-    def throttled_once(link, entries, by, at=None, keep_held=True, hold=None):
-        if hold is not None and link.status is LinkStatus.LINKED and not refused:
-            refused.append(True)
-            raise Busy("the link changed meanwhile (another worker applied an Intercom event)")
-        return arm(link, entries, by, at, keep_held, hold)
-    links.arm = throttled_once         # type: ignore[method-assign]
+    def refused():
+        raise Busy("the link changed meanwhile (another worker applied an Intercom event)")
     work.clock.now = t + 100.4
-    run(work, join())
-    links.arm = arm                    # type: ignore[method-assign]
-    assert refused == [True] and (link_of(work).contact_id, link_of(work).status) == (b["id"], LinkStatus.LINKED)
+    with before(work.store.links, "arm", refused, once=True):     # (the finish's re-arm on B: its first)
+        run(work, join())
+    assert (link_of(work).contact_id, link_of(work).status, link_of(work).held_at) == (b["id"], LinkStatus.LINKED,
+                                                                                       None)
+    assert [e for e in kept_entries(work) if "kept_on" in e.details] == []       # (the re-arm refused)
     work.clock.now = t + 200.4
     run(work, join())                  # (the message, tried again)
     assert work.apis.rf_.qualified == ["7"] and link_of(work).qualification is QState.QUALIFIED
