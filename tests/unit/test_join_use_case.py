@@ -2173,3 +2173,34 @@ def test_a_change_kept_on_her_held_user_merged_into_another_survives_a_failed_wr
     run(work, join())                  # (the message, tried again)
     assert work.apis.rf_.qualified == ["7"] and link_of(work).qualification is QState.QUALIFIED
     assert [c for c in work.apis.rf_.calls if c.startswith("qualify")] == ["qualify 7"]
+
+
+@pytest.mark.xfail(strict=True, reason="review-held-yes: the merge's move of a waiting link clears the kept change "
+                   "(LinkRepository.move: held_at), and a late value of the contact left is only armed there (arm_left)")
+@pytest.mark.parametrize("delivered", ["yes, merge", "merge, yes"])
+def test_a_change_kept_on_her_held_user_whose_merge_notification_moves_the_waiting_link_qualifies_her_once(delivered):
+    """Found by review-held-yes. As test_a_change_kept_on_her_held_user_then_merged_into_another_qualifies_her_once_
+    at_the_finish ("after": B made after she joined, her baseline kept), but Intercom's notification of the merge is
+    delivered while her join waits, before ("yes, merge") or after ("merge, yes") A's "Yes" of t + 10: the merge moves
+    the waiting link (found by its contact's pointer, which the hold wrote) to B, which clears what it held (the kept
+    change: it was the contact left's), or A's "Yes", delivered late, is judged against what the link held on A. The
+    retry (t + 100) finds B held already (no hold of another contact: nothing to carry). By the rule she is
+    qualified (a change to the target after her baseline, on her contact then), once."""
+    work, a, t = her_join_holds_her_user_and_waits()
+    b = work.apis.intercom_.add("ann@example.com", role="user", signed_up="No")
+    b.update(created_at=t + 5, updated_at=t + 20)
+    for step in delivered.split(", "):
+        if step == "yes":
+            told(work, a, "Yes", t + 10, "a-yes")
+            told(work, a, "No", t + 15, "a-no")
+        else:
+            work.apis.intercom_.merge(a["id"], b["id"])
+            run(work, event(dict(b, updated_at=t + 20), "contact.merged", "merge", created_at=t + 20,
+                            merged_from={"type": "contact", "id": a["id"]}))
+            assert (link_of(work).contact_id, link_of(work).status) == (b["id"], LinkStatus.WAITING)
+    work.clock.now = t + 100.4
+    run(work, join())
+    link = link_of(work)
+    assert (link.contact_id, link.status, link.baseline) == (b["id"], LinkStatus.LINKED, "No")
+    assert work.apis.rf_.qualified == ["7"] and link.qualification is QState.QUALIFIED
+    assert [c for c in work.apis.rf_.calls if c.startswith("qualify")] == ["qualify 7"]
