@@ -487,12 +487,13 @@ def main(argv: list[str] | None = None, rt: Runtime | None = None) -> int:
     args = _parser().parse_args(argv)
     file_only = args.func is _settings_check      # reads a file only: no stage, no runtime, no AWS
     # A campaign id no webhook can carry, refused as `settings check` refuses it (no settings name it), by every command
-    # taking one (doctor, backfill, history, settings show/delete, sync start/status/report): a command line it cannot
-    # take, said before any stack is looked for, as argparse's refusals are.
-    campaign_id = getattr(args, "campaign_id", None)
-    if campaign_id is not None and not is_id(campaign_id):
-        print(f"bridge: campaign_id: {not_an_id(campaign_id)}", file=sys.stderr)
-        return 2
+    # taking one (doctor, backfill, history, settings show/delete, sync start/status/report; dlq replay/discard's
+    # --campaign): a command line it cannot take, said before any stack is looked for, as argparse's refusals are.
+    for name, said in (("campaign_id", "campaign_id"), ("campaign", "--campaign")):
+        campaign_id = getattr(args, name, None)
+        if campaign_id is not None and not is_id(campaign_id):
+            print(f"bridge: {said}: {not_an_id(campaign_id)}", file=sys.stderr)
+            return 2
     if args.stage and rt is None and not file_only:  # the stage's table, queues and secrets path, from its stack
         from .stage import use_stage_or_exit
         use_stage_or_exit(args.stage)
@@ -811,8 +812,11 @@ def _dlq_replay(args: argparse.Namespace, rt: Runtime) -> int:
     with progress_line(args) as draw:
         done = dead_letters.replay(rt, args.reason, args.campaign, progress=_letters(draw, "sent back"))
     _answer(args, done, f"{done['replayed']} message(s) sent back to the work queue"
-            + (f"; they run from about {_utc(done['runs_from'], rt.clock())}, when every worker has read the RF token "
-               f"stored at {_utc(done['rf_token_stored_at'], rt.clock())}" if done.get("runs_from") else "")
+            + (("; they" if done["delayed"] >= done["replayed"] else f"; {done['delayed']} of them")
+               + f" run from about {_utc(done['runs_from'], rt.clock())}, when every worker has read the RF token "
+               f"stored at {_utc(done['rf_token_stored_at'], rt.clock())}"
+               + ("" if done["delayed"] >= done["replayed"] else " (the others, refused for the old RF token, at once)")
+               if done.get("runs_from") else "")
             + (f"; {done['left']} left in the dead-letter queue (not matching)" if done["left"] else "")
             + (f"; up to {done['sent_late']} of them came back during a stall before they were taken out, and "
                "another command held them when the replay looked again: they may still be dead letters, and be "
@@ -1058,7 +1062,8 @@ def _history(args: argparse.Namespace, rt: Runtime) -> int:
         if rt.store.settings.get(args.campaign_id) is None:
             raise CliError(f"campaign {args.campaign_id} has no settings here (and no history)")
         raise CliError(f"nothing is known about RF user {args.rf_user_id} in campaign "
-                       f"{args.campaign_id}: no join arrived for them (or they were forgotten)")
+                       f"{args.campaign_id}: no join of theirs was applied (`bridge explain {args.rf_user_id}` "
+                       "shows a webhook of theirs the edge refused, if any), or they were forgotten")
     # as `explain` shows them (the table holds them: see docs/operating.md); their own email whatever its form
     _print(mask_emails(found, (found["link"] or {}).get("email")))
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from typing import Any, Optional, Sequence, TypeVar
 
-from .domain.advice import RF_TOKEN_REPLAY, reconnect, refused_token, rf_token_fix
+from .domain.advice import RF_TOKEN_REPLAY, answer_of, reconnect, refused_token, rf_token_fix
 from .domain.apps import reconnects
 
 E = TypeVar("E", bound="WorkError")
@@ -274,6 +274,12 @@ def rf_blocked(exc: WorkError) -> bool:
     """Referral Factory blocks the bridge's IP (after repeated excess, for up to days): the limiter's open circuit
     (Blocked: the work waits, never dead-lettered), or RF's 403 itself, as a client outside the limiter gets it."""
     return isinstance(exc, Blocked) or exc.status == 403
+
+
+def rf_answered(exc: WorkError) -> str:
+    """What Referral Factory answered, said beside rf_campaign_fix: its refusal of the token without the fix its reason
+    carries (rf_campaign_fix's own), any other failure as its reason says it."""
+    return answer_of(exc.reason) if exc.status == RF_REFUSED_TOKEN else exc.reason
 
 
 def rf_campaign_fix(exc: WorkError, campaign_id: str, again: str) -> str:

@@ -276,9 +276,10 @@ class JsonApi:
                                     ).unavailable(self.service) from None
                 raise Transient(f"{self.service} unreachable after retries ({type(exc).__name__})"
                                 ).unavailable(self.service) from None
+        sent = self._token     # (the client is shared by a batch's threads: another may take a new token meanwhile)
         resp = send()
         if resp.status_code == 401 and self._reauth is not None:
-            fresh = self._reauth(self._token)      # rotated or reconnected since we read it?
+            fresh = self._reauth(sent)             # rotated or reconnected since we read it?
             if fresh:
                 self._use(fresh)
                 resp = send()

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any, Optional
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit
 
+from ..domain.advice import rf_token_reason
 from ..domain.people import of_campaign
 from ..errors import ApiError, Permanent
 from ..ports.apis import PeoplePage, Refused
@@ -41,8 +42,7 @@ class ReferralFactoryClient(JsonApi):
             if exc.retryable:
                 raise self.retry_later(exc) from None
             if exc.status == 401:
-                raise Permanent(f"{exc.reason} — the RF token is invalid: run `bridge rf connect`, then replay "
-                                "the dead-letter queue", status=401, message=exc.message) from None
+                raise Permanent(rf_token_reason(exc.reason), status=401, message=exc.message) from None
             raise Permanent(exc.reason, status=exc.status, message=exc.message, body=exc.body) from None
 
     @staticmethod

@@ -84,6 +84,18 @@ def rf_token_fix() -> str:
     return RF_TOKEN.format(replay=RF_TOKEN_REPLAY.format(selector=f"--reason {shlex.quote(RF_TOKEN_REFUSED)}"))
 
 
+def rf_token_reason(answer: str) -> str:
+    """The reason of work RF refused the stored token for (`answer`: its 401, "Referral Factory answered 401: ..."),
+    as its dead letter keeps it: the answer, then the one fix (rf_token_fix). Where no letter is made, or the fix is
+    said beside it, the answer alone is said (answer_of)."""
+    return f"{answer} — {rf_token_fix()}"
+
+
+def answer_of(reason: str) -> str:
+    """A vendor's answer alone, without the advice a failure's reason says after it (" — ...")."""
+    return reason.split(" — ", 1)[0]
+
+
 def rf_token_refused(reason: str) -> bool:
     """Whether a failure's reason (a history entry's, a dead letter's) is RF refusing the stored token."""
     return bool(_RF_TOKEN_REFUSED.search(reason))

@@ -356,16 +356,28 @@ def unworkable(settings: CampaignSettings) -> list[str]:
 
 
 def _link_over_code(settings: CampaignSettings) -> list[str]:
-    """Contact sync writing each referrer's link where the campaign's own join mapping writes `code`: a contact both
-    write to holds one over the other (as another campaign writing its links there: shared_attributes)."""
-    link = settings.sync.referral_link_attribute if settings.sync is not None else None
-    return [f"sync.referral_link_attribute: {link} is also where {section}.fields[{i}] writes each person's referral "
-            "code (`from: code`) — a contact both write to gets the link over the code, or the code over the link: "
-            "create a text attribute of its own for the links and name it in sync.referral_link_attribute, or map "
-            "`code` to another attribute"
-            for section, people in (("leads", settings.leads), ("referrers", settings.referrers))
-            if people.action != "nothing" for i, row in enumerate(people.fields)
-            if link and row.from_ == "code" and row.to == link]
+    """Contact sync writing each referrer's link where the campaign's own join mapping writes `code`, or their count
+    where it writes `code` or the link (`url`): a contact both write to holds one over the other (as another campaign
+    writing its links there: shared_attributes)."""
+    sync = settings.sync
+    if sync is None:
+        return []
+    kept = (("link", "referral_link_attribute", "a text attribute", "links", ("code",)),
+            ("count", "referral_count_attribute", "a Number (integer) attribute", "counts", ("code", "url")))
+    clashes = [(what, key, kind, plural, name, section, i, str(row.from_))
+               for what, key, kind, plural, sources in kept if (name := getattr(sync, key))
+               for section, people in (("leads", settings.leads), ("referrers", settings.referrers))
+               if people.action != "nothing" for i, row in enumerate(people.fields)
+               if row.from_ in sources and row.to == name]
+    return [f"sync.{key}: {name} is also where {section}.fields[{i}] writes each person's referral {_MAPPED[source]} "
+            f"(`from: {source}`) — a contact both write to gets the {what} over the {_MAPPED[source]}, or the "
+            f"{_MAPPED[source]} over the {what}: create {kind} of its own for the {plural} and name it in sync.{key}, "
+            f"or map `{source}` to another attribute"
+            for what, key, kind, plural, name, section, i, source in clashes]
+
+
+#: What a mapping row's own-value field writes, each person's referral ... (_link_over_code).
+_MAPPED = {"code": "code", "url": "link"}
 
 
 def _written(settings: CampaignSettings) -> list[tuple[str, str]]:

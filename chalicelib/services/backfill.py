@@ -60,7 +60,7 @@ from ..domain.qualification import QState
 from ..domain.rules import matches
 from ..domain.settings import CampaignSettings, SettingsError, parse_settings
 from ..domain.sync import NOT_IN_RF, count_attribute, counted_referrer
-from ..errors import Permanent, WorkError, rf_campaign_fix
+from ..errors import Permanent, WorkError, rf_answered, rf_campaign_fix
 from ..observability import mask_email, mask_emails
 from ..messages import CheckMessage, JoinMessage
 from ..ports import IntercomPort, Merged, MessageTooLarge, NotFound, Store, WorkQueue
@@ -198,7 +198,7 @@ def backfill(rt: Backfilling, campaign_id: str, apply: bool = False,
             page = next(walk, None)
         except WorkError as exc:        # e.g. RF blocked this IP: said with what to do, as doctor says it
             raise BackfillError(f"Referral Factory could not list the people of campaign {result.campaign_id} "
-                                f"(page {pages + 1}): {exc.reason} — " + rf_campaign_fix(
+                                f"(page {pages + 1}): {rf_answered(exc)} — " + rf_campaign_fix(
                                     exc, result.campaign_id, f"`bridge backfill {result.campaign_id}`")) from None
         if page is None:
             break
@@ -319,7 +319,7 @@ def _campaign_exists(rt: Backfilling, campaign_id: str) -> None:
     try:
         rt.rf().get_campaign(campaign_id)
     except WorkError as exc:
-        raise BackfillError(f"Referral Factory could not show campaign {campaign_id}: {exc.reason} — "
+        raise BackfillError(f"Referral Factory could not show campaign {campaign_id}: {rf_answered(exc)} — "
                             + rf_campaign_fix(exc, campaign_id, f"`bridge backfill {campaign_id}`")) from None
 
 

@@ -421,9 +421,9 @@ def replay(rt: Discarding, reason: Optional[str] = None, campaign: Optional[str]
     and how many each) stay dead letters too, visible again at once: the next replay sends them again.
     Sent while a running worker may still hold the RF token it read before `bridge rf connect` stored the last one,
     the copies wait in the queue until no worker can (`runs_from`, with `rf_token_stored_at`): see `rf_token_held`;
-    but not a batch of letters RF refused the token of (its 401: a worker that meets it reads the token again)."""
+    but not the letters RF refused the token of (its 401: a worker that meets it reads the token again)."""
     held = rf_token_held(rt)
-    waited: list[bool] = []
+    waited: list[int] = []      # how many of each batch wait (sent with a delay)
 
     def send(batch: dict[str, ReceivedLetter]) -> tuple[list[str], list[tuple[dict | str, str]]]:
         copies = {i: _copy(m) for i, m in batch.items()}
@@ -431,13 +431,19 @@ def replay(rt: Discarding, reason: Optional[str] = None, campaign: Optional[str]
         people = _people_of(rt, letters)
         # Said before they are sent, so before anything their next try writes (a worker may take one at once).
         _note(rt, letters, "replayed", people)
+        # Those RF refused the old token of run at once, whatever the batch holds beside them (a worker meeting the
+        # 401 again reads the new token); the others wait while a worker may hold the old one.
+        later = {i for i, d in zip(copies, letters) if held is not None and not rf_token_refused(d.reason)}
+        waited.append(len(later))
+        refused_now: list[tuple[dict | str, str]] = []
         try:
-            wait = held is not None and not all(rf_token_refused(d.reason) for d in letters)
-            waited.append(wait)
-            rt.queue.send_many(list(copies.values()), delay=max(0, math.ceil(held[0] - rt.clock())) if held and wait else 0)
-            refused_now: list[tuple[dict | str, str]] = []
-        except NotSent as exc:
-            refused_now = exc.refused
+            for ids, delay in (([i for i in copies if i not in later], 0),
+                               ([i for i in copies if i in later], max(0, math.ceil(held[0] - rt.clock())) if held else 0)):
+                try:
+                    if ids:
+                        rt.queue.send_many([copies[i] for i in ids], delay=delay)
+                except NotSent as exc:
+                    refused_now += exc.refused
         except Exception as exc:        # sent or not, each is still a dead letter (not taken out)
             _note(rt, letters, "replayed", people, {i: f"the replay stopped ({type(exc).__name__})" for i in batch})
             raise
@@ -448,7 +454,8 @@ def replay(rt: Discarding, reason: Optional[str] = None, campaign: Optional[str]
     done = _take_matching(rt, lambda letters: [matches(d, reason, campaign) for d in letters], REPLAY_SECONDS, send,
                           progress)
     return {**{{"done": "replayed", "late": "sent_late"}.get(k, k): v for k, v in done.items()},
-            **({"runs_from": iso(held[0]), "rf_token_stored_at": held[1]} if held and any(waited) and done["done"] else {})}
+            **({"runs_from": iso(held[0]), "rf_token_stored_at": held[1], "delayed": sum(waited)}
+               if held and any(waited) and done["done"] else {})}
 
 
 def rf_token_held(rt: Discarding) -> Optional[tuple[float, str]]:

@@ -27,12 +27,13 @@ from ..domain import people as people_
 from ..domain.people import OTHER_CAMPAIGN
 from ..domain.settings import (LINKS, CampaignSettings, SettingsError, own_attributes, parse_settings,
                                shared_attributes, unworkable)
-from ..domain.sync import FAILED, RETRYING, WAITING, describe_counts, describe_page_error, describe_writes, run_counts
+from ..domain.sync import (FAILED, RETRYING, WAITING, describe_counts, describe_page_error, describe_writes,
+                           refused_fix, run_counts)
 from ..domain.workspace_check import check_against_workspace
 from ..config import Config
 from ..errors import (BUDGET_SETTINGS, PLAN_FIX, REFUSED_TOKEN, RF_REFUSED_TOKEN, BudgetSpent, Throttled, TokenRefused,
                       WorkError, answer_refused_fix, limiting, plan_restricted, replay_parked, rf_blocked,
-                      refused_token_of, rf_campaign_fix, token_wait_fix)
+                      refused_token_of, rf_answered, rf_campaign_fix, token_wait_fix)
 from ..observability import mask_email, mask_emails
 from ..ports import Connection, DeadLetterQueue, Store
 from ..ports.secrets import read_by_every_worker
@@ -126,7 +127,8 @@ def examine(rt: Examined, campaign_id: str, dlq: bool = True) -> Report:
     report = Report(str(campaign_id))
     store = rt.store
     stored = store.settings.get(report.campaign_id)
-    refused_unknown = _unknown_campaign_refusals(store.edge.refusals(UNKNOWN), report.campaign_id)
+    unknown = store.edge.refusals(UNKNOWN)
+    refused_unknown = _unknown_campaign_refusals(unknown, report.campaign_id)
     if stored is None:
         report.add("settings", False, f"campaign {campaign_id} has no settings here"
                    + (f"; {refused_unknown} join(s) for it were refused as unknown_campaign" if refused_unknown else ""),
@@ -151,11 +153,7 @@ def examine(rt: Examined, campaign_id: str, dlq: bool = True) -> Report:
                    "applied while counts were off, until their next lead",
                    f"`bridge backfill {campaign_id} --apply`")
     if refused_unknown:
-        report.add("webhooks.before_settings", False,
-                   f"{refused_unknown} join(s) for campaign {campaign_id} were refused as unknown_campaign "
-                   "(they came before its settings existed)",
-                   "those people were never sent to Intercom: the bridge does not apply settings retroactively "
-                   "by itself", BACKFILL.format(campaign=campaign_id))
+        _before_settings(store, report, unknown)
     _shared_attributes(store, report, settings)
     conn = store.connections.workspace(settings.workspace)
     attributes = _intercom(rt, report, settings, conn)
@@ -290,8 +288,10 @@ def _sync(rt: Examined, report: Report, settings: CampaignSettings) -> None:
         report.add("sync", False, f"{where} stopped: {run.message}",
                    "the contacts after the stop were not enrolled", f"fix what it names, then `bridge sync start {c}`")
     elif error is not None and error["state"] == FAILED:
+        # (a refused token's page: the reconnect, then the replay by the letters' reason, as `sync status` says it)
         report.add("sync", False, f"{where} stalled: {describe_page_error(error, advice=False)}; {counts} so far",
-                   "the page waits in the dead-letter queue: the run does not go on by itself", resume)
+                   "the page waits in the dead-letter queue: the run does not go on by itself",
+                   refused_fix(error["reason"]) or resume)
     elif error is not None and error["state"] == WAITING and (waited_for := refused_token_of(error["reason"])):
         # (a wait for the operator: the reconnect of the workspace whose token Intercom refuses, said at each wait)
         report.add("sync", True, f"{where} running: {counts}; {describe_page_error(error, advice=False)}",
@@ -500,7 +500,7 @@ def _rf(rt: Examined, report: Report, settings: CampaignSettings, conn: Optional
             report.add("rf.campaign", False, *_waits(rt, settings, exc, "Referral Factory", f"campaign {c} could not "
                                                      "be checked", "joins and qualifications"))
         else:
-            report.add("rf.campaign", False, f"Referral Factory could not show campaign {c}: {exc.reason}",
+            report.add("rf.campaign", False, f"Referral Factory could not show campaign {c}: {rf_answered(exc)}",
                        "joins and qualifications for it cannot work", rf_campaign_fix(exc, c, f"`bridge doctor {c}`"))
         _unchecked(report, "webhooks.rf_missing", _NEWEST, "rf.campaign", c)
         return False if exc.status in (RF_REFUSED_TOKEN, 404) else None
@@ -711,6 +711,29 @@ def _joined_since(store: Store, c: str, samples: list[RefusalSample],
 
 def _unknown_campaign_refusals(refusals: Refusals, campaign_id: str) -> int:
     return sum(1 for s in refusals.samples if s.reason == "unknown_campaign" and s.campaign_id == campaign_id)
+
+
+def _before_settings(store: Store, report: Report, refused: Refusals) -> None:
+    """The campaign's joins refused as unknown_campaign (samples of the edge's one bucket of campaigns without
+    settings): BAD with the backfill, resolved since (ok, no fix) once their people were joined, as `explain` says
+    each refusal resolved; a warning when the bucket refused more than it sampled (another campaign's among them,
+    maybe: it counts them together), whose people may still be missing."""
+    c = report.campaign_id
+    unknown = [s for s in refused.samples if s.reason == "unknown_campaign"]
+    mine = [s for s in unknown if s.campaign_id == c]
+    what = (f"{len(mine)} join(s) for campaign {c} were refused as unknown_campaign (they came before its settings "
+            "existed)")
+    resolved, _ = _joined_since(store, c, mine, cache(lambda: _joined_digests(store, c)))
+    total = sum(x.count for x in refused.counts if x.reason == "unknown_campaign")
+    if resolved and total <= len(unknown):          # every refusal of the bucket is sampled: all of them joined
+        report.add("webhooks.before_settings", True, f"{what}; {resolved}: resolved since")
+    elif resolved:
+        report.add("webhooks.before_settings", True, f"{what}; {resolved}, others may not be sampled",
+                   "the bridge keeps a few samples of the joins refused for campaigns without settings: the people "
+                   "of the others may still be missing from Intercom", BACKFILL.format(campaign=c), warn=True)
+    else:
+        report.add("webhooks.before_settings", False, what, "those people were never sent to Intercom: the bridge "
+                   "does not apply settings retroactively by itself", BACKFILL.format(campaign=c))
 
 
 def _liveness(rt: Examined, report: Report, settings: CampaignSettings, pending: list[Link],

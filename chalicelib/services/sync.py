@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from functools import cache, partial
 from typing import Any, Callable, Iterator, Optional
 
-from ..domain.advice import reconnect, refused_token
+from ..domain.advice import RF_RECONNECT, answer_of, reconnect, refused_token, rf_token_reason, rf_token_refused
 from ..domain.history import Entry, iso
 from ..domain.link import REFERRER, Link, LinkStatus, PersonRef
 from ..domain.mapping import ConversionError, attribute_value, to_unix
@@ -36,7 +36,8 @@ from ..domain.sync import (ALREADY, COUNTS_ONLY, ENROLLED, ENROLLED_NO_LINK, ENR
                            Skip, Tally, count_attribute, decide, describe_page_error, describe_source, describe_writes,
                            matches_source, page_error, preflight, refused_fix, required_fields, restored, run_counts,
                            search_query, shortened, source_changed, writeback_body, written)
-from ..errors import Deferred, Permanent, TokenRefused, Transient, WorkError, unforeseen, waited_out, waits
+from ..errors import (RF_REFUSED_TOKEN, Deferred, Permanent, TokenRefused, Transient, WorkError, unforeseen, waited_out,
+                      waits)
 from ..messages import ContactMessage, SyncPageMessage
 from ..observability import count, logger, mask_email, mask_emails
 from ..ports import Refused
@@ -103,10 +104,8 @@ def read_checks(deps: WorkDeps, settings: CampaignSettings, command: Optional[st
     try:
         campaign: Optional[dict] = deps.apis.rf().get_campaign(settings.campaign_id)
     except Permanent as exc:
-        if exc.status == 401 and command:
-            answered = f": {exc.message}" if exc.message else ""
-            raise SyncStopped([f"Referral Factory refused the bridge's token (it answered 401{answered}) — run "
-                               f"`bridge rf connect`, then `{command}` again"]) from None
+        if exc.status == RF_REFUSED_TOKEN and command:     # (the reason's own fix replays letters: none made here)
+            raise SyncStopped([f"{answer_of(exc.reason)} — {RF_RECONNECT}, then `{command}` again"]) from None
         if exc.status != 404:             # RF does not know the campaign: preflight says so
             raise
         campaign = None
@@ -289,7 +288,13 @@ def page_failure(errors: list[WorkError]) -> WorkError:
     """The page's error, from all its contacts' (never just the first's): it waits when every one of them is a
     wait — for the vendor's outage if any was one (its answer's status, which the outage's dead letter names),
     else a pause that keeps the vendor's status (a 429: RF answered, so an outage the page's copy carried has
-    ended) —, and fails a try otherwise. It comes back no sooner than the longest wait any of them asked for."""
+    ended) —, is refused for good when RF refused the stored token for every one of them (no try helps before
+    `bridge rf connect`: straight to the dead-letter queue, its reason the answer then the reconnect and the replay), and
+    fails a try otherwise. It comes back no sooner than the longest wait any of them asked for."""
+    if all(e.status == RF_REFUSED_TOKEN and not e.retryable and rf_token_refused(e.reason) for e in errors):
+        first = errors[0]
+        return Permanent(f"{len(errors)} contact(s) of the page failed: {rf_token_reason(answer_of(first.reason))}",
+                         status=first.status, message=first.message)
     retry_after = max((e.retry_after for e in errors if e.retry_after is not None), default=None)
     if all(waits(e) for e in errors):
         outages = [e for e in errors if e.outage]

@@ -23,6 +23,7 @@ raw body behave like ``chalice local``.  On top of that:
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from typing import Any
 
@@ -34,6 +35,20 @@ from chalice.local import ChaliceRequestHandler, LocalDevServer, ThreadedHTTPSer
 log = logging.getLogger(__name__)
 
 _BAD_GATEWAY_BODY = b'{"message": "Internal server error"}'
+
+
+class ClientGoneQuietly:
+    """A server mixin: a client gone before its answer was written (Ctrl-C of `make run`, a killed worker) is
+    nothing to report, as werkzeug's server has it; any other error is socketserver's traceback on stderr."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return
+        super().handle_error(request, client_address)  # type: ignore[misc]
+
+
+class _ApiServer(ClientGoneQuietly, ThreadedHTTPServer):
+    pass
 
 
 def read_chunked(rfile: Any) -> bytes:
@@ -224,7 +239,7 @@ def serve_app(
             host,
             port,
             handler_cls=BridgeRequestHandler,
-            server_cls=ThreadedHTTPServer,
+            server_cls=_ApiServer,
         )
     except BaseException:
         chalice_app.__class__ = original_cls

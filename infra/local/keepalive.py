@@ -28,7 +28,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Iterable
 from urllib.parse import unquote
 
-from .http import read_chunked, read_exactly
+from .http import ClientGoneQuietly, read_chunked, read_exactly
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
 
 
-class _Server(ThreadingHTTPServer):
+class _Server(ClientGoneQuietly, ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False       # stop() does not wait for the threads of the connections it closes
     request_queue_size = 128     # werkzeug's: many workers connecting at once are not held back by a queue of 5

@@ -460,6 +460,22 @@ def test_every_command_taking_a_campaign_id_refuses_one_no_webhook_can_carry_as_
                    "Factory / Intercom show it: a number, or text of letters, digits, '-' and '_' (at most 128)\n"), err
 
 
+@pytest.mark.parametrize("command", [["dlq", "replay"], ["dlq", "discard"], ["dlq", "discard", "--yes"]])
+def test_the_dlq_commands_campaign_filter_refuses_an_id_no_webhook_can_carry_as_every_other_command(aws_env, capsys,
+                                                                                                    command):
+    """Every command taking a campaign id refused one like "4 2" (exit 2, before any stack is looked for); `dlq replay
+    --campaign` and `dlq discard --campaign` took any text, looked for the stack and matched no letter. They refuse
+    it alike, naming the option."""
+    def built(*_: object) -> None:
+        raise AssertionError("a runtime was built")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("chalicelib.cli._runtime", built)
+        code, out, err = run_cli(None, capsys, *command, "--campaign", "4 2")
+    assert (code, out) == (2, ""), (command, code, out, err)
+    assert err == ("bridge: --campaign: '4 2' is not an id a webhook can carry — write the id exactly as Referral "
+                   "Factory / Intercom show it: a number, or text of letters, digits, '-' and '_' (at most 128)\n"), err
+
+
 @pytest.mark.parametrize("stage", [["--stage", "prod"], []])
 def test_settings_check_reads_the_file_alone_even_with_a_stage_named(aws_env, capsys, monkeypatch, stage):
     """README: `export BRIDGE_STAGE=prod` for the session, and `check` reads the file alone. It looked the stage up
@@ -494,3 +510,21 @@ def test_doctor_refuses_a_campaign_id_no_webhook_can_carry_before_looking_for_a_
         monkeypatch.delenv(name)
     assert main(["doctor", "4 2"]) == 2
     assert one_line(capsys.readouterr().err).startswith("bridge: campaign_id: '4 2' is not an id a webhook can carry")
+
+
+def test_history_of_someone_whose_join_was_refused_does_not_say_no_join_arrived_and_points_to_explain(capsys):
+    """An operator's walk: `bridge history 42 1006` of someone whose join the edge refused (a wrong secret) said "no
+    join arrived for them", where `bridge explain 1006` showed the refused join and its fix."""
+    from chalicelib.ports.edge import RefusalSample, campaign_scope
+    from tests.fakes import FakeConnecting
+    from tests.unit import scenario
+
+    rt = FakeConnecting()
+    rt.store.settings.put("42", scenario.settings(), scenario.WS)
+    rt.store.edge.refused(campaign_scope("42"), RefusalSample("unauthorized", "2026-11-28T09:48:35.889Z", "m",
+                                                               rf_user_id="1006"))
+    code, out, err = run_cli(rt, capsys, "history", "42", "1006")
+    assert (code, out) == (1, "")
+    assert one_line(err) == ("bridge: nothing is known about RF user 1006 in campaign 42: no join of theirs was "
+                             "applied (`bridge explain 1006` shows a webhook of theirs the edge refused, if any), or "
+                             "they were forgotten\n"), err

@@ -323,7 +323,7 @@ def test_a_replay_right_after_rf_connect_waits_in_sqs_until_no_worker_holds_the_
     bridge.rt.clock.now += 60
     code, done = run(bridge, capsys, "dlq", "replay")
     assert (code, done) == (0, {"replayed": 1, "left": 0, "not_seen": 0, "runs_from": iso(bridge.rt.clock() + 540),
-                                "rf_token_stored_at": stored})
+                                "rf_token_stored_at": stored, "delayed": 1})
     delayed = bridge.resources.client("sqs").get_queue_attributes(
         QueueUrl=bridge.resources.queue_url, AttributeNames=["ApproximateNumberOfMessagesDelayed"])["Attributes"]
     assert delayed == {"ApproximateNumberOfMessagesDelayed": "1"}

@@ -137,3 +137,29 @@ def test_the_listen_queue_is_werkzeugs_so_many_clients_connecting_at_once_wait_f
     its SYN to be sent again; werkzeug's queue is 128."""
     running, _ = server
     assert running._server.request_queue_size >= 128
+
+
+@pytest.mark.parametrize("kind", ["moto and the simulators", "the API"])
+def test_a_client_gone_before_its_answer_is_written_prints_no_traceback_and_a_failure_of_ours_still_does(
+        capsys, kind):
+    """An operator's Ctrl-C of `make run` (README: "with no traceback") printed socketserver's "Exception occurred
+    during processing of request" and a BrokenPipeError's traceback: a connection's client was gone as its answer
+    was flushed. As werkzeug's server did, a client gone is nothing to report; any other error still is."""
+    from infra.local.http import _ApiServer
+    from infra.local.keepalive import _Server
+
+    server = (_Server if kind == "moto and the simulators" else _ApiServer)(("127.0.0.1", 0), _Handler)
+    try:
+        for gone in (BrokenPipeError(32, "Broken pipe"), ConnectionResetError(104, "Connection reset by peer")):
+            try:
+                raise gone
+            except OSError:
+                server.handle_error(None, ("127.0.0.1", 39812))
+        assert capsys.readouterr().err == ""
+        try:
+            raise ValueError("a failure of ours")
+        except ValueError:
+            server.handle_error(None, ("127.0.0.1", 39812))
+        assert "ValueError: a failure of ours" in capsys.readouterr().err
+    finally:
+        server.server_close()

@@ -330,10 +330,37 @@ def test_a_replay_right_after_rf_connect_runs_once_no_worker_holds_the_old_token
                        f"every worker has read the RF token stored at {connected[11:19]} UTC; 1 left in the "
                        "dead-letter queue (not matching)\n")
         assert json.loads(out_json) == {"replayed": 1, "left": 0, "not_seen": 0, "runs_from": runs_from,
-                                        "rf_token_stored_at": connected}
+                                        "rf_token_stored_at": connected, "delayed": 1}
     else:
         assert out == "1 message(s) sent back to the work queue; 1 left in the dead-letter queue (not matching)\n"
         assert json.loads(out_json) == {"replayed": 1, "left": 0, "not_seen": 0}
+
+
+def test_a_replay_right_after_rf_connect_runs_the_letters_rf_refused_the_token_of_at_once_beside_others_that_wait(
+        capsys):
+    """An operator's walk: docs/operating.md says a replay in the 10 minutes after `bridge rf connect` makes its
+    letters wait "all but letters RF refused the old token for (401), which run at once". One replay of both kinds
+    (a plain `bridge dlq replay`, as the README's rehearsal runs it) sent them in one batch, and the 401's waited the
+    10 minutes too, as the others."""
+    from tests.fakes import FakeWork
+    from tests.support.cli import run_cli
+    from tests.unit.test_join_use_case import join
+    work = FakeWork(BRIDGE_DLQ_URL=FakeQueue.dlq_url)
+    work.store.connections.put_rf(["token", "webhook-secret"])
+    work.clock.now += 3_600
+    for user, failure in (("7", GONE), ("8", "Referral Factory answered 401: Unauthenticated.")):
+        work.queue.dead_letter(json.dumps(join(user=user)), failure, 3, iso(work.clock()))
+    work.clock.now += 60
+    work.store.connections.put_rf(["token"])                               # `bridge rf connect`
+    work.clock.now += 30
+    connected = iso(work.clock() - 30)
+    code, out, _ = run_cli(work, capsys, "dlq", "replay")
+    assert (code, out) == (0, f"2 message(s) sent back to the work queue; 1 of them run from about "
+                              f"{iso(work.clock() + 570)[11:19]} UTC, when every worker has read the RF token stored "
+                              f"at {connected[11:19]} UTC (the others, refused for the old RF token, at once)\n"), out
+    delays = {json.loads(m)["rf_user_id"] if isinstance(m, str) else m["rf_user_id"]: d
+              for m, d in zip(work.queue.sent, work.queue.sent_delays)}
+    assert delays == {"7": 570, "8": 0}, delays
 
 
 @pytest.mark.parametrize("connected_at, replayed_after, said", [

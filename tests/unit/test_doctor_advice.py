@@ -241,6 +241,28 @@ def test_rfs_403_is_its_block_of_the_ip_however_it_is_seen_never_a_replay_of_let
     assert replays_advised(examine(rt, "42").view()) == ["Referral Factory answered 401"]   # type: ignore[arg-type]
 
 
+def test_rfs_401_reason_is_the_one_fix_and_doctor_and_backfill_say_it_once_beside_the_answer():
+    """RF's 401 reason was written by hand in its client ("the RF token is invalid: run `bridge rf connect`, then
+    replay the dead-letter queue"), apart from the fix doctor and the dead letters give: doctor's [rf.campaign] and
+    backfill said it in their finding, then the fix (a second, other replay). The reason is RF's answer, then the
+    one fix (advice.rf_token_fix: the reconnect, then the replay by RF's refusal); where a command gives that fix
+    itself, it says the answer alone beside it."""
+    from chalicelib.domain.advice import rf_token_fix
+    refused = rf_answering(401, "Unauthenticated.")
+    answer = "Referral Factory answered 401: Unauthenticated."
+    assert refused.exc.reason == f"{answer} — {rf_token_fix()}"
+    assert refused.exc.status == 401 and refused.exc.message == "Unauthenticated."
+    rt = Doctored()
+    rt.work.apis.intercom_.me = lambda: {"app": {"id_code": scenario.WS}}              # type: ignore[attr-defined]
+    rt.rf = lambda: refused                                                           # type: ignore[method-assign]
+    campaign = finding(rt, "rf.campaign")
+    assert (campaign["what"], campaign["fix"]) == (f"Referral Factory could not show campaign 42: {answer}",
+                                                   rf_token_fix())
+    with pytest.raises(BackfillError) as said:
+        backfill(rt, "42")                                                            # type: ignore[arg-type]
+    assert str(said.value) == f"Referral Factory could not show campaign 42: {answer} — {rf_token_fix()}"
+
+
 class BlockedCampaign:
     """Referral Factory while it blocks the bridge's IP: the limiter's open circuit refuses every call."""
 

@@ -111,6 +111,56 @@ def test_joins_refused_before_the_settings_are_backfilled_in_one_wording_before_
     assert after["fix"] == backfill, after["fix"]
 
 
+def test_joins_refused_before_the_settings_are_resolved_once_backfill_joined_their_people():
+    """An operator's walk: joins of campaign 42 refused as unknown_campaign, its settings applied, `bridge backfill 42
+    --apply` joined them; doctor still said BAD [webhooks.before_settings] with the backfill as its fix (exit 1, for
+    the 7 days the edge keeps the refusals), where `explain` said each refusal "(resolved since)". Expected: BAD while
+    one is missing, then resolved since (ok, no fix), as every other refused join's finding."""
+    from chalicelib.ports.edge import UNKNOWN
+
+    rt = healthy()
+    rt.store.edge.heard("workspace:ws", "notification")
+    for user in ("7", "8"):
+        rt.store.edge.refused(UNKNOWN, RefusalSample("unknown_campaign", iso(rt.clock()), "m", rf_user_id=user,
+                                                     campaign_id="42"))
+    rt.work.clock.now += 60
+    scenario.joined(rt.work, "7", "ann@example.com")                     # the backfill joined one: still BAD
+    view, _ = look(rt)
+    [before] = checks(view, "webhooks.before_settings")
+    assert not before["ok"] and before["fix"] == "`bridge backfill 42` (dry run), then `--apply`", before
+
+    scenario.joined(rt.work, "8", "bob@example.com")                     # ... and the other
+    view, text = look(rt)
+    [before] = checks(view, "webhooks.before_settings")
+    assert (before["ok"], before["warn"], before["why"], before["fix"]) == (True, False, "", ""), before
+    assert before["what"] == ("2 join(s) for campaign 42 were refused as unknown_campaign (they came before its "
+                              "settings existed); the 2 refused people sampled (RF users 7, 8) were joined since: "
+                              "resolved since"), before
+    assert view["ok"] and text.startswith("campaign 42: no problems found\n"), text
+
+
+def test_joins_refused_before_the_settings_past_the_samples_kept_stay_a_warning_once_those_sampled_were_joined():
+    """The edge keeps a few samples of the one bucket of campaigns without settings (5 a reason and hour): a
+    refusal it did not sample may be this campaign's, whose person may still be missing: a warning, with the
+    backfill that lists them."""
+    from chalicelib.ports.edge import SAMPLES, UNKNOWN
+
+    rt = healthy()
+    rt.store.edge.heard("workspace:ws", "notification")
+    refuse = [RefusalSample("unknown_campaign", iso(rt.clock()), "m", rf_user_id="7", campaign_id="42")] + [
+        RefusalSample("unknown_campaign", iso(rt.clock()), "m", rf_user_id=str(100 + n), campaign_id="43")
+        for n in range(SAMPLES)]
+    for sample in refuse:
+        rt.store.edge.refused(UNKNOWN, sample)
+    rt.work.clock.now += 60
+    scenario.joined(rt.work, "7", "ann@example.com")
+    view, _ = look(rt)
+    [before] = checks(view, "webhooks.before_settings")
+    assert (before["ok"], before["warn"], before["fix"]) == (True, True, "`bridge backfill 42` (dry run), then "
+                                                                         "`--apply`"), before
+    assert before["what"].endswith("; the refused person (RF user 7) was joined since, others may not be sampled")
+
+
 def test_notifications_accepted_after_a_bad_signature_say_fixed():
     rt = healthy()
     rt.store.edge.heard("workspace:ws", "notification")

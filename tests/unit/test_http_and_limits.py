@@ -563,6 +563,64 @@ def test_a_429_asking_for_an_absurd_wait_pauses_every_caller_at_most_urllib3s_lo
     assert len(seen) == 1                       # the pause holds every caller back meanwhile
 
 
+def test_two_calls_refused_the_old_token_at_once_both_go_out_again_with_the_new_one():
+    # What an operator saw (README's revoked-token rehearsal): two qualifications replayed in one batch after `bridge
+    # rf connect`, both sent with the token the worker had read, both answered 401. The first re-read the secret,
+    # took the new token and went out again; the second then asked for a token newer than the client's (already the
+    # new one), got none, and was dead-lettered with the 401 again. Each asks for one newer than the one it sent.
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from chalicelib.adapters.http import JsonApi
+
+    both_refused, new_sent = threading.Barrier(2, timeout=5), threading.Event()
+    sent: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            token = self.headers["Authorization"]
+            sent.append(token)
+            if token == "Bearer old":
+                both_refused.wait()                 # both calls were sent with the old token
+                if self.path == "/second":          # answered only once the first went out again with the new one
+                    new_sent.wait(5)
+            else:
+                new_sent.set()
+            body = b"{}"
+            self.send_response(401 if token == "Bearer old" else 200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    stored = "new"                                  # the secret store: `bridge rf connect` stored the new token
+    api = JsonApi(f"http://127.0.0.1:{server.server_address[1]}", {}, token="old", timeout=5,
+                  sleeper=lambda seconds: None, reauth=lambda stale: stored if stored != stale else None)
+    answers: dict[str, object] = {}
+
+    def call(path: str) -> None:
+        try:
+            answers[path] = api.call("GET", path)
+        except Exception as exc:                    # (what the worker would dead-letter)
+            answers[path] = exc
+    try:
+        calls = [threading.Thread(target=call, args=(path,)) for path in ("/first", "/second")]
+        for t in calls:
+            t.start()
+        for t in calls:
+            t.join(10)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert answers == {"/first": {}, "/second": {}}, answers
+    assert sorted(sent) == ["Bearer new", "Bearer new", "Bearer old", "Bearer old"], sent
+
+
 def test_a_429_is_counted_under_its_vendors_metric():
     """The dashboard shows whose 429s they are: Intercom's (one workspace's budget pauses) apart from Referral
     Factory's (which lower the shared budget, and lead to its block if they go on)."""

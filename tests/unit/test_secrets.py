@@ -236,6 +236,6 @@ def test_a_warm_rf_client_refused_its_token_reads_the_store_once_and_uses_a_reco
         assert secrets.reads == ["/p/worker/rf/token"] * 2
         assert rf.count("GET", "/campaigns") == 3                         # the refused call, sent again once
         rf.use_token("newer")                                            # revoked, not reconnected
-        with pytest.raises(Permanent, match="the RF token is invalid: run `bridge rf connect`"):
+        with pytest.raises(Permanent, match="answered 401: .* — Referral Factory refuses the RF token the bridge has"):
             rt.rf().get_campaign("42")
         assert secrets.reads == ["/p/worker/rf/token"] * 3

@@ -553,3 +553,27 @@ def test_a_sync_writing_links_where_the_same_campaigns_mapping_writes_code_is_re
     doc[section]["action"] = "nothing"
     assert unworkable(parse_settings(doc)) == []
     assert unworkable(parse_settings(yaml.safe_load(PRODUCT_EXAMPLE + SYNC))) == []     # the documented pair
+
+
+@pytest.mark.parametrize("source, what", [("code", "referral code"), ("url", "referral link")])
+def test_a_count_written_where_the_same_campaigns_mapping_writes_code_or_links_is_refused_as_a_link_there_is(source,
+                                                                                                       what):
+    """`settings check` and `apply` refused sync.referral_link_attribute where the campaign's own mapping writes
+    `code` (exit 2), but took sync.referral_count_attribute there, or where the mapping writes each person's link:
+    each contact both wrote to held the count or the code (the link) by turns. Refused alike, naming the row; a row
+    of a section that creates nothing is not."""
+    import yaml
+    doc = yaml.safe_load(PRODUCT_EXAMPLE + SYNC)
+    doc["leads"]["fields"][2] = {"from": source, "to": "custom_attributes.referral_code"}
+    doc["sync"]["referral_count_attribute"] = "custom_attributes.referral_code"
+    assert unworkable(parse_settings(doc)) == [
+        f"sync.referral_count_attribute: custom_attributes.referral_code is also where leads.fields[2] writes each "
+        f"person's {what} (`from: {source}`) — a contact both write to gets the count over the {what.split()[1]}, "
+        f"or the {what.split()[1]} over the count: create a Number (integer) attribute of its own for the counts "
+        f"and name it in sync.referral_count_attribute, or map `{source}` to another attribute"]
+    from chalicelib.services.admin import check_settings        # what `settings check` and `apply` refuse with
+    with pytest.raises(SettingsError) as refused:
+        check_settings(yaml.safe_dump(doc))
+    assert refused.value.problems == unworkable(parse_settings(doc))
+    doc["leads"]["action"] = "nothing"
+    assert unworkable(parse_settings(doc)) == []

@@ -2172,8 +2172,9 @@ def test_a_start_rf_refuses_the_token_for_says_to_connect_rf_and_start_again_not
     with pytest.raises(sync.SyncStopped) as stopped:
         sync.dry_run(work.deps, "42") if dry else sync.start(work.deps, "42")
     assert stopped.value.problems == [
-        "Referral Factory refused the bridge's token (it answered 401: Unauthenticated.) — run `bridge rf connect`, "
-        f"then `bridge sync start 42{' --dry-run' if dry else ''}` again"]
+        "Referral Factory answered 401: Unauthenticated. — Referral Factory refuses the RF token the bridge has stored "
+        "(revoked or replaced in RF): `bridge rf connect` (it asks for the new token), then "
+        f"`bridge sync start 42{' --dry-run' if dry else ''}` again"]
     assert work.queue.sent == [] and work.store.sync.run("42") is None
 
 
@@ -2249,18 +2250,51 @@ def test_a_page_dead_lettered_for_a_refused_token_says_the_reconnect_and_the_rep
     assert describe_page_error(error, advice=False) == f"page 1 failed: {answer} (1 try, last 14:13:20)"
 
 
+def rf_refused(message: str = "Unauthenticated.") -> Permanent:
+    """RF's refusal of the stored token, as its client raises it (adapters/referral_factory.py)."""
+    from chalicelib.domain.advice import rf_token_reason
+    return Permanent(rf_token_reason(f"Referral Factory answered 401: {message}"), status=401, message=message)
+
+
+def test_a_page_rf_refused_the_token_for_every_contact_of_is_dead_lettered_at_once_with_the_fix(monkeypatch, capsys):
+    """RF refusing the bridge's token for every contact of a page: the page was retried, 3 tries (about 24 minutes),
+    before its dead letter, while a refused token is not transient (it fails until `bridge rf connect`). The page
+    goes to the dead-letter queue at its first try, its reason the answer then the reconnect and the replay by RF's
+    refusal; `sync status`, `sync report` and doctor say it failed with that fix (not a discard, not "fix the
+    cause")."""
+    from tests.support.cli import run_cli
+    from chalicelib import cli as cli_module
+    from chalicelib.domain.advice import rf_token_fix
+    monkeypatch.setattr(cli_module, "_text", lambda args: not args.json)          # a terminal
+    work = world(2)
+    work.apis.rf_.create_answers = [rf_refused(), rf_refused()]
+    sync.start(work.deps, "42")
+    drain(work)                                                  # no RetryBatch: nothing comes back to be retried
+    answer = "Referral Factory answered 401: Unauthenticated."
+    assert [(d["reason"], d["attempts"]) for d in work.queue.dead] == [
+        (f"2 contact(s) of the page failed: {answer} — {rf_token_fix()}", 1)]
+    line = (f"page 1 failed: 2 contact(s) of the page failed: {answer} (1 try, last 14:13:20) — it waits in the "
+            f"dead-letter queue: {rf_token_fix()}; the replay resumes the run where it stopped")
+    assert run_cli(SimpleNamespace(deps=work.deps), capsys, "sync", "status", "42")[1].splitlines()[1] == f"  {line}"
+    assert f"  {line}" in run_cli(SimpleNamespace(deps=work.deps), capsys, "sync", "report", "42")[1].splitlines()
+    text, finding = doctor_says(work)
+    assert (finding["ok"], finding["what"], finding["fix"]) == (
+        False, f"sync run 1 (full, users) stalled: page 1 failed: 2 contact(s) of the page failed: {answer} (1 try, "
+               "last 14:13:20); nothing yet so far", f"{rf_token_fix()}; the replay resumes the run where it stopped")
+
+
 def test_a_page_retried_after_rf_refused_the_token_says_to_connect_rf_not_to_replay_letters_not_made_yet(monkeypatch,
                                                                                                         capsys):
-    """RF refusing the bridge's token for every contact of a page: the page is retried (its tries), and `sync status`
-    said "retrying page 1: ... run `bridge rf connect`, then replay the dead-letter queue" while the queue held no
-    letter of it. It says to connect RF, and that the page's next try then goes on."""
+    """RF refusing the bridge's token for a contact of a page while another met a transient failure: the page is
+    retried (its tries), and `sync status` said "retrying page 1: ... run `bridge rf connect`, then replay the
+    dead-letter queue" while the queue held no letter of it. It says to connect RF, and that the page's next try
+    then goes on."""
     from tests.support.cli import run_cli
     from chalicelib import cli as cli_module
     monkeypatch.setattr(cli_module, "_text", lambda args: not args.json)          # a terminal
+    monkeypatch.setattr(sync, "THREADS", 1)                      # the contacts in turn: the 401 first
     work = world(2)
-    work.apis.rf_.create_answers = [Permanent(
-        "Referral Factory answered 401: Unauthenticated. — the RF token is invalid: run `bridge rf connect`, then "
-        "replay the dead-letter queue", status=401, message="Unauthenticated.")] * 2
+    work.apis.rf_.create_answers = [rf_refused(), Transient("Referral Factory POST /users: connection reset")]
     sync.start(work.deps, "42")
     with pytest.raises(RetryBatch):
         drain(work)

@@ -275,22 +275,31 @@ def test_a_page_intercom_refuses_the_workspaces_token_for_waits_for_the_reconnec
     assert {d.tries for d in work.queue.deferred} == {0}
 
 
-def test_a_page_waiting_for_the_reconnect_says_the_reconnect_in_sync_status_and_doctor_not_nothing_to_do(
-        monkeypatch, capsys):
-    """A page waiting for the workspace's refused token to be replaced: `sync status` said what it waits for, not
-    how to end the wait, and doctor's [sync] said "the page waits ... (a rate limit, or Referral Factory's block of
-    the bridge's IP) ... fix: nothing to do": it waits for the operator. Both say the reconnect, and no replay."""
+def intercom_refusing_the_token(monkeypatch, seconds: float, budget: Optional[float] = None) -> FakeWork:
+    """A run whose every page Intercom refuses the workspace's token for (revoked), worked for `seconds` (with a
+    BRIDGE_OUTAGE_HOURS of `budget`, when given)."""
     from chalicelib.errors import TokenRefused, refused_reason
     monkeypatch.setattr(sync, "PER_PAGE", 2)
-    monkeypatch.setattr(cli_module, "_text", lambda args: not args.json)          # a terminal
     work = world(CONTACTS)
+    if budget is not None:
+        work.config = replace(work.config, outage_hours=budget)
     answer = "Intercom answered 401 unauthorized: Access Token Invalid"
     work.apis.intercom_.down = lambda: TokenRefused(refused_reason(answer, "ws"), "ws", "oauth", answer, status=401)
     sync.start(work.deps, "42")
     sqs = Sqs(work)
     for message in work.queue.sent:
         sqs.send(message, work.clock.now)
-    sqs.run_until(work.clock.now + HOUR)
+    sqs.run_until(work.clock.now + seconds)
+    return work
+
+
+def test_a_page_waiting_for_the_reconnect_says_the_reconnect_in_sync_status_and_doctor_not_nothing_to_do(
+        monkeypatch, capsys):
+    """A page waiting for the workspace's refused token to be replaced: `sync status` said what it waits for, not
+    how to end the wait, and doctor's [sync] said "the page waits ... (a rate limit, or Referral Factory's block of
+    the bridge's IP) ... fix: nothing to do": it waits for the operator. Both say the reconnect, and no replay."""
+    monkeypatch.setattr(cli_module, "_text", lambda args: not args.json)          # a terminal
+    work = intercom_refusing_the_token(monkeypatch, HOUR)
     assert sync.status(work.deps, "42")["page_error"]["state"] == "waiting" and work.queue.dead == []
     reconnect = ("`bridge workspace connect ws` (it asks for the new token) or, for the public app's token, a new OAuth "
                  "link for the workspace's admin, who authorizes the app again: `bridge workspace oauth-link "
@@ -304,3 +313,22 @@ def test_a_page_waiting_for_the_reconnect_says_the_reconnect_in_sync_status_and_
                               "goes on by itself once it is; past BRIDGE_OUTAGE_HOURS it waits in the dead-letter "
                               "queue and the run stops there"), text
     assert finding["fix"] == f"{reconnect}; what waits for it then goes on by itself, with no replay", text
+
+
+def test_a_page_dead_lettered_past_the_wait_for_the_reconnect_gets_doctors_reconnect_then_the_replay_by_reason(
+        monkeypatch, capsys):
+    """A page that waited BRIDGE_OUTAGE_HOURS for the workspace's refused token is dead-lettered: `sync status` says
+    the reconnect, then the replay by the letters' reason (`Intercom refuses workspace ws's token`, which reaches
+    the notifications' letters too), while doctor's [sync] said "fix the cause, then `bridge dlq replay --campaign
+    42`". Doctor gives the fix `sync status` gives."""
+    from chalicelib.domain.sync import refused_fix
+    work = intercom_refusing_the_token(monkeypatch, 3 * HOUR, budget=2)
+    [letter] = work.queue.dead
+    error = sync.status(work.deps, "42")["page_error"]
+    assert error["state"] == "failed"
+    text, finding = doctor_says(work)
+    assert not finding["ok"] and finding["what"].startswith("sync run 1 (full, users) stalled: page 1 failed: "), text
+    assert finding["fix"] == refused_fix(error["reason"]), text
+    assert finding["fix"].startswith("Intercom refuses workspace ws's token: ") and finding["fix"].endswith(
+        ", then `bridge dlq replay --reason \"Intercom refuses workspace ws's token\"` resumes the run where it "
+        "stopped"), text
