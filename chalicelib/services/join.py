@@ -228,13 +228,18 @@ def _apply(attempts: list[Attempt], deps: WorkDeps, documents: dict[str, dict], 
     runner.both(lambda: _together(created, lambda: _verify_later(created, deps)), tag_all)
     _finish(attempts, deps)
     _follow_later(attempts, deps)
-    for attempt in attempts:
-        if attempt.error is None and attempt.outcome is not None and attempt.reached is not None \
-                and (attempt.reached.resumed or attempt.kept is not None or attempt.known.found):
-            try:
-                _resumed_evaluation(attempt, deps)
-            except Exception as exc:
-                _failed_after(attempt, exc)
+    looks = [a for a in attempts if _looks_again(a)]
+    try:
+        finished = deps.links.get_many([a.ref for a in looks], consistent=True) if looks else {}
+    except Exception as exc:
+        for attempt in looks:
+            _failed_after(attempt, exc)
+        looks = []
+    for attempt in looks:
+        try:
+            _resumed_evaluation(attempt, deps, finished.get(attempt.ref))
+        except Exception as exc:
+            _failed_after(attempt, exc)
     _count_later(attempts, deps)
 
 
@@ -942,7 +947,18 @@ def _qualified_in_rf(attempt: Attempt, person: Person, settings: CampaignSetting
     attempt.rf_qualified_at = qualified_at(user, attempt.message.rf_user_id)
 
 
-def _resumed_evaluation(attempt: Attempt, deps: WorkDeps) -> None:
+def _looks_again(attempt: Attempt) -> bool:
+    """Does the finished join look at her link again (_resumed_evaluation; all of a batch's in one read)? A resumed
+    try (webhooks that came while the join was unfinished were not applied), one that began with a change kept for
+    its finish, or one that found and held her contact under a rule a notification could keep a change for meanwhile
+    (judge._kept: require_change only)."""
+    rule = attempt.settings.qualification if attempt.settings is not None else None
+    if attempt.error is not None or attempt.outcome is None or attempt.reached is None or rule is None:
+        return False
+    return attempt.reached.resumed or attempt.kept is not None or (attempt.known.found and rule.require_change)
+
+
+def _resumed_evaluation(attempt: Attempt, deps: WorkDeps, resumed: Optional[Link]) -> None:
     """Webhooks that came while the join was unfinished were not applied: look now. A change to the target one of
     them showed, which the link kept for this finish (Attempt.kept: judge.kept_for_join), qualifies her then
     (judge.released), whatever her value now. Kept on the contact her join held, it is hers whichever contact the
@@ -956,7 +972,6 @@ def _resumed_evaluation(attempt: Attempt, deps: WorkDeps) -> None:
     if reached is None or settings is None or settings.qualification is None:
         return
     rule, kept = settings.qualification, attempt.kept
-    resumed = deps.links.get(attempt.ref)
     if resumed is None or resumed.qualification is not QState.PENDING or resumed.status is not LinkStatus.LINKED:
         return
     if not reached.resumed and kept is None and not released(resumed, rule):
