@@ -97,8 +97,8 @@ class Config:
             if bad else None
 
 
-#: The longest deployed reconciliation schedule, in minutes: the reconcile-failing alarm watches two runs, and
-#: CloudWatch evaluates an alarm over at most a day.
+#: The longest deployed reconciliation schedule, in minutes: the reconcile-failing alarm watches two runs, within a
+#: day; the reconcile-not-running alarm three (CloudWatch evaluates one of hourly periods over at most 7 days).
 MAX_RECONCILE_MINUTES = 720
 
 

@@ -23,15 +23,18 @@ LATE = 5.0      # seconds a waiting record comes back after its delay, at most (
 def evaluate(alarm: dict, samples: dict[str, list[tuple[float, float]]], until: float) -> list[tuple[str, float]]:
     """The alarm's state changes, (state, when), as CloudWatch evaluates it at the end of each period on the
     `samples` of each metric (name -> (time, value)): the last EvaluationPeriods datapoints (each period's
-    samples by the alarm's statistic; none, not breaching), of which DatapointsToAlarm over the threshold are an
-    ALARM. Metric math on each period's datapoints of its metrics (missing: None), its FILL, IF, AND,
-    comparisons and + as CloudWatch reads them."""
+    samples by the alarm's statistic; none, missing), of which DatapointsToAlarm breaching (over, or under, the
+    threshold, as its ComparisonOperator says; a missing one as its TreatMissingData says) are an ALARM. Metric
+    math on each period's datapoints of its metrics (missing: None), its FILL, IF, AND, comparisons and + as
+    CloudWatch reads them. The periods before the first (before time 0) were fine: none breaches."""
     stats = {m["Id"]: m["MetricStat"] for m in alarm.get("Metrics", []) if "MetricStat" in m}
     watched = {i: (s["Metric"]["MetricName"], s["Stat"], s["Period"]) for i, s in stats.items()} or {
         "m": (alarm["MetricName"], alarm["Statistic"], alarm["Period"])}
     [expression] = [m["Expression"] for m in alarm["Metrics"] if m["ReturnData"]] if stats else ["m"]
     [period] = {p for _, _, p in watched.values()}
-    assert alarm["TreatMissingData"] == "notBreaching" and alarm["ComparisonOperator"] == "GreaterThanThreshold"
+    missing = {"notBreaching": False, "breaching": True}[alarm["TreatMissingData"]]
+    compare = {"GreaterThanThreshold": lambda v: v > alarm["Threshold"],
+               "LessThanThreshold": lambda v: v < alarm["Threshold"]}[alarm["ComparisonOperator"]]
     n, m = alarm["EvaluationPeriods"], alarm.get("DatapointsToAlarm", alarm["EvaluationPeriods"])
     of: dict[str, dict[int, float]] = {}
     for i, (name, stat, _) in watched.items():
@@ -46,7 +49,8 @@ def evaluate(alarm: dict, samples: dict[str, list[tuple[float, float]]], until: 
                   for p in range(int(until // period) + 1)}
     states, state = [], "OK"
     for end in range(1, int(until // period) + 1):
-        breaching = sum((datapoints.get(p) or 0) > alarm["Threshold"] for p in range(end - n, end))
+        breaching = sum(p >= 0 and (missing if datapoints.get(p) is None else compare(datapoints[p]))
+                        for p in range(end - n, end))
         now = "ALARM" if breaching >= m else "OK"
         if now != state:
             states.append((now, end * period))
@@ -199,3 +203,162 @@ def test_the_reconcile_alarm_emails_once_runs_fail_two_in_a_row_not_for_one_nor_
         (_, fired), (_, cleared) = states
         assert fired <= first + 2 * period and recovered < cleared <= recovered + period
     assert "two runs in a row" in readme()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The work queue's oldest message: a worker that takes no work (its SQS trigger disabled, its concurrency 0)
+# ---------------------------------------------------------------------------------------------------------------
+
+def deployed() -> tuple[float, int, float]:
+    """As `make deploy` sets them for prod: the work queue's visibility timeout (a failed try comes back after it),
+    BRIDGE_MAX_ATTEMPTS (the tries before the worker dead-letters a record) and the worker's timeout (a try's
+    longest)."""
+    import json
+
+    from infra import deploy
+
+    base = json.loads(deploy.BASE_CONFIG.read_text())
+    params = {p["ParameterKey"]: p["ParameterValue"] for p in deploy.stack_parameters(
+        "prod", base, None, None, deploy.template_parameters(deploy.TEMPLATE.read_text()))}
+    tries = int(params["MaxReceiveCount"]) // 2
+    return float(params["VisibilityTimeout"]), tries, float(deploy.worker_timeout(base, "prod"))
+
+
+def oldest(copies: list[tuple[float, float]], until: float, every: float = 60.0) -> dict:
+    """SQS's ApproximateAgeOfOldestMessage of the work queue each `every` seconds (0 when it is empty: the worker's
+    event source polls it, so SQS reports it), from the messages it holds, each (sent, gone): a copy sent back to
+    wait is a new message, its age from its own sending; a failed try's record is the same message, its age from
+    when it was first sent."""
+    ages = []
+    for t in returns(0.0, until, every):
+        held = [t - sent for sent, gone in copies if sent <= t < gone]
+        ages.append((t, max(held, default=0.0)))
+    return {"ApproximateAgeOfOldestMessage": ages}
+
+
+def waiting(start: float, end: float, delay: float) -> list[tuple[float, float]]:
+    """A record that waits from `start` to `end` (RF's block, a vendor's outage, a 429's pause): each time it comes
+    back (its delay, a few seconds late) the worker sends a copy back with the delay and deletes it."""
+    return [(t, t + delay + LATE) for t in returns(start, end, delay + LATE)]
+
+
+def test_the_work_queue_alarm_fires_when_the_worker_takes_no_work_and_clears_once_it_does():
+    """The worker's SQS trigger is disabled (or its concurrency set to 0) for 6 hours, while a join arrives every
+    10 minutes: none is received, none is dead-lettered, the dead-letters alarm says nothing; SQS would delete them
+    14 days after they were sent. This alarm says it, once, and once that it ended."""
+    props = load_template()["Resources"]["WorkQueueStalledAlarm"]["Properties"]
+    stop, resume = 3600.0, 3600.0 + 6 * 3600
+    joins = returns(0.0, 12 * 3600, 600.0)
+    copies = [(t, t + 2 if not stop <= t < resume else resume + 30) for t in joins]
+    states = evaluate(props, oldest(copies, 14 * 3600), 14 * 3600)
+    assert [s for s, _ in states] == ["ALARM", "OK"], states
+    (_, fired), (_, cleared) = states
+    first = min(t for t in joins if t >= stop)
+    assert props["Threshold"] < fired - first <= props["Threshold"] + (props["EvaluationPeriods"] + 1) * props["Period"]
+    assert resume < cleared <= resume + 2 * props["Period"]
+    said = " ".join(props["AlarmDescription"]["Fn::Sub"].split())
+    for check in ("list-event-source-mappings", "concurrency", "/aws/lambda/${Prefix}-worker", "RFBlocked"):
+        assert check in said, check
+
+
+def test_the_work_queue_alarm_fires_for_one_message_the_worker_never_takes():
+    """One join arrives, then nothing for hours: the queue's only message still ages, and is told."""
+    props = load_template()["Resources"]["WorkQueueStalledAlarm"]["Properties"]
+    states = evaluate(props, oldest([(1000.0, 10 * 3600)], 12 * 3600), 12 * 3600)
+    assert [s for s, _ in states] == ["ALARM", "OK"], states
+
+
+@pytest.mark.parametrize("delay", [MAX_DELAY_SECONDS, 30.0], ids=["longest wait", "a 429's pause"])
+def test_the_work_queue_alarm_says_nothing_of_work_that_waits_for_rf_a_vendor_or_a_rate_limit(delay):
+    """RF blocks the bridge (or a vendor is out, or a workspace's token is refused) for 24 hours, joins arriving
+    every minute meanwhile: each waits as a copy sent back with a delay (adapters/queue.defer: at most SQS's longest,
+    15 minutes) and the original deleted, so no message in the queue is older than that wait. The RF-blocked (or
+    vendor-outage) alarm says it; this one does not, however long the block lasts."""
+    from chalicelib.config import Config
+    from chalicelib.domain.outage import LONGEST_WAIT
+
+    assert min(Config.from_env({}).rf_block_recheck, MAX_DELAY_SECONDS) == LONGEST_WAIT == MAX_DELAY_SECONDS
+    props = load_template()["Resources"]["WorkQueueStalledAlarm"]["Properties"]
+    day = 24 * 3600.0
+    copies = [c for t in returns(0.0, day, 60.0) for c in waiting(t, day, delay)]
+    assert evaluate(props, oldest(copies, day + 3600), day + 3600) == []
+
+
+@pytest.mark.parametrize("took", [1.0, "timeout"])
+def test_the_work_queue_alarm_says_nothing_of_records_that_fail_every_try_until_dead_lettered(took):
+    """A record fails each try (a bug, a refusal): it is the same message each time (its visibility changed, not a
+    copy), back after the queue's visibility timeout, BRIDGE_MAX_ATTEMPTS times, then dead-lettered (the dead-letters
+    alarm says it). One such record arriving every 5 minutes for 12 hours, each try taking a second or the worker's
+    whole timeout: no message grows older than the alarm's threshold."""
+    visibility, tries, timeout = deployed()
+    spent = timeout if took == "timeout" else float(took)
+    props = load_template()["Resources"]["WorkQueueStalledAlarm"]["Properties"]
+    assert props["Threshold"] > (tries - 1) * visibility + timeout > MAX_DELAY_SECONDS + LATE
+    copies = [(t, t + (tries - 1) * visibility + spent) for t in returns(0.0, 12 * 3600, 300.0)]
+    assert evaluate(props, oldest(copies, 13 * 3600), 13 * 3600) == []
+
+
+def test_the_work_queue_alarm_says_nothing_of_an_idle_stack():
+    """No work at all: SQS reports an empty queue's age as 0, or nothing (a queue nobody polls): neither fires."""
+    props = load_template()["Resources"]["WorkQueueStalledAlarm"]["Properties"]
+    assert evaluate(props, oldest([], 7 * 86400.0, 300.0), 7 * 86400.0) == []
+    assert evaluate(props, {}, 7 * 86400.0) == []
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Reconciliation that does not run at all (its schedule removed or disabled, its concurrency 0)
+# ---------------------------------------------------------------------------------------------------------------
+
+def scheduled(props: dict, period: int) -> dict:
+    """The alarm as `make deploy` deploys it for a schedule of `period` seconds (ReconcilePeriod)."""
+    assert props["Period"] == {"Ref": "ReconcilePeriod"}
+    return {**props, "Period": period}
+
+
+@pytest.mark.parametrize("period", [60, 300, 900, 43200])          # RECONCILE_EVERY_MINUTES 1, 5, 15 and 720
+@pytest.mark.parametrize("offset", [0.0, 0.4, 0.97])               # where in a period the schedule fires
+def test_the_reconcile_not_running_alarm_fires_when_the_runs_stop_and_clears_when_they_come_back(period, offset):
+    """The schedule runs, then is disabled (or removed, or the function's concurrency set to 0) for 40 periods, then
+    runs again: no invocation, so no error either, and the reconcile-failing alarm cannot see it. No Invocations is
+    no data: breaching. Told within four periods of the last run, and once that it ended, at the next run's period."""
+    props = scheduled(load_template()["Resources"]["ReconcileNotRunningAlarm"]["Properties"], period)
+    stopped, back, until = 8, 48, 60 * period
+    runs = reconciliations(period, offset * period, lambda k: 0, until, 1.0)["Invocations"]
+    runs = [(t, v) for t, v in runs if not stopped * period <= t - offset * period < back * period]
+    states = evaluate(props, {"Invocations": runs}, until)
+    assert [s for s, _ in states] == ["ALARM", "OK"], states
+    (_, fired), (_, cleared) = states
+    last = max(t for t, _ in runs if t < stopped * period)
+    assert last < fired <= last + (props["EvaluationPeriods"] + 1) * period
+    assert back * period < cleared <= (back + 2) * period
+    # Without treating no data as breaching, the same stop is never told (the check can fail).
+    assert evaluate({**props, "TreatMissingData": "notBreaching"}, {"Invocations": runs}, until) == []
+
+
+@pytest.mark.parametrize("case", sorted(FAILING))
+@pytest.mark.parametrize("period", [60, 300, 900, 43200])
+@pytest.mark.parametrize("offset", [0.0, 0.4, 0.97])
+@pytest.mark.parametrize("late", [0.0, 50.0])                      # EventBridge firing a run up to a minute late
+def test_the_reconcile_not_running_alarm_says_nothing_while_the_schedule_runs_failing_or_not(case, period, offset,
+                                                                                          late):
+    """Every run invoked, whether it fails (the reconcile-failing alarm's part) or not, some late, one in two: each
+    period holds a run, or the one before it held two; never three periods in a row hold none."""
+    failing, _ = FAILING[case]
+    props = scheduled(load_template()["Resources"]["ReconcileNotRunningAlarm"]["Properties"], period)
+    until = 60 * period
+    runs = reconciliations(period, offset * period, failing, until, 1.0)["Invocations"]
+    runs = [(t + (late if int((t - offset * period) // period) % 2 else 0.0), v) for t, v in runs]
+    assert evaluate(props, {"Invocations": runs}, until) == []
+
+
+def test_the_reconcile_not_running_alarm_is_one_cloudwatch_accepts_for_every_schedule():
+    """PutMetricAlarm: Period x EvaluationPeriods at most 7 days, at most 1 day for a period under an hour; for every
+    schedule `make deploy` accepts (RECONCILE_EVERY_MINUTES 1 to MAX_RECONCILE_MINUTES)."""
+    from chalicelib.config import MAX_RECONCILE_MINUTES
+
+    props = load_template()["Resources"]["ReconcileNotRunningAlarm"]["Properties"]
+    for minutes in range(1, MAX_RECONCILE_MINUTES + 1):
+        window = 60 * minutes * props["EvaluationPeriods"]
+        assert window <= (86400 if 60 * minutes < 3600 else 7 * 86400), minutes
+    assert 1 < props["DatapointsToAlarm"] == props["EvaluationPeriods"]       # one late run never fires it
+    assert "reconcile-not-running" in readme() and "work-queue-stalled" in readme()

@@ -288,10 +288,11 @@ def test_the_work_queue_widget_shows_all_the_work_doctor_counts_in_flight():
 def test_every_alarm_emails_the_topic_when_it_fires_and_when_it_clears():
     alarms = {name: r["Properties"] for name, r in load_template()["Resources"].items()
               if r["Type"] == "AWS::CloudWatch::Alarm"}
-    assert {"ApiErrorsAlarm", "ReconcileFailingAlarm"} <= set(alarms)
+    assert {"ApiErrorsAlarm", "ReconcileFailingAlarm", "WorkQueueStalledAlarm", "ReconcileNotRunningAlarm"} <= set(alarms)
     for name, alarm in alarms.items():
         assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}] == alarm["OKActions"], name
-        assert alarm["TreatMissingData"] == "notBreaching", name
+        # No data is no fault, but for reconciliation's runs: none at all is the fault.
+        assert alarm["TreatMissingData"] == ("breaching" if name == "ReconcileNotRunningAlarm" else "notBreaching"), name
 
 
 def test_the_edge_and_reconciliation_alarms_read_this_stages_api_and_function_as_the_dashboard_shows_them():
@@ -312,3 +313,41 @@ def test_the_edge_and_reconciliation_alarms_read_this_stages_api_and_function_as
         said = " ".join(alarm["AlarmDescription"]["Fn::Sub"].split())
         assert "`bridge --stage <stage> doctor CAMPAIGN`" in said
     assert "`bridge --stage <stage> backfill CAMPAIGN --apply`" in " ".join(api["AlarmDescription"]["Fn::Sub"].split())
+
+
+def test_the_work_queue_and_reconciliation_runs_alarms_read_what_the_dashboard_shows():
+    """A worker that takes no work leaves the work queue's oldest message ageing (nothing fails, nothing is
+    dead-lettered); a schedule that no longer runs reconciliation leaves no invocation (nothing fails either). The
+    alarms read this stage's queue and function, as the dashboard graphs them, and the reconcile one per scheduled
+    run (ReconcilePeriod, as `make deploy` sets it)."""
+    resources = load_template()["Resources"]
+    shown = dashboard()
+    [(namespace, name, dims)] = alarm_metrics()["WorkQueueStalledAlarm"]
+    assert (namespace, name) == ("AWS/SQS", "ApproximateAgeOfOldestMessage")
+    assert dims == [{"Name": "QueueName", "Value": {"Fn::GetAtt": "WorkQueue.QueueName"}}]
+    assert ("AWS/SQS", "ApproximateAgeOfOldestMessage", ("QueueName", "${WorkQueue.QueueName}")) in shown
+    stalled = resources["WorkQueueStalledAlarm"]["Properties"]
+    assert (stalled["Statistic"], stalled["ComparisonOperator"]) == ("Maximum", "GreaterThanThreshold")
+    assert stalled["AlarmName"] == {"Fn::Sub": "${Prefix}-work-queue-stalled"}
+    [(namespace, name, dims)] = alarm_metrics()["ReconcileNotRunningAlarm"]
+    assert (namespace, name) == ("AWS/Lambda", "Invocations")
+    assert dims == [{"Name": "FunctionName", "Value": {"Fn::Sub": "${Prefix}-reconcile"}}]
+    assert ("AWS/Lambda", "Invocations", ("FunctionName", "${Prefix}-reconcile")) in shown
+    runs = resources["ReconcileNotRunningAlarm"]["Properties"]
+    assert runs["AlarmName"] == {"Fn::Sub": "${Prefix}-reconcile-not-running"}
+    assert (runs["Statistic"], runs["Threshold"], runs["ComparisonOperator"]) == ("Sum", 1, "LessThanThreshold")
+    assert runs["Period"] == {"Ref": "ReconcilePeriod"}
+    for alarm in (stalled, runs):
+        assert "`bridge --stage <stage> doctor CAMPAIGN`" in " ".join(alarm["AlarmDescription"]["Fn::Sub"].split())
+
+
+def test_every_alarm_description_fits_cloudwatch_for_the_longest_prefix():
+    """CloudWatch refuses an AlarmDescription over 1024 characters (the stack's update fails). The longest Prefix a
+    stage can have: its functions' names (Prefix-reconcile, the longest) within Lambda's 64."""
+    longest = "x" * (64 - len("-reconcile"))
+    for name, resource in load_template()["Resources"].items():
+        if resource["Type"] == "AWS::CloudWatch::Alarm":
+            said = resource["Properties"]["AlarmDescription"]["Fn::Sub"].strip()
+            said = said.replace("${Prefix}", longest).replace("${ReconcilePeriod}", "43200").replace(
+                "${ApiName}", "rf-intercom-bridge")
+            assert "${" not in said and len(said) <= 1024, (name, len(said))
