@@ -32,6 +32,7 @@ from .adapters.dynamo import watch_clients
 from .config import Config
 from .domain import apps
 from .domain.ids import is_id, not_an_id
+from .domain.judge import DEAD_LETTER_DAYS
 from .domain.oauth import TICKET_SECONDS
 from .domain.settings import SettingsError
 from .errors import WorkError, replay_parked
@@ -273,9 +274,11 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("backfill", help="send the campaign's people who joined before its settings (dry run "
                                         "unless --apply)")
     p.add_argument("campaign_id")
-    p.add_argument("--apply", action="store_true", help="queue their joins (the same pipeline as the webhook), "
-                   "count the leads applied before the campaign kept referral counts, and take the value now of "
-                   "leads linked before the qualification rule as their baseline")
+    p.add_argument("--apply", action="store_true", help="queue their joins (the same pipeline as the webhook), and "
+                   "those ignored under `action: nothing` once the action creates; count the leads applied before the "
+                   "campaign kept referral counts; take the value now of leads linked before the qualification rule "
+                   "as their baseline; and check again the qualifications RF refused whose dead letter SQS deleted "
+                   f"({DEAD_LETTER_DAYS} days; one whose lead was deleted in RF is marked: never checked again)")
     _json(p)
     p.set_defaults(func=_backfill)
 
@@ -486,14 +489,10 @@ def main(argv: list[str] | None = None, rt: Runtime | None = None) -> int:
             stream.reconfigure(errors="backslashreplace")
     args = _parser().parse_args(argv)
     file_only = args.func is _settings_check      # reads a file only: no stage, no runtime, no AWS
-    # A campaign id no webhook can carry, refused as `settings check` refuses it (no settings name it), by every command
-    # taking one (doctor, backfill, history, settings show/delete, sync start/status/report; dlq replay/discard's
-    # --campaign): a command line it cannot take, said before any stack is looked for, as argparse's refusals are.
-    for name, said in (("campaign_id", "campaign_id"), ("campaign", "--campaign")):
-        campaign_id = getattr(args, name, None)
-        if campaign_id is not None and not is_id(campaign_id):
-            print(f"bridge: {said}: {not_an_id(campaign_id)}", file=sys.stderr)
-            return 2
+    unusable = _unusable(args)
+    if unusable:                  # a command line it cannot take: exit 2, before any stack is looked for, as argparse's
+        print(f"bridge: {unusable}", file=sys.stderr)
+        return 2
     if args.stage and rt is None and not file_only:  # the stage's table, queues and secrets path, from its stack
         from .stage import use_stage_or_exit
         use_stage_or_exit(args.stage)
@@ -529,6 +528,44 @@ def main(argv: list[str] | None = None, rt: Runtime | None = None) -> int:
         secrets = [getattr(args, k, None) for k in ("token", "client_secret", "webhook_secret")]  # typed ones too
         print(f"bridge: {_redact(message, secrets)}", file=sys.stderr)
         return 1
+
+
+def _unusable(args: argparse.Namespace) -> Optional[str]:
+    """Why the command line cannot be taken, as argparse refuses a word misspelt or an argument missing (exit 2,
+    before any stack is looked for, nothing read): a campaign id no webhook can carry, refused as `settings check`
+    refuses it (no settings name it), by every command taking one (doctor, backfill, history, settings show/delete,
+    sync start/status/report; dlq replay/discard's --campaign); an argument given empty or blank (`explain ""`, a
+    `"$VAR"` unset); a selector missing or blank (`dlq discard` without one; a blank `--reason` matches every
+    letter); an option without the one it needs or beside one it excludes. None when it can be taken."""
+    for name, said in (("campaign_id", "campaign_id"), ("campaign", "--campaign")):
+        campaign_id = getattr(args, name, None)
+        if campaign_id is not None and not is_id(campaign_id):
+            return f"{said}: {not_an_id(campaign_id)}"
+    func = args.func
+    if func is _explain and not args.who.strip():
+        return "explain whom? Give an email, a Referral Factory user id or an Intercom contact id"
+    if func is _dlq_list and args.raw and not args.show_payload:
+        return "--raw shows the payloads as queued: give it with --show-payload"
+    if func is _dlq_replay and args.all and (args.reason is not None or args.campaign is not None):
+        return "--all replays every dead letter: give it alone, or filter with --reason / --campaign"
+    if func is _dlq_replay and _blank(args.reason):   # (`--reason "$VAR"` with VAR unset: it would match every letter)
+        return ("replay which dead letters? A blank --reason matches every letter: give --reason TEXT (a part of their "
+                "reason), --campaign ID, or --all; nothing was sent back")
+    if func is _dlq_discard and (_blank(args.reason) or not (args.reason or args.campaign or args.superseded)):
+        return ("discard which dead letters? Give --reason TEXT (a part of their reason; a blank one matches every "
+                "letter), --campaign ID and/or --superseded (`bridge dlq list` shows them); nothing was discarded")
+    for name, said, wanted in _GIVEN_BLANK:
+        value = getattr(args, name, None)
+        if value is not None and not value.strip():
+            return f"{said} is empty: give {wanted}"
+    return None
+
+
+# The other arguments a command cannot take empty or blank (the option or argument, what it wants instead).
+_GIVEN_BLANK = (("file", "the settings file", "the path of a YAML or JSON file (an example: docs/examples/campaign.yaml)"),
+                ("workspace", "the workspace", "its Intercom app id (its workspace id, e.g. vne310wv)"),
+                ("rf_user_id", "the RF user id", "the person's Referral Factory user id"),
+                ("email", "the email", "the person's email, e.g. ann@example.com"))
 
 
 def _runtime(config: Config, local: Callable[[], float] = time.time) -> Runtime:
@@ -592,9 +629,11 @@ def _settings_delete(args: argparse.Namespace, rt: Runtime) -> int:
     try:
         done = admin.delete_settings(rt, args.campaign_id, confirmed=args.yes)
     except admin.NeedsConfirmation as exc:
-        raise CliError(f"campaign {args.campaign_id} has {exc}: once its settings are deleted, its joins are "
-                       "refused and its pending leads no longer checked — add --yes to delete them anyway (links "
-                       "and history are kept)") from None
+        asked = (f"campaign {args.campaign_id} has {exc}: once its settings are deleted, its joins are refused and its "
+                 "pending leads no longer checked — add --yes to delete them anyway (links and history are kept)")
+        if args.json:          # the answer on stdout, as every refusal of a check under --json (exit 1 still)
+            return _refused(args, "", {"campaign_id": args.campaign_id, "deleted": False}, [asked], 1)
+        raise CliError(asked) from None
     if done is None:
         raise CliError(f"campaign {args.campaign_id!r} has no settings, nothing was deleted (the id must be exactly "
                        "the stored one: `bridge settings show <campaign_id>`)")
@@ -770,8 +809,6 @@ def _dlq_list(args: argparse.Namespace, rt: Runtime) -> int:
     from .services import dead_letters
 
     _needs_dlq(rt)
-    if args.raw and not args.show_payload:
-        raise CliError("--raw shows the payloads as queued: give it with --show-payload")
     found = _look(args, rt)
     listed = dead_letters.summary(found.letters, show_payload=args.show_payload, not_seen=found.not_seen,
                                   raw=args.raw, token_apps=dead_letters.token_apps(rt, found.letters))
@@ -804,11 +841,6 @@ def _dlq_replay(args: argparse.Namespace, rt: Runtime) -> int:
     from .services import dead_letters
 
     _needs_dlq(rt)
-    if args.all and (args.reason or args.campaign):
-        raise CliError("--all replays every dead letter: give it alone, or filter with --reason / --campaign")
-    if _blank(args.reason):        # (`--reason "$VAR"` with VAR unset: it would match every letter)
-        raise CliError("replay which dead letters? A blank --reason matches every letter: give --reason TEXT (a part "
-                       "of their reason), --campaign ID, or --all; nothing was sent back")
     with progress_line(args) as draw:
         done = dead_letters.replay(rt, args.reason, args.campaign, progress=_letters(draw, "sent back"))
     _answer(args, done, f"{done['replayed']} message(s) sent back to the work queue"
@@ -867,18 +899,17 @@ def _dlq_discard(args: argparse.Namespace, rt: Runtime) -> int:
     from .services import dead_letters
 
     _needs_dlq(rt)
-    if _blank(args.reason) or not (args.reason or args.campaign or args.superseded):   # (a blank --reason matches all)
-        raise CliError("discard which dead letters? Give --reason TEXT (a part of their reason; a blank one matches "
-                       "every letter), --campaign ID and/or --superseded (`bridge dlq list` shows them); nothing "
-                       "was discarded")
     if not args.yes:               # as `settings delete`: say what it would do, and ask for --yes
         found = _look(args, rt)
         n = sum(dead_letters.matches(d, args.reason, args.campaign, args.superseded) for d in found.letters)
         if not n:                  # nothing to do (exit 0, as a replay matching nothing): say what there is
             _nothing_matches(args, found)
             return 0
-        raise CliError(f"{n} dead letter(s) match: discarding takes them out for good (a replay can no longer "
-                       "bring them back) — add --yes to discard them; nothing was discarded")
+        asked = (f"{n} dead letter(s) match: discarding takes them out for good (a replay can no longer bring them "
+                 "back) — add --yes to discard them; nothing was discarded")
+        if args.json:              # the answer on stdout, as every refusal of a check under --json (exit 1 still)
+            return _refused(args, "", _letters_read(found, n), [asked], 1)
+        raise CliError(asked)
     with progress_line(args) as draw:
         done = dead_letters.discard(rt, args.reason, args.campaign, args.superseded,
                                     progress=_letters(draw, "discarded"))
@@ -930,19 +961,21 @@ def _nothing_matches(args: argparse.Namespace, found: "Listing") -> None:
     reasons = Counter(dead_letters.reason_part(d.reason) for d in found.letters).most_common()
     there = (f"the {len(found.letters)} there are: " + ", ".join(f"--reason {shlex.quote(r)} ({n})" for r, n in reasons)
              + " (`bridge dlq list` shows them)") if reasons else "the dead-letter queue is empty"
-    _answer(args, {"discarded": 0, "left": len(found.letters), "matching": 0, "total": len(found.letters),
-                   "not_seen": found.not_seen,
-                   "by_reason": dict(Counter(d.shown_reason for d in found.letters).most_common())},
-            f"no dead letter matches {selected}: nothing to discard; {there}")
+    _answer(args, _letters_read(found, 0), f"no dead letter matches {selected}: nothing to discard; {there}")
     _not_reached({"not_seen": found.not_seen, "cut": found.cut}, "discarded", "discard", [], "")
+
+
+def _letters_read(found: "Listing", matching: int) -> dict:
+    """A discard's answer when it discards nothing (none matches, or --yes is not given): the letters read, those
+    `matching`, and the count of each reason."""
+    return {"discarded": 0, "left": len(found.letters), "matching": matching, "total": len(found.letters),
+            "not_seen": found.not_seen, "by_reason": dict(Counter(d.shown_reason for d in found.letters).most_common())}
 
 
 def _explain(args: argparse.Namespace, rt: Runtime) -> int:
     from .services import explain
     from .services.doctor import quick
 
-    if not args.who.strip():
-        raise CliError("explain whom? Give an email, a Referral Factory user id or an Intercom contact id")
     # (Intercom is asked about a contact id no link names: a duplicate's email; a store-only runtime asks nobody.
     # It answers the operator now, as doctor does: an outage is said at once, not waited out with the worker's retries)
     intercom = getattr(rt, "intercom", None)

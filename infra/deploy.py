@@ -10,8 +10,12 @@ deploy:
   4. generate .chalice/policy-<stage>-<function>.json, one least-privilege policy per function,
      with exact ARNs, and beside them the operator's (`bridge --stage <stage>`): policy-<stage>-operator.json
      (every command) and policy-<stage>-operator-readonly.json (the commands that change nothing);
+  4b. upgrade the table for this version's code, before it goes live: each campaign's settings copied to their
+     own partition as the version deployed before left them (chalicelib/adapters/dynamo/upgrade.py; idempotent,
+     each write conditional on what it read);
   5. `chalice deploy --stage <stage>`, with Chalice's deployed state fetched from the stack's
-     bucket before and stored there after (so any checkout updates the same API and URL);
+     bucket before and stored there after (so any checkout updates the same API and URL); twice over a version
+     whose API function reads settings in the campaigns' partition: with that read, then without it (policies);
   6. print the two webhook URLs.
   With --render-only (RENDER_ONLY=1) it stops after step 4. With AWS_ENDPOINT_URL set, every
   AWS call goes there (e.g. a moto server).
@@ -107,10 +111,17 @@ def _keyed(sid: str, actions: list[str], table: str, keys: list[str]) -> dict:
             "Condition": {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": keys}}}
 
 
-def policies(target: Target) -> dict[str, dict]:
+#: Where versions before 2026-11-28 read a campaign's settings (adapters/dynamo/keys.py: rollback_settings_key).
+SETTINGS_BEFORE = "CAMPAIGN#*"
+
+
+def policies(target: Target, upgrading: bool = False) -> dict[str, dict]:
     """function -> its IAM policy. Exactly what each function's code does (tests/deploy checks
     both ways against what the code performs: the actions, their resources, and each item statement's
-    partitions), on this stage's resources only."""
+    partitions), on this stage's resources only. `upgrading`: the API function's and reconcile's code deployed
+    before read settings in the campaign's partition, and run under these policies until `chalice deploy` replaces
+    it (Chalice puts a function's role policy before its code): their GetItem names that partition too, for that
+    deploy only (deploy(), two passes). The worker's names it anyway (its links)."""
     out = target.outputs
     table, work, dlq = out["TableArn"], out["QueueArn"], out["DeadLetterQueueArn"]
     secrets = target.arn("ssm", f"parameter{out['SecretsPath']}")
@@ -121,16 +132,20 @@ def policies(target: Target) -> dict[str, dict]:
         return _statement("Logs", ["logs:CreateLogStream", "logs:PutLogEvents"], [f"{group}:*"])
 
     # Every statement on the table's items names the partitions it may touch (adapters/dynamo/keys.py). A
-    # campaign's partition (CAMPAIGN#) holds its settings, its links (PERSON#), its referral counts (REFERRALS#)
-    # and its sync runs (SYNC#RUN): dynamodb:LeadingKeys names partitions, and cannot tell these apart.
+    # campaign's partition (CAMPAIGN#) holds its links (PERSON#), its referral counts (REFERRALS#) and its sync
+    # runs (SYNC#RUN): dynamodb:LeadingKeys names partitions, and cannot tell these apart. Its settings have their
+    # own (SETTINGS#), so a function may read them and no link; the copy kept in CAMPAIGN# for a version rolled
+    # back to (keys.py) is written by the operator's `bridge settings` only, and read by none of these.
     documents = {
         "api_handler": [
             logs("api_handler"),
             # GetItem, on the partitions it checks callers with only: a join's campaign settings, a workspace's
             # connection (and, on the OAuth callback, the campaigns naming it), the operator's OAuth ticket, a
-            # used OAuth state (what its callback did, for the page seen again). Never a history, the links by
-            # contact or email, the sync ledger, applied notifications or a rate budget.
-            _keyed("Table", ["dynamodb:GetItem"], table, ["CAMPAIGN#*", "WORKSPACE#*", "TICKET#*", "OAUTH#*"]),
+            # used OAuth state (what its callback did, for the page seen again). Never a link or a referral count
+            # (a campaign's partition), a history, the links by contact or email, the sync ledger, applied
+            # notifications or a rate budget.
+            _keyed("Table", ["dynamodb:GetItem"], table, ["SETTINGS#*", "WORKSPACE#*", "TICKET#*", "OAUTH#*",
+                                                         *([SETTINGS_BEFORE] if upgrading else [])]),
             # UpdateItem, on its own partitions only: the edge's log (refusals counted, when a webhook was
             # last heard; ports/edge.py), and the OAuth callback's workspace connection and workspace index.
             # Never a link, a history, settings or a rate budget (the worker's and the operator's).
@@ -164,7 +179,7 @@ def policies(target: Target) -> dict[str, dict]:
             # email's; the merged contact's, a merge's or a join's finished on another contact than it held), the
             # rate budgets' state, its position, a workspace's connection and campaigns.
             _keyed("ItemReads", ["dynamodb:GetItem"], table,
-                   ["CAMPAIGN#*", "CONTACT#*", "EMAIL#*", "RATE#*", "RECONCILE", "WORKSPACE#*"]),
+                   ["SETTINGS#*", "CAMPAIGN#*", "CONTACT#*", "EMAIL#*", "RATE#*", "RECONCILE", "WORKSPACE#*"]),
             # PutItem: links, sync runs, history entries, applied notifications, its position, a sync page's
             # `creating` ledger entries and those of the contacts it enrols or skips (conditional: never over another
             # worker's enrolment; SyncStore.intend).
@@ -178,7 +193,7 @@ def policies(target: Target) -> dict[str, dict]:
             # sync page's ledger entries, and, on RF's first 429 of a strike, the rate budget's slices
             # (adapters/ratelimit.py, DynamoRates.used).
             _keyed("BatchReads", ["dynamodb:BatchGetItem"], table,
-                   ["CAMPAIGN#*", "CONTACT#*", "EMAIL#*", "NOTIFICATION#*", "SYNC#*", "RATE#*"]),
+                   ["SETTINGS#*", "CAMPAIGN#*", "CONTACT#*", "EMAIL#*", "NOTIFICATION#*", "SYNC#*", "RATE#*"]),
             # A sync page tried again after RF said its contact's email is in the campaign asks the ledger
             # whether another contact with that email was enrolled (services/sync.py, Page._anothers): a
             # query of the ledger's partitions only.
@@ -210,7 +225,8 @@ def policies(target: Target) -> dict[str, dict]:
             logs("reconcile"),
             # It reads its cursor, the workspace index, each workspace's connection and campaigns, and the
             # settings of the pending leads' campaigns.
-            _keyed("Table", ["dynamodb:GetItem"], table, ["CAMPAIGN#*", "WORKSPACE#*", "WORKSPACES", "RECONCILE"]),
+            _keyed("Table", ["dynamodb:GetItem"], table, ["SETTINGS#*", "WORKSPACE#*", "WORKSPACES", "RECONCILE",
+                                                         *([SETTINGS_BEFORE] if upgrading else [])]),
             # It puts its cursor, and the history entry of each unfinished link it queued (in the link's
             # transaction, below); never a link, settings or a workspace.
             _keyed("CursorAndHistory", ["dynamodb:PutItem"], table, ["RECONCILE", "HISTORY#*"]),
@@ -330,7 +346,7 @@ def chalice_config(target: Target, base: dict, existing: Optional[dict], api_con
 
 
 def render(project_dir: Path, target: Target, *, api_concurrency: Optional[int] = DEFAULT_API_CONCURRENCY,
-           base_config: Path = BASE_CONFIG) -> list[Path]:
+           base_config: Path = BASE_CONFIG, upgrading: bool = False) -> list[Path]:
     """Steps 3 and 4: write the stage's config section and its policy files (the functions', the operator's)
     under project_dir/.chalice."""
     chalice_dir = Path(project_dir) / ".chalice"
@@ -340,7 +356,7 @@ def render(project_dir: Path, target: Target, *, api_concurrency: Optional[int] 
     base = json.loads(Path(base_config).read_text())
     written = [config_path]
     config_path.write_text(json.dumps(chalice_config(target, base, existing, api_concurrency), indent=2) + "\n")
-    for function, document in {**policies(target), **operator_policies(target)}.items():
+    for function, document in {**policies(target, upgrading), **operator_policies(target)}.items():
         path = chalice_dir / policy_file(target.stage, function)
         path.write_text(json.dumps(document, indent=2) + "\n")
         written.append(path)
@@ -756,6 +772,39 @@ def check_region(aws: Aws, stage: str, say: Say) -> None:
         return
 
 
+def reads_settings_before(aws: Aws, stage: str) -> bool:
+    """Does the stage's API function run a version that reads settings in the campaign's partition (its role's
+    policy lets it GetItem there)? No role: a new stage. A policy that cannot be read is taken as yes (a second
+    `chalice deploy` costs a minute; a join refused while the first replaces the code is lost, unless RF resends it)."""
+    role = f"{stage_prefix(stage)}-api_handler"
+    try:
+        document = aws.client("iam").get_role_policy(RoleName=role, PolicyName=role)["PolicyDocument"]
+    except ClientError as exc:
+        return exc.response.get("Error", {}).get("Code") != "NoSuchEntity"
+    except BotoCoreError:
+        return True
+    document = json.loads(document) if isinstance(document, str) else document
+    return any("dynamodb:GetItem" in (s.get("Action") if isinstance(s.get("Action"), list) else [s.get("Action")])
+               and SETTINGS_BEFORE in s.get("Condition", {}).get("ForAllValues:StringLike", {}).get(
+                   "dynamodb:LeadingKeys", [])
+               for s in document.get("Statement", []))
+
+
+def upgrade_table(aws: Aws, table: str, say: Say) -> None:
+    """Step 4b, before the functions' code goes live (and the policies that come with it: the API function's
+    reads settings in their own partition only): each campaign's settings copied there as the version deployed
+    before left them in the campaign's partition, where a version rolled back to still reads them
+    (chalicelib/adapters/dynamo/upgrade.py). Run again, it writes nothing."""
+    from chalicelib.adapters.dynamo.upgrade import SettingsChanging, mirror_settings
+    try:
+        done = mirror_settings(aws.client("dynamodb"), table)
+    except SettingsChanging as exc:
+        raise DeployError(str(exc)) from None
+    if done.copied or done.removed:
+        say(f"  settings in their own partition: {done.copied} campaign(s) copied, {done.removed} removed "
+            f"(deleted by the version deployed before), {done.kept} as they were")
+
+
 # ------------------------------------------------------------------------------------------
 # The two commands
 # ------------------------------------------------------------------------------------------
@@ -785,13 +834,25 @@ def deploy(stage: str, *, project_dir: Path = ROOT, render_only: bool = False, a
         say("RENDER_ONLY: `chalice deploy` skipped")
         return result
     check_concurrency(aws, target, api_concurrency, say)
+    upgrade_table(aws, outputs["TableName"], say)                                                 # 4b
     bucket = outputs["StateBucket"]
     pull_state(aws, bucket, project_dir, stage, say)
-    say(f"chalice deploy --stage {stage}")
-    try:
-        chalice(project_dir, ["deploy", "--stage", stage], target.region)                         # 5
-    finally:
-        push_state(aws, bucket, project_dir, stage, say)   # what was created, even by a failed deploy
+    # The code deployed before reads settings in the campaign's partition: the API function's and reconcile's roles
+    # keep that read while `chalice deploy` replaces it (Chalice puts a role's policy first), then lose it in a
+    # second pass.
+    passes = [True, False] if reads_settings_before(aws, stage) else [False]
+    for upgrading in passes:
+        if upgrading:
+            render(project_dir, target, api_concurrency=api_concurrency, base_config=base_config, upgrading=True)
+            say("  the code deployed before reads settings in the campaigns' partition: the API function and "
+                "reconcile keep that read until their code is replaced (a second `chalice deploy` takes it away)")
+        elif len(passes) > 1:
+            render(project_dir, target, api_concurrency=api_concurrency, base_config=base_config)
+        say(f"chalice deploy --stage {stage}")
+        try:
+            chalice(project_dir, ["deploy", "--stage", stage], target.region)                     # 5
+        finally:
+            push_state(aws, bucket, project_dir, stage, say)   # what was created, even by a failed deploy
     result["urls"] = urls = webhook_urls(project_dir, stage)                                      # 6
     say("")
     say(f"Stage {stage} is deployed. Webhook URLs:")

@@ -453,8 +453,12 @@ class MemoryLinks(Leases):
         return stamped
 
     def arm(self, link: Link, entries: Sequence[Entry], by: str, at: Optional[float] = None,
-            keep_held: bool = True) -> Link:
-        return self._armed_as_read(link, entries, **link.armed_fields(by, at, keep_held))
+            keep_held: bool = True, hold: Optional[float] = None) -> Link:
+        if hold is not None:     # (a join's keep: held to its status as read too, as DynamoDB's twin)
+            stored = self.get(link.ref)
+            if stored is not None and stored.contact_id == link.contact_id and stored.status is not link.status:
+                raise Busy("the link changed meanwhile (another worker applied an Intercom event)")
+        return self._armed_as_read(link, entries, **link.armed_fields(by, at, keep_held, hold))
 
     def hold_back(self, link: Link, entries: Sequence[Entry], at: float, by: str) -> Link:
         return self._armed_as_read(link, entries, held_at=at, held_by=by)

@@ -56,6 +56,12 @@ class Verdict:
     # ARM: the value held (Link.held_at) is no older than this value and not released by it (keeps_held): the arm
     # drops it
     drops_held: bool = False
+    # ARM of a join not finished (_held): a value meeting the target of this event time, a change to the target after
+    # her baseline, is kept for the join's finish: held (Link.held_at, the newer of the two) in the same write as the
+    # arm, since `since` (Link.armed_at: an earlier arm's, or this value's), no later than it: the link reads as
+    # released (judge.released), and the finish's sighting qualifies her (claimed, RF asked first, once)
+    keeps: Optional[float] = None
+    since: Optional[float] = None
 
 
 IGNORE = Verdict(Action.IGNORE)
@@ -271,9 +277,10 @@ def judge(link: Link, rule: Optional[Qualification], seen: Sighting,
         return Verdict(Action.QUALIFY, entry)
     if released(link, rule):
         return Verdict(Action.QUALIFY, Entry("evaluation", "met", (
-            f"the value at the target held back (of the event at {iso(link.held_at or 0.0)}) was released by the change "
-            f"away the link is armed since ({iso(link.armed_at or 0.0)}), and her qualification was not finished then: "
-            "it is now"), {**details, "released_held_at": link.held_at}))
+            f"the value at the target of the event at {iso(link.held_at or 0.0)} was a change to the target after her "
+            f"baseline: held back and released by the change away the link is armed since "
+            f"({iso(link.armed_at or 0.0)}), or kept while her join was not finished (seen then), and her "
+            "qualification was not finished then: it is now"), {**details, "released_held_at": link.held_at}))
     if early:
         return Verdict(Action.NOTE, _before_view(link, reason, details))
     if prior:
@@ -369,7 +376,9 @@ def released(link: Link, rule: Qualification) -> bool:
     later than the value held under it (Link.held_under; a hold on an armed link is always older than armed_at, one on
     a link not armed yet is followed by an arm since later, and only an arm that releases it makes it no later). The
     arm was written, then the claim failed (the table throttled, the worker stopped): any later sighting of her
-    contact (the retry, a check) qualifies her then, whatever her value."""
+    contact (the retry, a check) qualifies her then, whatever her value. Or a join not finished kept a change to the
+    target seen while it waited (_held: Verdict.keeps, held with an arm since no later than it): the join's finish
+    (its resumed sighting of the contact) qualifies her, whatever her value then."""
     held = link.held_under(rules.key(rule))
     return (armed_under(link, rule) and held is not None and link.armed_at is not None
             and held >= link.armed_at and link.qualification is QState.PENDING)
@@ -378,17 +387,74 @@ def released(link: Link, rule: Qualification) -> bool:
 def _held(link: Link, rule: Qualification, seen: Sighting, type_of: Callable[[str], str]) -> Verdict:
     """A lead's join not finished yet that found their contact and held its baseline (Link.contact_found): a value
     missing the target seen on it after they joined arms the link, as it would once linked (the join's next try
-    resumes with that baseline, and judges the contact's value then). Nothing else is judged before the link is."""
+    resumes with that baseline, and judges the contact's value then). A value meeting the target that is a change
+    after that baseline (it would qualify her, were she linked) is kept for the join's finish (_kept): her contact may
+    go back before the finish reads it (a "No" baseline, "Yes" at t + 10, "No" since t + 20, read by the retry at
+    t + 100). Nothing else is judged before the link is."""
     if not (link.contact_found and link.is_lead and rule.require_change and link.baseline_of == rule.attribute):
         return IGNORE
     data_type = type_of(rule.attribute)
     value = attribute_value(dict(seen.contact), rule.attribute)
-    if not _arms(link, armed_for(link, rule, _value_time(seen)), rule, data_type, value, seen):
+    armed = armed_for(link, rule, _value_time(seen))
+    if rules.matches(rule, data_type, value):
+        return _kept(link, rule, seen, rules.evaluate(rule, data_type, value, link.baseline, armed))
+    if not _arms(link, armed, rule, data_type, value, seen):
         return IGNORE
     result = rules.evaluate(rule, data_type, value, link.baseline, False)
     return Verdict(Action.ARM, Entry("evaluation", "not_met", f"{result.reason} (seen while the join was not finished: "
                                      "a change after joining, so a return to the target counts)",
                                      {**result.as_details(), "via": seen.via, "contact_id": seen.contact.get("id")}))
+
+
+@dataclass(frozen=True)
+class Kept:
+    """A change to the target a join not finished kept for its finish (_kept), as a try of it read the link: the
+    value's event time (Link.held_at), the arm's (Link.armed_at, no later), and the contact it was seen on."""
+
+    held_at: float
+    armed_at: float
+    contact_id: Optional[str]
+
+
+def kept_for_join(link: Link, rule: Qualification) -> Optional[Kept]:
+    """What a lead's join not finished kept for its finish under `rule` (_kept: held, with an arm since no later, under
+    the rule's key: a rule replaced since keeps none), or None. Only _kept leaves a link not linked so."""
+    held = link.held_under(rules.key(rule))
+    if link.status is LinkStatus.LINKED or not link.is_lead or held is None or not armed_under(link, rule) \
+            or link.armed_at is None or held < link.armed_at:
+        return None
+    return Kept(held, link.armed_at, link.contact_id)
+
+
+def _kept(link: Link, rule: Qualification, seen: Sighting, result: rules.Evaluation) -> Verdict:
+    """A value meeting the target seen on the contact a join not finished holds (_held): kept for the join's finish
+    when it is a change to the target after her baseline, as the link would judge it once linked (met: her baseline
+    misses the target, or the link is armed for it, armed_for), of her contact itself (not a duplicate's, nor another
+    contact's), of a known time no earlier than the link's view of the contact (before_view: the second she joined
+    in, or that the try that found it and read her baseline there began in, Link.joined_since; not a search's copy
+    from before it, searched_before_view). Kept: held (Link.held_at, under the rule) with an arm since no later than
+    it (an earlier arm's time, or its own), in one write (Verdict.keeps): the link reads as released (judge.released),
+    and the join's finish, which judges the contact as it is then, qualifies her (the normal path: claimed, RF asked
+    first when a call may have reached it, once). Kept already (held no older, armed no later): noted only. Any other
+    value is not judged (IGNORE, as before): no change (her baseline at the target, not armed for it), or no time
+    (the finish reads the contact)."""
+    when, since = seen.when, link.viewed_since
+    if not (result.met and when is not None and since is not None and not seen.duplicate
+            and str(seen.contact.get("id")) == str(link.contact_id) and not before_view(link, seen)
+            and not searched_before_view(link, seen)):
+        return IGNORE
+    by = rules.key(rule)
+    armed_at = link.armed_at if armed_under(link, rule) and link.armed_at is not None and link.armed_at <= when \
+        else when
+    held = link.held_under(by)
+    entry = Entry("evaluation", "met", (
+        f"{result.reason} (seen while her join was not finished: a change to the target after her baseline "
+        f"({link.baseline!r}), of the event at {iso(when)}; kept for the join's finish, which qualifies her, whatever "
+        "her value then)"), {**result.as_details(), "via": seen.via, "contact_id": seen.contact.get("id"),
+                             "kept_for_join": when})
+    if held is not None and held >= when and armed_at == link.armed_at:
+        return Verdict(Action.NOTE, entry)
+    return Verdict(Action.ARM, entry, keeps=when, since=armed_at)
 
 
 def before_view(link: Link, seen: Sighting) -> bool:

@@ -293,7 +293,9 @@ class Link:
     # baseline at the target, require_change): one armed_at held back (judge.armed_for), or one seen while the link was
     # not armed under the rule, under the rule `held_by` names: a value missing the target from an event no later
     # than it, delivered after, arms the link since then, which makes that held value a change to the target in
-    # order: she qualifies then (judge: Verdict.releases). Cleared with the baseline (a move, a baseline taken) and by
+    # order: she qualifies then (judge: Verdict.releases). Or a change to the target a join not finished kept for its
+    # finish (judge: Verdict.keeps), with an arm since no later than it: the finish qualifies her (judge.released).
+    # Cleared with the baseline (a move, a baseline taken, a hold of another contact: LinkRepository.hold_found) and by
     # any move (it was the contact left's); kept by an arm under the same rule (LinkRepository.arm). Not recorded on a
     # contact the link left (LeftContact): a late notification's held value is not released.
     held_at: Optional[float] = None
@@ -396,10 +398,15 @@ class Link:
             return self.held_at if self.held_by == by else None
         return self.held_at if self.armed and self.armed_by in (None, by) else None
 
-    def armed_fields(self, by: str, at: Optional[float], keep_held: bool = True) -> dict[str, Any]:
+    def armed_fields(self, by: str, at: Optional[float], keep_held: bool = True,
+                     hold: Optional[float] = None) -> dict[str, Any]:
         """What an arm under the rule `by` since `at` writes on this link (LinkRepository.arm, and arm_left's
-        `carry`): the value held under that rule (held_under) kept, unless `keep_held` is false."""
+        `carry`): the value held under that rule (held_under) kept, unless `keep_held` is false. `hold`: a value at
+        the target of that time held too, the newer of the two (judge: Verdict.keeps, a join not finished keeping a
+        change to the target for its finish)."""
         kept = self.held_under(by) if keep_held else None
+        if hold is not None:
+            kept = hold if kept is None else max(kept, hold)
         return {"armed": True, "armed_by": by, "armed_at": at, "held_at": kept, "held_by": None if kept is None else by}
 
     def left(self, contact_id: Optional[str]) -> bool:

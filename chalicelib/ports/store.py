@@ -221,14 +221,18 @@ class LinkRepository(Protocol):
         meanwhile, are read again), so a run cut short is simply run again. Reads all the campaign's links;
         the number written."""
     def arm(self, link: Link, entries: Sequence[Entry], by: str, at: Optional[float] = None,
-            keep_held: bool = True) -> Link:
+            keep_held: bool = True, hold: Optional[float] = None) -> Link:
         """A value missing the target of the rule whose key (rules.key) is `by` was seen, in an event at `at`
         (Intercom's clock; None: unknown): the link is armed under it since then (Link.armed_at: judge.armed_for
         decided that it arms it, so `at` is earlier than any it held), erased meanwhile: `link`, and nothing written;
         on another contact than `link` names, moved meanwhile, or armed otherwise meanwhile than `link` reads (armed or
         not, armed_by, armed_at, held_at, held_by: another worker armed it, or held a value): Busy, nothing written, as
         set_contact. The value held (Link.held_at) is kept under the same rule (Link.held_under: `held_by` = `by`),
-        unless not `keep_held` (judge: Verdict.drops_held), else cleared."""
+        unless not `keep_held` (judge: Verdict.drops_held), else cleared. `hold`: a value at the target of that time
+        is held too, in the same write (Link.held_at: the newer of it and the one kept, under `by`): a join not
+        finished keeping a change to the target for its finish (judge: Verdict.keeps); held to the link's status as
+        read too (another: Busy, nothing written; a join finished since judged its contact before this write, and
+        the notification read again is judged on the linked link, where the change qualifies her)."""
     def hold_back(self, link: Link, entries: Sequence[Entry], at: float, by: str) -> Link:
         """A value meeting the target, no change from the baseline, was held (judge: by armed_at, judge.armed_for, or
         seen while the link was not armed under the rule): the entries written, Link.held_at set to `at` (the newer of

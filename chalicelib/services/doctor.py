@@ -130,8 +130,10 @@ def examine(rt: Examined, campaign_id: str, dlq: bool = True) -> Report:
     unknown = store.edge.refusals(UNKNOWN)
     refused_unknown = _unknown_campaign_refusals(unknown, report.campaign_id)
     if stored is None:
+        joins, unknown_to_it = _joins_refused(unknown, report.campaign_id)
         report.add("settings", False, f"campaign {campaign_id} has no settings here"
-                   + (f"; {refused_unknown} join(s) for it were refused as unknown_campaign" if refused_unknown else ""),
+                   + (f"; {joins} for it were refused as unknown_campaign" + (f" ({unknown_to_it})" if unknown_to_it
+                                                                              else "") if refused_unknown else ""),
                    "every join for it is refused (404 unknown_campaign): nobody is sent to Intercom",
                    "apply its settings: `bridge settings apply <file>`, then " + BACKFILL.format(campaign=campaign_id))
         return report
@@ -176,7 +178,7 @@ def examine(rt: Examined, campaign_id: str, dlq: bool = True) -> Report:
     _left_behind(store, report, settings, left)
     _baselines(store, report, settings)
     _letters_gone(store, report, settings, rt.clock())
-    _liveness(rt, report, settings, pending, conn)
+    _liveness(rt, report, settings, pending, conn, unknown)
     _not_written(store, report, settings)
     _in_flight(rt, report, settings, pending, attributes, dlq, stored.updated_at, conn, rf_reached, read_all, rf_conn,
                gone)
@@ -710,7 +712,27 @@ def _joined_since(store: Store, c: str, samples: list[RefusalSample],
 
 
 def _unknown_campaign_refusals(refusals: Refusals, campaign_id: str) -> int:
-    return sum(1 for s in refusals.samples if s.reason == "unknown_campaign" and s.campaign_id == campaign_id)
+    return len(_refused_before_settings(refusals, campaign_id))
+
+
+def _refused_before_settings(refusals: Refusals, campaign_id: str) -> list[RefusalSample]:
+    """The samples of the campaign's joins the edge refused as unknown_campaign (its one bucket of campaigns without
+    settings), newest first."""
+    return [s for s in refusals.samples if s.reason == "unknown_campaign" and s.campaign_id == campaign_id]
+
+
+def _joins_refused(refusals: Refusals, campaign_id: str) -> tuple[str, str]:
+    """How many of the campaign's joins the edge refused as unknown_campaign, as far as it knows, and what it does not
+    know ("" when nothing): its bucket counts every campaign without settings together, by reason and hour, and samples
+    a few (SAMPLES a reason, the first of each hour), so the samples naming the campaign are all of its refusals only
+    while the bucket sampled every refusal."""
+    mine = len(_refused_before_settings(refusals, campaign_id))
+    sampled = sum(1 for s in refusals.samples if s.reason == "unknown_campaign")
+    total = sum(x.count for x in refusals.counts if x.reason == "unknown_campaign")
+    if total <= sampled:
+        return f"{mine} join(s)", ""
+    return f"at least {mine} join(s)", (f"the edge sampled {sampled} of the {total} joins it refused for campaigns "
+                                        "without settings, counted together: the others may be this campaign's too")
 
 
 def _before_settings(store: Store, report: Report, refused: Refusals) -> None:
@@ -720,9 +742,10 @@ def _before_settings(store: Store, report: Report, refused: Refusals) -> None:
     maybe: it counts them together), whose people may still be missing."""
     c = report.campaign_id
     unknown = [s for s in refused.samples if s.reason == "unknown_campaign"]
-    mine = [s for s in unknown if s.campaign_id == c]
-    what = (f"{len(mine)} join(s) for campaign {c} were refused as unknown_campaign (they came before its settings "
-            "existed)")
+    mine = _refused_before_settings(refused, c)
+    joins, unknown_to_it = _joins_refused(refused, c)
+    what = (f"{joins} for campaign {c} were refused as unknown_campaign (they came before its settings existed"
+            + (f"; {unknown_to_it})" if unknown_to_it else ")"))
     resolved, _ = _joined_since(store, c, mine, cache(lambda: _joined_digests(store, c)))
     total = sum(x.count for x in refused.counts if x.reason == "unknown_campaign")
     if resolved and total <= len(unknown):          # every refusal of the bucket is sampled: all of them joined
@@ -737,7 +760,10 @@ def _before_settings(store: Store, report: Report, refused: Refusals) -> None:
 
 
 def _liveness(rt: Examined, report: Report, settings: CampaignSettings, pending: list[Link],
-              conn: Optional[Connection]) -> None:
+              conn: Optional[Connection], unknown: Refusals) -> None:
+    """When joins and notifications were last received, and those refused. `unknown`: the edge's bucket of campaigns
+    without settings, whose samples of this campaign's joins refused before its settings show RF's webhook reaches
+    the bridge though no join of it was ever accepted."""
     store, c = rt.store, settings.campaign_id
     last = store.edge.last_heard(campaign_scope(c), "join")
     digests = cache(lambda: _joined_digests(store, c))
@@ -747,7 +773,14 @@ def _liveness(rt: Examined, report: Report, settings: CampaignSettings, pending:
                                  after_fix=BACKFILL,
                                  joined=lambda samples: _joined_since(store, c, samples, digests),
                                  setup=lambda reason, messages: not person_data(reason, messages))
-    if last is None:
+    before = _refused_before_settings(unknown, c)
+    if last is None and before:      # RF's webhook is set up: its joins came (refused) before the settings existed
+        refused_at = max(s.at for s in before)
+        quiet = _age_hours(rt.clock(), refused_at) > QUIET_HOURS
+        report.add("webhooks.rf", True, f"no join of campaign {c} was accepted yet, but RF's webhook reaches the "
+                   f"bridge: its joins were refused before the campaign's settings existed (the last at {refused_at}"
+                   + (f", over {QUIET_HOURS} h ago): if people joined since, check RF's webhook" if quiet else ")"))
+    elif last is None:
         report.add("webhooks.rf", False, f"no join of campaign {c} was ever received",
                    "if people joined, RF's webhook is not set up or is refused: they are not sent to Intercom",
                    "set up the webhook in RF (docs/setup.md, Setting up Referral Factory's webhook: event User joins, "

@@ -21,7 +21,8 @@ from ..domain import join as decide
 from ..domain import people
 from ..domain.history import REPLAYED, Entry, iso
 from ..domain.link import LEAD, REFERRER, FoundContact, JoinClaim, JoinResult, Link, LinkStatus, PersonRef
-from ..domain.judge import Sighting
+from ..domain import rules
+from ..domain.judge import Kept, Sighting, kept_for_join, released
 from ..domain.mapping import MARKER_DESCRIPTION, MARKER_NAME, REFUSED_BY_INTERCOM, attribute_value
 from ..domain.outage import unavailable, waits_again
 from ..domain.qualification import QState
@@ -139,6 +140,7 @@ class Attempt:
     began: float = 0.0                         # before this try read the attribute list (a list read since is fresh)
     read_again: bool = False                   # a refused write read the list again (at most once a try)
     merged_into: Optional[str] = None          # the tag step met the contact merged into this one (a signup)
+    kept: Optional[Kept] = None                # a change to the target the link kept for this finish (as read)
 
     @property
     def active(self) -> bool:
@@ -226,13 +228,18 @@ def _apply(attempts: list[Attempt], deps: WorkDeps, documents: dict[str, dict], 
     runner.both(lambda: _together(created, lambda: _verify_later(created, deps)), tag_all)
     _finish(attempts, deps)
     _follow_later(attempts, deps)
-    for attempt in attempts:
-        if attempt.error is None and attempt.outcome is not None and attempt.reached is not None \
-                and attempt.reached.resumed:
-            try:
-                _resumed_evaluation(attempt, deps)
-            except Exception as exc:
-                _failed_after(attempt, exc)
+    looks = [a for a in attempts if _looks_again(a)]
+    try:
+        finished = deps.links.get_many([a.ref for a in looks], consistent=True) if looks else {}
+    except Exception as exc:
+        for attempt in looks:
+            _failed_after(attempt, exc)
+        looks = []
+    for attempt in looks:
+        try:
+            _resumed_evaluation(attempt, deps, finished.get(attempt.ref))
+        except Exception as exc:
+            _failed_after(attempt, exc)
     _count_later(attempts, deps)
 
 
@@ -420,6 +427,8 @@ def _begin(attempt: Attempt, deps: WorkDeps, document: Optional[dict]) -> None:
     since = link.uncertain_since
     if since is not None and link.status is LinkStatus.IN_PROGRESS:
         since += deps.links.lease  # a try that died: it may have created the contact until its lease ran out
+    rule = attempt.settings.qualification
+    attempt.kept = kept_for_join(link, rule) if rule is not None else None
     held = link.contact_found      # (the kind and role a hold recorded with its contact)
     attempt.known = Known(email, link.contact_id, link.baseline, since, link.baseline_of, held,
                           kind=link.kind if held else None, role=link.contact_role if held else None,
@@ -938,14 +947,43 @@ def _qualified_in_rf(attempt: Attempt, person: Person, settings: CampaignSetting
     attempt.rf_qualified_at = qualified_at(user, attempt.message.rf_user_id)
 
 
-def _resumed_evaluation(attempt: Attempt, deps: WorkDeps) -> None:
-    """Webhooks that came while the join was unfinished were not applied: look now."""
+def _looks_again(attempt: Attempt) -> bool:
+    """Does the finished join look at her link again (_resumed_evaluation; all of a batch's in one read)? A resumed
+    try (webhooks that came while the join was unfinished were not applied), one that began with a change kept for
+    its finish, or one that found and held her contact under a rule a notification could keep a change for meanwhile
+    (judge._kept: require_change only)."""
+    rule = attempt.settings.qualification if attempt.settings is not None else None
+    if attempt.error is not None or attempt.outcome is None or attempt.reached is None or rule is None:
+        return False
+    return attempt.reached.resumed or attempt.kept is not None or (attempt.known.found and rule.require_change)
+
+
+def _resumed_evaluation(attempt: Attempt, deps: WorkDeps, resumed: Optional[Link]) -> None:
+    """Webhooks that came while the join was unfinished were not applied: look now. A change to the target one of
+    them showed, which the link kept for this finish (Attempt.kept: judge.kept_for_join), qualifies her then
+    (judge.released), whatever her value now. Kept on the contact her join held, it is hers whichever contact the
+    join finished with: one that hold of another contact cleared (her held contact merged into another, or gone and
+    another of hers found) is held again on the link, with its arm, before the contact is judged (as always, judge's
+    guards hold: a baseline not known there, a campaign moved to another workspace, do not qualify her). A try that
+    found and held her contact itself, and finishes (not resumed, nothing kept when it began), judges it only when the
+    link reads released: a notification kept a change while that try ran (after its hold), and nothing else would
+    judge it until her contact's next sighting."""
     reached, settings = attempt.reached, attempt.settings
-    if reached is None or not reached.resumed or settings is None or settings.qualification is None:
+    if reached is None or settings is None or settings.qualification is None:
         return
-    resumed = deps.links.get(attempt.ref)
-    if resumed is not None and resumed.qualification is QState.PENDING:
-        deps.qualifier.evaluate(resumed, settings, Sighting(reached.contact, "join resumed"))
+    rule, kept = settings.qualification, attempt.kept
+    if resumed is None or resumed.qualification is not QState.PENDING or resumed.status is not LinkStatus.LINKED:
+        return
+    if not reached.resumed and kept is None and not released(resumed, rule):
+        return          # (a try that held her contact: nothing kept while it ran)
+    if kept is not None and not released(resumed, rule):
+        resumed = deps.links.arm(resumed, [Entry("evaluation", "met", (
+            f"the change to the target kept while her join was not finished (of the event at {iso(kept.held_at)}, on "
+            f"contact {kept.contact_id}, after her baseline there) is hers: kept for this finish, on contact "
+            f"{resumed.contact_id}"), {"kept_for_join": kept.held_at, "kept_on": kept.contact_id})],
+            rules.key(rule), kept.armed_at, hold=kept.held_at)
+    deps.qualifier.evaluate(resumed, settings, Sighting(reached.contact, "join resumed" if reached.resumed else
+                                                        "join finished"))
 
 
 def _follow_later(attempts: list[Attempt], deps: WorkDeps) -> None:

@@ -284,17 +284,24 @@ def _work_page(message: SyncPageMessage, deps: WorkDeps, run: SyncRun, owner: st
     return "done"
 
 
-def page_failure(errors: list[WorkError]) -> WorkError:
+def refuses_token(error: WorkError) -> bool:
+    """Is it RF refusing the stored token (its 401): every call with the token fails alike until `bridge rf connect`."""
+    return error.status == RF_REFUSED_TOKEN and not error.retryable and rf_token_refused(error.reason)
+
+
+def page_failure(errors: list[WorkError], not_tried: int = 0) -> WorkError:
     """The page's error, from all its contacts' (never just the first's): it waits when every one of them is a
     wait — for the vendor's outage if any was one (its answer's status, which the outage's dead letter names),
     else a pause that keeps the vendor's status (a 429: RF answered, so an outage the page's copy carried has
     ended) —, is refused for good when RF refused the stored token for every one of them (no try helps before
     `bridge rf connect`: straight to the dead-letter queue, its reason the answer then the reconnect and the replay), and
-    fails a try otherwise. It comes back no sooner than the longest wait any of them asked for."""
-    if all(e.status == RF_REFUSED_TOKEN and not e.retryable and rf_token_refused(e.reason) for e in errors):
+    fails a try otherwise. It comes back no sooner than the longest wait any of them asked for. `not_tried`: the
+    page's contacts not tried once RF refused the token (Page._run), said beside the refusal."""
+    if all(refuses_token(e) for e in errors):
         first = errors[0]
-        return Permanent(f"{len(errors)} contact(s) of the page failed: {rf_token_reason(answer_of(first.reason))}",
-                         status=first.status, message=first.message)
+        others = f", its {not_tried} other(s) not tried (they share the token)" if not_tried else ""
+        return Permanent(f"{len(errors)} contact(s) of the page failed{others}: "
+                         f"{rf_token_reason(answer_of(first.reason))}", status=first.status, message=first.message)
     retry_after = max((e.retry_after for e in errors if e.retry_after is not None), default=None)
     if all(waits(e) for e in errors):
         outages = [e for e in errors if e.outage]
@@ -306,8 +313,11 @@ def page_failure(errors: list[WorkError]) -> WorkError:
         cause = next((e for e in errors if e.status is not None), errors[0])
         return Deferred(cause.reason, retry_after, cause.status)      # (`sync status` says the page waits)
     failed = [e for e in errors if not waits(e)]
-    return Transient(f"{len(failed)} contact(s) of the page failed, first: {failed[0].reason}", retry_after,
-                     failed[0].status)
+    # RF's refusal of the token cited before any other failure: no try mends it (`bridge rf connect` does), and the
+    # contacts after it were not tried (Page._run), so it is seldom the first
+    cited = next((e for e in failed if refuses_token(e)), failed[0])
+    return Transient(f"{len(failed)} contact(s) of the page failed, {'first' if cited is failed[0] else 'among them'}: "
+                     f"{cited.reason}", retry_after, cited.status)
 
 
 @dataclass
@@ -336,6 +346,10 @@ class Page:
         self.tally = Tally()
         self.stopped: Optional[str] = None
         self.errors: list[WorkError] = []
+        # Once RF refuses the token (its 401) for one contact, the page's others are not tried: each call would spend
+        # the shared RF budget on the same refusal (RF blocks an IP for repeated excess). The page is dead-lettered.
+        self.token_refused = False
+        self.not_tried = 0
         self.counting = bool(count_attribute(settings))
         self._directory: Optional[_Directory] = None
         self._lock = threading.Lock()
@@ -432,7 +446,7 @@ class Page:
         jobs += [partial(self._enrol, c, d, u) for c, d, u in todo]
         self._run(jobs)
         if self.errors:
-            raise page_failure(self.errors)
+            raise page_failure(self.errors, self.not_tried)
 
     def _may_have_joined(self, entry: LedgerEntry) -> bool:
         """An earlier run's skip as already in the campaign (RF had the email, or a join linked a lead), or as
@@ -460,9 +474,13 @@ class Page:
             return
         pending: set[Future] = set()
         with Pool(max_workers=THREADS, thread_name_prefix="sync") as pool:
-            for job in jobs:
+            for started, job in enumerate(jobs):
                 while len(pending) >= THREADS:
                     _, pending = wait(pending, return_when=FIRST_COMPLETED)
+                if self.token_refused:
+                    with self._lock:
+                        self.not_tried += len(jobs) - started
+                    break
                 if self.errors and isinstance(self.errors[0], Deferred) or self.stopped:
                     break
                 if self.deps.remaining_ms() < PAGE_TIME_MS:
@@ -473,11 +491,16 @@ class Page:
             wait(pending)
 
     def _guard(self, job: Callable[[], None]) -> None:
+        if self.token_refused:      # refused meanwhile, for a contact in flight beside this one
+            with self._lock:
+                self.not_tried += 1
+            return
         try:
             job()
         except WorkError as exc:
             with self._lock:
                 self.errors.append(exc)
+                self.token_refused = self.token_refused or refuses_token(exc)
         except Exception as exc:  # a bug: the page is tried again, the others' entries stand
             logger.exception("sync contact failed")
             with self._lock:

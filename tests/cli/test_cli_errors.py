@@ -128,8 +128,6 @@ def test_a_missing_command_names_the_commands_that_exist(aws_env, capsys):
 @pytest.mark.parametrize("argv,said", [
     (["forget", "notanemail"], "bridge: `bridge forget` takes the person's email, e.g. ann@example.com: the value "
                                "given has no @ (not repeated here: it may be a token given in its place)\n"),
-    (["explain", ""], "bridge: explain whom? Give an email, a Referral Factory user id or an Intercom contact id\n"),
-    (["explain", "  "], "bridge: explain whom? Give an email, a Referral Factory user id or an Intercom contact id\n"),
     (["workspace", "oauth-app"], "bridge: give the public Intercom app's client id (--client-id or "
                                  "INTERCOM_CLIENT_ID) and/or client secret (INTERCOM_OAUTH_CLIENT_SECRET), or "
                                  "--rotate-state-key for a new state key alone: outside a terminal nothing is "
@@ -402,7 +400,7 @@ def test_dlq_list_refuses_raw_without_show_payload_before_reading_the_queue(caps
                          "2026-09-21T10:00:00Z")
     rt.queue.receive_dead = None          # type: ignore[assignment]   # (read: a TypeError, an "unexpected error")
     code, out, err = run_cli(rt, capsys, "dlq", "list", "--raw")
-    assert (code, out, one_line(err)) == (1, "", "bridge: --raw shows the payloads as queued: give it with "
+    assert (code, out, one_line(err)) == (2, "", "bridge: --raw shows the payloads as queued: give it with "
                                                  "--show-payload\n")
 
 
@@ -426,7 +424,8 @@ def test_the_exit_statuses_the_readme_sums_up_are_the_clis(aws_env, capsys, tmp_
     from tests.support.docs import docs_text
     summed = " ".join(docs_text().split("In all, the exit\nstatus is ")[1].split(".\n")[0].split())
     assert summed.startswith("0 when the command did what it says, 1 for an error") and \
-        "2 for a command line it cannot read (a word misspelt, an argument missing), settings that are invalid or a " \
+        "2 for a command line it cannot read (a word misspelt, an argument missing or given empty: `explain \"\"`, " \
+        "`dlq replay --reason \"\"`, a `dlq discard` without a selector), settings that are invalid or a " \
         "campaign id no webhook can carry (`doctor \"4 2\"`, refused as `settings check` refuses it by every command " \
         "taking a campaign id), 130 after " \
         "Ctrl-C and 141 when the reader left" in summed
@@ -434,6 +433,7 @@ def test_the_exit_statuses_the_readme_sums_up_are_the_clis(aws_env, capsys, tmp_
         with pytest.raises(SystemExit) as exit_:
             main(argv)
         assert exit_.value.code == 2
+    assert run_cli(None, capsys, "explain", "")[0] == run_cli(None, capsys, "dlq", "discard")[0] == 2
     bad = tmp_path / "bad.yaml"
     bad.write_text(BAD_SETTINGS)
     assert run_cli(None, capsys, "settings", "check", str(bad))[0] == 2
@@ -474,6 +474,39 @@ def test_the_dlq_commands_campaign_filter_refuses_an_id_no_webhook_can_carry_as_
     assert (code, out) == (2, ""), (command, code, out, err)
     assert err == ("bridge: --campaign: '4 2' is not an id a webhook can carry — write the id exactly as Referral "
                    "Factory / Intercom show it: a number, or text of letters, digits, '-' and '_' (at most 128)\n"), err
+
+
+@pytest.mark.parametrize("argv, said", [
+    (["explain", ""], "explain whom? Give an email"), (["explain", "  "], "explain whom? Give an email"),
+    (["dlq", "replay", "--reason", ""], "replay which dead letters? A blank --reason matches every letter"),
+    (["dlq", "replay", "--reason", " "], "replay which dead letters? A blank --reason matches every letter"),
+    (["dlq", "replay", "--all", "--reason", "boom"], "--all replays every dead letter: give it alone"),
+    (["dlq", "discard"], "discard which dead letters? Give --reason TEXT"),
+    (["dlq", "discard", "--yes"], "discard which dead letters? Give --reason TEXT"),
+    (["dlq", "discard", "--reason", " ", "--campaign", "42", "--yes"], "discard which dead letters?"),
+    (["dlq", "list", "--raw"], "--raw shows the payloads as queued: give it with --show-payload"),
+    (["settings", "check", ""], "the settings file is empty: give the path of a YAML or JSON file"),
+    (["settings", "apply", " "], "the settings file is empty: give the path of a YAML or JSON file"),
+    (["workspace", "connect", ""], "the workspace is empty: give its Intercom app id"),
+    (["workspace", "disconnect", " "], "the workspace is empty: give its Intercom app id"),
+    (["workspace", "remove-app", "", "private"], "the workspace is empty: give its Intercom app id"),
+    (["workspace", "oauth-link", "--workspace", ""], "the workspace is empty: give its Intercom app id"),
+    (["history", "42", ""], "the RF user id is empty: give the person's Referral Factory user id"),
+    (["forget", " "], "the email is empty: give the person's email"),
+])
+def test_an_empty_or_missing_selector_is_a_command_line_it_cannot_read_exit_2_before_any_stack(aws_env, capsys,
+                                                                                                argv, said):
+    """docs/operating.md: exit 2 for a command line it cannot read (an argument missing). `explain ""`, `dlq replay
+    --reason ""`, `dlq discard` without a selector (and each argument given empty) exited 1, some after looking for
+    the stack, as an error of the bridge's. Each is refused as argparse refuses an argument missing: one line, exit 2,
+    before any runtime is built (nothing read or stored)."""
+    def built(*_: object) -> None:
+        raise AssertionError("a runtime was built")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("chalicelib.cli._runtime", built)
+        code, out, err = run_cli(None, capsys, *argv)
+    assert (code, out) == (2, ""), (argv, code, out, err)
+    assert one_line(err).startswith(f"bridge: {said}"), err
 
 
 @pytest.mark.parametrize("stage", [["--stage", "prod"], []])

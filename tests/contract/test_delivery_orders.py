@@ -11,6 +11,7 @@ from chalicelib.domain.qualification import QState
 from chalicelib.errors import Transient
 from chalicelib.messages import JoinMessage
 from tests.orders import merge_play, reconcile_play
+from tests.support.meanwhile import before
 from tests.unit.scenario import event, link_of, run, world
 
 # The plays are `make orders`' (tests/orders.py): its merge families' (her lead "A" and a user "B" with her
@@ -91,13 +92,11 @@ def test_a_value_between_a_waiting_first_try_and_the_retrys_read_delivered_late_
     assert work.apis.rf_.qualified == ["7"] and link_of(work).qualification is QState.QUALIFIED
 
 
-def test_a_retry_finding_her_held_user_merged_into_a_newer_one_bounds_its_values_by_its_own_read(store, clock):
-    """As tests/unit/test_join_use_case.py's, on both twins (the hold that leaves the contact an earlier try held):
-    her join's first try (t) holds her user A ("No") and waits; B, made at t + 5, goes "Yes" at t + 10, "No" at t + 15;
-    A is merged into B (its notification not delivered). The retry (t + 100) holds B, keeping her baseline, with its own
-    claim's time (found_at). B's "Yes" of t + 10, delivered after, was not hers in order: she is not qualified."""
+def her_join_holds_her_user_and_waits(store, clock):
+    """Her join's first try (t) finds her user ("No") and holds it (found_at: its claim, t + 0.4), then waits out an
+    Intercom outage on the update: the work, her user, t and the join's message."""
     work = world(clock=clock, store=store)
-    a = work.apis.intercom_.add("ann@example.com", role="user", signed_up="No")
+    user = work.apis.intercom_.add("ann@example.com", role="user", signed_up="No")
     clock.now += 0.4
     t = int(clock.now)
     join = JoinMessage(campaign_id="42", rf_user_id="7", person={"id": "7", "campaign_id": "42", "type": "lead",
@@ -106,15 +105,98 @@ def test_a_retry_finding_her_held_user_merged_into_a_newer_one_bounds_its_values
     work.apis.intercom_.fail["update"] = Transient("Intercom answered 503", status=503).unavailable("Intercom")
     assert run(work, join)["waiting"] == 1
     work.apis.intercom_.fail.pop("update", None)
-    assert (link_of(work).contact_id, link_of(work).found_at) == (a["id"], t + 0.4)
+    held = link_of(work)
+    assert (held.contact_id, held.contact_found, held.found_at) == (user["id"], True, t + 0.4)
+    return work, user, t, join
+
+
+def merged_then_retried(work, a, t, join):
+    """B ("No"), made at t + 5 (after she joined), changed last at t + 15, is where Intercom merges her held user A
+    (its notification not delivered); the join's retry (t + 100) then runs: B."""
     b = work.apis.intercom_.add("ann@example.com", role="user", signed_up="No")
     b.update(created_at=t + 5, updated_at=t + 15)
     work.apis.intercom_.merge(a["id"], b["id"])
-    clock.now = t + 100.4
+    work.clock.now = t + 100.4
     run(work, join)
+    return b
+
+
+def test_a_retry_finding_her_held_user_merged_into_a_newer_one_bounds_its_values_by_its_own_read(store, clock):
+    """As tests/unit/test_join_use_case.py's, on both twins (the hold that leaves the contact an earlier try held):
+    her join's first try (t) holds her user A ("No") and waits; B, made at t + 5, goes "Yes" at t + 10, "No" at t + 15;
+    A is merged into B (its notification not delivered). The retry (t + 100) holds B, keeping her baseline, with its own
+    claim's time (found_at). B's "Yes" of t + 10, delivered after, was not hers in order: she is not qualified."""
+    work, a, t, join = her_join_holds_her_user_and_waits(store, clock)
+    b = merged_then_retried(work, a, t, join)
     link = link_of(work)
     assert (link.contact_id, link.baseline, link.found_at, link.joined_since) == (b["id"], "No", t + 100.4, t + 100)
     run(work, event(dict(b, custom_attributes={**b["custom_attributes"], "signed_up": "Yes"}, updated_at=t + 10),
                     "contact.user.updated", "b-yes", created_at=t + 10))
     assert work.apis.rf_.qualified == [] and link_of(work).qualification is QState.PENDING
     assert [c for c in work.apis.rf_.calls if c.startswith("qualify")] == []
+
+
+@pytest.mark.parametrize("order", ["RYN", "RNY", "NRY", "YNR", "YRN", "NYR"])
+def test_values_of_a_held_joins_wait_qualify_her_once_in_every_order(store, clock, order):
+    """As tests/unit/test_join_use_case.py's, on both twins: her join's first try (t) holds her user ("No", read at t:
+    her baseline) and waits out an Intercom outage on the update; she goes "Yes" at t + 10 ("Y"), "No" at t + 20
+    ("N"); the retry (t + 100, "R") resumes that baseline. In every order she is qualified, once (Referral Factory's
+    qualification called once): a "Yes" delivered before the finish is kept for it (held, with an arm since no later
+    than it, in one write: LinkRepository.arm's `hold`), and the finish, reading "No", qualifies her."""
+    work, user, t, join = her_join_holds_her_user_and_waits(store, clock)
+    user.update(updated_at=t + 20)
+    for step in order:
+        if step == "R":
+            clock.now = t + 100.4
+            run(work, join)
+            continue
+        value, at = ("Yes", t + 10) if step == "Y" else ("No", t + 20)
+        run(work, event(dict(user, custom_attributes={**user["custom_attributes"], "signed_up": value}, updated_at=at),
+                        "contact.user.updated", step.lower(), created_at=at))
+        if step == "Y" and order.index("Y") < order.index("R"):
+            kept = link_of(work)
+            assert (kept.armed, kept.held_at, kept.held_at >= (kept.armed_at or 0.0)) == (True, t + 10, True)
+    assert work.apis.rf_.qualified == ["7"] and link_of(work).qualification is QState.QUALIFIED
+    assert len([c for c in work.apis.rf_.calls if c.startswith("qualify")]) == 1
+
+
+def test_a_change_kept_on_her_held_user_then_merged_into_a_newer_one_qualifies_her_once(store, clock):
+    """As tests/unit/test_join_use_case.py's, on both twins: her join holds A ("No", read at t) and waits; A goes "Yes"
+    at t + 10 (delivered while it waits: kept), "No" at t + 15; B, made at t + 5, is where Intercom merges A. The
+    retry (t + 100) holds B (its hold clears what the link kept) and keeps her baseline: the finish holds the kept
+    change again and qualifies her, once."""
+    work, a, t, join = her_join_holds_her_user_and_waits(store, clock)
+    for value, at in (("Yes", t + 10), ("No", t + 15)):
+        run(work, event(dict(a, custom_attributes={**a["custom_attributes"], "signed_up": value}, updated_at=at),
+                        "contact.user.updated", f"a-{value}", created_at=at))
+    b = merged_then_retried(work, a, t, join)
+    link = link_of(work)
+    assert (link.contact_id, link.baseline, link.qualification) == (b["id"], "No", QState.QUALIFIED)
+    assert work.apis.rf_.qualified == ["7"] and len([c for c in work.apis.rf_.calls if c.startswith("qualify")]) == 1
+
+
+def test_a_change_kept_by_a_notification_read_before_the_retrys_finish_is_judged_again_after_it(store, clock):
+    """As tests/unit/test_join_use_case.py's, on both twins (the keep's write held to the link's status as read): her
+    join holds her user ("No", read at t) and waits; a "No" of t + 5 armed it. The notification of the "Yes" of t + 10
+    reads the link (not linked: kept), and before its write lands the retry (t + 100) finishes, judging "No" (armed
+    already: nothing written). The keep is Busy (nothing written); delivered again, the "Yes" is judged on the linked
+    link: she is qualified, once. Found by review-held-yes."""
+    work, user, t, join = her_join_holds_her_user_and_waits(store, clock)
+
+    def told(value, at):
+        return run(work, event(dict(user, custom_attributes={**user["custom_attributes"], "signed_up": value},
+                                    updated_at=at), "contact.user.updated", f"{value}-{at}", created_at=at))
+    told("No", t + 5)
+    user.update(updated_at=t + 20)
+    finished: list[bool] = []
+
+    def retry():
+        clock.now = t + 100.4
+        run(work, join)
+        finished.append(True)
+    with before(work.store.links, "arm", retry, once=True):      # (the keep's write: its first)
+        assert told("Yes", t + 10)["waiting"] == 1
+    assert finished == [True] and (link_of(work).held_at, work.apis.rf_.qualified) == (None, [])
+    told("Yes", t + 10)
+    assert work.apis.rf_.qualified == ["7"] and link_of(work).qualification is QState.QUALIFIED
+    assert len([c for c in work.apis.rf_.calls if c.startswith("qualify")]) == 1

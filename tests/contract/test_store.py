@@ -975,6 +975,55 @@ def test_a_value_held_on_a_link_not_armed_records_its_rule_kept_by_an_arm_under_
     assert (store.links.get(ANN).held_at, store.links.get(ANN).held_by) == (None, None)
 
 
+def test_an_arm_holding_a_value_kept_for_a_joins_finish_writes_both_at_once_held_to_the_link_as_read(store):
+    """arm's `hold` (judge: Verdict.keeps, a join not finished keeping a change to the target): the link armed since
+    `at` and holding the value, under the rule, in one write with its entry (the newer of it and one held already
+    under the rule); held to the armed state as read (a worker that read it before is Busy, nothing written); an arm
+    under another rule, later, clears it (judge.released asks the rule's key)."""
+    link = joined(store, baseline_of=SIGNED_UP)
+    kept = store.links.arm(link, [Entry("evaluation", "met")], "rule", 210.0, hold=210.0)
+    assert (kept.armed, kept.armed_by, kept.armed_at, kept.held_at, kept.held_by) == (True, "rule", 210.0, 210.0,
+                                                                                        "rule")
+    assert store.links.get(ANN) == kept and len(outcomes(store)) == 2
+    with pytest.raises(Busy):
+        store.links.arm(link, [Entry("evaluation", "met")], "rule", 220.0, hold=220.0)
+    assert store.links.get(ANN) == kept and len(outcomes(store)) == 2
+    older = store.links.arm(kept, [], "rule", 200.0, hold=205.0)      # (an earlier arm's time: the newer hold kept)
+    assert (older.armed_at, older.held_at, older.held_by) == (200.0, 210.0, "rule") and store.links.get(ANN) == older
+    newer = store.links.arm(older, [], "rule", 200.0, hold=230.0)
+    assert (newer.armed_at, newer.held_at) == (200.0, 230.0) and store.links.get(ANN) == newer
+    other = store.links.arm(newer, [], "another rule", 300.0)
+    assert (other.armed_by, other.held_at, other.held_by) == ("another rule", None, None)
+    assert store.links.get(ANN) == other
+
+
+def test_an_arm_holding_a_value_for_a_joins_finish_is_held_to_the_links_status_as_read(store):
+    """arm's `hold` (a join not finished keeping a change to the target) read the link waiting, and its join finished
+    since (linked; its armed state and contact unchanged): Busy, nothing written (the finish judged her contact before
+    this write: the notification, read again, is judged on the linked link). An arm without `hold` is held to the
+    contact and armed state only, as before. Found by review-held-yes."""
+    claim = store.links.claim(ANN, WS)
+    assert store.links.hold_found([(claim, FoundContact("c1", "lead", "user", "No", SIGNED_UP, found_at=claim.at))]) \
+        == [None]
+    store.links.finish(claim, JoinResult(LinkStatus.WAITING, kind="lead", email="ann@example.com", contact_id="c1",
+                                         baseline="No", baseline_of=SIGNED_UP, contact_found=True,
+                                         found_at=claim.at), [])
+    waiting = store.links.get(ANN)
+    assert (waiting.status, waiting.contact_found, waiting.armed) == (LinkStatus.WAITING, True, False)
+    again = store.links.claim(ANN, WS)
+    store.links.finish(again, JoinResult(LinkStatus.LINKED, kind="lead", email="ann@example.com", contact_id="c1",
+                                         contact_role="user", baseline="No", baseline_of=SIGNED_UP,
+                                         qualification=QState.PENDING, found_at=claim.at), [Entry("join", "linked")])
+    linked = store.links.get(ANN)
+    assert (linked.status, linked.armed, linked.held_at) == (LinkStatus.LINKED, False, None)
+    with pytest.raises(Busy):
+        store.links.arm(waiting, [Entry("evaluation", "met")], "rule", 210.0, hold=210.0)
+    assert store.links.get(ANN) == linked and outcomes(store) == ["linked"]
+    armed = store.links.arm(waiting, [Entry("evaluation", "not_met")], "rule", 220.0)     # (no hold: as before)
+    assert (armed.armed, armed.armed_at, armed.held_at) == (True, 220.0, None)
+    assert store.links.get(ANN).armed_at == 220.0 and outcomes(store) == ["linked", "not_met"]
+
+
 def test_a_move_keeping_her_baseline_keeps_the_armed_state_but_not_the_value_held_back(store):
     """A move that keeps her baseline keeps the link armed as it was, but the value held back (Link.held_at) was the
     contact left's: cleared (a change away on the contact moved to, older than it, is no change on the one left)."""

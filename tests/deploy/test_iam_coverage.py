@@ -442,6 +442,13 @@ def drive(stage: Stage) -> dict:
     stage.post_join({"id": fay["id"], "campaign_id": 42})
     stage.drain()
     outcome["fay"] = [c["id"] for c in intercom.contacts_by_email("fay@example.com")]
+    # A join another worker holds (its claim's lease still runs): the worker's claim, refused, reads the link to say
+    # until when it waits (links.py _claim_one: the worker's one read of a link by itself, in the campaign's
+    # partition, since its settings have their own).
+    hal = new_lead(rf, "hal@example.com")
+    seed.store.links.claim(PersonRef("42", str(hal["id"])), WORKSPACE)
+    stage.post_join({"id": hal["id"], "campaign_id": 42})
+    outcome["held"] = stage.drain()
     dlq = stage.sqs.receive_message(QueueUrl=stage.target.outputs["DeadLetterQueueUrl"], MaxNumberOfMessages=10,
                                     MessageAttributeNames=["All"], VisibilityTimeout=0)
     outcome["dead letters"] = [m["MessageAttributes"]["reason"]["StringValue"] for m in dlq.get("Messages", [])]
@@ -546,6 +553,7 @@ def test_the_flows_ran_as_a_user_would_see_them(performed):
     assert outcome["reconcile"] == {"queued": 2, "round_complete": True, "searches": 1, "overdue": 1}   # (dee, gil)
     assert outcome["looked back"] is None
     assert len(outcome["eve"]) == 1 and len(outcome["fay"]) == 1
+    assert [r.get("waiting") for r in outcome["held"]] == [1], outcome["held"]
     assert len(outcome["dead letters"]) == 2 and any("unreadable" in r for r in outcome["dead letters"])
     assert outcome["oauth"] == [200, 303, 200, 200]
     written, *made, moved, there = outcome["sync"]  # the lost try's user adopted, and its link written back,
@@ -708,7 +716,7 @@ PROD_OUTPUTS = {"TableArn": "arn:aws:dynamodb:eu-west-1:123456789012:table/rf-in
 
 # Partition keys of what only the worker and the operator may change: a link (its contact, baseline and
 # qualification state), a person's history, a campaign's settings, the contact/email pointers, a rate budget.
-NOT_THE_EDGES = ("CAMPAIGN#42", "HISTORY#42#1001", "CONTACT#vne310wv#6ab1", "EMAIL#vne310wv#ann@example.com",
+NOT_THE_EDGES = ("CAMPAIGN#42", "SETTINGS#42", "HISTORY#42#1001", "CONTACT#vne310wv#6ab1", "EMAIL#vne310wv#ann@example.com",
                  "RATE#referral-factory", "RECONCILE")
 
 
@@ -733,3 +741,38 @@ def test_the_public_api_function_cannot_update_links_history_or_settings():
     policy = deploy.policies(target)["api_handler"]
     reach = {pk: [s.get("Sid") for s in policy["Statement"] if _updates_allowed(s, pk)] for pk in NOT_THE_EDGES}
     assert {pk: sids for pk, sids in reach.items() if sids} == {}, "the API function may update these partitions"
+
+
+_ITEM_READS = ("dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:Scan")
+
+
+def _reads(statement: dict, pk: str) -> list[str]:
+    """The item reads a statement grants on the partition `pk` (every partition: no dynamodb:LeadingKeys)."""
+    actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+    keys = leading_keys(statement)
+    if statement["Effect"] != "Allow" or not (keys is None or any(fnmatchcase(pk, p) for p in keys)):
+        return []
+    return [r for r in _ITEM_READS if any(fnmatchcase(r, a) for a in actions)]
+
+
+def test_the_public_api_function_reads_a_campaigns_settings_and_never_its_links():
+    """Security audit: the API function read a join's campaign settings with a GetItem on CAMPAIGN#*, the partition
+    that also holds every link of the campaign (an RF person's email and Intercom contact id), its referrers' counts
+    and its sync runs: dynamodb:LeadingKeys names partitions, not sort keys. Settings have their own partition
+    (SETTINGS#<campaign>, adapters/dynamo/keys.py): the API function may read it, and no read of any kind reaches a
+    campaign's partition, whether a link, a referral count, a sync run, or the settings kept there for a version
+    rolled back to."""
+    from chalicelib.adapters.dynamo.keys import (campaign_links, referrals_key, rollback_settings_key, settings_key,
+                                                 sync_run_key)
+    from chalicelib.domain.link import PersonRef
+    target = deploy.Target("prod", "123456789012", "eu-west-1", PROD_OUTPUTS)
+    statements = deploy.policies(target)["api_handler"]["Statement"]
+    settings = settings_key("42")[0]
+    assert [r for s in statements for r in _reads(s, settings)] == ["dynamodb:GetItem"]
+    campaign = {campaign_links("42")[0], referrals_key(PersonRef("42", "1001"))[0], sync_run_key("42")[0],
+                rollback_settings_key("42")[0]}
+    assert campaign == {"CAMPAIGN#42"}, "a campaign's links, counts, runs and the rollback's settings share it"
+    assert {pk: [(s.get("Sid"), r) for s in statements for r in _reads(s, pk)] for pk in campaign} == {"CAMPAIGN#42": []}
+    # ... while the worker and reconcile read settings in their own partition too (the flows above read them there).
+    for function in ("worker", "reconcile"):
+        assert any(_reads(s, settings) for s in deploy.policies(target)[function]["Statement"]), function

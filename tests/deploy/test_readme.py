@@ -229,3 +229,20 @@ def test_the_docs_send_the_operator_to_make_deploys_urls_and_a_stage_for_every_b
                for m in re.finditer(r"`chalice url --stage <stage>` prints it", README))
     opening = " ".join(section("Setting up the bridge").split("## Setting up Referral Factory's webhook")[0].split())
     assert "`--stage <stage>`" in opening and "`export BRIDGE_STAGE=prod`" in opening
+
+
+def test_backfills_help_and_the_readme_name_the_same_work_of_its_apply():
+    """`bridge backfill --help` said `--apply` queues the joins, counts leads applied before referral counts and
+    takes baselines; the README, that it sends them, checks again qualifications RF refused whose dead letter SQS
+    deleted, and the joins ignored under `action: nothing`. Each said part of it: both say all of it."""
+    from pathlib import Path
+
+    from chalicelib.cli import _parser
+    commands = next(a for a in _parser()._actions if a.dest == "cmd")
+    [apply] = [a.help for a in commands.choices["backfill"]._actions if "--apply" in a.option_strings]
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    said = " ".join(line.split("#", 1)[1] for line in re.search(
+        r"\n\./bridge backfill 42 .*?\n(?:\s+#.*\n)*", readme).group(0).strip().splitlines())
+    for part in ("action: nothing", "referral counts", "baseline", "dead letter SQS deleted"):
+        assert part in apply, (part, apply)
+        assert part in " ".join(said.split()), (part, said)

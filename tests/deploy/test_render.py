@@ -516,3 +516,93 @@ def test_a_yes_no_knob_other_than_1_is_refused_before_anything_runs(goal, knob, 
     left_out = subprocess.run(["make", "-n", goal, "STAGE=dev"], cwd=ROOT, capture_output=True, text=True,
                               check=True).stdout
     assert flag in given and flag not in left_out
+
+
+def test_a_deploy_copies_each_campaigns_settings_to_their_own_partition_before_the_code_goes_live(moto_endpoint, tmp_path):
+    """The API function of this version reads settings in their own partition (SETTINGS#<campaign>) and may not read
+    the campaign's (CAMPAIGN#<campaign>), where the version deployed before kept them: `make deploy` copies them
+    there before `chalice deploy` puts the code (and its policies) in place. A campaign's item the earlier version
+    changed since the last deploy (rolled back to) is copied again, one it deleted is removed from the new
+    partition, a link is left alone; a deploy run again writes nothing and says nothing of it."""
+    aws = aws_on(moto_endpoint)
+    ddb, table = aws.client("dynamodb"), "rf-intercom-bridge-mirror-table"
+    seen: list[dict] = []
+
+    def items() -> dict:
+        return {(i["pk"]["S"], i["sk"]["S"]): i for i in ddb.scan(TableName=table, ConsistentRead=True)["Items"]}
+
+    def fake_chalice(project, args, region):      # stands in for `chalice deploy`: what the table holds then
+        seen.append(items())
+        state = deploy.state_path(project, "mirror")
+        state.parent.mkdir(parents=True, exist_ok=True)
+        state.write_text(json.dumps({"resources": [{
+            "name": "rest_api", "resource_type": "rest_api", "rest_api_id": "m1",
+            "rest_api_url": f"https://m1.execute-api.{region}.amazonaws.com/api/"}]}))
+
+    def deployed() -> list[str]:
+        lines: list[str] = []
+        deploy.deploy("mirror", project_dir=project_copy(tmp_path / f"p{len(seen)}"), aws=aws, api_concurrency=None,
+                      chalice=fake_chalice, say=lines.append)
+        return [line.strip() for line in lines if "own partition" in line]
+
+    assert deployed() == [] and seen[-1] == {}                 # a new stage: nothing to copy, nothing said
+
+    def settings(pk: str, version: int, initial: str) -> dict:
+        return {"pk": {"S": pk}, "sk": {"S": "SETTINGS"}, "version": {"N": str(version)}, "workspace": {"S": "ws"},
+                "updated_at": {"S": "2026-09-21T14:13:20.000Z"}, "document": {"S": json.dumps({"initial": initial})}}
+    link = {"pk": {"S": "CAMPAIGN#42"}, "sk": {"S": "PERSON#1001"}, "email": {"S": "ann@example.com"}}
+    stale = settings("SETTINGS#7", 1, "No")
+    for item in (settings("CAMPAIGN#42", 1, "No"), link, settings("CAMPAIGN#7", 2, "Yes"), stale,
+                 settings("SETTINGS#9", 1, "No")):     # campaign 7 applied anew, campaign 9 deleted, rolled back to
+        ddb.put_item(TableName=table, Item=item)
+    assert deployed() == ["settings in their own partition: 2 campaign(s) copied, 1 removed (deleted by the "
+                          "version deployed before), 0 as they were"]
+    upgraded = seen[-1]                                        # as `chalice deploy` found it
+    assert upgraded[("SETTINGS#42", "SETTINGS")] == {**settings("CAMPAIGN#42", 1, "No"), "pk": {"S": "SETTINGS#42"}}
+    assert upgraded[("SETTINGS#7", "SETTINGS")] == settings("SETTINGS#7", 2, "Yes")
+    assert ("SETTINGS#9", "SETTINGS") not in upgraded
+    assert upgraded[("CAMPAIGN#42", "PERSON#1001")] == link
+    assert {k for k in upgraded if k[0].startswith("SETTINGS#")} == {("SETTINGS#42", "SETTINGS"), ("SETTINGS#7", "SETTINGS")}
+    assert deployed() == [] and seen[-1] == upgraded           # run again: as it was
+    assert len(upgraded) == 5
+
+
+def test_the_settings_copy_never_overwrites_a_write_made_while_it_reads(moto_endpoint, tmp_path):
+    """The copy reads the new partition's item and the campaign's, and writes only while both are as it read them
+    (one transaction): settings this version applies meanwhile (at both keys at once) are read again, never
+    overwritten with what the campaign's item held before them."""
+    from chalicelib.adapters.dynamo.upgrade import mirror_settings
+    aws = aws_on(moto_endpoint)
+    ddb = aws.client("dynamodb")
+    table = "mirror-race"
+    ddb.create_table(TableName=table, BillingMode="PAY_PER_REQUEST",
+                     AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n in ("pk", "sk")],
+                     KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}])
+
+    def settings(pk: str, version: int) -> dict:
+        return {"pk": {"S": pk}, "sk": {"S": "SETTINGS"}, "version": {"N": str(version)}, "workspace": {"S": "ws"},
+                "updated_at": {"S": f"2026-09-21T14:13:2{version}.000Z"}, "document": {"S": "{}"}}
+    ddb.put_item(TableName=table, Item=settings("CAMPAIGN#42", 1))
+
+    class Racing:
+        """The DynamoDB client, but an apply of this version (version 2, both keys) lands right after the copy read
+        both items (the new partition's absent, the campaign's at version 1), before it writes."""
+        def __init__(self):
+            self.reads = 0
+
+        def __getattr__(self, name):
+            return getattr(ddb, name)
+
+        def get_item(self, **kw):
+            answer = ddb.get_item(**kw)
+            self.reads += 1
+            if self.reads == 2:
+                ddb.transact_write_items(TransactItems=[{"Put": {"TableName": table, "Item": settings(pk, 2)}}
+                                                        for pk in ("SETTINGS#42", "CAMPAIGN#42")])
+            return answer
+
+    racing = Racing()
+    done = mirror_settings(racing, table)
+    assert (done.copied, done.removed, done.kept) == (0, 0, 1) and racing.reads == 4    # read again, once
+    assert ddb.get_item(TableName=table, Key={"pk": {"S": "SETTINGS#42"}, "sk": {"S": "SETTINGS"}})["Item"] == \
+        settings("SETTINGS#42", 2)

@@ -159,3 +159,62 @@ def test_a_stage_is_destroyed_from_a_checkout_that_never_deployed_it(moto_endpoi
     assert api not in [a["id"] for a in aws.client("apigateway").get_rest_apis()["items"]]
     assert "rf-intercom-bridge-elsewhere" not in [s["StackName"] for s in aws.client("cloudformation").list_stacks()[
         "StackSummaries"] if s["StackStatus"] != "DELETE_COMPLETE"]
+
+
+def _api_reads(policy: dict) -> set[str]:
+    """The partitions a function's policy lets it GetItem."""
+    return {key for s in policy["Statement"] if "dynamodb:GetItem" in s["Action"]
+            for key in s.get("Condition", {}).get("ForAllValues:StringLike", {}).get("dynamodb:LeadingKeys", [])}
+
+
+def test_an_upgrade_keeps_the_running_api_codes_settings_read_until_chalice_has_replaced_that_code(moto_endpoint, tmp_path):
+    """Chalice puts a function's role policy before its code. The API function of a version before 2026-11-28 reads
+    settings in the campaign's partition (CAMPAIGN#), which this version's policy no longer grants (its links are
+    there): put first, it would refuse that code's reads for the seconds until its code is replaced, and answer those
+    joins 503 (reconcile's run would fail). So a deploy over such a version runs `chalice deploy` twice: with that
+    read kept (the API function's and reconcile's), then without it. A new stage, and a deploy over this version, run
+    it once; the role's policy ends without it each time."""
+    aws = aws_on(moto_endpoint)
+    iam = aws.client("iam")
+    role = f"{deploy.stage_prefix('upg')}-api_handler"
+    given: list[set[str]] = []                    # the API function's reads, at each `chalice deploy`
+
+    def chalice(project: Path, args: list[str], region: str) -> None:
+        policy = json.loads((project / ".chalice" / deploy.policy_file("upg", "api_handler")).read_text())
+        given.append(_api_reads(policy))
+        reconciles = _api_reads(json.loads((project / ".chalice" / deploy.policy_file("upg", "reconcile")).read_text()))
+        assert ("CAMPAIGN#*" in reconciles) == ("CAMPAIGN#*" in given[-1]), reconciles
+        try:
+            iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+                {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}))
+        except ClientError:
+            pass                                  # there since the first deploy
+        iam.put_role_policy(RoleName=role, PolicyName=role, PolicyDocument=json.dumps(policy))
+        state = deploy.state_path(project, "upg")
+        state.parent.mkdir(parents=True, exist_ok=True)
+        state.write_text(json.dumps({"resources": [{"name": "rest_api", "resource_type": "rest_api",
+                                                    "rest_api_url": f"https://u1.execute-api.{region}.amazonaws.com/api/"}]}))
+
+    def deployed() -> list[str]:
+        lines: list[str] = []
+        deploy.deploy("upg", project_dir=project_copy(tmp_path / f"p{len(given)}"), aws=aws, api_concurrency=None,
+                      chalice=chalice, say=lines.append)
+        return lines
+
+    now = {"SETTINGS#*", "WORKSPACE#*", "TICKET#*", "OAUTH#*"}
+    deployed()
+    assert given == [now]                                         # a new stage: one pass
+    earlier = iam.get_role_policy(RoleName=role, PolicyName=role)["PolicyDocument"]
+    earlier = json.loads(earlier) if isinstance(earlier, str) else earlier
+    for statement in earlier["Statement"]:                        # as the version before rendered it
+        if "dynamodb:GetItem" in statement["Action"]:
+            statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"] = [
+                "CAMPAIGN#*", "WORKSPACE#*", "TICKET#*", "OAUTH#*"]
+    iam.put_role_policy(RoleName=role, PolicyName=role, PolicyDocument=json.dumps(earlier))
+    assert deploy.reads_settings_before(aws, "upg")
+    lines = deployed()
+    assert given[1:] == [now | {"CAMPAIGN#*"}, now], given        # the upgrade: two passes
+    assert sum(line == "chalice deploy --stage upg" for line in lines) == 2
+    assert not deploy.reads_settings_before(aws, "upg")
+    deployed()
+    assert given[3:] == [now]                                     # over this version: one pass

@@ -86,6 +86,9 @@ def test_settings_applied_by_mistake_are_deleted_and_doctor_stops_naming_them(br
     code, _, err = run_cli(bridge.operator(), capsys, "settings", "delete", "42")
     assert code == 1 and err.startswith("bridge: campaign 42 has 1 linked person: once its settings are deleted")
     assert "add --yes" in err and run_cli(bridge.operator(), capsys, "settings", "show", "42")[0] == 0
+    code, out, err = run_cli(bridge.operator(), capsys, "settings", "delete", "42", "--json")   # a script's: on stdout
+    assert (code, err, json.loads(out)["deleted"]) == (1, "", False)
+    assert json.loads(out)["problems"][0].startswith("campaign 42 has 1 linked person: once its settings are deleted")
     code, out, _ = run_cli(bridge.operator(), capsys, "settings", "delete", "42", "--yes")
     assert code == 0 and out.rstrip().endswith("; kept, with their history: 1 linked person")
     assert run_cli(bridge.operator(), capsys, "settings", "show", "42")[0] == 1

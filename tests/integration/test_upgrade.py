@@ -10,6 +10,7 @@ import json
 
 import pytest
 
+from chalicelib.adapters.dynamo.upgrade import mirror_settings
 from chalicelib.domain.history import iso
 from chalicelib.services.admin import delete_settings
 from chalicelib.services.dead_letters import replay
@@ -63,9 +64,12 @@ def old_join(lead: dict, received_at: float) -> dict:
 
 
 def written_before(bridge, *items: dict) -> None:
+    """Written by the earlier version; then `make deploy` upgrades the table before this version's code runs (the
+    settings copied to their own partition: infra/deploy.py, step 4b)."""
     ddb = bridge.resources.client("dynamodb")
     for item in items:
         ddb.put_item(TableName=bridge.resources.table, Item=item)
+    mirror_settings(ddb, bridge.resources.table)
 
 
 @pytest.fixture
@@ -247,3 +251,93 @@ def test_a_link_a_later_version_wrote_is_worked_by_this_one_rolled_back_over_it_
     assert bridge.history(42, ann["id"])["link"]["qualification"] == "qualified" and bridge.dead_letters() == []
     item = ddb.get_item(TableName=table, Key=key, ConsistentRead=True)["Item"]
     assert (item["left_baselines"]["S"], item["later_mark"]["S"]) == (later, "v9")
+
+
+# --- settings in their own partition (SETTINGS#<campaign>): the upgrade, and a rollback from it -----------------
+
+def _item(bridge, pk: str) -> dict | None:
+    return bridge.resources.client("dynamodb").get_item(TableName=bridge.resources.table, ConsistentRead=True, Key={
+        "pk": {"S": pk}, "sk": {"S": "SETTINGS"}}).get("Item")
+
+
+def test_settings_the_earlier_version_stored_are_copied_by_the_deploy_and_its_campaigns_joins_accepted(
+        bridge, intercom, rf):
+    """The earlier version kept the settings in the campaign's partition, which the API function may no longer read
+    (its links are there): until the deploy's upgrade copies them to their own, a join of the campaign is refused as
+    one of a campaign the bridge does not know; after it, the join is accepted and worked with those settings. Run
+    again, the upgrade writes nothing."""
+    ddb = bridge.resources.client("dynamodb")
+    for item in (OLD_SETTINGS, OLD_CAMPAIGNS):
+        ddb.put_item(TableName=bridge.resources.table, Item=item)
+    lead = new_lead(rf)
+    assert bridge.post_join(old_join(lead, 0)["person"]).status_code == 404          # not upgraded: unknown there
+    done = mirror_settings(ddb, bridge.resources.table)
+    assert (done.copied, done.removed, done.kept) == (1, 0, 0)
+    assert _item(bridge, "SETTINGS#42") == {**OLD_SETTINGS, "pk": {"S": "SETTINGS#42"}}
+    assert _item(bridge, "CAMPAIGN#42") == OLD_SETTINGS                               # kept, for a rollback
+    assert bridge.post_join(old_join(lead, 0)["person"]).status_code == 202
+    bridge.drain()
+    bridge.later.release()
+    bridge.drain()
+    [contact] = intercom.contacts_by_email("ann@example.com")
+    assert contact["custom_attributes"]["signed_up"] == "No"                          # the old settings' initial value
+    assert bridge.history(42, lead["id"])["link"]["status"] == "linked" and bridge.dead_letters() == []
+    again = mirror_settings(ddb, bridge.resources.table)
+    assert (again.copied, again.removed, again.kept) == (0, 0, 1)
+
+
+def test_a_version_rolled_back_to_reads_the_settings_this_one_wrote_and_what_it_writes_holds_after_the_next_upgrade(
+        bridge, intercom, rf, clock):
+    """This version's `settings apply` writes the settings at both keys in one transaction, so the earlier version,
+    rolled back to, reads them where it keeps them (CAMPAIGN#42), to the letter. What that version then applies (in
+    its partition only) is what holds once this version is deployed again: the upgrade copies it over, and this
+    version's worker creates Ann's contact with it. And a deletion under it: the upgrade removes the copy."""
+    applied = bridge.apply(json.loads(OLD_SETTINGS["document"]["S"]))
+    new, old = _item(bridge, "SETTINGS#42"), _item(bridge, "CAMPAIGN#42")
+    assert new is not None and old == {**new, "pk": {"S": "CAMPAIGN#42"}} and old["version"] == {"N": "1"}, applied
+    ddb, table = bridge.resources.client("dynamodb"), bridge.resources.table
+    # Rolled back: the earlier version's `settings apply` writes its partition's item whole (version 2, a new initial
+    # value for the leads it creates).
+    document = json.loads(old["document"]["S"])
+    for field in document["leads"]["fields"]:
+        if field.get("to") == "custom_attributes.lead_source":
+            field["value"] = "rolled-back"
+    ddb.put_item(TableName=table, Item={**old, "version": {"N": "2"}, "document": {"S": json.dumps(document)},
+                                        "updated_at": {"S": iso(clock() + 60)}})
+    done = mirror_settings(ddb, table)                                               # deployed again
+    assert (done.copied, done.removed) == (1, 0)
+    assert bridge.rt.store.settings.get("42").version == 2
+    lead = new_lead(rf)
+    assert bridge.post_join(old_join(lead, clock())["person"]).status_code == 202
+    bridge.drain()
+    bridge.later.release()
+    bridge.drain()
+    [contact] = intercom.contacts_by_email("ann@example.com")
+    assert contact["custom_attributes"]["lead_source"] == "rolled-back"
+    ddb.delete_item(TableName=table, Key={"pk": {"S": "CAMPAIGN#42"}, "sk": {"S": "SETTINGS"}})   # its delete
+    done = mirror_settings(ddb, table)
+    assert (done.copied, done.removed) == (0, 1) and bridge.rt.store.settings.get("42") is None
+
+
+def test_deleting_settings_and_clearing_the_count_backfill_they_owe_write_both_keys(bridge, clock):
+    """A version rolled back to never reads settings this one deleted, nor a count backfill it cleared as still owed."""
+    from chalicelib.ports.store import CountBackfill
+    settings = bridge.rt.store.settings
+    owed = CountBackfill("custom_attributes.referrals", iso(clock()))
+    settings.put("42", json.loads(OLD_SETTINGS["document"]["S"]), WORKSPACE, owed)
+    assert _item(bridge, "CAMPAIGN#42")["count_backfill_attribute"] == {"S": "custom_attributes.referrals"}
+    assert settings.count_backfilled("42", owed) is True
+    new, old = _item(bridge, "SETTINGS#42"), _item(bridge, "CAMPAIGN#42")
+    assert "count_backfill_attribute" not in old and old == {**new, "pk": {"S": "CAMPAIGN#42"}}
+    assert settings.count_backfilled("42", owed) is False                            # owed no longer
+    # Rolled back, the earlier version applied them again (without the backfill owed), then this one came back
+    # before the copy: its own key's is cleared, and the earlier version's item is left as it wrote it.
+    settings.put("42", json.loads(OLD_SETTINGS["document"]["S"]), WORKSPACE, owed)
+    theirs = {**_item(bridge, "CAMPAIGN#42"), "version": {"N": "3"}}
+    del theirs["count_backfill_attribute"], theirs["count_backfill_since"]
+    bridge.resources.client("dynamodb").put_item(TableName=bridge.resources.table, Item=theirs)
+    assert settings.count_backfilled("42", owed) is True
+    assert "count_backfill_attribute" not in _item(bridge, "SETTINGS#42") and _item(bridge, "CAMPAIGN#42") == theirs
+    assert settings.delete("42") is True
+    assert (_item(bridge, "SETTINGS#42"), _item(bridge, "CAMPAIGN#42")) == (None, None)
+    assert settings.delete("42") is False

@@ -86,14 +86,29 @@ def test_only_rfs_user_not_found_is_advised_a_discard_a_bare_404_a_fix_and_repla
 def test_discard_needs_a_selector_and_yes(capsys):
     work = with_a_dead_join_rf_does_not_know()
     code, out, err = cli(work, capsys, "discard", "--yes")
-    assert code == 1 and out == "" and err.startswith("bridge: discard which dead letters? Give --reason TEXT")
+    assert code == 2 and out == "" and err.startswith("bridge: discard which dead letters? Give --reason TEXT")
     code, out, err = cli(work, capsys, "discard", "--reason", "", "--yes")           # would match every letter
-    assert code == 1 and "discard which dead letters?" in err
+    assert code == 2 and "discard which dead letters?" in err
     code, out, err = cli(work, capsys, "discard", "--reason", "answered 404")
     assert code == 1 and out == ""
     assert err.strip() == ("bridge: 1 dead letter(s) match: discarding takes them out for good (a replay can no "
                            "longer bring them back) — add --yes to discard them; nothing was discarded")
     assert work.queue.dead_count() == 2 == visible_now(work.queue)                    # all still there, visible
+
+
+def test_a_discard_without_yes_under_json_answers_json_on_stdout_with_the_problem(capsys):
+    """`dlq discard --reason X --json` without --yes printed only the error line on stderr, no JSON: a script read
+    nothing on stdout. It answers as every refusal of a check under --json does (docs/operating.md): the answer on
+    stdout with its `problems`, stderr empty, exit 1 still; the keys of a discard that discarded nothing."""
+    work = with_a_dead_join_rf_does_not_know()
+    code, out, err = cli(work, capsys, "discard", "--reason", "answered 404", "--json")
+    assert (code, err) == (1, "")
+    assert json.loads(out) == {"discarded": 0, "left": 2, "matching": 1, "total": 2, "not_seen": 0,
+                               "by_reason": {GONE: 1, "Intercom answered 400: bad request": 1},
+                               "problems": ["1 dead letter(s) match: discarding takes them out for good (a replay "
+                                            "can no longer bring them back) — add --yes to discard them; nothing was "
+                                            "discarded"]}
+    assert work.queue.dead_count() == 2 == visible_now(work.queue)
 
 
 @pytest.mark.parametrize("yes", [[], ["--yes"]], ids=["asked", "with --yes"])
@@ -121,9 +136,9 @@ def test_discard_refuses_a_blank_reason_as_it_refuses_an_empty_one(capsys):
     reason is refused rather than dropped (every letter of the campaign would go)."""
     work = with_a_dead_join_rf_does_not_know()
     code, out, err = cli(work, capsys, "discard", "--reason", " ", "--yes")
-    assert code == 1 and "discard which dead letters?" in err, (out, err)
+    assert code == 2 and "discard which dead letters?" in err, (out, err)
     code, out, err = cli(work, capsys, "discard", "--reason", "  ", "--campaign", "42", "--yes")
-    assert code == 1 and "discard which dead letters?" in err and "a blank one matches every letter" in err
+    assert code == 2 and "discard which dead letters?" in err and "a blank one matches every letter" in err
     assert work.queue.dead_count() == 2 == visible_now(work.queue)
 
 
@@ -133,7 +148,7 @@ def test_replay_refuses_a_blank_reason_rather_than_replaying_every_letter(capsys
     work = with_a_dead_join_rf_does_not_know()
     for blank in ("", " "):
         code, out, err = cli(work, capsys, "replay", "--reason", blank)
-        assert code == 1 and out == "" and err.startswith("bridge: replay which dead letters? A blank --reason "
+        assert code == 2 and out == "" and err.startswith("bridge: replay which dead letters? A blank --reason "
                                                           "matches every letter"), (out, err)
         assert "--all" in err and work.queue.dead_count() == 2 == visible_now(work.queue)
 

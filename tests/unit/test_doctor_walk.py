@@ -161,6 +161,59 @@ def test_joins_refused_before_the_settings_past_the_samples_kept_stay_a_warning_
     assert before["what"].endswith("; the refused person (RF user 7) was joined since, others may not be sampled")
 
 
+def test_rfs_webhook_whose_joins_were_refused_before_the_settings_is_not_said_missing_once_they_were_joined():
+    """An operator's walk: joins of campaign 42 refused as unknown_campaign (before its settings), then `bridge backfill
+    42 --apply` joined them, and no join since: doctor stayed BAD [webhooks.rf] "no join of campaign 42 was ever
+    received", fix "set up the webhook in RF", exit 1, while the refused joins prove RF's webhook is set up (its secret
+    was right: the edge checks it before the campaign). It says what is true, ok: none was accepted yet, the webhook
+    reaches the bridge, the last refused when; past QUIET_HOURS, to check RF's webhook if people joined since."""
+    from chalicelib.ports.edge import UNKNOWN
+    from chalicelib.services.doctor import QUIET_HOURS
+
+    rt = healthy()
+    rt.store.edge.beats.clear()                                          # no join was ever accepted
+    rt.store.edge.heard("workspace:ws", "notification")
+    refused_at = iso(rt.clock())
+    for user in ("7", "8"):
+        rt.store.edge.refused(UNKNOWN, RefusalSample("unknown_campaign", refused_at, "m", rf_user_id=user,
+                                                     campaign_id="42"))
+    rt.work.clock.now += 60
+    for user, email in (("7", "ann@example.com"), ("8", "bob@example.com")):     # `bridge backfill 42 --apply`
+        scenario.joined(rt.work, user, email)
+    view, text = look(rt)
+    [rf] = checks(view, "webhooks.rf")
+    assert (rf["ok"], rf["warn"], rf["fix"]) == (True, False, ""), rf
+    assert rf["what"] == ("no join of campaign 42 was accepted yet, but RF's webhook reaches the bridge: its joins "
+                          f"were refused before the campaign's settings existed (the last at {refused_at})")
+    assert view["ok"] and text.startswith("campaign 42: no problems found\n"), text
+    rt.work.clock.now += (QUIET_HOURS + 1) * 3600
+    [rf] = checks(look(rt)[0], "webhooks.rf")
+    assert rf["ok"] and rf["what"].endswith(f"(the last at {refused_at}, over {QUIET_HOURS} h ago): if people "
+                                            "joined since, check RF's webhook"), rf
+
+
+def test_joins_refused_before_the_settings_are_counted_as_the_edge_knows_them_at_least_past_its_samples():
+    """[webhooks.before_settings] said "N join(s) were refused" of N samples, while the edge keeps a few samples (5 a
+    reason and hour) of its one bucket of campaigns without settings, and counts them all together: 7 refusals of
+    campaign 42 in an hour were said 5. Exact while every refusal of the bucket was sampled, else "at least N", with
+    what the edge counted; `settings` of a campaign without settings says it alike."""
+    from chalicelib.ports.edge import SAMPLES, UNKNOWN
+    from chalicelib.services.doctor import examine
+
+    rt = healthy()
+    for n in range(SAMPLES + 2):          # 43's first (sampled, its settings not applied), then 42's six (4 sampled)
+        rt.store.edge.refused(UNKNOWN, RefusalSample("unknown_campaign", iso(rt.clock()), "m", rf_user_id=str(n),
+                                                     campaign_id="43" if n == 0 else "42"))
+    counted = (f"the edge sampled {SAMPLES} of the {SAMPLES + 2} joins it refused for campaigns without settings, "
+               "counted together: the others may be this campaign's too")
+    [before] = checks(look(rt)[0], "webhooks.before_settings")
+    assert before["what"] == (f"at least {SAMPLES - 1} join(s) for campaign 42 were refused as unknown_campaign (they "
+                              f"came before its settings existed; {counted})"), before
+    [unset] = checks(examine(rt, "43").view(), "settings")
+    assert unset["what"] == (f"campaign 43 has no settings here; at least 1 join(s) for it were refused as "
+                             f"unknown_campaign ({counted})"), unset
+
+
 def test_notifications_accepted_after_a_bad_signature_say_fixed():
     rt = healthy()
     rt.store.edge.heard("workspace:ws", "notification")

@@ -2266,20 +2266,22 @@ def test_a_page_rf_refused_the_token_for_every_contact_of_is_dead_lettered_at_on
     from chalicelib import cli as cli_module
     from chalicelib.domain.advice import rf_token_fix
     monkeypatch.setattr(cli_module, "_text", lambda args: not args.json)          # a terminal
+    monkeypatch.setattr(sync, "THREADS", 1)           # the contacts in turn: the second is not tried after the 401
     work = world(2)
     work.apis.rf_.create_answers = [rf_refused(), rf_refused()]
     sync.start(work.deps, "42")
     drain(work)                                                  # no RetryBatch: nothing comes back to be retried
     answer = "Referral Factory answered 401: Unauthenticated."
+    failed = "1 contact(s) of the page failed, its 1 other(s) not tried (they share the token)"
     assert [(d["reason"], d["attempts"]) for d in work.queue.dead] == [
-        (f"2 contact(s) of the page failed: {answer} — {rf_token_fix()}", 1)]
-    line = (f"page 1 failed: 2 contact(s) of the page failed: {answer} (1 try, last 14:13:20) — it waits in the "
+        (f"{failed}: {answer} — {rf_token_fix()}", 1)]
+    line = (f"page 1 failed: {failed}: {answer} (1 try, last 14:13:20) — it waits in the "
             f"dead-letter queue: {rf_token_fix()}; the replay resumes the run where it stopped")
     assert run_cli(SimpleNamespace(deps=work.deps), capsys, "sync", "status", "42")[1].splitlines()[1] == f"  {line}"
     assert f"  {line}" in run_cli(SimpleNamespace(deps=work.deps), capsys, "sync", "report", "42")[1].splitlines()
     text, finding = doctor_says(work)
     assert (finding["ok"], finding["what"], finding["fix"]) == (
-        False, f"sync run 1 (full, users) stalled: page 1 failed: 2 contact(s) of the page failed: {answer} (1 try, "
+        False, f"sync run 1 (full, users) stalled: page 1 failed: {failed}: {answer} (1 try, "
                "last 14:13:20); nothing yet so far", f"{rf_token_fix()}; the replay resumes the run where it stopped")
 
 
@@ -2292,17 +2294,40 @@ def test_a_page_retried_after_rf_refused_the_token_says_to_connect_rf_not_to_rep
     from tests.support.cli import run_cli
     from chalicelib import cli as cli_module
     monkeypatch.setattr(cli_module, "_text", lambda args: not args.json)          # a terminal
-    monkeypatch.setattr(sync, "THREADS", 1)                      # the contacts in turn: the 401 first
+    monkeypatch.setattr(sync, "THREADS", 1)      # the contacts in turn: the 401 second (after it, none is tried)
     work = world(2)
-    work.apis.rf_.create_answers = [rf_refused(), Transient("Referral Factory POST /users: connection reset")]
+    work.apis.rf_.create_answers = [Transient("Referral Factory POST /users: connection reset"), rf_refused()]
     sync.start(work.deps, "42")
     with pytest.raises(RetryBatch):
         drain(work)
     assert work.queue.dead == []
     assert run_cli(SimpleNamespace(deps=work.deps), capsys, "sync", "status", "42")[1].splitlines()[1] == (
-        "  retrying page 1: 2 contact(s) of the page failed, first: Referral Factory answered 401: Unauthenticated. "
+        "  retrying page 1: 2 contact(s) of the page failed, among them: Referral Factory answered 401: "
+        "Unauthenticated. "
         "(1 try, last 14:13:20) — Referral Factory refuses the RF token the bridge has stored (revoked or replaced "
         "in RF): `bridge rf connect` (it asks for the new token); the page's next try then goes on")
+
+
+@pytest.mark.parametrize("threads", [1, sync.THREADS])
+def test_a_page_rf_refuses_the_token_for_asks_rf_for_no_other_contact_after_the_refusal(monkeypatch, threads):
+    """A page of 150 contacts whose first create RF refused with its 401 went on asking RF for every other contact:
+    up to 150 refused calls, each spending the shared RF budget (RF blocks an IP for repeated excess), for one
+    token they all share. After the first refusal no contact of the page is tried: only those already in flight
+    beside it (at most THREADS) call RF. The page is dead-lettered at once, as a page RF refused every contact of,
+    saying how many were not tried."""
+    from chalicelib.domain.advice import rf_token_fix
+    from chalicelib.domain.sync import PER_PAGE
+    monkeypatch.setattr(sync, "THREADS", threads)
+    work = world(PER_PAGE)
+    work.apis.rf_.create_answers = [rf_refused() for _ in range(PER_PAGE)]
+    sync.start(work.deps, "42")
+    drain(work)                                                  # no RetryBatch: straight to the dead-letter queue
+    asked = sum(call.startswith("create_user ") for call in work.apis.rf_.calls)
+    assert 1 <= asked <= threads, asked                           # (those in flight when RF refused the first)
+    assert [(d["reason"], d["attempts"]) for d in work.queue.dead] == [
+        (f"{asked} contact(s) of the page failed, its {PER_PAGE - asked} other(s) not tried (they share the token): "
+         f"Referral Factory answered 401: Unauthenticated. — {rf_token_fix()}", 1)]
+    assert sync.status(work.deps, "42")["page_error"]["state"] == "failed"
 
 
 def test_a_second_start_while_the_page_is_dead_lettered_for_a_refused_token_does_not_offer_its_discard(monkeypatch):

@@ -6,6 +6,7 @@ from typing import Callable, Iterable, Optional
 
 from pynamodb.expressions.condition import Condition, size
 from pynamodb.expressions.update import Action
+from pynamodb.transactions import TransactWrite
 
 from ...domain.budget import BudgetState
 from ...domain.history import iso
@@ -14,7 +15,7 @@ from ...ports.store import (LIST_CLOCK_SKEW, AttributeList, Connection, CountBac
                              StoredSettings)
 from ...ports.store import PENDING_SWEEP
 from .keys import (RF_KEY, WORKSPACES_KEY, budget_state_key, campaign_of_settings, campaigns_key, connection_key,
-                   cursor_key, oauth_state_key, oauth_ticket_key, rate_key, settings_key)
+                   cursor_key, oauth_state_key, oauth_ticket_key, rate_key, rollback_settings_key, settings_key)
 from .models import (BudgetStateItem, CampaignsItem, ConnectionItem, CursorItem, OAuthStateItem, OAuthTicketItem, RateItem, RFConfigItem,
                      SettingsItem, WorkspacesItem, applied, batch_get, get)
 
@@ -144,10 +145,12 @@ class DynamoSettings:
             count_backfill: Optional[CountBackfill] = None) -> int:
         existing = self.get(campaign_id)
         version = (existing.version if existing else 0) + 1
-        SettingsItem(*settings_key(campaign_id), document=document, workspace=workspace, version=version,
-                     updated_at=iso(self.clock()),
-                     count_backfill_attribute=count_backfill.attribute if count_backfill else None,
-                     count_backfill_since=count_backfill.since if count_backfill else None).save()
+        at = iso(self.clock())
+        with _both() as tx:
+            for key in _settings_keys(campaign_id):
+                tx.save(SettingsItem(*key, document=document, workspace=workspace, version=version, updated_at=at,
+                                     count_backfill_attribute=count_backfill.attribute if count_backfill else None,
+                                     count_backfill_since=count_backfill.since if count_backfill else None))
         self.connections.register_workspace(workspace)
         CampaignsItem(*campaigns_key(workspace)).update(actions=[CampaignsItem.names.add({campaign_id})])
         return version
@@ -165,17 +168,40 @@ class DynamoSettings:
         return StoredSettings(campaign_id, item.workspace, item.document, int(item.version), item.updated_at, owed)
 
     def count_backfilled(self, campaign_id: str, owed: CountBackfill) -> bool:
-        return applied(lambda: SettingsItem(*settings_key(campaign_id)).update(
-            actions=[SettingsItem.count_backfill_attribute.remove(), SettingsItem.count_backfill_since.remove()],
-            condition=(SettingsItem.count_backfill_attribute == owed.attribute)
-            & (SettingsItem.count_backfill_since == owed.since)))
+        owes = (SettingsItem.count_backfill_attribute == owed.attribute) & (SettingsItem.count_backfill_since == owed.since)
+
+        def cleared() -> list[Action]:
+            return [SettingsItem.count_backfill_attribute.remove(), SettingsItem.count_backfill_since.remove()]
+
+        def both() -> None:
+            with _both() as tx:
+                for key in _settings_keys(campaign_id):
+                    tx.update(SettingsItem(*key), actions=cleared(), condition=owes)
+        # The rollback key owes no longer what this one does only when a version before this one wrote (or
+        # deleted) it since: it keeps what that version wrote, and this key alone is cleared.
+        return applied(both) or applied(lambda: SettingsItem(*settings_key(campaign_id)).update(
+            actions=cleared(), condition=owes))
 
     def delete(self, campaign_id: str) -> bool:
-        return applied(lambda: SettingsItem(*settings_key(campaign_id)).delete(condition=SettingsItem.pk.exists()))
+        def both() -> None:
+            with _both() as tx:
+                tx.delete(SettingsItem(*settings_key(campaign_id)), condition=SettingsItem.pk.exists())
+                tx.delete(SettingsItem(*rollback_settings_key(campaign_id)))
+        return applied(both)
 
     def documents(self, campaign_ids: Iterable[str]) -> dict[str, dict]:
         items = batch_get(SettingsItem, (settings_key(c) for c in campaign_ids))
         return {campaign_of_settings(i.pk): i.document for i in items}
+
+
+def _settings_keys(campaign_id: str) -> tuple[tuple[str, str], ...]:
+    """Where settings are written: their own partition, and where versions before 2026-11-28 read them (keys.py)."""
+    return settings_key(campaign_id), rollback_settings_key(campaign_id)
+
+
+def _both() -> TransactWrite:
+    """One transaction for a write of settings at both their keys (all or nothing)."""
+    return TransactWrite(connection=SettingsItem._get_connection().connection)
 
 
 class DynamoCursor:

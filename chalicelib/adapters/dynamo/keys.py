@@ -1,7 +1,12 @@
 """The key scheme of the one table (infra/template.yaml). Nothing outside this package knows it.
 
 Item kinds (pk / sk):
-  CAMPAIGN#<id> / SETTINGS               the settings document (and the count backfill they owe)
+  SETTINGS#<id> / SETTINGS               the settings document (and the count backfill they owe); its own
+                                         partition, so the API function may read settings and never a link
+  CAMPAIGN#<id> / SETTINGS               the same item, where versions before 2026-11-28 keep it: every write
+                                         of settings writes both in one transaction (a version rolled back to
+                                         reads current settings), none reads it; `make deploy` makes the first
+                                         a copy of it before the code goes live (upgrade.py)
   WORKSPACE#<app_id> / CONNECTION        a connected Intercom workspace: api base, status, which secrets are
                                          set (the secrets themselves live in SSM, see adapters/secrets.py)
   WORKSPACE#<app_id> / CAMPAIGNS         the campaigns whose settings name the workspace (what the search
@@ -56,8 +61,18 @@ OVERDUE = "OVERDUE"             # the overdue index's partition of links
 COUNT_WRITES = "COUNT_WRITES"   # the overdue index's partition of referral counts owing their write
 
 
+SETTINGS_SK = "SETTINGS"
+SETTINGS_PREFIX = "SETTINGS#"
+ROLLBACK_SETTINGS_PREFIX = "CAMPAIGN#"
+
+
 def settings_key(campaign_id: str) -> Key:
-    return f"CAMPAIGN#{campaign_id}", "SETTINGS"
+    return f"{SETTINGS_PREFIX}{campaign_id}", SETTINGS_SK
+
+
+def rollback_settings_key(campaign_id: str) -> Key:
+    """Where versions before 2026-11-28 read and write a campaign's settings (in its links' partition)."""
+    return f"{ROLLBACK_SETTINGS_PREFIX}{campaign_id}", SETTINGS_SK
 
 
 def campaign_of_settings(pk: str) -> str:

@@ -705,12 +705,14 @@ class DynamoLinks(Leases):
         raise Busy("what the link left changed while the rule was recorded on it (another worker): apply again")
 
     def arm(self, link: Link, entries: Sequence[Entry], by: str, at: Optional[float] = None,
-            keep_held: bool = True) -> Link:
+            keep_held: bool = True, hold: Optional[float] = None) -> Link:
         # (armed on the contact `link` names: a link moved meanwhile is Busy; None: erased meanwhile; armed otherwise
         # meanwhile (since another time, under another rule, or at all: one armed since always by a value of no known
         # time is not narrowed by a worker that read it unarmed), Busy: its retry judges the value against it)
-        return self._set(link, entries, None, link.armed_fields(by, at, keep_held),
-                         _same(LinkItem.contact_id, link.contact_id) & _armed_as(link)) or link
+        # (a join's keep, `hold`: held to the link's status as read too, Busy: its join finished or moved on since)
+        same = _same(LinkItem.contact_id, link.contact_id) & _armed_as(link)
+        return self._set(link, entries, None, link.armed_fields(by, at, keep_held, hold),
+                         same if hold is None else same & (LinkItem.status == link.status.value)) or link
 
     def hold_back(self, link: Link, entries: Sequence[Entry], at: float, by: str) -> Link:
         return self._set(link, entries, None, {"held_at": at, "held_by": by},

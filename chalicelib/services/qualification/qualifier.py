@@ -172,8 +172,12 @@ class Qualifier:
     def _arm(self, link: Link, entries: list[Entry], rule: Optional[Qualification], at: Optional[float],
              verdict: Verdict) -> Link:
         """Armed under the rule whose target the value seen missed (only a verdict under a rule arms), since the
-        time of the event that showed it (`at`: Link.armed_at), keeping the value held unless the verdict drops it."""
+        time of the event that showed it (`at`: Link.armed_at), keeping the value held unless the verdict drops it.
+        A join not finished keeping a change to the target (Verdict.keeps): held in the same write, the arm since the
+        verdict's `since` (no later than it)."""
         assert rule is not None
+        if verdict.keeps is not None:
+            return self.links.arm(link, entries, rules.key(rule), verdict.since, hold=verdict.keeps)
         return self.links.arm(link, entries, rules.key(rule), at, keep_held=not verdict.drops_held)
 
     def _arm_and_look(self, link: Link, settings: Optional[CampaignSettings], seen: Sighting, verdict: Verdict) -> Link:
