@@ -90,6 +90,39 @@ def test_after_a_revoked_rf_token_and_a_reconnect_the_demo_plays_end_to_end(loca
         connect_rf(rt, fault.USUAL["rf"])
 
 
+def test_a_demo_whose_qualification_failed_before_its_wait_began_names_explain(local_stack, monkeypatch):
+    """Walkthrough (README, Rehearse an incident locally): `make fault ARGS="rf revoke-token"`, then `make demo`.
+    The worker dead-lettered the qualification (RF's 401) 50 ms after Intercom's webhook, before the demo first
+    read Ann's history to wait: that failure counted as already seen, and the demo waited 60 s to say the bridge
+    "recorded no wait or failure that says why" while `explain` showed `qualification: failed`."""
+    import requests
+
+    from chalicelib.runtime import default_runtime
+    from chalicelib.services.dead_letters import discard
+    from infra.local import fault
+
+    state, now = local_stack.state(), [0.0]
+    post = requests.post
+
+    def post_then_work(url, *args, **kwargs):      # a worker as quick as make run's: done before the answer is read
+        answer = post(url, *args, **kwargs)
+        if url.endswith("/webhooks/intercom"):
+            local_stack.poller.drain()
+        return answer
+    monkeypatch.setattr(requests, "post", post_then_work)
+    fault.run(state, fault.parse(["rf", "revoke-token"]))
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            demo.play(state, settle=local_stack.poller.drain, say=lambda _: None, clock=lambda: now[0],
+                      sleep=lambda seconds: now.__setitem__(0, now[0] + seconds))
+    finally:
+        fault.run(state, fault.parse(["clear"]))
+        taken = discard(default_runtime(), reason="Referral Factory answered 401")
+    assert re.fullmatch(r"timed out after 30 s waiting for the qualification in RF: see why with "
+                        r"`\./bridge explain \d+`", str(stopped.value)), stopped.value
+    assert 30 < now[0] < 31 and taken["discarded"] == 1, (now, taken)
+
+
 def test_the_demo_waits_through_an_error_answer_of_the_simulated_intercom(local_stack):
     """`make fault ARGS="intercom 503 ..."` while the demo looks for its contact: not yet (it stopped on a
     KeyError); the demo looks again and plays on."""
