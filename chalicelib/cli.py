@@ -252,7 +252,8 @@ def _parser() -> argparse.ArgumentParser:
     _json(p)
     p.set_defaults(func=_dlq_replay)
     p = dlq.add_parser("discard", help="take out for good dead letters that can never succeed (by reason or "
-                                       "campaign), each person's history saying so")
+                                       "campaign), or searches a later one covered (--superseded), each person's "
+                                       "history saying so")
     p.add_argument("--reason", help="only dead letters whose reason contains this text")
     p.add_argument("--campaign", help="only dead letters of this campaign")
     p.add_argument("--superseded", action="store_true", help="only failed searches of changed contacts a later "
@@ -271,8 +272,8 @@ def _parser() -> argparse.ArgumentParser:
     _json(p)
     p.set_defaults(func=_doctor)
 
-    p = sub.add_parser("backfill", help="send the campaign's people who joined before its settings (dry run "
-                                        "unless --apply)")
+    p = sub.add_parser("backfill", help="send the campaign's people in RF the bridge never applied (who joined "
+                                        "before its settings, or while webhooks were refused; dry run unless --apply)")
     p.add_argument("campaign_id")
     p.add_argument("--apply", action="store_true", help="queue their joins (the same pipeline as the webhook), and "
                    "those ignored under `action: nothing` once the action creates; count the leads applied before the "
