@@ -125,6 +125,33 @@ def test_a_failed_join_replayed_is_said_back_in_the_queue_without_fixes_until_it
     assert view["people"][0]["status"] == "failed" and lines(text, f"; failed — {REFUSED}") and "fix:" in text
 
 
+def test_a_replay_that_fails_again_at_once_is_said_failed_whatever_the_clis_clock_says():
+    """The CLI stamps its replay note by its estimate of AWS's time, here 0.4 s ahead of the worker's: the copy's
+    try, failing again at once, wrote its entries before the note by time, and the header said "back in the
+    queue" while the letter was dead again. The note is ordered before the try that names it."""
+    from chalicelib.services.dead_letters import replay
+    work = world()
+    work.apis.intercom_.fail["create"] = Permanent(REFUSED)
+    scenario.run(work, join(AMY))
+    work.clock.now += 60
+    sent_at = work.clock.now
+    work.clock.now = sent_at + 0.4                       # the CLI's clock, ahead of the worker's
+    assert replay(work, campaign="42")["replayed"] == 1
+    work.clock.now = sent_at + 0.1                       # the worker's, as it takes the copy at once
+    work.apis.intercom_.fail["create"] = Permanent(REFUSED)
+    assert scenario.run(work, work.queue.sent[-1])["dead"] == 1
+    text, view = trail(work)
+    [person] = view["people"]
+    assert person["status"] == "failed" and "back in the queue" not in text, text
+    events = [(e["event"], e["outcome"]) for e in view["trail"]]
+    assert events[-4:] == [("dead_letter", "replayed"), ("join_received", "received"), ("join", "failed"),
+                           ("dead_letter", "failed")], events
+    assert [e["at"] for e in view["trail"]] == sorted(e["at"] for e in view["trail"])   # no later than the try
+    assert len([e for e in view["trail"] if e.get("fix")]) == 2, text      # the new failure's, as at first
+    letter = view["trail"][-4]["details"]["message_id"]
+    assert view["trail"][-1]["details"]["replayed_from"] == letter        # its dead letter names the replay too
+
+
 def failed_qualification():
     """A lead whose rule was met, and whose qualification Referral Factory refused."""
     work = scenario.world()
