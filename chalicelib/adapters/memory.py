@@ -788,11 +788,13 @@ class MemorySettings:
     def __init__(self, clock: Callable[[], float], connections: "MemoryConnections"):
         self.clock, self.connections = clock, connections
         self.stored: dict[str, StoredSettings] = {}
+        self.deleted: dict[str, int] = {}       # the last version of a campaign's deleted settings
         self.by_workspace: dict[str, set[str]] = {}
 
     def put(self, campaign_id: str, document: dict, workspace: str,
             count_backfill: Optional[CountBackfill] = None) -> int:
-        version = (self.stored[campaign_id].version if campaign_id in self.stored else 0) + 1
+        version = max(self.stored[campaign_id].version if campaign_id in self.stored else 0,
+                      self.deleted.get(campaign_id, 0)) + 1
         self.stored[campaign_id] = StoredSettings(campaign_id, workspace, document, version, iso(self.clock()),
                                                   count_backfill)
         self.connections.register_workspace(workspace)
@@ -813,7 +815,10 @@ class MemorySettings:
         return True
 
     def delete(self, campaign_id: str) -> bool:
-        return self.stored.pop(campaign_id, None) is not None
+        gone = self.stored.pop(campaign_id, None)
+        if gone is not None:
+            self.deleted[campaign_id] = gone.version
+        return gone is not None
 
     def documents(self, campaign_ids: Iterable[str]) -> dict[str, dict]:
         return {c: self.stored[c].document for c in campaign_ids if c in self.stored}

@@ -2224,6 +2224,19 @@ def test_settings_are_versioned_and_read_in_batches(store):
     assert store.connections.workspaces() == {WS}
 
 
+def test_settings_applied_again_after_a_delete_never_repeat_a_version(store):
+    """`settings delete` removed the item holding the version: the next apply said "version 1" again, and doctor
+    and history could not tell the new settings from the deleted ones. The last version outlives the delete."""
+    assert store.settings.put("42", {"campaign_id": "42"}, WS) == 1
+    assert store.settings.put("42", {"campaign_id": "42", "v": 2}, WS) == 2
+    assert store.settings.delete("42") and not store.settings.delete("42")
+    assert store.settings.get("42") is None and store.settings.documents(["42"]) == {}      # gone as before
+    assert store.settings.put("42", {"campaign_id": "42", "v": 3}, WS) == 3
+    assert store.settings.get("42").version == 3
+    assert store.settings.delete("42") and store.settings.put("42", {"campaign_id": "42"}, WS) == 4
+    assert store.settings.put("43", {"campaign_id": "43"}, WS) == 1                       # per campaign
+
+
 def test_the_count_backfill_settings_owe_is_kept_with_them_and_goes_only_when_the_backfill_it_began_with_ends(store):
     from chalicelib.ports import CountBackfill
     owed, later = CountBackfill("custom_attributes.n", "2026-01-01T00:00:00.000Z"), \

@@ -2,6 +2,7 @@
 shared rate-limit windows."""
 from __future__ import annotations
 
+from functools import partial
 from typing import Callable, Iterable, Optional
 
 from pynamodb.expressions.condition import Condition, size
@@ -15,9 +16,9 @@ from ...ports.store import (LIST_CLOCK_SKEW, AttributeList, Connection, CountBac
                              StoredSettings)
 from ...ports.store import PENDING_SWEEP
 from .keys import (RF_KEY, WORKSPACES_KEY, budget_state_key, campaign_of_settings, campaigns_key, connection_key,
-                   cursor_key, oauth_state_key, oauth_ticket_key, rate_key, rollback_settings_key, settings_key)
+                   cursor_key, deleted_settings_key, oauth_state_key, oauth_ticket_key, rate_key, rollback_settings_key, settings_key)
 from .models import (BudgetStateItem, CampaignsItem, ConnectionItem, CursorItem, OAuthStateItem, OAuthTicketItem, RateItem, RFConfigItem,
-                     SettingsItem, WorkspacesItem, applied, batch_get, get)
+                     SettingsDeletedItem, SettingsItem, WorkspacesItem, applied, batch_get, get)
 
 
 class DynamoConnections:
@@ -143,8 +144,9 @@ class DynamoSettings:
 
     def put(self, campaign_id: str, document: dict, workspace: str,
             count_backfill: Optional[CountBackfill] = None) -> int:
-        existing = self.get(campaign_id)
-        version = (existing.version if existing else 0) + 1
+        existing, deleted = self.get(campaign_id), get(SettingsDeletedItem, deleted_settings_key(campaign_id))
+        # Counted on from the deleted settings' last version, if any: a version never names two documents.
+        version = max(existing.version if existing else 0, int(deleted.version) if deleted else 0) + 1
         at = iso(self.clock())
         with _both() as tx:
             for key in _settings_keys(campaign_id):
@@ -183,11 +185,21 @@ class DynamoSettings:
             actions=cleared(), condition=owes))
 
     def delete(self, campaign_id: str) -> bool:
-        def both() -> None:
+        """Both keys deleted, and the last version kept apart (SETTINGS#<id> / DELETED, which neither this version
+        nor one before reads as settings), in one transaction."""
+        def both(version: int) -> None:
             with _both() as tx:
-                tx.delete(SettingsItem(*settings_key(campaign_id)), condition=SettingsItem.pk.exists())
+                tx.delete(SettingsItem(*settings_key(campaign_id)), condition=SettingsItem.version == version)
                 tx.delete(SettingsItem(*rollback_settings_key(campaign_id)))
-        return applied(both)
+                tx.save(SettingsDeletedItem(*deleted_settings_key(campaign_id), version=version,
+                                            deleted_at=iso(self.clock())))
+        for _ in range(5):          # (settings applied between the read and the delete: read again)
+            existing = self.get(campaign_id)
+            if existing is None:
+                return False
+            if applied(partial(both, existing.version)):
+                return True
+        raise RuntimeError(f"the settings of campaign {campaign_id} changed at each try to delete them: try again")
 
     def documents(self, campaign_ids: Iterable[str]) -> dict[str, dict]:
         items = batch_get(SettingsItem, (settings_key(c) for c in campaign_ids))
