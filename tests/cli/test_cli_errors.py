@@ -426,7 +426,8 @@ def test_the_exit_statuses_the_readme_sums_up_are_the_clis(aws_env, capsys, tmp_
     summed = " ".join(docs_text().split("In all, the exit\nstatus is ")[1].split(".\n")[0].split())
     assert summed.startswith("0 when the command did what it says, 1 for an error") and \
         "2 for a command line it cannot read (a word misspelt, an argument missing or given empty: `explain \"\"`, " \
-        "`dlq replay --reason \"\"`, a `dlq discard` without a selector), settings that are invalid or a " \
+        "`dlq replay --reason \"\"`, a `dlq discard` without a selector, `forget`'s email without an @), settings that " \
+        "are invalid or a " \
         "campaign id no webhook can carry (`doctor \"4 2\"`, refused as `settings check` refuses it by every command " \
         "taking a campaign id), 130 after " \
         "Ctrl-C and 141 when the reader left" in summed
@@ -435,6 +436,7 @@ def test_the_exit_statuses_the_readme_sums_up_are_the_clis(aws_env, capsys, tmp_
             main(argv)
         assert exit_.value.code == 2
     assert run_cli(None, capsys, "explain", "")[0] == run_cli(None, capsys, "dlq", "discard")[0] == 2
+    assert run_cli(None, capsys, "forget", "notanemail")[0] == 2
     bad = tmp_path / "bad.yaml"
     bad.write_text(BAD_SETTINGS)
     assert run_cli(None, capsys, "settings", "check", str(bad))[0] == 2
