@@ -116,12 +116,12 @@ class MemoryHistory:
     def _expires(self) -> Optional[int]:
         return int(self.clock()) + self.days * 86400 if self.days > 0 else None
 
-    def add(self, ref: PersonRef, entries: Sequence[Entry]) -> None:
+    def add(self, ref: PersonRef, entries: Sequence[Entry], at: Optional[float] = None) -> None:
         """The twin's own write, under the conditions of MemoryLinks' writes (not the port's: each of its writes
-        holds to the person being kept)."""
-        at, expires = iso(self.clock()), self._expires()
+        holds to the person being kept). `at`: their time, if earlier than the clock's (LinkRepository.note_many)."""
+        at_, expires = iso(min(self.clock(), at) if at is not None else self.clock()), self._expires()
         self.tables.history.setdefault(ref, []).extend(
-            Recorded(at, e.event, e.outcome, e.reason, e.details, expires_at=expires) for e in entries)
+            Recorded(at_, e.event, e.outcome, e.reason, e.details, expires_at=expires) for e in entries)
 
     def note_repeat(self, ref: PersonRef, event: str, reason: str, outcome: str = "ignored",
                     restart_after: Optional[float] = None) -> None:
@@ -548,9 +548,10 @@ class MemoryLinks(Leases):
                 getattr(self.ledgers.get(ref.campaign_id, {}).get(enrolled), "rf_user_id", None) == ref.rf_user_id:
             self.history.add(ref, entries)
 
-    def note_many(self, noted: Sequence[tuple[PersonRef, Sequence[Entry]]]) -> None:
+    def note_many(self, noted: Sequence[tuple[PersonRef, Sequence[Entry]]], at: Optional[float] = None) -> None:
         for ref, entries in noted:
-            self.note(ref, entries)
+            if self._kept(ref):
+                self.history.add(ref, entries, at)
 
     def note_latest(self, ref: PersonRef, entry: Entry) -> None:
         if self._kept(ref):

@@ -282,8 +282,9 @@ class LinkRepository(Protocol):
         only while they are kept: their link, or (a referrer) their referral count, exists. A worker that read them
         before `bridge forget` erased them writes nothing about them. `enrolled`: a note of contact sync, which
         holds instead while the sync ledger entry of that contact names them (forget deletes it)."""
-    def note_many(self, noted: Sequence[tuple[PersonRef, Sequence[Entry]]]) -> None:
-        """`note` of each person's entries (each only while they are kept), the writes made at once."""
+    def note_many(self, noted: Sequence[tuple[PersonRef, Sequence[Entry]]], at: Optional[float] = None) -> None:
+        """`note` of each person's entries (each only while they are kept), the writes made at once. `at`: their
+        time when the caller knows one it must not pass (no later than the store's clock, which it never passes)."""
     def note_latest(self, ref: PersonRef, entry: Entry) -> None:
         """One entry per person, event and outcome, replaced by each newer one (e.g. the latest referral count
         written): it sorts after the timed entries, before the counted repeats. Only while they are kept (as `note`)."""

@@ -761,6 +761,17 @@ def test_notes_about_many_people_at_once_are_written_for_those_kept_only(store):
     store.links.note_many([])
 
 
+def test_notes_about_many_people_may_be_stamped_earlier_than_the_stores_clock_never_later(store):
+    """`bridge dlq replay` stamps its notes no later than AWS's time may be (its own clock's estimate may run
+    ahead of the workers'): `at`, earlier than the store's clock, is their time; a later one is the store's."""
+    joined(store, entries=())
+    now = store.links.clock()
+    store.links.note_many([(ANN, [Entry("dead_letter", "replayed")])], at=now - 0.25)
+    store.links.note_many([(ANN, [Entry("dead_letter", "failed")])], at=now + 60)
+    assert [(e.at, e.outcome) for e in store.history.entries(ANN)] == [(iso(now - 0.25), "replayed"),
+                                                                      (iso(now), "failed")]
+
+
 def test_notes_about_many_people_leave_out_one_erased_after_they_were_read_and_write_the_others(store):
     """The DynamoDB store reads who is kept, then writes the notes in one transaction holding to what it read: one
     `bridge forget` erased in between cancels it; she is left out and the others noted (the twin notes each at once)."""

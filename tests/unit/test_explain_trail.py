@@ -179,6 +179,35 @@ def test_a_failed_qualification_whose_letter_was_replayed_is_said_back_in_the_qu
     assert lines(text, "; linked, qualification failed; baseline 'No' — Referral Factory answered 422: paused")
 
 
+def test_a_replayed_qualification_failing_again_at_once_is_told_after_the_replay_by_the_clis_earliest_time():
+    """The CLI's estimate of AWS's time ran 0.4 s ahead of the worker's: the replayed check's qualification,
+    refused again at once, was written before the replay's note by time (it names no letter) and lost its fix to
+    it. The note is stamped no later than AWS's time may be (AwsClock.earliest): it comes first, whatever names
+    the letter."""
+    from email.utils import formatdate
+    from types import SimpleNamespace
+
+    from chalicelib.adapters.aws_clock import AwsClock
+    from chalicelib.services.dead_letters import replay
+    work = failed_qualification()
+    work.clock.now = true = int(work.clock.now) + 60.1       # AWS's time, early in its second
+    cli = AwsClock(FakeClock(now=true + 5.0))                # the operator's computer, 5 s ahead
+    sent = cli.local()
+    cli.answered(sent, sent + 0.1, formatdate(int(true), usegmt=True))
+    assert cli() - true > 0.3                                # its estimate: ahead, as in a walk
+    work.clock.now = cli()                                   # the CLI's store stamps by the estimate
+    assert replay(SimpleNamespace(store=work.store, queue=work.queue, clock=cli),
+                  reason="Referral Factory answered 422")["replayed"] == 1
+    work.clock.now = true + 0.1                              # the worker takes the copy at once
+    work.apis.rf_.answers = [Permanent("Referral Factory answered 422: paused")]
+    scenario.run(work, work.queue.sent[-1])
+    text, view = trail(work, "7")
+    assert "back in the queue" not in text and lines(text, "; linked, qualification failed; baseline 'No'"), text
+    events = [(e["event"], e["outcome"], bool(e.get("fix"))) for e in view["trail"]]
+    assert events[-3:] == [("dead_letter", "replayed", False), ("qualification", "failed", True),
+                           ("dead_letter", "failed", True)], events
+
+
 def test_a_qualified_lead_whose_old_qualification_letter_is_replayed_shows_qualified_not_replayed_forever():
     """The lead was qualified since its check was dead-lettered; replaying the letter then wrote "qualification
     replayed at T: back in the queue" in the header, and kept it after the replayed check ran: it writes no
