@@ -144,9 +144,7 @@ class DynamoSettings:
 
     def put(self, campaign_id: str, document: dict, workspace: str,
             count_backfill: Optional[CountBackfill] = None) -> int:
-        existing, deleted = self.get(campaign_id), get(SettingsDeletedItem, deleted_settings_key(campaign_id))
-        # Counted on from the deleted settings' last version, if any: a version never names two documents.
-        version = max(existing.version if existing else 0, int(deleted.version) if deleted else 0) + 1
+        version = self._last_version(campaign_id)[1] + 1
         at = iso(self.clock())
         with _both() as tx:
             for key in _settings_keys(campaign_id):
@@ -156,6 +154,17 @@ class DynamoSettings:
         self.connections.register_workspace(workspace)
         CampaignsItem(*campaigns_key(workspace)).update(actions=[CampaignsItem.names.add({campaign_id})])
         return version
+
+    @staticmethod
+    def _last_version(campaign_id: str) -> tuple[Optional[int], int]:
+        """The version of the settings stored (None: none), and the last version the campaign's settings had: of
+        those, of the ones a version rolled back to wrote in its partition since, or of the deleted ones (a version
+        never names two documents)."""
+        stored = get(SettingsItem, settings_key(campaign_id), consistent=True)
+        rolled = get(SettingsItem, rollback_settings_key(campaign_id), consistent=True)
+        deleted = get(SettingsDeletedItem, deleted_settings_key(campaign_id), consistent=True)
+        return (int(stored.version) if stored else None,
+                max(int(item.version) if item else 0 for item in (stored, rolled, deleted)))
 
     def campaigns(self, workspace: str) -> set[str]:
         item = get(CampaignsItem, campaigns_key(workspace))
@@ -187,17 +196,17 @@ class DynamoSettings:
     def delete(self, campaign_id: str) -> bool:
         """Both keys deleted, and the last version kept apart (SETTINGS#<id> / DELETED, which neither this version
         nor one before reads as settings), in one transaction."""
-        def both(version: int) -> None:
+        def both(stored: int, last: int) -> None:
             with _both() as tx:
-                tx.delete(SettingsItem(*settings_key(campaign_id)), condition=SettingsItem.version == version)
+                tx.delete(SettingsItem(*settings_key(campaign_id)), condition=SettingsItem.version == stored)
                 tx.delete(SettingsItem(*rollback_settings_key(campaign_id)))
-                tx.save(SettingsDeletedItem(*deleted_settings_key(campaign_id), version=version,
+                tx.save(SettingsDeletedItem(*deleted_settings_key(campaign_id), version=last,
                                             deleted_at=iso(self.clock())))
         for _ in range(5):          # (settings applied between the read and the delete: read again)
-            existing = self.get(campaign_id)
-            if existing is None:
+            stored, last = self._last_version(campaign_id)
+            if stored is None:
                 return False
-            if applied(partial(both, existing.version)):
+            if applied(partial(both, stored, last)):
                 return True
         raise RuntimeError(f"the settings of campaign {campaign_id} changed at each try to delete them: try again")
 
