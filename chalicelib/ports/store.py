@@ -496,14 +496,16 @@ class StoredSettings:
 class SettingsRepository(Protocol):
     def put(self, campaign_id: str, document: dict, workspace: str,
             count_backfill: Optional[CountBackfill] = None) -> int:
-        """Store the settings, with the count backfill they owe (None: none): the new version."""
+        """Store the settings, with the count backfill they owe (None: none): the new version, one past the last
+        the campaign's settings had, deleted ones included (a version never names two documents)."""
     def get(self, campaign_id: str) -> Optional[StoredSettings]: ...
     def count_backfilled(self, campaign_id: str, owed: CountBackfill) -> bool:
         """A backfill that began while `owed` was marked has completed: the mark goes, unless settings
         applied since marked another (or none is stored): then nothing changes, and False."""
     def delete(self, campaign_id: str) -> bool:
-        """Remove the campaign's settings (False: there were none). The campaign stays listed in
-        `campaigns` (what `forget` and `explain` visit: its links and history are kept)."""
+        """Remove the campaign's settings (False: there were none), keeping their last version for the next `put`.
+        The campaign stays listed in `campaigns` (what `forget` and `explain` visit: its links and history are
+        kept)."""
     def documents(self, campaign_ids: Iterable[str]) -> dict[str, dict]: ...
     def campaigns(self, workspace: str) -> set[str]:
         """Every campaign whose settings were ever applied for this workspace (a campaign moved to
