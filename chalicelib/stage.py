@@ -170,7 +170,10 @@ def aws_problem(exc: BaseException, stage: bool = False) -> Optional[str]:
             if code in ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"):
                 return f"AWS: {message or code} — are BRIDGE_QUEUE_URL and BRIDGE_DLQ_URL (or the stage) right?"
             if code in ("AccessDeniedException", "AccessDenied", "UnrecognizedClientException"):
-                return f"AWS refused ({code}): {message} — see the rights the CLI needs in docs/operating.md"
+                return (f"AWS refused ({code}): {message} — the operator's rights are the policy `make deploy` "
+                        f"writes, .chalice/policy-<stage>-operator.json (or .chalice/policy-<stage>-operator-readonly"
+                        f".json, the commands that change nothing): attach it to your IAM user or role "
+                        f"(docs/operating.md)")
             return f"AWS answered {code}: {message}"
         if isinstance(exc, bx.ParamValidationError):
             return (f"AWS call not sent: {exc} — is the stage's environment set (BRIDGE_TABLE, BRIDGE_QUEUE_URL, "

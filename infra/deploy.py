@@ -40,6 +40,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -784,10 +785,22 @@ def reads_settings_before(aws: Aws, stage: str) -> bool:
     except BotoCoreError:
         return True
     document = json.loads(document) if isinstance(document, str) else document
-    return any("dynamodb:GetItem" in (s.get("Action") if isinstance(s.get("Action"), list) else [s.get("Action")])
-               and SETTINGS_BEFORE in s.get("Condition", {}).get("ForAllValues:StringLike", {}).get(
-                   "dynamodb:LeadingKeys", [])
-               for s in document.get("Statement", []))
+    statements = document.get("Statement", [])
+    return any(_gets_campaign_item(s) for s in ([statements] if isinstance(statements, dict) else statements))
+
+
+def _gets_campaign_item(statement: dict) -> bool:
+    """Does this statement let its function GetItem an item of a campaign's partition? Its partitions named
+    (dynamodb:LeadingKeys), or none: the whole table (versions before 2026-11-26)."""
+    actions = statement.get("Action", [])
+    if statement.get("Effect", "Allow") != "Allow" or not any(
+            fnmatchcase("dynamodb:GetItem", a) for a in ([actions] if isinstance(actions, str) else actions)):
+        return False
+    keys = statement.get("Condition", {}).get("ForAllValues:StringLike", {}).get("dynamodb:LeadingKeys")
+    if keys is None:
+        return True
+    campaign = SETTINGS_BEFORE.replace("*", "42")         # a campaign's partition: CAMPAIGN#42
+    return any(fnmatchcase(campaign, k) for k in ([keys] if isinstance(keys, str) else keys))
 
 
 def upgrade_table(aws: Aws, table: str, say: Say) -> None:

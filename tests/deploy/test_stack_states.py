@@ -218,3 +218,37 @@ def test_an_upgrade_keeps_the_running_api_codes_settings_read_until_chalice_has_
     assert not deploy.reads_settings_before(aws, "upg")
     deployed()
     assert given[3:] == [now]                                     # over this version: one pass
+
+
+def test_a_version_whose_api_policy_reads_the_whole_table_is_one_that_reads_settings_in_the_campaigns_partition(
+        moto_endpoint):
+    """Versions before 2026-11-26 (48af603) let the API function GetItem on the whole table, no dynamodb:LeadingKeys:
+    their code reads settings in the campaign's partition as the later ones before 2026-11-28 do. Taken for this
+    version, the upgrade ran `chalice deploy` once, and its policy, put before the code, refused that code's settings
+    read (its joins answered 503, reconcile's run failed) until the code was replaced. Any policy that lets the
+    function read CAMPAIGN#<id> is such a version's (or an upgrade's first pass, stopped); only one that does not is
+    this version's."""
+    aws = aws_on(moto_endpoint)
+    iam = aws.client("iam")
+    role = f"{deploy.stage_prefix('old')}-api_handler"
+    iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}))
+    table = "arn:aws:dynamodb:eu-west-1:123456789012:table/rf-intercom-bridge-old-table"
+
+    def reads(*statements: dict) -> bool:
+        iam.put_role_policy(RoleName=role, PolicyName=role, PolicyDocument=json.dumps(
+            {"Version": "2012-10-17", "Statement": list(statements)}))
+        return deploy.reads_settings_before(aws, "old")
+
+    def keyed(action: Any, keys: list[str]) -> dict:
+        return {"Sid": "Table", "Effect": "Allow", "Action": action, "Resource": [table],
+                "Condition": {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": keys}}}
+
+    whole = {"Sid": "Table", "Effect": "Allow", "Action": ["dynamodb:GetItem"], "Resource": [table]}
+    assert reads(whole)                                                                  # before 48af603
+    assert reads({**whole, "Action": "dynamodb:GetItem"})                                # one action, as a string
+    assert reads(keyed(["dynamodb:GetItem"], ["CAMPAIGN#*", "WORKSPACE#*", "TICKET#*", "OAUTH#*"]))
+    assert reads(keyed(["dynamodb:GetItem"], ["SETTINGS#*", "WORKSPACE#*", "TICKET#*", "OAUTH#*", "CAMPAIGN#*"]))
+    assert not reads(keyed(["dynamodb:GetItem"], ["SETTINGS#*", "WORKSPACE#*", "TICKET#*", "OAUTH#*"]))
+    assert not reads({**keyed(["dynamodb:UpdateItem"], ["CAMPAIGN#*"]), "Sid": "EdgeTable"},
+                     keyed(["dynamodb:GetItem"], ["SETTINGS#*", "WORKSPACE#*", "TICKET#*", "OAUTH#*"]))

@@ -112,3 +112,19 @@ def test_bridge_with_a_stage_calls_the_vendors_within_the_budgets_the_stage_is_d
     assert deployed.table == operator_env.targets["dev"].outputs["TableName"]
     assert deployed.max_attempts == 7                          # the operator's shell
     assert environ["BRIDGE_OUTAGE_HOURS"] == base["environment_variables"]["BRIDGE_OUTAGE_HOURS"]
+
+
+def test_a_refusal_of_aws_names_the_operator_policies_make_deploy_renders():
+    """The operator's rights were a hand list in docs/operating.md; they are the policies `make deploy` renders
+    (.chalice/policy-<stage>-operator.json, -operator-readonly.json): a refusal names them, not a list to compare."""
+    from botocore.exceptions import ClientError
+
+    from chalicelib.stage import aws_problem
+    from infra.deploy import OPERATORS, policy_file
+    refused = ClientError({"Error": {"Code": "AccessDeniedException", "Message": "User: arn:aws:iam::1:user/ops is "
+                                     "not authorized to perform: dynamodb:Scan"}}, "Scan")
+    said = aws_problem(refused)
+    assert said is not None and said.startswith("AWS refused (AccessDeniedException): User: arn:aws:iam::1:user/ops")
+    for operator in OPERATORS:
+        assert f".chalice/{policy_file('<stage>', operator)}" in said, said
+    assert "docs/operating.md" in said and "\n" not in said

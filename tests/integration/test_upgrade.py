@@ -350,3 +350,27 @@ def test_deleting_settings_and_clearing_the_count_backfill_they_owe_write_both_k
     assert (done.copied, done.removed, done.kept) == (0, 0, 0)
     assert ddb.get_item(TableName=table, Key={"pk": {"S": "SETTINGS#42"}, "sk": {"S": "DELETED"}})["Item"] == kept
     assert settings.get("42") is None and settings.put("42", json.loads(OLD_SETTINGS["document"]["S"]), WORKSPACE) == 4
+
+
+def test_this_versions_apply_after_a_rolled_back_versions_holds_at_both_keys_and_the_next_upgrade_keeps_it(
+        bridge, clock):
+    """This version applies (both keys), a version rolled back to applies (its key only), then this version applies
+    again before any deploy: its write is whole at both keys, so the next upgrade's copy (the earlier version's key
+    wins) finds them alike and writes nothing; the settings read are this version's last, owed backfill and all."""
+    from chalicelib.ports.store import CountBackfill
+    settings, ddb, table = bridge.rt.store.settings, bridge.resources.client("dynamodb"), bridge.resources.table
+    document = json.loads(OLD_SETTINGS["document"]["S"])
+    settings.put("42", document, WORKSPACE)
+    theirs = {**_item(bridge, "CAMPAIGN#42"), "version": {"N": "2"}, "updated_at": {"S": iso(clock() + 60)},
+              "document": {"S": json.dumps({**document, "referrers": {**document["referrers"], "action": "nothing"}})}}
+    ddb.put_item(TableName=table, Item=theirs)
+    owed = CountBackfill("custom_attributes.referrals", iso(clock() + 120))
+    clock.now += 120
+    settings.put("42", document, WORKSPACE, owed)
+    new, old = _item(bridge, "SETTINGS#42"), _item(bridge, "CAMPAIGN#42")
+    assert old == {**new, "pk": {"S": "CAMPAIGN#42"}} and json.loads(new["document"]["S"]) == document
+    done = mirror_settings(ddb, table)
+    assert (done.copied, done.removed, done.kept) == (0, 0, 1)
+    assert settings.get("42").document == document and settings.get("42").count_backfill == owed
+    assert settings.count_backfilled("42", owed) is True
+    assert "count_backfill_since" not in _item(bridge, "CAMPAIGN#42")

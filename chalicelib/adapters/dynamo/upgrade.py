@@ -7,7 +7,8 @@ current settings. What such a version wrote there since (before this upgrade, or
 what holds: mirror_settings makes each SETTINGS#<id> item a copy of its campaign's item, and removes one whose
 campaign's item that version deleted. Each write is conditional on both items as read (in one transaction): a
 write of settings meanwhile (this version's writes both) is read again, never overwritten. Run again, it writes
-nothing."""
+nothing. A later version that stops writing the campaign's item must stop running this in the same change: its
+settings, absent there, would read as deleted, and every deploy would remove them."""
 from __future__ import annotations
 
 from dataclasses import dataclass
