@@ -537,7 +537,8 @@ def _unusable(args: argparse.Namespace) -> Optional[str]:
     refuses it (no settings name it), by every command taking one (doctor, backfill, history, settings show/delete,
     sync start/status/report; dlq replay/discard's --campaign); an argument given empty or blank (`explain ""`, a
     `"$VAR"` unset); a selector missing or blank (`dlq discard` without one; a blank `--reason` matches every
-    letter); an option without the one it needs or beside one it excludes. None when it can be taken."""
+    letter); an option without the one it needs or beside one it excludes; `forget`'s email without an @. None when
+    it can be taken."""
     for name, said in (("campaign_id", "campaign_id"), ("campaign", "--campaign")):
         campaign_id = getattr(args, name, None)
         if campaign_id is not None and not is_id(campaign_id):
@@ -559,6 +560,8 @@ def _unusable(args: argparse.Namespace) -> Optional[str]:
         value = getattr(args, name, None)
         if value is not None and not value.strip():
             return f"{said} is empty: give {wanted}"
+    if func is _forget and "@" not in args.email:     # (never repeated: it may be a token pasted in its place)
+        return f"`bridge forget` takes the person's email, e.g. ann@example.com: the value given has no @ ({NOT_REPEATED})"
     return None
 
 
@@ -1105,9 +1108,6 @@ def _history(args: argparse.Namespace, rt: Runtime) -> int:
 
 def _forget(args: argparse.Namespace, rt: Runtime) -> int:
     from .services.privacy import QUEUED, forget
-    if "@" not in args.email:
-        raise CliError(f"`bridge forget` takes the person's email, e.g. ann@example.com: the value given has no @ "
-                       f"({NOT_REPEATED})")
     done = forget(rt, args.email)
     queued = done["queued_work"]
     # Exit 0 all the same: the erasure happened; the warning says when to run it again.

@@ -803,6 +803,32 @@ def _gets_campaign_item(statement: dict) -> bool:
     return any(fnmatchcase(campaign, k) for k in ([keys] if isinstance(keys, str) else keys))
 
 
+UPGRADING_FUNCTIONS = ("api_handler", "reconcile")
+IAM_SETTLE_SECONDS = 10.0       # IAM is eventually consistent: a policy put takes seconds to apply everywhere
+
+
+def settle_upgrading_policies(aws: Aws, target: Target, sleep: Callable[[float], None]) -> None:
+    """Before an upgrade's first `chalice deploy`: the API function's and reconcile's roles get that pass's policy
+    (the read of settings in their own partition, beside the old code's in the campaigns'), then IAM is given
+    IAM_SETTLE_SECONDS to apply it. Chalice puts the same policy moments before the new code goes live; a change that
+    has not reached every IAM endpoint by then would refuse the new code's settings reads (its joins answered 503)
+    for those seconds. Put here first, Chalice's put changes nothing. A role not there yet (a stage half made) is
+    left to Chalice."""
+    documents = policies(target, upgrading=True)
+    iam = aws.client("iam")
+    put = False
+    for function in UPGRADING_FUNCTIONS:
+        role = f"{stage_prefix(target.stage)}-{function}"
+        try:
+            iam.put_role_policy(RoleName=role, PolicyName=role, PolicyDocument=json.dumps(documents[function]))
+            put = True
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "NoSuchEntity":
+                raise
+    if put:
+        sleep(IAM_SETTLE_SECONDS)
+
+
 def upgrade_table(aws: Aws, table: str, say: Say) -> None:
     """Step 4b, before the functions' code goes live (and the policies that come with it: the API function's
     reads settings in their own partition only): each campaign's settings copied there as the version deployed
@@ -857,6 +883,7 @@ def deploy(stage: str, *, project_dir: Path = ROOT, render_only: bool = False, a
     for upgrading in passes:
         if upgrading:
             render(project_dir, target, api_concurrency=api_concurrency, base_config=base_config, upgrading=True)
+            settle_upgrading_policies(aws, target, sleep)
             say("  the code deployed before reads settings in the campaigns' partition: the API function and "
                 "reconcile keep that read until their code is replaced (a second `chalice deploy` takes it away)")
         elif len(passes) > 1:

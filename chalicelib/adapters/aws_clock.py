@@ -38,6 +38,13 @@ class AwsClock:
     def __call__(self) -> float:
         return self.local() + self.offset
 
+    def earliest(self) -> float:
+        """The earliest AWS's time may be now (the low end of what its answers say; the local clock until known):
+        never ahead of it, so never of a worker's clock (AWS's), as the estimate may be by up to half the span. A
+        note that must come before what a worker writes next is stamped so (`bridge dlq replay`'s)."""
+        low = self._span[0]
+        return self.local() + (low if self.known else 0.0)
+
     @property
     def known(self) -> bool:
         return self._span[1] < math.inf

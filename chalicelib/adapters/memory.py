@@ -116,12 +116,12 @@ class MemoryHistory:
     def _expires(self) -> Optional[int]:
         return int(self.clock()) + self.days * 86400 if self.days > 0 else None
 
-    def add(self, ref: PersonRef, entries: Sequence[Entry]) -> None:
+    def add(self, ref: PersonRef, entries: Sequence[Entry], at: Optional[float] = None) -> None:
         """The twin's own write, under the conditions of MemoryLinks' writes (not the port's: each of its writes
-        holds to the person being kept)."""
-        at, expires = iso(self.clock()), self._expires()
+        holds to the person being kept). `at`: their time, if earlier than the clock's (LinkRepository.note_many)."""
+        at_, expires = iso(min(self.clock(), at) if at is not None else self.clock()), self._expires()
         self.tables.history.setdefault(ref, []).extend(
-            Recorded(at, e.event, e.outcome, e.reason, e.details, expires_at=expires) for e in entries)
+            Recorded(at_, e.event, e.outcome, e.reason, e.details, expires_at=expires) for e in entries)
 
     def note_repeat(self, ref: PersonRef, event: str, reason: str, outcome: str = "ignored",
                     restart_after: Optional[float] = None) -> None:
@@ -548,9 +548,10 @@ class MemoryLinks(Leases):
                 getattr(self.ledgers.get(ref.campaign_id, {}).get(enrolled), "rf_user_id", None) == ref.rf_user_id:
             self.history.add(ref, entries)
 
-    def note_many(self, noted: Sequence[tuple[PersonRef, Sequence[Entry]]]) -> None:
+    def note_many(self, noted: Sequence[tuple[PersonRef, Sequence[Entry]]], at: Optional[float] = None) -> None:
         for ref, entries in noted:
-            self.note(ref, entries)
+            if self._kept(ref):
+                self.history.add(ref, entries, at)
 
     def note_latest(self, ref: PersonRef, entry: Entry) -> None:
         if self._kept(ref):
@@ -788,11 +789,13 @@ class MemorySettings:
     def __init__(self, clock: Callable[[], float], connections: "MemoryConnections"):
         self.clock, self.connections = clock, connections
         self.stored: dict[str, StoredSettings] = {}
+        self.deleted: dict[str, int] = {}       # the last version of a campaign's deleted settings
         self.by_workspace: dict[str, set[str]] = {}
 
     def put(self, campaign_id: str, document: dict, workspace: str,
             count_backfill: Optional[CountBackfill] = None) -> int:
-        version = (self.stored[campaign_id].version if campaign_id in self.stored else 0) + 1
+        version = max(self.stored[campaign_id].version if campaign_id in self.stored else 0,
+                      self.deleted.get(campaign_id, 0)) + 1
         self.stored[campaign_id] = StoredSettings(campaign_id, workspace, document, version, iso(self.clock()),
                                                   count_backfill)
         self.connections.register_workspace(workspace)
@@ -813,7 +816,10 @@ class MemorySettings:
         return True
 
     def delete(self, campaign_id: str) -> bool:
-        return self.stored.pop(campaign_id, None) is not None
+        gone = self.stored.pop(campaign_id, None)
+        if gone is not None:
+            self.deleted[campaign_id] = gone.version
+        return gone is not None
 
     def documents(self, campaign_ids: Iterable[str]) -> dict[str, dict]:
         return {c: self.stored[c].document for c in campaign_ids if c in self.stored}

@@ -282,8 +282,9 @@ class LinkRepository(Protocol):
         only while they are kept: their link, or (a referrer) their referral count, exists. A worker that read them
         before `bridge forget` erased them writes nothing about them. `enrolled`: a note of contact sync, which
         holds instead while the sync ledger entry of that contact names them (forget deletes it)."""
-    def note_many(self, noted: Sequence[tuple[PersonRef, Sequence[Entry]]]) -> None:
-        """`note` of each person's entries (each only while they are kept), the writes made at once."""
+    def note_many(self, noted: Sequence[tuple[PersonRef, Sequence[Entry]]], at: Optional[float] = None) -> None:
+        """`note` of each person's entries (each only while they are kept), the writes made at once. `at`: their
+        time when the caller knows one it must not pass (no later than the store's clock, which it never passes)."""
     def note_latest(self, ref: PersonRef, entry: Entry) -> None:
         """One entry per person, event and outcome, replaced by each newer one (e.g. the latest referral count
         written): it sorts after the timed entries, before the counted repeats. Only while they are kept (as `note`)."""
@@ -495,14 +496,16 @@ class StoredSettings:
 class SettingsRepository(Protocol):
     def put(self, campaign_id: str, document: dict, workspace: str,
             count_backfill: Optional[CountBackfill] = None) -> int:
-        """Store the settings, with the count backfill they owe (None: none): the new version."""
+        """Store the settings, with the count backfill they owe (None: none): the new version, one past the last
+        the campaign's settings had, deleted ones included (a version never names two documents)."""
     def get(self, campaign_id: str) -> Optional[StoredSettings]: ...
     def count_backfilled(self, campaign_id: str, owed: CountBackfill) -> bool:
         """A backfill that began while `owed` was marked has completed: the mark goes, unless settings
         applied since marked another (or none is stored): then nothing changes, and False."""
     def delete(self, campaign_id: str) -> bool:
-        """Remove the campaign's settings (False: there were none). The campaign stays listed in
-        `campaigns` (what `forget` and `explain` visit: its links and history are kept)."""
+        """Remove the campaign's settings (False: there were none), keeping their last version for the next `put`.
+        The campaign stays listed in `campaigns` (what `forget` and `explain` visit: its links and history are
+        kept)."""
     def documents(self, campaign_ids: Iterable[str]) -> dict[str, dict]: ...
     def campaigns(self, workspace: str) -> set[str]:
         """Every campaign whose settings were ever applied for this workspace (a campaign moved to

@@ -429,8 +429,9 @@ def replay(rt: Discarding, reason: Optional[str] = None, campaign: Optional[str]
         copies = {i: _copy(m) for i, m in batch.items()}
         letters = [read(m) for m in batch.values()]
         people = _people_of(rt, letters)
-        # Said before they are sent, so before anything their next try writes (a worker may take one at once).
-        _note(rt, letters, "replayed", people)
+        # Said before they are sent, so before anything their next try writes (a worker may take one at once): by
+        # the earliest AWS's time may be now, which no worker's clock is behind (the CLI's estimate may be ahead).
+        _note(rt, letters, "replayed", people, at=earliest(rt.clock))
         # Those RF refused the old token of run at once, whatever the batch holds beside them (a worker meeting the
         # 401 again reads the new token); the others wait while a worker may hold the old one.
         later = {i for i, d in zip(copies, letters) if held is not None and not rf_token_refused(d.reason)}
@@ -514,8 +515,14 @@ def _stop_runs(rt: Discarding, letters: list[DeadLetter]) -> list[dict]:
     return stopped
 
 
+def earliest(clock: Callable[[], float]) -> float:
+    """The earliest the time may be by AWS's clock (the workers'): the CLI's AwsClock says (adapters/aws_clock.py);
+    any other clock is taken as AWS's own (a worker's, a test's)."""
+    return float(getattr(clock, "earliest", clock)())
+
+
 def _note(rt: Discarding, letters: list[DeadLetter], outcome: str, people: Optional[list[list[PersonRef]]] = None,
-          not_sent: Optional[dict[str, str]] = None) -> None:
+          not_sent: Optional[dict[str, str]] = None, at: Optional[float] = None) -> None:
     """The history of the people each letter is about (`people`, else `_people_of`) says what the operator did with
     it (`outcome`: replayed, discarded), and why it was a dead letter: an item a letter and person, written at once
     (a replay of thousands makes as few round trips to DynamoDB as to SQS), each only while the person is kept (one
@@ -533,7 +540,7 @@ def _note(rt: Discarding, letters: list[DeadLetter], outcome: str, people: Optio
         else:
             continue
         written += [(ref, [entry]) for ref in refs]
-    rt.store.links.note_many(written)
+    rt.store.links.note_many(written, at)
 
 
 def _same_reason(recorded: Optional[str], letter: str) -> bool:

@@ -300,10 +300,26 @@ def explain(rt: Reader, query: str, intercom: Optional[Callable[[str], IntercomP
                          digested.get(d or "", {}).items()}
                 trail.append(_with_fix(_refused(sample, scope, **named), None, sample))
     _against_settings(store, trail, people)
-    trail.sort(key=lambda e: e["at"])
+    trail = _replays_first(sorted(trail, key=lambda e: e["at"]))
     return Explanation(query, [people[r] for r in sorted(people)],
                        _letters_gone(_resolved(_replayed_by_reason(_retrying(trail))), people, rt.clock()),
                        enrolled, duplicates, unasked)
+
+
+def _replays_first(trail: list[dict]) -> list[dict]:
+    """A replay's note (the CLI's, stamped by its estimate of AWS's time, maybe ahead of the workers' clocks)
+    comes before the entries of the try it sent (which name its letter: `replayed_from`), whatever their times
+    say, and says a time no later than theirs: a copy that failed again at once is dead again, not back in the
+    queue."""
+    for note in [e for e in trail if (e["event"], e["outcome"]) == REPLAYED]:
+        letter, who = (note.get("details") or {}).get("message_id"), (note.get("campaign_id"), note.get("rf_user_id"))
+        first = next((n for n, e in enumerate(trail) if letter and (e.get("details") or {}).get("replayed_from")
+                      == letter and (e.get("campaign_id"), e.get("rf_user_id")) == who), None)
+        at = next(n for n, e in enumerate(trail) if e is note)
+        if first is not None and first < at:
+            del trail[at]
+            trail.insert(first, {**note, "at": min(note["at"], trail[first]["at"])})
+    return trail
 
 
 def _retrying(trail: list[dict]) -> list[dict]:

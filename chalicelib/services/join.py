@@ -23,6 +23,7 @@ from ..domain.history import REPLAYED, Entry, iso
 from ..domain.link import LEAD, REFERRER, FoundContact, JoinClaim, JoinResult, Link, LinkStatus, PersonRef
 from ..domain import rules
 from ..domain.judge import Kept, Sighting, kept_for_join, released
+from ..domain.latency import delay
 from ..domain.mapping import MARKER_DESCRIPTION, MARKER_NAME, REFUSED_BY_INTERCOM, attribute_value
 from ..domain.outage import unavailable, waits_again
 from ..domain.qualification import QState
@@ -30,7 +31,7 @@ from ..domain.settings import CampaignSettings
 from ..domain.sync import count_attribute, counted_referrer
 from ..errors import Deferred, Disconnected, Permanent, TokenRefused, Transient, unforeseen, waits
 from ..messages import CheckMessage, JoinMessage, VerifyMessage
-from ..observability import count, logger, mask_email
+from ..observability import count, logger, mask_email, seconds
 from ..ports import Apis, Conflict, Found, IntercomPort, Merged, NotFound
 from ..ports.edge import SAMPLES, RefusalSample, fields_scope
 from ..webhooks import printable, rf_email
@@ -830,6 +831,8 @@ def _finish(attempts: list[Attempt], deps: WorkDeps) -> None:
         assert reached is not None and person is not None and attempt.settings is not None
         attempt.outcome = reached.outcome
         count({"created": "ContactsCreated"}.get(reached.outcome, "ContactsLinked"))
+        # (from the webhook's answer, when the edge stamped the message: a join it made; once, as it is counted)
+        seconds("JoinDelaySeconds", delay(attempt.message.received_at, deps.clock()))
         if result.qualification is QState.QUALIFIED:     # counted once its link is written, not when decided
             count("ReferralsFoundQualified")
         logger.info("join applied", extra={"campaign_id": attempt.settings.campaign_id, "outcome": reached.outcome,

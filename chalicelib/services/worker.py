@@ -454,7 +454,7 @@ def _waits_out(work: Work, job: Job, exc: WorkError) -> Result:
         count("RecordsFailed")
         since = {"refused_since" if decided.workspace else "outage_since": iso(decided.since)}
         return _dead(work, record, decided.reason, exc.person or message.person_ref, message.kind,
-                     {**since, **({} if decided.workspace else {"last_answer": exc.reason})})
+                     {**since, **({} if decided.workspace else {"last_answer": exc.reason}), **_replay_of(message)})
     record.outage_since, record.waits_for = decided.since, TOKEN if decided.workspace else None
     # Apart from the other waits (RecordsDeferred counts them all): the dashboard's and the alarm's outage, by vendor.
     count("IntercomTokenRefused" if decided.workspace else "RFUnavailable" if exc.outage == "Referral Factory"
@@ -469,15 +469,23 @@ def _failed(work: Work, record: Record, message: Any, reason: str, retryable: bo
     count("RecordsFailed")
     if retryable and record.tries < work.config.max_attempts:
         logger.warning("record will be retried", extra={"reason": mask_emails(reason), "attempt": record.tries})
-        _note_retry(work, record, reason, retry_after, person or message.person_ref, message.kind)
+        _note_retry(work, record, reason, retry_after, person or message.person_ref, message.kind,
+                    _replay_of(message))
         return Result(record, "retry", reason, retry_after)
     if retryable:
         reason = f"gave up after {record.tries} tries: {reason}"
-    return _dead(work, record, reason, person or message.person_ref, message.kind)
+    return _dead(work, record, reason, person or message.person_ref, message.kind, _replay_of(message))
+
+
+def _replay_of(message: Any) -> dict:
+    """The dead letter a replayed message's try comes from (`replayed_from`), for its entries: explain orders the
+    replay's note before them, whatever the CLI's clock said."""
+    replayed_from = getattr(message, "replayed_from", None)
+    return {"replayed_from": replayed_from} if replayed_from else {}
 
 
 def _note_retry(work: Work, record: Record, reason: str, retry_after: Optional[float],
-                person: Optional[Sequence[str]], kind: str) -> None:
+                person: Optional[Sequence[str]], kind: str, replay: Optional[dict] = None) -> None:
     """The person's history says the failed try is tried again (which try of how many, and when, if the
     failure said so): `explain` shows it retrying, not failed, and advises no replay (nothing is dead). Only
     while the person is kept (LinkRepository.note): erased meanwhile, nothing about them is written back."""
@@ -486,7 +494,7 @@ def _note_retry(work: Work, record: Record, reason: str, retry_after: Optional[f
     try:
         work.deps.links.note(PersonRef(*person), [Entry(RETRY, "retrying", reason, {
             "try": record.tries, "of": work.config.max_attempts, "kind": kind,
-            **({"next_try_at": iso(work.clock() + retry_after)} if retry_after else {})})])
+            **({"next_try_at": iso(work.clock() + retry_after)} if retry_after else {}), **(replay or {})})])
     except Exception:  # the retry stands without its note
         logger.exception("could not note the retry in the history")
 

@@ -125,21 +125,22 @@ def test_a_missing_command_names_the_commands_that_exist(aws_env, capsys):
     assert one_line(capsys.readouterr().err).startswith("bridge: give a command: start, status, report ")
 
 
-@pytest.mark.parametrize("argv,said", [
+@pytest.mark.parametrize("argv,said,status", [
+    # (an email with no @ is a command line `forget` cannot act on, as a campaign id no webhook can carry: exit 2)
     (["forget", "notanemail"], "bridge: `bridge forget` takes the person's email, e.g. ann@example.com: the value "
-                               "given has no @ (not repeated here: it may be a token given in its place)\n"),
+                               "given has no @ (not repeated here: it may be a token given in its place)\n", 2),
     (["workspace", "oauth-app"], "bridge: give the public Intercom app's client id (--client-id or "
                                  "INTERCOM_CLIENT_ID) and/or client secret (INTERCOM_OAUTH_CLIENT_SECRET), or "
                                  "--rotate-state-key for a new state key alone: outside a terminal nothing is "
-                                 "asked for; nothing was changed\n"),
+                                 "asked for; nothing was changed\n", 1),
 ])
-def test_a_command_given_nothing_it_can_use_says_what_it_needs_and_fails(aws_env, capsys, argv, said):
+def test_a_command_given_nothing_it_can_use_says_what_it_needs_and_fails(aws_env, capsys, argv, said, status):
     """Before anything is read or stored: no AWS is reachable here (a call to it would fail otherwise)."""
     aws_env.setenv("AWS_ACCESS_KEY_ID", "x")
     aws_env.setenv("AWS_SECRET_ACCESS_KEY", "y")
     aws_env.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")           # nothing listens there
     code, out, err = run_cli(None, capsys, *argv)
-    assert (code, out, one_line(err)) == (1, "", said)
+    assert (code, out, one_line(err)) == (status, "", said)
 
 
 PASTED = "tok_Zm9vYmFyYmF6cXV4cXV1eA"      # a token pasted into the wrong place
@@ -163,7 +164,7 @@ def test_a_token_given_in_the_place_of_another_value_is_refused_without_being_pr
     configure_oauth(rt, "app-id", "app-secret")
     stored = dict(rt.secrets.values)
     code, out, err = run_cli(rt, capsys, *argv)
-    assert (code, out) == (1, "") and expected in one_line(err) and PASTED not in err
+    assert (code, out) == (2 if argv[0] == "forget" else 1, "") and expected in one_line(err) and PASTED not in err
     assert "not repeated here: it may be a token given in its place" in err
     assert rt.secrets.values == stored and rt.store.connections.tickets == {}
 
@@ -425,7 +426,8 @@ def test_the_exit_statuses_the_readme_sums_up_are_the_clis(aws_env, capsys, tmp_
     summed = " ".join(docs_text().split("In all, the exit\nstatus is ")[1].split(".\n")[0].split())
     assert summed.startswith("0 when the command did what it says, 1 for an error") and \
         "2 for a command line it cannot read (a word misspelt, an argument missing or given empty: `explain \"\"`, " \
-        "`dlq replay --reason \"\"`, a `dlq discard` without a selector), settings that are invalid or a " \
+        "`dlq replay --reason \"\"`, a `dlq discard` without a selector, `forget`'s email without an @), settings that " \
+        "are invalid or a " \
         "campaign id no webhook can carry (`doctor \"4 2\"`, refused as `settings check` refuses it by every command " \
         "taking a campaign id), 130 after " \
         "Ctrl-C and 141 when the reader left" in summed
@@ -434,6 +436,7 @@ def test_the_exit_statuses_the_readme_sums_up_are_the_clis(aws_env, capsys, tmp_
             main(argv)
         assert exit_.value.code == 2
     assert run_cli(None, capsys, "explain", "")[0] == run_cli(None, capsys, "dlq", "discard")[0] == 2
+    assert run_cli(None, capsys, "forget", "notanemail")[0] == 2
     bad = tmp_path / "bad.yaml"
     bad.write_text(BAD_SETTINGS)
     assert run_cli(None, capsys, "settings", "check", str(bad))[0] == 2

@@ -761,6 +761,17 @@ def test_notes_about_many_people_at_once_are_written_for_those_kept_only(store):
     store.links.note_many([])
 
 
+def test_notes_about_many_people_may_be_stamped_earlier_than_the_stores_clock_never_later(store):
+    """`bridge dlq replay` stamps its notes no later than AWS's time may be (its own clock's estimate may run
+    ahead of the workers'): `at`, earlier than the store's clock, is their time; a later one is the store's."""
+    joined(store, entries=())
+    now = store.links.clock()
+    store.links.note_many([(ANN, [Entry("dead_letter", "replayed")])], at=now - 0.25)
+    store.links.note_many([(ANN, [Entry("dead_letter", "failed")])], at=now + 60)
+    assert [(e.at, e.outcome) for e in store.history.entries(ANN)] == [(iso(now - 0.25), "replayed"),
+                                                                      (iso(now), "failed")]
+
+
 def test_notes_about_many_people_leave_out_one_erased_after_they_were_read_and_write_the_others(store):
     """The DynamoDB store reads who is kept, then writes the notes in one transaction holding to what it read: one
     `bridge forget` erased in between cancels it; she is left out and the others noted (the twin notes each at once)."""
@@ -2222,6 +2233,19 @@ def test_settings_are_versioned_and_read_in_batches(store):
     assert store.settings.get("9") is None
     assert store.settings.documents(["42", "9"]) == {"42": {"campaign_id": "42", "v": 2}}
     assert store.connections.workspaces() == {WS}
+
+
+def test_settings_applied_again_after_a_delete_never_repeat_a_version(store):
+    """`settings delete` removed the item holding the version: the next apply said "version 1" again, and doctor
+    and history could not tell the new settings from the deleted ones. The last version outlives the delete."""
+    assert store.settings.put("42", {"campaign_id": "42"}, WS) == 1
+    assert store.settings.put("42", {"campaign_id": "42", "v": 2}, WS) == 2
+    assert store.settings.delete("42") and not store.settings.delete("42")
+    assert store.settings.get("42") is None and store.settings.documents(["42"]) == {}      # gone as before
+    assert store.settings.put("42", {"campaign_id": "42", "v": 3}, WS) == 3
+    assert store.settings.get("42").version == 3
+    assert store.settings.delete("42") and store.settings.put("42", {"campaign_id": "42"}, WS) == 4
+    assert store.settings.put("43", {"campaign_id": "43"}, WS) == 1                       # per campaign
 
 
 def test_the_count_backfill_settings_owe_is_kept_with_them_and_goes_only_when_the_backfill_it_began_with_ends(store):

@@ -178,10 +178,16 @@ def test_an_upgrade_keeps_the_running_api_codes_settings_read_until_chalice_has_
     iam = aws.client("iam")
     role = f"{deploy.stage_prefix('upg')}-api_handler"
     given: list[set[str]] = []                    # the API function's reads, at each `chalice deploy`
+    steps: list[str] = []                         # the waits for IAM, and what the API role read at each deploy
 
     def chalice(project: Path, args: list[str], region: str) -> None:
         policy = json.loads((project / ".chalice" / deploy.policy_file("upg", "api_handler")).read_text())
         given.append(_api_reads(policy))
+        try:
+            had = iam.get_role_policy(RoleName=role, PolicyName=role)["PolicyDocument"]
+            steps.append(f"chalice over {sorted(_api_reads(json.loads(had) if isinstance(had, str) else had))}")
+        except ClientError:
+            steps.append("chalice over no role")
         reconciles = _api_reads(json.loads((project / ".chalice" / deploy.policy_file("upg", "reconcile")).read_text()))
         assert ("CAMPAIGN#*" in reconciles) == ("CAMPAIGN#*" in given[-1]), reconciles
         try:
@@ -198,7 +204,7 @@ def test_an_upgrade_keeps_the_running_api_codes_settings_read_until_chalice_has_
     def deployed() -> list[str]:
         lines: list[str] = []
         deploy.deploy("upg", project_dir=project_copy(tmp_path / f"p{len(given)}"), aws=aws, api_concurrency=None,
-                      chalice=chalice, say=lines.append)
+                      chalice=chalice, say=lines.append, sleep=lambda seconds: steps.append(f"wait {seconds:g}"))
         return lines
 
     now = {"SETTINGS#*", "WORKSPACE#*", "TICKET#*", "OAUTH#*"}
@@ -212,8 +218,13 @@ def test_an_upgrade_keeps_the_running_api_codes_settings_read_until_chalice_has_
                 "CAMPAIGN#*", "WORKSPACE#*", "TICKET#*", "OAUTH#*"]
     iam.put_role_policy(RoleName=role, PolicyName=role, PolicyDocument=json.dumps(earlier))
     assert deploy.reads_settings_before(aws, "upg")
+    steps.clear()
     lines = deployed()
     assert given[1:] == [now | {"CAMPAIGN#*"}, now], given        # the upgrade: two passes
+    # (the first pass's policy put on the role, and IAM given time to apply it, before Chalice replaces the code:
+    # a put not applied everywhere yet would refuse the new code's settings reads for those seconds)
+    assert steps == [f"wait {deploy.IAM_SETTLE_SECONDS:g}", f"chalice over {sorted(now | {'CAMPAIGN#*'})}",
+                     f"chalice over {sorted(now | {'CAMPAIGN#*'})}"], steps
     assert sum(line == "chalice deploy --stage upg" for line in lines) == 2
     assert not deploy.reads_settings_before(aws, "upg")
     deployed()

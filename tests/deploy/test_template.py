@@ -9,6 +9,7 @@ import json
 import re
 import subprocess
 import sys
+from typing import Optional
 
 import pytest
 import yaml
@@ -51,7 +52,7 @@ BUILT = {"Sync": ("''.join((p.title() for p in outcome.split('_')))", _sync_outc
 
 
 def metric_names(node: ast.expr) -> set[str]:
-    """Every name a count(...) call's first argument can be: a literal, a choice among them (`a if c else b`,
+    """Every name a count(...) or seconds(...) call's first argument can be: a literal, a choice among them (`a if c else b`,
     `{...}.get(key, default)`: its values, never its keys), or one of BUILT's f-strings. Anything else raises:
     a name the check cannot read is one it cannot vouch for."""
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
@@ -71,10 +72,17 @@ def metric_names(node: ast.expr) -> set[str]:
     raise AssertionError(f"a metric name the check cannot read: {ast.unparse(node)} (teach metric_names or BUILT)")
 
 
-def emitted_in(sources: dict[str, str]) -> frozenset[str]:
-    """The metric names count(...) calls emit in `sources` (path: code); an add_metric, a single_metric or an
-    EMF line written by hand anywhere but chalicelib/observability.py fails it (a metric this check would miss)."""
-    names = set()
+#: The functions of chalicelib/observability.py that emit a metric, each with the unit it emits in: count(name, n) a
+#: Count, seconds(name, value) a delay in Seconds (shown as p50, p95 and maximum).
+EMITTERS = {"count": "Count", "seconds": "Seconds"}
+
+
+def units_in(sources: dict[str, str]) -> dict[str, str]:
+    """The metric names count(...) and seconds(...) calls (EMITTERS) emit in `sources` (path: code), each with its
+    unit; a name emitted in two units fails it (a widget or an alarm reads one of them only), and so does an
+    add_metric, a single_metric or an EMF line written by hand anywhere but chalicelib/observability.py (a metric
+    this check would miss)."""
+    units: dict[str, str] = {}
     for path, code in sources.items():
         for node in ast.walk(ast.parse(code)):
             if not isinstance(node, ast.Call):
@@ -83,29 +91,44 @@ def emitted_in(sources: dict[str, str]) -> frozenset[str]:
                 node.func.attr if isinstance(node.func, ast.Attribute) else None
             if called in ("add_metric", "single_metric", "flush_metrics") and path != "chalicelib/observability.py":
                 raise AssertionError(f"{path}:{node.lineno}: {called} outside observability.count and flush")
-            if node.args and (called == "count" and isinstance(node.func, ast.Name) or called == "count" and
-                              isinstance(node.func.value, ast.Name) and node.func.value.id == "observability"):
-                names |= metric_names(node.args[0])
+            if node.args and called in EMITTERS and (isinstance(node.func, ast.Name) or isinstance(
+                    node.func.value, ast.Name) and node.func.value.id == "observability"):
+                for name in metric_names(node.args[0]):
+                    assert units.setdefault(name, EMITTERS[called]) == EMITTERS[called], \
+                        f"{path}:{node.lineno}: {name} emitted in {units[name]} and in {EMITTERS[called]}"
         assert "CloudWatchMetrics" not in code or path == "chalicelib/observability.py", path
-    assert all(re.fullmatch(r"[A-Z][A-Za-z0-9]+", n) for n in names), names
-    return frozenset(names)
+    assert all(re.fullmatch(r"[A-Z][A-Za-z0-9]+", n) for n in units), units
+    return units
+
+
+def emitted_in(sources: dict[str, str]) -> frozenset[str]:
+    """The metric names count(...) and seconds(...) calls emit in `sources` (units_in)."""
+    return frozenset(units_in(sources))
+
+
+@functools.cache
+def emitted_units() -> dict[str, str]:
+    """Every metric name the code can emit, with its unit: each count(...) and seconds(...) call's (metric_names)
+    in app.py and chalicelib/ (parsed once for the tests that ask: half a second)."""
+    paths = [ROOT / "app.py", *sorted((ROOT / "chalicelib").rglob("*.py"))]
+    return units_in({str(p.relative_to(ROOT)): p.read_text() for p in paths})
 
 
 @functools.cache
 def emitted_metrics() -> frozenset[str]:
-    """Every metric name the code can emit: each count(...) call's (metric_names) in app.py and chalicelib/
-    (parsed once for the tests that ask: half a second)."""
-    paths = [ROOT / "app.py", *sorted((ROOT / "chalicelib").rglob("*.py"))]
-    return emitted_in({str(p.relative_to(ROOT)): p.read_text() for p in paths})
+    """Every metric name the code can emit (emitted_units)."""
+    return frozenset(emitted_units())
 
 
-def dashboard_metrics(body: str) -> list[tuple[str, str, tuple]]:
-    """(namespace, metric, dimensions) of every metric line, the "." and "..." shorthands expanded."""
+def dashboard_lines(body: str) -> list[tuple[list, Optional[str]]]:
+    """Every metric line: its items (namespace, metric, dimensions), the "." and "..." shorthands expanded, and its
+    stat (its own, or its widget's)."""
     widgets = json.loads(body)["widgets"]   # the ${...} substitutions all sit inside JSON strings
     found = []
     for widget in widgets:
         previous: list = []
-        for line in widget.get("properties", {}).get("metrics", []):
+        props = widget.get("properties", {})
+        for line in props.get("metrics", []):
             items = [x for x in line if not isinstance(x, dict)]
             if items[:1] == ["..."]:
                 tail = items[1:]
@@ -113,8 +136,14 @@ def dashboard_metrics(body: str) -> list[tuple[str, str, tuple]]:
             else:
                 items = [previous[i] if x == "." else x for i, x in enumerate(items)]
             previous = items
-            found.append((items[0], items[1], tuple(items[2:])))
+            options = next((x for x in line if isinstance(x, dict)), {})
+            found.append((items, options.get("stat", props.get("stat"))))
     return found
+
+
+def dashboard_metrics(body: str) -> list[tuple[str, str, tuple]]:
+    """(namespace, metric, dimensions) of every metric line (dashboard_lines)."""
+    return [(items[0], items[1], tuple(items[2:])) for items, _ in dashboard_lines(body)]
 
 
 def dashboard(template: dict | None = None) -> list[tuple[str, str, tuple]]:

@@ -341,6 +341,15 @@ def test_deleting_settings_and_clearing_the_count_backfill_they_owe_write_both_k
     assert settings.delete("42") is True
     assert (_item(bridge, "SETTINGS#42"), _item(bridge, "CAMPAIGN#42")) == (None, None)
     assert settings.delete("42") is False
+    # The last version outlives them (the rolled-back version's 3), where no version reads settings, and the
+    # deploy's copy leaves it: settings applied again count on from it, never naming a version twice.
+    ddb, table = bridge.resources.client("dynamodb"), bridge.resources.table
+    kept = ddb.get_item(TableName=table, Key={"pk": {"S": "SETTINGS#42"}, "sk": {"S": "DELETED"}})["Item"]
+    assert kept["version"] == {"N": "3"} and "document" not in kept
+    done = mirror_settings(ddb, table)
+    assert (done.copied, done.removed, done.kept) == (0, 0, 0)
+    assert ddb.get_item(TableName=table, Key={"pk": {"S": "SETTINGS#42"}, "sk": {"S": "DELETED"}})["Item"] == kept
+    assert settings.get("42") is None and settings.put("42", json.loads(OLD_SETTINGS["document"]["S"]), WORKSPACE) == 4
 
 
 def test_this_versions_apply_after_a_rolled_back_versions_holds_at_both_keys_and_the_next_upgrade_keeps_it(

@@ -37,6 +37,27 @@ def test_the_offset_from_aws_is_bounded_by_each_answer_and_narrows_with_more():
     assert abs(laptop.offset + 10.0) < 0.05 and laptop.error < 0.05
 
 
+def test_the_earliest_aws_time_may_be_is_never_later_than_its_time_though_the_estimate_may_be_ahead():
+    """`bridge dlq replay` stamps its note by the estimate (the middle of what the answers say), ahead of the
+    workers' clocks by up to half the span: a try it sent could write before it by time. `earliest` is never
+    ahead of AWS's time (a worker's entries, written after, are not earlier), and the local clock until known."""
+    aws = FakeClock(now=1_790_000_000.1)                        # stamped early in its second: the estimate runs ahead
+    laptop = AwsClock(lambda: aws() + 5.0)
+    assert laptop.earliest() == laptop.local()                  # nothing known yet
+    sent = laptop.local()
+    aws.now += 0.05
+    stamped = date(aws())
+    aws.now += 0.05
+    laptop.answered(sent, laptop.local(), stamped)
+    assert laptop() - aws() > 0.3                               # the estimate: ahead, as in a walk (~0.4 s)
+    assert aws() - 1.2 <= laptop.earliest() <= aws()            # no later than AWS's time, by at most the span
+    for _ in range(20):
+        aws.now += 0.37
+        at = laptop.local()
+        laptop.answered(at, at, date(aws()))
+        assert laptop.earliest() <= aws()
+
+
 def test_a_clock_set_meanwhile_is_learned_again_and_an_answer_without_a_date_says_nothing():
     aws = FakeClock(now=1_790_000_000.6)
     skew = {"by": 10.0}

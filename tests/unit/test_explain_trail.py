@@ -125,6 +125,33 @@ def test_a_failed_join_replayed_is_said_back_in_the_queue_without_fixes_until_it
     assert view["people"][0]["status"] == "failed" and lines(text, f"; failed — {REFUSED}") and "fix:" in text
 
 
+def test_a_replay_that_fails_again_at_once_is_said_failed_whatever_the_clis_clock_says():
+    """The CLI stamps its replay note by its estimate of AWS's time, here 0.4 s ahead of the worker's: the copy's
+    try, failing again at once, wrote its entries before the note by time, and the header said "back in the
+    queue" while the letter was dead again. The note is ordered before the try that names it."""
+    from chalicelib.services.dead_letters import replay
+    work = world()
+    work.apis.intercom_.fail["create"] = Permanent(REFUSED)
+    scenario.run(work, join(AMY))
+    work.clock.now += 60
+    sent_at = work.clock.now
+    work.clock.now = sent_at + 0.4                       # the CLI's clock, ahead of the worker's
+    assert replay(work, campaign="42")["replayed"] == 1
+    work.clock.now = sent_at + 0.1                       # the worker's, as it takes the copy at once
+    work.apis.intercom_.fail["create"] = Permanent(REFUSED)
+    assert scenario.run(work, work.queue.sent[-1])["dead"] == 1
+    text, view = trail(work)
+    [person] = view["people"]
+    assert person["status"] == "failed" and "back in the queue" not in text, text
+    events = [(e["event"], e["outcome"]) for e in view["trail"]]
+    assert events[-4:] == [("dead_letter", "replayed"), ("join_received", "received"), ("join", "failed"),
+                           ("dead_letter", "failed")], events
+    assert [e["at"] for e in view["trail"]] == sorted(e["at"] for e in view["trail"])   # no later than the try
+    assert len([e for e in view["trail"] if e.get("fix")]) == 2, text      # the new failure's, as at first
+    letter = view["trail"][-4]["details"]["message_id"]
+    assert view["trail"][-1]["details"]["replayed_from"] == letter        # its dead letter names the replay too
+
+
 def failed_qualification():
     """A lead whose rule was met, and whose qualification Referral Factory refused."""
     work = scenario.world()
@@ -150,6 +177,35 @@ def test_a_failed_qualification_whose_letter_was_replayed_is_said_back_in_the_qu
     scenario.run(work, work.queue.sent[-1])
     text, view = trail(work, "7")
     assert lines(text, "; linked, qualification failed; baseline 'No' — Referral Factory answered 422: paused")
+
+
+def test_a_replayed_qualification_failing_again_at_once_is_told_after_the_replay_by_the_clis_earliest_time():
+    """The CLI's estimate of AWS's time ran 0.4 s ahead of the worker's: the replayed check's qualification,
+    refused again at once, was written before the replay's note by time (it names no letter) and lost its fix to
+    it. The note is stamped no later than AWS's time may be (AwsClock.earliest): it comes first, whatever names
+    the letter."""
+    from email.utils import formatdate
+    from types import SimpleNamespace
+
+    from chalicelib.adapters.aws_clock import AwsClock
+    from chalicelib.services.dead_letters import replay
+    work = failed_qualification()
+    work.clock.now = true = int(work.clock.now) + 60.1       # AWS's time, early in its second
+    cli = AwsClock(FakeClock(now=true + 5.0))                # the operator's computer, 5 s ahead
+    sent = cli.local()
+    cli.answered(sent, sent + 0.1, formatdate(int(true), usegmt=True))
+    assert cli() - true > 0.3                                # its estimate: ahead, as in a walk
+    work.clock.now = cli()                                   # the CLI's store stamps by the estimate
+    assert replay(SimpleNamespace(store=work.store, queue=work.queue, clock=cli),
+                  reason="Referral Factory answered 422")["replayed"] == 1
+    work.clock.now = true + 0.1                              # the worker takes the copy at once
+    work.apis.rf_.answers = [Permanent("Referral Factory answered 422: paused")]
+    scenario.run(work, work.queue.sent[-1])
+    text, view = trail(work, "7")
+    assert "back in the queue" not in text and lines(text, "; linked, qualification failed; baseline 'No'"), text
+    events = [(e["event"], e["outcome"], bool(e.get("fix"))) for e in view["trail"]]
+    assert events[-3:] == [("dead_letter", "replayed", False), ("qualification", "failed", True),
+                           ("dead_letter", "failed", True)], events
 
 
 def test_a_qualified_lead_whose_old_qualification_letter_is_replayed_shows_qualified_not_replayed_forever():

@@ -2,6 +2,7 @@
 shared rate-limit windows."""
 from __future__ import annotations
 
+from functools import partial
 from typing import Callable, Iterable, Optional
 
 from pynamodb.expressions.condition import Condition, size
@@ -15,9 +16,9 @@ from ...ports.store import (LIST_CLOCK_SKEW, AttributeList, Connection, CountBac
                              StoredSettings)
 from ...ports.store import PENDING_SWEEP
 from .keys import (RF_KEY, WORKSPACES_KEY, budget_state_key, campaign_of_settings, campaigns_key, connection_key,
-                   cursor_key, oauth_state_key, oauth_ticket_key, rate_key, rollback_settings_key, settings_key)
+                   cursor_key, deleted_settings_key, oauth_state_key, oauth_ticket_key, rate_key, rollback_settings_key, settings_key)
 from .models import (BudgetStateItem, CampaignsItem, ConnectionItem, CursorItem, OAuthStateItem, OAuthTicketItem, RateItem, RFConfigItem,
-                     SettingsItem, WorkspacesItem, applied, batch_get, get)
+                     SettingsDeletedItem, SettingsItem, WorkspacesItem, applied, batch_get, get)
 
 
 class DynamoConnections:
@@ -143,8 +144,7 @@ class DynamoSettings:
 
     def put(self, campaign_id: str, document: dict, workspace: str,
             count_backfill: Optional[CountBackfill] = None) -> int:
-        existing = self.get(campaign_id)
-        version = (existing.version if existing else 0) + 1
+        version = self._last_version(campaign_id)[1] + 1
         at = iso(self.clock())
         with _both() as tx:
             for key in _settings_keys(campaign_id):
@@ -154,6 +154,17 @@ class DynamoSettings:
         self.connections.register_workspace(workspace)
         CampaignsItem(*campaigns_key(workspace)).update(actions=[CampaignsItem.names.add({campaign_id})])
         return version
+
+    @staticmethod
+    def _last_version(campaign_id: str) -> tuple[Optional[int], int]:
+        """The version of the settings stored (None: none), and the last version the campaign's settings had: of
+        those, of the ones a version rolled back to wrote in its partition since, or of the deleted ones (a version
+        never names two documents)."""
+        stored = get(SettingsItem, settings_key(campaign_id), consistent=True)
+        rolled = get(SettingsItem, rollback_settings_key(campaign_id), consistent=True)
+        deleted = get(SettingsDeletedItem, deleted_settings_key(campaign_id), consistent=True)
+        return (int(stored.version) if stored else None,
+                max(int(item.version) if item else 0 for item in (stored, rolled, deleted)))
 
     def campaigns(self, workspace: str) -> set[str]:
         item = get(CampaignsItem, campaigns_key(workspace))
@@ -183,11 +194,21 @@ class DynamoSettings:
             actions=cleared(), condition=owes))
 
     def delete(self, campaign_id: str) -> bool:
-        def both() -> None:
+        """Both keys deleted, and the last version kept apart (SETTINGS#<id> / DELETED, which neither this version
+        nor one before reads as settings), in one transaction."""
+        def both(stored: int, last: int) -> None:
             with _both() as tx:
-                tx.delete(SettingsItem(*settings_key(campaign_id)), condition=SettingsItem.pk.exists())
+                tx.delete(SettingsItem(*settings_key(campaign_id)), condition=SettingsItem.version == stored)
                 tx.delete(SettingsItem(*rollback_settings_key(campaign_id)))
-        return applied(both)
+                tx.save(SettingsDeletedItem(*deleted_settings_key(campaign_id), version=last,
+                                            deleted_at=iso(self.clock())))
+        for _ in range(5):          # (settings applied between the read and the delete: read again)
+            stored, last = self._last_version(campaign_id)
+            if stored is None:
+                return False
+            if applied(partial(both, stored, last)):
+                return True
+        raise RuntimeError(f"the settings of campaign {campaign_id} changed at each try to delete them: try again")
 
     def documents(self, campaign_ids: Iterable[str]) -> dict[str, dict]:
         items = batch_get(SettingsItem, (settings_key(c) for c in campaign_ids))

@@ -80,10 +80,11 @@ class DynamoHistory:
         tells a failed condition)."""
         self.transact_all([(ref, entries, updates)])
 
-    def transact_all(self, groups: Sequence[tuple[PersonRef, Sequence[Entry], Sequence[Update | Put | Delete | Check]]]
-                     ) -> None:
-        """Several people's updates and entries in one transaction (all or nothing)."""
-        now = self.clock()
+    def transact_all(self, groups: Sequence[tuple[PersonRef, Sequence[Entry], Sequence[Update | Put | Delete | Check]]],
+                     at: Optional[float] = None) -> None:
+        """Several people's updates and entries in one transaction (all or nothing); `at`: the entries' time, if
+        earlier than the clock's (LinkRepository.note_many)."""
+        now = self.clock() if at is None else min(self.clock(), at)
         with TransactWrite(connection=HistoryItem._get_connection().connection) as tx:
             for ref, entries, updates in groups:
                 for update in updates:

@@ -7,6 +7,8 @@ Item kinds (pk / sk):
                                          of settings writes both in one transaction (a version rolled back to
                                          reads current settings), none reads it; `make deploy` makes the first
                                          a copy of it before the code goes live (upgrade.py)
+  SETTINGS#<id> / DELETED                the last version of the campaign's deleted settings (`settings delete`):
+                                         the next apply counts on from it; no version reads it as settings
   WORKSPACE#<app_id> / CONNECTION        a connected Intercom workspace: api base, status, which secrets are
                                          set (the secrets themselves live in SSM, see adapters/secrets.py)
   WORKSPACE#<app_id> / CAMPAIGNS         the campaigns whose settings name the workspace (what the search
@@ -68,6 +70,10 @@ ROLLBACK_SETTINGS_PREFIX = "CAMPAIGN#"
 
 def settings_key(campaign_id: str) -> Key:
     return f"{SETTINGS_PREFIX}{campaign_id}", SETTINGS_SK
+
+
+def deleted_settings_key(campaign_id: str) -> Key:
+    return f"{SETTINGS_PREFIX}{campaign_id}", "DELETED"
 
 
 def rollback_settings_key(campaign_id: str) -> Key:

@@ -848,7 +848,7 @@ class DynamoLinks(Leases):
         kept = (_enrolled(ref, enrolled),) if enrolled is not None else _kept(ref)
         any(applied(partial(self.history.transact, ref, entries, check)) for check in kept)
 
-    def note_many(self, noted: Sequence[tuple[PersonRef, Sequence[Entry]]]) -> None:
+    def note_many(self, noted: Sequence[tuple[PersonRef, Sequence[Entry]]], at: Optional[float] = None) -> None:
         # Who is kept is read first (a link, else a count: one batch read per NOTE_CHUNK people), then one
         # transaction per NOTE_CHUNK holds each entry to what was read: a replay of thousands of dead letters makes
         # a round trip per fifty of them, and none to note people the bridge does not keep.
@@ -857,9 +857,9 @@ class DynamoLinks(Leases):
             people.setdefault(PersonRef(*ref), []).extend(entries)
         wanted = [(ref, entries) for ref, entries in people.items() if entries]
         for start in range(0, len(wanted), NOTE_CHUNK):
-            self._note_chunk(wanted[start:start + NOTE_CHUNK])
+            self._note_chunk(wanted[start:start + NOTE_CHUNK], at)
 
-    def _note_chunk(self, chunk: Sequence[tuple[PersonRef, Sequence[Entry]]]) -> None:
+    def _note_chunk(self, chunk: Sequence[tuple[PersonRef, Sequence[Entry]]], at: Optional[float] = None) -> None:
         """Note the people of one transaction who are kept; one erased meanwhile (its check refused, as the
         cancellation reasons say) is left out, and the others written again."""
         refs = [ref for ref, _ in chunk]
@@ -870,7 +870,7 @@ class DynamoLinks(Leases):
                            for ref, entries in chunk if ref in linked or ref in counted]
         while groups:
             try:
-                self._retrying_conflicts(partial(self.history.transact_all, groups))
+                self._retrying_conflicts(partial(self.history.transact_all, groups, at))
                 return
             except TransactWriteError as exc:
                 if not conditional(exc):
@@ -878,7 +878,7 @@ class DynamoLinks(Leases):
                 refused = self.history.refused(exc, groups)
             if not refused:         # the reasons did not say whose: each alone
                 for ref, entries, checks in groups:
-                    applied(partial(self.history.transact, ref, entries, *checks))
+                    applied(partial(self.history.transact_all, [(ref, entries, checks)], at))
                 return
             groups = [group for n, group in enumerate(groups) if n not in refused]
 

@@ -53,6 +53,13 @@ class SettingsItem(_Item):
     count_backfill_since = UnicodeAttribute(null=True)
 
 
+class SettingsDeletedItem(_Item):
+    """The last version of a campaign's deleted settings (keys.py: SETTINGS#<id> / DELETED): versions never repeat."""
+
+    version = NumberAttribute()
+    deleted_at = UnicodeAttribute()
+
+
 class ConnectionItem(_Item):
     """Non-secret connection metadata only: never a token or a secret."""
 
@@ -365,7 +372,7 @@ class EdgeItem(_Item):
 
 
 
-MODELS: tuple[Type[_Item], ...] = (SettingsItem, ConnectionItem, RFConfigItem, WorkspacesItem, LinkItem, PointerItem,
+MODELS: tuple[Type[_Item], ...] = (SettingsItem, SettingsDeletedItem, ConnectionItem, RFConfigItem, WorkspacesItem, LinkItem, PointerItem,
                                    NotificationItem, HistoryItem, RateItem, BudgetStateItem, CursorItem,
                                    CampaignsItem, EdgeItem, OAuthStateItem, OAuthTicketItem, SyncRunItem, LedgerItem, ReferralItem)
 

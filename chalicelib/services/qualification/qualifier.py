@@ -3,18 +3,19 @@ Factory at most once: a claim in the store, and RF asked first whenever an earli
 reached it (domain/qualification.py: the states, and why a decision never goes back to pending)."""
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from ...domain import rules
 from ...domain.history import Entry, iso
 from ...domain.judge import Action, Sighting, Verdict, carried, elsewhere, judge
+from ...domain.latency import changed_at, delay
 from ...domain.link import Claim, LeftContact, Link, LinkStatus
 from ...domain.mapping import attribute_type
 from ...domain.qualification import QState, ask_rf_first, may_have_qualified
 from ...domain.settings import CampaignSettings, Qualification
 from ...domain.people import other_campaign
 from ...errors import REFUSED_TOKEN, Permanent, Transient, Uncertain, WorkError
-from ...observability import count, logger
+from ...observability import count, logger, seconds
 from ...ports import Apis, LinkRepository, Merged, NotFound
 
 #: After RF's answer was lost and RF could not tell us whether it applied the call, try again no sooner than this
@@ -23,8 +24,9 @@ UNSURE_RETRY_SECONDS = 30.0
 
 
 class Qualifier:
-    def __init__(self, links: LinkRepository, apis: Apis):
-        self.links, self.apis = links, apis
+    def __init__(self, links: LinkRepository, apis: Apis, clock: Callable[[], float]):
+        # `clock`: when RF confirmed a qualification, for its delay (QualificationDelaySeconds); never a decision's
+        self.links, self.apis, self.clock = links, apis, clock
 
     def evaluate(self, link: Link, settings: Optional[CampaignSettings], seen: Sighting, note: bool = True) -> Link:
         """Judge `seen` under the campaign's settings as they are now (every path that may qualify comes
@@ -51,7 +53,7 @@ class Qualifier:
         if entries:
             self.links.note(link.ref, entries)
         if verdict.action is Action.QUALIFY:
-            return self.qualify(link, seen.via, replay=seen.replay)
+            return self.qualify(link, seen.via, replay=seen.replay, since=changed_at(seen))
         return link
 
     def _released(self, armed: Link, verdict: Verdict, seen: Sighting) -> Link:
@@ -106,7 +108,7 @@ class Qualifier:
         if entries:
             self.links.note(link.ref, entries)
         if verdict.action is Action.QUALIFY:
-            return self.qualify(link, seen.via, replay=seen.replay)
+            return self.qualify(link, seen.via, replay=seen.replay, since=changed_at(seen))
         return link
 
     def _released_left(self, armed: Link, left: LeftContact, seen: Sighting) -> Link:
@@ -127,7 +129,8 @@ class Qualifier:
         leaves that state as it was, unless `carry`), and asks that she still waits (QState.PENDING)."""
         self.links.note(armed.ref, [Entry("evaluation", "met", reason,
                                           {"via": seen.via, "released_held_at": held_at, **details})])
-        return self.qualify(armed, f"{seen.via}, releasing the value held back", replay=seen.replay)
+        return self.qualify(armed, f"{seen.via}, releasing the value held back", replay=seen.replay,
+                            since=held_at)
 
     def _read_left(self, link: Link, left: LeftContact) -> Optional[dict]:
         """The contact of `left` as Intercom has it now, when it is one the duplicate check's move left there
@@ -199,8 +202,9 @@ class Qualifier:
         return self.evaluate(armed, settings, current, note=False)
 
     # --- qualifying ---------------------------------------------------------------------------
-    def qualify(self, link: Link, via: str, replay: bool = False) -> Link:
-        """Claim the referral and have RF qualify it: once, even when RF's answer is lost."""
+    def qualify(self, link: Link, via: str, replay: bool = False, since: Optional[float] = None) -> Link:
+        """Claim the referral and have RF qualify it: once, even when RF's answer is lost. `since`: the time of the
+        change that qualified her, when known (domain/latency.changed_at), for the delay RF's confirmation took."""
         claim = self.links.start_qualifying(link, replay=replay)
         if claim is None:
             return link                   # erased meanwhile (`bridge forget`): nothing about them is written
@@ -214,7 +218,7 @@ class Qualifier:
                 said = self._rf_says(link)
                 if said:
                     return self._qualified(claim, via, entries, asked=True,
-                                           first=claim.previous is QState.PENDING)
+                                           first=claim.previous is QState.PENDING, since=since)
                 said_no = said is False       # None: RF refused the question (the PUT will say why)
             try:
                 self.apis.rf().qualify(link.rf_user_id)
@@ -222,7 +226,7 @@ class Qualifier:
                 # RF may have applied it: ask, and never send it again blindly.
                 said_no = False
                 if self._rf_says(link, quiet=True):
-                    return self._qualified(claim, via, entries, asked=True)
+                    return self._qualified(claim, via, entries, asked=True, since=since)
                 raise
         except Transient as exc:
             # Not sent (e.g. the shared budget held the PUT back after RF was asked): RF's "no" still
@@ -234,14 +238,14 @@ class Qualifier:
             if not isinstance(exc, OtherCampaign) and exc.status not in REFUSED_TOKEN:
                 try:
                     if self._rf_says(link, quiet=True):      # e.g. a resent PUT answered "already qualified"
-                        return self._qualified(claim, via, entries, asked=True)
+                        return self._qualified(claim, via, entries, asked=True, since=since)
                 except OtherCampaign as other:               # RF's refusal, and why: never left unfinished
                     exc.reason = f"{exc.reason} — {other.reason}"
             self.links.finish_qualifying(claim, QState.FAILED, [*entries, Entry("qualification", "failed", exc.reason)],
                                          reason=exc.reason)
             count("QualificationsFailed")
             raise exc.about(*link.ref)
-        return self._qualified(claim, via, entries)
+        return self._qualified(claim, via, entries, since=since)
 
     def resume(self, link: Link, via: str) -> Link:
         """Finish a qualification that was decided and left unfinished (unconfirmed, or claimed by a
@@ -297,8 +301,9 @@ class Qualifier:
             raise
 
     def _qualified(self, claim: Claim, via: str, entries: list[Entry], asked: bool = False,
-                   first: bool = False) -> Link:
-        """`first`: RF, asked before the bridge ever called it for this lead, says qualified already."""
+                   first: bool = False, since: Optional[float] = None) -> Link:
+        """`first`: RF, asked before the bridge ever called it for this lead, says qualified already (not the
+        bridge's doing: no delay measured). `since`: the qualifying change's time (Qualifier.qualify)."""
         link = claim.link
         said = (f"Referral Factory says user {link.rf_user_id} is qualified already (asked before the first "
                 f"call, via {via}): not called" if first else
@@ -308,6 +313,8 @@ class Qualifier:
         done = self.links.finish_qualifying(claim, QState.QUALIFIED, [*entries, Entry("qualification", "qualified",
                                                                                       said)])
         count("ReferralsFoundQualified" if first else "ReferralsQualified")
+        if not first:           # once: only the try that holds the claim gets here (another is _not_claimed)
+            seconds("QualificationDelaySeconds", delay(since, self.clock()))
         logger.info("referral qualified", extra={"campaign_id": link.campaign_id, "rf_user_id": link.rf_user_id})
         return done
 

@@ -1,0 +1,132 @@
+"""The promise of seconds, measured: QualificationDelaySeconds (the change in Intercom that qualified her, to RF's
+confirmation) and JoinDelaySeconds (RF's webhook received, to the contact written in Intercom), once each, on the
+fake clock; and never the money path's failure."""
+from __future__ import annotations
+
+import pytest
+
+from chalicelib import observability
+from chalicelib.domain.judge import Sighting
+from chalicelib.domain.latency import changed_at, delay
+from chalicelib.domain.qualification import QState
+from chalicelib.errors import Transient
+from chalicelib.messages import JoinMessage
+from chalicelib.observability import metrics
+from tests.unit.scenario import event, joined, link_of, run, world
+
+QUALIFIED = "QualificationDelaySeconds"
+
+
+@pytest.fixture(autouse=True)
+def fresh_metrics():
+    metrics.metric_set.clear()
+    yield
+    metrics.metric_set.clear()
+
+
+def emitted(name: str) -> list[float]:
+    return list(metrics.metric_set[name]["Value"]) if name in metrics.metric_set else []
+
+
+def test_a_delay_is_the_seconds_since_the_change_none_when_its_time_is_unknown_and_never_negative():
+    assert delay(100.0, 130.5) == 30.5
+    assert delay(None, 130.0) is None
+    assert delay(131.0, 130.0) == 0.0           # Intercom's clock ahead of ours
+    assert changed_at(Sighting({"updated_at": 50}, "webhook", when=90.0)) == 90.0     # the notification's time
+    assert changed_at(Sighting({"updated_at": 50}, "check", current=True)) == 50.0     # the value read: its own
+    assert changed_at(Sighting({"updated_at": "1970-01-01T00:01:40Z"}, "search")) == 100.0
+    assert changed_at(Sighting({}, "join resumed")) is None
+
+
+def met_at(contact: dict, when: float, **kw) -> Sighting:
+    return Sighting({**contact, "custom_attributes": {"signed_up": "Yes"}}, "webhook contact.lead.updated", when, **kw)
+
+
+def test_a_qualification_emits_its_delay_once_not_again_for_a_repeat_or_a_replay_of_it():
+    from tests.unit.test_qualifier import SETTINGS
+    work = world()
+    link, contact = joined(work)
+    changed = work.clock.now - 4.0          # Intercom's notification, created 4 s before the worker took it
+    work.deps.qualifier.evaluate(link, SETTINGS, met_at(contact, changed))
+    assert link_of(work).qualification is QState.QUALIFIED and work.apis.rf_.qualified == ["7"]
+    assert emitted(QUALIFIED) == [4.0] and emitted("ReferralsQualified") == [1.0]
+    work.clock.now += 60
+    work.deps.qualifier.evaluate(link_of(work), SETTINGS, met_at(contact, changed))                 # Intercom again
+    work.deps.qualifier.evaluate(link_of(work), SETTINGS, met_at(contact, changed, replay=True))    # a dlq replay
+    assert emitted(QUALIFIED) == [4.0] and work.apis.rf_.qualified == ["7"]
+
+
+def test_a_qualification_rf_confirms_on_a_retry_is_measured_from_the_change_once():
+    """RF refuses the PUT with a 429: the retry that it confirms emits the whole wait, once; the try that did not
+    confirm it emits nothing."""
+    from tests.unit.test_qualifier import SETTINGS
+    work = world()
+    link, contact = joined(work)
+    changed = work.clock.now
+    work.apis.rf_.answers = [Transient("Referral Factory answered 429")]
+    with pytest.raises(Transient):
+        work.deps.qualifier.evaluate(link, SETTINGS, met_at(contact, changed))
+    assert link_of(work).qualification is QState.UNCONFIRMED and emitted(QUALIFIED) == []
+    work.clock.now += 720                   # the queue's retry
+    work.deps.qualifier.evaluate(link_of(work), SETTINGS, met_at(contact, changed))
+    assert link_of(work).qualification is QState.QUALIFIED and emitted(QUALIFIED) == [720.0]
+
+
+def test_a_lead_rf_holds_qualified_already_and_a_resume_of_unknown_time_emit_no_delay():
+    from tests.unit.test_qualifier import SETTINGS
+    work = world()
+    link, contact = joined(work)
+    work.apis.rf_.qualified.append("7")         # qualified in RF before the bridge ever called it: not its doing
+    work.deps.qualifier.evaluate(link, SETTINGS, met_at(contact, work.clock.now))
+    assert emitted("ReferralsFoundQualified") == [1.0] and emitted(QUALIFIED) == []
+    other = world()
+    link, contact = joined(other)
+    other.apis.rf_.answers = [Transient("Referral Factory answered 429")]
+    with pytest.raises(Transient):
+        other.deps.qualifier.evaluate(link, SETTINGS, met_at(contact, other.clock.now))
+    other.deps.qualifier.resume(link_of(other), "reconciliation")         # the change's time is not kept
+    assert link_of(other).qualification is QState.QUALIFIED and emitted(QUALIFIED) == []
+
+
+def test_a_webhook_qualifies_her_and_its_notification_time_is_the_start():
+    work = world()
+    _, contact = joined(work)
+    sent = work.clock.now - 3      # (Intercom stamps whole seconds)
+    run(work, event({**contact, "custom_attributes": {"signed_up": "Yes"}}, created_at=sent))
+    assert link_of(work).qualification is QState.QUALIFIED and emitted(QUALIFIED) == [3.0]
+    run(work, event({**contact, "custom_attributes": {"signed_up": "Yes"}}, notification="n2", created_at=sent))
+    assert emitted(QUALIFIED) == [3.0]
+
+
+def test_a_delay_metric_powertools_refuses_never_fails_the_qualification(monkeypatch):
+    from tests.unit.test_qualifier import SETTINGS
+
+    def refused(**_):
+        raise ValueError("Powertools refused the metric")
+    work = world()
+    link, contact = joined(work)
+    monkeypatch.setattr(metrics, "add_metric", lambda **kw: refused(**kw) if kw["name"] == QUALIFIED else None)
+    done = work.deps.qualifier.evaluate(link, SETTINGS, met_at(contact, work.clock.now))
+    assert done.qualification is QState.QUALIFIED and link_of(work).qualification is QState.QUALIFIED
+
+
+def test_nothing_is_measured_outside_a_lambda():
+    with observability.uncounted():
+        observability.seconds(QUALIFIED, 3.0)
+    observability.seconds(QUALIFIED, None)
+    assert emitted(QUALIFIED) == []
+
+
+def test_a_join_emits_the_seconds_from_its_webhook_to_its_contact_once():
+    from tests.unit.test_join_use_case import LEAD, world as join_world
+    work = join_world()
+    received = work.clock.now - 1.5
+    body = JoinMessage(campaign_id="42", rf_user_id="7", person=LEAD, received_at=received).wire()
+    run(work, body)
+    assert link_of(work, "7").status.value == "linked" and emitted("JoinDelaySeconds") == [1.5]
+    work.clock.now += 30
+    run(work, body)                         # RF's webhook again: a repeat, ignored
+    assert emitted("JoinDelaySeconds") == [1.5]
+    run(work, JoinMessage(campaign_id="42", rf_user_id="3", person={**LEAD, "id": "3", "email": "b@example.com"}
+                          ).wire())         # a message without the edge's time (reconciliation's): none measured
+    assert emitted("JoinDelaySeconds") == [1.5]
