@@ -566,7 +566,8 @@ def _unusable(args: argparse.Namespace) -> Optional[str]:
 
 
 # The other arguments a command cannot take empty or blank (the option or argument, what it wants instead).
-_GIVEN_BLANK = (("file", "the settings file", "the path of a YAML or JSON file (an example: docs/examples/campaign.yaml)"),
+_GIVEN_BLANK = (("file", "the settings file's path",
+                 "the path of a YAML or JSON file (an example: docs/examples/campaign.yaml)"),
                 ("workspace", "the workspace", "its Intercom app id (its workspace id, e.g. vne310wv)"),
                 ("rf_user_id", "the RF user id", "the person's Referral Factory user id"),
                 ("email", "the email", "the person's email, e.g. ann@example.com"))

@@ -741,14 +741,12 @@ def _before_settings(store: Store, report: Report, refused: Refusals) -> None:
     each refusal resolved; a warning when the bucket refused more than it sampled (another campaign's among them,
     maybe: it counts them together), whose people may still be missing."""
     c = report.campaign_id
-    unknown = [s for s in refused.samples if s.reason == "unknown_campaign"]
     mine = _refused_before_settings(refused, c)
     joins, unknown_to_it = _joins_refused(refused, c)
     what = (f"{joins} for campaign {c} were refused as unknown_campaign (they came before its settings existed"
             + (f"; {unknown_to_it})" if unknown_to_it else ")"))
     resolved, _ = _joined_since(store, c, mine, cache(lambda: _joined_digests(store, c)))
-    total = sum(x.count for x in refused.counts if x.reason == "unknown_campaign")
-    if resolved and total <= len(unknown):          # every refusal of the bucket is sampled: all of them joined
+    if resolved and not unknown_to_it:          # every refusal of the bucket is sampled: all of them joined
         report.add("webhooks.before_settings", True, f"{what}; {resolved}: resolved since")
     elif resolved:
         report.add("webhooks.before_settings", True, f"{what}; {resolved}, others may not be sampled",
