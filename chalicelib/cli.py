@@ -35,7 +35,7 @@ from .domain.ids import is_id, not_an_id
 from .domain.judge import DEAD_LETTER_DAYS
 from .domain.oauth import TICKET_SECONDS
 from .domain.settings import SettingsError
-from .errors import WorkError, replay_parked
+from .errors import WorkError, beside_fix, replay_parked
 from .observability import uncounted
 from .ports import Connection, RFConnection
 from .ports.secrets import OAUTH_CLIENT_SECRET
@@ -835,7 +835,7 @@ def _dlq_list(args: argparse.Namespace, rt: Runtime) -> int:
         who = " ".join(f"{k}={d[k]}" for k in ("campaign_id", "rf_user_id", "workspace", "contact_id", "email")
                        if d.get(k))
         print(f"- {d['message_id']}  {d.get('kind') or '?'}  {who}  tries={d.get('attempts', '?')}  "
-              f"failed_at={d.get('failed_at', '?')}\n    {d['reason']}"
+              f"failed_at={d.get('failed_at', '?')}\n    {beside_fix(d['reason'], d.get('fix'))}"
               + (f"\n    fix: {d['fix']}" if d.get("fix") else ""))
         if args.show_payload:
             print("    payload: " + json.dumps(d.get("payload"), default=str))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from typing import Any, Optional, Sequence, TypeVar
 
-from .domain.advice import RF_TOKEN_REPLAY, answer_of, reconnect, refused_token, rf_token_fix
+from .domain.advice import RF_TOKEN_REPLAY, answer_of, reconnect, refused_token, rf_token_fix, rf_token_refused
 from .domain.apps import reconnects
 
 E = TypeVar("E", bound="WorkError")
@@ -184,6 +184,19 @@ def refused_token_of(reason: str) -> Optional[str]:
     """The workspace whose token Intercom refused in a failure of `reason` (None: not such a refusal)."""
     found = re.search(refused_token("([A-Za-z0-9_-]+)"), reason)
     return found.group(1) if found else None
+
+
+def beside_fix(reason: str, fix: Optional[str]) -> str:
+    """A failure's reason as said beside `fix` (`dlq list`, doctor's [dead_letters], explain's text): without the
+    advice it carries (answer_of) where the fix says it again, RF's refusal of the stored token (rf_token_fix) or
+    Intercom's of a workspace's (token_fix: whose token stays said, as its replay's `--reason` names it). Any other
+    reason, or beside another fix (a search's, which says no reconnect), as it is."""
+    if fix and rf_token_refused(reason) and rf_token_fix() in fix:
+        return answer_of(reason)
+    refused_for = refused_token_of(reason)
+    if fix and refused_for and replay_refused(refused_for) in fix:
+        return f"{answer_of(reason)} — {refused_token(refused_for)} (invalid or revoked)"
+    return reason
 
 
 def token_fix(workspace: str, token_app: Optional[str] = None) -> str:

@@ -32,7 +32,7 @@ from ..domain.sync import (FAILED, RETRYING, WAITING, describe_counts, describe_
 from ..domain.workspace_check import check_against_workspace
 from ..config import Config
 from ..errors import (BUDGET_SETTINGS, PLAN_FIX, REFUSED_TOKEN, RF_REFUSED_TOKEN, BudgetSpent, Throttled, TokenRefused,
-                      WorkError, answer_refused_fix, limiting, plan_restricted, replay_parked, rf_blocked,
+                      WorkError, answer_refused_fix, beside_fix, limiting, plan_restricted, replay_parked, rf_blocked,
                       refused_token_of, rf_answered, rf_campaign_fix, token_wait_fix)
 from ..observability import mask_email, mask_emails
 from ..ports import Connection, DeadLetterQueue, Store
@@ -997,20 +997,20 @@ def _dead_letters(rt: Examined, report: Report, settings: CampaignSettings,
         [d for d in mine if dead_letters.matches(d, RF_GONE, c)])
     for reason, n in Counter(d.shown_reason for d in mine).most_common():          # (emails masked)
         reached = rf_reached if not rf_reached or after_token([d for d in mine if d.shown_reason == reason]) else None
-        report.add("dead_letters", False, f"{n} dead letter(s) of campaign {c}: {reason}", _stopped(reason, reached),
-                   dead_letters.replay_fix(reason, c, ws, token_refused=rf_refused,
-                                           campaign_seen=bool(reached) and gone_alone, token_app=token_apps.get,
-                                           token_reaches=c if rf_reached else None),
-                   key=f"campaign:{tag(reason)}")
+        fix = dead_letters.replay_fix(reason, c, ws, token_refused=rf_refused,
+                                      campaign_seen=bool(reached) and gone_alone, token_app=token_apps.get,
+                                      token_reaches=c if rf_reached else None)
+        report.add("dead_letters", False, f"{n} dead letter(s) of campaign {c}: {beside_fix(reason, fix)}",
+                   _stopped(reason, reached), fix, key=f"campaign:{tag(reason)}")
     for reason, n in Counter(d.shown_reason for d in unnamed).most_common():
         kinds = ", ".join(sorted({_NO_CAMPAIGN.get(d.kind or "", "unreadable messages") for d in unnamed
                                   if d.shown_reason == reason}))
         # (a letter naming no campaign may be another campaign's, which RF was not asked about)
-        report.add("dead_letters", False, f"{n} dead letter(s) name no campaign ({kinds}): {reason}",
+        fix = dead_letters.replay_fix(reason, None, ws, token_refused=rf_refused, token_app=token_apps.get,
+                                      token_reaches=c if rf_reached else None)
+        report.add("dead_letters", False, f"{n} dead letter(s) name no campaign ({kinds}): {beside_fix(reason, fix)}",
                    "they may be about this campaign's people (a notification can qualify a lead), and `--campaign` "
-                   "does not reach them: " + _stopped(reason, False if rf_refused else None),
-                   dead_letters.replay_fix(reason, None, ws, token_refused=rf_refused, token_app=token_apps.get,
-                                           token_reaches=c if rf_reached else None),
+                   "does not reach them: " + _stopped(reason, False if rf_refused else None), fix,
                    key=f"no_campaign:{tag(reason)}")
     superseded = [d for d in searches if d.superseded]
     if superseded:

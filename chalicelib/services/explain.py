@@ -20,7 +20,8 @@ from ..domain.people import OTHER_CAMPAIGN, email_hash
 from ..domain.qualification import QState
 from ..domain.settings import CampaignSettings, valid_or_none
 from ..domain.sync import ALREADY, NOT_IN_RF
-from ..errors import DISCONNECTED, BudgetSpent, Throttled, again_when, plan_restricted, refused_token_of, waits
+from ..errors import (DISCONNECTED, BudgetSpent, Throttled, again_when, beside_fix, plan_restricted, refused_token_of,
+                      waits)
 from ..observability import mask_email, mask_emails
 from ..ports import IntercomPort, Merged, Store
 from ..ports.edge import UNKNOWN, RefusalSample, campaign_scope, workspace_scope
@@ -728,7 +729,8 @@ def as_text(explanation: Explanation) -> str:
         lines.append(f"  campaign {p['campaign_id']}, RF user {p['rf_user_id']} ({p.get('kind') or 'kind unknown'}, "
                      f"{p.get('email') or 'no email'}): {contact} in workspace {p['workspace']}; {state}"
                      + _baseline(p)
-                     + (f" — {letter['reason']} (since {letter['at']}; the link still says waiting)"
+                     + (f" — {beside_fix(letter['reason'], letter.get('fix'))} (since {letter['at']}; the link "
+                        "still says waiting)"
                         + (f"; fix: {letter['fix']}" if letter.get("fix") else "") if letter else
                         f" — {'it failed: ' if p.get('discarded') else ''}{p['reason']}"
                         if p.get("reason") and not p.get("replayed_at") else "")     # (a replay's: the trail says why)
@@ -774,7 +776,8 @@ def _entry_text(e: dict) -> tuple[str, str, list[str]]:
     goes) and the lines below it."""
     # (a contact sync skipped, or a refusal naming no one, has no RF user: its campaign alone)
     who = f"{e.get('campaign_id') or '?'}" + (f"#{e['rf_user_id']}" if e.get("rf_user_id") else "")
-    head = f"{who:<14} {e['event']}: {e['outcome']}" + (f" — {e['reason']}" if e.get("reason") else "")
+    head = f"{who:<14} {e['event']}: {e['outcome']}" + (f" — {beside_fix(e['reason'], e.get('fix'))}"
+                                                        if e.get("reason") else "")
     tail = (" (resolved since: discarded by the operator)" if e.get("discarded") else " (resolved since)") \
         if e.get("resolved") else ""
     inline, below = _details(e.get("details") or {})

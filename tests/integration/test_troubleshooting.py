@@ -8,6 +8,7 @@ mapping, an attribute mapped twice or an unsupported type are refused when appli
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import yaml
@@ -110,6 +111,32 @@ def test_every_replay_advised_for_rfs_refusal_takes_back_the_letters_the_refusal
     code, out, _ = run_cli(bridge.operator(), capsys, "dlq", "replay", "--reason", selectors[0], "--json")
     assert (code, json.loads(out)["replayed"]) == (0, len(letters)), out
     assert bridge.dead_letters() == []
+
+
+def test_a_revoked_rf_tokens_advice_is_said_once_beside_each_reason_in_dlq_list_doctor_and_explain(bridge, intercom,
+                                                                                                    rf, capsys):
+    """Walkthrough: RF's token revoked, a lead's qualification dead-lettered. Its reason is RF's answer, then the one
+    fix (advice.rf_token_reason); `dlq list`, doctor's [dead_letters] and explain printed that reason and, beside
+    it, the same fix again as `fix:`. Each says the answer beside the fix once; `--json` keeps the stored reason."""
+    from chalicelib.domain.advice import rf_token_fix
+    lead, contact = join(bridge, intercom, rf)
+    rf.use_token("rf-token-2")
+    intercom.update_contact(contact["id"], signed_up="Yes")
+    bridge.notify("contact.lead.updated", contact["id"])
+    bridge.drain()
+    code, out, _ = run_cli(bridge.operator(), capsys, "dlq", "list", "--json")
+    assert [d["reason"].count(rf_token_fix()) for d in json.loads(out)["dead_letters"]] == [1], out
+    said = {"dlq list": run_cli(bridge.operator(), capsys, "dlq", "list")[1], "doctor": doctor_text(bridge, capsys)[1],
+            "explain": run_cli(bridge.operator(), capsys, "explain", str(lead["id"]))[1]}
+    # The fix once each where it is given: `dlq list`'s by reason (the stored reason, as `--reason` matches it) and
+    # its letter's fix; doctor's [rf.campaign] and [dead_letters]; explain's person (no fix beside it) and its two.
+    assert {k: text.count(rf_token_fix()) for k, text in said.items()} == {"dlq list": 2, "doctor": 2, "explain": 3}
+    answer = "Referral Factory answered 401: Unauthenticated."
+    assert [line for line in said["dlq list"].splitlines() if re.match(" {4}\\S", line)] == [
+        f"    {answer}", f"    fix: {rf_token_fix()}"], said["dlq list"]
+    assert f"[dead_letters] 1 dead letter(s) name no campaign (Intercom notifications): {answer}\n" in said["doctor"]
+    assert re.findall(r"(\w+): failed — (.*?)(?:  |$)", said["explain"], re.M) == [
+        ("qualification", answer), ("dead_letter", answer)], said["explain"]
 
 
 @pytest.mark.parametrize("headers", [{}, {"Retry-After": "soon"}], ids=["no Retry-After", "an unreadable Retry-After"])

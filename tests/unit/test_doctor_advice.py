@@ -118,6 +118,31 @@ def test_a_refused_tokens_letters_advise_the_reconnect_and_its_replay_but_a_sear
     assert search.view()["fix"] == SEARCH_FIX
 
 
+def test_a_refused_tokens_reason_is_said_beside_its_fix_without_the_advice_the_fix_says_again():
+    """`dlq list`, doctor's [dead_letters] and explain's text say a reason beside its fix: Intercom's refusal of a
+    workspace's token (its reconnect and replay) and RF's of the stored token (rf_token_fix) are said once, in the fix;
+    whose token Intercom refused stays said (the replay's `--reason`). Beside a search's fix (no reconnect in it), or
+    with no fix, the reason is said whole; any other reason as it is."""
+    from chalicelib.domain.advice import rf_token_fix, rf_token_reason
+    from chalicelib.errors import beside_fix, refused_reason, token_fix
+    from chalicelib.services.dead_letters import SEARCH, SEARCH_FIX, DeadLetter
+
+    answer = "Intercom answered 401 unauthorized: Access Token Invalid"
+    reason = refused_reason(answer, "ws")
+    join, search = (DeadLetter("m", reason, 1, None, kind, campaign, None, "ws", None, None, {})
+                    for kind, campaign in (("rf.join", "42"), (SEARCH, None)))
+    said = f"{answer} — Intercom refuses workspace ws's token (invalid or revoked)"
+    assert beside_fix(reason, join.view()["fix"]) == said and reason.startswith(said + ": reconnect the workspace")
+    assert join.view()["fix"] == token_fix("ws")
+    assert beside_fix(search.shown_reason, search.view()["fix"]) == search.shown_reason and \
+        search.view()["fix"] == SEARCH_FIX and "reconnect the workspace" in search.shown_reason
+    rf = rf_token_reason("Referral Factory answered 401: Unauthenticated.")
+    assert [beside_fix(rf, fix) for fix in (rf_token_fix(), None)] == [
+        "Referral Factory answered 401: Unauthenticated.", rf]
+    other = "gave up after 3 tries: Intercom answered 503 — see the status page"
+    assert beside_fix(other, "fix the cause, then `bridge dlq replay --campaign 42`") == other
+
+
 @pytest.mark.parametrize("code, message", [("api_plan_restricted", "Active subscription needed."),
                                            ("", "Your plan does not include API access.")])
 def test_intercom_refusing_the_api_for_the_workspaces_plan_is_not_told_to_replace_the_token(code, message):
