@@ -17,7 +17,7 @@ from typing import Any, Callable, Optional, Protocol, Sequence
 
 from ..domain import apps
 from ..domain.advice import (BACKFILL, DUPLICATE, RF_GONE, how_many, never_succeeds, not_written, person_data,
-                             refused_join)
+                             reconnect, refused_join)
 from ..domain.history import epoch, iso
 from ..domain.judge import DEAD_LETTER_DAYS, elsewhere, letter_gone
 from ..domain.link import Link, PersonRef
@@ -1056,6 +1056,8 @@ def _reconciliation(rt: Examined, report: Report, settings: CampaignSettings, ap
     last = rt.store.cursor.get(cursor_name(ws))
     # The latest failed search, if asked after the last that succeeded: the queue still tries it (no dead letter yet).
     tried = latest_failure(rt.store.cursor, ws, last)
+    # Intercom refused the workspace's token to it (not the API to its plan: that fix is [intercom.token]'s).
+    refused = bool(tried.get("refused")) and not plan_restricted(str(tried.get("reason", "")))
     applied = _age_hours(now, applied_at) * 60
     # The schedule the stage runs (RECONCILE_EVERY_MINUTES deployed, RECONCILE_EVERY_SECONDS on `make run`).
     late_after = LATE_RUNS * rt.config.reconcile_every / 60         # minutes
@@ -1066,11 +1068,13 @@ def _reconciliation(rt: Examined, report: Report, settings: CampaignSettings, ap
                    "without the workspace's token (" + ("it has never searched them" if last is None else
                                                         f"the last search ran {(now - float(last)) / 60:.0f} min ago")
                    + ")")
-    elif (failing or tried) and (last is None or (now - float(last)) / 60 > late_after):
+    elif (failing or tried) and (refused or last is None or (now - float(last)) / 60 > late_after):
         # The schedule runs: its searches fail (an outage passes by itself; the next search that succeeds
-        # covers every change since the last that did), dead-lettered or still tried by the queue.
+        # covers every change since the last that did), dead-lettered or still tried by the queue. Intercom refusing
+        # the workspace's token never passes by itself: said at once, with the reconnect.
         failing = sorted(failing, key=lambda d: d.failed_at or "")
         vendor = outage_of(failing[-1].reason or "") if failing else tried["vendor"]
+        reconnect_first = f"{reconnect(ws, conn.token_app if conn else None)}; then " if refused else ""
         report.add("reconciliation", False, (f"{vendor} is unavailable: " if vendor else "")
                    + f"reconciliation's searches of the changed contacts of workspace {ws} fail ("
                    + ("none has succeeded yet" if last is None else
@@ -1078,9 +1082,9 @@ def _reconciliation(rt: Examined, report: Report, settings: CampaignSettings, ap
                    + (f"; {len(failing)} failed since {failing[0].failed_at or '?'}, the last: {failing[-1].shown_reason})"
                       if failing else f"; the last failed at {iso(tried['at'])}: {tried['reason']}; the queue tries "
                       "it again)"),
-                   dead_letters.SEARCH_WHY, dead_letters.SEARCH_FIX if failing else
+                   dead_letters.SEARCH_WHY, reconnect_first + (dead_letters.SEARCH_FIX if failing else
                    ("nothing to change: the outage passes by itself" if vendor else "fix the cause the reason names")
-                   + "; the next search that succeeds covers every change since the last that did")
+                   + "; the next search that succeeds covers every change since the last that did"))
         said = True
     elif last is None and applied < late_after:
         # A fresh stack, or settings just applied: the first search comes with the next scheduled run.

@@ -225,9 +225,10 @@ def test_a_search_refused_the_workspaces_token_is_dead_lettered_without_the_repl
     old, new = work.queue.dead
     said = f"{refused.answer} — {refused_token(WS)} (invalid or revoked): reconnect the workspace"
     assert new["reason"] == said and json.loads(work.store.cursor.get(failed_name(WS)))["reason"] == said, new
-    [told] = findings(rt)                             # reconciliation not late yet: [dead_letters] says it
-    assert told["what"].startswith("2 search(es) of the changed contacts of workspace ws failed")
-    assert told["what"].endswith(said) and "nothing to replay" in told["fix"], told["what"]
+    # A refused token never passes by itself: [reconciliation] says it at once, not [dead_letters] (said once)
+    [told] = [f for f in examine(rt, "42").view()["findings"] if f["check"] == "reconciliation"]
+    assert findings(rt) == [] and "2 failed since" in told["what"], told["what"]
+    assert told["what"].endswith(said + ")") and "nothing to replay" in told["fix"], told["what"]
     # `dlq list` shows the older letter's reason as doctor quotes it (no replay beside "nothing to replay": the
     # search's own reason), in its list and its counts alike; `--raw` shows it as stored (what a `--reason` matches)
     assert old["reason"].split(", then `bridge dlq replay")[0] == said != old["reason"]
@@ -239,7 +240,7 @@ def test_a_search_refused_the_workspaces_token_is_dead_lettered_without_the_repl
     assert [d["reason"] for d in json.loads(out)["dead_letters"]] == [old["reason"], said]
     _, out, _ = run_cli(rt, capsys, "dlq", "discard", "--reason", "no such reason", "--json")
     assert json.loads(out)["by_reason"] == {said: 2}, out     # the reasons there are, counted alike (nothing matches)
-    work.clock.now += 4 * RUN_EVERY                   # late: [reconciliation] says it instead, alike
+    work.clock.now += 4 * RUN_EVERY                   # late: [reconciliation] says it alike
     [late] = [f for f in examine(rt, "42").view()["findings"] if f["check"] == "reconciliation"]
     assert not late["ok"] and said in late["what"] and "dlq replay" not in late["what"], late["what"]
     work.clock.now += RUN_EVERY                       # reconnected: the next search succeeds
@@ -248,3 +249,25 @@ def test_a_search_refused_the_workspaces_token_is_dead_lettered_without_the_repl
     assert "bridge: 2 dead letter(s) match" in err, err
     code, out, _ = run_cli(rt, capsys, "dlq", "discard", "--superseded", "--yes")
     assert code == 0 and out.startswith("2 dead letter(s) discarded") and work.queue.letters == {}, out
+
+
+def test_while_intercom_refuses_the_token_doctor_says_the_searches_fail_with_the_reconnect_not_that_one_ran():
+    """Walkthrough (README, Intercom's token revoked): every search of changed contacts is refused; doctor's
+    [reconciliation] said "ok: the last search of changed contacts of ws ran 15 min ago", the one before the
+    token was revoked. A search that ran and failed is not a search that ran: a refused token never passes by
+    itself, so it is said at once (a 503 only once the schedule is late), with the reconnect."""
+    from chalicelib.errors import TokenRefused, refused_reason
+    rt = doctored()
+    work = rt.work
+    assert handle_batch(records(changes(work)), work)["done"] == 1            # the last successful search
+    work.clock.now += RUN_EVERY
+    answer = "Intercom answered 401 unauthorized: Access Token Invalid"
+    work.apis.intercom_.fail["search_contacts"] = TokenRefused(refused_reason(answer, WS), WS, "private", answer,
+                                                               status=401)
+    assert handle_batch(records(changes(work)), work)["dead"] == 1           # (at once: it is never replayed)
+    [told] = [f for f in examine(rt, "42").view()["findings"] if f["check"] == "reconciliation"]
+    assert not told["ok"] and told["what"].startswith(
+        f"reconciliation's searches of the changed contacts of workspace {WS} fail (the last that succeeded ran 15 "
+        "min ago; "), told
+    assert f"`bridge workspace connect {WS}`" in told["fix"] and "reconcile schedule" not in told["fix"], told
+    assert findings(rt) == [], "the failed searches, said twice"
