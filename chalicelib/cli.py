@@ -640,9 +640,10 @@ def _settings_delete(args: argparse.Namespace, rt: Runtime) -> int:
             return _refused(args, "", {"campaign_id": args.campaign_id, "deleted": False}, [asked], 1)
         raise CliError(asked) from None
     if done is None:
-        raise CliError(f"campaign {args.campaign_id!r} has no settings, nothing was deleted (the id must be exactly "
+        raise CliError(f"campaign {args.campaign_id} has no settings, nothing was deleted (the id must be exactly "
                        "the stored one: `bridge settings show <campaign_id>`)")
-    _answer(args, done, f"settings of campaign {args.campaign_id!r} deleted (version {done['deleted_version']}, "
+    _answer(args, {"campaign_id": done["campaign_id"], "deleted": True, **done},   # (`.deleted` either way)
+            f"settings of campaign {args.campaign_id} deleted (version {done['deleted_version']}, "
             f"workspace {done['workspace']}): its joins are now refused (404 unknown_campaign)"
             + (f"; kept, with their history: {done['kept']}" if done["kept"] else ""))
     return 0

@@ -96,7 +96,8 @@ def test_the_commands_that_answered_only_text_take_json_and_answer_one_json_obje
                                               "warnings": [], "from": {"client_secret": "--client-secret"},
                                               "redirect_url": None}      # (no API URL given)
     assert answers["dlq replay"] == {"replayed": 0, "left": 0, "not_seen": 0}
-    assert answers["settings delete"] == {"campaign_id": "43", "deleted_version": 1, "workspace": WORKSPACE, "kept": ""}
+    assert answers["settings delete"] == {"campaign_id": "43", "deleted": True, "deleted_version": 1,
+                                          "workspace": WORKSPACE, "kept": ""}
     assert answers["workspace list"]["workspaces"][0]["status"] == "active"
     assert answers["workspace list"]["workspaces"][0]["campaigns"] == []           # 43's settings were deleted
     assert answers["workspace disconnect"] == {"workspace": WORKSPACE, "status": "disconnected", "apps": ["private"]}

@@ -74,11 +74,11 @@ def test_settings_applied_by_mistake_are_deleted_and_doctor_stops_naming_them(br
         "campaign 43 also writes its referral links to custom_attributes.referral_link"]
 
     code, out, _ = run_cli(bridge.operator(), capsys, "settings", "delete", "43")
-    assert code == 0 and out.startswith("settings of campaign '43' deleted (version 1, workspace vne310wv)")
+    assert code == 0 and out.startswith("settings of campaign 43 deleted (version 1, workspace vne310wv)")
     assert bad(doctor(bridge, capsys)[1], "settings.referral_link") == []
     assert bad(doctor(bridge, capsys, 43)[1], "settings")[0]["what"] == "campaign 43 has no settings here"
     code, _, err = run_cli(bridge.operator(), capsys, "settings", "delete", "43")
-    assert code == 1 and "campaign '43' has no settings, nothing was deleted" in err
+    assert code == 1 and "bridge: campaign 43 has no settings, nothing was deleted" in err  # (as every command names it)
 
     lead = new_lead(rf)
     assert bridge.post_join(join_body(lead)).status_code == 202
@@ -87,7 +87,7 @@ def test_settings_applied_by_mistake_are_deleted_and_doctor_stops_naming_them(br
     assert code == 1 and err.startswith("bridge: campaign 42 has 1 linked person: once its settings are deleted")
     assert "add --yes" in err and run_cli(bridge.operator(), capsys, "settings", "show", "42")[0] == 0
     code, out, err = run_cli(bridge.operator(), capsys, "settings", "delete", "42", "--json")   # a script's: on stdout
-    assert (code, err, json.loads(out)["deleted"]) == (1, "", False)
+    assert (code, err, json.loads(out)["deleted"]) == (1, "", False)    # (and true once deleted: test_cli)
     assert json.loads(out)["problems"][0].startswith("campaign 42 has 1 linked person: once its settings are deleted")
     code, out, _ = run_cli(bridge.operator(), capsys, "settings", "delete", "42", "--yes")
     assert code == 0 and out.rstrip().endswith("; kept, with their history: 1 linked person")
