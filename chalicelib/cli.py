@@ -544,7 +544,7 @@ def _unusable(args: argparse.Namespace) -> Optional[str]:
         if campaign_id is not None and not is_id(campaign_id):
             return f"{said}: {not_an_id(campaign_id)}"
     func = args.func
-    if func is _explain and not args.who.strip():
+    if func is _explain and _blank(args.who):
         return "explain whom? Give an email, a Referral Factory user id or an Intercom contact id"
     if func is _dlq_list and args.raw and not args.show_payload:
         return "--raw shows the payloads as queued: give it with --show-payload"
@@ -557,8 +557,7 @@ def _unusable(args: argparse.Namespace) -> Optional[str]:
         return ("discard which dead letters? Give --reason TEXT (a part of their reason; a blank one matches every "
                 "letter), --campaign ID and/or --superseded (`bridge dlq list` shows them); nothing was discarded")
     for name, said, wanted in _GIVEN_BLANK:
-        value = getattr(args, name, None)
-        if value is not None and not value.strip():
+        if _blank(getattr(args, name, None)):
             return f"{said} is empty: give {wanted}"
     if func is _forget and "@" not in args.email:     # (never repeated: it may be a token pasted in its place)
         return f"`bridge forget` takes the person's email, e.g. ann@example.com: the value given has no @ ({NOT_REPEATED})"
@@ -876,9 +875,10 @@ def _utc(iso_text: str, now: float) -> str:
     return f"{'' if iso_text[:10] == iso(now)[:10] else iso_text[:10] + ' '}{iso_text[11:19]} UTC"
 
 
-def _blank(reason: Optional[str]) -> bool:
-    """A `--reason` given that selects nothing in particular (empty, or spaces): every reason holds it."""
-    return reason is not None and not reason.strip()
+def _blank(value: Optional[str]) -> bool:
+    """An argument given empty or as spaces (a `"$VAR"` unset): a `--reason` that selects nothing in particular (every
+    reason holds it), a name or path that names nothing."""
+    return value is not None and not value.strip()
 
 
 def _not_reached(done: dict, undone: str, command: str, problems: list[str], again: str) -> None:
