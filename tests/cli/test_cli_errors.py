@@ -42,6 +42,16 @@ def aws_env(monkeypatch, tmp_path):
     bind("rf-intercom-bridge-table")
 
 
+@pytest.fixture
+def no_runtime(aws_env):
+    """aws_env, where a runtime built fails the command: a command line refused is refused before any stack is
+    looked for (nothing asked or stored)."""
+    def built(*_: object) -> None:
+        raise AssertionError("a runtime was built")
+    aws_env.setattr("chalicelib.cli._runtime", built)
+    return aws_env
+
+
 def test_a_missing_settings_file_as_the_readme_once_showed_it(aws_env, tmp_path, capsys):
     aws_env.chdir(tmp_path)
     code, out, err = run_cli(None, capsys, "settings", "apply", "--offline", "campaign.yaml")
@@ -447,33 +457,26 @@ def test_the_exit_statuses_the_readme_sums_up_are_the_clis(aws_env, capsys, tmp_
 @pytest.mark.parametrize("command", [["doctor"], ["backfill"], ["backfill", "--apply"], ["history", "rf-1"],
                                      ["settings", "show"], ["settings", "delete", "--yes"], ["sync", "start"],
                                      ["sync", "start", "--dry-run"], ["sync", "status"], ["sync", "report"]])
-def test_every_command_taking_a_campaign_id_refuses_one_no_webhook_can_carry_as_doctor_does(aws_env, capsys, command):
+def test_every_command_taking_a_campaign_id_refuses_one_no_webhook_can_carry_as_doctor_does(no_runtime, capsys,
+                                                                                            command):
     """Only doctor refused a campaign id like "4 2"; backfill, history, settings show/delete and sync start/status/
     report took it and answered "no settings" (or nothing) as if it could be a campaign. Each refuses it alike: one
     line, exit 2, before any stack is looked for (no runtime is built: nothing is asked or stored)."""
-    def built(*_: object) -> None:
-        raise AssertionError("a runtime was built")
     argv = [*command[:2], "4 2", *command[2:]] if command[0] in ("settings", "sync") else \
         [command[0], "4 2", *command[1:]]
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr("chalicelib.cli._runtime", built)
-        code, out, err = run_cli(None, capsys, *argv)
+    code, out, err = run_cli(None, capsys, *argv)
     assert (code, out) == (2, ""), (argv, code, out, err)
     assert err == ("bridge: campaign_id: '4 2' is not an id a webhook can carry — write the id exactly as Referral "
                    "Factory / Intercom show it: a number, or text of letters, digits, '-' and '_' (at most 128)\n"), err
 
 
 @pytest.mark.parametrize("command", [["dlq", "replay"], ["dlq", "discard"], ["dlq", "discard", "--yes"]])
-def test_the_dlq_commands_campaign_filter_refuses_an_id_no_webhook_can_carry_as_every_other_command(aws_env, capsys,
+def test_the_dlq_commands_campaign_filter_refuses_an_id_no_webhook_can_carry_as_every_other_command(no_runtime, capsys,
                                                                                                     command):
     """Every command taking a campaign id refused one like "4 2" (exit 2, before any stack is looked for); `dlq replay
     --campaign` and `dlq discard --campaign` took any text, looked for the stack and matched no letter. They refuse
     it alike, naming the option."""
-    def built(*_: object) -> None:
-        raise AssertionError("a runtime was built")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr("chalicelib.cli._runtime", built)
-        code, out, err = run_cli(None, capsys, *command, "--campaign", "4 2")
+    code, out, err = run_cli(None, capsys, *command, "--campaign", "4 2")
     assert (code, out) == (2, ""), (command, code, out, err)
     assert err == ("bridge: --campaign: '4 2' is not an id a webhook can carry — write the id exactly as Referral "
                    "Factory / Intercom show it: a number, or text of letters, digits, '-' and '_' (at most 128)\n"), err
@@ -497,17 +500,13 @@ def test_the_dlq_commands_campaign_filter_refuses_an_id_no_webhook_can_carry_as_
     (["history", "42", ""], "the RF user id is empty: give the person's Referral Factory user id"),
     (["forget", " "], "the email is empty: give the person's email"),
 ])
-def test_an_empty_or_missing_selector_is_a_command_line_it_cannot_read_exit_2_before_any_stack(aws_env, capsys,
+def test_an_empty_or_missing_selector_is_a_command_line_it_cannot_read_exit_2_before_any_stack(no_runtime, capsys,
                                                                                                 argv, said):
     """docs/operating.md: exit 2 for a command line it cannot read (an argument missing). `explain ""`, `dlq replay
     --reason ""`, `dlq discard` without a selector (and each argument given empty) exited 1, some after looking for
     the stack, as an error of the bridge's. Each is refused as argparse refuses an argument missing: one line, exit 2,
     before any runtime is built (nothing read or stored)."""
-    def built(*_: object) -> None:
-        raise AssertionError("a runtime was built")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr("chalicelib.cli._runtime", built)
-        code, out, err = run_cli(None, capsys, *argv)
+    code, out, err = run_cli(None, capsys, *argv)
     assert (code, out) == (2, ""), (argv, code, out, err)
     assert one_line(err).startswith(f"bridge: {said}"), err
 
