@@ -720,12 +720,13 @@ NOT_THE_EDGES = ("CAMPAIGN#42", "SETTINGS#42", "HISTORY#42#1001", "CONTACT#vne31
                  "RATE#referral-factory", "RECONCILE")
 
 
-def _updates_allowed(statement: dict, pk: str) -> bool:
-    actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
-    if statement["Effect"] != "Allow" or not any(fnmatchcase("dynamodb:UpdateItem", a) for a in actions):
-        return False
+def _granted_on(statement: dict, pk: str, actions: tuple[str, ...]) -> list[str]:
+    """Those of `actions` a statement grants on the partition `pk` (every partition: no dynamodb:LeadingKeys)."""
+    allowed = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
     keys = leading_keys(statement)
-    return keys is None or any(fnmatchcase(pk, pattern) for pattern in keys)
+    if statement["Effect"] != "Allow" or not (keys is None or any(fnmatchcase(pk, p) for p in keys)):
+        return []
+    return [action for action in actions if any(fnmatchcase(action, a) for a in allowed)]
 
 
 def test_the_public_api_function_cannot_update_links_history_or_settings():
@@ -739,7 +740,8 @@ def test_the_public_api_function_cannot_update_links_history_or_settings():
     dynamodb:LeadingKeys to those partitions (as OAuthTable and reconcile's LinkTable already are)."""
     target = deploy.Target("prod", "123456789012", "eu-west-1", PROD_OUTPUTS)
     policy = deploy.policies(target)["api_handler"]
-    reach = {pk: [s.get("Sid") for s in policy["Statement"] if _updates_allowed(s, pk)] for pk in NOT_THE_EDGES}
+    reach = {pk: [s.get("Sid") for s in policy["Statement"] if _granted_on(s, pk, ("dynamodb:UpdateItem",))]
+             for pk in NOT_THE_EDGES}
     assert {pk: sids for pk, sids in reach.items() if sids} == {}, "the API function may update these partitions"
 
 
@@ -747,12 +749,8 @@ _ITEM_READS = ("dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "d
 
 
 def _reads(statement: dict, pk: str) -> list[str]:
-    """The item reads a statement grants on the partition `pk` (every partition: no dynamodb:LeadingKeys)."""
-    actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
-    keys = leading_keys(statement)
-    if statement["Effect"] != "Allow" or not (keys is None or any(fnmatchcase(pk, p) for p in keys)):
-        return []
-    return [r for r in _ITEM_READS if any(fnmatchcase(r, a) for a in actions)]
+    """The item reads a statement grants on the partition `pk`."""
+    return _granted_on(statement, pk, _ITEM_READS)
 
 
 def test_the_public_api_function_reads_a_campaigns_settings_and_never_its_links():
