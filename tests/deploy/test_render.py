@@ -20,7 +20,7 @@ from chalicelib.stage import OUTPUT_ENV
 
 from tests.support.docs import section
 
-from .conftest import REGION, ROOT, aws_env, aws_on, project_copy
+from .conftest import REGION, ROOT, aws_env, aws_on, chalice_deployed, project_copy
 
 # Built from parts so that this file is not itself a match.
 PLACEHOLDER = re.compile(r"\b(" + "ACCOUNT" + "_ID|" + "REG" + "ION)\b")
@@ -155,12 +155,7 @@ def test_a_redeploy_from_another_checkout_updates_the_same_api(moto_endpoint, tm
         state = deploy.state_path(project, "qa")
         before = json.loads(state.read_text()) if state.exists() else None
         seen.append((args, region, before))
-        api_id = before["resources"][0]["rest_api_id"] if before else "a1b2c3"
-        state.parent.mkdir(parents=True, exist_ok=True)
-        state.write_text(json.dumps({"resources": [{
-            "name": "rest_api", "resource_type": "rest_api", "rest_api_id": api_id,
-            "rest_api_url": f"https://{api_id}.execute-api.{region}.amazonaws.com/api/"}],
-            "schema_version": "2.0", "backend": "api"}))
+        chalice_deployed(project, "qa", before["resources"][0]["rest_api_id"] if before else "a1b2c3", region)
 
     first = deploy.deploy("qa", project_dir=project_copy(tmp_path / "laptop"), aws=aws, api_concurrency=None,
                           chalice=fake_chalice, say=lambda _: None)
@@ -470,11 +465,7 @@ def test_what_make_deploy_prints_at_its_end_is_what_the_docs_show(moto_endpoint,
     aws = aws_on(moto_endpoint)
 
     def fake_chalice(project, args, region):      # stands in for `chalice deploy` (no Lambda in moto)
-        state = deploy.state_path(project, "docs")
-        state.parent.mkdir(parents=True, exist_ok=True)
-        state.write_text(json.dumps({"resources": [{
-            "name": "rest_api", "resource_type": "rest_api", "rest_api_id": "abc123",
-            "rest_api_url": f"https://abc123.execute-api.{region}.amazonaws.com/api/"}]}))
+        chalice_deployed(project, "docs", "abc123", region)
 
     lines: list[str] = []
     done = deploy.deploy("docs", project_dir=project_copy(tmp_path / "p"), aws=aws, api_concurrency=None,
@@ -533,11 +524,7 @@ def test_a_deploy_copies_each_campaigns_settings_to_their_own_partition_before_t
 
     def fake_chalice(project, args, region):      # stands in for `chalice deploy`: what the table holds then
         seen.append(items())
-        state = deploy.state_path(project, "mirror")
-        state.parent.mkdir(parents=True, exist_ok=True)
-        state.write_text(json.dumps({"resources": [{
-            "name": "rest_api", "resource_type": "rest_api", "rest_api_id": "m1",
-            "rest_api_url": f"https://m1.execute-api.{region}.amazonaws.com/api/"}]}))
+        chalice_deployed(project, "mirror", "m1", region)
 
     def deployed() -> list[str]:
         lines: list[str] = []

@@ -12,7 +12,7 @@ from botocore.exceptions import ClientError
 
 from infra import deploy
 
-from .conftest import aws_env, aws_on, project_copy
+from .conftest import aws_env, aws_on, chalice_deployed, project_copy
 
 
 def _calls(cfn: Any, operation: str) -> list[dict]:
@@ -106,10 +106,7 @@ def chalice_creating_roles(aws: deploy.Aws) -> Callable[[Path, list[str], str], 
                 {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}))
             iam.put_role_policy(RoleName=role, PolicyName=role,
                                 PolicyDocument=(project / ".chalice" / deploy.policy_file(stage, function)).read_text())
-        state = deploy.state_path(project, stage)
-        state.parent.mkdir(parents=True, exist_ok=True)
-        url = f"https://a1.execute-api.{region}.amazonaws.com/api/"
-        state.write_text(json.dumps({"resources": [{"name": "rest_api", "resource_type": "rest_api", "rest_api_url": url}]}))
+        chalice_deployed(project, stage, "a1", region)
     return chalice
 
 
@@ -146,11 +143,7 @@ def test_a_stage_is_destroyed_from_a_checkout_that_never_deployed_it(moto_endpoi
     api = aws.client("apigateway").create_rest_api(name="rf-intercom-bridge")["id"]
 
     def chalice_made_an_api(project: Path, args: list[str], region: str) -> None:   # what `chalice deploy` records
-        state = deploy.state_path(project, "elsewhere")
-        state.parent.mkdir(parents=True, exist_ok=True)
-        state.write_text(json.dumps({"schema_version": "2.0", "backend": "api", "resources": [{
-            "name": "rest_api", "resource_type": "rest_api", "rest_api_id": api,
-            "rest_api_url": f"https://{api}.execute-api.{region}.amazonaws.com/api/"}]}))
+        chalice_deployed(project, "elsewhere", api, region)
     deploy.deploy("elsewhere", project_dir=project_copy(tmp_path / "laptop"), aws=aws, api_concurrency=None,
                   chalice=chalice_made_an_api, say=lambda _: None)
     fresh = project_copy(tmp_path / "fresh-clone")
@@ -196,10 +189,7 @@ def test_an_upgrade_keeps_the_running_api_codes_settings_read_until_chalice_has_
         except ClientError:
             pass                                  # there since the first deploy
         iam.put_role_policy(RoleName=role, PolicyName=role, PolicyDocument=json.dumps(policy))
-        state = deploy.state_path(project, "upg")
-        state.parent.mkdir(parents=True, exist_ok=True)
-        state.write_text(json.dumps({"resources": [{"name": "rest_api", "resource_type": "rest_api",
-                                                    "rest_api_url": f"https://u1.execute-api.{region}.amazonaws.com/api/"}]}))
+        chalice_deployed(project, "upg", "u1", region)
 
     def deployed() -> list[str]:
         lines: list[str] = []
