@@ -94,6 +94,11 @@ def test_a_deploy_run_again_while_the_last_ones_stack_change_still_runs_waits_fo
     assert "RENDER_ONLY: `chalice deploy` skipped" in lines
 
 
+#: A Lambda function's role's trust policy, as Chalice makes the role.
+LAMBDA_TRUST = json.dumps({"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
+
+
 def chalice_creating_roles(aws: deploy.Aws) -> Callable[[Path, list[str], str], None]:
     """Stands in for `chalice deploy` (no Lambda in moto) as far as IAM goes: each function's role, named
     <app>-<stage>-<function>, with its rendered policy as the inline policy of the role's name."""
@@ -102,8 +107,7 @@ def chalice_creating_roles(aws: deploy.Aws) -> Callable[[Path, list[str], str], 
         iam = aws.client("iam")
         for function in deploy.FUNCTIONS:
             role = f"{deploy.stage_prefix(stage)}-{function}"
-            iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
-                {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}))
+            iam.create_role(RoleName=role, AssumeRolePolicyDocument=LAMBDA_TRUST)
             iam.put_role_policy(RoleName=role, PolicyName=role,
                                 PolicyDocument=(project / ".chalice" / deploy.policy_file(stage, function)).read_text())
         chalice_deployed(project, stage, "a1", region)
@@ -184,8 +188,7 @@ def test_an_upgrade_keeps_the_running_api_codes_settings_read_until_chalice_has_
         reconciles = _api_reads(json.loads((project / ".chalice" / deploy.policy_file("upg", "reconcile")).read_text()))
         assert ("CAMPAIGN#*" in reconciles) == ("CAMPAIGN#*" in given[-1]), reconciles
         try:
-            iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
-                {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}))
+            iam.create_role(RoleName=role, AssumeRolePolicyDocument=LAMBDA_TRUST)
         except ClientError:
             pass                                  # there since the first deploy
         iam.put_role_policy(RoleName=role, PolicyName=role, PolicyDocument=json.dumps(policy))
@@ -232,8 +235,7 @@ def test_a_version_whose_api_policy_reads_the_whole_table_is_one_that_reads_sett
     aws = aws_on(moto_endpoint)
     iam = aws.client("iam")
     role = f"{deploy.stage_prefix('old')}-api_handler"
-    iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}))
+    iam.create_role(RoleName=role, AssumeRolePolicyDocument=LAMBDA_TRUST)
     table = "arn:aws:dynamodb:eu-west-1:123456789012:table/rf-intercom-bridge-old-table"
 
     def reads(*statements: dict) -> bool:
