@@ -4,7 +4,8 @@ from __future__ import annotations
 import re
 from typing import Any, Optional, Sequence, TypeVar
 
-from .domain.advice import RF_TOKEN_REPLAY, answer_of, reconnect, refused_token, rf_token_fix, rf_token_refused
+from .domain.advice import (RF_TOKEN_REPLAY, answer_of, reconnect, refused_token, refused_token_of, replay_refused,
+                            rf_token_fix, rf_token_refused)
 from .domain.apps import reconnects
 
 E = TypeVar("E", bound="WorkError")
@@ -168,22 +169,12 @@ def parked_of(reason: str) -> Optional[str]:
     return found.group(1) if found else None
 
 
-def replay_refused(workspace: str) -> str:
-    return f'bridge dlq replay --reason "{refused_token(workspace)}"'
-
-
 def refused_reason(answer: str, workspace: str, replay: bool = True) -> str:
     """The reason of a failure Intercom's refusal of `workspace`'s token made (`answer`: Intercom's): the reconnect,
     then (`replay`) the replay of what it failed; none of a search of changed contacts, which is never replayed (the
     next that succeeds covers its window)."""
     said = f"{answer} — {refused_token(workspace)} (invalid or revoked): reconnect the workspace"
     return f"{said}, then `{replay_refused(workspace)}`" if replay else said
-
-
-def refused_token_of(reason: str) -> Optional[str]:
-    """The workspace whose token Intercom refused in a failure of `reason` (None: not such a refusal)."""
-    found = re.search(refused_token("([A-Za-z0-9_-]+)"), reason)
-    return found.group(1) if found else None
 
 
 def beside_fix(reason: str, fix: Optional[str]) -> str:

@@ -108,6 +108,16 @@ def refused_token(workspace: str) -> str:
     return f"Intercom refuses workspace {workspace}'s token"
 
 
+def replay_refused(workspace: str) -> str:
+    return f'bridge dlq replay --reason "{refused_token(workspace)}"'
+
+
+def refused_token_of(reason: str) -> str | None:
+    """The workspace whose token Intercom refused in a failure of `reason` (None: not such a refusal)."""
+    found = re.search(refused_token("([A-Za-z0-9_-]+)"), reason)
+    return found.group(1) if found else None
+
+
 def reconnect(workspace: str, token_app: str | None = None) -> str:
     """How to replace `workspace`'s token, the way it came (`token_app`, when known: the public app's comes only
     from the admin's authorization): each way when not known."""

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Optional, Union
 
-from .advice import RF_RECONNECT, reconnect, refused_token, rf_token_fix, rf_token_refused
+from .advice import (RF_RECONNECT, answer_of, reconnect, refused_token, refused_token_of, replay_refused, rf_token_fix,
+                     rf_token_refused)
 from .mapping import MAX_STRING, ContactPayload, ConversionError, attribute_type, to_unix
 from .settings import CampaignSettings, Sync, attribute_meant
 
@@ -138,7 +139,7 @@ def describe_page_error(error: dict, advice: bool = True) -> str:
     failed = error["state"] == FAILED
     refused = refused_fix(error["reason"], error["state"])
     if refused is not None:     # a refused token: its answer alone (the reason's own advice is the fix's, said whole)
-        reason = shortened(error["reason"].split(" — ")[0], PAGE_ERROR_CHARS)
+        reason = shortened(answer_of(error["reason"]), PAGE_ERROR_CHARS)
     if failed:
         return f"page {error['page']} failed: {reason} {when}" + (
             f" — it waits in the dead-letter queue: "
@@ -156,14 +157,12 @@ def refused_fix(reason: str, state: str = FAILED) -> Optional[str]:
     Dead-lettered (FAILED), then the replay by the letters' reason (not `bridge dlq replay` of every letter: other
     campaigns', other workspaces' still refused); still retried, its next try; waiting for the reconnect (Intercom's
     refusal, up to BRIDGE_OUTAGE_HOURS), nothing else: no letter to replay in either."""
-    found = re.search(refused_token("([A-Za-z0-9_-]+)"), reason)
-    if found:
-        ws = found.group(1)
-        replay = f'bridge dlq replay --reason "{refused_token(ws)}"'
+    ws = refused_token_of(reason)
+    if ws:
         if state == WAITING:            # (its line says the refusal already)
             return f"{reconnect(ws)}; the page then goes on by itself, with no replay"
         return f"{refused_token(ws)}: {reconnect(ws)}" + (
-            f", then `{replay}` resumes the run where it stopped" if state == FAILED else NEXT_TRY)
+            f", then `{replay_refused(ws)}` resumes the run where it stopped" if state == FAILED else NEXT_TRY)
     if rf_token_refused(reason) and state != WAITING:
         return f"{rf_token_fix()}; the replay resumes the run where it stopped" if state == FAILED else \
             RF_RECONNECT + NEXT_TRY

@@ -128,7 +128,7 @@ def examine(rt: Examined, campaign_id: str, dlq: bool = True) -> Report:
     store = rt.store
     stored = store.settings.get(report.campaign_id)
     unknown = store.edge.refusals(UNKNOWN)
-    refused_unknown = _unknown_campaign_refusals(unknown, report.campaign_id)
+    refused_unknown = len(_refused_before_settings(unknown, report.campaign_id))
     if stored is None:
         joins, unknown_to_it = _joins_refused(unknown, report.campaign_id)
         report.add("settings", False, f"campaign {campaign_id} has no settings here"
@@ -709,10 +709,6 @@ def _joined_since(store: Store, c: str, samples: list[RefusalSample],
         joined.update(rf_user_id for rf_user_id in found if rf_user_id)
     return (f"the refused person (RF user {next(iter(joined))}) was joined since" if len(joined) == 1 else
             f"the {len(joined)} refused people sampled (RF users {', '.join(sorted(joined))}) were joined since"), ""
-
-
-def _unknown_campaign_refusals(refusals: Refusals, campaign_id: str) -> int:
-    return len(_refused_before_settings(refusals, campaign_id))
 
 
 def _refused_before_settings(refusals: Refusals, campaign_id: str) -> list[RefusalSample]:
