@@ -3562,6 +3562,9 @@ def test_a_joins_fields_not_written_are_counted_per_attribute_and_kind_with_a_sa
     assert sorted((s.rf_user_id, s.email_masked, s.message, s.campaign_id) for s in kept.samples) == [
         ("7", "a***@example.com", "from meta.score", "42"), ("8", "b***@example.com", "from meta.score", "42")]
     assert "three" not in repr(kept)
+    # The email as the log's keyed digest (`forget` matches it), never its bare sha256
+    assert sorted((s.email_digest, s.email_hash) for s in kept.samples) == sorted(
+        (store.edge.digest("email", e), None) for e in ("ann@example.com", "bob@example.com"))
     assert store.edge.forget(fields_scope("42"), lambda s: s.rf_user_id == "7") == 1
     assert [s.rf_user_id for s in store.edge.refusals(fields_scope("42")).samples] == ["8"]
 
