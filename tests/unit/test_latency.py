@@ -130,3 +130,22 @@ def test_a_join_emits_the_seconds_from_its_webhook_to_its_contact_once():
     run(work, JoinMessage(campaign_id="42", rf_user_id="3", person={**LEAD, "id": "3", "email": "b@example.com"}
                           ).wire())         # a message without the edge's time (reconciliation's): none measured
     assert emitted("JoinDelaySeconds") == [1.5]
+
+
+def test_a_join_bridge_backfill_queued_emits_no_join_delay_its_queueing_is_no_webhook():
+    """`bridge backfill --apply` queues the joins of people RF lists that the bridge never applied: some joined
+    months ago, their webhook lost. The seconds since backfill queued them are no promise kept or broken (the
+    operator chose when to run it), and a run of thousands would crowd JoinDelaySeconds' p95 and maximum with
+    the queue's drain: the join is applied and counted, no delay emitted."""
+    from chalicelib.services.backfill import backfill
+    from tests.unit.test_answers import SETTINGS as BACKFILLED, WS as BACKFILL_WS, Backfilling
+    from tests.unit.test_join_use_case import LEAD, world as join_world
+    rt = Backfilling([{**LEAD, "type": "person_invited"}])
+    rt.store.settings.put("42", BACKFILLED, BACKFILL_WS)
+    backfill(rt, "42", apply=True)
+    [queued] = rt.queue.sent
+    work = join_world()
+    work.clock.now = rt.clock.now + 600             # the queue drained 10 minutes after backfill queued it
+    run(work, queued)
+    assert link_of(work, "7").status.value == "linked" and emitted("ContactsCreated") == [1.0]
+    assert emitted("JoinDelaySeconds") == []
