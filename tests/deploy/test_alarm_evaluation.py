@@ -290,6 +290,38 @@ def test_the_work_queue_alarm_says_nothing_of_work_that_waits_for_rf_a_vendor_or
     assert evaluate(props, oldest(copies, day + 3600), day + 3600) == []
 
 
+def retry_plan() -> float:
+    """The oldest a record that fails every try grows before it is dead-lettered, by the worker's retry plan as
+    `make deploy` sets it: BRIDGE_MAX_ATTEMPTS tries, each after the last one's wait: the queue's visibility timeout
+    (counted from the try's receipt), or a failure's own `Retry-After` as the worker honours it (at most
+    worker.LONGEST_RETRY_WAIT, counted from the try's end: at most the worker's timeout after its receipt)."""
+    from chalicelib.services.worker import LONGEST_RETRY_WAIT
+    visibility, tries, timeout = deployed()
+    return (tries - 1) * max(visibility, timeout + LONGEST_RETRY_WAIT) + timeout
+
+
+def test_the_work_queue_alarms_threshold_outlasts_the_workers_retry_plan():
+    """Raising BRIDGE_MAX_ATTEMPTS, the worker's timeout (its visibility timeout follows) or the longest Retry-After
+    a failed try honours so far that a failing record's tries outlast the threshold makes the alarm fire on a worker
+    that works: this says so, before a deploy does. (The waits a record spends as fresh copies, each at most SQS's
+    longest delay, never age a message: adapters/queue.defer.)"""
+    props = load_template()["Resources"]["WorkQueueStalledAlarm"]["Properties"]
+    assert retry_plan() < props["Threshold"], (retry_plan(), props["Threshold"])
+    assert MAX_DELAY_SECONDS + LATE < props["Threshold"]
+
+
+def test_the_work_queue_alarm_says_nothing_of_records_whose_vendor_asks_hours_between_tries():
+    """A record fails each try with a vendor's `Retry-After` of two hours, on a failure not waited out as an outage:
+    the worker honours it up to LONGEST_RETRY_WAIT, so the record is dead-lettered (the dead-letters alarm says it)
+    before the queue's oldest message is an hour old. A few such records, 12 hours: no ALARM."""
+    from chalicelib.services.worker import LONGEST_RETRY_WAIT
+    visibility, tries, timeout = deployed()
+    waits = max(visibility, timeout + min(2 * 3600.0, LONGEST_RETRY_WAIT))
+    copies = [(t, t + (tries - 1) * waits + timeout) for t in returns(0.0, 12 * 3600, 3600.0)]
+    props = load_template()["Resources"]["WorkQueueStalledAlarm"]["Properties"]
+    assert evaluate(props, oldest(copies, 13 * 3600), 13 * 3600) == []
+
+
 @pytest.mark.parametrize("took", [1.0, "timeout"])
 def test_the_work_queue_alarm_says_nothing_of_records_that_fail_every_try_until_dead_lettered(took):
     """A record fails each try (a bug, a refusal): it is the same message each time (its visibility changed, not a
