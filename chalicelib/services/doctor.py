@@ -29,7 +29,7 @@ from ..domain.settings import (LINKS, CampaignSettings, SettingsError, own_attri
                                shared_attributes, unworkable)
 from ..domain.sync import (FAILED, RETRYING, WAITING, describe_counts, describe_page_error, describe_writes,
                            refused_fix, run_counts)
-from ..domain.workspace_check import check_against_workspace
+from ..domain.workspace_check import check_against_workspace, option_warnings
 from ..config import Config
 from ..errors import (BUDGET_SETTINGS, PLAN_FIX, REFUSED_TOKEN, RF_REFUSED_TOKEN, BudgetSpent, Throttled, TokenRefused,
                       WorkError, answer_refused_fix, beside_fix, limiting, plan_restricted, replay_parked, rf_blocked,
@@ -448,12 +448,22 @@ def _settings_against_workspace(rt: Examined, report: Report, settings: Campaign
     problems = check_against_workspace(settings, attributes, segments)
     # (A referral link mapped to a non-text attribute is among them: `url is string but ... is integer`.)
     _problems(report, "settings.workspace", problems)
+    if not problems:        # (as `settings apply` says them: once the values fit their attributes' types)
+        for warning in option_warnings(settings, attributes):
+            what, _, fix = warning.partition(" — ")
+            why = _NO_OPTION_MEETS if what.startswith("qualification.value") else _NOT_AN_OPTION
+            report.add("settings.workspace", True, what, why, fix, warn=True, key=tag(what))
     q = settings.qualification
     if not problems:
         report.add("settings.workspace", True, f"every mapped attribute exists in {settings.workspace}, is writable "
                    "and fits its type" + (f"; the rule's attribute {q.attribute} is "
                                           f"{attribute_type(q.attribute, attributes)}" if q else "")
                    + ("; the sync block's attributes exist" if settings.sync else ""))
+
+
+_NO_OPTION_MEETS = "Intercom's dropdown sets only the list's options: a lead whose value is set there never qualifies"
+_NOT_AN_OPTION = ("Intercom may refuse a value that is not one of the list's options: each join is then applied without "
+                  "the field, said in its history (fields not written)")
 
 
 def _problems(report: Report, check: str, problems: list[str]) -> None:

@@ -145,6 +145,29 @@ def test_a_mapping_that_cannot_work_is_refused_by_apply_as_doctor_reports_it(bri
     assert (f"{found['what']} — {found['fix']}", found["why"]) == (line, why)
 
 
+def test_a_rule_value_no_option_of_a_list_attribute_meets_is_warned_of_by_apply_and_doctor(bridge, intercom,
+                                                                                           tmp_path, capsys):
+    """Intercom's list attribute sets only its options: the hosted integration's dropdown offers those; a typed
+    value none of them meets would never qualify anyone, silently. Stored, with a warning; doctor says it too."""
+    intercom.define_attribute("stage", "string", options=["Trial", "Customer"])
+    doc = qualifying_settings(attribute="custom_attributes.stage", value="Paid", initial_value="Trial")
+    code, out, err = run_cli(bridge.operator(), capsys, "settings", "apply", write(tmp_path, yaml.safe_dump(doc)))
+    line = ("qualification.value: no option of the list attribute custom_attributes.stage in Intercom ('Trial', "
+            "'Customer') meets the rule (equals 'Paid') — a contact set from the list never qualifies: use one of its "
+            "options as the value, or add the value to the list in Intercom")
+    assert code == 0 and line in err and err.count("custom_attributes.stage") == 1
+    code, report = doctor(bridge, capsys)
+    [found] = [f for f in report["findings"] if f["warn"] and f["check"] == "settings.workspace"]
+    assert (f"{found['what']} — {found['fix']}", bad(report, "settings")) == (line, [])   # a warning, not a problem
+    assert "never qualifies" in found["why"]
+    # one of its options: nothing to say
+    code, _, err = run_cli(bridge.operator(), capsys, "settings", "apply",
+                           write(tmp_path, yaml.safe_dump({**doc, "qualification": {**doc["qualification"],
+                                                                                  "value": "customer"}})))
+    assert code == 0 and "custom_attributes.stage" not in err
+    assert not [f for f in doctor(bridge, capsys)[1]["findings"] if f["warn"] and f["check"] == "settings.workspace"]
+
+
 # Refused by `settings check` and `apply` (also --offline: no attribute needed to see them), not by the settings
 # model: settings stored before keep working (a campaign whose stored settings do not read is switched off),
 # and doctor names their problem.
