@@ -56,6 +56,10 @@ def check_against_workspace(settings: CampaignSettings, attributes: dict[str, di
                     f"{section}.fields[{i}]: {row.from_} is {rf_field_type(row.from_ or '')} but {row.to} is "
                     f"{dtype} — map it to a {rf_field_type(row.from_ or '')} attribute"
                 )
+            elif row.from_ in OWN_VALUES and options_of(attr):    # (as sync.referral_link_attribute is refused one)
+                problems.append(
+                    f"{section}.fields[{i}]: {row.from_} is each person's own {OWN_VALUES[row.from_]} but {row.to} is "
+                    f"a list in Intercom ({_listed(options_of(attr))}), not a text attribute — map it to a Text attribute")
     q = settings.qualification
     if q is not None:
         if q.attribute not in attributes and q.attribute not in WATCHABLE_ATTRIBUTE_TYPES:
@@ -128,6 +132,8 @@ def _compatible(rf_type: str, dtype: str) -> bool:
 
 
 SHOWN_OPTIONS = 5       # a list attribute's options a warning names
+#: RF fields whose value is each person's own, never one of a list attribute's options.
+OWN_VALUES = {"url": "referral link", "code": "referral code"}
 
 
 def options_of(attr: Optional[dict]) -> list[str]:

@@ -432,6 +432,8 @@ _WHY = {"is blank, and Intercom refuses a tag": "each join that tags its contact
         "is not supported": "the bridge cannot write this type: each {who}'s join is applied without the field, "
                             "said in its history",
         "is not a number": "the value cannot be written as the attribute's type",
+        "a list in Intercom": "no {who}'s own value is one of the list's options, which Intercom may keep it to: each "
+                              "join is then applied without the field, said in its history (fields not written)",
         " but ": "values of this field cannot be converted to the attribute's type: they are not written"}
 
 

@@ -130,6 +130,15 @@ REFUSED = {
         "leads.fields[4].to: custom_attributes.company: attribute type 'reference' is not supported — map it to a "
         "text, number, decimal, true/false or date attribute (those are the types the bridge converts to)",
         "the bridge cannot write this type: each lead's join is applied without the field, said in its history"),
+    # A list attribute (text with options) holds one of its options: a person's own link never is one (as
+    # sync.referral_link_attribute is refused a list).
+    "a referral link mapped to a list attribute": (
+        {**lead_settings(), "referrers": {**lead_settings()["referrers"], "fields": [
+            {"from": "email", "to": "email"}, {"from": "url", "to": "custom_attributes.link_kind"}]}},
+        "referrers.fields[1]: url is each person's own referral link but custom_attributes.link_kind is a list in "
+        "Intercom ('short', 'long'), not a text attribute — map it to a Text attribute",
+        "no referrer's own value is one of the list's options, which Intercom may keep it to: each join is then applied "
+        "without the field, said in its history (fields not written)"),
 }
 
 
@@ -138,6 +147,7 @@ def test_a_mapping_that_cannot_work_is_refused_by_apply_as_doctor_reports_it(bri
                                                                               case):
     doc, line, why = REFUSED[case]
     intercom.define_attribute("company", "reference")
+    intercom.define_attribute("link_kind", "string", options=["short", "long"])
     code, _, err = run_cli(bridge.operator(), capsys, "settings", "apply", write(tmp_path, yaml.safe_dump(doc)))
     assert (code, err) == (2, f"settings are invalid:\n  - {line}\n")
     apply_offline(bridge, doc)

@@ -182,6 +182,18 @@ def test_a_rule_an_option_meets_and_values_among_the_options_are_not_warned_of(r
     assert [w.split(":")[0] for w in option_warnings(off, LISTS)] == ["qualification.value"]
 
 
+def test_a_persons_own_link_or_code_mapped_to_a_list_attribute_is_refused_other_fields_are_not():
+    rows = [{"from": "email", "to": "email"}, {"from": "url", "to": "custom_attributes.stage"},
+            {"from": "code", "to": "custom_attributes.source"}]
+    listed = {**LISTS, "custom_attributes.origin": {"data_type": "string", "options": ["Direct", "Referred"]}}
+    rows.append({"from": "source", "to": "custom_attributes.origin"})          # (RF's sources: it may be one)
+    assert check_against_workspace(parse_settings(base(fields=rows)), listed) == [
+        "leads.fields[1]: url is each person's own referral link but custom_attributes.stage is a list in Intercom "
+        "('Trial', 'Customer', 'Churned'), not a text attribute — map it to a Text attribute",
+        "leads.fields[2]: code is each person's own referral code but custom_attributes.source is a list in Intercom "
+        "('referral', 'ads'), not a text attribute — map it to a Text attribute"]
+
+
 def test_workspace_check_accepts_dates_floats_and_meta_fields():
     s = parse_settings(base(fields=[{"from": "email", "to": "email"},
                                     {"from": "signed_up_at", "to": "custom_attributes.plan_started"},
