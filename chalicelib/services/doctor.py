@@ -49,7 +49,11 @@ from .sync import never_begun, shown_error
 # The topics to subscribe in Intercom's Developer Hub (docs/setup.md, "Setting up Intercom").
 TOPICS = ("contact.lead.updated", "contact.user.updated", "contact.lead.signed_up", "contact.merged",
           "contact.deleted", "contact.archived")
-assert set(TOPICS) <= set(CONTACT_TOPICS)
+# Besides, for contact sync's ongoing mode (a new contact to enrol), and for `match: email`: a duplicate contact created
+# already at the target (a user an app creates at sign-up, beside the lead) and the lead's contact's email changed.
+CREATED_TOPICS = ("contact.user.created", "contact.lead.created")
+EMAIL_TOPICS = CREATED_TOPICS + ("contact.email.updated",)
+assert set(TOPICS + EMAIL_TOPICS) <= set(CONTACT_TOPICS)
 QUIET_HOURS = 24               # no join heard for this long, with people joining in RF: a finding
 NOTIFICATION_QUIET_HOURS = 24  # no Intercom notification heard for this long, with leads pending: a finding
 DUPLICATE_CHECKS = 50          # pending leads whose email is searched for duplicates
@@ -816,7 +820,7 @@ def _liveness(rt: Examined, report: Report, settings: CampaignSettings, pending:
                    f"{len(pending)} lead(s) are pending",
                    "the topics are probably not subscribed: qualification waits for the periodic reconciliation "
                    "instead of seconds",
-                   _SUBSCRIBE)
+                   _subscribe(settings))
     elif heard is not None and pending and _age_hours(rt.clock(), heard) > NOTIFICATION_QUIET_HOURS:
         # A warning: a workspace may change no contact for a day. With leads waiting, the subscription
         # may have stopped (a paused or edited webhook, another app's URL).
@@ -825,7 +829,7 @@ def _liveness(rt: Examined, report: Report, settings: CampaignSettings, pending:
                    f"{NOTIFICATION_QUIET_HOURS} h ago) while {len(pending)} lead(s) are pending",
                    "if contacts changed since, the webhook subscription may have stopped: qualification waits for "
                    "the periodic reconciliation instead of seconds",
-                   "check the subscription: " + _SUBSCRIBE, warn=True)
+                   "check the subscription: " + _subscribe(settings), warn=True)
     elif heard is not None:
         report.add("webhooks.intercom", True, f"Intercom notifications arrive (last received at {heard}{_KEPT})")
 
@@ -834,8 +838,14 @@ def _liveness(rt: Examined, report: Report, settings: CampaignSettings, pending:
 # may not show (the next after a refusal is noted at once: "fixed?" compares them truly).
 _KEPT = ", or within the minute after: the edge notes it at most once a minute"
 assert HEARD_EVERY_SECONDS == 60, _KEPT
-_SUBSCRIBE = ("in Intercom's Developer Hub > Webhooks, set the URL to <api>/webhooks/intercom and subscribe "
-              "the topics " + ", ".join(TOPICS))
+def _subscribe(settings: CampaignSettings) -> str:
+    """The topics to subscribe: TOPICS, and those the campaign's settings need besides (docs/setup.md, Setting up
+    Intercom)."""
+    q, sync = settings.qualification, settings.sync
+    more = (EMAIL_TOPICS if q is not None and q.match == "email" else ()) + \
+        (CREATED_TOPICS if sync is not None and sync.mode == "ongoing" and not sync.counts_only else ())
+    return ("in Intercom's Developer Hub > Webhooks, set the URL to <api>/webhooks/intercom and subscribe the topics "
+            + ", ".join(TOPICS + tuple(t for t in dict.fromkeys(more) if t not in TOPICS)))
 
 
 NOT_WRITTEN_EXAMPLES = 3
