@@ -178,14 +178,15 @@ def refused_reason(answer: str, workspace: str, replay: bool = True) -> str:
 
 
 def beside_fix(reason: str, fix: Optional[str]) -> str:
-    """A failure's reason as said beside `fix` (`dlq list`, doctor's [dead_letters], explain's text): without the
-    advice it carries (answer_of) where the fix says it again, RF's refusal of the stored token (rf_token_fix) or
-    Intercom's of a workspace's (token_fix: whose token stays said, as its replay's `--reason` names it). Any other
-    reason, or beside another fix (a search's, which says no reconnect), as it is."""
+    """A failure's reason as said beside `fix` (`dlq list`, doctor's [dead_letters] and [reconciliation], explain's
+    text): without the advice it carries (answer_of) where the fix says it again, RF's refusal of the stored token
+    (rf_token_fix) or Intercom's of a workspace's (a fix that reconnects that workspace: token_fix, doctor's
+    reconnect before a search's fix; whose token stays said, as its replay's `--reason` names it). Any other reason,
+    or beside another fix (a search's alone, which says no reconnect), as it is."""
     if fix and rf_token_refused(reason) and rf_token_fix() in fix:
         return answer_of(reason)
     refused_for = refused_token_of(reason)
-    if fix and refused_for and replay_refused(refused_for) in fix:
+    if fix and refused_for and any(reconnect(refused_for, app) in fix for app in ("private", "oauth")):
         return f"{answer_of(reason)} — {refused_token(refused_for)} (invalid or revoked)"
     return reason
 
