@@ -253,11 +253,9 @@ def test_a_search_refused_the_workspaces_token_is_dead_lettered_without_the_repl
     assert code == 0 and out.startswith("2 dead letter(s) discarded") and work.queue.letters == {}, out
 
 
-def test_while_intercom_refuses_the_token_doctor_says_the_searches_fail_with_the_reconnect_not_that_one_ran():
-    """Walkthrough (README, Intercom's token revoked): every search of changed contacts is refused; doctor's
-    [reconciliation] said "ok: the last search of changed contacts of ws ran 15 min ago", the one before the
-    token was revoked. A search that ran and failed is not a search that ran: a refused token never passes by
-    itself, so it is said at once (a 503 only once the schedule is late), with the reconnect."""
+def a_search_refused_the_token() -> tuple[Doctored, str]:
+    """A search succeeded, and the next one, 15 minutes later, Intercom refused the workspace's token to (its letter
+    dead at once: it is never replayed); with Intercom's answer."""
     from chalicelib.errors import TokenRefused, refused_reason
     rt = doctored()
     work = rt.work
@@ -266,7 +264,16 @@ def test_while_intercom_refuses_the_token_doctor_says_the_searches_fail_with_the
     answer = "Intercom answered 401 unauthorized: Access Token Invalid"
     work.apis.intercom_.fail["search_contacts"] = TokenRefused(refused_reason(answer, WS), WS, "private", answer,
                                                                status=401)
-    assert handle_batch(records(changes(work)), work)["dead"] == 1           # (at once: it is never replayed)
+    assert handle_batch(records(changes(work)), work)["dead"] == 1
+    return rt, answer
+
+
+def test_while_intercom_refuses_the_token_doctor_says_the_searches_fail_with_the_reconnect_not_that_one_ran():
+    """Walkthrough (README, Intercom's token revoked): every search of changed contacts is refused; doctor's
+    [reconciliation] said "ok: the last search of changed contacts of ws ran 15 min ago", the one before the
+    token was revoked. A search that ran and failed is not a search that ran: a refused token never passes by
+    itself, so it is said at once (a 503 only once the schedule is late), with the reconnect."""
+    rt, answer = a_search_refused_the_token()
     [told] = [f for f in examine(rt, "42").view()["findings"] if f["check"] == "reconciliation"]
     assert not told["ok"] and told["what"].startswith(
         f"reconciliation's searches of the changed contacts of workspace {WS} fail (the last that succeeded ran 15 "
@@ -280,15 +287,9 @@ def test_doctors_reconciliation_line_says_a_refused_searchs_reason_without_the_r
     the workspace)" beside its fix "`bridge workspace connect ws` ...; then ...": the advice said twice. The reason is
     said beside the fix as `dlq list` and [dead_letters] say one (errors.beside_fix): whose token was refused, once;
     the reconnect, in the fix alone. Alike once its letter is gone (the search's own stored reason)."""
-    from chalicelib.errors import TokenRefused, refused_reason, refused_token
-    rt = doctored()
+    from chalicelib.errors import refused_token
+    rt, answer = a_search_refused_the_token()
     work = rt.work
-    assert handle_batch(records(changes(work)), work)["done"] == 1            # the last successful search
-    work.clock.now += RUN_EVERY
-    answer = "Intercom answered 401 unauthorized: Access Token Invalid"
-    work.apis.intercom_.fail["search_contacts"] = TokenRefused(refused_reason(answer, WS), WS, "private", answer,
-                                                               status=401)
-    assert handle_batch(records(changes(work)), work)["dead"] == 1
     said = f"{answer} — {refused_token(WS)} (invalid or revoked)"
     for letters in (1, 0):
         assert len(work.queue.letters) == letters
