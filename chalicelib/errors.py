@@ -4,8 +4,8 @@ from __future__ import annotations
 import re
 from typing import Any, Optional, Sequence, TypeVar
 
-from .domain.advice import (RF_TOKEN_REPLAY, answer_of, reconnect, refused_token, refused_token_of, replay_refused,
-                            rf_token_fix, rf_token_refused)
+from .domain.advice import (RF_TOKEN_REPLAY, answer_of, reconnect, refused_answer, refused_token, refused_token_of,
+                            replay_refused, rf_token_fix, rf_token_refused)
 from .domain.apps import reconnects
 
 E = TypeVar("E", bound="WorkError")
@@ -173,7 +173,7 @@ def refused_reason(answer: str, workspace: str, replay: bool = True) -> str:
     """The reason of a failure Intercom's refusal of `workspace`'s token made (`answer`: Intercom's): the reconnect,
     then (`replay`) the replay of what it failed; none of a search of changed contacts, which is never replayed (the
     next that succeeds covers its window)."""
-    said = f"{answer} — {refused_token(workspace)} (invalid or revoked): reconnect the workspace"
+    said = f"{refused_answer(answer, workspace)}: reconnect the workspace"
     return f"{said}, then `{replay_refused(workspace)}`" if replay else said
 
 
@@ -187,14 +187,8 @@ def beside_fix(reason: str, fix: Optional[str]) -> str:
         return answer_of(reason)
     refused_for = refused_token_of(reason)
     if fix and refused_for and any(reconnect(refused_for, app) in fix for app in ("private", "oauth")):
-        return f"{answer_of(reason)} — {refused_token(refused_for)} (invalid or revoked)"
+        return refused_answer(answer_of(reason), refused_for)
     return reason
-
-
-def token_fix(workspace: str, token_app: Optional[str] = None) -> str:
-    """The one fix of letters Intercom's refusal of `workspace`'s token made (doctor, `dlq list`, explain): reconnect
-    it the way its token came (`token_app`, when known), then the replay of what the refusal failed."""
-    return f"{reconnect(workspace, token_app)}, then `{replay_refused(workspace)}`"
 
 
 def answer_refused_fix(workspace: str, status: int, token_app: Optional[str] = None) -> str:

@@ -26,13 +26,14 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterator, Optional, Protocol
 
 from .. import messages
-from ..domain.advice import RF_404, RF_GONE, RF_TOKEN_REFUSED, never_succeeds, rf_token_fix, rf_token_refused
+from ..domain.advice import (RF_404, RF_GONE, RF_TOKEN_REFUSED, never_succeeds, rf_token_fix, rf_token_refused,
+                             token_fix)
 from ..domain.history import Entry, epoch, iso
 from ..domain.judge import QUALIFYING_LETTERS
 from ..domain.link import PersonRef
 from ..domain.outage import outage_of
 from ..domain.people import OTHER_CAMPAIGN
-from ..errors import PLAN_FIX, parked_of, plan_restricted, refused_token_of, replay_parked, token_fix
+from ..errors import PLAN_FIX, parked_of, plan_restricted, refused_token_of, replay_parked
 from ..observability import mask_email, mask_emails
 from ..ports import DeadLetterQueue, NotSent, ReceivedLetter, Store
 from ..ports.queue import REASON_KEPT, kept_reason

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from functools import cache, partial
 from typing import Any, Callable, Iterator, Optional
 
-from ..domain.advice import RF_RECONNECT, answer_of, reconnect, refused_token, rf_token_reason, rf_token_refused
+from ..domain.advice import (RF_RECONNECT, answer_of, reconnect, refused_answer, refused_token, rf_token_reason,
+                             rf_token_refused)
 from ..domain.history import Entry, iso
 from ..domain.link import REFERRER, Link, LinkStatus, PersonRef
 from ..domain.mapping import ConversionError, attribute_value, to_unix
@@ -781,8 +782,8 @@ def _unwritten(exc: Permanent) -> str:
     link), so the refusal's own advice, to replay its dead letters, reaches none."""
     if not isinstance(exc, TokenRefused):
         return exc.reason
-    return (f"{exc.answer} — {refused_token(exc.workspace)} (invalid or revoked): reconnect it: "
-            f"{reconnect(exc.workspace, exc.token_app)}, then a later sync run writes the link")
+    return (f"{refused_answer(exc.answer, exc.workspace)}: reconnect it: {reconnect(exc.workspace, exc.token_app)}, "
+            "then a later sync run writes the link")
 
 
 def _email(contact: dict) -> Optional[str]:
