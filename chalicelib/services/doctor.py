@@ -1093,16 +1093,20 @@ def _reconciliation(rt: Examined, report: Report, settings: CampaignSettings, ap
         failing = sorted(failing, key=lambda d: d.failed_at or "")
         vendor = outage_of(failing[-1].reason or "") if failing else tried["vendor"]
         reconnect_first = f"{reconnect(ws, conn.token_app if conn else None)}; then " if refused else ""
+        fix = reconnect_first + (dead_letters.SEARCH_FIX if failing else
+                                 ("nothing to change: the outage passes by itself" if vendor else
+                                  "fix the cause the reason names")
+                                 + "; the next search that succeeds covers every change since the last that did")
+        # (the reason as said beside the fix: a refused token's reconnect, which the fix says, said there alone)
         report.add("reconciliation", False, (f"{vendor} is unavailable: " if vendor else "")
                    + f"reconciliation's searches of the changed contacts of workspace {ws} fail ("
                    + ("none has succeeded yet" if last is None else
                       f"the last that succeeded ran {(now - float(last)) / 60:.0f} min ago")
-                   + (f"; {len(failing)} failed since {failing[0].failed_at or '?'}, the last: {failing[-1].shown_reason})"
-                      if failing else f"; the last failed at {iso(tried['at'])}: {tried['reason']}; the queue tries "
+                   + (f"; {len(failing)} failed since {failing[0].failed_at or '?'}, the last: "
+                      f"{beside_fix(failing[-1].shown_reason, fix)})" if failing else
+                      f"; the last failed at {iso(tried['at'])}: {beside_fix(tried['reason'], fix)}; the queue tries "
                       "it again)"),
-                   dead_letters.SEARCH_WHY, reconnect_first + (dead_letters.SEARCH_FIX if failing else
-                   ("nothing to change: the outage passes by itself" if vendor else "fix the cause the reason names")
-                   + "; the next search that succeeds covers every change since the last that did"))
+                   dead_letters.SEARCH_WHY, fix)
         said = True
     elif last is None and applied < late_after:
         # A fresh stack, or settings just applied: the first search comes with the next scheduled run.
