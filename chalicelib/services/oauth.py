@@ -19,7 +19,7 @@ import hashlib
 import html
 from datetime import datetime, timezone
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Optional, Protocol
+from typing import Callable, Mapping, NamedTuple, Optional, Protocol
 from urllib.parse import urlencode, urlsplit
 
 from ..domain import oauth
@@ -322,32 +322,49 @@ def _used(place: Place, outcome: Optional[oauth.Outcome]) -> Page:
     return Page(200, _html(f"Connected: {name}", body))
 
 
-def _campaigns(rt: OAuthEdge, workspace: str) -> dict[str, bool]:
-    """The campaigns whose stored settings name the workspace, each with whether its contact sync runs in
-    ongoing mode (it needs the `contact.*.created` topics). One read per campaign ever applied for it
-    (the edge may GetItem, not BatchGetItem); settings that no longer parse count, without a sync."""
+class Needs(NamedTuple):
+    """What a campaign's settings need of the webhook topics besides doctor.TOPICS."""
+
+    ongoing: bool = False       # contact sync in ongoing mode: the `contact.*.created` topics
+    by_email: bool = False      # a rule with `match: email`: those and `contact.email.updated`
+
+
+def _campaigns(rt: OAuthEdge, workspace: str) -> dict[str, Needs]:
+    """The campaigns whose stored settings name the workspace, each with the topics it needs besides (Needs). One
+    read per campaign ever applied for it (the edge may GetItem, not BatchGetItem); settings that no longer parse
+    count, needing none."""
     found = {}
     for campaign_id in sorted(rt.store.settings.campaigns(workspace), key=lambda c: (len(c), c)):
         stored = rt.store.settings.get(campaign_id)
         if stored is None or stored.workspace != workspace:
             continue                        # deleted, or moved to another workspace
-        sync = settings.sync if (settings := valid_or_none(stored.document)) is not None else None
-        found[campaign_id] = sync is not None and sync.mode == "ongoing" and not sync.counts_only
+        settings = valid_or_none(stored.document)
+        sync = settings.sync if settings is not None else None
+        rule = settings.qualification if settings is not None else None
+        found[campaign_id] = Needs(sync is not None and sync.mode == "ongoing" and not sync.counts_only,
+                                   rule is not None and rule.match == "email")
     return found
 
 
-def _connected(place: Place, found: oauth.Workspace, before: Optional[Connection], campaigns: dict[str, bool]) -> Page:
-    """The next steps that fit: the webhook topics (with those ongoing contact sync needs, when a campaign
-    of the workspace has it); settings to write, or the campaigns that already name the workspace; the
-    dead letters a disconnect parked (only after one), or those of its campaigns' work that came before
-    it was ever connected."""
+def _for(what: str, campaigns: list[str], topics: str) -> str:
+    """", and, for <what> of campaign(s) <ids>, <topics>" (nothing for no campaign)."""
+    return (f", and, for {what} of campaign{'s' if len(campaigns) > 1 else ''} {html.escape(', '.join(campaigns))}, "
+            f"{topics}") if campaigns else ""
+
+
+def _connected(place: Place, found: oauth.Workspace, before: Optional[Connection], campaigns: dict[str, Needs]) -> Page:
+    """The next steps that fit: the webhook topics (with those ongoing contact sync or a rule's `match: email`
+    needs, when a campaign of the workspace has it); settings to write, or the campaigns that already name the
+    workspace; the dead letters a disconnect parked (only after one), or those of its campaigns' work that came
+    before it was ever connected."""
     ws, name = html.escape(found.app_id), html.escape(found.name)
     hooks = html.escape(place.base + "/webhooks/intercom")
     named = ", ".join(campaigns)
-    ongoing = [c for c, runs in campaigns.items() if runs]
-    created = (f""", and, for the ongoing contact sync of campaign{'s' if len(ongoing) > 1 else ''} \
-{html.escape(', '.join(ongoing))}, <code>contact.user.created</code> and <code>contact.lead.created</code>"""
-               if ongoing else "")
+    created = _for("the ongoing contact sync", [c for c, needs in campaigns.items() if needs.ongoing],
+                   "<code>contact.user.created</code> and <code>contact.lead.created</code>") + \
+        _for("the rule's <code>match: email</code>", [c for c, needs in campaigns.items() if needs.by_email],
+             "<code>contact.user.created</code>, <code>contact.lead.created</code> and "
+             "<code>contact.email.updated</code>")
     settings = "Check that your app's <em>Webhooks</em> settings use" if before else \
         "In your app's <em>Webhooks</em> settings, use"
     steps = [f"""{settings} <code>{hooks}</code> and subscribe to

@@ -2248,6 +2248,30 @@ def test_settings_applied_again_after_a_delete_never_repeat_a_version(store):
     assert store.settings.put("43", {"campaign_id": "43"}, WS) == 1                       # per campaign
 
 
+def test_a_settings_write_reads_the_versions_it_follows_in_one_strongly_consistent_batch(store):
+    """Each `settings apply` and `settings delete` reads the campaign's last version from three items (the settings,
+    their copy where a version rolled back to reads and writes them, the last deleted version): one BatchGetItem,
+    strongly consistent (a version applied a moment before counts), not three GetItems. The version rolled back to
+    wrote a later one in its partition: the next is past it. (DynamoDB's calls counted; the twin keeps no calls.)"""
+    from infra.local.counting import AwsCallRecorder
+    if isinstance(store, MemoryStore):
+        pytest.skip("the in-memory twin makes no calls")
+    from chalicelib.adapters.dynamo.keys import rollback_settings_key
+    from chalicelib.adapters.dynamo.models import SettingsItem
+    store.settings.put("42", {"campaign_id": "42"}, WS)
+    SettingsItem(*rollback_settings_key("42"), document={"campaign_id": "42", "rolled": True}, workspace=WS,
+                 version=5, updated_at=iso(0)).save()          # a version rolled back to applied v5 meanwhile
+    recorder = AwsCallRecorder()
+    with recorder.installed():
+        assert store.settings.put("42", {"campaign_id": "42", "v": 6}, WS) == 6
+        assert store.settings.delete("42")
+    reads = [c for c in recorder.calls if c.is_dynamodb_read]
+    assert [c.operation for c in reads] == ["BatchGetItem", "BatchGetItem"], [c.name for c in reads]
+    assert all(asked.get("ConsistentRead") and len(asked["Keys"]) == 3
+               for c in reads for asked in c.params["RequestItems"].values()), reads
+    assert store.settings.put("42", {"campaign_id": "42"}, WS) == 7
+
+
 def test_the_count_backfill_settings_owe_is_kept_with_them_and_goes_only_when_the_backfill_it_began_with_ends(store):
     from chalicelib.ports import CountBackfill
     owed, later = CountBackfill("custom_attributes.n", "2026-01-01T00:00:00.000Z"), \

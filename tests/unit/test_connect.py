@@ -154,6 +154,20 @@ def test_a_reconnect_after_a_disconnect_names_the_campaigns_applied_the_replay_a
     assert [s for s in steps(again) if "dead-letter" in s] == [] and "reconnected" in again.html
 
 
+def test_the_connected_page_names_the_topics_a_rule_matching_by_email_needs_too(rt):
+    """A rule with `match: email` also needs a duplicate created already at the target and the lead's email changed
+    (as `bridge doctor` and docs/setup.md say)."""
+    rule = {"attribute": "custom_attributes.signed_up", "value": "Yes", "match": "email"}
+    rt.store.settings.put("42", {**campaign("42"), "qualification": rule}, "ws1")
+    rt.store.settings.put("43", campaign("43", sync=ONGOING), "ws1")
+    assert steps(connected(rt))[0] == (
+        "In your app's Webhooks settings, use https://bridge.example/api/webhooks/intercom and subscribe to "
+        "contact.lead.updated, contact.user.updated, contact.lead.signed_up, contact.merged, contact.deleted, "
+        "contact.archived, and, for the ongoing contact sync of campaign 43, contact.user.created and "
+        "contact.lead.created, and, for the rule's match: email of campaign 42, contact.user.created, "
+        "contact.lead.created and contact.email.updated.")
+
+
 def test_a_first_connect_of_a_workspace_campaigns_already_name_says_how_their_waiting_work_comes_back(rt):
     rt.store.settings.put("42", campaign("42"), "ws1")
     assert steps(connected(rt))[1:] == [
