@@ -77,7 +77,7 @@ def test_opening_the_link_spends_nothing_and_its_page_continues_with_a_post(rt):
     for _ in range(3):
         page = flow.start(rt, HERE, given)
         assert page.status == 200 and "Location" not in page.headers and "Set-Cookie" not in page.headers
-        assert f'<form method="post" action="{HERE.start}" ' in page.html
+        assert f'<form method="post" action="{HERE.start}">' in page.html
         assert f'<input type="hidden" name="ticket" value="{given}">' in page.html and "Continue to Intercom" in page.html
     assert flow.begin(rt, HERE, given).status == 303
     assert flow.start(rt, HERE, given).status == 403                      # spent: the page says so
