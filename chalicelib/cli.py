@@ -556,8 +556,9 @@ def _unusable(args: argparse.Namespace) -> Optional[str]:
         return ("replay which dead letters? A blank --reason matches every letter: give --reason TEXT (a part of their "
                 "reason), --campaign ID, or --all; nothing was sent back")
     if func is _dlq_discard and (_blank(args.reason) or not (args.reason or args.campaign or args.superseded)):
-        return ("discard which dead letters? Give --reason TEXT (a part of their reason; a blank one matches every "
-                "letter), --campaign ID and/or --superseded (`bridge dlq list` shows them); nothing was discarded")
+        return ("discard which dead letters? Give --reason TEXT (a part of their reason, not blank: a blank one "
+                "would match every letter), --campaign ID and/or --superseded (`bridge dlq list` shows them); nothing "
+                "was discarded")
     for name, said, wanted in _GIVEN_BLANK:
         if _blank(getattr(args, name, None)):
             return f"{said} is empty: give {wanted}"
