@@ -415,6 +415,8 @@ _REFUSED = ("Intercom refuses it (400): each {who} whose join writes it is creat
             "its history (fields not written)")
 _WHY = {"is blank, and Intercom refuses a tag": "each join that tags its contact fails: Intercom refuses the tag",
         "and a blank value is no value": "the rule compares text without the spaces around it: no lead qualifies",
+        "takes no value (it meets whatever": "the rule ignores the value: a lead qualifies once their contact holds "
+                                             "any value there, not only the one written",
         "the bridge's own marker": "the bridge sets it when it creates a contact, whatever the lead does: the rule "
                                    "qualifies leads as their contacts are created (without require_change), or never",
         "meets the rule itself": "every lead's contact is created meeting the rule: under require_change none "
