@@ -2198,12 +2198,13 @@ def test_a_start_intercom_refuses_the_workspace_s_token_for_says_how_to_reconnec
     assert work.queue.sent == [] and work.store.sync.run("42") is None
 
 
-def test_a_link_intercom_refused_the_workspace_s_token_for_says_to_reconnect_not_to_replay_dead_letters_none_made():
-    """A run whose write-backs Intercom refused with 401 (the workspace's token revoked) goes on, each contact's
-    link not written: `sync report` (and the contact's history) said "reconnect the workspace, then `bridge dlq
-    replay --reason ...`", but no dead letter was made (a later run writes the link). It now names the reconnect that
-    fits and the later run."""
+def test_a_link_intercom_refused_the_workspace_s_token_for_says_the_reconnect_the_page_waits_for(monkeypatch):
+    """A run whose write-back Intercom refused with 401 (the workspace's token revoked): `sync report` (and the
+    contact's history) said "reconnect the workspace, then `bridge dlq replay --reason ...`", but no dead letter was
+    made. The page now waits for the reconnect (test_sync_outage), the contact enrolled meanwhile kept with her RF
+    user: her entry names the reconnect that fits and that the sync then writes the link."""
     from chalicelib.errors import TokenRefused, refused_reason
+    monkeypatch.setattr(sync, "THREADS", 1)          # the contacts in turn: the second is not tried after the 401
     answer = "Intercom answered 401 unauthorized: Access Token Invalid"
     work = world(2)
 
@@ -2213,14 +2214,15 @@ def test_a_link_intercom_refused_the_workspace_s_token_for_says_to_reconnect_not
     sync.start(work.deps, "42")
     drain(work)
     found = sync.report(work.deps, "42")
-    assert found["link_not_written"]["count"] == 2 and work.queue.dead == []
+    assert found["link_not_written"]["count"] == 1 and work.queue.dead == [] and len(work.apis.rf_.created) == 1
     said = (f"write-back failed: {answer} — Intercom refuses workspace {WS}'s token (invalid or revoked): reconnect "
-            f"it: `bridge workspace connect {WS}` (it asks for the new token), then a later sync run writes the link")
-    assert [ex["detail"] for ex in found["link_not_written"]["examples"]] == [said, said]
-    from chalicelib.domain.link import PersonRef
-    notes = [e for entry in work.store.sync.ledger("42") for e in work.store.history.entries(
-        PersonRef("42", entry.rf_user_id)) if e.outcome == "writeback_failed"]
-    assert len(notes) == 2 and all(n.reason.endswith(said.split(" — ", 1)[1]) for n in notes)
+            f"it: `bridge workspace connect {WS}` (it asks for the new token); the sync waits for it, then writes the "
+            "link")
+    assert [ex["detail"] for ex in found["link_not_written"]["examples"]] == [said]
+    assert found["run"]["page_error"]["state"] == "waiting"
+    from chalicelib.services.explain import as_text, explain
+    text = as_text(explain(work, "p0@example.com"))
+    assert said.split(" — ", 1)[1] in text, text
 
 
 @pytest.mark.parametrize("reason, fix", [
