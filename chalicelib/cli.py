@@ -14,6 +14,7 @@ if __name__ == "__main__":    # `python -m chalicelib.cli`: a Ctrl-C while the C
 import argparse
 import ast
 import contextlib
+import dataclasses
 import functools
 import getpass
 import io
@@ -243,12 +244,15 @@ def _parser() -> argparse.ArgumentParser:
                                     "campaign")
     p.add_argument("--show-payload", action="store_true", help="also print each message's payload (emails masked)")
     p.add_argument("--raw", action="store_true", help="with --show-payload: the payload as queued, emails included")
+    _workspace_selector(p)
     _json(p)
     p.set_defaults(func=_dlq_list)
     p = dlq.add_parser("replay", help="send failed work back to the queue (all, or by reason or campaign)")
     p.add_argument("--reason", help="only dead letters whose reason contains this text")
     p.add_argument("--campaign", help="only dead letters of this campaign")
-    p.add_argument("--all", action="store_true", help="every dead letter (the default without --reason/--campaign)")
+    _workspace_selector(p)
+    p.add_argument("--all", action="store_true", help="every dead letter (the default without --reason/--campaign/"
+                   "--workspace)")
     _json(p)
     p.set_defaults(func=_dlq_replay)
     p = dlq.add_parser("discard", help="take out for good dead letters that can never succeed (by reason or "
@@ -256,6 +260,7 @@ def _parser() -> argparse.ArgumentParser:
                                        "history saying so")
     p.add_argument("--reason", help="only dead letters whose reason contains this text")
     p.add_argument("--campaign", help="only dead letters of this campaign")
+    _workspace_selector(p)
     p.add_argument("--superseded", action="store_true", help="only failed searches of changed contacts a later "
                    "search covered (`bridge dlq list` says which)")
     p.add_argument("--yes", action="store_true", help="confirm: without it, only says how many would be discarded")
@@ -550,14 +555,17 @@ def _unusable(args: argparse.Namespace) -> Optional[str]:
         return "explain whom? Give an email, a Referral Factory user id or an Intercom contact id"
     if func is _dlq_list and args.raw and not args.show_payload:
         return "--raw shows the payloads as queued: give it with --show-payload"
-    if func is _dlq_replay and args.all and (args.reason is not None or args.campaign is not None):
-        return "--all replays every dead letter: give it alone, or filter with --reason / --campaign"
+    if func is _dlq_replay and args.all and (args.reason is not None or args.campaign is not None
+                                             or args.workspace is not None):
+        return "--all replays every dead letter: give it alone, or filter with --reason / --campaign / --workspace"
     if func is _dlq_replay and _blank(args.reason):   # (`--reason "$VAR"` with VAR unset: it would match every letter)
         return ("replay which dead letters? A blank --reason matches every letter: give --reason TEXT (a part of their "
                 "reason), --campaign ID, or --all; nothing was sent back")
-    if func is _dlq_discard and (_blank(args.reason) or not (args.reason or args.campaign or args.superseded)):
+    if func is _dlq_discard and (_blank(args.reason) or not (args.reason or args.campaign or args.superseded
+                                                              or args.workspace)):
         return ("discard which dead letters? Give --reason TEXT (a part of their reason; a blank one matches every "
-                "letter), --campaign ID and/or --superseded (`bridge dlq list` shows them); nothing was discarded")
+                "letter), --campaign ID, --workspace ID and/or --superseded (`bridge dlq list` shows them); nothing "
+                "was discarded")
     for name, said, wanted in _GIVEN_BLANK:
         if _blank(getattr(args, name, None)):
             return f"{said} is empty: give {wanted}"
@@ -841,11 +849,21 @@ def _needs_dlq(rt: Runtime) -> None:
         raise CliError("BRIDGE_DLQ_URL is not set: point the CLI at a stack (the stage's environment, or `make run`)")
 
 
+def _workspace_selector(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workspace", help="only dead letters of this Intercom workspace (its notifications', and its "
+                   "campaigns' by their settings)")
+
+
 def _dlq_list(args: argparse.Namespace, rt: Runtime) -> int:
     from .services import dead_letters
 
     _needs_dlq(rt)
     found = _look(args, rt)
+    if args.workspace is not None:
+        of = dead_letters.campaign_workspaces(rt)
+        found = dataclasses.replace(found, letters=[d for d in found.letters
+                                        if dead_letters.matches(d, None, None, workspace=args.workspace,
+                                                                workspace_of=of)])
     listed = dead_letters.summary(found.letters, show_payload=args.show_payload, not_seen=found.not_seen,
                                   raw=args.raw, token_apps=dead_letters.token_apps(rt, found.letters))
     if args.json:
@@ -878,7 +896,8 @@ def _dlq_replay(args: argparse.Namespace, rt: Runtime) -> int:
 
     _needs_dlq(rt)
     with progress_line(args) as draw:
-        done = dead_letters.replay(rt, args.reason, args.campaign, progress=_letters(draw, "sent back"))
+        done = dead_letters.replay(rt, args.reason, args.campaign, progress=_letters(draw, "sent back"),
+                                   workspace=args.workspace)
     _answer(args, done, f"{done['replayed']} message(s) sent back to the work queue"
             + (("; they" if done["delayed"] >= done["replayed"] else f"; {done['delayed']} of them")
                + f" run from about {_utc(done['runs_from'], rt.clock())}, when every worker has read the RF token "
@@ -938,7 +957,9 @@ def _dlq_discard(args: argparse.Namespace, rt: Runtime) -> int:
     _needs_dlq(rt)
     if not args.yes:               # as `settings delete`: say what it would do, and ask for --yes
         found = _look(args, rt)
-        n = sum(dead_letters.matches(d, args.reason, args.campaign, args.superseded) for d in found.letters)
+        of = dead_letters.campaign_workspaces(rt)
+        n = sum(dead_letters.matches(d, args.reason, args.campaign, args.superseded, args.workspace, of)
+                for d in found.letters)
         if not n:                  # nothing to do (exit 0, as a replay matching nothing): say what there is
             _nothing_matches(args, found)
             return 0
@@ -949,7 +970,7 @@ def _dlq_discard(args: argparse.Namespace, rt: Runtime) -> int:
         raise CliError(asked)
     with progress_line(args) as draw:
         done = dead_letters.discard(rt, args.reason, args.campaign, args.superseded,
-                                    progress=_letters(draw, "discarded"))
+                                    progress=_letters(draw, "discarded"), workspace=args.workspace)
     if not (done["discarded"] or done.get("cut")):   # none of the letters read matched: said as without --yes
         _nothing_matches(args, _look(args, rt))
         return 0
@@ -994,6 +1015,7 @@ def _nothing_matches(args: argparse.Namespace, found: "Listing") -> None:
 
     selected = " ".join(part for part in (args.reason is not None and f"--reason {shlex.quote(args.reason)}",
                                           args.campaign is not None and f"--campaign {args.campaign}",
+                                          args.workspace is not None and f"--workspace {args.workspace}",
                                           args.superseded and "--superseded") if part)
     reasons = Counter(dead_letters.reason_part(d.reason) for d in found.letters).most_common()
     there = (f"the {len(found.letters)} there are: " + ", ".join(f"--reason {shlex.quote(r)} ({n})" for r, n in reasons)

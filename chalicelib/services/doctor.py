@@ -33,7 +33,7 @@ from ..domain.workspace_check import check_against_workspace, option_warnings
 from ..config import Config
 from ..errors import (BUDGET_SETTINGS, PLAN_FIX, REFUSED_TOKEN, RF_REFUSED_TOKEN, BudgetSpent, Throttled, TokenRefused,
                       WorkError, answer_refused_fix, beside_fix, limiting, plan_restricted, replay_parked, rf_blocked,
-                      refused_token_of, rf_answered, rf_campaign_fix, token_wait_fix)
+                      refused_token_of, rf_answered, rf_campaign_fix, token_wait_fix, replay_answered)
 from ..observability import mask_email, mask_emails
 from ..ports import Connection, DeadLetterQueue, Store
 from ..ports.secrets import read_by_every_worker
@@ -372,7 +372,7 @@ def _intercom(rt: Examined, report: Report, settings: CampaignSettings,
         if plan_restricted(exc.reason, exc.status):
             report.add("intercom.token", False, f"Intercom refused the API to workspace {ws}: its plan does not "
                        f"include it ({exc.reason})", "joins and qualification checks fail until the plan allows it",
-                       PLAN_FIX.format(workspace=f"workspace {ws}", replay="`bridge dlq replay`"))
+                       PLAN_FIX.format(workspace=f"workspace {ws}", replay=replay_answered(ws, 403)))
         elif exc.status == 401:     # (errors.TokenRefused: its work waits for a reconnect; Intercom's answer, not
             said = exc.answer if isinstance(exc, TokenRefused) else exc.reason     # the dead letters' replay)
             report.add("intercom.token", False, f"Intercom refused the token of workspace {ws}: {said}",
