@@ -1336,7 +1336,7 @@ def _status_line(found: dict, sep: str = "\n  ") -> str:
             + (f" · paused {paused // 60}m{paused % 60:02d}s in the dead-letter queue" if paused else "")
             + f" · {describe_counts(found)}" + _by_webhook(found))
     return line + (f"\n  stopped: {found['message']}" if found["message"] else "") + \
-        (sep + describe_page_error(found["page_error"]) if found.get("page_error") else "")
+        (sep + describe_page_error(found["page_error"], found["campaign_id"]) if found.get("page_error") else "")
 
 
 def _full_run(found: dict) -> str:
@@ -1371,7 +1371,7 @@ def _sync_report(args: argparse.Namespace, rt: Runtime) -> int:
     if run["message"]:
         print(f"  stopped: {run['message']}")
     if run.get("page_error"):
-        print(f"  {describe_page_error(run['page_error'])}")
+        print(f"  {describe_page_error(run['page_error'], run['campaign_id'])}")
     if run.get("full_run"):
         print(_full_run(run).lstrip("\n"))
     if found.get("writes"):

@@ -151,7 +151,7 @@ def start(deps: WorkDeps, campaign_id: str, *, kind: str = "full", since: Option
         # What its page does, when it fails or waits, as `sync status` says it: a page that waits out an outage is in
         # no dead-letter queue (the advice to list and replay it there would find nothing)
         error = shown_error(current, now) if current else None
-        said = describe_page_error(error) if error else ""
+        said = describe_page_error(error, campaign_id) if error else ""
         if error and error["state"] == FAILED:      # (a refused token's page succeeds once it is replaced: no discard)
             tail = f": {said}" + ("" if refused_fix(error["reason"]) else f"; {DISCARD_ENDS}")
         elif error:

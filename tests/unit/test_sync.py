@@ -1417,7 +1417,7 @@ def test_status_says_a_page_refused_for_good_waits_in_the_dead_letter_queue_with
     out = run_cli(rt, capsys, "sync", "status", "42")[1]
     assert out.splitlines()[1] == (
         "  page 2 failed: Intercom answered 400: invalid query value a***@example.com (1 try, last 14:13:20) — it "
-        "waits in the dead-letter queue: fix the cause, then `bridge dlq replay` resumes the run where it stopped")
+        "waits in the dead-letter queue: fix the cause, then `bridge dlq replay --campaign 42` resumes the run where it stopped")
     assert "ann.lee" not in json.dumps(sync.status(work.deps, "42")) + out
 
 
@@ -1530,7 +1530,7 @@ def test_a_page_s_tries_count_its_own_failures_only_and_a_wait_uses_up_none():
     assert [e.tries for e in (first, again, waits, other)] == [1, 2, 2, 1]
     assert again.reason == "Intercom answered 502: Bad Gateway" and len(other.reason) == PAGE_ERROR_KEPT
     assert describe_page_error({"page": 3, "state": "waiting", "reason": waits.reason, "tries": 2,
-                                "at": "2026-09-21T14:13:20.000Z"}) == \
+                                "at": "2026-09-21T14:13:20.000Z"}, "42") == \
         "page 3 waits: Referral Factory answered 429: slow down (2 tries, last 14:13:20)"
 
 
@@ -1654,7 +1654,7 @@ def test_a_watch_ends_with_exit_1_and_the_page_s_error_once_the_page_waits_in_th
             "run 1 (full, users) running: [############..................] 2/5 40% · 2 contacts/min · "
             "enrolled 2, already 0, skipped 0\n"
             "  page 2 failed: DynamoDB throttled the request (2 tries, last 14:14:20) — it waits in the "
-            "dead-letter queue: fix the cause, then `bridge dlq replay` resumes the run where it stopped\n")
+            "dead-letter queue: fix the cause, then `bridge dlq replay --campaign 42` resumes the run where it stopped\n")
 
 
 @pytest.mark.parametrize("flags", [(), ("--json",)], ids=["text", "json lines"])
@@ -2140,7 +2140,7 @@ def test_a_run_whose_first_page_was_never_sent_and_whose_source_changed_since_is
     (throttled, "retrying page 2: DynamoDB throttled the request (1 try, last 14:13:20)"),
     (lambda: Permanent("Intercom answered 400: invalid starting_after", status=400),
      "page 2 failed: Intercom answered 400: invalid starting_after (1 try, last 14:13:20) — it waits in the "
-     "dead-letter queue: fix the cause, then `bridge dlq replay` resumes the run where it stopped"),
+     "dead-letter queue: fix the cause, then `bridge dlq replay --campaign 42` resumes the run where it stopped"),
 ], ids=["outage", "retrying", "dead-lettered"])
 def test_a_second_start_while_the_run_s_page_fails_says_what_the_page_waits_for(monkeypatch, answer, said):
     """An operator ran `bridge sync start 42` twice during an Intercom outage: the second was refused with "if it no
@@ -2247,9 +2247,9 @@ def test_a_page_dead_lettered_for_a_refused_token_says_the_reconnect_and_the_rep
     from chalicelib.domain.sync import describe_page_error
     error = {"page": 1, "state": "failed", "reason": reason, "tries": 1, "at": "2026-09-21T14:13:20.000Z"}
     answer = reason.split(" — ")[0]
-    assert describe_page_error(error) == \
+    assert describe_page_error(error, "42") == \
         f"page 1 failed: {answer} (1 try, last 14:13:20) — it waits in the dead-letter queue: {fix}"
-    assert describe_page_error(error, advice=False) == f"page 1 failed: {answer} (1 try, last 14:13:20)"
+    assert describe_page_error(error, "42", advice=False) == f"page 1 failed: {answer} (1 try, last 14:13:20)"
 
 
 def rf_refused(message: str = "Unauthenticated.") -> Permanent:
