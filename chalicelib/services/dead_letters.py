@@ -399,8 +399,8 @@ def summary(letters: list[DeadLetter], show_payload: bool = False, not_seen: int
 
 def matches(letter: DeadLetter, reason: Optional[str], campaign: Optional[str], superseded: bool = False,
             workspace: Optional[str] = None, workspace_of: Callable[[str], Optional[str]] = lambda c: None) -> bool:
-    """`workspace`: only a letter of that workspace — its message names it, or names a campaign whose settings are in it
-    (`workspace_of`: a campaign's workspace now, campaign_workspaces)."""
+    """`workspace`: only a letter of that workspace — its message names it, or names a campaign whose settings are
+    in it (`workspace_of`: a campaign's workspace now, campaign_workspaces)."""
     return (reason is None or reason.lower() in letter.reason.lower()) and (
         campaign is None or letter.campaign_id == str(campaign)) and (not superseded or bool(letter.superseded)) and (
         workspace is None or (letter.workspace or (workspace_of(letter.campaign_id) if letter.campaign_id else None))

@@ -1417,7 +1417,8 @@ def test_status_says_a_page_refused_for_good_waits_in_the_dead_letter_queue_with
     out = run_cli(rt, capsys, "sync", "status", "42")[1]
     assert out.splitlines()[1] == (
         "  page 2 failed: Intercom answered 400: invalid query value a***@example.com (1 try, last 14:13:20) — it "
-        "waits in the dead-letter queue: fix the cause, then `bridge dlq replay --campaign 42` resumes the run where it stopped")
+        "waits in the dead-letter queue: fix the cause, then `bridge dlq replay --campaign 42` resumes the run "
+        "where it stopped")
     assert "ann.lee" not in json.dumps(sync.status(work.deps, "42")) + out
 
 
@@ -1654,7 +1655,8 @@ def test_a_watch_ends_with_exit_1_and_the_page_s_error_once_the_page_waits_in_th
             "run 1 (full, users) running: [############..................] 2/5 40% · 2 contacts/min · "
             "enrolled 2, already 0, skipped 0\n"
             "  page 2 failed: DynamoDB throttled the request (2 tries, last 14:14:20) — it waits in the "
-            "dead-letter queue: fix the cause, then `bridge dlq replay --campaign 42` resumes the run where it stopped\n")
+            "dead-letter queue: fix the cause, then `bridge dlq replay --campaign 42` resumes the run where it "
+            "stopped\n")
 
 
 @pytest.mark.parametrize("flags", [(), ("--json",)], ids=["text", "json lines"])

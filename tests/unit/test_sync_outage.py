@@ -117,7 +117,8 @@ def test_past_the_outage_budget_the_page_is_dead_lettered_saying_rf_was_unavaila
     line = status_text(work, capsys)[1]
     assert line.startswith("  page 1 failed: Referral Factory unavailable for 2 h (since 2026-09-21T14:13:20.000Z): "
                            "Referral Factory answered 503") and line.endswith(
-        "— it waits in the dead-letter queue: once Referral Factory answers again, `bridge dlq replay --campaign 42` resumes the run "
+        "— it waits in the dead-letter queue: once Referral Factory answers again, `bridge dlq replay --campaign 42` "
+        "resumes the run "
         "where it stopped")
     text, finding = doctor_says(work)
     assert not finding["ok"] and text.splitlines()[1].startswith(
