@@ -345,7 +345,8 @@ def _api_url_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--api-url", default=os.environ.get("BRIDGE_API_URL"),
                    help="the API's URL, e.g. https://abc123.execute-api.eu-west-1.amazonaws.com/api (the webhook "
                         "URLs `make deploy` printed begin with it); left out: BRIDGE_API_URL (set by ./bridge on "
-                        "`make run`), else the stage's .chalice/deployed/<stage>.json")
+                        "`make run`), else the stage's deployed state (.chalice/deployed/<stage>.json, else the "
+                        "one `make deploy` keeps in the stage's bucket)")
 
 
 def _secret_option(p: argparse.ArgumentParser, option: str, env: str, what: str) -> None:
@@ -726,7 +727,7 @@ def _workspace_remove_app(args: argparse.Namespace, rt: Runtime) -> int:
 
 def _workspace_oauth_app(args: argparse.Namespace, rt: Runtime) -> int:
     from .services.oauth import check_api_url, redirect_url
-    api_url = args.api_url or _known_api_url(args.stage)
+    api_url, unknown = (args.api_url, "") if args.api_url else _known_api_url(args.stage)
     if api_url:
         check_api_url(api_url)               # before anything is stored
     warnings: list[str] = []
@@ -748,7 +749,8 @@ def _workspace_oauth_app(args: argparse.Namespace, rt: Runtime) -> int:
                         f"app's: set {OAUTH_SECRET_VARIABLES[0]} for the public app's")
     done["redirect_url"] = redirect_url(api_url) if api_url else None
     register = (f"Register {done['redirect_url']} as the app's redirect URL" if api_url else
-                f"Register <api>/oauth/intercom/callback as the app's redirect URL ({API_URL_UNKNOWN})")
+                f"Register <api>/oauth/intercom/callback as the app's redirect URL "
+                f"({API_URL_UNKNOWN.format(unknown=unknown)})")
     relabelled = (f" Workspace(s) {', '.join(done['relabelled'])}, connected by OAuth with a copy of the public app's "
                   "client secret as their own, are now connected through the public app (the copies deleted)."
                   if done["relabelled"] else "")
@@ -773,33 +775,38 @@ def _workspace_oauth_link(args: argparse.Namespace, rt: Runtime) -> int:
 ROTATED = (" Sign-ins under way (continued to Intercom with the old key, or within the minute running API containers "
            "keep it) are refused on their return from Intercom, with a page asking for a new link; links not yet "
            "continued still work (the key does not sign them).")
-# Not known here: this checkout holds no deployed state of the stage (only the one that last ran `make deploy` of it
-# does), which `chalice url` reads too. The URLs `make deploy` printed begin with the API's.
-API_URL_UNKNOWN = ("<api> is the API's URL, not known here: the webhook URLs `make deploy` printed begin with it, up "
-                   "to /api; with --api-url or BRIDGE_API_URL this command prints the whole redirect URL")
+# Not known here: no stage is named, or neither this checkout (only the one that last ran `make deploy` of it) nor the
+# stack's bucket holds its deployed state, which `chalice url` reads too. The URLs `make deploy` printed begin with the
+# API's. {unknown}: why, when a stage was looked for.
+API_URL_UNKNOWN = ("<api> is the API's URL, not known here{unknown}: the webhook URLs `make deploy` printed begin "
+                   "with it, up to /api; with --api-url or BRIDGE_API_URL this command prints the whole redirect URL")
 
 
 def _deployed_api_url(stage: Optional[str]) -> str:
-    """The stage's API URL from Chalice's deployed state (`make deploy` keeps it in .chalice/deployed/)."""
-    url = _known_api_url(stage)
+    """The stage's API URL from Chalice's deployed state (`make deploy` keeps it in .chalice/deployed/ and in the
+    stack's bucket)."""
+    url, unknown = _known_api_url(stage)
     if not url:
-        raise CliError("the API's URL is not known here: give --api-url https://<id>.execute-api.<region>.amazonaws.com"
-                       "/api (the webhook URLs `make deploy` printed begin with it) or set BRIDGE_API_URL")
+        raise CliError(f"the API's URL is not known here{unknown}: give --api-url https://<id>.execute-api.<region>."
+                       "amazonaws.com/api (the webhook URLs `make deploy` printed begin with it) or set BRIDGE_API_URL")
     return url
 
 
-def _known_api_url(stage: Optional[str]) -> Optional[str]:
+def _known_api_url(stage: Optional[str]) -> tuple[Optional[str], str]:
+    """The stage's API URL: from Chalice's deployed state in this checkout (the one that last ran `make deploy` of
+    the stage), else from the one `make deploy` keeps in the stack's bucket; and, when not known, why (" (...)")."""
+    from .stage import StageError, deployed_api_url, local_api_url
     if not stage:
-        return None
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".chalice", "deployed",
-                        f"{stage}.json")
+        return None, ""
+    url = local_api_url(stage)
+    if url:
+        return url, ""
     try:
-        with open(path, encoding="utf-8") as fh:
-            resources = json.load(fh).get("resources", [])
-    except (OSError, ValueError):
-        resources = []
-    url = next((r.get("rest_api_url") for r in resources if r.get("resource_type") == "rest_api"), None)
-    return str(url) if url else None
+        url, where = deployed_api_url(stage)
+    except StageError as exc:
+        return None, f" ({exc})"
+    return url, "" if url else (f" (neither this checkout nor {where} holds stage {stage}'s deployed state naming its "
+                                f"API: `make deploy STAGE={stage}` stores it there)")
 
 
 def _workspace_list(args: argparse.Namespace, rt: Runtime) -> int:
