@@ -396,11 +396,8 @@ def _secret(args: argparse.Namespace, option: str, env: str, what: str, warnings
         if _terminal():
             warnings.append(f"{option} on the command line lands in the shell's history (and shows in `ps`): "
                             f"leave it out to be asked for it, or set {env}")
-    elif os.environ.get(env):
+    elif os.environ.get(env):     # (one blank or with spaces around is refused before: _connect_unusable)
         value, source = os.environ[env], env
-        refusal = spaces_refused(env, what, value)   # named as the variable it is in, not the option
-        if refusal:
-            raise CliError(refusal)
     else:
         value = _typed(what, kept) if ask else None
         source = "typed" if value else None
@@ -539,7 +536,8 @@ def _unusable(args: argparse.Namespace) -> Optional[str]:
     sync start/status/report; dlq replay/discard's --campaign); an argument given empty or blank (`explain ""`, a
     `"$VAR"` unset); a selector missing or blank (`dlq discard` without one; a blank `--reason` matches every
     letter); an option without the one it needs or beside one it excludes; `forget`'s email without an @; a workspace
-    id or a URL a connect would refuse (`--api-base`, `--api-url`/BRIDGE_API_URL not https); `rf connect` and
+    id or a URL a connect would refuse (`--api-base`, `--api-url`/BRIDGE_API_URL not https), a connect's secret (or
+    client id) blank or with spaces around it, in its option or its variable; `rf connect` and
     `workspace oauth-app` given nothing to store outside a terminal (nothing is asked there). None when it can be
     taken."""
     for name, said in (("campaign_id", "campaign_id"), ("campaign", "--campaign")):
@@ -581,19 +579,38 @@ def _connect_unusable(args: argparse.Namespace) -> Optional[str]:
             check_api_url(args.api_url)
     except ConnectError as exc:
         return str(exc)
+    given = [(name, *_given(args, name, *variables)) for name, *variables in _connect_secrets(func)]
+    for name, named, value in given:    # blank, or with spaces around: nothing could match it (refuse_blank's words)
+        refusal = spaces_refused(named, name.replace("_", " "), value) if named else None
+        if refusal:
+            return refusal
     if _terminal():
         return None
-    if func is _rf_connect and not _given(args, ("token", "RF_TOKEN"), ("webhook_secret", "RF_WEBHOOK_SECRET")):
+    if func is _rf_connect and not any(named for _, named, _ in given):
         return RF_NOTHING_GIVEN
-    if func is _workspace_oauth_app and not (args.client_id or args.rotate_state_key or
-                                             _given(args, ("client_secret", *OAUTH_SECRET_VARIABLES))):
+    if func is _workspace_oauth_app and not (args.rotate_state_key or any(named for _, named, _ in given)):
         return OAUTH_NOTHING_GIVEN
     return None
 
 
-def _given(args: argparse.Namespace, *secrets: tuple[str, ...]) -> bool:
-    """Is any of the `secrets` (each: its option's name in `args`, then the variables it is read from) given?"""
-    return any(getattr(args, name) or any(os.environ.get(v) for v in variables) for name, *variables in secrets)
+def _connect_secrets(func: Callable[..., int]) -> tuple[tuple[str, ...], ...]:
+    """The secrets a connect takes (and the public app's client id): each its option's name in the arguments, then
+    the variables read in its place when the option is not given (the first one set; `_secret` reads them so)."""
+    if func is _rf_connect:
+        return ("token", "RF_TOKEN"), ("webhook_secret", "RF_WEBHOOK_SECRET")
+    if func is _workspace_connect:
+        return ("token", "INTERCOM_TOKEN"), ("client_secret", "INTERCOM_CLIENT_SECRET")
+    if func is _workspace_oauth_app:     # (--client-id's default is INTERCOM_CLIENT_ID's value)
+        return ("client_id",), ("client_secret", *OAUTH_SECRET_VARIABLES)
+    return ()
+
+
+def _given(args: argparse.Namespace, name: str, *variables: str) -> tuple[Optional[str], Optional[str]]:
+    """Where a secret is given (its option, else the first of its variables set) and its value; (None, None): not
+    given (an option given empty is not: as a variable exported empty)."""
+    if getattr(args, name):
+        return "--" + name.replace("_", "-"), getattr(args, name)
+    return next(((v, os.environ[v]) for v in variables if os.environ.get(v)), (None, None))
 
 
 # The other arguments a command cannot take empty or blank (the option or argument, what it wants instead).
