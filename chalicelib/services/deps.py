@@ -77,7 +77,7 @@ class WorkDeps:
 
     @cached_property
     def qualifier(self) -> Qualifier:
-        return Qualifier(self.links, self.apis, self.clock)
+        return Qualifier(self.links, self.apis, self.clock, self.history)
 
     def dead_letter(self, body: str, reason: str, tries: int, person: Optional[Sequence[str]] = None,
                     kind: Optional[str] = None, details: Optional[dict] = None) -> None:
