@@ -350,7 +350,8 @@ def _api_url_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--api-url", default=os.environ.get("BRIDGE_API_URL"),
                    help="the API's URL, e.g. https://abc123.execute-api.eu-west-1.amazonaws.com/api (the webhook "
                         "URLs `make deploy` printed begin with it); left out: BRIDGE_API_URL (set by ./bridge on "
-                        "`make run`), else the stage's .chalice/deployed/<stage>.json")
+                        "`make run`), else the stage's deployed state (.chalice/deployed/<stage>.json, else the "
+                        "one `make deploy` keeps in the stage's bucket)")
 
 
 def _secret_option(p: argparse.ArgumentParser, option: str, env: str, what: str) -> None:
@@ -400,11 +401,8 @@ def _secret(args: argparse.Namespace, option: str, env: str, what: str, warnings
         if _terminal():
             warnings.append(f"{option} on the command line lands in the shell's history (and shows in `ps`): "
                             f"leave it out to be asked for it, or set {env}")
-    elif os.environ.get(env):
+    elif os.environ.get(env):     # (one blank or with spaces around is refused before: _connect_unusable)
         value, source = os.environ[env], env
-        refusal = spaces_refused(env, what, value)   # named as the variable it is in, not the option
-        if refusal:
-            raise CliError(refusal)
     else:
         value = _typed(what, kept) if ask else None
         source = "typed" if value else None
@@ -543,7 +541,8 @@ def _unusable(args: argparse.Namespace) -> Optional[str]:
     sync start/status/report; dlq replay/discard's --campaign); an argument given empty or blank (`explain ""`, a
     `"$VAR"` unset); a selector missing or blank (`dlq discard` without one; a blank `--reason` matches every
     letter); an option without the one it needs or beside one it excludes; `forget`'s email without an @; a workspace
-    id or a URL a connect would refuse (`--api-base`, `--api-url`/BRIDGE_API_URL not https); `rf connect` and
+    id or a URL a connect would refuse (`--api-base`, `--api-url`/BRIDGE_API_URL not https), a connect's secret (or
+    client id) blank or with spaces around it, in its option or its variable; `rf connect` and
     `workspace oauth-app` given nothing to store outside a terminal (nothing is asked there). None when it can be
     taken."""
     for name, said in (("campaign_id", "campaign_id"), ("campaign", "--campaign")):
@@ -588,19 +587,38 @@ def _connect_unusable(args: argparse.Namespace) -> Optional[str]:
             check_api_url(args.api_url)
     except ConnectError as exc:
         return str(exc)
+    given = [(name, *_given(args, name, *variables)) for name, *variables in _connect_secrets(func)]
+    for name, named, value in given:    # blank, or with spaces around: nothing could match it (refuse_blank's words)
+        refusal = spaces_refused(named, name.replace("_", " "), value) if named else None
+        if refusal:
+            return refusal
     if _terminal():
         return None
-    if func is _rf_connect and not _given(args, ("token", "RF_TOKEN"), ("webhook_secret", "RF_WEBHOOK_SECRET")):
+    if func is _rf_connect and not any(named for _, named, _ in given):
         return RF_NOTHING_GIVEN
-    if func is _workspace_oauth_app and not (args.client_id or args.rotate_state_key or
-                                             _given(args, ("client_secret", *OAUTH_SECRET_VARIABLES))):
+    if func is _workspace_oauth_app and not (args.rotate_state_key or any(named for _, named, _ in given)):
         return OAUTH_NOTHING_GIVEN
     return None
 
 
-def _given(args: argparse.Namespace, *secrets: tuple[str, ...]) -> bool:
-    """Is any of the `secrets` (each: its option's name in `args`, then the variables it is read from) given?"""
-    return any(getattr(args, name) or any(os.environ.get(v) for v in variables) for name, *variables in secrets)
+def _connect_secrets(func: Callable[..., int]) -> tuple[tuple[str, ...], ...]:
+    """The secrets a connect takes (and the public app's client id): each its option's name in the arguments, then
+    the variables read in its place when the option is not given (the first one set; `_secret` reads them so)."""
+    if func is _rf_connect:
+        return ("token", "RF_TOKEN"), ("webhook_secret", "RF_WEBHOOK_SECRET")
+    if func is _workspace_connect:
+        return ("token", "INTERCOM_TOKEN"), ("client_secret", "INTERCOM_CLIENT_SECRET")
+    if func is _workspace_oauth_app:     # (--client-id's default is INTERCOM_CLIENT_ID's value)
+        return ("client_id",), ("client_secret", *OAUTH_SECRET_VARIABLES)
+    return ()
+
+
+def _given(args: argparse.Namespace, name: str, *variables: str) -> tuple[Optional[str], Optional[str]]:
+    """Where a secret is given (its option, else the first of its variables set) and its value; (None, None): not
+    given (an option given empty is not: as a variable exported empty)."""
+    if getattr(args, name):
+        return "--" + name.replace("_", "-"), getattr(args, name)
+    return next(((v, os.environ[v]) for v in variables if os.environ.get(v)), (None, None))
 
 
 # The other arguments a command cannot take empty or blank (the option or argument, what it wants instead).
@@ -734,7 +752,7 @@ def _workspace_remove_app(args: argparse.Namespace, rt: Runtime) -> int:
 
 def _workspace_oauth_app(args: argparse.Namespace, rt: Runtime) -> int:
     from .services.oauth import check_api_url, redirect_url
-    api_url = args.api_url or _known_api_url(args.stage)
+    api_url, unknown = (args.api_url, "") if args.api_url else _known_api_url(args.stage)
     if api_url:
         check_api_url(api_url)               # before anything is stored
     warnings: list[str] = []
@@ -756,7 +774,8 @@ def _workspace_oauth_app(args: argparse.Namespace, rt: Runtime) -> int:
                         f"app's: set {OAUTH_SECRET_VARIABLES[0]} for the public app's")
     done["redirect_url"] = redirect_url(api_url) if api_url else None
     register = (f"Register {done['redirect_url']} as the app's redirect URL" if api_url else
-                f"Register <api>/oauth/intercom/callback as the app's redirect URL ({API_URL_UNKNOWN})")
+                f"Register <api>/oauth/intercom/callback as the app's redirect URL "
+                f"({API_URL_UNKNOWN.format(unknown=unknown)})")
     relabelled = (f" Workspace(s) {', '.join(done['relabelled'])}, connected by OAuth with a copy of the public app's "
                   "client secret as their own, are now connected through the public app (the copies deleted)."
                   if done["relabelled"] else "")
@@ -781,33 +800,38 @@ def _workspace_oauth_link(args: argparse.Namespace, rt: Runtime) -> int:
 ROTATED = (" Sign-ins under way (continued to Intercom with the old key, or within the minute running API containers "
            "keep it) are refused on their return from Intercom, with a page asking for a new link; links not yet "
            "continued still work (the key does not sign them).")
-# Not known here: this checkout holds no deployed state of the stage (only the one that last ran `make deploy` of it
-# does), which `chalice url` reads too. The URLs `make deploy` printed begin with the API's.
-API_URL_UNKNOWN = ("<api> is the API's URL, not known here: the webhook URLs `make deploy` printed begin with it, up "
-                   "to /api; with --api-url or BRIDGE_API_URL this command prints the whole redirect URL")
+# Not known here: no stage is named, or neither this checkout (only the one that last ran `make deploy` of it) nor the
+# stack's bucket holds its deployed state, which `chalice url` reads too. The URLs `make deploy` printed begin with the
+# API's. {unknown}: why, when a stage was looked for.
+API_URL_UNKNOWN = ("<api> is the API's URL, not known here{unknown}: the webhook URLs `make deploy` printed begin "
+                   "with it, up to /api; with --api-url or BRIDGE_API_URL this command prints the whole redirect URL")
 
 
 def _deployed_api_url(stage: Optional[str]) -> str:
-    """The stage's API URL from Chalice's deployed state (`make deploy` keeps it in .chalice/deployed/)."""
-    url = _known_api_url(stage)
+    """The stage's API URL from Chalice's deployed state (`make deploy` keeps it in .chalice/deployed/ and in the
+    stack's bucket)."""
+    url, unknown = _known_api_url(stage)
     if not url:
-        raise CliError("the API's URL is not known here: give --api-url https://<id>.execute-api.<region>.amazonaws.com"
-                       "/api (the webhook URLs `make deploy` printed begin with it) or set BRIDGE_API_URL")
+        raise CliError(f"the API's URL is not known here{unknown}: give --api-url https://<id>.execute-api.<region>."
+                       "amazonaws.com/api (the webhook URLs `make deploy` printed begin with it) or set BRIDGE_API_URL")
     return url
 
 
-def _known_api_url(stage: Optional[str]) -> Optional[str]:
+def _known_api_url(stage: Optional[str]) -> tuple[Optional[str], str]:
+    """The stage's API URL: from Chalice's deployed state in this checkout (the one that last ran `make deploy` of
+    the stage), else from the one `make deploy` keeps in the stack's bucket; and, when not known, why (" (...)")."""
+    from .stage import StageError, deployed_api_url, local_api_url
     if not stage:
-        return None
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".chalice", "deployed",
-                        f"{stage}.json")
+        return None, ""
+    url = local_api_url(stage)
+    if url:
+        return url, ""
     try:
-        with open(path, encoding="utf-8") as fh:
-            resources = json.load(fh).get("resources", [])
-    except (OSError, ValueError):
-        resources = []
-    url = next((r.get("rest_api_url") for r in resources if r.get("resource_type") == "rest_api"), None)
-    return str(url) if url else None
+        url, where = deployed_api_url(stage)
+    except StageError as exc:
+        return None, f" ({exc})"
+    return url, "" if url else (f" (neither this checkout nor {where} holds stage {stage}'s deployed state naming its "
+                                f"API: `make deploy STAGE={stage}` stores it there)")
 
 
 def _workspace_list(args: argparse.Namespace, rt: Runtime) -> int:
