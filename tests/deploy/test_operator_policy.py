@@ -53,7 +53,7 @@ COMMANDS = [
     ("doctor", ["doctor", "42", "--json"]),
     ("explain", ["explain", ANN_EMAIL, "--json"]),
     ("history", ["history", "42", ANN, "--json"]),
-    ("dlq list", ["dlq", "list", "--show-payload", "--json"]),
+    ("dlq list", ["dlq", "list", "--show-payload", "--workspace", WORKSPACE, "--json"]),   # (its settings read)
     ("sync start", ["sync", "start", "43", "--json"]),
     ("sync status", ["sync", "status", "43", "--json"]),
     ("sync report", ["sync", "report", "43", "--json"]),
