@@ -178,6 +178,29 @@ def test_a_rule_value_no_option_of_a_list_attribute_meets_is_warned_of_by_apply_
     assert not [f for f in doctor(bridge, capsys)[1]["findings"] if f["warn"] and f["check"] == "settings.workspace"]
 
 
+def test_a_rule_text_a_true_false_attribute_reads_as_true_is_warned_of_by_apply_and_doctor(bridge, intercom,
+                                                                                           tmp_path, capsys):
+    """Walk: `value: "Yes"` on a checkbox attribute was stored silently and read as true. It works as read (refusing
+    it would stop settings that run), so apply stores it and says how it reads; doctor says it too, as a warning."""
+    intercom.define_attribute("paid", "boolean")
+    doc = qualifying_settings(attribute="custom_attributes.paid", value="Yes", initial_value=None)
+    code, out, err = run_cli(bridge.operator(), capsys, "settings", "apply", write(tmp_path, yaml.safe_dump(doc)))
+    line = ("qualification.value: 'Yes' on the true/false attribute custom_attributes.paid is read as true — write "
+            "value: true to say so (if custom_attributes.paid was to hold the text 'Yes', it is a true/false attribute "
+            "in Intercom, not a text one)")
+    assert code == 0 and f"warning: {line}\n" in err and err.count("custom_attributes.paid") == 2
+    code, report = doctor(bridge, capsys)
+    [found] = [f for f in report["findings"] if f["warn"] and f["check"] == "settings.workspace"]
+    assert (f"{found['what']} — {found['fix']}", bad(report, "settings")) == (line, [])   # a warning, not a problem
+    assert "a ticked box" in found["why"]
+    # value: true says what it means: nothing to say
+    code, _, err = run_cli(bridge.operator(), capsys, "settings", "apply",
+                           write(tmp_path, yaml.safe_dump({**doc, "qualification": {**doc["qualification"],
+                                                                                  "value": True}})))
+    assert code == 0 and "custom_attributes.paid" not in err
+    assert not [f for f in doctor(bridge, capsys)[1]["findings"] if f["warn"] and f["check"] == "settings.workspace"]
+
+
 # Refused by `settings check` and `apply` (also --offline: no attribute needed to see them), not by the settings
 # model: settings stored before keep working (a campaign whose stored settings do not read is switched off),
 # and doctor names their problem.
