@@ -453,7 +453,9 @@ def test_the_exit_statuses_the_readme_sums_up_are_the_clis(aws_env, capsys, tmp_
     assert summed.startswith("0 when the command did what it says, 1 for an error") and \
         "2 for a command line it cannot read (a word misspelt, an argument missing or given empty: `explain \"\"`, " \
         "`dlq replay --reason \"\"`, a `dlq discard` without a selector, `forget`'s email without an @; an `--api-base` " \
-        "or `--api-url` (or BRIDGE_API_URL) that is not https, or a workspace id no connect takes; a connect's secret " \
+        "or `--api-url` (or BRIDGE_API_URL) that is not https, or a workspace id no connect takes; a `--stage` (or " \
+        "BRIDGE_STAGE) that no stage can be named, `Prod` or `\"pr od\"` (a stage not deployed is exit 1); a connect's " \
+        "secret " \
         "or client id given blank or with spaces around it, in its option or its variable (`rf connect " \
         "--webhook-secret \" \"`); `rf connect` or `workspace oauth-app` given nothing to store outside a terminal, " \
         "where nothing is asked for: `workspace connect` given nothing there exits 1, once it has read what is stored, " \
