@@ -283,9 +283,8 @@ class MemoryLinks(Leases):
         held.contact_workspace = claim.workspace
         self._write(claim.ref, [], contact_id=found.contact_id, kind=found.kind, contact_role=found.role,
                     baseline=found.baseline,
-                    baseline_of=found.baseline_of, found_at=found.found_at, contact_found=True, armed=False,
-                    armed_by=None, armed_at=None,
-                    held_at=None, held_by=None,
+                    baseline_of=found.baseline_of, found_at=found.found_at, contact_found=True,
+                    **found.armed_fields(),       # (none, or the keep carried: FoundContact.kept_at)
                     contact_state=None)
         self._point(self.tables.contacts, (claim.workspace, found.contact_id), claim.ref)
 

@@ -639,6 +639,20 @@ class FoundContact:
     baseline: Any
     baseline_of: Optional[str]
     found_at: Optional[float] = None     # when the try that found and read it began: its claim (Link.found_at)
+    # A change to the target the link kept for the join's finish on the contact it held (judge.kept_for_join, as the
+    # try read it: another contact of hers), carried to this one in the hold's own write: it is hers whichever contact
+    # the join finishes with. Held (Link.held_at = `kept_at`, held_by = `kept_by`) with its arm (armed_by = `kept_by`,
+    # armed_at = `kept_since`), where a hold of no keep clears both. None: nothing kept.
+    kept_at: Optional[float] = None
+    kept_since: Optional[float] = None
+    kept_by: Optional[str] = None
+
+    def armed_fields(self) -> dict[str, Any]:
+        """What the hold writes of the link's armed state: the keep carried (with its arm), or none."""
+        if self.kept_at is None or self.kept_by is None:
+            return {"armed": False, "armed_by": None, "armed_at": None, "held_at": None, "held_by": None}
+        return {"armed": True, "armed_by": self.kept_by, "armed_at": self.kept_since, "held_at": self.kept_at,
+                "held_by": self.kept_by}
 
 
 @dataclass(frozen=True)

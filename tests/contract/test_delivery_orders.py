@@ -10,6 +10,7 @@ from chalicelib.domain.link import PersonRef
 from chalicelib.domain.qualification import QState
 from chalicelib.errors import Transient
 from chalicelib.messages import JoinMessage
+from chalicelib.ports.store import Busy
 from tests.orders import merge_play, reconcile_play
 from tests.support.meanwhile import before
 from tests.unit.scenario import event, link_of, run, world
@@ -198,5 +199,35 @@ def test_a_change_kept_by_a_notification_read_before_the_retrys_finish_is_judged
         assert told("Yes", t + 10)["waiting"] == 1
     assert finished == [True] and (link_of(work).held_at, work.apis.rf_.qualified) == (None, [])
     told("Yes", t + 10)
+    assert work.apis.rf_.qualified == ["7"] and link_of(work).qualification is QState.QUALIFIED
+    assert len([c for c in work.apis.rf_.calls if c.startswith("qualify")]) == 1
+
+
+def _told(work, contact, value, at):
+    return run(work, event(dict(contact, custom_attributes={**contact["custom_attributes"], "signed_up": value},
+                                updated_at=at), "contact.user.updated", f"{contact['id']}-{value}-{at}", created_at=at))
+
+
+@pytest.mark.parametrize("refused", ["arm", "start_qualifying"])
+def test_a_change_kept_on_her_held_user_merged_into_another_survives_a_failed_write_after_the_finish(store, clock,
+                                                                                                    refused):
+    """As tests/unit/test_join_use_case.py's, on both twins: her join holds A ("No") and waits; A goes "Yes" at t + 10
+    (kept), "No" at t + 15; A is merged into B (made at t + 5). The retry's hold of B carries the kept change in its
+    own write (FoundContact.kept_at): no re-arm after the finish to refuse ("arm"); the claim of her qualification
+    after the finish refused (Busy, "start_qualifying"), the message's retry, a repeat of the finished join, finds the
+    link released and qualifies her. Once either way."""
+    work, a, t, join = her_join_holds_her_user_and_waits(store, clock)
+    _told(work, a, "Yes", t + 10)
+    _told(work, a, "No", t + 15)
+
+    def refuse():
+        raise Busy("the link changed meanwhile (another worker)")
+    with before(work.store.links, refused, refuse, once=True):
+        b = merged_then_retried(work, a, t, join)
+    link = link_of(work)
+    assert (link.contact_id, link.held_at, link.armed_at) == (b["id"], t + 10, t + 10)
+    assert link.qualification is (QState.QUALIFIED if refused == "arm" else QState.PENDING)
+    clock.now = t + 200.4
+    run(work, join)
     assert work.apis.rf_.qualified == ["7"] and link_of(work).qualification is QState.QUALIFIED
     assert len([c for c in work.apis.rf_.calls if c.startswith("qualify")]) == 1

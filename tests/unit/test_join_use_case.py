@@ -2145,32 +2145,39 @@ def test_a_change_kept_while_the_try_that_holds_her_user_runs_qualifies_her_at_i
     assert [e for e in work.store.history.entries(PersonRef("42", "8")) if e.event == "evaluation"] == []
 
 
-@pytest.mark.xfail(strict=True, reason="review-held-yes: the kept change the hold of another contact cleared lives "
-                   "only in the finishing try (Attempt.kept): its re-arm failing, the message's retry is a repeat")
-def test_a_change_kept_on_her_held_user_merged_into_another_survives_a_failed_write_after_the_finish():
+@pytest.mark.parametrize("refused", ["arm", "start_qualifying"])
+def test_a_change_kept_on_her_held_user_merged_into_another_survives_a_failed_write_after_the_finish(refused):
     """Found by review-held-yes. As test_a_change_kept_on_her_held_user_then_merged_into_another_qualifies_her_once_
-    at_the_finish ("after": B made after she joined, her baseline kept): the retry's hold of B cleared what the link
-    kept on A, and its finish holds it again on B (LinkRepository.arm's hold). That write fails (the table throttled,
-    or another worker armed B between the finish's read and it: Busy): the message is tried again, and its retry is a
-    repeat of a finished join (nothing judged, nothing kept on the link). By the rule she is qualified, once; she
-    never is."""
+    at_the_finish ("after": B made after she joined, her baseline kept): the retry holds B. The kept change lived
+    only in the finishing try (Attempt.kept), the hold of B having cleared it, and the finish held it again on B
+    (LinkRepository.arm's hold): that write failing (the table throttled, or another worker armed B between the
+    finish's read and it: Busy), the message's retry was a repeat of a finished join, and she was never qualified.
+    The hold of B carries it now, in its own write: the finish writes no re-arm ("arm": none to refuse), and the link
+    reads released once linked. Should the write after the finish that claims her qualification fail
+    ("start_qualifying"), the message's retry, a repeat of the finished join, finds the link released and finishes
+    its evaluation: she is qualified, once (Referral Factory called once)."""
     work, a, t = her_join_holds_her_user_and_waits()
     told(work, a, "Yes", t + 10, "a-yes")
     told(work, a, "No", t + 15, "a-no")
     b = work.apis.intercom_.add("ann@example.com", role="user", signed_up="No")
     b.update(created_at=t + 5, updated_at=t + 15)
     work.apis.intercom_.merge(a["id"], b["id"])
+    writes: list[str] = []
 
-    def refused():
+    def refuse():
+        writes.append(refused)
         raise Busy("the link changed meanwhile (another worker applied an Intercom event)")
     work.clock.now = t + 100.4
-    with before(work.store.links, "arm", refused, once=True):     # (the finish's re-arm on B: its first)
+    with before(work.store.links, refused, refuse, once=True):     # (the first such write after the hold)
         run(work, join())
-    assert (link_of(work).contact_id, link_of(work).status, link_of(work).held_at) == (b["id"], LinkStatus.LINKED,
-                                                                                       None)
-    assert [e for e in kept_entries(work) if "kept_on" in e.details] == []       # (the re-arm refused)
-    work.clock.now = t + 200.4
-    run(work, join())                  # (the message, tried again)
+    link = link_of(work)
+    assert (link.contact_id, link.status, link.held_at, link.armed_at) == (b["id"], LinkStatus.LINKED, t + 10, t + 10)
+    assert [e.details["kept_on"] for e in kept_entries(work) if "kept_on" in e.details] == [a["id"]]
+    assert writes == ([] if refused == "arm" else ["start_qualifying"])
+    if refused == "start_qualifying":
+        assert (work.apis.rf_.qualified, link.qualification) == ([], QState.PENDING)
+        work.clock.now = t + 200.4
+        run(work, join())                  # (the message, tried again: a repeat of the finished join)
     assert work.apis.rf_.qualified == ["7"] and link_of(work).qualification is QState.QUALIFIED
     assert [c for c in work.apis.rf_.calls if c.startswith("qualify")] == ["qualify 7"]
 

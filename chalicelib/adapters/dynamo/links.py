@@ -439,9 +439,10 @@ class DynamoLinks(Leases):
             _assign(LinkItem.kind, found.kind),
             _assign(LinkItem.contact_role, found.role), LinkItem.contact_state.remove(),
             _assign(LinkItem.baseline, found.baseline), _assign(LinkItem.baseline_of, found.baseline_of),
-            _assign(LinkItem.found_at, found.found_at), LinkItem.contact_found.set(True), LinkItem.armed.remove(),
-            LinkItem.armed_by.remove(),
-            LinkItem.armed_at.remove(), LinkItem.held_at.remove(), LinkItem.held_by.remove(),
+            _assign(LinkItem.found_at, found.found_at), LinkItem.contact_found.set(True),
+            # (none, or the keep carried: FoundContact.kept_at)
+            *(_assign(getattr(LinkItem, name), None if value is False else value)
+              for name, value in found.armed_fields().items()),
             LinkItem.updated_at.set(iso(self.clock()))], (LinkItem.claim == claim.token) & holds),
             _add_ref(contact_key(claim.workspace, found.contact_id), claim.ref),
             *(_leave(contact_key(left_in or claim.workspace, left), claim.ref) if left else ())]
