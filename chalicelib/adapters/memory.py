@@ -396,10 +396,11 @@ class MemoryLinks(Leases):
         changes = {name: value for name, value in (("baseline", baseline), ("baseline_of", baseline_of))
                    if value is not KEEP}
         kept = not changes      # (her baseline, and with it the armed state: LeftContact.kept)
-        if changes:         # a value seen missing the target was the other contact's: not armed under the new baseline
-            changes.update(armed=False, armed_by=None, armed_at=None)
-        # (a value held back was the contact left's: an older change away on this one is no change on that one)
-        changes.update(held_at=None, held_by=None)
+        carried = stored.link.keeps_for_join      # (a change her join kept for its finish: hers, carried with its arm)
+        if changes and not carried:     # a value seen missing the target was the other contact's: not armed under
+            changes.update(armed=False, armed_by=None, armed_at=None)       # the new baseline
+        if not carried:     # (a value held back was the contact left's: an older change away on this one is no change
+            changes.update(held_at=None, held_by=None)      # on that one)
         moved_at = when if when is not None else by_the_second(self.clock())
         changes["last_moved_at"] = moved_at     # (every move: one that records nothing it left too)
         if old and left:        # (what it holds on the contact it leaves, as stored: a late notification's judge)

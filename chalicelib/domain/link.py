@@ -532,6 +532,17 @@ class Link:
         return self.kind == LEAD
 
     @property
+    def keeps_for_join(self) -> bool:
+        """A lead's join not finished holds a change to the target kept for its finish (judge._kept: held with an arm
+        since no later than it, under the rule that armed it; judge.kept_for_join asks it under the rule now). It was
+        seen on her contact then, after her baseline: hers, whichever contact she is on since, so a move carries it
+        (LinkRepository.move), as a hold of another contact of hers does (FoundContact.kept_at). Nothing else holds a
+        value on a link not linked (a held-back value is a linked link's: judge._hold)."""
+        return (self.status is not LinkStatus.LINKED and self.is_lead and self.armed and self.held_at is not None
+                and self.armed_at is not None and self.held_by is not None and self.held_by == self.armed_by
+                and self.held_at >= self.armed_at)
+
+    @property
     def part_way(self) -> bool:
         """Its join is under way in the link's workspace, not yet linked: claimed (a worker applies it there, or
         died applying it: a retry finishes it with the contact it may have made), or tried with a contact made

@@ -208,6 +208,12 @@ def _told(work, contact, value, at):
                                 updated_at=at), "contact.user.updated", f"{contact['id']}-{value}-{at}", created_at=at))
 
 
+def _merge_told(work, a, b, t):
+    work.apis.intercom_.merge(a["id"], b["id"])
+    return run(work, event(dict(b, updated_at=t + 20), "contact.merged", "merge", created_at=t + 20,
+                           merged_from={"type": "contact", "id": a["id"]}))
+
+
 @pytest.mark.parametrize("refused", ["arm", "start_qualifying"])
 def test_a_change_kept_on_her_held_user_merged_into_another_survives_a_failed_write_after_the_finish(store, clock,
                                                                                                     refused):
@@ -228,6 +234,37 @@ def test_a_change_kept_on_her_held_user_merged_into_another_survives_a_failed_wr
     assert (link.contact_id, link.held_at, link.armed_at) == (b["id"], t + 10, t + 10)
     assert link.qualification is (QState.QUALIFIED if refused == "arm" else QState.PENDING)
     clock.now = t + 200.4
+    run(work, join)
+    assert work.apis.rf_.qualified == ["7"] and link_of(work).qualification is QState.QUALIFIED
+    assert len([c for c in work.apis.rf_.calls if c.startswith("qualify")]) == 1
+
+
+@pytest.mark.parametrize("delivered", ["yes, merge", "merge, yes", "yes during the merge"])
+def test_a_change_kept_on_her_held_user_whose_merge_notification_moves_the_waiting_link_qualifies_her_once(
+        store, clock, delivered):
+    """As tests/unit/test_join_use_case.py's, on both twins: her join holds A ("No") and waits; B is made at t + 5; A's
+    "Yes" of t + 10 and "No" of t + 15 are delivered before the merge's notification (t + 20), which moves the waiting
+    link to B (the move carries the change kept: Link.keeps_for_join), or after it (judged against what the link held
+    on A: the link itself keeps it, judge.kept_left), or the "Yes" is kept while the merge's notification is applied,
+    between its read of the link and its move (the move, held to the armed state of a link not linked as read, reads
+    it again and carries it). The retry (t + 100) finishes on B: she is qualified, once."""
+    work, a, t, join = her_join_holds_her_user_and_waits(store, clock)
+    b = work.apis.intercom_.add("ann@example.com", role="user", signed_up="No")
+    b.update(created_at=t + 5, updated_at=t + 20)
+    if delivered == "yes during the merge":
+        with before(work.store.links, "move", lambda: _told(work, a, "Yes", t + 10), once=True):
+            _merge_told(work, a, b, t)
+        _told(work, a, "No", t + 15)
+    else:
+        for step in delivered.split(", "):
+            if step == "yes":
+                _told(work, a, "Yes", t + 10)
+                _told(work, a, "No", t + 15)
+            else:
+                _merge_told(work, a, b, t)
+    link = link_of(work)
+    assert (link.contact_id, link.held_at, link.armed, link.status.value) == (b["id"], t + 10, True, "waiting")
+    clock.now = t + 100.4
     run(work, join)
     assert work.apis.rf_.qualified == ["7"] and link_of(work).qualification is QState.QUALIFIED
     assert len([c for c in work.apis.rf_.calls if c.startswith("qualify")]) == 1

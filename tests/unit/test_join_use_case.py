@@ -2182,20 +2182,24 @@ def test_a_change_kept_on_her_held_user_merged_into_another_survives_a_failed_wr
     assert [c for c in work.apis.rf_.calls if c.startswith("qualify")] == ["qualify 7"]
 
 
-@pytest.mark.xfail(strict=True, reason="review-held-yes: the merge's move of a waiting link clears the kept change "
-                   "(LinkRepository.move: held_at), and a late value of the contact left is only armed there (arm_left)")
+@pytest.mark.parametrize("made", ["after", "before"])
 @pytest.mark.parametrize("delivered", ["yes, merge", "merge, yes"])
-def test_a_change_kept_on_her_held_user_whose_merge_notification_moves_the_waiting_link_qualifies_her_once(delivered):
+def test_a_change_kept_on_her_held_user_whose_merge_notification_moves_the_waiting_link_qualifies_her_once(delivered,
+                                                                                                          made):
     """Found by review-held-yes. As test_a_change_kept_on_her_held_user_then_merged_into_another_qualifies_her_once_
     at_the_finish ("after": B made after she joined, her baseline kept), but Intercom's notification of the merge is
     delivered while her join waits, before ("yes, merge") or after ("merge, yes") A's "Yes" of t + 10: the merge moves
     the waiting link (found by its contact's pointer, which the hold wrote) to B, which clears what it held (the kept
-    change: it was the contact left's), or A's "Yes", delivered late, is judged against what the link held on A. The
-    retry (t + 100) finds B held already (no hold of another contact: nothing to carry). By the rule she is
-    qualified (a change to the target after her baseline, on her contact then), once."""
+    change: it was the contact left's), or A's "Yes", delivered late, is judged against what the link held on A (and
+    only armed that record: LinkRepository.arm_left). The retry (t + 100) finds B held already (no hold of another
+    contact: nothing to carry): she was missed. By the rule she is qualified (a change to the target after her
+    baseline, on her contact then), once: the move carries the change kept (Link.keeps_for_join), and the late "Yes"
+    kept is held on the link itself (judge.kept_left), each with its arm; the finish qualifies her. B made before
+    she joined ("before"): her baseline there is not known (join.moved_baseline), and the finish, judging B, does not
+    qualify her (as any value judged there; Referral Factory not called)."""
     work, a, t = her_join_holds_her_user_and_waits()
     b = work.apis.intercom_.add("ann@example.com", role="user", signed_up="No")
-    b.update(created_at=t + 5, updated_at=t + 20)
+    b.update(created_at=t + 5 if made == "after" else t - 86_400, updated_at=t + 20)
     for step in delivered.split(", "):
         if step == "yes":
             told(work, a, "Yes", t + 10, "a-yes")
@@ -2208,6 +2212,9 @@ def test_a_change_kept_on_her_held_user_whose_merge_notification_moves_the_waiti
     work.clock.now = t + 100.4
     run(work, join())
     link = link_of(work)
-    assert (link.contact_id, link.status, link.baseline) == (b["id"], LinkStatus.LINKED, "No")
-    assert work.apis.rf_.qualified == ["7"] and link.qualification is QState.QUALIFIED
-    assert [c for c in work.apis.rf_.calls if c.startswith("qualify")] == ["qualify 7"]
+    assert (link.contact_id, link.status, link.baseline_of == MOVED_UNKNOWN) == (b["id"], LinkStatus.LINKED,
+                                                                                 made == "before")
+    qualified = made == "after"
+    assert (work.apis.rf_.qualified, link.qualification) == (
+        (["7"], QState.QUALIFIED) if qualified else ([], QState.PENDING))
+    assert [c for c in work.apis.rf_.calls if c.startswith("qualify")] == (["qualify 7"] if qualified else [])

@@ -603,12 +603,7 @@ class DynamoLinks(Leases):
             # older than the merge that moves it; a later move reads the link first, which a Busy retry does too)
             actions.append(LinkItem.last_event_at.set(when))
             changes["last_event_at"] = when
-        if changes.keys() & {"baseline", "baseline_of"}:   # a value seen missing the target was the other contact's: not armed under the new baseline
-            actions += [LinkItem.armed.remove(), LinkItem.armed_by.remove(), LinkItem.armed_at.remove()]
-            changes.update(armed=False, armed_by=None, armed_at=None)
-        # (a value held back was the contact left's: an older change away on this one is no change on that one)
-        actions += [LinkItem.held_at.remove(), LinkItem.held_by.remove()]
-        changes.update(held_at=None, held_by=None)
+        taken = bool(changes.keys() & {"baseline", "baseline_of"})
         # Named no role, the link keeps the stored one, and is returned with it (the memory twin's): the write holds
         # only while the role is the one known, and one set meanwhile (another event) is read back and known.
         known = link.contact_role
@@ -625,7 +620,18 @@ class DynamoLinks(Leases):
                 & _same(LinkItem.duplicates_seen, seen_stored(then.duplicates_seen))
             if not role:
                 condition = condition & _same(LinkItem.contact_role, known)
-            recorded: list[Action] = []
+            # A change her join kept for its finish (Link.keeps_for_join, as read) is hers: carried, with its arm, held
+            # to the link not linked and armed as read. Else a value held back was the contact left's (an older change
+            # away on this one is no change on that one): cleared; and the armed state with a baseline taken (a value
+            # seen missing the target was the other contact's). A link not linked read without a keep is held to its
+            # armed state as read too: a keep written meanwhile is read again, and carried.
+            carried = then.keeps_for_join
+            armed: dict[str, Any] = {} if carried else {
+                **({"armed": None, "armed_by": None, "armed_at": None} if taken else {}),
+                "held_at": None, "held_by": None}
+            if then.status is not LinkStatus.LINKED:
+                condition = condition & _armed_as(then) & (LinkItem.status != LinkStatus.LINKED.value)
+            recorded: list[Action] = [*(getattr(LinkItem, name).remove() for name in armed)]
             if old and left:
                 kept = left_with(then.left_baselines, LeftContact.of(then, moved_at, baseline_of,
                                                                      not changes.keys() & {"baseline", "baseline_of"},
@@ -649,8 +655,10 @@ class DynamoLinks(Leases):
                 if tried == CONFLICT_TRIES or stored.contact_id != old:
                     raise
                 known, held_in, then = stored.contact_role, stored.contact_workspace, stored.to_link()
+        kept_armed = {name: getattr(then, name) for name in ("armed", "armed_by", "armed_at", "held_at", "held_by")}
+        kept_armed.update({**armed, **({"armed": False} if "armed" in armed else {})})
         return dataclasses.replace(link, contact_id=contact_id, contact_state=None, contact_created=False,
-                                   contact_role=role or known, updated_at=now, **changes,
+                                   contact_role=role or known, updated_at=now, **changes, **kept_armed,
                                    left_contacts=link.left_contacts | ({old} if old and left and not stays else set()),
                                    left_baselines=kept, duplicates_seen=then.duplicates_seen)
 
