@@ -296,8 +296,10 @@ class Link:
     # order: she qualifies then (judge: Verdict.releases). Or a change to the target a join not finished kept for its
     # finish (judge: Verdict.keeps), with an arm since no later than it: the finish qualifies her (judge.released).
     # Cleared with the baseline (a move, a baseline taken, a hold of another contact: LinkRepository.hold_found) and by
-    # any move (it was the contact left's); kept by an arm under the same rule (LinkRepository.arm). Not recorded on a
-    # contact the link left (LeftContact): a late notification's held value is not released.
+    # any move (it was the contact left's), but for a change a join not finished kept (Link.keeps_for_join: hers, which
+    # a move and a hold of another contact of hers carry, with its arm: FoundContact.kept_at); kept by an arm under the
+    # same rule (LinkRepository.arm). Not recorded on a contact the link left (LeftContact): a late notification's
+    # held value is not released.
     held_at: Optional[float] = None
     # The rule (rules.key) `held_at` was held under. None with `held_at`: held before the bridge recorded it (before
     # 2026-11-28; only an armed link held one then): under `armed_by`.

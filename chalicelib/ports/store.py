@@ -121,7 +121,8 @@ class LinkRepository(Protocol):
         and the person's kind) with the contact's pointer, before the join writes anything to it: a try that dies
         or fails after it resumes with that baseline, and a notification of the contact meanwhile finds the link.
         The link is no longer armed (a value seen on another contact says nothing of this one), nor says its contact
-        deleted or archived (this one was just read). A contact an earlier try recorded that is not this one: its
+        deleted or archived (this one was just read), but for a change the join kept for its finish that the found
+        contact carries (FoundContact.kept_at: hers, held with its arm in the same write). A contact an earlier try recorded that is not this one: its
         pointer names her no more, in that write (as `finish` leaves one), in the workspace that try wrote it in
         (the campaign may have moved to another since: a claim keeps that contact). In as few writes as
         the store can: per item None, or Busy as a value when the claim was lost. `finish` then updates the link
@@ -181,7 +182,9 @@ class LinkRepository(Protocol):
         """The link and its pointer follow the person to `contact_id` (alive): the contact was merged
         into it, or it is the older duplicate of the one we created. `baseline`: its new baseline, a
         value of `baseline_of` (the link is no longer armed: what armed it was the other contact's). Any move clears the
-        value held back (Link.held_at: the contact left's). `role`: the
+        value held back (Link.held_at: the contact left's), but for a change a join not finished kept for its finish
+        (Link.keeps_for_join, as stored: hers, carried with its arm, whatever the baseline; held to the link not
+        linked and armed as read where the store cannot read it in the write). `role`: the
         contact's role now; none given, the link keeps the one it holds, and is returned with it (set meanwhile too),
         as it is returned with the values seen on her other contacts as stored (Link.duplicates_seen: the merge judges
         the survivor's).
