@@ -29,8 +29,8 @@ from ..domain.qualification import ENDINGS, QState, claimable
 from ..domain.sync import PageError
 from ..errors import Throttled
 from ..ports.edge import REFUSALS_KEEP_DAYS, SAMPLES, EdgeLog, RefusalCount, Refusals, RefusalSample
-from ..ports.store import (CHANGED_SINCE_READ, COUNT_ASK_GRACE, DEFAULT_LEASE_SECONDS, KEEP, MOVED_SINCE_READ,
-                           PAST_RUN_DAYS, PENDING_SWEEP, Busy, Connection, ConnectionRepository, Cursor, Erased, Found,
+from ..ports.store import (CHANGED_SINCE_READ, COUNT_ASK_GRACE, DEFAULT_LEASE_SECONDS, KEEP, KEPT_MEANWHILE,
+                           MOVED_SINCE_READ, PAST_RUN_DAYS, PENDING_SWEEP, Busy, Connection, ConnectionRepository, Cursor, Erased, Found,
                            HistoryLog, Leases, LinkLookup, LinkRepository, RateWindows, RFConnection, SettingsRepository, StoredSettings,
                            SyncRepository, normal_email)
 from ..ports.store import (SCAN_LIMIT, AttributeList, CountBackfill, LedgerEntry, OAuthTicket, PointerPage, SyncRun,
@@ -278,6 +278,8 @@ class MemoryLinks(Leases):
 
     def _hold(self, claim: JoinClaim, found: FoundContact) -> None:
         held = self._held_by(claim.ref, claim.token)
+        if found.held_read is not None and (held.link.held_at, held.link.held_by) != found.held_read:
+            raise Busy(KEPT_MEANWHILE, retry_after=1.0)     # (a keep after the try's read: its retry carries it)
         if held.link.contact_id and held.link.contact_id != found.contact_id:     # (an earlier try's contact: left,
             self._unpoint(self.tables.contacts, (_contact_in(held), held.link.contact_id), claim.ref)   # where it is)
         held.contact_workspace = claim.workspace

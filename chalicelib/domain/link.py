@@ -659,6 +659,11 @@ class FoundContact:
     kept_at: Optional[float] = None
     kept_since: Optional[float] = None
     kept_by: Optional[str] = None
+    # What the link held (Link.held_at, held_by) as the try read it, when it held another contact of hers (a hold of
+    # this one leaves it): the hold holds to it. A notification that kept a change on that contact after the try's
+    # read (judge._kept) makes it Busy, nothing written: the join waits, and its retry reads the keep and carries it.
+    # None: no such condition (the link held no other contact found).
+    held_read: Optional[tuple[Optional[float], Optional[str]]] = None
 
     def armed_fields(self) -> dict[str, Any]:
         """What the hold writes of the link's armed state: the keep carried (with its arm), or none."""

@@ -44,6 +44,10 @@ class Busy(Deferred):
 
 #: Busy's reason (claim_many's `read`): the link was written after the caller read it; read again, it comes back soon.
 CHANGED_SINCE_READ = "another try of this join wrote its link after this batch read it: read again before trying"
+#: Busy's reason (hold_found, FoundContact.held_read): a notification kept a change on the contact the link held after
+#: the try read it; the join's retry reads it, and its hold carries it.
+KEPT_MEANWHILE = ("a change to the target was kept on the contact her join held after this try read the link (another "
+                  "worker applied an Intercom event): her join's retry carries it")
 #: Busy's reason (set_contact): what an Intercom notification said of a contact is not set on a link that left it.
 MOVED_SINCE_READ = ("the link moved to another contact after this batch read it (another worker linked or moved it): "
                     "read again")
@@ -122,7 +126,8 @@ class LinkRepository(Protocol):
         or fails after it resumes with that baseline, and a notification of the contact meanwhile finds the link.
         The link is no longer armed (a value seen on another contact says nothing of this one), nor says its contact
         deleted or archived (this one was just read), but for a change the join kept for its finish that the found
-        contact carries (FoundContact.kept_at: hers, held with its arm in the same write). A contact an earlier try recorded that is not this one: its
+        contact carries (FoundContact.kept_at: hers, held with its arm in the same write). Held to what the link held
+        as the try read it (FoundContact.held_read): another value held, Busy (KEPT_MEANWHILE), nothing written. A contact an earlier try recorded that is not this one: its
         pointer names her no more, in that write (as `finish` leaves one), in the workspace that try wrote it in
         (the campaign may have moved to another since: a claim keeps that contact). In as few writes as
         the store can: per item None, or Busy as a value when the claim was lost. `finish` then updates the link

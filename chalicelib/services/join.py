@@ -631,20 +631,28 @@ def _hold(attempts: list[Attempt], deps: WorkDeps) -> None:
     the target the link kept for the join's finish on the contact it held (Attempt.kept: her held contact merged into
     another, or gone and another of hers found) is hers: the hold carries it to the contact found, in its own write
     (FoundContact.kept_at), so that no later write's failure loses it (_resumed_evaluation judges it; judge's guards
-    hold there: a baseline not known does not qualify her)."""
+    hold there: a baseline not known does not qualify her). Held to what the link held as this try read it: a change
+    kept on that contact since (a notification between the read and the hold) makes it Busy, nothing written: the
+    join waits, and its retry reads it and carries it (FoundContact.held_read)."""
     todo: list[Attempt] = []
     held: list[tuple[JoinClaim, FoundContact]] = []
     for a in _active(attempts):
         if a.existing is not None and not a.existing.held and a.claim is not None:
             todo.append(a)
-            rule, kept = a.settings.qualification if a.settings is not None else None, a.kept
+            rule, kept, found_id, read = a.settings.qualification if a.settings is not None else None, a.kept, \
+                str(a.existing.contact["id"]), a.link
             carried = kept is not None and rule is not None
-            held.append((a.claim, FoundContact(str(a.existing.contact["id"]), a.person.values.get("type") if a.person
+            # (another contact of hers held as read: a keep there after the read makes the hold wait, FoundContact.
+            # held_read; the claim held to that read, so what it held then is what the link held at the claim)
+            other = read is not None and read.contact_found and read.contact_id not in (None, found_id)
+            held.append((a.claim, FoundContact(found_id, a.person.values.get("type") if a.person
                                                else None, a.existing.contact.get("role"), a.existing.baseline,
                                                a.existing.baseline_of, found_at=a.claim.at,
                                                kept_at=kept.held_at if kept is not None and carried else None,
                                                kept_since=kept.armed_at if kept is not None and carried else None,
-                                               kept_by=rules.key(rule) if rule is not None and carried else None)))
+                                               kept_by=rules.key(rule) if rule is not None and carried else None,
+                                               held_read=(read.held_at, read.held_by) if read is not None and other
+                                               else None)))
     answers = _together(todo, lambda: deps.links.hold_found(held)) if held else None
     for attempt, (claim, found), lost in zip(todo, held, answers or []):
         if lost is not None:

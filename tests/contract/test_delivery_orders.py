@@ -268,3 +268,29 @@ def test_a_change_kept_on_her_held_user_whose_merge_notification_moves_the_waiti
     run(work, join)
     assert work.apis.rf_.qualified == ["7"] and link_of(work).qualification is QState.QUALIFIED
     assert len([c for c in work.apis.rf_.calls if c.startswith("qualify")]) == 1
+
+
+def test_a_change_kept_on_her_held_user_between_the_retrys_read_and_its_hold_of_another_is_carried_by_the_next(
+        store, clock):
+    """On both twins: her join holds A ("No") and waits; A goes "No" at t + 15 (delivered: armed); A is merged into B
+    (made at t + 5; its notification not delivered). The retry (t + 100) reads the link, finds B, and, before its hold
+    of B is written, A's "Yes" of t + 10 is delivered and kept (the link still holds A). The hold, which writes what
+    the retry read (nothing kept), would lose it (a miss): it holds to what the link held as read (FoundContact.
+    held_read), is Busy, and the join waits. Its next try reads the keep and carries it to B: she is qualified,
+    once."""
+    work, a, t, join = her_join_holds_her_user_and_waits(store, clock)
+    _told(work, a, "No", t + 15)
+    b = work.apis.intercom_.add("ann@example.com", role="user", signed_up="No")
+    b.update(created_at=t + 5, updated_at=t + 15)
+    work.apis.intercom_.merge(a["id"], b["id"])
+    clock.now = t + 100.4
+    with before(work.store.links, "hold_found", lambda: _told(work, a, "Yes", t + 10), once=True):
+        assert run(work, join)["waiting"] == 1
+    link = link_of(work)
+    assert (link.contact_id, link.held_at, link.armed_at, link.status.value) == (a["id"], t + 10, t + 10, "waiting")
+    assert work.apis.rf_.qualified == []
+    clock.now = t + 200.4
+    run(work, join)
+    link = link_of(work)
+    assert (link.contact_id, link.qualification) == (b["id"], QState.QUALIFIED) and work.apis.rf_.qualified == ["7"]
+    assert len([c for c in work.apis.rf_.calls if c.startswith("qualify")]) == 1

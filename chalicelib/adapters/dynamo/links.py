@@ -22,8 +22,8 @@ from ...domain.link import (COUNT_CLOCK_SLACK, LEAD, Claim, ContactState, Duplic
                            JoinResult, LeftContact, Link, LinkStatus, Overdue, PendingPage, PersonRef, ReferralCount,
                            by_the_second, left_stamped, left_with, seen_with)
 from ...domain.qualification import ENDINGS, QState, claimable
-from ...ports.store import (CHANGED_SINCE_READ, COUNT_ASK_GRACE, DEFAULT_LEASE_SECONDS, KEEP, MOVED_SINCE_READ,
-                            SCAN_LIMIT, Busy, Leases, Erased, PointerPage, answer_or_error, normal_email)
+from ...ports.store import (CHANGED_SINCE_READ, COUNT_ASK_GRACE, DEFAULT_LEASE_SECONDS, KEEP, KEPT_MEANWHILE,
+                            MOVED_SINCE_READ, SCAN_LIMIT, Busy, Leases, Erased, PointerPage, answer_or_error, normal_email)
 from .history import Check, Delete, DynamoHistory, Put, Update
 from .keys import (COUNT_WRITES, OVERDUE, PENDING, POINTER_PREFIXES, campaign_links, campaign_referrals, contact_key,
                    email_key, ledger_key, link_key, pointer_of, referrals_key, referrer_of)
@@ -434,6 +434,10 @@ class DynamoLinks(Leases):
         that try wrote it in, when the campaign moved since; else the claim's)."""
         holds = LinkItem.contact_id == left if left else (
             LinkItem.contact_id.does_not_exist() | (LinkItem.contact_id == found.contact_id))
+        condition = (LinkItem.claim == claim.token) & holds
+        if found.held_read is not None:     # (held to what the link held as the try read it: FoundContact.held_read)
+            condition = condition & _same(LinkItem.held_at, found.held_read[0]) \
+                & _same(LinkItem.held_by, found.held_read[1])
         return [Update(LinkItem(*link_key(claim.ref)), [
             LinkItem.contact_id.set(found.contact_id), LinkItem.contact_workspace.set(claim.workspace),
             _assign(LinkItem.kind, found.kind),
@@ -443,7 +447,7 @@ class DynamoLinks(Leases):
             # (none, or the keep carried: FoundContact.kept_at)
             *(_assign(getattr(LinkItem, name), None if value is False else value)
               for name, value in found.armed_fields().items()),
-            LinkItem.updated_at.set(iso(self.clock()))], (LinkItem.claim == claim.token) & holds),
+            LinkItem.updated_at.set(iso(self.clock()))], condition),
             _add_ref(contact_key(claim.workspace, found.contact_id), claim.ref),
             *(_leave(contact_key(left_in or claim.workspace, left), claim.ref) if left else ())]
 
@@ -472,6 +476,8 @@ class DynamoLinks(Leases):
                     item = get(LinkItem, link_key(claim.ref), consistent=True) if conditional(exc) else None
                     if tried == CONFLICT_TRIES or item is None or item.claim != claim.token or not item.contact_id:
                         raise
+                    if found.held_read is not None and (item.held_at, item.held_by) != found.held_read:
+                        raise Busy(KEPT_MEANWHILE, retry_after=1.0) from None   # (its retry carries the keep)
                     # (the link on the contact found already, a merge's webhook having moved it there meanwhile: held
                     # again as it is, nothing to leave)
                     left, left_in = (item.contact_id, item.contact_workspace or item.workspace) \
