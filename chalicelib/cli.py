@@ -42,9 +42,9 @@ from .ports.secrets import OAUTH_CLIENT_SECRET
 from .ports.store import PAST_RUN_DAYS
 from .runtime import Runtime
 from .services import admin
-from .services.connections import (NOT_REPEATED, ConnectError, check_workspace_id, configure_oauth, connect_rf,
-                                   connect_workspace, disconnect_workspace, list_workspaces, oauth_app, remove_app,
-                                   spaces_refused)
+from .services.connections import (NOT_REPEATED, OAUTH_NOTHING_GIVEN, RF_NOTHING_GIVEN, ConnectError,
+                                   check_workspace_id, configure_oauth, connect_rf, connect_workspace,
+                                   disconnect_workspace, list_workspaces, oauth_app, remove_app, spaces_refused)
 
 if TYPE_CHECKING:
     from .services.dead_letters import Listing
@@ -537,8 +537,10 @@ def _unusable(args: argparse.Namespace) -> Optional[str]:
     refuses it (no settings name it), by every command taking one (doctor, backfill, history, settings show/delete,
     sync start/status/report; dlq replay/discard's --campaign); an argument given empty or blank (`explain ""`, a
     `"$VAR"` unset); a selector missing or blank (`dlq discard` without one; a blank `--reason` matches every
-    letter); an option without the one it needs or beside one it excludes; `forget`'s email without an @. None when
-    it can be taken."""
+    letter); an option without the one it needs or beside one it excludes; `forget`'s email without an @; a workspace
+    id or a URL a connect would refuse (`--api-base`, `--api-url`/BRIDGE_API_URL not https); `rf connect` and
+    `workspace oauth-app` given nothing to store outside a terminal (nothing is asked there). None when it can be
+    taken."""
     for name, said in (("campaign_id", "campaign_id"), ("campaign", "--campaign")):
         campaign_id = getattr(args, name, None)
         if campaign_id is not None and not is_id(campaign_id):
@@ -559,9 +561,38 @@ def _unusable(args: argparse.Namespace) -> Optional[str]:
     for name, said, wanted in _GIVEN_BLANK:
         if _blank(getattr(args, name, None)):
             return f"{said} is empty: give {wanted}"
+    refused = _connect_unusable(args)
+    if refused:
+        return refused
     if func is _forget and "@" not in args.email:     # (never repeated: it may be a token pasted in its place)
         return f"`bridge forget` takes the person's email, e.g. ann@example.com: the value given has no @ ({NOT_REPEATED})"
     return None
+
+
+def _connect_unusable(args: argparse.Namespace) -> Optional[str]:
+    """Why a connect's command line cannot be taken (see _unusable), as the connect itself would refuse it."""
+    func = args.func
+    try:
+        if func is _workspace_connect or func is _workspace_oauth_link and args.workspace is not None:
+            check_workspace_id(args.workspace, getattr(args, "api_base", None))
+        if func in (_workspace_oauth_app, _workspace_oauth_link) and args.api_url:
+            from .services.oauth import check_api_url
+            check_api_url(args.api_url)
+    except ConnectError as exc:
+        return str(exc)
+    if _terminal():
+        return None
+    if func is _rf_connect and not _given(args, ("token", "RF_TOKEN"), ("webhook_secret", "RF_WEBHOOK_SECRET")):
+        return RF_NOTHING_GIVEN
+    if func is _workspace_oauth_app and not (args.client_id or args.rotate_state_key or
+                                             _given(args, ("client_secret", *OAUTH_SECRET_VARIABLES))):
+        return OAUTH_NOTHING_GIVEN
+    return None
+
+
+def _given(args: argparse.Namespace, *secrets: tuple[str, ...]) -> bool:
+    """Is any of the `secrets` (each: its option's name in `args`, then the variables it is read from) given?"""
+    return any(getattr(args, name) or any(os.environ.get(v) for v in variables) for name, *variables in secrets)
 
 
 # The other arguments a command cannot take empty or blank (the option or argument, what it wants instead).

@@ -4,8 +4,8 @@ from __future__ import annotations
 import re
 from typing import Any, Optional, Sequence, TypeVar
 
-from .domain.advice import (RF_TOKEN_REPLAY, answer_of, reconnect, refused_token, refused_token_of, replay_refused,
-                            rf_token_fix, rf_token_refused)
+from .domain.advice import (RF_TOKEN_REPLAY, answer_of, reconnect, refused_answer, refused_token, refused_token_of,
+                            replay_refused, rf_token_fix, rf_token_refused)
 from .domain.apps import reconnects
 
 E = TypeVar("E", bound="WorkError")
@@ -173,27 +173,22 @@ def refused_reason(answer: str, workspace: str, replay: bool = True) -> str:
     """The reason of a failure Intercom's refusal of `workspace`'s token made (`answer`: Intercom's): the reconnect,
     then (`replay`) the replay of what it failed; none of a search of changed contacts, which is never replayed (the
     next that succeeds covers its window)."""
-    said = f"{answer} — {refused_token(workspace)} (invalid or revoked): reconnect the workspace"
+    said = f"{refused_answer(answer, workspace)}: reconnect the workspace"
     return f"{said}, then `{replay_refused(workspace)}`" if replay else said
 
 
 def beside_fix(reason: str, fix: Optional[str]) -> str:
-    """A failure's reason as said beside `fix` (`dlq list`, doctor's [dead_letters], explain's text): without the
-    advice it carries (answer_of) where the fix says it again, RF's refusal of the stored token (rf_token_fix) or
-    Intercom's of a workspace's (token_fix: whose token stays said, as its replay's `--reason` names it). Any other
-    reason, or beside another fix (a search's, which says no reconnect), as it is."""
+    """A failure's reason as said beside `fix` (`dlq list`, doctor's [dead_letters] and [reconciliation], explain's
+    text): without the advice it carries (answer_of) where the fix says it again, RF's refusal of the stored token
+    (rf_token_fix) or Intercom's of a workspace's (a fix that reconnects that workspace: token_fix, doctor's
+    reconnect before a search's fix; whose token stays said, as its replay's `--reason` names it). Any other reason,
+    or beside another fix (a search's alone, which says no reconnect), as it is."""
     if fix and rf_token_refused(reason) and rf_token_fix() in fix:
         return answer_of(reason)
     refused_for = refused_token_of(reason)
-    if fix and refused_for and replay_refused(refused_for) in fix:
-        return f"{answer_of(reason)} — {refused_token(refused_for)} (invalid or revoked)"
+    if fix and refused_for and any(reconnect(refused_for, app) in fix for app in ("private", "oauth")):
+        return refused_answer(answer_of(reason), refused_for)
     return reason
-
-
-def token_fix(workspace: str, token_app: Optional[str] = None) -> str:
-    """The one fix of letters Intercom's refusal of `workspace`'s token made (doctor, `dlq list`, explain): reconnect
-    it the way its token came (`token_app`, when known), then the replay of what the refusal failed."""
-    return f"{reconnect(workspace, token_app)}, then `{replay_refused(workspace)}`"
 
 
 def answer_refused_fix(workspace: str, status: int, token_app: Optional[str] = None) -> str:

@@ -75,9 +75,12 @@ def _place(request):
 
 
 def _html(page) -> Response:
+    from .services.oauth import policy
+
     return Response(body=page.html, status_code=page.status,
                     headers={"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store",
-                             "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer", **page.headers})
+                             "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer",
+                             "X-Content-Type-Options": "nosniff", "Content-Security-Policy": policy(), **page.headers})
 
 
 def _oauth_page(request, make) -> Response:

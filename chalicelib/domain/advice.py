@@ -112,6 +112,19 @@ def replay_refused(workspace: str) -> str:
     return f'bridge dlq replay --reason "{refused_token(workspace)}"'
 
 
+def refused_answer(answer: str, workspace: str) -> str:
+    """Intercom's `answer` refusing `workspace`'s token, as each reason of such a refusal says it before its advice
+    (errors.refused_reason's, a link write's in sync) and as it is said beside a fix that gives that advice."""
+    return f"{answer} — {refused_token(workspace)} (invalid or revoked)"
+
+
+def token_fix(workspace: str, token_app: str | None = None) -> str:
+    """The one fix of letters Intercom's refusal of `workspace`'s token made (doctor, `dlq list`, explain, a sync
+    page's): reconnect it the way its token came (`token_app`, when known), then the replay of what the refusal
+    failed."""
+    return f"{reconnect(workspace, token_app)}, then `{replay_refused(workspace)}`"
+
+
 def refused_token_of(reason: str) -> str | None:
     """The workspace whose token Intercom refused in a failure of `reason` (None: not such a refusal)."""
     found = re.search(refused_token("([A-Za-z0-9_-]+)"), reason)

@@ -152,12 +152,15 @@ def given_email(person: Any) -> Optional[str]:
 
 
 def email_hash(email: str) -> str:
-    """How the edge's log names an email it must not keep: sha256 of the normalised address."""
+    """How an older version's edge log named an email (an authenticated refusal's, a field not written): sha256 of
+    the normalised address, reversible by anyone with a list of addresses. Its samples are matched (`explain`,
+    `forget`) until they expire (REFUSALS_KEEP_DAYS); every sample now names an email by `digest`."""
     return hashlib.sha256(email.strip().lower().encode()).hexdigest()
 
 
 def digest(key: str, kind: str, value: str) -> str:
-    """How the edge's log names a person's email or RF user id (`kind`) from a body nobody authenticated:
+    """How the edge's log names any email it keeps, and the RF user id or contact id (`kind`) of a body nobody
+    authenticated:
     HMAC-SHA256 keyed with `key` (its table's name: no secret, so a guessed value can be tested against it;
     it pseudonymises), of the value normalised as `explain` is asked it."""
     normal = value.strip().lower() if kind == "email" else value.strip()

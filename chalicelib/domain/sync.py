@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Optional, Union
 
-from .advice import (RF_RECONNECT, answer_of, reconnect, refused_token, refused_token_of, replay_refused, rf_token_fix,
-                     rf_token_refused)
+from .advice import (RF_RECONNECT, answer_of, reconnect, refused_token, refused_token_of, rf_token_fix, rf_token_refused,
+                     token_fix)
 from .mapping import MAX_STRING, ContactPayload, ConversionError, attribute_type, to_unix
 from .settings import CampaignSettings, Sync, attribute_meant
 
@@ -161,8 +161,8 @@ def refused_fix(reason: str, state: str = FAILED) -> Optional[str]:
     if ws:
         if state == WAITING:            # (its line says the refusal already)
             return f"{reconnect(ws)}; the page then goes on by itself, with no replay"
-        return f"{refused_token(ws)}: {reconnect(ws)}" + (
-            f", then `{replay_refused(ws)}` resumes the run where it stopped" if state == FAILED else NEXT_TRY)
+        return f"{refused_token(ws)}: " + (f"{token_fix(ws)} resumes the run where it stopped" if state == FAILED
+                                           else reconnect(ws) + NEXT_TRY)
     if rf_token_refused(reason) and state != WAITING:
         return f"{rf_token_fix()}; the replay resumes the run where it stopped" if state == FAILED else \
             RF_RECONNECT + NEXT_TRY

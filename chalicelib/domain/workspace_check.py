@@ -56,6 +56,10 @@ def check_against_workspace(settings: CampaignSettings, attributes: dict[str, di
                     f"{section}.fields[{i}]: {row.from_} is {rf_field_type(row.from_ or '')} but {row.to} is "
                     f"{dtype} — map it to a {rf_field_type(row.from_ or '')} attribute"
                 )
+            elif row.from_ in OWN_VALUES and options_of(attr):    # (as sync.referral_link_attribute is refused one)
+                problems.append(
+                    f"{section}.fields[{i}]: {row.from_} is each person's own {OWN_VALUES[row.from_]} but {row.to} is "
+                    f"a list in Intercom ({_listed(options_of(attr))}), not a text attribute — map it to a Text attribute")
     q = settings.qualification
     if q is not None:
         if q.attribute not in attributes and q.attribute not in WATCHABLE_ATTRIBUTE_TYPES:
@@ -125,3 +129,59 @@ def _compatible(rf_type: str, dtype: str) -> bool:
     if rf_type == "any" or dtype == "string":
         return True
     return rf_type == "date" and dtype in ("date", "datetime")
+
+
+SHOWN_OPTIONS = 5       # a list attribute's options a warning names
+#: RF fields whose value is each person's own, never one of a list attribute's options.
+OWN_VALUES = {"url": "referral link", "code": "referral code"}
+
+
+def options_of(attr: Optional[dict]) -> list[str]:
+    """A list attribute's options (Intercom lists them as text; a request to make one gives `{value}`s): [] for
+    any other attribute, or one that is not text (Intercom's list attributes are)."""
+    if not attr or attr.get("data_type", "string") != "string" or not isinstance(attr.get("options"), list):
+        return []
+    return [str(o.get("value") if isinstance(o, dict) else o) for o in attr["options"]
+            if (o.get("value") if isinstance(o, dict) else o) is not None]
+
+
+def _listed(options: list[str]) -> str:
+    named = ", ".join(repr(o) for o in options[:SHOWN_OPTIONS])
+    return named + (f" and {len(options) - SHOWN_OPTIONS} more" if len(options) > SHOWN_OPTIONS else "")
+
+
+def option_warnings(settings: CampaignSettings, attributes: dict[str, dict]) -> list[str]:
+    """Values the settings give a list attribute (a text attribute with options in Intercom, the dropdown its UI
+    sets) that are none of its options, as "key: what — fix" lines: a fixed `value` or the rule's `initial_value`
+    written there (Intercom's API may refuse it: the field is then not written, said in each person's history),
+    and a rule that no option meets (a contact set from the list never qualifies). Warnings, not problems: values
+    may reach a contact through the API too. `bridge settings apply` says them (and stores the settings), `bridge
+    doctor` reports them. Checked after check_against_workspace: the values fit the attribute's type."""
+    warnings: list[str] = []
+
+    def written(key: str, value: Any, name: str) -> None:
+        options = options_of(attributes.get(name))
+        try:
+            text = convert(value, "string")
+        except ConversionError:
+            return
+        if options and text not in options:
+            warnings.append(f"{key}: {text!r} is not one of the options of the list attribute {name} in Intercom "
+                            f"({_listed(options)}) — use one of them, or add it to the list in Intercom")
+
+    for section, people in (("leads", settings.leads), ("referrers", settings.referrers)):
+        if people.action != "nothing":
+            for i, row in enumerate(people.fields):
+                if row.value is not None:
+                    written(f"{section}.fields[{i}].value", row.value, row.to)
+    q = settings.qualification
+    if q is not None:
+        options = options_of(attributes.get(q.attribute))
+        if options and q.operator not in NO_VALUE and not any(matches(q, "string", o) for o in options):
+            rule = f"{q.operator} {q.value!r}"
+            warnings.append(f"qualification.value: no option of the list attribute {q.attribute} in Intercom "
+                            f"({_listed(options)}) meets the rule ({rule}) — a contact set from the list never "
+                            "qualifies: use one of its options as the value, or add the value to the list in Intercom")
+        if q.initial_value is not None and settings.writes_initial_value():
+            written("qualification.initial_value", q.initial_value, q.attribute)
+    return warnings

@@ -61,12 +61,12 @@ class RefusalSample:
     at: str
     message: str
     rf_user_id: Optional[str] = None
-    email_hash: Optional[str] = None     # sha256 of the normalised email: `explain` matches it
+    email_hash: Optional[str] = None     # an older version's: the normalised email's bare sha256 (read, never written)
     email_masked: Optional[str] = None
     contact_id: Optional[str] = None
     campaign_id: Optional[str] = None    # the campaign the body named (kept in the unknown bucket too)
     rf_user_digest: Optional[str] = None  # an unauthenticated body's RF user id, digested
-    email_digest: Optional[str] = None    # an unauthenticated body's email, digested
+    email_digest: Optional[str] = None    # the email, digested (any sample's: `explain` and `forget` match it)
     contact_digest: Optional[str] = None  # an unauthenticated Intercom notification's contact id, digested
 
 

@@ -208,7 +208,7 @@ def backfill(rt: Backfilling, campaign_id: str, apply: bool = False,
         listed += page.listed
         links = rt.store.links.get_many(PersonRef(result.campaign_id, str(u.get("id"))) for u in users)
         read = [_read(user) for user in users]
-        classified = [_classify(user, person, links, settings, rt.clock()) for user, person in zip(users, read)]
+        classified = [_classify(user, person, links, settings) for user, person in zip(users, read)]
         if any(outcome == MISSING for outcome, _, _ in classified):
             synced = _synced(rt, result.campaign_id) if synced is None else synced
             classified = [(SYNCED, message, lead) if outcome == MISSING and message and message.rf_user_id in synced
@@ -351,8 +351,9 @@ def _said(result: Result, outcome: Outcome, rf_user_id: str, email: Optional[str
         **({"referrer_id": counted[1].rf_user_id} if counted else {}), **({"reason": why} if why else {})})
 
 
-def _classify(user: dict, person: RFPerson | BodyError, links: dict, settings: CampaignSettings,
-              now: float) -> Classified:
+def _classify(user: dict, person: RFPerson | BodyError, links: dict, settings: CampaignSettings) -> Classified:
+    # (a join backfill queues carries no `received_at`: no webhook came, and the seconds since the run queued it are
+    # no delay of the bridge's: JoinDelaySeconds leaves them out, as it does reconciliation's joins)
     if isinstance(person, BodyError):
         return UNREADABLE, None, None
     campaign_id = person.campaign_id
@@ -364,13 +365,13 @@ def _classify(user: dict, person: RFPerson | BodyError, links: dict, settings: C
         action = settings.people(kind == "lead").action if kind in ("lead", "referrer") else "nothing"
         if action == "nothing":
             return IGNORED, None, _uncounted(settings, person, link)
-        message = JoinMessage(campaign_id=campaign_id, rf_user_id=person.id, person=person, received_at=now)
+        message = JoinMessage(campaign_id=campaign_id, rf_user_id=person.id, person=person)
         return Reopened(action), message, None
     if link is not None and link.status is LinkStatus.IN_PROGRESS:
         return IN_PROGRESS, None, None
     if kind in ("lead", "referrer") and settings.people(kind == "lead").action == "nothing":
         return NOTHING, None, None
-    message = JoinMessage(campaign_id=campaign_id, rf_user_id=person.id, person=person, received_at=now)
+    message = JoinMessage(campaign_id=campaign_id, rf_user_id=person.id, person=person)
     waiting = link is not None and link.status is LinkStatus.WAITING
     return (WAITING if waiting else RETRY if link is not None else MISSING), message, None
 

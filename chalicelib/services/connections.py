@@ -242,6 +242,15 @@ def list_workspaces(rt: Connecting) -> list[dict]:
     return listed
 
 
+#: What `bridge rf connect` and `bridge workspace oauth-app` say given nothing to store outside a terminal (where
+#: nothing is asked for): the CLI refuses that command line before any stack is looked for (exit 2).
+RF_NOTHING_GIVEN = ("give Referral Factory's token and/or webhook secret: `bridge rf connect` asks for them in a "
+                    "terminal (elsewhere, set RF_TOKEN and/or RF_WEBHOOK_SECRET)")
+OAUTH_NOTHING_GIVEN = ("give the public Intercom app's client id (--client-id or INTERCOM_CLIENT_ID) and/or client "
+                       "secret (INTERCOM_OAUTH_CLIENT_SECRET), or --rotate-state-key for a new state key alone: "
+                       "outside a terminal nothing is asked for; nothing was changed")
+
+
 def oauth_app(rt: Connecting, client_id: Optional[str]) -> dict[str, Optional[str]]:
     """What the public app has stored (its client id, client secret and state key; None: not set), read once
     for configure_oauth; refused when it would have no client id."""
@@ -261,9 +270,7 @@ def configure_oauth(rt: Connecting, client_id: Optional[str], client_secret: Opt
     refuse_blank(client_id=client_id, client_secret=client_secret)
     if not client_id and not client_secret and not rotate_state_key:
         # (only outside a terminal: there, the CLI asks for the secret, and says when nothing was typed)
-        raise ConnectError("give the public Intercom app's client id (--client-id or INTERCOM_CLIENT_ID) and/or client "
-                           "secret (INTERCOM_OAUTH_CLIENT_SECRET), or --rotate-state-key for a new state key alone: "
-                           "outside a terminal nothing is asked for; nothing was changed")
+        raise ConnectError(OAUTH_NOTHING_GIVEN)
     edge = rt.secrets.scoped(EDGE)
     stored = stored or oauth_app(rt, client_id)
     public, state_key = stored[OAUTH_CLIENT_SECRET], stored[OAUTH_STATE_KEY]
@@ -405,8 +412,7 @@ def connect_rf(rt: Connecting, token: Optional[str] = None, webhook_secret: Opti
     current = rt.store.connections.rf()
     had = set(current.secrets if current is not None else ())
     if not token and not webhook_secret:
-        raise ConnectError("give Referral Factory's token and/or webhook secret: `bridge rf connect` asks for them in a "
-                           "terminal (elsewhere, set RF_TOKEN and/or RF_WEBHOOK_SECRET)")
+        raise ConnectError(RF_NOTHING_GIVEN)
     whose = _intercom_holder(rt, webhook_secret) if webhook_secret else None
     if whose:
         raise ConnectError(f"this webhook secret is {whose} client secret: whoever sees either (RF's webhook "

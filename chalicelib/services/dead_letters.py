@@ -26,18 +26,20 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterator, Optional, Protocol
 
 from .. import messages
-from ..domain.advice import RF_404, RF_GONE, RF_TOKEN_REFUSED, never_succeeds, rf_token_fix, rf_token_refused
+from ..domain.advice import (RF_404, RF_GONE, RF_TOKEN_REFUSED, never_succeeds, rf_token_fix, rf_token_refused,
+                             token_fix)
 from ..domain.history import Entry, epoch, iso
 from ..domain.judge import QUALIFYING_LETTERS
 from ..domain.link import PersonRef
 from ..domain.outage import outage_of
 from ..domain.people import OTHER_CAMPAIGN
-from ..errors import PLAN_FIX, parked_of, plan_restricted, refused_token_of, replay_parked, token_fix
+from ..errors import PLAN_FIX, parked_of, plan_restricted, refused_token_of, replay_parked
 from ..observability import mask_email, mask_emails
 from ..ports import DeadLetterQueue, NotSent, ReceivedLetter, Store
 from ..ports.queue import REASON_KEPT, kept_reason
 from ..ports.secrets import read_by_every_worker
 from . import sync
+from .deps import earliest
 from .qualification.changes import cursor_name
 
 LOOK_SECONDS = 120          # how long a listed message stays hidden if we are killed before releasing it
@@ -513,12 +515,6 @@ def _stop_runs(rt: Discarding, letters: list[DeadLetter]) -> list[dict]:
                     sync.discarded(rt.store.sync, page, d.shown_reason, rt.clock()):
                 stopped.append({"campaign_id": page.campaign_id, "run": page.run})
     return stopped
-
-
-def earliest(clock: Callable[[], float]) -> float:
-    """The earliest the time may be by AWS's clock (the workers'): the CLI's AwsClock says (adapters/aws_clock.py);
-    any other clock is taken as AWS's own (a worker's, a test's)."""
-    return float(getattr(clock, "earliest", clock)())
 
 
 def _note(rt: Discarding, letters: list[DeadLetter], outcome: str, people: Optional[list[list[PersonRef]]] = None,

@@ -32,6 +32,13 @@ def stored_settings(campaign_id: str, document: Optional[dict]) -> Optional[Camp
         raise InvalidSettings(campaign_id, "; ".join(exc.problems)) from None
 
 
+def earliest(clock: Callable[[], float]) -> float:
+    """The earliest the time may be by AWS's clock (the workers'): the CLI's AwsClock says (adapters/aws_clock.py);
+    any other clock is taken as AWS's own (a worker's, a test's). What the CLI stamps that must come before what a
+    worker writes next is stamped so (`bridge dlq replay`'s note, `bridge sync start`'s run)."""
+    return float(getattr(clock, "earliest", clock)())
+
+
 class Stack(Protocol[Q]):
     """The configuration, the store and a queue (of type Q): what reconciliation and the operator's
     commands are given (the composition root's Runtime)."""
@@ -70,7 +77,7 @@ class WorkDeps:
 
     @cached_property
     def qualifier(self) -> Qualifier:
-        return Qualifier(self.links, self.apis, self.clock)
+        return Qualifier(self.links, self.apis, self.clock, self.history)
 
     def dead_letter(self, body: str, reason: str, tries: int, person: Optional[Sequence[str]] = None,
                     kind: Optional[str] = None, details: Optional[dict] = None) -> None:

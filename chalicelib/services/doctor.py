@@ -29,7 +29,7 @@ from ..domain.settings import (LINKS, CampaignSettings, SettingsError, own_attri
                                shared_attributes, unworkable)
 from ..domain.sync import (FAILED, RETRYING, WAITING, describe_counts, describe_page_error, describe_writes,
                            refused_fix, run_counts)
-from ..domain.workspace_check import check_against_workspace
+from ..domain.workspace_check import check_against_workspace, option_warnings
 from ..config import Config
 from ..errors import (BUDGET_SETTINGS, PLAN_FIX, REFUSED_TOKEN, RF_REFUSED_TOKEN, BudgetSpent, Throttled, TokenRefused,
                       WorkError, answer_refused_fix, beside_fix, limiting, plan_restricted, replay_parked, rf_blocked,
@@ -49,7 +49,11 @@ from .sync import never_begun, shown_error
 # The topics to subscribe in Intercom's Developer Hub (docs/setup.md, "Setting up Intercom").
 TOPICS = ("contact.lead.updated", "contact.user.updated", "contact.lead.signed_up", "contact.merged",
           "contact.deleted", "contact.archived")
-assert set(TOPICS) <= set(CONTACT_TOPICS)
+# Besides, for contact sync's ongoing mode (a new contact to enrol), and for `match: email`: a duplicate contact created
+# already at the target (a user an app creates at sign-up, beside the lead) and the lead's contact's email changed.
+CREATED_TOPICS = ("contact.user.created", "contact.lead.created")
+EMAIL_TOPICS = CREATED_TOPICS + ("contact.email.updated",)
+assert set(TOPICS + EMAIL_TOPICS) <= set(CONTACT_TOPICS)
 QUIET_HOURS = 24               # no join heard for this long, with people joining in RF: a finding
 NOTIFICATION_QUIET_HOURS = 24  # no Intercom notification heard for this long, with leads pending: a finding
 DUPLICATE_CHECKS = 50          # pending leads whose email is searched for duplicates
@@ -432,6 +436,8 @@ _WHY = {"is blank, and Intercom refuses a tag": "each join that tags its contact
         "is not supported": "the bridge cannot write this type: each {who}'s join is applied without the field, "
                             "said in its history",
         "is not a number": "the value cannot be written as the attribute's type",
+        "a list in Intercom": "no {who}'s own value is one of the list's options, which Intercom may keep it to: each "
+                              "join is then applied without the field, said in its history (fields not written)",
         " but ": "values of this field cannot be converted to the attribute's type: they are not written"}
 
 
@@ -448,12 +454,22 @@ def _settings_against_workspace(rt: Examined, report: Report, settings: Campaign
     problems = check_against_workspace(settings, attributes, segments)
     # (A referral link mapped to a non-text attribute is among them: `url is string but ... is integer`.)
     _problems(report, "settings.workspace", problems)
+    if not problems:        # (as `settings apply` says them: once the values fit their attributes' types)
+        for warning in option_warnings(settings, attributes):
+            what, _, fix = warning.partition(" — ")
+            why = _NO_OPTION_MEETS if what.startswith("qualification.value") else _NOT_AN_OPTION
+            report.add("settings.workspace", True, what, why, fix, warn=True, key=tag(what))
     q = settings.qualification
     if not problems:
         report.add("settings.workspace", True, f"every mapped attribute exists in {settings.workspace}, is writable "
                    "and fits its type" + (f"; the rule's attribute {q.attribute} is "
                                           f"{attribute_type(q.attribute, attributes)}" if q else "")
                    + ("; the sync block's attributes exist" if settings.sync else ""))
+
+
+_NO_OPTION_MEETS = "Intercom's dropdown sets only the list's options: a lead whose value is set there never qualifies"
+_NOT_AN_OPTION = ("Intercom may refuse a value that is not one of the list's options: each join is then applied without "
+                  "the field, said in its history (fields not written)")
 
 
 def _problems(report: Report, check: str, problems: list[str]) -> None:
@@ -804,7 +820,7 @@ def _liveness(rt: Examined, report: Report, settings: CampaignSettings, pending:
                    f"{len(pending)} lead(s) are pending",
                    "the topics are probably not subscribed: qualification waits for the periodic reconciliation "
                    "instead of seconds",
-                   _SUBSCRIBE)
+                   _subscribe(settings))
     elif heard is not None and pending and _age_hours(rt.clock(), heard) > NOTIFICATION_QUIET_HOURS:
         # A warning: a workspace may change no contact for a day. With leads waiting, the subscription
         # may have stopped (a paused or edited webhook, another app's URL).
@@ -813,7 +829,7 @@ def _liveness(rt: Examined, report: Report, settings: CampaignSettings, pending:
                    f"{NOTIFICATION_QUIET_HOURS} h ago) while {len(pending)} lead(s) are pending",
                    "if contacts changed since, the webhook subscription may have stopped: qualification waits for "
                    "the periodic reconciliation instead of seconds",
-                   "check the subscription: " + _SUBSCRIBE, warn=True)
+                   "check the subscription: " + _subscribe(settings), warn=True)
     elif heard is not None:
         report.add("webhooks.intercom", True, f"Intercom notifications arrive (last received at {heard}{_KEPT})")
 
@@ -822,8 +838,14 @@ def _liveness(rt: Examined, report: Report, settings: CampaignSettings, pending:
 # may not show (the next after a refusal is noted at once: "fixed?" compares them truly).
 _KEPT = ", or within the minute after: the edge notes it at most once a minute"
 assert HEARD_EVERY_SECONDS == 60, _KEPT
-_SUBSCRIBE = ("in Intercom's Developer Hub > Webhooks, set the URL to <api>/webhooks/intercom and subscribe "
-              "the topics " + ", ".join(TOPICS))
+def _subscribe(settings: CampaignSettings) -> str:
+    """The topics to subscribe: TOPICS, and those the campaign's settings need besides (docs/setup.md, Setting up
+    Intercom)."""
+    q, sync = settings.qualification, settings.sync
+    more = (EMAIL_TOPICS if q is not None and q.match == "email" else ()) + \
+        (CREATED_TOPICS if sync is not None and sync.mode == "ongoing" and not sync.counts_only else ())
+    return ("in Intercom's Developer Hub > Webhooks, set the URL to <api>/webhooks/intercom and subscribe the topics "
+            + ", ".join(TOPICS + tuple(t for t in dict.fromkeys(more) if t not in TOPICS)))
 
 
 NOT_WRITTEN_EXAMPLES = 3
@@ -1071,16 +1093,20 @@ def _reconciliation(rt: Examined, report: Report, settings: CampaignSettings, ap
         failing = sorted(failing, key=lambda d: d.failed_at or "")
         vendor = outage_of(failing[-1].reason or "") if failing else tried["vendor"]
         reconnect_first = f"{reconnect(ws, conn.token_app if conn else None)}; then " if refused else ""
+        fix = reconnect_first + (dead_letters.SEARCH_FIX if failing else
+                                 ("nothing to change: the outage passes by itself" if vendor else
+                                  "fix the cause the reason names")
+                                 + "; the next search that succeeds covers every change since the last that did")
+        # (the reason as said beside the fix: a refused token's reconnect, which the fix says, said there alone)
         report.add("reconciliation", False, (f"{vendor} is unavailable: " if vendor else "")
                    + f"reconciliation's searches of the changed contacts of workspace {ws} fail ("
                    + ("none has succeeded yet" if last is None else
                       f"the last that succeeded ran {(now - float(last)) / 60:.0f} min ago")
-                   + (f"; {len(failing)} failed since {failing[0].failed_at or '?'}, the last: {failing[-1].shown_reason})"
-                      if failing else f"; the last failed at {iso(tried['at'])}: {tried['reason']}; the queue tries "
+                   + (f"; {len(failing)} failed since {failing[0].failed_at or '?'}, the last: "
+                      f"{beside_fix(failing[-1].shown_reason, fix)})" if failing else
+                      f"; the last failed at {iso(tried['at'])}: {beside_fix(tried['reason'], fix)}; the queue tries "
                       "it again)"),
-                   dead_letters.SEARCH_WHY, reconnect_first + (dead_letters.SEARCH_FIX if failing else
-                   ("nothing to change: the outage passes by itself" if vendor else "fix the cause the reason names")
-                   + "; the next search that succeeds covers every change since the last that did"))
+                   dead_letters.SEARCH_WHY, fix)
         said = True
     elif last is None and applied < late_after:
         # A fresh stack, or settings just applied: the first search comes with the next scheduled run.

@@ -288,8 +288,9 @@ def explain(rt: Reader, query: str, intercom: Optional[Callable[[str], IntercomP
                 for c, synced in enrolled_by_sync
                 if (ref := PersonRef(c, synced.rf_user_id or "")) not in people or any(
                     e.event == "sync" and (e.reason or "").startswith("enrolled by ") for e in histories[ref])]
-    hashes = {email_hash(e) for e in emails}
-    # What an unauthenticated body named is kept as digests: the ids behind them are the ones asked about.
+    hashes = {email_hash(e) for e in emails}                  # an older version's samples (until they expire)
+    # An email is kept as a digest, and what an unauthenticated body named: the ids behind them are the ones asked
+    # about.
     digested: dict[str, dict] = {store.edge.digest("email", e): {} for e in emails} | {
         store.edge.digest("rf_user", r): {"rf_user_id": r} for r in rf_ids} | {
         store.edge.digest("contact", c): {"contact_id": c} for c in contacts}

@@ -12,7 +12,7 @@ from typing import Any, Callable, Mapping, Optional, Protocol, TypeVar, Union
 from .. import webhooks
 from ..config import Config
 from ..domain.history import iso
-from ..domain.people import email_hash, normalise
+from ..domain.people import normalise
 from ..messages import ContactMessage, JoinMessage
 from ..observability import logger, mask_email
 from ..ports import MessageTooLarge, RefusalSample, WorkQueue
@@ -197,7 +197,7 @@ def _note_rf_refusal(rt: Edge, shape: Optional[_Shape], reply: Reply, signed: bo
         except Exception:  # an unreadable body: counted without a person
             pass
     email = _email_of(email)
-    who = (dict(rf_user_id=rf_user_id, email_hash=email_hash(email) if email else None,
+    who = (dict(rf_user_id=rf_user_id, email_digest=rt.digest("email", email) if email else None,
                 email_masked=mask_email(email) if email else None) if signed else
            dict(rf_user_digest=rt.digest("rf_user", rf_user_id) if rf_user_id else None,
                 email_digest=rt.digest("email", email) if email else None))

@@ -877,7 +877,7 @@ def _note_not_written(applied: list[Attempt], deps: WorkDeps) -> None:
         for error in {(e.to, e.kind): e for e in attempt.plan.payload.errors}.values():
             found.setdefault((fields_scope(attempt.ref.campaign_id), f"{error.to}: {error.kind}"), []).append(
                 RefusalSample(f"{error.to}: {error.kind}", at, error.source, rf_user_id=attempt.ref.rf_user_id,
-                              email_hash=people.email_hash(email) if email else None,
+                              email_digest=deps.edge.digest("email", email) if email else None,
                               email_masked=mask_email(email) if email else None, campaign_id=attempt.ref.campaign_id))
     for (scope, _), samples in found.items():
         try:

@@ -14,11 +14,13 @@ check has passed (but the state: once its signature, expiry and browser are righ
 whatever follows)."""
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
 from datetime import datetime, timezone
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Optional, Protocol
-from urllib.parse import urlencode
+from typing import Callable, Mapping, NamedTuple, Optional, Protocol
+from urllib.parse import urlencode, urlsplit
 
 from ..domain import oauth
 from ..domain.apps import PUBLIC
@@ -40,9 +42,35 @@ class OAuthEdge(Connecting, Protocol):
 
 @dataclass(frozen=True)
 class Page:
+    """`headers` beside the ones every page has (the handlers' `_html`): a page with a form or a script says its own
+    Content-Security-Policy (else `policy()`'s, which allows neither)."""
+
     status: int
     html: str
     headers: dict = field(default_factory=dict)
+
+
+# Every page's style, and the start page's one script (its button disabled once pressed: a second POST, a double
+# click, would get the page of a spent link in place of Intercom's): each allowed by its hash, nothing inline else.
+STYLE = """body{font:16px/1.5 system-ui,sans-serif;max-width:40em;margin:3em auto;padding:0 1em}
+.ok{color:#05661f}.error{color:#a11}code{background:#f3f3f3;padding:0 .2em}"""
+SUBMIT_ONCE = ("document.getElementById('continue').form.addEventListener('submit', function () "
+               "{ this.querySelector('button').disabled = true; });")
+
+
+def source_hash(text: str) -> str:
+    """CSP's source of an inline <style> or <script> whose text is `text`."""
+    return f"'sha256-{base64.b64encode(hashlib.sha256(text.encode()).digest()).decode()}'"
+
+
+def policy(form_to: tuple[str, ...] = (), script: bool = False) -> str:
+    """A page's Content-Security-Policy: nothing but its style (and the icon, `data:`: no request for one), no script
+    but SUBMIT_ONCE where `script`, forms posted only to `form_to` (a form's redirect is checked too), never framed,
+    no <base>."""
+    return "; ".join(("default-src 'none'", f"style-src {source_hash(STYLE)}", "img-src data:",
+                      *((f"script-src {source_hash(SUBMIT_ONCE)}",) if script else ()),
+                      "form-action " + (" ".join(form_to) or "'none'"),
+                      "frame-ancestors 'none'", "base-uri 'none'"))
 
 
 @dataclass(frozen=True)
@@ -113,14 +141,15 @@ def start(rt: OAuthEdge, place: Place, ticket: Optional[str] = None) -> Page:
         return _no_ticket(ticket)
     only = f" This link connects workspace <code>{html.escape(kept.workspace)}</code> only." if kept.workspace else ""
     body = (f"<p>Sign in to Intercom as an admin of the workspace to connect, and allow the app.{only}</p>"
-            # The button is disabled once pressed: a second POST (a double click) would get the page of a
-            # spent link, in place of Intercom's.
-            f'<form method="post" action="{html.escape(place.start)}" '
-            'onsubmit="this.querySelector(\'button\').disabled = true">'
+            f'<form method="post" action="{html.escape(place.start)}">'
             f'<input type="hidden" name="ticket" value="{html.escape(kept.ticket)}">'
             '<button type="submit" id="continue">Continue to Intercom</button></form>'
+            f"<script>{SUBMIT_ONCE}</script>"
             "<p>The link works once: continuing uses it.</p>")
-    return Page(200, _html("Connect an Intercom workspace", body))
+    # The form posts here, whose answer sends the browser on to Intercom's authorize page.
+    intercom = urlsplit(rt.config.intercom_oauth_url)
+    return Page(200, _html("Connect an Intercom workspace", body),
+                {"Content-Security-Policy": policy(form_to=("'self'", f"{intercom.scheme}://{intercom.netloc}"), script=True)})
 
 
 def begin(rt: OAuthEdge, place: Place, ticket: Optional[str] = None) -> Page:
@@ -293,32 +322,49 @@ def _used(place: Place, outcome: Optional[oauth.Outcome]) -> Page:
     return Page(200, _html(f"Connected: {name}", body))
 
 
-def _campaigns(rt: OAuthEdge, workspace: str) -> dict[str, bool]:
-    """The campaigns whose stored settings name the workspace, each with whether its contact sync runs in
-    ongoing mode (it needs the `contact.*.created` topics). One read per campaign ever applied for it
-    (the edge may GetItem, not BatchGetItem); settings that no longer parse count, without a sync."""
+class Needs(NamedTuple):
+    """What a campaign's settings need of the webhook topics besides doctor.TOPICS."""
+
+    ongoing: bool = False       # contact sync in ongoing mode: the `contact.*.created` topics
+    by_email: bool = False      # a rule with `match: email`: those and `contact.email.updated`
+
+
+def _campaigns(rt: OAuthEdge, workspace: str) -> dict[str, Needs]:
+    """The campaigns whose stored settings name the workspace, each with the topics it needs besides (Needs). One
+    read per campaign ever applied for it (the edge may GetItem, not BatchGetItem); settings that no longer parse
+    count, needing none."""
     found = {}
     for campaign_id in sorted(rt.store.settings.campaigns(workspace), key=lambda c: (len(c), c)):
         stored = rt.store.settings.get(campaign_id)
         if stored is None or stored.workspace != workspace:
             continue                        # deleted, or moved to another workspace
-        sync = settings.sync if (settings := valid_or_none(stored.document)) is not None else None
-        found[campaign_id] = sync is not None and sync.mode == "ongoing" and not sync.counts_only
+        settings = valid_or_none(stored.document)
+        sync = settings.sync if settings is not None else None
+        rule = settings.qualification if settings is not None else None
+        found[campaign_id] = Needs(sync is not None and sync.mode == "ongoing" and not sync.counts_only,
+                                   rule is not None and rule.match == "email")
     return found
 
 
-def _connected(place: Place, found: oauth.Workspace, before: Optional[Connection], campaigns: dict[str, bool]) -> Page:
-    """The next steps that fit: the webhook topics (with those ongoing contact sync needs, when a campaign
-    of the workspace has it); settings to write, or the campaigns that already name the workspace; the
-    dead letters a disconnect parked (only after one), or those of its campaigns' work that came before
-    it was ever connected."""
+def _for(what: str, campaigns: list[str], topics: str) -> str:
+    """", and, for <what> of campaign(s) <ids>, <topics>" (nothing for no campaign)."""
+    return (f", and, for {what} of campaign{'s' if len(campaigns) > 1 else ''} {html.escape(', '.join(campaigns))}, "
+            f"{topics}") if campaigns else ""
+
+
+def _connected(place: Place, found: oauth.Workspace, before: Optional[Connection], campaigns: dict[str, Needs]) -> Page:
+    """The next steps that fit: the webhook topics (with those ongoing contact sync or a rule's `match: email`
+    needs, when a campaign of the workspace has it); settings to write, or the campaigns that already name the
+    workspace; the dead letters a disconnect parked (only after one), or those of its campaigns' work that came
+    before it was ever connected."""
     ws, name = html.escape(found.app_id), html.escape(found.name)
     hooks = html.escape(place.base + "/webhooks/intercom")
     named = ", ".join(campaigns)
-    ongoing = [c for c, runs in campaigns.items() if runs]
-    created = (f""", and, for the ongoing contact sync of campaign{'s' if len(ongoing) > 1 else ''} \
-{html.escape(', '.join(ongoing))}, <code>contact.user.created</code> and <code>contact.lead.created</code>"""
-               if ongoing else "")
+    created = _for("the ongoing contact sync", [c for c, needs in campaigns.items() if needs.ongoing],
+                   "<code>contact.user.created</code> and <code>contact.lead.created</code>") + \
+        _for("the rule's <code>match: email</code>", [c for c, needs in campaigns.items() if needs.by_email],
+             "<code>contact.user.created</code>, <code>contact.lead.created</code> and "
+             "<code>contact.email.updated</code>")
     settings = "Check that your app's <em>Webhooks</em> settings use" if before else \
         "In your app's <em>Webhooks</em> settings, use"
     steps = [f"""{settings} <code>{hooks}</code> and subscribe to
@@ -382,8 +428,7 @@ def _html(title: str, body: str) -> str:
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
 <meta name="referrer" content="no-referrer"><link rel="icon" href="data:,"><title>{html.escape(title)} — RF ↔ Intercom bridge</title>
-<style>body{{font:16px/1.5 system-ui,sans-serif;max-width:40em;margin:3em auto;padding:0 1em}}
-.ok{{color:#05661f}}.error{{color:#a11}}code{{background:#f3f3f3;padding:0 .2em}}</style></head>
+<style>{STYLE}</style></head>
 <body><h1>{html.escape(title)}</h1>
 {body}
 </body></html>

@@ -143,7 +143,8 @@ def _recount(rt: Erasing, referrers: set[PersonRef]) -> int | str:
 
 def forget_samples(rt: Erasing, email: str, people: list[dict], scopes: list[str]) -> int:
     """Delete the edge's samples in `scopes` about the person (refused webhooks, the scopes `explain` reads;
-    fields joins could not write, doctor's): by their email's hash, or by the RF user id or contact id of
+    fields joins could not write, doctor's): by their email's digest (or the bare hash an older version kept,
+    until those samples expire), or by the RF user id or contact id of
     someone erased here, in the same campaign or workspace (or their digests: an unauthenticated body's; a
     notification's contact, in any scope).
     The counters stay: they hold nobody."""

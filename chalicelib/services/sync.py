@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from functools import cache, partial
 from typing import Any, Callable, Iterator, Optional
 
-from ..domain.advice import RF_RECONNECT, answer_of, reconnect, refused_token, rf_token_reason, rf_token_refused
+from ..domain.advice import (RF_RECONNECT, answer_of, reconnect, refused_answer, refused_token, rf_token_reason,
+                             rf_token_refused)
 from ..domain.history import Entry, iso
 from ..domain.link import REFERRER, Link, LinkStatus, PersonRef
 from ..domain.mapping import ConversionError, attribute_value, to_unix
@@ -44,7 +45,7 @@ from ..ports import Refused
 from ..ports.apis import PeoplePage
 from ..ports.store import LedgerEntry, SyncRepository, SyncRun, normal_email
 from ..pool import Pool
-from .deps import WorkDeps
+from .deps import WorkDeps, earliest
 from . import rf_people
 from .moved import valid_campaigns
 from .referral_count import messages as count_messages
@@ -126,12 +127,14 @@ def start(deps: WorkDeps, campaign_id: str, *, kind: str = "full", since: Option
     """Checks first, then a new run whose first page is queued. Raises SyncStopped."""
     settings, required = _checked(deps, campaign_id)
     assert settings.sync is not None and deps.queue is not None
-    run = deps.sync.start(campaign_id, kind, describe_source(settings.sync), deps.clock(), since=since,
+    # Its start is stamped no later than AWS's time may be (the CLI's estimate may run ahead of the workers' clocks,
+    # which stamp its progress and finish): a worker finishing the run at once never finishes it before it started.
+    run = deps.sync.start(campaign_id, kind, describe_source(settings.sync), earliest(deps.clock), since=since,
                           required=required, workspace=settings.workspace)
     now = deps.clock()
     current = deps.sync.run(campaign_id) if run is None else None
     if current is not None and first_page_lost(current, now) and \
-            deps.sync.begin_again(campaign_id, current.number, now):
+            deps.sync.begin_again(campaign_id, current.number, earliest(deps.clock)):
         # Its first page's message was never sent (the command that started it was interrupted, or SQS refused it):
         # nothing else would ever send it. Sent now (a copy of one still queued is harmless: one worker takes the page),
         # the run's time counted from now (the time it sat unsent is not its rate's).
@@ -779,8 +782,8 @@ def _unwritten(exc: Permanent) -> str:
     link), so the refusal's own advice, to replay its dead letters, reaches none."""
     if not isinstance(exc, TokenRefused):
         return exc.reason
-    return (f"{exc.answer} — {refused_token(exc.workspace)} (invalid or revoked): reconnect it: "
-            f"{reconnect(exc.workspace, exc.token_app)}, then a later sync run writes the link")
+    return (f"{refused_answer(exc.answer, exc.workspace)}: reconnect it: {reconnect(exc.workspace, exc.token_app)}, "
+            "then a later sync run writes the link")
 
 
 def _email(contact: dict) -> Optional[str]:

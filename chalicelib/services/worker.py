@@ -157,6 +157,11 @@ def runner(workers: int) -> Runner:
         _RUNNERS[workers] = Runner(workers)
     return _RUNNERS[workers]
 DEFAULT_WAIT = 30.0                    # a wait that did not say how long
+#: A failed try's `retry_after` (a vendor's Retry-After, on a failure not waited out as an outage) is honoured up to
+#: this: the work queue's visibility timeout as `make deploy` sets it (6 × the worker's 120 s), the queue's own retry.
+#: The record is the same message each try, aging: honoured for hours, its BRIDGE_MAX_ATTEMPTS tries would outlast the
+#: work-queue-stalled alarm's hour, which would fire on a worker that works (tests/deploy derives the plan from this).
+LONGEST_RETRY_WAIT = 720.0
 #: A person's note of their waits counts from one again for a wait this long after their last (a waiting record
 #: comes back within SQS's longest delay, 15 min), or for another kind of wait: not every wait since the first.
 WAITS_APART = 3600.0
@@ -394,8 +399,8 @@ def settle(results: list[Result], work: Work) -> dict:
         return summary
     kept = work.queue.delete([r.record.receipt_handle for r in results if r.outcome != "retry"])
     for r in retry:
-        if r.retry_after:
-            work.queue.retry_in(r.record.receipt_handle, r.retry_after)
+        if r.retry_after:       # (a wait whose copy SQS refused too: no longer than a failed try's)
+            work.queue.retry_in(r.record.receipt_handle, min(r.retry_after, LONGEST_RETRY_WAIT))
     # A handled record SQS would not delete comes back with the batch and is worked again, as a repeat.
     not_deleted = (f"; SQS would not delete {len(kept)} handled record(s) ({'; '.join(dict.fromkeys(kept.values()))}):"
                    " they come back and are worked again as repeats") if kept else ""
@@ -467,6 +472,7 @@ def _waits_out(work: Work, job: Job, exc: WorkError) -> Result:
 def _failed(work: Work, record: Record, message: Any, reason: str, retryable: bool, retry_after: Optional[float],
             person: Optional[tuple[str, str]] = None) -> Result:
     count("RecordsFailed")
+    retry_after = min(retry_after, LONGEST_RETRY_WAIT) if retry_after else retry_after
     if retryable and record.tries < work.config.max_attempts:
         logger.warning("record will be retried", extra={"reason": mask_emails(reason), "attempt": record.tries})
         _note_retry(work, record, reason, retry_after, person or message.person_ref, message.kind,

@@ -40,6 +40,7 @@ DUMMY_KEY = "testing"
 EXPECTED_UNSUPPORTED_TYPES = frozenset({
     "AWS::CloudWatch::Alarm",
     "AWS::S3::BucketPolicy",      # the deployed-state bucket's TLS-only policy
+    "AWS::SQS::QueuePolicy",      # the queues' TLS-only policies
     "AWS::SNS::Subscription",     # the alarm email (only when AlarmEmail is given)
 })
 

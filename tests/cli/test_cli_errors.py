@@ -142,7 +142,9 @@ def test_a_missing_command_names_the_commands_that_exist(aws_env, capsys):
     (["workspace", "oauth-app"], "bridge: give the public Intercom app's client id (--client-id or "
                                  "INTERCOM_CLIENT_ID) and/or client secret (INTERCOM_OAUTH_CLIENT_SECRET), or "
                                  "--rotate-state-key for a new state key alone: outside a terminal nothing is "
-                                 "asked for; nothing was changed\n", 1),
+                                 "asked for; nothing was changed\n", 2),
+    (["rf", "connect"], "bridge: give Referral Factory's token and/or webhook secret: `bridge rf connect` asks for them "
+                        "in a terminal (elsewhere, set RF_TOKEN and/or RF_WEBHOOK_SECRET)\n", 2),
 ])
 def test_a_command_given_nothing_it_can_use_says_what_it_needs_and_fails(aws_env, capsys, argv, said, status):
     """Before anything is read or stored: no AWS is reachable here (a call to it would fail otherwise)."""
@@ -174,7 +176,7 @@ def test_a_token_given_in_the_place_of_another_value_is_refused_without_being_pr
     configure_oauth(rt, "app-id", "app-secret")
     stored = dict(rt.secrets.values)
     code, out, err = run_cli(rt, capsys, *argv)
-    assert (code, out) == (2 if argv[0] == "forget" else 1, "") and expected in one_line(err) and PASTED not in err
+    assert (code, out) == (2, "") and expected in one_line(err) and PASTED not in err
     assert "not repeated here: it may be a token given in its place" in err
     assert rt.secrets.values == stored and rt.store.connections.tickets == {}
 
@@ -436,7 +438,9 @@ def test_the_exit_statuses_the_readme_sums_up_are_the_clis(aws_env, capsys, tmp_
     summed = " ".join(docs_text().split("In all, the exit\nstatus is ")[1].split(".\n")[0].split())
     assert summed.startswith("0 when the command did what it says, 1 for an error") and \
         "2 for a command line it cannot read (a word misspelt, an argument missing or given empty: `explain \"\"`, " \
-        "`dlq replay --reason \"\"`, a `dlq discard` without a selector, `forget`'s email without an @), settings that " \
+        "`dlq replay --reason \"\"`, a `dlq discard` without a selector, `forget`'s email without an @; an `--api-base` " \
+        "or `--api-url` (or BRIDGE_API_URL) that is not https, or a workspace id no connect takes; `rf connect` or " \
+        "`workspace oauth-app` given nothing to store outside a terminal, where nothing is asked for), settings that " \
         "are invalid or a " \
         "campaign id no webhook can carry (`doctor \"4 2\"`, refused as `settings check` refuses it by every command " \
         "taking a campaign id), 130 after " \
@@ -447,6 +451,8 @@ def test_the_exit_statuses_the_readme_sums_up_are_the_clis(aws_env, capsys, tmp_
         assert exit_.value.code == 2
     assert run_cli(None, capsys, "explain", "")[0] == run_cli(None, capsys, "dlq", "discard")[0] == 2
     assert run_cli(None, capsys, "forget", "notanemail")[0] == 2
+    assert run_cli(None, capsys, "workspace", "oauth-link", "--api-url", "http://a.example/api")[0] == 2
+    assert run_cli(None, capsys, "rf", "connect")[0] == 2                   # (not a terminal: nothing is asked)
     bad = tmp_path / "bad.yaml"
     bad.write_text(BAD_SETTINGS)
     assert run_cli(None, capsys, "settings", "check", str(bad))[0] == 2
@@ -509,6 +515,54 @@ def test_an_empty_or_missing_selector_is_a_command_line_it_cannot_read_exit_2_be
     code, out, err = run_cli(None, capsys, *argv)
     assert (code, out) == (2, ""), (argv, code, out, err)
     assert one_line(err).startswith(f"bridge: {said}"), err
+
+
+@pytest.mark.parametrize("argv, env, said", [
+    (["workspace", "connect", "ws1", "--api-base", "http://api.eu.intercom.io"], {},
+     "--api-base must be an https:// URL, e.g. https://api.eu.intercom.io (the value given is not repeated here"),
+    (["workspace", "connect", "a b"], {}, "the workspace given is not an Intercom app_id"),
+    (["workspace", "oauth-link", "--workspace", "a b"], {}, "the workspace given is not an Intercom app_id"),
+    (["workspace", "oauth-link", "--api-url", "abc.execute-api.eu-west-1.amazonaws.com/api"], {},
+     "the API's URL (--api-url, BRIDGE_API_URL) must be an https:// URL"),
+    (["workspace", "oauth-link"], {"BRIDGE_API_URL": "http://abc.example/api"},
+     "the API's URL (--api-url, BRIDGE_API_URL) must be an https:// URL"),
+    (["workspace", "oauth-app", "--client-id", "app-id", "--api-url", "http://abc.example/api"], {},
+     "the API's URL (--api-url, BRIDGE_API_URL) must be an https:// URL"),
+    (["workspace", "oauth-app"], {}, "give the public Intercom app's client id (--client-id or INTERCOM_CLIENT_ID)"),
+    (["workspace", "oauth-app", "--stage", "prod"], {"INTERCOM_CLIENT_SECRET": ""},
+     "give the public Intercom app's client id"),
+    (["rf", "connect"], {"RF_TOKEN": ""}, "give Referral Factory's token and/or webhook secret"),
+    (["rf", "connect", "--webhook-secret", ""], {}, "give Referral Factory's token and/or webhook secret"),
+])
+def test_a_connect_line_it_cannot_act_on_is_exit_2_before_any_stack(no_runtime, capsys, argv, env, said):
+    """docs/operating.md: exit 2 for a command line the CLI cannot act on. An --api-base or --api-url (or
+    BRIDGE_API_URL) that is not https, a workspace id no connect takes, and `workspace oauth-app` / `rf connect`
+    given nothing to store outside a terminal (nothing is asked there) exited 1, after the stack was looked for (a
+    stage's, from AWS). Each is refused as argparse refuses an argument missing: one line, exit 2, no runtime built."""
+    for name, value in env.items():
+        no_runtime.setenv(name, value)
+    no_runtime.setattr("chalicelib.stage.use_stage_or_exit", lambda stage: pytest.fail("a stage was looked for"))
+    code, out, err = run_cli(None, capsys, *argv)
+    assert (code, out) == (2, ""), (argv, code, out, err)
+    assert one_line(err).startswith(f"bridge: {said}"), err
+
+
+def test_given_something_to_store_or_a_terminal_to_ask_in_a_connect_goes_on_to_the_stack(no_runtime, capsys,
+                                                                                         monkeypatch):
+    """Refused early only when nothing could be stored: a secret from the environment, a client id, the state key's
+    rotation, or a terminal to ask in, goes on (here: to the runtime, which this test refuses to build: exit 1)."""
+    from tests.support.cli import Terminal
+    for argv, env in ((["rf", "connect"], {"RF_WEBHOOK_SECRET": "hook"}),
+                      (["workspace", "oauth-app"], {"INTERCOM_CLIENT_SECRET": "s"}),
+                      (["workspace", "oauth-app", "--rotate-state-key"], {}),
+                      (["workspace", "oauth-app", "--client-id", "app-id", "--api-url", "https://a.example/api"], {})):
+        with monkeypatch.context() as m:
+            for name, value in env.items():
+                m.setenv(name, value)
+            assert run_cli(None, capsys, *argv)[::2] == (1, "bridge: unexpected error: AssertionError: a runtime "
+                                                             "was built\n"), argv
+    Terminal(monkeypatch)
+    assert run_cli(None, capsys, "rf", "connect")[0] == 1
 
 
 @pytest.mark.parametrize("stage", [["--stage", "prod"], []])

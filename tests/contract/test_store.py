@@ -2248,6 +2248,30 @@ def test_settings_applied_again_after_a_delete_never_repeat_a_version(store):
     assert store.settings.put("43", {"campaign_id": "43"}, WS) == 1                       # per campaign
 
 
+def test_a_settings_write_reads_the_versions_it_follows_in_one_strongly_consistent_batch(store):
+    """Each `settings apply` and `settings delete` reads the campaign's last version from three items (the settings,
+    their copy where a version rolled back to reads and writes them, the last deleted version): one BatchGetItem,
+    strongly consistent (a version applied a moment before counts), not three GetItems. The version rolled back to
+    wrote a later one in its partition: the next is past it. (DynamoDB's calls counted; the twin keeps no calls.)"""
+    from infra.local.counting import AwsCallRecorder
+    if isinstance(store, MemoryStore):
+        pytest.skip("the in-memory twin makes no calls")
+    from chalicelib.adapters.dynamo.keys import rollback_settings_key
+    from chalicelib.adapters.dynamo.models import SettingsItem
+    store.settings.put("42", {"campaign_id": "42"}, WS)
+    SettingsItem(*rollback_settings_key("42"), document={"campaign_id": "42", "rolled": True}, workspace=WS,
+                 version=5, updated_at=iso(0)).save()          # a version rolled back to applied v5 meanwhile
+    recorder = AwsCallRecorder()
+    with recorder.installed():
+        assert store.settings.put("42", {"campaign_id": "42", "v": 6}, WS) == 6
+        assert store.settings.delete("42")
+    reads = [c for c in recorder.calls if c.is_dynamodb_read]
+    assert [c.operation for c in reads] == ["BatchGetItem", "BatchGetItem"], [c.name for c in reads]
+    assert all(asked.get("ConsistentRead") and len(asked["Keys"]) == 3
+               for c in reads for asked in c.params["RequestItems"].values()), reads
+    assert store.settings.put("42", {"campaign_id": "42"}, WS) == 7
+
+
 def test_the_count_backfill_settings_owe_is_kept_with_them_and_goes_only_when_the_backfill_it_began_with_ends(store):
     from chalicelib.ports import CountBackfill
     owed, later = CountBackfill("custom_attributes.n", "2026-01-01T00:00:00.000Z"), \
@@ -3562,6 +3586,9 @@ def test_a_joins_fields_not_written_are_counted_per_attribute_and_kind_with_a_sa
     assert sorted((s.rf_user_id, s.email_masked, s.message, s.campaign_id) for s in kept.samples) == [
         ("7", "a***@example.com", "from meta.score", "42"), ("8", "b***@example.com", "from meta.score", "42")]
     assert "three" not in repr(kept)
+    # The email as the log's keyed digest (`forget` matches it), never its bare sha256
+    assert sorted((s.email_digest, s.email_hash) for s in kept.samples) == sorted(
+        (store.edge.digest("email", e), None) for e in ("ann@example.com", "bob@example.com"))
     assert store.edge.forget(fields_scope("42"), lambda s: s.rf_user_id == "7") == 1
     assert [s.rf_user_id for s in store.edge.refusals(fields_scope("42")).samples] == ["8"]
 

@@ -9,6 +9,7 @@ Likewise, dead letters a command holds hidden while it reads them are still ther
 from __future__ import annotations
 
 import heapq
+import math
 import re
 
 import pytest
@@ -30,7 +31,7 @@ def evaluate(alarm: dict, samples: dict[str, list[tuple[float, float]]], until: 
     CloudWatch reads them. The periods before the first (before time 0) were fine: none breaches."""
     stats = {m["Id"]: m["MetricStat"] for m in alarm.get("Metrics", []) if "MetricStat" in m}
     watched = {i: (s["Metric"]["MetricName"], s["Stat"], s["Period"]) for i, s in stats.items()} or {
-        "m": (alarm["MetricName"], alarm["Statistic"], alarm["Period"])}
+        "m": (alarm["MetricName"], alarm.get("Statistic") or alarm["ExtendedStatistic"], alarm["Period"])}
     [expression] = [m["Expression"] for m in alarm["Metrics"] if m["ReturnData"]] if stats else ["m"]
     [period] = {p for _, _, p in watched.values()}
     missing = {"notBreaching": False, "breaching": True}[alarm["TreatMissingData"]]
@@ -42,7 +43,7 @@ def evaluate(alarm: dict, samples: dict[str, list[tuple[float, float]]], until: 
         by_period: dict[int, list[float]] = {}
         for t, value in samples.get(name, []):
             by_period.setdefault(int(t // period), []).append(value)
-        of[i] = {p: {"Sum": sum, "Maximum": max}[stat](values) for p, values in by_period.items()}
+        of[i] = {p: statistic(stat, values) for p, values in by_period.items()}
     code = compile(re.sub(r"\bAND\b", "and", expression), "<metric math>", "eval")
     functions = {"FILL": lambda value, default: default if value is None else value,
                  "IF": lambda condition, then, otherwise: then if condition else otherwise}
@@ -57,6 +58,15 @@ def evaluate(alarm: dict, samples: dict[str, list[tuple[float, float]]], until: 
             states.append((now, end * period))
             state = now
     return states
+
+
+def statistic(stat: str, values: list[float]) -> float:
+    """A period's datapoint of its samples: Sum, Maximum, or a percentile (pNN: the nearest rank, as CloudWatch
+    reads a period's few values)."""
+    if stat.startswith("p"):
+        ranked = sorted(values)
+        return ranked[max(0, math.ceil(len(ranked) * float(stat[1:]) / 100) - 1)]
+    return {"Sum": sum, "Maximum": max}[stat](values)
 
 
 def counted(alarm: dict, times: list[float]) -> dict[str, list[tuple[float, float]]]:
@@ -290,6 +300,38 @@ def test_the_work_queue_alarm_says_nothing_of_work_that_waits_for_rf_a_vendor_or
     assert evaluate(props, oldest(copies, day + 3600), day + 3600) == []
 
 
+def retry_plan() -> float:
+    """The oldest a record that fails every try grows before it is dead-lettered, by the worker's retry plan as
+    `make deploy` sets it: BRIDGE_MAX_ATTEMPTS tries, each after the last one's wait: the queue's visibility timeout
+    (counted from the try's receipt), or a failure's own `Retry-After` as the worker honours it (at most
+    worker.LONGEST_RETRY_WAIT, counted from the try's end: at most the worker's timeout after its receipt)."""
+    from chalicelib.services.worker import LONGEST_RETRY_WAIT
+    visibility, tries, timeout = deployed()
+    return (tries - 1) * max(visibility, timeout + LONGEST_RETRY_WAIT) + timeout
+
+
+def test_the_work_queue_alarms_threshold_outlasts_the_workers_retry_plan():
+    """Raising BRIDGE_MAX_ATTEMPTS, the worker's timeout (its visibility timeout follows) or the longest Retry-After
+    a failed try honours so far that a failing record's tries outlast the threshold makes the alarm fire on a worker
+    that works: this says so, before a deploy does. (The waits a record spends as fresh copies, each at most SQS's
+    longest delay, never age a message: adapters/queue.defer.)"""
+    props = load_template()["Resources"]["WorkQueueStalledAlarm"]["Properties"]
+    assert retry_plan() < props["Threshold"], (retry_plan(), props["Threshold"])
+    assert MAX_DELAY_SECONDS + LATE < props["Threshold"]
+
+
+def test_the_work_queue_alarm_says_nothing_of_records_whose_vendor_asks_hours_between_tries():
+    """A record fails each try with a vendor's `Retry-After` of two hours, on a failure not waited out as an outage:
+    the worker honours it up to LONGEST_RETRY_WAIT, so the record is dead-lettered (the dead-letters alarm says it)
+    before the queue's oldest message is an hour old. A few such records, 12 hours: no ALARM."""
+    from chalicelib.services.worker import LONGEST_RETRY_WAIT
+    visibility, tries, timeout = deployed()
+    waits = max(visibility, timeout + min(2 * 3600.0, LONGEST_RETRY_WAIT))
+    copies = [(t, t + (tries - 1) * waits + timeout) for t in returns(0.0, 12 * 3600, 3600.0)]
+    props = load_template()["Resources"]["WorkQueueStalledAlarm"]["Properties"]
+    assert evaluate(props, oldest(copies, 13 * 3600), 13 * 3600) == []
+
+
 @pytest.mark.parametrize("took", [1.0, "timeout"])
 def test_the_work_queue_alarm_says_nothing_of_records_that_fail_every_try_until_dead_lettered(took):
     """A record fails each try (a bug, a refusal): it is the same message each time (its visibility changed, not a
@@ -368,3 +410,38 @@ def test_the_reconcile_not_running_alarm_is_one_cloudwatch_accepts_for_every_sch
         assert window <= (86400 if 60 * minutes < 3600 else 7 * 86400), minutes
     assert 1 < props["DatapointsToAlarm"] == props["EvaluationPeriods"]       # one late run never fires it
     assert "reconcile-not-running" in readme() and "work-queue-stalled" in readme()
+
+
+def delays(start: float, end: float, gap: float, late: float) -> list[tuple[float, float]]:
+    """A qualification confirmed every `gap` seconds from `start` to `end`, each `late` seconds after its change."""
+    return [(t, late) for t in returns(start, end, gap)]
+
+
+def test_the_qualification_delay_alarm_fires_while_qualifications_stay_late_and_clears_after():
+    """RF's budget is spent for 3 hours (or the worker falls behind): the qualifications confirmed meanwhile, one every
+    5 minutes, are each 2 hours late. Told once, within an hour, and once that it ended, within half an hour of
+    their being on time again (a few seconds each)."""
+    props = load_template()["Resources"]["QualificationDelayAlarm"]["Properties"]
+    assert (props["MetricName"], props["ExtendedStatistic"]) == ("QualificationDelaySeconds", "p95")
+    samples = delays(0.0, 3600.0, 300.0, 3.0) + delays(3600.0, 4 * 3600.0, 300.0, 7200.0) + \
+        delays(4 * 3600.0, 6 * 3600.0, 300.0, 3.0)
+    states = evaluate(props, {"QualificationDelaySeconds": samples}, 6 * 3600)
+    assert [s for s, _ in states] == ["ALARM", "OK"], states
+    (_, fired), (_, cleared) = states
+    assert fired - 3600 <= 3600 and cleared - 4 * 3600 <= 1800
+    assert "qualifications-late" in readme() and "p95 of `QualificationDelaySeconds`" in readme()
+
+
+@pytest.mark.parametrize("late", ["one caught late each quarter-hour among many", "a catch-up in one run",
+                                  "one late an hour, alone"])
+def test_the_qualification_delay_alarm_says_nothing_of_a_late_qualification_now_and_then(late):
+    """A lost webhook caught late, among the quarter-hour's qualifications on time: its p95 is theirs. A rule change's
+    (or a backfill's) catch-up qualifies, in one run, leads whose change was days ago: one period. A quiet stage
+    whose one qualification an hour is late: the quarter-hours between have none (no data: not breaching)."""
+    props = load_template()["Resources"]["QualificationDelayAlarm"]["Properties"]
+    day = 24 * 3600.0
+    samples = {"one caught late each quarter-hour among many": delays(0.0, day, 30.0, 2.0) + delays(
+                   10.0, day, 900.0, 2400.0),
+               "a catch-up in one run": delays(0.0, day, 300.0, 2.0) + delays(7200.0, 7260.0, 1.0, 5 * 86400.0),
+               "one late an hour, alone": delays(0.0, day, 3600.0, 5400.0)}[late]
+    assert evaluate(props, {"QualificationDelaySeconds": samples}, day + 3600) == []

@@ -387,3 +387,37 @@ def test_every_alarm_description_fits_cloudwatch_for_the_longest_prefix():
             said = said.replace("${Prefix}", longest).replace("${ReconcilePeriod}", "43200").replace(
                 "${ApiName}", "rf-intercom-bridge")
             assert "${" not in said and len(said) <= 1024, (name, len(said))
+
+
+def tls_only(resources: dict, statements_of: dict[str, list]) -> dict[str, list]:
+    """Each resource the template makes that holds data (`statements_of`: type -> its policy's statements), with
+    its resource policy's TLS-only deny: a Deny of the whole service to anyone on a request without TLS."""
+    found: dict[str, list] = {}
+    for name, resource in resources.items():
+        for policy in resources.values():
+            props = policy.get("Properties", {})
+            targets = props.get("Queues", []) + ([props["Bucket"]] if "Bucket" in props else [])
+            if policy["Type"] in statements_of.get(resource["Type"], ()) and {"Ref": name} in targets:
+                found.setdefault(name, []).extend(
+                    s for s in props["PolicyDocument"]["Statement"]
+                    if s["Effect"] == "Deny" and s["Principal"] == "*"
+                    and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}})
+    return found
+
+
+def test_every_queue_and_bucket_refuses_requests_without_tls():
+    """The state bucket and every queue (the work queue, the dead letters': any the template makes) deny any request
+    not over TLS, and nothing else: the functions' grants, Lambda's event source and the redrive to the dead-letter
+    queue (SQS's own, with no aws:SecureTransport to match) are left as they are."""
+    resources = load_template()["Resources"]
+    kinds = {"AWS::SQS::Queue": ("AWS::SQS::QueuePolicy", "sqs:*"), "AWS::S3::Bucket": ("AWS::S3::BucketPolicy", "s3:*")}
+    made = {name: r["Type"] for name, r in resources.items() if r["Type"] in kinds}
+    assert sorted(made) == ["DeadLetterQueue", "StateBucket", "WorkQueue"]
+    found = tls_only(resources, {kind: (policy,) for kind, (policy, _) in kinds.items()})
+    assert sorted(found) == sorted(made)
+    for name, statements in found.items():
+        [deny] = statements
+        arn = {"Fn::GetAtt": f"{name}.Arn"}
+        assert deny["Action"] == kinds[made[name]][1] and deny["Resource"] in (arn, [arn, {"Fn::Sub": f"${{{name}.Arn}}/*"}])
+    for policy in (r for r in resources.values() if r["Type"] in ("AWS::SQS::QueuePolicy", "AWS::S3::BucketPolicy")):
+        assert [s["Effect"] for s in policy["Properties"]["PolicyDocument"]["Statement"]] == ["Deny"]

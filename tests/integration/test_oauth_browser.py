@@ -46,6 +46,7 @@ def browser():
     profile = tempfile.mkdtemp(prefix="bridge-chromium-")
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})      # the console: CSP violations (csp_refused)
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  f"--user-data-dir={profile}"):
@@ -139,12 +140,22 @@ def public_app(bridge, other_workspaces, clock, workspace: str, app_name: str):
     return sim, rt
 
 
+def csp_refused(driver) -> list[str]:
+    """What the browser refused to load, run, submit or frame because of a page's Content-Security-Policy since
+    last asked (Chrome says each on the console: "Refused to ... because it violates the following Content Security
+    Policy directive")."""
+    return [e["message"] for e in driver.get_log("browser") if "Content Security Policy" in e["message"]]
+
+
 @pytest.fixture
 def stack(bridge, other_workspaces, browser, clock):
-    """The public app's Intercom has workspace acme-oauth (public_app)."""
+    """The public app's Intercom has workspace acme-oauth (public_app). Every page the test sees works under its
+    Content-Security-Policy: nothing of it (style, script, form, icon) refused."""
     sim, rt = public_app(bridge, other_workspaces, clock, OAUTH_WS, "Acme Oauth Ltd")
     browser.delete_all_cookies()
-    return OAuthStack(bridge, sim, rt, browser)
+    csp_refused(browser)                                  # the console of the tests before
+    yield OAuthStack(bridge, sim, rt, browser)
+    assert csp_refused(browser) == []
 
 
 def test_an_admin_connects_a_workspace_by_oauth_and_it_works_at_once(stack, rf):
@@ -388,11 +399,65 @@ def test_a_get_alone_never_spends_the_link(stack):
         assert page.status_code == 200 and "Continue to Intercom" in page.text
         assert page.headers["Cache-Control"] == "no-store" and page.headers["X-Frame-Options"] == "DENY"
         assert page.headers["Referrer-Policy"] == "no-referrer" and "Set-Cookie" not in page.headers
+        assert page.headers["X-Content-Type-Options"] == "nosniff"
+        policy = dict(d.strip().split(" ", 1) for d in page.headers["Content-Security-Policy"].split(";"))
+        assert policy.pop("form-action") == f"'self' {stack.sim.base_url}"       # the button, redirected to Intercom
+        assert policy.pop("style-src").startswith("'sha256-") and policy.pop("script-src").startswith("'sha256-")
+        assert policy == {"default-src": "'none'", "img-src": "data:", "frame-ancestors": "'none'",
+                          "base-uri": "'none'"}
     assert authorize_pages(stack) == 0
     stack.to_authorize_page(link)
     stack.driver.back()                              # the start's page again (from the history)...
     stack.driver.refresh()
     assert "it was already used" in stack.text("reason")            # ...knows it is spent
+
+
+def test_every_page_but_the_start_runs_no_script_and_posts_nowhere(stack):
+    """The pages that have no form nor script (refusals, the connected page, the redirect to Intercom) allow neither."""
+    link = stack.link()
+    stack.to_authorize_page(link)
+    pages = [requests.get(stack.start_url, timeout=10), requests.get(link, timeout=10),
+             requests.get(stack.callback_url(code="c="), timeout=10),
+             requests.post(stack.start_url, data={"ticket": "A" * 22}, timeout=10)]
+    stack.click("authorize")
+    assert stack.text("workspace-id") == OAUTH_WS
+    pages.append(requests.get(stack.driver.current_url, timeout=10))              # the callback seen again
+    assert [p.status_code for p in pages] == [403, 403, 400, 403, 400]
+    for page in pages:
+        policy = page.headers["Content-Security-Policy"]
+        assert "form-action 'none'" in policy and "script-src" not in policy and "default-src 'none'" in policy
+        assert page.headers["X-Content-Type-Options"] == "nosniff" and page.headers["X-Frame-Options"] == "DENY"
+
+
+BROKEN = {"style": "Applying inline style violates", "script": "Executing inline script violates",
+          "icon": "Loading the image 'data:,' violates", "form-action": "Sending form data to"}
+
+
+@pytest.mark.parametrize("broken", sorted(BROKEN))
+def test_a_page_its_policy_breaks_is_noticed(stack, monkeypatch, broken):
+    """The check on the browser's console sees a start page whose policy refuses what it uses: its style or its
+    script (each hash replaced), its icon, or its button's POST (to here, but not on to Intercom, where its answer
+    sends it)."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from chalicelib.services import oauth as service
+
+    made, wrong = service.policy, "'sha256-" + "A" * 43 + "='"
+
+    def policy(**kwargs) -> str:
+        said = made(**kwargs)
+        return {"style": said.replace(service.source_hash(service.STYLE), wrong),
+                "script": said.replace(service.source_hash(service.SUBMIT_ONCE), wrong),
+                "icon": said.replace("img-src data:; ", ""),
+                "form-action": said.replace(f" {stack.sim.base_url}", "")}[broken]
+    monkeypatch.setattr(service, "policy", policy)
+    stack.open_link(stack.link())
+    if broken == "form-action":
+        stack.click("continue")
+    refused: list[str] = []
+    WebDriverWait(stack.driver, 15).until(lambda driver: refused.extend(csp_refused(driver)) or refused)
+    assert all(BROKEN[broken] in said for said in refused), refused
+    assert authorize_pages(stack) == 0             # Chrome followed no redirect to Intercom
 
 
 def test_a_link_expires_after_30_minutes(stack, clock):

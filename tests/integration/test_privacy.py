@@ -160,6 +160,35 @@ def test_forget_erases_the_refused_webhooks_that_named_the_person_and_explain_th
     assert json.loads(capsys.readouterr().out)["refused_webhook_samples"] == 0
 
 
+def test_a_refusal_an_older_version_kept_by_the_emails_bare_hash_is_still_explained_and_forgotten(bridge, rf, capsys):
+    """Before the edge's log named every email by its keyed digest, an authenticated refusal (and a field a join could
+    not write) kept the email's bare sha256. Such samples live out their REFUSALS_KEEP_DAYS beside the new ones:
+    `explain` still shows them and `forget` erases them, by either form."""
+    import dataclasses
+
+    from chalicelib.domain.people import email_hash
+    from chalicelib.ports.edge import RefusalSample, fields_scope
+
+    bridge.apply(qualifying_settings())
+    ann = new_lead(rf)
+    assert bridge.post_join({**join_body(ann), "campaign_id": 999}).status_code == 404        # this version's
+    edge = bridge.rt.store.edge
+    [new] = edge.refusals("unknown").samples
+    assert new.email_digest == edge.digest("email", "ann@example.com") and new.email_hash is None
+    old = RefusalSample("unknown_campaign", new.at, new.message, rf_user_id="77", email_hash=email_hash("ann@example.com"),
+                        email_masked="a***@example.com", campaign_id="998")
+    edge.refused("unknown", old)                                          # as the older version wrote it
+    edge.refused(fields_scope("42"), dataclasses.replace(old, reason="score: not a number", rf_user_id=None))
+    capsys.readouterr()
+    main(["explain", "ann@example.com", "--json"], rt=bridge.operator())
+    refused = [e for e in json.loads(capsys.readouterr().out)["trail"] if e["event"] == "webhook_refused"]
+    assert sorted(e["campaign_id"] for e in refused) == ["998", "999"]
+    assert main(["forget", "ann@example.com"], rt=bridge.operator()) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["refused_webhook_samples"], report["field_error_samples"]) == (2, 1)
+    assert edge.refusals("unknown").samples == [] and edge.refusals(fields_scope("42")).samples == []
+
+
 def test_an_unsigned_intercom_notification_about_a_person_is_explained_by_digest_and_forgotten(bridge, rf, capsys):
     """A notification whose signature does not verify (a wrong client secret) names whatever contact its sender
     likes: the edge keeps its contact id and email as digests only. `explain` shows the refusal for the person

@@ -130,6 +130,15 @@ REFUSED = {
         "leads.fields[4].to: custom_attributes.company: attribute type 'reference' is not supported — map it to a "
         "text, number, decimal, true/false or date attribute (those are the types the bridge converts to)",
         "the bridge cannot write this type: each lead's join is applied without the field, said in its history"),
+    # A list attribute (text with options) holds one of its options: a person's own link never is one (as
+    # sync.referral_link_attribute is refused a list).
+    "a referral link mapped to a list attribute": (
+        {**lead_settings(), "referrers": {**lead_settings()["referrers"], "fields": [
+            {"from": "email", "to": "email"}, {"from": "url", "to": "custom_attributes.link_kind"}]}},
+        "referrers.fields[1]: url is each person's own referral link but custom_attributes.link_kind is a list in "
+        "Intercom ('short', 'long'), not a text attribute — map it to a Text attribute",
+        "no referrer's own value is one of the list's options, which Intercom may keep it to: each join is then applied "
+        "without the field, said in its history (fields not written)"),
 }
 
 
@@ -138,11 +147,35 @@ def test_a_mapping_that_cannot_work_is_refused_by_apply_as_doctor_reports_it(bri
                                                                               case):
     doc, line, why = REFUSED[case]
     intercom.define_attribute("company", "reference")
+    intercom.define_attribute("link_kind", "string", options=["short", "long"])
     code, _, err = run_cli(bridge.operator(), capsys, "settings", "apply", write(tmp_path, yaml.safe_dump(doc)))
     assert (code, err) == (2, f"settings are invalid:\n  - {line}\n")
     apply_offline(bridge, doc)
     [found] = bad(doctor(bridge, capsys)[1], "settings.workspace")
     assert (f"{found['what']} — {found['fix']}", found["why"]) == (line, why)
+
+
+def test_a_rule_value_no_option_of_a_list_attribute_meets_is_warned_of_by_apply_and_doctor(bridge, intercom,
+                                                                                           tmp_path, capsys):
+    """Intercom's list attribute sets only its options: the hosted integration's dropdown offers those; a typed
+    value none of them meets would never qualify anyone, silently. Stored, with a warning; doctor says it too."""
+    intercom.define_attribute("stage", "string", options=["Trial", "Customer"])
+    doc = qualifying_settings(attribute="custom_attributes.stage", value="Paid", initial_value="Trial")
+    code, out, err = run_cli(bridge.operator(), capsys, "settings", "apply", write(tmp_path, yaml.safe_dump(doc)))
+    line = ("qualification.value: no option of the list attribute custom_attributes.stage in Intercom ('Trial', "
+            "'Customer') meets the rule (equals 'Paid') — a contact set from the list never qualifies: use one of its "
+            "options as the value, or add the value to the list in Intercom")
+    assert code == 0 and line in err and err.count("custom_attributes.stage") == 1
+    code, report = doctor(bridge, capsys)
+    [found] = [f for f in report["findings"] if f["warn"] and f["check"] == "settings.workspace"]
+    assert (f"{found['what']} — {found['fix']}", bad(report, "settings")) == (line, [])   # a warning, not a problem
+    assert "never qualifies" in found["why"]
+    # one of its options: nothing to say
+    code, _, err = run_cli(bridge.operator(), capsys, "settings", "apply",
+                           write(tmp_path, yaml.safe_dump({**doc, "qualification": {**doc["qualification"],
+                                                                                  "value": "customer"}})))
+    assert code == 0 and "custom_attributes.stage" not in err
+    assert not [f for f in doctor(bridge, capsys)[1]["findings"] if f["warn"] and f["check"] == "settings.workspace"]
 
 
 # Refused by `settings check` and `apply` (also --offline: no attribute needed to see them), not by the settings

@@ -77,7 +77,7 @@ def test_opening_the_link_spends_nothing_and_its_page_continues_with_a_post(rt):
     for _ in range(3):
         page = flow.start(rt, HERE, given)
         assert page.status == 200 and "Location" not in page.headers and "Set-Cookie" not in page.headers
-        assert f'<form method="post" action="{HERE.start}" ' in page.html
+        assert f'<form method="post" action="{HERE.start}">' in page.html
         assert f'<input type="hidden" name="ticket" value="{given}">' in page.html and "Continue to Intercom" in page.html
     assert flow.begin(rt, HERE, given).status == 303
     assert flow.start(rt, HERE, given).status == 403                      # spent: the page says so
@@ -152,6 +152,20 @@ def test_a_reconnect_after_a_disconnect_names_the_campaigns_applied_the_replay_a
         'list shows it): bring it back with bridge dlq replay --reason "Intercom workspace ws1 was disconnected".']
     again = connected(rt, "code-2")                                 # connected: nothing was parked
     assert [s for s in steps(again) if "dead-letter" in s] == [] and "reconnected" in again.html
+
+
+def test_the_connected_page_names_the_topics_a_rule_matching_by_email_needs_too(rt):
+    """A rule with `match: email` also needs a duplicate created already at the target and the lead's email changed
+    (as `bridge doctor` and docs/setup.md say)."""
+    rule = {"attribute": "custom_attributes.signed_up", "value": "Yes", "match": "email"}
+    rt.store.settings.put("42", {**campaign("42"), "qualification": rule}, "ws1")
+    rt.store.settings.put("43", campaign("43", sync=ONGOING), "ws1")
+    assert steps(connected(rt))[0] == (
+        "In your app's Webhooks settings, use https://bridge.example/api/webhooks/intercom and subscribe to "
+        "contact.lead.updated, contact.user.updated, contact.lead.signed_up, contact.merged, contact.deleted, "
+        "contact.archived, and, for the ongoing contact sync of campaign 43, contact.user.created and "
+        "contact.lead.created, and, for the rule's match: email of campaign 42, contact.user.created, "
+        "contact.lead.created and contact.email.updated.")
 
 
 def test_a_first_connect_of_a_workspace_campaigns_already_name_says_how_their_waiting_work_comes_back(rt):

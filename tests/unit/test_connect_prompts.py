@@ -220,7 +220,7 @@ def test_a_new_oauth_app_secret_typed_at_the_prompt_reads_the_stored_one_once(rt
 def test_an_api_base_that_would_be_refused_is_refused_before_any_secret_is_typed(rt, monkeypatch, capsys):
     typed = Terminal(monkeypatch, TOKEN, CLIENT_SECRET)
     code, out, err = run_cli(rt, capsys, "workspace", "connect", "ws1", "--api-base", "http://api.eu.intercom.io")
-    assert (code, out, typed.prompts) == (1, "", [])
+    assert (code, out, typed.prompts) == (2, "", [])          # a command line it cannot act on (docs/operating.md)
     assert err == ("bridge: --api-base must be an https:// URL, e.g. https://api.eu.intercom.io (the value given is "
                    "not repeated here: it may be a token given in its place)\n")
 
@@ -476,7 +476,7 @@ def test_the_oauth_app_refuses_an_api_url_oauth_link_would_refuse_before_storing
     Intercom cannot send the admin back to, where `workspace oauth-link` refuses the same --api-url."""
     code, out, err = run_cli(rt, capsys, "workspace", "oauth-app", "--client-id", "app-id", "--client-secret",
                              CLIENT_SECRET, "--api-url", api_url)
-    assert (code, out) == (1, "") and err.startswith("bridge: the API's URL (--api-url, BRIDGE_API_URL) must be an https:// URL"), err
+    assert (code, out) == (2, "") and err.startswith("bridge: the API's URL (--api-url, BRIDGE_API_URL) must be an https:// URL"), err
     assert rt.oauth_app() is None and rt.secrets.scoped("edge").get("oauth/client-id") is None
 
 
@@ -503,7 +503,7 @@ def test_oauth_app_given_nothing_outside_a_terminal_with_the_app_stored_says_wha
     configure_oauth(rt, "app-id", "app-secret")
     monkeypatch.setattr("sys.stdin", io.StringIO(""))
     assert run_cli(rt, capsys, "workspace", "oauth-app") == (
-        1, "", "bridge: give the public Intercom app's client id (--client-id or INTERCOM_CLIENT_ID) and/or client "
+        2, "", "bridge: give the public Intercom app's client id (--client-id or INTERCOM_CLIENT_ID) and/or client "
                "secret (INTERCOM_OAUTH_CLIENT_SECRET), or --rotate-state-key for a new state key alone: outside a "
                "terminal nothing is asked for; nothing was changed\n")
     edge = rt.secrets.scoped("edge")

@@ -108,7 +108,8 @@ def test_the_replay_doctor_advises_for_intercoms_403_to_the_token_reaches_the_wo
 def test_a_refused_tokens_letters_advise_the_reconnect_and_its_replay_but_a_searchs_nothing_to_replay():
     """`dlq list`: a letter of work Intercom refused the token for says the one fix doctor and explain say; a search
     of changed contacts among them is superseded by the next that succeeds, as for any cause (nothing to replay)."""
-    from chalicelib.errors import refused_token, token_fix
+    from chalicelib.domain.advice import token_fix
+    from chalicelib.errors import refused_token
     from chalicelib.services.dead_letters import SEARCH, SEARCH_FIX, DeadLetter
 
     reason = f"Intercom answered 401 unauthorized: Access Token Invalid — {refused_token('ws')} (invalid or revoked)"
@@ -123,8 +124,8 @@ def test_a_refused_tokens_reason_is_said_beside_its_fix_without_the_advice_the_f
     workspace's token (its reconnect and replay) and RF's of the stored token (rf_token_fix) are said once, in the fix;
     whose token Intercom refused stays said (the replay's `--reason`). Beside a search's fix (no reconnect in it), or
     with no fix, the reason is said whole; any other reason as it is."""
-    from chalicelib.domain.advice import rf_token_fix, rf_token_reason
-    from chalicelib.errors import beside_fix, refused_reason, token_fix
+    from chalicelib.domain.advice import rf_token_fix, rf_token_reason, token_fix
+    from chalicelib.errors import beside_fix, refused_reason
     from chalicelib.services.dead_letters import SEARCH, SEARCH_FIX, DeadLetter
 
     answer = "Intercom answered 401 unauthorized: Access Token Invalid"

@@ -288,6 +288,27 @@ def test_notifications_that_stopped_while_leads_wait_are_a_warning_naming_the_su
     assert "        fix: check the subscription: in Intercom's Developer Hub > Webhooks" in text
 
 
+def test_the_topics_doctor_names_are_those_the_campaigns_settings_need():
+    """`match: email` also needs a duplicate created already at the target (a user an app creates at sign-up) and the
+    lead's email changed; ongoing contact sync needs new contacts: doctor names those topics too, where it names
+    the subscription (docs/setup.md, Setting up Intercom, step 2)."""
+    rt = healthy()
+    pending(rt)
+    rule = {**scenario.RULE, "match": "email"}
+    apply(rt.work, {**scenario.settings(rule), "sync": {"mode": "ongoing", "fields": [
+        {"from": "email", "to": "email"}, {"from": "name", "to": "first_name"}],
+        "referral_link_attribute": "custom_attributes.referral_link"}})
+    view, text = look(rt)
+    [never] = checks(view, "webhooks.intercom")
+    assert never["what"].startswith("no Intercom contact notification was ever received for workspace ws"), text
+    assert never["fix"] == ("in Intercom's Developer Hub > Webhooks, set the URL to <api>/webhooks/intercom and "
+                            "subscribe the topics contact.lead.updated, contact.user.updated, contact.lead.signed_up, "
+                            "contact.merged, contact.deleted, contact.archived, contact.user.created, "
+                            "contact.lead.created, contact.email.updated")
+    apply(rt.work, scenario.settings())                               # match: contact, no sync: the six
+    assert checks(look(rt)[0], "webhooks.intercom")[0]["fix"].endswith("contact.deleted, contact.archived")
+
+
 def test_a_quiet_workspace_without_pending_leads_is_not_a_warning():
     rt = healthy()
     rt.store.edge.heard("workspace:ws", "notification")

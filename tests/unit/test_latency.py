@@ -12,7 +12,8 @@ from chalicelib.domain.qualification import QState
 from chalicelib.errors import Transient
 from chalicelib.messages import JoinMessage
 from chalicelib.observability import metrics
-from tests.unit.scenario import event, joined, link_of, run, world
+from chalicelib.services.worker import RetryBatch
+from tests.unit.scenario import changed, changes, check, event, joined, link_of, run, set_value, world
 
 QUALIFIED = "QualificationDelaySeconds"
 
@@ -72,7 +73,9 @@ def test_a_qualification_rf_confirms_on_a_retry_is_measured_from_the_change_once
     assert link_of(work).qualification is QState.QUALIFIED and emitted(QUALIFIED) == [720.0]
 
 
-def test_a_lead_rf_holds_qualified_already_and_a_resume_of_unknown_time_emit_no_delay():
+def test_a_lead_rf_holds_qualified_already_and_a_claim_taken_over_from_a_worker_that_died_emit_no_delay():
+    """Not the bridge's doing (RF had her qualified already), or the change's time not known: a worker died holding
+    the claim before anything of the try was written (its lease ran out; reconciliation's check takes it over)."""
     from tests.unit.test_qualifier import SETTINGS
     work = world()
     link, contact = joined(work)
@@ -81,11 +84,93 @@ def test_a_lead_rf_holds_qualified_already_and_a_resume_of_unknown_time_emit_no_
     assert emitted("ReferralsFoundQualified") == [1.0] and emitted(QUALIFIED) == []
     other = world()
     link, contact = joined(other)
-    other.apis.rf_.answers = [Transient("Referral Factory answered 429")]
-    with pytest.raises(Transient):
-        other.deps.qualifier.evaluate(link, SETTINGS, met_at(contact, other.clock.now))
-    other.deps.qualifier.resume(link_of(other), "reconciliation")         # the change's time is not kept
-    assert link_of(other).qualification is QState.QUALIFIED and emitted(QUALIFIED) == []
+    assert other.store.links.start_qualifying(link) is not None          # the worker dies here
+    other.clock.now += other.config.lease + 60
+    run(other, check())                                                  # reconciliation's check of the overdue claim
+    assert link_of(other).qualification is QState.QUALIFIED and emitted("ReferralsQualified") == [1.0]
+    assert emitted(QUALIFIED) == []
+
+
+def deferred_once(work) -> None:
+    """RF's budget spent (or its 429): the qualification's PUT waits, not sent; the claim is left unconfirmed."""
+    work.apis.rf_.answers = [Transient("Referral Factory answered 429")]
+
+
+def test_a_lost_webhook_reconciliations_check_catches_is_measured_from_the_contacts_change_once():
+    """The webhook of her change to "Yes" was lost: reconciliation's check reads her contact 10 minutes later, and
+    RF confirms her: the delay counts from her contact's updated_at (Intercom's time of that change), once."""
+    work = world()
+    _, contact = joined(work)
+    changed(work, contact, "Yes", at=work.clock.now)
+    work.clock.now += 600
+    run(work, check())
+    assert link_of(work).qualification is QState.QUALIFIED and emitted(QUALIFIED) == [600.0]
+    work.clock.now += 3600
+    run(work, check())                                                   # the next round's check: nothing more
+    assert emitted(QUALIFIED) == [600.0] and emitted("ReferralsQualified") == [1.0]
+
+
+@pytest.mark.parametrize("found_by", ["the sweep's check", "the search of changes", "its webhook"])
+def test_a_qualification_left_unconfirmed_and_finished_by_a_retry_or_reconciliation_counts_from_the_change_once(
+        found_by):
+    """She reached the target; the try that decided it could not have RF confirm it (RF's 429: not sent). The claim
+    is left unconfirmed, and what finishes it (the check's or the search's retry, or reconciliation's check of the
+    overdue claim: Qualifier.resume, which judges nothing again) knew no change: no delay was emitted, so the delays
+    of the qualifications reconciliation finishes (a lost webhook caught, then RF busy) never showed. The try that
+    confirms it emits the whole wait from her change, once; the one that did not, nothing."""
+    work = world()
+    _, contact = joined(work)
+    at = work.clock.now
+    changed(work, contact, "Yes", at=at)
+    first = {"the sweep's check": check(), "the search of changes": changes(work, at + 60),
+             "its webhook": event(contact, created_at=at)}[found_by]
+    work.clock.now += 300
+    deferred_once(work)
+    with pytest.raises(RetryBatch):
+        run(work, first)
+    assert link_of(work).qualification is QState.UNCONFIRMED and emitted(QUALIFIED) == []
+    work.clock.now += 720
+    run(work, check(), receives=2)                # the check's retry, or reconciliation's check of the overdue claim
+    assert link_of(work).qualification is QState.QUALIFIED
+    assert emitted(QUALIFIED) == [1020.0] and emitted("ReferralsQualified") == [1.0]
+    run(work, check(), receives=3)                # its repeat: nothing more
+    assert emitted(QUALIFIED) == [1020.0]
+
+
+def test_a_resume_that_fails_again_still_counts_from_the_first_change():
+    """The try that left the qualification unfinished kept the change's time (Qualifier._unconfirmed); a resume that
+    fails too keeps none of its own: the try that confirms it counts from the first."""
+    other = world()
+    _, contact = joined(other)
+    at = other.clock.now
+    deferred_once(other)
+    with pytest.raises(RetryBatch):
+        run(other, event(set_value(other, contact, "Yes"), created_at=at))
+    other.clock.now += 900
+    deferred_once(other)
+    with pytest.raises(RetryBatch):
+        run(other, check())                             # reconciliation's check: RF still busy
+    other.clock.now += 900
+    run(other, check(), receives=2)
+    assert emitted(QUALIFIED) == [1800.0] and link_of(other).qualification is QState.QUALIFIED
+
+
+def test_a_replay_of_a_refused_qualification_resumed_emits_no_delay_of_the_refused_ones_change():
+    """A qualification RF refused ends it: a dead letter's replay (a check's: the link keeps no change's time) left
+    unconfirmed, then resumed, does not count from the change of the refused one."""
+    from chalicelib.errors import Permanent
+    work = world()
+    _, contact = joined(work)
+    work.apis.rf_.answers = [Permanent("Referral Factory answered 422: user cannot be qualified", status=422)]
+    run(work, event(set_value(work, contact, "Yes"), created_at=work.clock.now))
+    assert link_of(work).qualification is QState.FAILED and emitted(QUALIFIED) == []
+    work.clock.now += 3600
+    deferred_once(work)
+    with pytest.raises(RetryBatch):
+        run(work, check(replayed_from="letter-1"))      # the operator's replay of its letter: RF busy
+    work.clock.now += 900
+    run(work, check())                                  # reconciliation finishes it
+    assert link_of(work).qualification is QState.QUALIFIED and emitted(QUALIFIED) == []
 
 
 def test_a_webhook_qualifies_her_and_its_notification_time_is_the_start():
@@ -130,3 +215,22 @@ def test_a_join_emits_the_seconds_from_its_webhook_to_its_contact_once():
     run(work, JoinMessage(campaign_id="42", rf_user_id="3", person={**LEAD, "id": "3", "email": "b@example.com"}
                           ).wire())         # a message without the edge's time (reconciliation's): none measured
     assert emitted("JoinDelaySeconds") == [1.5]
+
+
+def test_a_join_bridge_backfill_queued_emits_no_join_delay_its_queueing_is_no_webhook():
+    """`bridge backfill --apply` queues the joins of people RF lists that the bridge never applied: some joined
+    months ago, their webhook lost. The seconds since backfill queued them are no promise kept or broken (the
+    operator chose when to run it), and a run of thousands would crowd JoinDelaySeconds' p95 and maximum with
+    the queue's drain: the join is applied and counted, no delay emitted."""
+    from chalicelib.services.backfill import backfill
+    from tests.unit.test_answers import SETTINGS as BACKFILLED, WS as BACKFILL_WS, Backfilling
+    from tests.unit.test_join_use_case import LEAD, world as join_world
+    rt = Backfilling([{**LEAD, "type": "person_invited"}])
+    rt.store.settings.put("42", BACKFILLED, BACKFILL_WS)
+    backfill(rt, "42", apply=True)
+    [queued] = rt.queue.sent
+    work = join_world()
+    work.clock.now = rt.clock.now + 600             # the queue drained 10 minutes after backfill queued it
+    run(work, queued)
+    assert link_of(work, "7").status.value == "linked" and emitted("ContactsCreated") == [1.0]
+    assert emitted("JoinDelaySeconds") == []

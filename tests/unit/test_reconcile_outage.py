@@ -228,7 +228,9 @@ def test_a_search_refused_the_workspaces_token_is_dead_lettered_without_the_repl
     # A refused token never passes by itself: [reconciliation] says it at once, not [dead_letters] (said once)
     [told] = [f for f in examine(rt, "42").view()["findings"] if f["check"] == "reconciliation"]
     assert findings(rt) == [] and "2 failed since" in told["what"], told["what"]
-    assert told["what"].endswith(said + ")") and "nothing to replay" in told["fix"], told["what"]
+    # (its reason beside the fix, which says the reconnect: said there alone)
+    shown = said.removesuffix(": reconnect the workspace")
+    assert told["what"].endswith(shown + ")") and "nothing to replay" in told["fix"], told["what"]
     # `dlq list` shows the older letter's reason as doctor quotes it (no replay beside "nothing to replay": the
     # search's own reason), in its list and its counts alike; `--raw` shows it as stored (what a `--reason` matches)
     assert old["reason"].split(", then `bridge dlq replay")[0] == said != old["reason"]
@@ -242,7 +244,7 @@ def test_a_search_refused_the_workspaces_token_is_dead_lettered_without_the_repl
     assert json.loads(out)["by_reason"] == {said: 2}, out     # the reasons there are, counted alike (nothing matches)
     work.clock.now += 4 * RUN_EVERY                   # late: [reconciliation] says it alike
     [late] = [f for f in examine(rt, "42").view()["findings"] if f["check"] == "reconciliation"]
-    assert not late["ok"] and said in late["what"] and "dlq replay" not in late["what"], late["what"]
+    assert not late["ok"] and late["what"].endswith(shown + ")") and "dlq replay" not in late["what"], late["what"]
     work.clock.now += RUN_EVERY                       # reconnected: the next search succeeds
     assert handle_batch(records(changes(work)), work)["done"] == 1
     _, _, err = run_cli(rt, capsys, "dlq", "discard", "--reason", refused_token(WS))
@@ -251,11 +253,9 @@ def test_a_search_refused_the_workspaces_token_is_dead_lettered_without_the_repl
     assert code == 0 and out.startswith("2 dead letter(s) discarded") and work.queue.letters == {}, out
 
 
-def test_while_intercom_refuses_the_token_doctor_says_the_searches_fail_with_the_reconnect_not_that_one_ran():
-    """Walkthrough (README, Intercom's token revoked): every search of changed contacts is refused; doctor's
-    [reconciliation] said "ok: the last search of changed contacts of ws ran 15 min ago", the one before the
-    token was revoked. A search that ran and failed is not a search that ran: a refused token never passes by
-    itself, so it is said at once (a 503 only once the schedule is late), with the reconnect."""
+def a_search_refused_the_token() -> tuple[Doctored, str]:
+    """A search succeeded, and the next one, 15 minutes later, Intercom refused the workspace's token to (its letter
+    dead at once: it is never replayed); with Intercom's answer."""
     from chalicelib.errors import TokenRefused, refused_reason
     rt = doctored()
     work = rt.work
@@ -264,10 +264,39 @@ def test_while_intercom_refuses_the_token_doctor_says_the_searches_fail_with_the
     answer = "Intercom answered 401 unauthorized: Access Token Invalid"
     work.apis.intercom_.fail["search_contacts"] = TokenRefused(refused_reason(answer, WS), WS, "private", answer,
                                                                status=401)
-    assert handle_batch(records(changes(work)), work)["dead"] == 1           # (at once: it is never replayed)
+    assert handle_batch(records(changes(work)), work)["dead"] == 1
+    return rt, answer
+
+
+def test_while_intercom_refuses_the_token_doctor_says_the_searches_fail_with_the_reconnect_not_that_one_ran():
+    """Walkthrough (README, Intercom's token revoked): every search of changed contacts is refused; doctor's
+    [reconciliation] said "ok: the last search of changed contacts of ws ran 15 min ago", the one before the
+    token was revoked. A search that ran and failed is not a search that ran: a refused token never passes by
+    itself, so it is said at once (a 503 only once the schedule is late), with the reconnect."""
+    rt, answer = a_search_refused_the_token()
     [told] = [f for f in examine(rt, "42").view()["findings"] if f["check"] == "reconciliation"]
     assert not told["ok"] and told["what"].startswith(
         f"reconciliation's searches of the changed contacts of workspace {WS} fail (the last that succeeded ran 15 "
         "min ago; "), told
     assert f"`bridge workspace connect {WS}`" in told["fix"] and "reconcile schedule" not in told["fix"], told
     assert findings(rt) == [], "the failed searches, said twice"
+
+
+def test_doctors_reconciliation_line_says_a_refused_searchs_reason_without_the_reconnect_its_fix_says(capsys):
+    """Walkthrough: [reconciliation] said "...; the last: Intercom answered 401 ... (invalid or revoked): reconnect
+    the workspace)" beside its fix "`bridge workspace connect ws` ...; then ...": the advice said twice. The reason is
+    said beside the fix as `dlq list` and [dead_letters] say one (errors.beside_fix): whose token was refused, once;
+    the reconnect, in the fix alone. Alike once its letter is gone (the search's own stored reason)."""
+    from chalicelib.errors import refused_token
+    rt, answer = a_search_refused_the_token()
+    work = rt.work
+    said = f"{answer} — {refused_token(WS)} (invalid or revoked)"
+    for letters in (1, 0):
+        assert len(work.queue.letters) == letters
+        [told] = [f for f in examine(rt, "42").view()["findings"] if f["check"] == "reconciliation"]
+        assert not told["ok"] and told["what"].endswith(f": {said})" if letters else f": {said}; the queue tries "
+                                                        "it again)"), told["what"]
+        assert "reconnect" not in told["what"], told["what"]
+        assert told["fix"].startswith(f"`bridge workspace connect {WS}`"), told["fix"]
+        code, out, _ = run_cli(rt, capsys, "dlq", "discard", "--reason", refused_token(WS), "--yes")
+        assert code == 0

@@ -35,6 +35,10 @@ def test_other_operators():
     assert matches(rule(operator="is_set", value=None), "string", "anything")
     assert not matches(rule(operator="is_set", value=None), "string", "")
     assert not matches(rule(operator="is_set", value=None), "string", "  ")    # blank, as `duplicates: update` sees it
+    # a boolean attribute (a checkbox): ticked is set; unticked (false, as Intercom keeps it) and never set are not
+    assert matches(rule(operator="is_set", value=None), "boolean", True)
+    assert not matches(rule(operator="is_set", value=None), "boolean", False)
+    assert not matches(rule(operator="is_set", value=None), "boolean", None)
     assert matches(rule(operator="gte", value=100), "integer", "150")
     assert not matches(rule(operator="gte", value=100), "integer", 99)
     assert matches(rule(operator="contains", value="pro"), "string", "Pro plan")

@@ -1,7 +1,7 @@
 import pytest
 
 from chalicelib.domain.settings import SettingsError, parse_settings, unworkable
-from chalicelib.domain.workspace_check import check_against_workspace
+from chalicelib.domain.workspace_check import check_against_workspace, option_warnings
 
 PRODUCT_EXAMPLE = """
 campaign_id: "42"
@@ -140,6 +140,58 @@ def test_workspace_check_finds_missing_archived_and_unconvertible():
     assert any(p.startswith("leads.fields[2]: code is string but custom_attributes.plan_started is date") for p in found)
     assert any(p.startswith("leads.fields[3].to: custom_attributes.nope does not exist") for p in found)
     assert any("archived" in p and p.startswith("leads.fields[4].to") for p in found)
+
+
+LISTS = {**WORKSPACE,
+         "custom_attributes.stage": {"data_type": "string", "options": ["Trial", "Customer", "Churned"]},
+         "custom_attributes.source": {"data_type": "string", "options": [{"value": "referral"}, {"value": "ads"}]}}
+
+
+def test_values_a_list_attribute_has_no_option_for_are_warned_of_not_refused():
+    """A list attribute (text with options: Intercom's dropdown) given a value none of its options is: a rule no
+    option meets, a fixed value or an initial value written there. Said as warnings; the check itself passes."""
+    s = parse_settings({**base(fields=[{"from": "email", "to": "email"},
+                                       {"value": "Referral program", "to": "custom_attributes.source"}]),
+                        "qualification": {"attribute": "custom_attributes.stage", "value": "Paid",
+                                          "initial_value": "Lead"}})
+    assert check_against_workspace(s, LISTS) == []
+    assert option_warnings(s, LISTS) == [
+        "leads.fields[1].value: 'Referral program' is not one of the options of the list attribute "
+        "custom_attributes.source in Intercom ('referral', 'ads') — use one of them, or add it to the list in Intercom",
+        "qualification.value: no option of the list attribute custom_attributes.stage in Intercom ('Trial', "
+        "'Customer', 'Churned') meets the rule (equals 'Paid') — a contact set from the list never qualifies: use one "
+        "of its options as the value, or add the value to the list in Intercom",
+        "qualification.initial_value: 'Lead' is not one of the options of the list attribute custom_attributes.stage "
+        "in Intercom ('Trial', 'Customer', 'Churned') — use one of them, or add it to the list in Intercom"]
+
+
+@pytest.mark.parametrize("rule", [{"value": "customer"},                       # the rule ignores case by default
+                                  {"value": "Cust", "operator": "contains"},
+                                  {"operator": "is_set"}])
+def test_a_rule_an_option_meets_and_values_among_the_options_are_not_warned_of(rule):
+    s = parse_settings({**base(fields=[{"from": "email", "to": "email"},
+                                       {"value": "referral", "to": "custom_attributes.source"}]),
+                        "qualification": {"attribute": "custom_attributes.stage", "initial_value": "Trial", **rule}})
+    assert option_warnings(s, LISTS) == []
+    # nor is an attribute without options, nor a value no join writes (the side's action is nothing)
+    plain = {name: {"data_type": "string"} for name in LISTS}
+    off = parse_settings({**base(action="nothing", fields=[{"value": "x", "to": "custom_attributes.source"}]),
+                          "qualification": {"attribute": "custom_attributes.stage", "value": "Paid"}})
+    assert option_warnings(parse_settings({**base(), "qualification": {"attribute": "custom_attributes.stage",
+                                                                      "value": "Paid"}}), plain) == []
+    assert [w.split(":")[0] for w in option_warnings(off, LISTS)] == ["qualification.value"]
+
+
+def test_a_persons_own_link_or_code_mapped_to_a_list_attribute_is_refused_other_fields_are_not():
+    rows = [{"from": "email", "to": "email"}, {"from": "url", "to": "custom_attributes.stage"},
+            {"from": "code", "to": "custom_attributes.source"}]
+    listed = {**LISTS, "custom_attributes.origin": {"data_type": "string", "options": ["Direct", "Referred"]}}
+    rows.append({"from": "source", "to": "custom_attributes.origin"})          # (RF's sources: it may be one)
+    assert check_against_workspace(parse_settings(base(fields=rows)), listed) == [
+        "leads.fields[1]: url is each person's own referral link but custom_attributes.stage is a list in Intercom "
+        "('Trial', 'Customer', 'Churned'), not a text attribute — map it to a Text attribute",
+        "leads.fields[2]: code is each person's own referral code but custom_attributes.source is a list in Intercom "
+        "('referral', 'ads'), not a text attribute — map it to a Text attribute"]
 
 
 def test_workspace_check_accepts_dates_floats_and_meta_fields():

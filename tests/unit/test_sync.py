@@ -2344,3 +2344,29 @@ def test_a_second_start_while_the_page_is_dead_lettered_for_a_refused_token_does
     said = str(stopped.value)
     assert "bridge rf connect" in said and "dlq discard" not in said, said
     assert said.endswith("the replay resumes the run where it stopped"), said
+
+
+def test_a_run_the_cli_started_and_a_worker_finished_at_once_never_shows_its_start_after_its_finish():
+    """`sync start` stamped the run's start by the CLI's estimate of AWS's time, which may run up to half its span
+    (~0.4 s in a walk) ahead of the workers' clocks (AWS's): a worker finishing the run at once wrote a finish before
+    the start, and `sync status` showed them so. The start is stamped no later than AWS's time may be
+    (AwsClock.earliest), as `dlq replay`'s note is."""
+    from dataclasses import replace
+    from email.utils import formatdate
+
+    from chalicelib.adapters.aws_clock import AwsClock
+    from tests.fakes import FakeClock
+    work = world(2)
+    work.clock.now = true = int(work.clock.now) + 60.1       # AWS's time, early in its second
+    cli = AwsClock(FakeClock(now=true + 5.0))                # the operator's computer, 5 s ahead
+    sent = cli.local()
+    cli.answered(sent, sent + 0.1, formatdate(int(true), usegmt=True))
+    assert cli() - true > 0.3                                # its estimate: ahead, as in a walk
+    sync.start(replace(work.deps, clock=cli), "42")
+    work.clock.now = true + 0.1                              # a worker takes the page at once and finishes the run
+    drain(work)
+    run = work.store.sync.run("42")
+    assert (run.status, run.done) == ("done", 2)
+    assert run.started_at <= run.finished_at, (run.started_at, run.finished_at)
+    shown = sync.status(replace(work.deps, clock=cli), "42")
+    assert shown["started_at"] <= shown["finished_at"], shown

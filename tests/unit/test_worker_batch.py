@@ -7,6 +7,7 @@ from chalicelib import config, messages
 from chalicelib.errors import Deferred, Permanent, Transient
 from chalicelib.messages import CheckMessage, ContactMessage, JoinMessage
 from chalicelib.services.worker import HANDLERS, Handler, RetryBatch, handle_batch
+from chalicelib.domain.history import iso
 from chalicelib.domain.link import PersonRef
 from tests.fakes import FakeWork
 
@@ -468,3 +469,23 @@ def test_each_line_about_a_failed_record_says_which_record_and_whom():
                                                                                             "42", "8")
     assert (retried["message_id"], retried["rf_user_id"]) == ("m3", "9")
     assert not {"message_id", "kind", "rf_user_id"} & set(lines["the next line"])     # not left on later lines
+
+
+@pytest.mark.parametrize("asked, waits", [(7200.0, 720.0), (90.0, 90.0)], ids=["two hours", "ninety seconds"])
+def test_a_failed_try_honours_a_vendors_retry_after_no_longer_than_the_queues_own_retry(asked, waits):
+    """A failure the worker does not wait out as an outage (the vendor answers, e.g. a 409 or a 503 after its
+    answers came back) may carry a `Retry-After`: the record comes back then (its visibility changed), the same
+    message, aging. Honoured for hours, a record's BRIDGE_MAX_ATTEMPTS tries outlast the work-queue-stalled alarm's
+    hour, which then fires on a worker that works (tests/deploy/test_alarm_evaluation derives the plan). At most
+    LONGEST_RETRY_WAIT (the queue's visibility timeout as deployed: its own retry); a shorter wait, as asked. The
+    history says when it comes back."""
+    from chalicelib.services.worker import LONGEST_RETRY_WAIT
+    rt = FakeWork()
+    rt.store.links.claim(PersonRef("42", "5"), "ws")                  # (the person the bridge keeps: a link)
+    kind = Recorder(fails={"5": Transient(f"Referral Factory answered 409 and asked to wait {asked:.0f}s",
+                                          retry_after=asked)})
+    with pytest.raises(RetryBatch):
+        handle_batch([record(5, check("5"))], rt, handlers=kind.handlers())
+    assert rt.queue.delayed == {"rh5": waits} and LONGEST_RETRY_WAIT == 720.0
+    [noted] = [e for e in rt.store.history.entries(PersonRef("42", "5")) if e.outcome == "retrying"]
+    assert noted.details["next_try_at"] == iso(rt.clock() + waits)

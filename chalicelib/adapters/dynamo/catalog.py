@@ -160,11 +160,12 @@ class DynamoSettings:
         """The version of the settings stored (None: none), and the last version the campaign's settings had: of
         those, of the ones a version rolled back to wrote in its partition since, or of the deleted ones (a version
         never names two documents)."""
-        stored = get(SettingsItem, settings_key(campaign_id), consistent=True)
-        rolled = get(SettingsItem, rollback_settings_key(campaign_id), consistent=True)
-        deleted = get(SettingsDeletedItem, deleted_settings_key(campaign_id), consistent=True)
-        return (int(stored.version) if stored else None,
-                max(int(item.version) if item else 0 for item in (stored, rolled, deleted)))
+        # One strongly consistent BatchGetItem of the three (not three GetItems): each is read for its version alone,
+        # which the deleted version's model reads of a settings item too.
+        keys = settings_key(campaign_id), rollback_settings_key(campaign_id), deleted_settings_key(campaign_id)
+        versions = {(i.pk, i.sk): int(i.version) for i in batch_get(SettingsDeletedItem, keys, consistent=True)
+                    if i.version is not None}
+        return versions.get(keys[0]), max((versions.get(key, 0) for key in keys), default=0)
 
     def campaigns(self, workspace: str) -> set[str]:
         item = get(CampaignsItem, campaigns_key(workspace))

@@ -8,7 +8,7 @@ from typing import Any, Callable, Optional
 from ...domain import rules
 from ...domain.history import Entry, iso
 from ...domain.judge import Action, Sighting, Verdict, carried, elsewhere, judge, kept_left
-from ...domain.latency import changed_at, delay
+from ...domain.latency import CHANGED_AT, changed_at, delay, kept_since
 from ...domain.link import Claim, LeftContact, Link, LinkStatus
 from ...domain.mapping import attribute_type
 from ...domain.qualification import QState, ask_rf_first, may_have_qualified
@@ -16,7 +16,7 @@ from ...domain.settings import CampaignSettings, Qualification
 from ...domain.people import other_campaign
 from ...errors import REFUSED_TOKEN, Permanent, Transient, Uncertain, WorkError
 from ...observability import count, logger, seconds
-from ...ports import Apis, LinkRepository, Merged, NotFound
+from ...ports import Apis, HistoryLog, LinkRepository, Merged, NotFound
 
 #: After RF's answer was lost and RF could not tell us whether it applied the call, try again no sooner than this
 #: (RF asked first). When the loss was RF's outage, its outage wait (domain/outage.outage_wait) sets the delay.
@@ -24,9 +24,12 @@ UNSURE_RETRY_SECONDS = 30.0
 
 
 class Qualifier:
-    def __init__(self, links: LinkRepository, apis: Apis, clock: Callable[[], float]):
-        # `clock`: when RF confirmed a qualification, for its delay (QualificationDelaySeconds); never a decision's
-        self.links, self.apis, self.clock = links, apis, clock
+    def __init__(self, links: LinkRepository, apis: Apis, clock: Callable[[], float],
+                 history: Optional[HistoryLog] = None):
+        # `clock`: when RF confirmed a qualification, for its delay (QualificationDelaySeconds); never a decision's.
+        # `history`: read for that delay only, by a try that finishes a qualification an earlier one left unconfirmed
+        # without judging it again (resume: the change's time its first try kept there, _unconfirmed)
+        self.links, self.apis, self.clock, self.history = links, apis, clock, history
 
     def evaluate(self, link: Link, settings: Optional[CampaignSettings], seen: Sighting, note: bool = True) -> Link:
         """Judge `seen` under the campaign's settings as they are now (every path that may qualify comes
@@ -236,7 +239,7 @@ class Qualifier:
         except Transient as exc:
             # Not sent (e.g. the shared budget held the PUT back after RF was asked): RF's "no" still
             # holds, and the next try sends the PUT without asking again (RF's budget is the scarce one).
-            self._unconfirmed(claim, exc, entries, said_no)
+            self._unconfirmed(claim, exc, entries, said_no, since)
             raise exc.about(*link.ref)
         except Permanent as exc:
             # (a refused token would refuse the question too: not asked)
@@ -258,10 +261,12 @@ class Qualifier:
         still holds: domain/qualification.ask_rf_first)."""
         return self.qualify(link, via, replay=False)
 
-    def _unconfirmed(self, claim: Claim, exc: Transient, entries: list[Entry], said_no: bool) -> None:
+    def _unconfirmed(self, claim: Claim, exc: Transient, entries: list[Entry], said_no: bool,
+                     since: Optional[float] = None) -> None:
         """The history says whether the user may be qualified in RF now (`unconfirmed`: this try's PUT,
         or an earlier one RF has not said no to since, may have reached it), or surely not
-        (`not_applied`: nothing reached RF, or RF refused it, e.g. with a 429)."""
+        (`not_applied`: nothing reached RF, or RF refused it, e.g. with a 429). With the qualifying change's time
+        (`since`, when this try knew it: latency.CHANGED_AT), for the delay of the try that finishes it (_qualified)."""
         maybe_sent = isinstance(exc, Uncertain)
         if maybe_sent and exc.retry_after is None:
             exc.retry_after = UNSURE_RETRY_SECONDS
@@ -272,7 +277,9 @@ class Qualifier:
             outcome, then = "not_applied", ("Referral Factory did not apply the qualification: the next try "
                                             + ("sends it" if said_no else "asks it first"))
         reason = f"{exc.reason} — {then}"
-        self.links.finish_qualifying(claim, QState.UNCONFIRMED, [*entries, Entry("qualification", outcome, reason)],
+        kept = {CHANGED_AT: iso(since)} if since is not None else None
+        self.links.finish_qualifying(claim, QState.UNCONFIRMED, [*entries, Entry("qualification", outcome, reason,
+                                                                                 kept)],
                                      reason=reason, rf_said_no=said_no)
 
     def _not_claimed(self, current: Link) -> Link:
@@ -310,6 +317,8 @@ class Qualifier:
         """`first`: RF, asked before the bridge ever called it for this lead, says qualified already (not the
         bridge's doing: no delay measured). `since`: the qualifying change's time (Qualifier.qualify)."""
         link = claim.link
+        if since is None and not first and claim.previous is QState.UNCONFIRMED:
+            since = self._kept_since(link)      # (before this try's end is written: kept_since reads up to it)
         said = (f"Referral Factory says user {link.rf_user_id} is qualified already (asked before the first "
                 f"call, via {via}): not called" if first else
                 f"Referral Factory says user {link.rf_user_id} is qualified (asked before calling it again, "
@@ -322,6 +331,20 @@ class Qualifier:
             seconds("QualificationDelaySeconds", delay(since, self.clock()))
         logger.info("referral qualified", extra={"campaign_id": link.campaign_id, "rf_user_id": link.rf_user_id})
         return done
+
+
+    def _kept_since(self, link: Link) -> Optional[float]:
+        """The qualifying change's time a try that left this qualification unconfirmed kept in the history
+        (latency.kept_since), for the delay of the try that finishes it: one read of the history, only by such a
+        try. Never its failure: unread, no delay is measured."""
+        if self.history is None:
+            return None
+        try:
+            return kept_since(self.history.entries(link.ref))
+        except Exception:
+            logger.warning("the qualifying change's time was not read: no delay measured",
+                           extra={"campaign_id": link.campaign_id, "rf_user_id": link.rf_user_id})
+            return None
 
 
 def late_entry(entry: Entry, left: LeftContact, link: Link) -> Entry:
