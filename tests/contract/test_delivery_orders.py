@@ -294,3 +294,27 @@ def test_a_change_kept_on_her_held_user_between_the_retrys_read_and_its_hold_of_
     link = link_of(work)
     assert (link.contact_id, link.qualification) == (b["id"], QState.QUALIFIED) and work.apis.rf_.qualified == ["7"]
     assert len([c for c in work.apis.rf_.calls if c.startswith("qualify")]) == 1
+
+
+def test_a_merge_notification_moving_her_waiting_link_between_the_retrys_read_and_its_hold_keeps_the_change(store,
+                                                                                                           clock):
+    """Review of held22, on both twins: her join holds A ("No") and waits; A's "Yes" of t + 10 is kept, its "No" of
+    t + 15 delivered; A is merged into B (made at t + 5). The retry (t + 100) reads the link (A, the keep), finds B,
+    and before its hold of B the merge's notification moves the waiting link to B (carrying the keep). The hold, on
+    the contact found already, carries it too: she is qualified, once."""
+    work, a, t, join = her_join_holds_her_user_and_waits(store, clock)
+    _told(work, a, "Yes", t + 10)
+    _told(work, a, "No", t + 15)
+    b = work.apis.intercom_.add("ann@example.com", role="user", signed_up="No")
+    b.update(created_at=t + 5, updated_at=t + 20)
+    work.apis.intercom_.merge(a["id"], b["id"])
+    clock.now = t + 100.4
+    with before(work.store.links, "hold_found", lambda: run(work, event(
+            dict(b, updated_at=t + 20), "contact.merged", "merge", created_at=t + 20,
+            merged_from={"type": "contact", "id": a["id"]})), once=True):
+        run(work, join)
+    clock.now = t + 200.4
+    run(work, join)
+    link = link_of(work)
+    assert (link.contact_id, link.qualification) == (b["id"], QState.QUALIFIED) and work.apis.rf_.qualified == ["7"]
+    assert len([c for c in work.apis.rf_.calls if c.startswith("qualify")]) == 1

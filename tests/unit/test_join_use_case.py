@@ -2218,3 +2218,82 @@ def test_a_change_kept_on_her_held_user_whose_merge_notification_moves_the_waiti
     assert (work.apis.rf_.qualified, link.qualification) == (
         (["7"], QState.QUALIFIED) if qualified else ([], QState.PENDING))
     assert [c for c in work.apis.rf_.calls if c.startswith("qualify")] == (["qualify 7"] if qualified else [])
+
+
+def _played(order: tuple[str, ...], made: str):
+    """Her join holds A ("No") and waits; B ("No") is made at t + 5 ("after") or a day before she joined ("before"),
+    changed last at t + 20. Steps in `order`: A's "Yes" of t + 10 ("yes", and a second notification of it, "again"),
+    A's "No" of t + 15 ("no"), A merged into B with its notification ("merge"), the join's retry at t + 100 ("retry");
+    then the join's message once more (a repeat). The work."""
+    work, a, t = her_join_holds_her_user_and_waits()
+    b = work.apis.intercom_.add("ann@example.com", role="user", signed_up="No")
+    b.update(created_at=t + 5 if made == "after" else t - 86_400, updated_at=t + 20)
+    for step in order:
+        if step in ("yes", "again"):
+            told(work, a, "Yes", t + 10, f"a-yes-{step}")
+        elif step == "no":
+            told(work, a, "No", t + 15, "a-no")
+        elif step == "merge":
+            work.apis.intercom_.merge(a["id"], b["id"])
+            run(work, event(dict(b, updated_at=t + 20), "contact.merged", "merge", created_at=t + 20,
+                            merged_from={"type": "contact", "id": a["id"]}))
+        else:
+            work.clock.now = t + 100.4
+            run(work, join())
+    work.clock.now = t + 300.4
+    run(work, join())
+    return work
+
+
+@pytest.mark.parametrize("order", sorted(set(itertools.permutations(("yes", "again", "no", "merge", "retry")))))
+def test_a_change_kept_on_her_held_user_qualifies_her_once_in_any_order_of_deliveries(order):
+    """Review of held22: whatever the order of A's "Yes" (delivered twice), A's "No", the merge of A into B (made after
+    she joined: her baseline kept) and the join's retry, then a repeat of the join: by the rule
+    (a change to the target after her baseline, on her contact then) she is qualified, once."""
+    work = _played(order, "after")
+    assert work.apis.rf_.qualified == ["7"] and link_of(work).qualification is QState.QUALIFIED, order
+    assert [c for c in work.apis.rf_.calls if c.startswith("qualify")] == ["qualify 7"], order
+
+
+@pytest.mark.parametrize("order", sorted(set(itertools.permutations(("yes", "again", "no", "merge", "retry")))))
+def test_a_change_kept_on_her_held_user_merged_into_one_made_before_she_joined_never_qualifies_her_twice(order):
+    """Review of held22: as above, B made a day before she joined (changed since: her baseline there not known). Where
+    the join finishes on A before the merge, A's "Yes" qualifies her as any linked change; on B, not. Never twice, and
+    never without asking Referral Factory first."""
+    work = _played(order, "before")
+    calls = [c for c in work.apis.rf_.calls if c.startswith("qualify")]
+    assert len(calls) <= 1 and work.apis.rf_.qualified == (["7"] if calls else []), order
+
+
+@pytest.mark.parametrize("path", ["repeat", "merge"])
+def test_a_change_kept_under_a_rule_replaced_since_is_carried_but_qualifies_her_not(path):
+    """Review of held22: the "Yes" of t + 10 kept on A under the rule of its time (signed_up = "Yes"). "repeat": the
+    retry (A merged into B, made after she joined) carries it to B and finishes; the claim of her qualification is
+    refused; the operator replaces the target ("Premium"); the message's retry, a repeat of the finished join, reads
+    the link (released under the old rule only) and does not qualify her. "merge": the target is replaced while her
+    join waits, then the merge's notification moves the waiting link to B (the keep carried, under the old rule): the
+    finish does not qualify her either. Referral Factory never called."""
+    work, a, t = her_join_holds_her_user_and_waits()
+    told(work, a, "Yes", t + 10, "a-yes")
+    told(work, a, "No", t + 15, "a-no")
+    b = work.apis.intercom_.add("ann@example.com", role="user", signed_up="No")
+    b.update(created_at=t + 5, updated_at=t + 20)
+    work.apis.intercom_.merge(a["id"], b["id"])
+    premium = {**SETTINGS, "qualification": {**SETTINGS["qualification"], "value": "Premium"}}
+    work.clock.now = t + 100.4
+    if path == "repeat":
+        def refuse():
+            raise Busy("the link changed meanwhile (another worker applied an Intercom event)")
+        with before(work.store.links, "start_qualifying", refuse, once=True):
+            run(work, join())
+        assert link_of(work).held_at == t + 10 and link_of(work).status is LinkStatus.LINKED
+        apply(work, premium)
+        work.clock.now = t + 200.4
+    else:
+        apply(work, premium)
+        run(work, event(dict(b, updated_at=t + 20), "contact.merged", "merge", created_at=t + 20,
+                        merged_from={"type": "contact", "id": a["id"]}))
+        assert link_of(work).contact_id == b["id"]
+    run(work, join())
+    assert link_of(work).status is LinkStatus.LINKED and link_of(work).qualification is QState.PENDING
+    assert work.apis.rf_.qualified == [] and [c for c in work.apis.rf_.calls if c.startswith("qualify")] == []
