@@ -22,7 +22,7 @@ from ..domain import people
 from ..domain.history import REPLAYED, Entry, iso
 from ..domain.link import LEAD, REFERRER, FoundContact, JoinClaim, JoinResult, Link, LinkStatus, PersonRef
 from ..domain import rules
-from ..domain.judge import Kept, Sighting, kept_for_join, released
+from ..domain.judge import Kept, Sighting, baseline_known, kept_for_join, released
 from ..domain.latency import delay
 from ..domain.mapping import MARKER_DESCRIPTION, MARKER_NAME, REFUSED_BY_INTERCOM, attribute_value
 from ..domain.outage import unavailable, waits_again
@@ -1016,11 +1016,14 @@ def _repeated_released(attempt: Attempt) -> bool:
     """A repeat of a finished join whose link, as the batch read it, reads released (judge.released): its finish
     wrote what qualifies her (a change kept while her join was not finished), and the write after it that claims her
     qualification failed (the table throttled, the worker stopped): the message, tried again, is this repeat, which
-    finishes that evaluation (_repeated_evaluation). Rare: no read for any other repeat."""
+    finishes that evaluation (_repeated_evaluation). Rare: no read for any other repeat, nor for one whose baseline
+    is not known under a rule that requires a change (judge notes it and qualifies nobody: a kept change carried to
+    a contact made before she joined stays released, and each repeat would read her contact again for nothing)."""
     link, settings = attempt.link, attempt.settings
     rule = settings.qualification if settings is not None else None
     return attempt.outcome == "repeat" and attempt.error is None and rule is not None and link is not None \
-        and link.status is LinkStatus.LINKED and released(link, rule)
+        and link.status is LinkStatus.LINKED and released(link, rule) \
+        and (not rule.require_change or baseline_known(link, rule))
 
 
 def _repeated_evaluation(attempt: Attempt, deps: WorkDeps, link: Optional[Link]) -> None:

@@ -2297,3 +2297,19 @@ def test_a_change_kept_under_a_rule_replaced_since_is_carried_but_qualifies_her_
     run(work, join())
     assert link_of(work).status is LinkStatus.LINKED and link_of(work).qualification is QState.PENDING
     assert work.apis.rf_.qualified == [] and [c for c in work.apis.rf_.calls if c.startswith("qualify")] == []
+
+
+def test_a_repeat_of_a_finished_join_released_on_a_baseline_not_known_reads_nothing_again():
+    """Review of held22: A's "Yes" kept, the merge's notification moves the waiting link to B (made a day before she
+    joined, changed since: her baseline there not known) carrying it; the retry finishes on B, linked and released,
+    and judge does not qualify her (baseline unknown). The join's message repeated (SQS delivers at least once) is a
+    repeat of a finished join: its link reads released, but judge would qualify nobody there, so it reads neither the
+    link again nor her contact (before: one Intercom read and one consistent read per repeat, for nothing)."""
+    work = _played(("yes", "no", "merge", "retry"), "before")
+    link = link_of(work)
+    assert (link.baseline_of, link.held_at is not None, link.qualification) == (MOVED_UNKNOWN, True, QState.PENDING)
+    before_repeats = len(work.apis.intercom_.calls)
+    for _ in range(3):
+        run(work, join())
+    assert work.apis.intercom_.calls[before_repeats:] == []
+    assert work.apis.rf_.qualified == [] and [c for c in work.apis.rf_.calls if c.startswith("qualify")] == []
