@@ -2313,3 +2313,47 @@ def test_a_repeat_of_a_finished_join_released_on_a_baseline_not_known_reads_noth
         run(work, join())
     assert work.apis.intercom_.calls[before_repeats:] == []
     assert work.apis.rf_.qualified == [] and [c for c in work.apis.rf_.calls if c.startswith("qualify")] == []
+
+
+
+def _stalled(order: tuple[str, ...]):
+    """As _played (B made after she joined), A's merge into B done in Intercom ("merged") and told later ("told"),
+    the retry at t + 100 waiting out an Intercom outage on the update after its hold ("stall"); then the join's retry
+    at t + 200, and its message once more (a repeat): the work."""
+    work, a, t = her_join_holds_her_user_and_waits()
+    b = work.apis.intercom_.add("ann@example.com", role="user", signed_up="No")
+    b.update(created_at=t + 5, updated_at=t + 20)
+    for step in order:
+        if step in ("yes", "again"):
+            told(work, a, "Yes", t + 10, f"a-yes-{step}")
+        elif step == "no":
+            told(work, a, "No", t + 15, "a-no")
+        elif step == "merged":
+            work.apis.intercom_.merge(a["id"], b["id"])
+        elif step == "told":
+            run(work, event(dict(b, updated_at=t + 20), "contact.merged", "merge", created_at=t + 20,
+                            merged_from={"type": "contact", "id": a["id"]}))
+        else:
+            work.clock.now = t + 100.4
+            work.apis.intercom_.fail["update"] = Transient("Intercom answered 503", status=503).unavailable("Intercom")
+            assert run(work, join())["waiting"] == 1
+            work.apis.intercom_.fail.pop("update", None)
+    for at in (t + 200.4, t + 300.4):
+        work.clock.now = at
+        run(work, join())
+    return work
+
+
+@pytest.mark.parametrize("order", [o for o in itertools.permutations(("yes", "again", "no", "merged", "told", "stall"))
+                                   if o.index("merged") < o.index("told")])
+def test_a_change_kept_on_her_held_user_qualifies_her_once_whatever_a_stalled_retry_held(order):
+    """Review of held22: as test_a_change_kept_on_her_held_user_qualifies_her_once_in_any_order_of_deliveries, the
+    merge's notification told after Intercom merged, and a retry that holds B (A merged) or A and waits again.
+    Qualified once; or, where both of A's "Yes" come after a stalled retry held B before the merge was told (that
+    hold left A's pointer: no link names A), not at all (how-it-works: "Still missed"). Never twice."""
+    work = _stalled(order)
+    at = order.index
+    missed = at("merged") < at("stall") < min(at("yes"), at("again"), at("told"))
+    assert [c for c in work.apis.rf_.calls if c.startswith("qualify")] == ([] if missed else ["qualify 7"]), order
+    assert (work.apis.rf_.qualified, link_of(work).qualification) == (
+        ([], QState.PENDING) if missed else (["7"], QState.QUALIFIED)), order
