@@ -4,6 +4,8 @@ twins (merges, reconciliation checks and searches, notifications too large to qu
 delivery does, with one qualification PUT at most, so the twins cannot drift apart on who is qualified."""
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from chalicelib.domain.link import PersonRef
@@ -318,3 +320,35 @@ def test_a_merge_notification_moving_her_waiting_link_between_the_retrys_read_an
     link = link_of(work)
     assert (link.contact_id, link.qualification) == (b["id"], QState.QUALIFIED) and work.apis.rf_.qualified == ["7"]
     assert len([c for c in work.apis.rf_.calls if c.startswith("qualify")]) == 1
+
+
+@pytest.mark.parametrize("order", [o for o in itertools.permutations(("yes", "no", "merged", "told", "retry"))
+                                   if o.index("merged") < o.index("told")])
+def test_a_change_kept_on_her_held_user_qualifies_her_once_in_any_order_on_both_twins(store, clock, order):
+    """Review of held22, on both twins (tests/unit/test_join_use_case.py's permutations, A's "Yes" told twice there):
+    her join holds A ("No") and waits; B is made at t + 5 (after she joined: her baseline kept). In `order`: A's "Yes"
+    of t + 10, A's "No" of t + 15, A merged into B in Intercom ("merged") and its notification ("told"), the join's
+    retry at t + 100; then the join's message once more (a repeat). By the rule she is qualified, once (Referral
+    Factory asked once), whatever the order; but where A's "Yes" comes after a retry that held B (A merged, not told
+    yet): that hold left A's pointer, no link names A, and it is not judged (how-it-works: "Still missed")."""
+    work, a, t, join = her_join_holds_her_user_and_waits(store, clock)
+    b = work.apis.intercom_.add("ann@example.com", role="user", signed_up="No")
+    b.update(created_at=t + 5, updated_at=t + 20)
+    for step in order:
+        if step in ("yes", "no"):
+            _told(work, a, "Yes" if step == "yes" else "No", t + 10 if step == "yes" else t + 15)
+        elif step == "merged":
+            work.apis.intercom_.merge(a["id"], b["id"])
+        elif step == "told":
+            run(work, event(dict(b, updated_at=t + 20), "contact.merged", "merge", created_at=t + 20,
+                            merged_from={"type": "contact", "id": a["id"]}))
+        else:
+            clock.now = t + 100.4
+            run(work, join)
+    clock.now = t + 300.4
+    run(work, join)
+    at = order.index
+    missed = at("merged") < at("retry") < min(at("yes"), at("told"))
+    assert len([c for c in work.apis.rf_.calls if c.startswith("qualify")]) == (0 if missed else 1), order
+    assert (work.apis.rf_.qualified, link_of(work).qualification) == (
+        ([], QState.PENDING) if missed else (["7"], QState.QUALIFIED)), order
