@@ -2233,9 +2233,9 @@ def _played(order: tuple[str, ...], made: str):
             told(work, a, "Yes", t + 10, f"a-yes-{step}")
         elif step == "no":
             told(work, a, "No", t + 15, "a-no")
-        elif step == "merge":
+        elif step in ("merge", "merge-again"):      # (Intercom tells a merge twice: two notifications)
             work.apis.intercom_.merge(a["id"], b["id"])
-            run(work, event(dict(b, updated_at=t + 20), "contact.merged", "merge", created_at=t + 20,
+            run(work, event(dict(b, updated_at=t + 20), "contact.merged", step, created_at=t + 20,
                             merged_from={"type": "contact", "id": a["id"]}))
         else:
             work.clock.now = t + 100.4
@@ -2250,6 +2250,14 @@ def test_a_change_kept_on_her_held_user_qualifies_her_once_in_any_order_of_deliv
     """Review of held22: whatever the order of A's "Yes" (delivered twice), A's "No", the merge of A into B (made after
     she joined: her baseline kept) and the join's retry, then a repeat of the join: by the rule
     (a change to the target after her baseline, on her contact then) she is qualified, once."""
+    work = _played(order, "after")
+    assert work.apis.rf_.qualified == ["7"] and link_of(work).qualification is QState.QUALIFIED, order
+    assert [c for c in work.apis.rf_.calls if c.startswith("qualify")] == ["qualify 7"], order
+
+
+@pytest.mark.parametrize("order", sorted(set(itertools.permutations(("yes", "no", "merge", "merge-again", "retry")))))
+def test_a_change_kept_on_her_held_user_qualifies_her_once_whatever_the_merge_told_twice(order):
+    """Review of held22: as above, the merge told twice (two notifications of it), A's "Yes" once."""
     work = _played(order, "after")
     assert work.apis.rf_.qualified == ["7"] and link_of(work).qualification is QState.QUALIFIED, order
     assert [c for c in work.apis.rf_.calls if c.startswith("qualify")] == ["qualify 7"], order
@@ -2357,3 +2365,30 @@ def test_a_change_kept_on_her_held_user_qualifies_her_once_whatever_a_stalled_re
     assert [c for c in work.apis.rf_.calls if c.startswith("qualify")] == ([] if missed else ["qualify 7"]), order
     assert (work.apis.rf_.qualified, link_of(work).qualification) == (
         ([], QState.PENDING) if missed else (["7"], QState.QUALIFIED)), order
+
+
+
+@pytest.mark.parametrize("made", ["after", "before"])
+def test_a_change_kept_on_her_held_user_gone_is_carried_to_another_of_hers_found_by_search(made):
+    """Review of held22: her join holds A ("No") and waits; A's "Yes" of t + 10 is kept, its "No" of t + 15 told; A is
+    deleted (404), and the retry (t + 100) finds B ("Yes"), with her email, by search: a find of its own (her baseline
+    there B's value as that try read it, found_at its claim; not join.moved_baseline, which a merge's survivor
+    takes), made after she joined or a day before. Its hold of B carries the keep (FoundContact.kept_at), and the
+    change she made on A after her baseline there qualifies her, once, either way (as on main, where the finish held
+    it again). (how-it-works' "unless her baseline there is not known (the other made before she joined)" is a
+    merge's survivor's case: a contact found by search has a baseline known.)"""
+    work, a, t = her_join_holds_her_user_and_waits()
+    told(work, a, "Yes", t + 10, "a-yes")
+    told(work, a, "No", t + 15, "a-no")
+    b = work.apis.intercom_.add("ann@example.com", role="user", signed_up="Yes")
+    b.update(created_at=t + 5 if made == "after" else t - 86_400, updated_at=t + 20)
+    work.apis.intercom_.contacts.pop(a["id"])
+    work.clock.now = t + 100.4
+    run(work, join())
+    link = link_of(work)
+    assert (link.contact_id, link.status, link.held_at, link.baseline, link.found_at) == (
+        b["id"], LinkStatus.LINKED, t + 10, "Yes", t + 100.4)
+    work.clock.now = t + 200.4
+    run(work, join())
+    assert work.apis.rf_.qualified == ["7"] and link_of(work).qualification is QState.QUALIFIED
+    assert [c for c in work.apis.rf_.calls if c.startswith("qualify")] == ["qualify 7"]
