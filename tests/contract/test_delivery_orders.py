@@ -352,3 +352,31 @@ def test_a_change_kept_on_her_held_user_qualifies_her_once_in_any_order_on_both_
     assert len([c for c in work.apis.rf_.calls if c.startswith("qualify")]) == (0 if missed else 1), order
     assert (work.apis.rf_.qualified, link_of(work).qualification) == (
         ([], QState.PENDING) if missed else (["7"], QState.QUALIFIED)), order
+
+
+def test_the_retrys_hold_and_finish_between_a_merge_notifications_read_and_its_move_qualify_her_once(store, clock):
+    """Review of held22, on both twins: her join holds A ("No") and waits; A's "Yes" of t + 10 is kept, its "No" of
+    t + 15 told; A is merged into B (made at t + 5). The merge's notification reads the waiting link (A, the keep);
+    before its move, the join's retry (t + 100) holds B (carrying the keep), finishes and qualifies her. The move,
+    held to the contact it read, is refused and its retry finds the link on B already: she is qualified, once."""
+    work, a, t, join = her_join_holds_her_user_and_waits(store, clock)
+    _told(work, a, "Yes", t + 10)
+    _told(work, a, "No", t + 15)
+    b = work.apis.intercom_.add("ann@example.com", role="user", signed_up="No")
+    b.update(created_at=t + 5, updated_at=t + 20)
+    work.apis.intercom_.merge(a["id"], b["id"])
+    clock.now = t + 100.4
+
+    def retried():
+        run(work, join)
+        assert work.apis.rf_.qualified == ["7"]
+    merged = event(dict(b, updated_at=t + 20), "contact.merged", "merge", created_at=t + 20,
+                   merged_from={"type": "contact", "id": a["id"]})
+    with before(work.store.links, "move", retried, once=True):
+        run(work, merged)
+    run(work, merged)
+    clock.now = t + 300.4
+    run(work, join)
+    link = link_of(work)
+    assert (link.contact_id, link.qualification) == (b["id"], QState.QUALIFIED) and work.apis.rf_.qualified == ["7"]
+    assert len([c for c in work.apis.rf_.calls if c.startswith("qualify")]) == 1
