@@ -298,12 +298,9 @@ def test_a_change_kept_on_her_held_user_between_the_retrys_read_and_its_hold_of_
     assert len([c for c in work.apis.rf_.calls if c.startswith("qualify")]) == 1
 
 
-def test_a_merge_notification_moving_her_waiting_link_between_the_retrys_read_and_its_hold_keeps_the_change(store,
-                                                                                                           clock):
-    """Review of held22, on both twins: her join holds A ("No") and waits; A's "Yes" of t + 10 is kept, its "No" of
-    t + 15 delivered; A is merged into B (made at t + 5). The retry (t + 100) reads the link (A, the keep), finds B,
-    and before its hold of B the merge's notification moves the waiting link to B (carrying the keep). The hold, on
-    the contact found already, carries it too: she is qualified, once."""
+def _kept_then_merged(store, clock):
+    """Her join holds A ("No") and waits; A's "Yes" of t + 10 (kept) and "No" of t + 15 told; A merged into B ("No",
+    made at t + 5) in Intercom, its notification not told; the clock at the retry's (t + 100): work, A, B, t, join."""
     work, a, t, join = her_join_holds_her_user_and_waits(store, clock)
     _told(work, a, "Yes", t + 10)
     _told(work, a, "No", t + 15)
@@ -311,9 +308,23 @@ def test_a_merge_notification_moving_her_waiting_link_between_the_retrys_read_an
     b.update(created_at=t + 5, updated_at=t + 20)
     work.apis.intercom_.merge(a["id"], b["id"])
     clock.now = t + 100.4
-    with before(work.store.links, "hold_found", lambda: run(work, event(
-            dict(b, updated_at=t + 20), "contact.merged", "merge", created_at=t + 20,
-            merged_from={"type": "contact", "id": a["id"]})), once=True):
+    return work, a, b, t, join
+
+
+def _merge_notice(a, b, t):
+    """The notification of A's merge into B, at t + 20."""
+    return event(dict(b, updated_at=t + 20), "contact.merged", "merge", created_at=t + 20,
+                 merged_from={"type": "contact", "id": a["id"]})
+
+
+def test_a_merge_notification_moving_her_waiting_link_between_the_retrys_read_and_its_hold_keeps_the_change(store,
+                                                                                                           clock):
+    """Review of held22, on both twins: her join holds A ("No") and waits; A's "Yes" of t + 10 is kept, its "No" of
+    t + 15 delivered; A is merged into B (made at t + 5). The retry (t + 100) reads the link (A, the keep), finds B,
+    and before its hold of B the merge's notification moves the waiting link to B (carrying the keep). The hold, on
+    the contact found already, carries it too: she is qualified, once."""
+    work, a, b, t, join = _kept_then_merged(store, clock)
+    with before(work.store.links, "hold_found", lambda: run(work, _merge_notice(a, b, t)), once=True):
         run(work, join)
     clock.now = t + 200.4
     run(work, join)
@@ -340,8 +351,7 @@ def test_a_change_kept_on_her_held_user_qualifies_her_once_in_any_order_on_both_
         elif step == "merged":
             work.apis.intercom_.merge(a["id"], b["id"])
         elif step == "told":
-            run(work, event(dict(b, updated_at=t + 20), "contact.merged", "merge", created_at=t + 20,
-                            merged_from={"type": "contact", "id": a["id"]}))
+            run(work, _merge_notice(a, b, t))
         else:
             clock.now = t + 100.4
             run(work, join)
@@ -359,19 +369,12 @@ def test_the_retrys_hold_and_finish_between_a_merge_notifications_read_and_its_m
     t + 15 told; A is merged into B (made at t + 5). The merge's notification reads the waiting link (A, the keep);
     before its move, the join's retry (t + 100) holds B (carrying the keep), finishes and qualifies her. The move,
     held to the contact it read, is refused and its retry finds the link on B already: she is qualified, once."""
-    work, a, t, join = her_join_holds_her_user_and_waits(store, clock)
-    _told(work, a, "Yes", t + 10)
-    _told(work, a, "No", t + 15)
-    b = work.apis.intercom_.add("ann@example.com", role="user", signed_up="No")
-    b.update(created_at=t + 5, updated_at=t + 20)
-    work.apis.intercom_.merge(a["id"], b["id"])
-    clock.now = t + 100.4
+    work, a, b, t, join = _kept_then_merged(store, clock)
 
     def retried():
         run(work, join)
         assert work.apis.rf_.qualified == ["7"]
-    merged = event(dict(b, updated_at=t + 20), "contact.merged", "merge", created_at=t + 20,
-                   merged_from={"type": "contact", "id": a["id"]})
+    merged = _merge_notice(a, b, t)
     with before(work.store.links, "move", retried, once=True):
         run(work, merged)
     run(work, merged)
