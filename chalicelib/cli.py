@@ -14,6 +14,7 @@ if __name__ == "__main__":    # `python -m chalicelib.cli`: a Ctrl-C while the C
 import argparse
 import ast
 import contextlib
+import dataclasses
 import functools
 import getpass
 import io
@@ -243,12 +244,15 @@ def _parser() -> argparse.ArgumentParser:
                                     "campaign")
     p.add_argument("--show-payload", action="store_true", help="also print each message's payload (emails masked)")
     p.add_argument("--raw", action="store_true", help="with --show-payload: the payload as queued, emails included")
+    _workspace_selector(p)
     _json(p)
     p.set_defaults(func=_dlq_list)
     p = dlq.add_parser("replay", help="send failed work back to the queue (all, or by reason or campaign)")
     p.add_argument("--reason", help="only dead letters whose reason contains this text")
     p.add_argument("--campaign", help="only dead letters of this campaign")
-    p.add_argument("--all", action="store_true", help="every dead letter (the default without --reason/--campaign)")
+    _workspace_selector(p)
+    p.add_argument("--all", action="store_true", help="every dead letter (the default without --reason/--campaign/"
+                   "--workspace)")
     _json(p)
     p.set_defaults(func=_dlq_replay)
     p = dlq.add_parser("discard", help="take out for good dead letters that can never succeed (by reason or "
@@ -256,6 +260,7 @@ def _parser() -> argparse.ArgumentParser:
                                        "history saying so")
     p.add_argument("--reason", help="only dead letters whose reason contains this text")
     p.add_argument("--campaign", help="only dead letters of this campaign")
+    _workspace_selector(p)
     p.add_argument("--superseded", action="store_true", help="only failed searches of changed contacts a later "
                    "search covered (`bridge dlq list` says which)")
     p.add_argument("--yes", action="store_true", help="confirm: without it, only says how many would be discarded")
@@ -345,7 +350,8 @@ def _api_url_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--api-url", default=os.environ.get("BRIDGE_API_URL"),
                    help="the API's URL, e.g. https://abc123.execute-api.eu-west-1.amazonaws.com/api (the webhook "
                         "URLs `make deploy` printed begin with it); left out: BRIDGE_API_URL (set by ./bridge on "
-                        "`make run`), else the stage's .chalice/deployed/<stage>.json")
+                        "`make run`), else the stage's deployed state (.chalice/deployed/<stage>.json, else the "
+                        "one `make deploy` keeps in the stage's bucket)")
 
 
 def _secret_option(p: argparse.ArgumentParser, option: str, env: str, what: str) -> None:
@@ -395,11 +401,8 @@ def _secret(args: argparse.Namespace, option: str, env: str, what: str, warnings
         if _terminal():
             warnings.append(f"{option} on the command line lands in the shell's history (and shows in `ps`): "
                             f"leave it out to be asked for it, or set {env}")
-    elif os.environ.get(env):
+    elif os.environ.get(env):     # (one blank or with spaces around is refused before: _connect_unusable)
         value, source = os.environ[env], env
-        refusal = spaces_refused(env, what, value)   # named as the variable it is in, not the option
-        if refusal:
-            raise CliError(refusal)
     else:
         value = _typed(what, kept) if ask else None
         source = "typed" if value else None
@@ -538,7 +541,8 @@ def _unusable(args: argparse.Namespace) -> Optional[str]:
     sync start/status/report; dlq replay/discard's --campaign); an argument given empty or blank (`explain ""`, a
     `"$VAR"` unset); a selector missing or blank (`dlq discard` without one; a blank `--reason` matches every
     letter); an option without the one it needs or beside one it excludes; `forget`'s email without an @; a workspace
-    id or a URL a connect would refuse (`--api-base`, `--api-url`/BRIDGE_API_URL not https); `rf connect` and
+    id or a URL a connect would refuse (`--api-base`, `--api-url`/BRIDGE_API_URL not https), a connect's secret (or
+    client id) blank or with spaces around it, in its option or its variable; `rf connect` and
     `workspace oauth-app` given nothing to store outside a terminal (nothing is asked there). None when it can be
     taken."""
     for name, said in (("campaign_id", "campaign_id"), ("campaign", "--campaign")):
@@ -550,14 +554,17 @@ def _unusable(args: argparse.Namespace) -> Optional[str]:
         return "explain whom? Give an email, a Referral Factory user id or an Intercom contact id"
     if func is _dlq_list and args.raw and not args.show_payload:
         return "--raw shows the payloads as queued: give it with --show-payload"
-    if func is _dlq_replay and args.all and (args.reason is not None or args.campaign is not None):
-        return "--all replays every dead letter: give it alone, or filter with --reason / --campaign"
+    if func is _dlq_replay and args.all and (args.reason is not None or args.campaign is not None
+                                             or args.workspace is not None):
+        return "--all replays every dead letter: give it alone, or filter with --reason / --campaign / --workspace"
     if func is _dlq_replay and _blank(args.reason):   # (`--reason "$VAR"` with VAR unset: it would match every letter)
         return ("replay which dead letters? A blank --reason matches every letter: give --reason TEXT (a part of their "
                 "reason), --campaign ID, or --all; nothing was sent back")
-    if func is _dlq_discard and (_blank(args.reason) or not (args.reason or args.campaign or args.superseded)):
-        return ("discard which dead letters? Give --reason TEXT (a part of their reason; a blank one matches every "
-                "letter), --campaign ID and/or --superseded (`bridge dlq list` shows them); nothing was discarded")
+    if func is _dlq_discard and (_blank(args.reason) or not (args.reason or args.campaign or args.superseded
+                                                              or args.workspace)):
+        return ("discard which dead letters? Give --reason TEXT (a part of their reason, not blank: a blank one "
+                "would match every letter), --campaign ID, --workspace ID and/or --superseded (`bridge dlq list` shows "
+                "them); nothing was discarded")
     for name, said, wanted in _GIVEN_BLANK:
         if _blank(getattr(args, name, None)):
             return f"{said} is empty: give {wanted}"
@@ -580,19 +587,38 @@ def _connect_unusable(args: argparse.Namespace) -> Optional[str]:
             check_api_url(args.api_url)
     except ConnectError as exc:
         return str(exc)
+    given = [(name, *_given(args, name, *variables)) for name, *variables in _connect_secrets(func)]
+    for name, named, value in given:    # blank, or with spaces around: nothing could match it (refuse_blank's words)
+        refusal = spaces_refused(named, name.replace("_", " "), value) if named else None
+        if refusal:
+            return refusal
     if _terminal():
         return None
-    if func is _rf_connect and not _given(args, ("token", "RF_TOKEN"), ("webhook_secret", "RF_WEBHOOK_SECRET")):
+    if func is _rf_connect and not any(named for _, named, _ in given):
         return RF_NOTHING_GIVEN
-    if func is _workspace_oauth_app and not (args.client_id or args.rotate_state_key or
-                                             _given(args, ("client_secret", *OAUTH_SECRET_VARIABLES))):
+    if func is _workspace_oauth_app and not (args.rotate_state_key or any(named for _, named, _ in given)):
         return OAUTH_NOTHING_GIVEN
     return None
 
 
-def _given(args: argparse.Namespace, *secrets: tuple[str, ...]) -> bool:
-    """Is any of the `secrets` (each: its option's name in `args`, then the variables it is read from) given?"""
-    return any(getattr(args, name) or any(os.environ.get(v) for v in variables) for name, *variables in secrets)
+def _connect_secrets(func: Callable[..., int]) -> tuple[tuple[str, ...], ...]:
+    """The secrets a connect takes (and the public app's client id): each its option's name in the arguments, then
+    the variables read in its place when the option is not given (the first one set; `_secret` reads them so)."""
+    if func is _rf_connect:
+        return ("token", "RF_TOKEN"), ("webhook_secret", "RF_WEBHOOK_SECRET")
+    if func is _workspace_connect:
+        return ("token", "INTERCOM_TOKEN"), ("client_secret", "INTERCOM_CLIENT_SECRET")
+    if func is _workspace_oauth_app:     # (--client-id's default is INTERCOM_CLIENT_ID's value)
+        return ("client_id",), ("client_secret", *OAUTH_SECRET_VARIABLES)
+    return ()
+
+
+def _given(args: argparse.Namespace, name: str, *variables: str) -> tuple[Optional[str], Optional[str]]:
+    """Where a secret is given (its option, else the first of its variables set) and its value; (None, None): not
+    given (an option given empty is not: as a variable exported empty)."""
+    if getattr(args, name):
+        return "--" + name.replace("_", "-"), getattr(args, name)
+    return next(((v, os.environ[v]) for v in variables if os.environ.get(v)), (None, None))
 
 
 # The other arguments a command cannot take empty or blank (the option or argument, what it wants instead).
@@ -726,7 +752,7 @@ def _workspace_remove_app(args: argparse.Namespace, rt: Runtime) -> int:
 
 def _workspace_oauth_app(args: argparse.Namespace, rt: Runtime) -> int:
     from .services.oauth import check_api_url, redirect_url
-    api_url = args.api_url or _known_api_url(args.stage)
+    api_url, unknown = (args.api_url, "") if args.api_url else _known_api_url(args.stage)
     if api_url:
         check_api_url(api_url)               # before anything is stored
     warnings: list[str] = []
@@ -748,7 +774,8 @@ def _workspace_oauth_app(args: argparse.Namespace, rt: Runtime) -> int:
                         f"app's: set {OAUTH_SECRET_VARIABLES[0]} for the public app's")
     done["redirect_url"] = redirect_url(api_url) if api_url else None
     register = (f"Register {done['redirect_url']} as the app's redirect URL" if api_url else
-                f"Register <api>/oauth/intercom/callback as the app's redirect URL ({API_URL_UNKNOWN})")
+                f"Register <api>/oauth/intercom/callback as the app's redirect URL "
+                f"({API_URL_UNKNOWN.format(unknown=unknown)})")
     relabelled = (f" Workspace(s) {', '.join(done['relabelled'])}, connected by OAuth with a copy of the public app's "
                   "client secret as their own, are now connected through the public app (the copies deleted)."
                   if done["relabelled"] else "")
@@ -773,33 +800,38 @@ def _workspace_oauth_link(args: argparse.Namespace, rt: Runtime) -> int:
 ROTATED = (" Sign-ins under way (continued to Intercom with the old key, or within the minute running API containers "
            "keep it) are refused on their return from Intercom, with a page asking for a new link; links not yet "
            "continued still work (the key does not sign them).")
-# Not known here: this checkout holds no deployed state of the stage (only the one that last ran `make deploy` of it
-# does), which `chalice url` reads too. The URLs `make deploy` printed begin with the API's.
-API_URL_UNKNOWN = ("<api> is the API's URL, not known here: the webhook URLs `make deploy` printed begin with it, up "
-                   "to /api; with --api-url or BRIDGE_API_URL this command prints the whole redirect URL")
+# Not known here: no stage is named, or neither this checkout (only the one that last ran `make deploy` of it) nor the
+# stack's bucket holds its deployed state, which `chalice url` reads too. The URLs `make deploy` printed begin with the
+# API's. {unknown}: why, when a stage was looked for.
+API_URL_UNKNOWN = ("<api> is the API's URL, not known here{unknown}: the webhook URLs `make deploy` printed begin "
+                   "with it, up to /api; with --api-url or BRIDGE_API_URL this command prints the whole redirect URL")
 
 
 def _deployed_api_url(stage: Optional[str]) -> str:
-    """The stage's API URL from Chalice's deployed state (`make deploy` keeps it in .chalice/deployed/)."""
-    url = _known_api_url(stage)
+    """The stage's API URL from Chalice's deployed state (`make deploy` keeps it in .chalice/deployed/ and in the
+    stack's bucket)."""
+    url, unknown = _known_api_url(stage)
     if not url:
-        raise CliError("the API's URL is not known here: give --api-url https://<id>.execute-api.<region>.amazonaws.com"
-                       "/api (the webhook URLs `make deploy` printed begin with it) or set BRIDGE_API_URL")
+        raise CliError(f"the API's URL is not known here{unknown}: give --api-url https://<id>.execute-api.<region>."
+                       "amazonaws.com/api (the webhook URLs `make deploy` printed begin with it) or set BRIDGE_API_URL")
     return url
 
 
-def _known_api_url(stage: Optional[str]) -> Optional[str]:
+def _known_api_url(stage: Optional[str]) -> tuple[Optional[str], str]:
+    """The stage's API URL: from Chalice's deployed state in this checkout (the one that last ran `make deploy` of
+    the stage), else from the one `make deploy` keeps in the stack's bucket; and, when not known, why (" (...)")."""
+    from .stage import StageError, deployed_api_url, local_api_url
     if not stage:
-        return None
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".chalice", "deployed",
-                        f"{stage}.json")
+        return None, ""
+    url = local_api_url(stage)
+    if url:
+        return url, ""
     try:
-        with open(path, encoding="utf-8") as fh:
-            resources = json.load(fh).get("resources", [])
-    except (OSError, ValueError):
-        resources = []
-    url = next((r.get("rest_api_url") for r in resources if r.get("resource_type") == "rest_api"), None)
-    return str(url) if url else None
+        url, where = deployed_api_url(stage)
+    except StageError as exc:
+        return None, f" ({exc})"
+    return url, "" if url else (f" (neither this checkout nor {where} holds stage {stage}'s deployed state naming its "
+                                f"API: `make deploy STAGE={stage}` stores it there)")
 
 
 def _workspace_list(args: argparse.Namespace, rt: Runtime) -> int:
@@ -841,11 +873,21 @@ def _needs_dlq(rt: Runtime) -> None:
         raise CliError("BRIDGE_DLQ_URL is not set: point the CLI at a stack (the stage's environment, or `make run`)")
 
 
+def _workspace_selector(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workspace", help="only dead letters of this Intercom workspace (its notifications', and its "
+                   "campaigns' by their settings)")
+
+
 def _dlq_list(args: argparse.Namespace, rt: Runtime) -> int:
     from .services import dead_letters
 
     _needs_dlq(rt)
     found = _look(args, rt)
+    if args.workspace is not None:
+        of = dead_letters.campaign_workspaces(rt)
+        found = dataclasses.replace(found, letters=[d for d in found.letters
+                                        if dead_letters.matches(d, None, None, workspace=args.workspace,
+                                                                workspace_of=of)])
     listed = dead_letters.summary(found.letters, show_payload=args.show_payload, not_seen=found.not_seen,
                                   raw=args.raw, token_apps=dead_letters.token_apps(rt, found.letters))
     if args.json:
@@ -878,7 +920,8 @@ def _dlq_replay(args: argparse.Namespace, rt: Runtime) -> int:
 
     _needs_dlq(rt)
     with progress_line(args) as draw:
-        done = dead_letters.replay(rt, args.reason, args.campaign, progress=_letters(draw, "sent back"))
+        done = dead_letters.replay(rt, args.reason, args.campaign, progress=_letters(draw, "sent back"),
+                                   workspace=args.workspace)
     _answer(args, done, f"{done['replayed']} message(s) sent back to the work queue"
             + (("; they" if done["delayed"] >= done["replayed"] else f"; {done['delayed']} of them")
                + f" run from about {_utc(done['runs_from'], rt.clock())}, when every worker has read the RF token "
@@ -938,7 +981,9 @@ def _dlq_discard(args: argparse.Namespace, rt: Runtime) -> int:
     _needs_dlq(rt)
     if not args.yes:               # as `settings delete`: say what it would do, and ask for --yes
         found = _look(args, rt)
-        n = sum(dead_letters.matches(d, args.reason, args.campaign, args.superseded) for d in found.letters)
+        of = dead_letters.campaign_workspaces(rt)
+        n = sum(dead_letters.matches(d, args.reason, args.campaign, args.superseded, args.workspace, of)
+                for d in found.letters)
         if not n:                  # nothing to do (exit 0, as a replay matching nothing): say what there is
             _nothing_matches(args, found)
             return 0
@@ -949,7 +994,7 @@ def _dlq_discard(args: argparse.Namespace, rt: Runtime) -> int:
         raise CliError(asked)
     with progress_line(args) as draw:
         done = dead_letters.discard(rt, args.reason, args.campaign, args.superseded,
-                                    progress=_letters(draw, "discarded"))
+                                    progress=_letters(draw, "discarded"), workspace=args.workspace)
     if not (done["discarded"] or done.get("cut")):   # none of the letters read matched: said as without --yes
         _nothing_matches(args, _look(args, rt))
         return 0
@@ -994,6 +1039,7 @@ def _nothing_matches(args: argparse.Namespace, found: "Listing") -> None:
 
     selected = " ".join(part for part in (args.reason is not None and f"--reason {shlex.quote(args.reason)}",
                                           args.campaign is not None and f"--campaign {args.campaign}",
+                                          args.workspace is not None and f"--workspace {args.workspace}",
                                           args.superseded and "--superseded") if part)
     reasons = Counter(dead_letters.reason_part(d.reason) for d in found.letters).most_common()
     there = (f"the {len(found.letters)} there are: " + ", ".join(f"--reason {shlex.quote(r)} ({n})" for r, n in reasons)
@@ -1314,7 +1360,7 @@ def _status_line(found: dict, sep: str = "\n  ") -> str:
             + (f" · paused {paused // 60}m{paused % 60:02d}s in the dead-letter queue" if paused else "")
             + f" · {describe_counts(found)}" + _by_webhook(found))
     return line + (f"\n  stopped: {found['message']}" if found["message"] else "") + \
-        (sep + describe_page_error(found["page_error"]) if found.get("page_error") else "")
+        (sep + describe_page_error(found["page_error"], found["campaign_id"]) if found.get("page_error") else "")
 
 
 def _full_run(found: dict) -> str:
@@ -1349,7 +1395,7 @@ def _sync_report(args: argparse.Namespace, rt: Runtime) -> int:
     if run["message"]:
         print(f"  stopped: {run['message']}")
     if run.get("page_error"):
-        print(f"  {describe_page_error(run['page_error'])}")
+        print(f"  {describe_page_error(run['page_error'], run['campaign_id'])}")
     if run.get("full_run"):
         print(_full_run(run).lstrip("\n"))
     if found.get("writes"):

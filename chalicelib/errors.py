@@ -194,8 +194,15 @@ def beside_fix(reason: str, fix: Optional[str]) -> str:
 def answer_refused_fix(workspace: str, status: int, token_app: Optional[str] = None) -> str:
     """The fix of Intercom refusing `workspace`'s token with another status than the 401 a worker waits out (a 403):
     the work it failed was dead-lettered with Intercom's answer as its reason, not `refused_token`'s, so the replay
-    after the reconnect goes by that answer's status (token_fix's reaches none of it)."""
-    return f'{reconnect(workspace, token_app)}, then `bridge dlq replay --reason "Intercom answered {status}"`'
+    after the reconnect goes by that answer's status (token_fix's reaches none of it), of that workspace only (another
+    workspace's letters of that status would fail again)."""
+    return f"{reconnect(workspace, token_app)}, then {replay_answered(workspace, status)}"
+
+
+def replay_answered(workspace: str, status: int) -> str:
+    """The replay of the letters Intercom's answer of `status` to `workspace`'s calls failed (its token refused with a
+    403, its plan): of that workspace only — another workspace's letters of that status would fail again."""
+    return f'`bridge dlq replay --reason "Intercom answered {status}" --workspace {workspace}`'
 
 
 def token_wait_fix(workspace: str, token_app: Optional[str] = None) -> str:

@@ -103,6 +103,59 @@ def resolve(stage: str, cloudformation: Any = None) -> dict[str, str]:
     return env_from_outputs(stack_outputs(stage, cloudformation))
 
 
+#: Where `make deploy` keeps Chalice's deployed state of a stage (the API's id and URL, the functions'), in the bucket
+#: of the stage's stack (output StateBucket), and under .chalice/ in the checkout that deployed it.
+STATE_KEY = "deployed/{stage}.json"
+LOCAL_STATES = CHALICE_CONFIG.parents[1] / ".chalice" / "deployed"
+
+
+def local_api_url(stage: str) -> Optional[str]:
+    """The stage's API URL from the deployed state in this checkout (only one that ran `make deploy` of it has one)."""
+    try:
+        return rest_api_url(json.loads((LOCAL_STATES / f"{stage}.json").read_text(encoding="utf-8")))
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def rest_api_url(state: Mapping[str, Any]) -> Optional[str]:
+    """The API's URL in Chalice's deployed state of a stage (None: it names no REST API)."""
+    url = next((r.get("rest_api_url") for r in state.get("resources", []) if r.get("resource_type") == "rest_api"),
+               None)
+    return str(url) if url else None
+
+
+def deployed_api_url(stage: str, cloudformation: Any = None, s3: Any = None) -> tuple[Optional[str], str]:
+    """The stage's API URL from the deployed state `make deploy` keeps in its stack's bucket (Chalice's REST API is
+    not in the stack: no output names it), and where it was looked for (said when it is not there: None). One
+    that cannot be read (no StateBucket output, AWS refusing) is a StageError."""
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    cfn = cloudformation or cloudformation_client()
+    bucket = stack_outputs(stage, cfn).get("StateBucket")
+    if not bucket:
+        raise StageError(f"stack {stack_name(stage)} has no output StateBucket: redeploy it with `make deploy`")
+    where = f"s3://{bucket}/{STATE_KEY.format(stage=stage)}"
+    try:
+        s3 = s3 or boto3.client("s3", region_name=cfn.meta.region_name)   # the stack's (AWS_ENDPOINT_URL honoured)
+        body = s3.get_object(Bucket=bucket, Key=STATE_KEY.format(stage=stage))["Body"].read()
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code")
+        if code in ("NoSuchKey", "404"):
+            return None, where
+        if code in ("AccessDenied", "403"):   # S3's answer for a missing object too, to whom may not list the bucket
+            raise StageError(f"S3 refused to read {where} ({code}): it is not there yet (`make deploy STAGE={stage}` "
+                             "stores it), or the operator's rights lack s3:GetObject on it (the policy `make deploy` "
+                             f"writes, .chalice/policy-{stage}-operator.json, grants it)") from None
+        raise StageError(f"cannot read {where}: {aws_problem(exc, stage=True) or exc}") from None
+    except BotoCoreError as exc:
+        raise StageError(f"cannot read {where}: {aws_problem(exc, stage=True) or exc}") from None
+    try:
+        return rest_api_url(json.loads(body)), where
+    except (ValueError, AttributeError):
+        return None, where
+
+
 def deployed_environment(base: Mapping[str, Any], stage: str, function: str = "worker") -> dict[str, str]:
     """A function's environment variables in the stage as infra/chalice-config.json sets them, merged as Chalice
     merges them: the global ones, the stage's, the stage's function's."""

@@ -188,6 +188,20 @@ RF_404 = "Referral Factory answered 404"
 RF_GONE = f"{RF_404}: User not found"
 
 
+def gone_or_token(reason: str, rf_user_id: str, campaign_id: str, campaign_refused: str | None) -> str:
+    """The reason of RF's `User not found` (`reason`) to a qualification, once RF was asked whether it knows the
+    campaign with the RF token (`campaign_refused`: its answer when it does not; None: it showed the campaign). Shown,
+    the user was deleted in RF: the reason as it is (its fix, the discard), saying so. Not known, the token's case (of
+    another account, RF says so of every user): not RF_GONE (never discarded), naming doctor's check and the replay."""
+    if campaign_refused is None:
+        return (f"{reason} — Referral Factory shows campaign {campaign_id} with the RF token: the user was deleted "
+                "there")
+    return (f"Referral Factory says user {rf_user_id} is not found (404), but it does not know campaign {campaign_id} "
+            f"with the RF token either ({answer_of(campaign_refused)}): not taken as a deleted user — the RF token "
+            f"may be of another account than the campaign's: `bridge doctor {campaign_id}` checks it ([rf.campaign]); "
+            f"fix it with `bridge rf connect`, then replay this work (it is valid: do not discard it)")
+
+
 def never_succeeds(reason: str) -> bool:
     """Work a replay would only dead-letter again (its fix says to discard it instead)."""
     return RF_GONE.lower() in reason.lower()

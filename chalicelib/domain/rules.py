@@ -42,7 +42,10 @@ def _typed(value: Any, data_type: str, case_sensitive: bool) -> Any:
 def matches(rule: Qualification, data_type: str, value: Any) -> bool:
     actual = _typed(value, data_type, rule.case_sensitive)
     if rule.operator == "is_set":
-        return actual is not None and actual is not False
+        # `value is False`: Intercom sends a JSON false only for a boolean attribute (an unticked box), whatever type
+        # `data_type` says: a worker's attribute list read before the attribute was created names none, taken as
+        # text, where false would read "false", set (a false qualification).
+        return value is not False and actual is not None and actual is not False
     if actual is None:
         return False
     expected = _typed(rule.value, data_type, rule.case_sensitive)

@@ -341,6 +341,10 @@ def unworkable(settings: CampaignSettings) -> list[str]:
         problems.append(f"qualification.value: {q.value!r} is blank, and a blank value is no value: nothing meets "
                         f"it — write the value a lead's {q.attribute} has once they convert, or use operator: "
                         f"{NO_VALUE[0]} (without `value`)")
+    if q is not None and q.operator in NO_VALUE and q.value is not None:
+        problems.append(f"qualification.value: {q.value!r} is not compared: operator {q.operator} takes no value (it "
+                        f"meets whatever {q.attribute} holds, on a true/false attribute true) — remove `value`, or use "
+                        f"operator: equals to meet {q.value!r} only")
     if q is not None and q.attribute == MARKER_ATTRIBUTE:
         problems.append(f"qualification.attribute: {q.attribute} is the bridge's own marker, which the bridge writes "
                         "itself when it creates a contact (the RF person it is for), never a conversion — watch the "

@@ -90,8 +90,9 @@ PAGE_ERROR_CHARS = 200            # the reason as `sync status`'s line shows it 
 PAGE_ERROR_KEPT = 1000            # the reason as the run keeps it: as much as a dead letter keeps of its own
 # What brings back a page in the dead-letter queue: its cause fixed, or the vendor whose outage outlasted the budget
 # answering again.
-FIX_RESUME = "fix the cause, then `bridge dlq replay` resumes the run where it stopped"
-RESUME = "once {vendor} answers again, `bridge dlq replay` resumes the run where it stopped"
+# Its letter names its campaign: the replay of that campaign's letters reaches it (not every letter of the queue).
+FIX_RESUME = "fix the cause, then `bridge dlq replay --campaign {campaign}` resumes the run where it stopped"
+RESUME = "once {vendor} answers again, `bridge dlq replay --campaign {campaign}` resumes the run where it stopped"
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,16 @@ def shortened(line: str, limit: int) -> str:
     return words.rstrip(" ,;:(") + "…"
 
 
-def describe_page_error(error: dict, advice: bool = True) -> str:
+def page_fix(error: dict, campaign_id: str) -> str:
+    """The one fix of campaign `campaign_id`'s page waiting in the dead-letter queue (`error`: as `sync status` has it),
+    as `sync status` and doctor say it: a refused token's (refused_fix: the reconnect, then the replay by its letters'
+    reason), else the replay of the campaign's letters once its cause is fixed, or its vendor answers again."""
+    vendor = error.get("outage")
+    return refused_fix(error["reason"]) or (RESUME.format(vendor=vendor, campaign=campaign_id) if vendor
+                                            else FIX_RESUME.format(campaign=campaign_id))
+
+
+def describe_page_error(error: dict, campaign_id: str, advice: bool = True) -> str:
     """A page error as `sync status` shows it (its JSON form: page 1-based, `at` ISO): "retrying page 3:
     Intercom answered 503 (2 tries, last 12:04:05)". `advice`: a failed page's line says what to do (doctor
     says it apart)."""
@@ -142,8 +152,7 @@ def describe_page_error(error: dict, advice: bool = True) -> str:
         reason = shortened(answer_of(error["reason"]), PAGE_ERROR_CHARS)
     if failed:
         return f"page {error['page']} failed: {reason} {when}" + (
-            f" — it waits in the dead-letter queue: "
-            f"{refused or (RESUME.format(vendor=vendor) if vendor else FIX_RESUME)}" if advice else "")
+            f" — it waits in the dead-letter queue: {page_fix(error, campaign_id)}" if advice else "")
     return f"retrying page {error['page']}: {reason} {when}" + (f" — {refused}" if refused and advice else "")
 
 

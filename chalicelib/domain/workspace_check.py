@@ -107,8 +107,9 @@ def rule_problems(q: Qualification, data_type: str, written: bool) -> list[str]:
             problems += _created_meeting(q, data_type, val, "qualification.initial_value", "remove initial_value")
     kind = _KIND.get(data_type, data_type)
     if q.operator == "gte" and data_type not in ("integer", "float", "date", "datetime"):
+        others = "equals or contains" if data_type == "string" else "equals"      # contains: text only (below)
         problems.append(f"qualification.operator: gte compares numbers or dates, but {q.attribute} is {kind} — use "
-                        "equals or contains, or a number or date attribute")
+                        f"{others}, or a number or date attribute")
     if q.operator == "contains" and data_type != "string":
         problems.append(f"qualification.operator: contains looks for text, but {q.attribute} is {kind} — use equals "
                         "(or gte for a number or a date)")

@@ -147,7 +147,7 @@ def replay_fix(reason: str, campaign: Optional[str], workspace: Optional[str] = 
     may have failed with a token before it (not `campaign_seen`): the replay asks RF again with the token shown."""
     if plan_restricted(reason):
         return PLAN_FIX.format(workspace=f"workspace {workspace}" if workspace else "the workspace",
-                               replay=_replay(reason, campaign))
+                               replay=_replay(reason, campaign, workspace))
     refused_for = refused_token_of(reason)
     if refused_for:               # by its reason, whatever the campaign: as doctor's [intercom.token] says
         return token_fix(refused_for, token_app(refused_for))
@@ -193,10 +193,12 @@ def replay_fix(reason: str, campaign: Optional[str], workspace: Optional[str] = 
     return f"{cause}, then {_replay(reason, campaign)}"
 
 
-def _replay(reason: str, campaign: Optional[str]) -> str:
-    """The replay of letters of `reason`: by `campaign`, or by a part of the reason when it names none."""
+def _replay(reason: str, campaign: Optional[str], workspace: Optional[str] = None) -> str:
+    """The replay of letters of `reason`: by `campaign`, or by a part of the reason when it names none (and by
+    `workspace`, given when the failure is that workspace's: another's letters of the reason would fail again)."""
     if campaign is None:
-        return (f"`bridge dlq replay --reason {shlex.quote(reason_part(reason))}` (its message names no campaign: "
+        of = f" --workspace {workspace}" if workspace else ""
+        return (f"`bridge dlq replay --reason {shlex.quote(reason_part(reason))}{of}` (its message names no campaign: "
                 "`--campaign` does not reach it; see `bridge dlq list`)")
     return f"`bridge dlq replay --campaign {campaign}` (see `bridge dlq list`)"
 
@@ -395,13 +397,30 @@ def summary(letters: list[DeadLetter], show_payload: bool = False, not_seen: int
             "dead_letters": [d.view(show_payload, raw, token_apps) for d in letters]}
 
 
-def matches(letter: DeadLetter, reason: Optional[str], campaign: Optional[str], superseded: bool = False) -> bool:
+def matches(letter: DeadLetter, reason: Optional[str], campaign: Optional[str], superseded: bool = False,
+            workspace: Optional[str] = None, workspace_of: Callable[[str], Optional[str]] = lambda c: None) -> bool:
+    """`workspace`: only a letter of that workspace — its message names it, or names a campaign whose settings are
+    in it (`workspace_of`: a campaign's workspace now, campaign_workspaces)."""
     return (reason is None or reason.lower() in letter.reason.lower()) and (
-        campaign is None or letter.campaign_id == str(campaign)) and (not superseded or bool(letter.superseded))
+        campaign is None or letter.campaign_id == str(campaign)) and (not superseded or bool(letter.superseded)) and (
+        workspace is None or (letter.workspace or (workspace_of(letter.campaign_id) if letter.campaign_id else None))
+        == workspace)
+
+
+def campaign_workspaces(rt: Discarding) -> Callable[[str], Optional[str]]:
+    """Each campaign's workspace, as its settings say now (None: no settings), each read once."""
+    known: dict[str, Optional[str]] = {}
+
+    def of(campaign_id: str) -> Optional[str]:
+        if campaign_id not in known:
+            stored = rt.store.settings.get(campaign_id)
+            known[campaign_id] = stored.workspace if stored is not None else None
+        return known[campaign_id]
+    return of
 
 
 def replay(rt: Discarding, reason: Optional[str] = None, campaign: Optional[str] = None,
-           progress: Optional[Progress] = None) -> dict:
+           progress: Optional[Progress] = None, workspace: Optional[str] = None) -> dict:
     """Send the matching dead letters back to the work queue, marked as replays (one no model can read
     goes back as it was: a fixed bridge may read it now), 10 a call, each taken out of the dead-letter
     queue once its copy was sent; the history of the person each is about (as `discard` finds them) says it was
@@ -454,8 +473,9 @@ def replay(rt: Discarding, reason: Optional[str] = None, campaign: Optional[str]
         if refused:
             _note(rt, letters, "replayed", people, {i: f"SQS refused it ({why})" for i, why in refused.items()})
         return [i for i in copies if i not in refused], refused_now
-    done = _take_matching(rt, lambda letters: [matches(d, reason, campaign) for d in letters], REPLAY_SECONDS, send,
-                          progress)
+    of = campaign_workspaces(rt)
+    done = _take_matching(rt, lambda letters: [matches(d, reason, campaign, workspace=workspace, workspace_of=of)
+                                               for d in letters], REPLAY_SECONDS, send, progress)
     return {**{{"done": "replayed", "late": "sent_late"}.get(k, k): v for k, v in done.items()},
             **({"runs_from": iso(held[0]), "rf_token_stored_at": held[1], "delayed": sum(waited)}
                if held and any(waited) and done["done"] else {})}
@@ -473,7 +493,7 @@ def rf_token_held(rt: Discarding) -> Optional[tuple[float, str]]:
 
 
 def discard(rt: Discarding, reason: Optional[str] = None, campaign: Optional[str] = None,
-            superseded: bool = False, progress: Optional[Progress] = None) -> dict:
+            superseded: bool = False, progress: Optional[Progress] = None, workspace: Optional[str] = None) -> dict:
     """Take the matching dead letters out for good (work that can never succeed: a replay would only
     dead-letter it again), as `replay` walks them but sending nothing; the history of the person each
     is about (its campaign and RF user id; for an Intercom notification's, those linked to its contact
@@ -483,8 +503,8 @@ def discard(rt: Discarding, reason: Optional[str] = None, campaign: Optional[str
     selector is required: discarding every letter at once is never what is meant.
     The answer as replay's, `discarded` for `replayed` and `discarded_late` for `sent_late`; `named_people`: how many
     of those discarded named a person whose history says so (a search of changed contacts names none)."""
-    if reason is None and campaign is None and not superseded:
-        raise ValueError("discard takes a reason, a campaign or superseded")
+    if reason is None and campaign is None and not superseded and workspace is None:
+        raise ValueError("discard takes a reason, a campaign, a workspace or superseded")
 
     stopped: list[dict] = []
     named: list[int] = []
@@ -499,8 +519,9 @@ def discard(rt: Discarding, reason: Optional[str] = None, campaign: Optional[str
                                         for ref in refs)
         stopped.extend(_stop_runs(rt, letters))
         return list(batch), []
-    done = _take_matching(rt, lambda letters: [matches(d, reason, campaign, superseded) for d in marked(rt, letters)],
-                          REPLAY_SECONDS, note, progress)
+    of = campaign_workspaces(rt)
+    done = _take_matching(rt, lambda letters: [matches(d, reason, campaign, superseded, workspace, of)
+                                               for d in marked(rt, letters)], REPLAY_SECONDS, note, progress)
     return {**{{"done": "discarded", "late": "discarded_late"}.get(k, k): v for k, v in done.items()},
             "named_people": sum(named), **({"stopped_sync_runs": stopped} if stopped else {})}
 

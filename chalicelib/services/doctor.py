@@ -27,13 +27,13 @@ from ..domain import people as people_
 from ..domain.people import OTHER_CAMPAIGN
 from ..domain.settings import (LINKS, CampaignSettings, SettingsError, own_attributes, parse_settings,
                                shared_attributes, unworkable)
-from ..domain.sync import (FAILED, RETRYING, WAITING, describe_counts, describe_page_error, describe_writes,
-                           refused_fix, run_counts)
+from ..domain.sync import (FAILED, FIX_RESUME, RETRYING, WAITING, describe_counts, describe_page_error,
+                           describe_writes, page_fix, run_counts)
 from ..domain.workspace_check import check_against_workspace, option_warnings
 from ..config import Config
 from ..errors import (BUDGET_SETTINGS, PLAN_FIX, REFUSED_TOKEN, RF_REFUSED_TOKEN, BudgetSpent, Throttled, TokenRefused,
                       WorkError, answer_refused_fix, beside_fix, limiting, plan_restricted, replay_parked, rf_blocked,
-                      refused_token_of, rf_answered, rf_campaign_fix, token_wait_fix)
+                      refused_token_of, rf_answered, rf_campaign_fix, token_wait_fix, replay_answered)
 from ..observability import mask_email, mask_emails
 from ..ports import Connection, DeadLetterQueue, Store
 from ..ports.secrets import read_by_every_worker
@@ -288,19 +288,17 @@ def _sync(rt: Examined, report: Report, settings: CampaignSettings) -> None:
     where = f"sync run {run.number} ({run.kind}, {run.source})"
     error = shown_error(run, rt.clock())   # the failure of the page the run is at (as `sync status` says it)
     vendor = error.get("outage") if error is not None else None   # the page waits out a vendor's outage, or did
-    resume = (f"once {vendor} answers again," if vendor else "fix the cause, then") + \
-        f" `bridge dlq replay --campaign {c}` resumes the run where it stopped"
     if run.status == "stopped":
         report.add("sync", False, f"{where} stopped: {run.message}",
                    "the contacts after the stop were not enrolled", f"fix what it names, then `bridge sync start {c}`")
     elif error is not None and error["state"] == FAILED:
         # (a refused token's page: the reconnect, then the replay by the letters' reason, as `sync status` says it)
-        report.add("sync", False, f"{where} stalled: {describe_page_error(error, advice=False)}; {counts} so far",
+        report.add("sync", False, f"{where} stalled: {describe_page_error(error, c, advice=False)}; {counts} so far",
                    "the page waits in the dead-letter queue: the run does not go on by itself",
-                   refused_fix(error["reason"]) or resume)
+                   page_fix(error, c))           # (as `sync status` says it)
     elif error is not None and error["state"] == WAITING and (waited_for := refused_token_of(error["reason"])):
         # (a wait for the operator: the reconnect of the workspace whose token Intercom refuses, said at each wait)
-        report.add("sync", True, f"{where} running: {counts}; {describe_page_error(error, advice=False)}",
+        report.add("sync", True, f"{where} running: {counts}; {describe_page_error(error, c, advice=False)}",
                    f"the page waits for workspace {waited_for}'s token to be replaced, without using up a try, and "
                    "goes on by itself once it is; past BRIDGE_OUTAGE_HOURS it waits in the dead-letter queue and the "
                    "run stops there", token_wait_fix(waited_for), warn=True)
@@ -308,7 +306,7 @@ def _sync(rt: Examined, report: Report, settings: CampaignSettings) -> None:
             vendor or rt.clock() - epoch(error["at"]) <= SYNC_STALL_MINUTES * 60):
         # (an outage's wait is no stall, however long; another wait, a rate limit's or RF's block of the bridge's IP,
         # is said again at each of its tries, every 15 minutes at most: one not said for longer is a stall)
-        report.add("sync", True, f"{where} running: {counts}; {describe_page_error(error)}",
+        report.add("sync", True, f"{where} running: {counts}; {describe_page_error(error, c)}",
                    f"the page waits for {vendor} without using up a try, and goes on by itself once {vendor} answers; "
                    "past BRIDGE_OUTAGE_HOURS it waits in the dead-letter queue and the run stops there" if vendor else
                    "the page waits in the work queue without using up a try (a rate limit, or Referral Factory's block "
@@ -323,11 +321,11 @@ def _sync(rt: Examined, report: Report, settings: CampaignSettings) -> None:
             (run.lease_until or 0) < rt.clock():
         report.add("sync", False, f"{where} has not moved for {(rt.clock() - run.updated_at) / 60:.0f} min "
                    f"(page {run.page + 1}; {counts})"
-                   + (f"; last: {describe_page_error(error)}" if error is not None else ""),
+                   + (f"; last: {describe_page_error(error, c)}" if error is not None else ""),
                    "its page failed and waits in the dead-letter queue: the run does not go on by itself",
-                   f"`bridge dlq list`, {resume}")
+                   f"`bridge dlq list`, {page_fix(error, c) if error is not None else FIX_RESUME.format(campaign=c)}")
     elif error is not None and error["state"] == RETRYING:
-        report.add("sync", True, f"{where} running: {counts}; {describe_page_error(error)}",
+        report.add("sync", True, f"{where} running: {counts}; {describe_page_error(error, c)}",
                    "the queue retries the page by itself; after its last try it waits in the dead-letter queue and "
                    "the run stops there", f"if it keeps failing, fix the cause; `bridge sync status {c} --watch` "
                    "follows it", warn=True)
@@ -372,7 +370,7 @@ def _intercom(rt: Examined, report: Report, settings: CampaignSettings,
         if plan_restricted(exc.reason, exc.status):
             report.add("intercom.token", False, f"Intercom refused the API to workspace {ws}: its plan does not "
                        f"include it ({exc.reason})", "joins and qualification checks fail until the plan allows it",
-                       PLAN_FIX.format(workspace=f"workspace {ws}", replay="`bridge dlq replay`"))
+                       PLAN_FIX.format(workspace=f"workspace {ws}", replay=replay_answered(ws, 403)))
         elif exc.status == 401:     # (errors.TokenRefused: its work waits for a reconnect; Intercom's answer, not
             said = exc.answer if isinstance(exc, TokenRefused) else exc.reason     # the dead letters' replay)
             report.add("intercom.token", False, f"Intercom refused the token of workspace {ws}: {said}",
@@ -415,6 +413,8 @@ _REFUSED = ("Intercom refuses it (400): each {who} whose join writes it is creat
             "its history (fields not written)")
 _WHY = {"is blank, and Intercom refuses a tag": "each join that tags its contact fails: Intercom refuses the tag",
         "and a blank value is no value": "the rule compares text without the spaces around it: no lead qualifies",
+        "takes no value (it meets whatever": "the rule ignores the value: a lead qualifies once their contact holds "
+                                             "any value there, not only the one written",
         "the bridge's own marker": "the bridge sets it when it creates a contact, whatever the lead does: the rule "
                                    "qualifies leads as their contacts are created (without require_change), or never",
         "meets the rule itself": "every lead's contact is created meeting the rule: under require_change none "

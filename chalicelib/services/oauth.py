@@ -20,7 +20,7 @@ import html
 from datetime import datetime, timezone
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, NamedTuple, Optional, Protocol
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 from ..domain import oauth
 from ..domain.apps import PUBLIC
@@ -63,13 +63,15 @@ def source_hash(text: str) -> str:
     return f"'sha256-{base64.b64encode(hashlib.sha256(text.encode()).digest()).decode()}'"
 
 
-def policy(form_to: tuple[str, ...] = (), script: bool = False) -> str:
+def policy(form: bool = False, script: bool = False) -> str:
     """A page's Content-Security-Policy: nothing but its style (and the icon, `data:`: no request for one), no script
-    but SUBMIT_ONCE where `script`, forms posted only to `form_to` (a form's redirect is checked too), never framed,
-    no <base>."""
+    but SUBMIT_ONCE where `script`, never framed, no <base>; no form but where `form` (the start page's button).
+    That page's policy names no `form-action`: Chrome checks a form's redirects against it too, and the button's
+    answer sends the browser to Intercom's authorize page, which may send it on through hosts the bridge cannot know
+    (a regional sign-in, an admin's SAML sign-in): a list would refuse those admins' connect."""
     return "; ".join(("default-src 'none'", f"style-src {source_hash(STYLE)}", "img-src data:",
                       *((f"script-src {source_hash(SUBMIT_ONCE)}",) if script else ()),
-                      "form-action " + (" ".join(form_to) or "'none'"),
+                      *(() if form else ("form-action 'none'",)),
                       "frame-ancestors 'none'", "base-uri 'none'"))
 
 
@@ -146,10 +148,9 @@ def start(rt: OAuthEdge, place: Place, ticket: Optional[str] = None) -> Page:
             '<button type="submit" id="continue">Continue to Intercom</button></form>'
             f"<script>{SUBMIT_ONCE}</script>"
             "<p>The link works once: continuing uses it.</p>")
-    # The form posts here, whose answer sends the browser on to Intercom's authorize page.
-    intercom = urlsplit(rt.config.intercom_oauth_url)
+    # The form posts here, whose answer sends the browser on to Intercom's authorize page (policy: no form-action).
     return Page(200, _html("Connect an Intercom workspace", body),
-                {"Content-Security-Policy": policy(form_to=("'self'", f"{intercom.scheme}://{intercom.netloc}"), script=True)})
+                {"Content-Security-Policy": policy(form=True, script=True)})
 
 
 def begin(rt: OAuthEdge, place: Place, ticket: Optional[str] = None) -> Page:

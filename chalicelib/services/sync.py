@@ -151,7 +151,7 @@ def start(deps: WorkDeps, campaign_id: str, *, kind: str = "full", since: Option
         # What its page does, when it fails or waits, as `sync status` says it: a page that waits out an outage is in
         # no dead-letter queue (the advice to list and replay it there would find nothing)
         error = shown_error(current, now) if current else None
-        said = describe_page_error(error) if error else ""
+        said = describe_page_error(error, campaign_id) if error else ""
         if error and error["state"] == FAILED:      # (a refused token's page succeeds once it is replaced: no discard)
             tail = f": {said}" + ("" if refused_fix(error["reason"]) else f"; {DISCARD_ENDS}")
         elif error:
@@ -299,7 +299,12 @@ def page_failure(errors: list[WorkError], not_tried: int = 0) -> WorkError:
     ended) —, is refused for good when RF refused the stored token for every one of them (no try helps before
     `bridge rf connect`: straight to the dead-letter queue, its reason the answer then the reconnect and the replay), and
     fails a try otherwise. It comes back no sooner than the longest wait any of them asked for. `not_tried`: the
-    page's contacts not tried once RF refused the token (Page._run), said beside the refusal."""
+    page's contacts not tried once RF refused the token (Page._run), said beside the refusal. Intercom refusing the
+    workspace's token to a link's write (its 401: TokenRefused) comes first: the page waits for the reconnect as a
+    refused search does (the worker's token_wait), its contacts tried again then."""
+    refused = next((e for e in errors if isinstance(e, TokenRefused)), None)
+    if refused is not None:
+        return refused
     if all(refuses_token(e) for e in errors):
         first = errors[0]
         others = f", its {not_tried} other(s) not tried (they share the token)" if not_tried else ""
@@ -351,6 +356,7 @@ class Page:
         self.errors: list[WorkError] = []
         # Once RF refuses the token (its 401) for one contact, the page's others are not tried: each call would spend
         # the shared RF budget on the same refusal (RF blocks an IP for repeated excess). The page is dead-lettered.
+        # So once Intercom refuses the workspace's token to a link's write: the page waits for the reconnect.
         self.token_refused = False
         self.not_tried = 0
         self.counting = bool(count_attribute(settings))
@@ -503,7 +509,7 @@ class Page:
         except WorkError as exc:
             with self._lock:
                 self.errors.append(exc)
-                self.token_refused = self.token_refused or refuses_token(exc)
+                self.token_refused = self.token_refused or refuses_token(exc) or isinstance(exc, TokenRefused)
         except Exception as exc:  # a bug: the page is tried again, the others' entries stand
             logger.exception("sync contact failed")
             with self._lock:
@@ -645,6 +651,13 @@ class Page:
             try:
                 self.deps.apis.intercom(self.settings.workspace).update_contact(
                     entry.contact_id, writeback_body(self.sync, entry.url))
+            except TokenRefused as exc:
+                # The workspace's token refused (revoked): every write of the workspace fails alike until it is
+                # reconnected. The page waits for that (page_failure), no try used; one enrolled just now is kept
+                # with her RF user, her link written by the page's next try.
+                if note is not None:
+                    self._put_off(entry, note, exc)
+                raise
             except Permanent as exc:
                 why = _unwritten(exc)
                 detail = f"write-back failed: {why}"
@@ -685,9 +698,13 @@ class Page:
         names her RF user (and link) as one whose link is not written yet, so the page's retry writes the link and
         counts her enrolled by this run, asking RF nothing (left `creating`, it paid a create RF refuses and a walk
         of the campaign's people). Written only where the ledger names no RF user, as an enrolment is."""
-        reason = exc.reason if isinstance(exc, WorkError) else unforeseen(exc)
+        reason = _unwritten(exc) if isinstance(exc, TokenRefused) else exc.reason if isinstance(exc, WorkError) \
+            else unforeseen(exc)
         kept = _replace(entry, outcome=WRITEBACK_FAILED, reason=f"write-back failed: {mask_emails(reason)}",
                         written_back=False)
+        if isinstance(exc, TokenRefused):      # her history says what the link waits for (explain shows it)
+            note = Entry(note.event, note.outcome, f"{note.reason}; her referral link is not written yet: "
+                         f"{_unwritten(exc)}", note.details)
         if self.deps.sync.intend(self.campaign_id, self._in_workspace([kept])) and entry.rf_user_id:
             self.deps.links.note(PersonRef(self.campaign_id, entry.rf_user_id), [note], enrolled=entry.contact_id)
 
@@ -778,12 +795,12 @@ def joined_skip(link: Link) -> Skip:
 
 def _unwritten(exc: Permanent) -> str:
     """Why Intercom did not take a contact's link (`sync report`, her history). Its refusal of the workspace's token
-    names the reconnect, then a later run: the write is not dead-lettered (the run goes on, a later run writes the
-    link), so the refusal's own advice, to replay its dead letters, reaches none."""
+    names the reconnect, which the page (or webhook) waits for, then writes the link: nothing is dead-lettered yet, so
+    the refusal's own advice, to replay its dead letters, reaches none."""
     if not isinstance(exc, TokenRefused):
         return exc.reason
-    return (f"{refused_answer(exc.answer, exc.workspace)}: reconnect it: {reconnect(exc.workspace, exc.token_app)}, "
-            "then a later sync run writes the link")
+    return (f"{refused_answer(exc.answer, exc.workspace)}: reconnect it: {reconnect(exc.workspace, exc.token_app)}; "
+            "the sync waits for it, then writes the link")
 
 
 def _email(contact: dict) -> Optional[str]:

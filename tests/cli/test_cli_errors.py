@@ -439,8 +439,11 @@ def test_the_exit_statuses_the_readme_sums_up_are_the_clis(aws_env, capsys, tmp_
     assert summed.startswith("0 when the command did what it says, 1 for an error") and \
         "2 for a command line it cannot read (a word misspelt, an argument missing or given empty: `explain \"\"`, " \
         "`dlq replay --reason \"\"`, a `dlq discard` without a selector, `forget`'s email without an @; an `--api-base` " \
-        "or `--api-url` (or BRIDGE_API_URL) that is not https, or a workspace id no connect takes; `rf connect` or " \
-        "`workspace oauth-app` given nothing to store outside a terminal, where nothing is asked for), settings that " \
+        "or `--api-url` (or BRIDGE_API_URL) that is not https, or a workspace id no connect takes; a connect's secret " \
+        "or client id given blank or with spaces around it, in its option or its variable (`rf connect " \
+        "--webhook-secret \" \"`); `rf connect` or `workspace oauth-app` given nothing to store outside a terminal, " \
+        "where nothing is asked for: `workspace connect` given nothing there exits 1, once it has read what is stored, " \
+        "as its refusal says what the workspace lacks, a token yet or, disconnected, a reconnect by OAuth), settings that " \
         "are invalid or a " \
         "campaign id no webhook can carry (`doctor \"4 2\"`, refused as `settings check` refuses it by every command " \
         "taking a campaign id), 130 after " \
@@ -453,6 +456,7 @@ def test_the_exit_statuses_the_readme_sums_up_are_the_clis(aws_env, capsys, tmp_
     assert run_cli(None, capsys, "forget", "notanemail")[0] == 2
     assert run_cli(None, capsys, "workspace", "oauth-link", "--api-url", "http://a.example/api")[0] == 2
     assert run_cli(None, capsys, "rf", "connect")[0] == 2                   # (not a terminal: nothing is asked)
+    assert run_cli(None, capsys, "rf", "connect", "--webhook-secret", " ")[0] == 2
     bad = tmp_path / "bad.yaml"
     bad.write_text(BAD_SETTINGS)
     assert run_cli(None, capsys, "settings", "check", str(bad))[0] == 2
@@ -547,6 +551,39 @@ def test_a_connect_line_it_cannot_act_on_is_exit_2_before_any_stack(no_runtime, 
     assert one_line(err).startswith(f"bridge: {said}"), err
 
 
+@pytest.mark.parametrize("terminal", [False, True])
+@pytest.mark.parametrize("argv, env, said", [
+    (["rf", "connect", "--webhook-secret", " "], {}, "--webhook-secret is empty (or only spaces), which nothing could "
+                                                     "ever match: give the webhook secret itself; nothing was stored"),
+    (["rf", "connect", "--token", "rf-token\n", "--webhook-secret", "fine"], {},
+     "--token begins or ends with spaces or a newline (a copy-paste?): give it without them; nothing was stored"),
+    (["workspace", "connect", "ws1", "--client-secret", "  "], {}, "--client-secret is empty (or only spaces)"),
+    (["workspace", "oauth-app", "--client-id", " "], {}, "--client-id is empty (or only spaces)"),
+    (["workspace", "oauth-app", "--client-id", "app", "--client-secret", "\t"], {},
+     "--client-secret is empty (or only spaces)"),
+    (["rf", "connect"], {"RF_WEBHOOK_SECRET": " "}, "RF_WEBHOOK_SECRET is empty (or only spaces)"),
+    (["rf", "connect", "--webhook-secret", ""], {"RF_WEBHOOK_SECRET": " "}, "RF_WEBHOOK_SECRET is empty"),  # not given
+    (["workspace", "connect", "ws1"], {"INTERCOM_TOKEN": " tok"}, "INTERCOM_TOKEN begins or ends with spaces"),
+    (["workspace", "oauth-app", "--client-id", "app"], {"INTERCOM_CLIENT_SECRET": "s "},
+     "INTERCOM_CLIENT_SECRET begins or ends with spaces"),
+])
+def test_a_connects_secret_given_blank_or_with_spaces_around_is_exit_2_before_any_stack(no_runtime, capsys, argv,
+                                                                                         env, said, terminal):
+    """docs/operating.md: an argument given empty is exit 2. `bridge rf connect --webhook-secret " "` (a `"$VAR"`
+    holding spaces) exited 1, refused by the service after the stage's stack was read. A connect's secret (or client
+    id) given blank or with spaces around it, as an option or in the variable read in its place, is refused as the
+    connect refuses it (in a terminal too: nothing would be asked), one line, exit 2, no stack looked for."""
+    from tests.support.cli import Terminal
+    for name, value in env.items():
+        no_runtime.setenv(name, value)
+    if terminal:
+        Terminal(no_runtime)
+    no_runtime.setattr("chalicelib.stage.use_stage_or_exit", lambda stage: pytest.fail("a stage was looked for"))
+    code, out, err = run_cli(None, capsys, *argv, "--stage", "prod")
+    assert (code, out) == (2, ""), (argv, code, out, err)
+    assert one_line(err).startswith(f"bridge: {said}"), err
+
+
 def test_given_something_to_store_or_a_terminal_to_ask_in_a_connect_goes_on_to_the_stack(no_runtime, capsys,
                                                                                          monkeypatch):
     """Refused early only when nothing could be stored: a secret from the environment, a client id, the state key's
@@ -555,7 +592,10 @@ def test_given_something_to_store_or_a_terminal_to_ask_in_a_connect_goes_on_to_t
     for argv, env in ((["rf", "connect"], {"RF_WEBHOOK_SECRET": "hook"}),
                       (["workspace", "oauth-app"], {"INTERCOM_CLIENT_SECRET": "s"}),
                       (["workspace", "oauth-app", "--rotate-state-key"], {}),
-                      (["workspace", "oauth-app", "--client-id", "app-id", "--api-url", "https://a.example/api"], {})):
+                      (["workspace", "oauth-app", "--client-id", "app-id", "--api-url", "https://a.example/api"], {}),
+                      # What it says depends on what is stored (disconnected: reconnect by OAuth; no token yet; else
+                      # give one): it reads the stage, then refuses (exit 1).
+                      (["workspace", "connect", "ws1"], {})):
         with monkeypatch.context() as m:
             for name, value in env.items():
                 m.setenv(name, value)

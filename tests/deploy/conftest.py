@@ -31,7 +31,7 @@ def project_copy(where: Path) -> Path:
     return where
 
 
-def chalice_deployed(project: Path, stage: str, api_id: str, region: str) -> None:
+def chalice_deployed(project: Path, stage: str, api_id: str, region: str) -> Path:
     """What `chalice deploy` records of a stage it deployed (.chalice/deployed/<stage>.json): its REST API, whose URL
     `make deploy` prints the webhook URLs from. For the tests' stand-ins of `chalice deploy` (no Lambda in moto)."""
     state = deploy.state_path(project, stage)
@@ -39,6 +39,7 @@ def chalice_deployed(project: Path, stage: str, api_id: str, region: str) -> Non
     state.write_text(json.dumps({"schema_version": "2.0", "backend": "api", "resources": [{
         "name": "rest_api", "resource_type": "rest_api", "rest_api_id": api_id,
         "rest_api_url": f"https://{api_id}.execute-api.{region}.amazonaws.com/api/"}]}))
+    return state
 
 
 def aws_on(endpoint: str, region: str = REGION) -> deploy.Aws:

@@ -101,6 +101,8 @@ def required(call: Call, target: deploy.Target) -> list[tuple[str, str]]:
             return [("ssm:GetParametersByPath", parameter(p["Path"]))]
     if call.service == "cloudformation" and op == "DescribeStacks":     # the operator's `--stage` (by name)
         return [("cloudformation:DescribeStacks", target.arn("cloudformation", f"stack/{p['StackName']}/<id>"))]
+    if call.service == "s3" and op == "GetObject":      # the operator's read of the stage's deployed state
+        return [("s3:GetObject", f"arn:{target.partition}:s3:::{p['Bucket']}/{p['Key']}")]
     if call.service == "sts" and op == "GetCallerIdentity":
         return []   # needs no permission
     raise UnmappedCall(f"{call.service}:{op} is not mapped to IAM: add it to required()")
@@ -610,7 +612,7 @@ def test_the_check_catches_a_missing_and_a_superfluous_grant(performed, rendered
     assert [a for a, _ in found["performed but not granted"]] == ["dynamodb:UpdateItem"]
     assert found["granted but never performed"] == [("dynamodb:Scan", stage.target.outputs["TableArn"])]
     with pytest.raises(UnmappedCall):
-        required(Call("s3", "GetObject", {"Bucket": "b", "Key": "k"}), stage.target)
+        required(Call("s3", "PutObject", {"Bucket": "b", "Key": "k"}), stage.target)
 
 
 def touched_partitions(recorder: Recorder, function: str) -> set[tuple[str, str]]:

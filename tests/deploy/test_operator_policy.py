@@ -28,7 +28,7 @@ from tests.fakes import FakeClock
 from tests.integration.conftest import WORKSPACE, qualifying_settings
 from tests.integration.test_sync import sync_settings
 
-from .conftest import Rendered, _no_sleep, aws_env, aws_on, project_copy
+from .conftest import Rendered, _no_sleep, aws_env, aws_on, chalice_deployed, project_copy
 from .test_iam_coverage import allows, leading_keys, partitions, required, vendors, violations
 
 STAGE = "ops"      # a stage of its own: the functions' tests write to prod's and dev's table and queues
@@ -47,12 +47,13 @@ COMMANDS = [
     ("settings show", ["settings", "show", "42"]),
     ("workspace list", ["workspace", "list", "--json"]),
     ("workspace oauth-app", ["workspace", "oauth-app", "--client-id", "public-app"]),
-    ("workspace oauth-link", ["workspace", "oauth-link", "--api-url", "https://abc.execute-api.example/api"]),
+    # Without --api-url: the API's URL read from the deployed state `make deploy` keeps in the stack's bucket.
+    ("workspace oauth-link", ["workspace", "oauth-link", "--json"]),
     ("seed", []),                                   # a link, its history and two dead letters (not recorded)
     ("doctor", ["doctor", "42", "--json"]),
     ("explain", ["explain", ANN_EMAIL, "--json"]),
     ("history", ["history", "42", ANN, "--json"]),
-    ("dlq list", ["dlq", "list", "--show-payload", "--json"]),
+    ("dlq list", ["dlq", "list", "--show-payload", "--workspace", WORKSPACE, "--json"]),   # (its settings read)
     ("sync start", ["sync", "start", "43", "--json"]),
     ("sync status", ["sync", "status", "43", "--json"]),
     ("sync report", ["sync", "report", "43", "--json"]),
@@ -138,7 +139,11 @@ def ran(rendered, tmp_path_factory):
     target = rendered.targets[STAGE]
     recorder, answers = AwsCallRecorder(), {}
     deployed = json.loads(CHALICE_CONFIG.read_text())["environment_variables"]
+    states = chalice_deployed(files, STAGE, "opsapi", target.region)     # as `make deploy` stored it (not recorded)
+    aws_on(rendered.endpoint).client("s3").put_object(Bucket=target.outputs["StateBucket"],
+                                                      Key=f"deployed/{STAGE}.json", Body=states.read_bytes())
     with pytest.MonkeyPatch.context() as mp, recorder.installed():
+        mp.setattr("chalicelib.stage.LOCAL_STATES", files / "no checkout's state")   # not this checkout's
         # The operator's shell: AWS credentials and region, the vendors' URLs; what `--stage` sets is undone after.
         for key in [k for k in os.environ if k.startswith(("BRIDGE_", "AWS_", "INTERCOM_", "RF_"))]:
             mp.delenv(key)
@@ -202,6 +207,8 @@ def test_every_command_ran_and_answered_as_the_operator_would_see_it(ran):
     assert answer["forget"]["links"] == 1 and answer["settings delete"]["deleted_version"] == 1
     assert answer["workspace remove-app"]["removed"] == "oauth"
     assert answer["workspace disconnect"]["status"] == "disconnected"
+    link = json.loads(ran.answers["workspace oauth-link"][-1][1])["url"]
+    assert link.startswith(f"https://opsapi.execute-api.{ran.target.region}.amazonaws.com/api/oauth/intercom/start?")
 
 
 # ------------------------------------------------------------------------------------------

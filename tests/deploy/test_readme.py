@@ -30,7 +30,7 @@ def test_the_cli_operators_rights_grant_query_on_every_index_of_the_table():
     indexes = [i["IndexName"] for i in _template()["Resources"]["Table"]["Properties"]["GlobalSecondaryIndexes"]]
     target = deploy.Target("prod", "123456789012", "eu-west-1", {
         "TableArn": "arn:aws:dynamodb:eu-west-1:123456789012:table/t", "QueueArn": "arn:aws:sqs:eu-west-1:1:w",
-        "DeadLetterQueueArn": "arn:aws:sqs:eu-west-1:1:d", "SecretsPath": "/p"})
+        "DeadLetterQueueArn": "arn:aws:sqs:eu-west-1:1:d", "SecretsPath": "/p", "StateBucket": "b"})
     for name, policy in deploy.operator_policies(target).items():
         queried = {r for s in policy["Statement"] if "dynamodb:Query" in s["Action"] for r in s["Resource"]}
         assert {f"arn:aws:dynamodb:eu-west-1:123456789012:table/t/index/{i}" for i in indexes} <= queried, name

@@ -10,7 +10,7 @@ from chalicelib import cli
 from chalicelib.stage import (CHALICE_CONFIG, FUNCTION_SUFFIXES, OUTPUT_ENV, StageError, check_stage, env_from_outputs,
                              resolve)
 
-from .conftest import aws_env, aws_on
+from .conftest import REGION, aws_env, aws_on, chalice_deployed
 
 
 @pytest.fixture
@@ -58,6 +58,62 @@ def test_a_stage_that_is_not_deployed_is_one_clear_line(operator_env, capsys):
     assert str(stopped.value).startswith("bridge: stage staging is not deployed in eu-west-1 (no stack "
                                          "rf-intercom-bridge-staging): run `make deploy STAGE=staging`")
     assert "\n" not in str(stopped.value)
+
+
+def test_the_api_url_of_a_stage_this_checkout_did_not_deploy_is_read_from_the_stacks_bucket(operator_env, monkeypatch,
+                                                                                           tmp_path):
+    """`bridge --stage dev workspace oauth-link` read only this checkout's .chalice/deployed/dev.json: elsewhere it
+    could not print a link, whatever the operator's credentials. Chalice's API is not in the stack (no output names
+    it); `make deploy` keeps its deployed state in the stack's bucket (output StateBucket), where it is read as
+    `make deploy` reads it: one DescribeStacks and one GetObject. This checkout's own, when it has one, first."""
+    from chalicelib import stage as stages
+    from infra.local.counting import AwsCallRecorder
+    monkeypatch.setattr(stages, "LOCAL_STATES", tmp_path / ".chalice" / "deployed")   # no deploy of dev from here
+    bucket, key = operator_env.targets["dev"].outputs["StateBucket"], "deployed/dev.json"
+    recorder = AwsCallRecorder()
+    with recorder.installed():
+        assert cli._known_api_url("dev") == (None, f" (neither this checkout nor s3://{bucket}/{key} holds stage dev's "
+                                                   "deployed state naming its API: `make deploy STAGE=dev` stores it "
+                                                   "there)")
+        s3 = aws_on(operator_env.endpoint).client("s3")
+        s3.put_object(Bucket=bucket, Key=key, Body=chalice_deployed(tmp_path / "deployer", "dev", "devapi",
+                                                                    REGION).read_bytes())
+        try:
+            recorder.calls.clear()
+            assert cli._known_api_url("dev") == (f"https://devapi.execute-api.{REGION}.amazonaws.com/api/", "")
+            assert [c.name for c in recorder.calls] == ["cloudformation:DescribeStacks", "s3:GetObject"]
+            chalice_deployed(tmp_path, "dev", "localapi", REGION)        # this checkout deployed dev: no AWS call
+            recorder.calls.clear()
+            assert cli._known_api_url("dev") == (f"https://localapi.execute-api.{REGION}.amazonaws.com/api/", "")
+            assert recorder.calls == []
+        finally:
+            s3.delete_object(Bucket=bucket, Key=key)
+
+
+@pytest.mark.parametrize("code, said", [
+    ("AccessDenied", "S3 refused to read s3://state/deployed/dev.json (AccessDenied): it is not there yet (`make "
+                     "deploy STAGE=dev` stores it), or the operator's rights lack s3:GetObject on it (the policy "
+                     "`make deploy` writes, .chalice/policy-dev-operator.json, grants it)"),
+    ("SlowDown", "cannot read s3://state/deployed/dev.json: AWS answered SlowDown: later")])
+def test_a_deployed_state_the_bucket_refuses_says_why_in_one_line(code, said):
+    """S3 answers AccessDenied for a missing object too, to whom may not list the bucket (the operator's policy grants
+    GetObject on that object alone): the refusal says both, and which policy grants the read."""
+    import boto3
+    from botocore.stub import Stubber
+
+    from chalicelib.stage import deployed_api_url
+    cfn, s3 = (boto3.client(name, region_name=REGION, aws_access_key_id="k", aws_secret_access_key="s")
+               for name in ("cloudformation", "s3"))
+    with Stubber(cfn) as stacks, Stubber(s3) as bucket:
+        stacks.add_response("describe_stacks", {"Stacks": [{
+            "StackName": "rf-intercom-bridge-dev", "CreationTime": "2026-01-01T00:00:00Z",
+            "StackStatus": "CREATE_COMPLETE",
+            "Outputs": [{"OutputKey": "StateBucket", "OutputValue": "state"}]}]})
+        bucket.add_client_error("get_object", code, "later", 403 if code == "AccessDenied" else 503)
+        with pytest.raises(StageError) as refused:
+            deployed_api_url("dev", cfn, s3)
+        bucket.assert_no_pending_responses()
+    assert str(refused.value) == said
 
 
 def test_stage_names_and_outputs_are_checked():

@@ -310,3 +310,31 @@ def test_a_value_at_the_target_unchanged_from_her_baseline_is_held_in_the_write_
         held = held if older else float(body["created_at"])
         assert bridge.rt.store.links.get(ref).held_at == held
     assert counts.as_dict()["rf"] == 0
+
+
+def history_reads(counts) -> int:
+    """The queries of a person's history (HISTORY#<campaign>#<rf id>) among a scenario's DynamoDB calls."""
+    return sum(1 for call in counts.aws_calls if call.name == "dynamodb:Query" and any(
+        str(value.get("S", "")).startswith("HISTORY#") for value in call.params.get("ExpressionAttributeValues", {}).values()))
+
+
+def test_a_qualification_reads_no_history_and_reconciliations_finish_of_one_left_unconfirmed_reads_it_once(
+        bridge, intercom, rf, clock, counter):
+    """QualificationDelaySeconds of a qualification finished without being judged again (Qualifier.resume) is counted
+    from the change its first try kept in the history: the try that qualifies (or leaves it unconfirmed) reads no
+    history, the one that finishes it reads it once (not the hot path's cost)."""
+    from .test_edge_cases import join
+    from .test_qualification import qualified_ids
+    lead, contact = join(bridge, intercom, rf)
+    intercom.update_contact(contact["id"], signed_up="Yes")
+    rf.fail_next("PUT", r"^/users/qualification$", 301, headers={"Location": "https://rf.example/users/qualification"})
+    bridge.notify("contact.lead.updated", contact["id"])
+    with counter.measure() as first:
+        bridge.drain()
+    assert bridge.history(42, lead["id"])["link"]["qualification"] == "unconfirmed"
+    clock.now += 3600                                # its lease runs out: reconciliation's check finishes it
+    assert bridge.reconcile()["overdue"] == 1
+    with counter.measure() as finished:
+        bridge.drain()
+    assert qualified_ids(rf) == [lead["id"]]
+    assert (history_reads(first), history_reads(finished)) == (0, 1)

@@ -145,8 +145,8 @@ def test_rf_connect_refuses_a_blank_or_space_padded_secret_in_one_line_and_store
                                      "give it without them; nothing was stored\n"),
             (["--token", " rf-new", "--webhook-secret", "fine"], "bridge: --token begins or ends with spaces")):
         code, out, err = run_cli(bridge.operator(), capsys, "rf", "connect", *argv)
-        given = argv != ["--webhook-secret", ""]       # (nothing given outside a terminal: a command line, exit 2)
-        assert (code, out) == (1 if given else 2, "") and err.startswith(says) and err.count("\n") == 1, (argv, err)
+        # (each a command line it cannot take: nothing given outside a terminal, or a secret nothing could match)
+        assert (code, out) == (2, "") and err.startswith(says) and err.count("\n") == 1, (argv, err)
     secrets = bridge.rt.secrets.scoped("edge")
     assert secrets.get("rf/webhook-secret") == "rf-hook-secret"
     assert bridge.rt.secrets.scoped("worker").get("rf/token") == "rf-token"
@@ -194,10 +194,10 @@ def test_rf_connect_that_cannot_reach_rf_stores_nothing_and_says_so(bridge, rf, 
 
 def test_workspace_connect_and_the_oauth_app_refuse_blank_secrets_too(bridge, capsys):
     code, _, err = run_cli(bridge.operator(), capsys, "workspace", "connect", WORKSPACE, "--client-secret", "  ")
-    assert code == 1 and err.startswith("bridge: --client-secret is empty (or only spaces)")
+    assert code == 2 and err.startswith("bridge: --client-secret is empty (or only spaces)")
     code, _, err = run_cli(bridge.operator(), capsys, "workspace", "oauth-app", "--client-id", "app ",
                            "--client-secret", "public-secret")
-    assert code == 1 and err.startswith("bridge: --client-id begins or ends with spaces")
+    assert code == 2 and err.startswith("bridge: --client-id begins or ends with spaces")
     assert bridge.rt.secrets.scoped("edge").get(f"intercom/{WORKSPACE}/client-secret") == "client-secret"
 
 

@@ -191,6 +191,13 @@ NEVER_WORKS = {
         "qualification.value: ' ' is blank, and a blank value is no value: nothing meets it — write the value a "
         "lead's custom_attributes.signed_up has once they convert, or use operator: is_set (without `value`)",
         "the rule compares text without the spaces around it: no lead qualifies"),
+    "a value beside is_set, which compares none": (
+        qualifying_settings(operator="is_set", value="Yes", initial_value=None),
+        "qualification.value: 'Yes' is not compared: operator is_set takes no value (it meets whatever "
+        "custom_attributes.signed_up holds, on a true/false attribute true) — remove `value`, or use operator: "
+        "equals to meet 'Yes' only",
+        "the rule ignores the value: a lead qualifies once their contact holds any value there, not only the one "
+        "written"),
     "a rule watching the bridge's own marker": (
         qualifying_settings(attribute="custom_attributes.rf_person", operator="is_set", value=None,
                             initial_value=None),

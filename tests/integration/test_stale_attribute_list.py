@@ -4,6 +4,8 @@ the list once more (kept on the connection record for the other containers), con
 again. A refusal the list does not explain stands, after that one read, with Intercom's reason."""
 from __future__ import annotations
 
+import yaml
+
 from .conftest import WORKSPACE, join_body, lead_settings, new_lead
 from .test_call_counts import demo_settings
 from .test_cold_worker import first_record
@@ -79,3 +81,31 @@ def test_a_refusal_the_list_does_not_explain_is_read_again_once_and_not_written_
     # One read of the list (it says what the worker's did), and the create not sent again.
     assert sorted(counts.intercom_requests) == ["GET /data_attributes", "POST /contacts", "POST /contacts/search"]
     assert intercom.contacts_by_email("ann@example.com") == []
+
+
+def test_an_unticked_box_created_after_the_worker_read_the_list_does_not_qualify_an_is_set_rule(
+        bridge, intercom, rf, clock):
+    """The walkthrough's case: a boolean attribute created in Intercom, then a rule `is_set` on it applied by the
+    operator (whose own read of the list sees it), while the worker's list, read minutes before, names no such
+    attribute: the worker takes it as text, but Intercom's false (an unticked box) is still not set; true is."""
+    from chalicelib.services.admin import apply_settings
+
+    bridge.apply(demo_settings())
+    bridge.post_join(join_body(new_lead(rf, email="first@example.com")))
+    bridge.drain()                                                   # the worker's list read, without `paid`
+    intercom.define_attribute("paid", "boolean")
+    rule = {"attribute": "custom_attributes.paid", "operator": "is_set"}
+    apply_settings(bridge.operator(), yaml.safe_dump({**lead_settings(), "qualification": rule}))
+    clock.now += 60                                                  # within the worker's 5 minutes
+    lead = new_lead(rf, email="box@example.com")
+    bridge.post_join(join_body(lead))
+    bridge.drain()
+    assert "custom_attributes.paid" not in bridge.rt.attributes(WORKSPACE)      # still the list from before
+    [contact] = intercom.contacts_by_email("box@example.com")
+    for ticked, qualified in ((False, []), (True, [lead["id"]])):
+        intercom.update_contact(contact["id"], paid=ticked)
+        assert bridge.notify("contact.lead.updated", contact["id"]).status_code == 200
+        bridge.drain()
+        assert [user_id for user_id, _ in rf.qualification_events] == qualified
+    evaluations = [h for h in bridge.history(42, lead["id"])["history"] if h["event"] == "evaluation"]
+    assert [(e["details"]["actual"], e["details"]["met"]) for e in evaluations] == [(False, False), (True, True)]

@@ -116,6 +116,24 @@ def test_an_attribute_archived_over_the_api_is_refused_on_contacts_until_unarchi
     assert missing.status_code == 404 and missing.json()["errors"][0]["code"] == "field_not_found"
 
 
+def test_an_attribute_created_with_options_is_a_list_attribute_listed_with_them(ic):
+    """As in Intercom (`options: [{value}]`, string only): the local stack's walkthrough makes its dropdown so, and
+    `settings apply` checks a rule against the options (a sim that dropped them let a rule no option meets pass)."""
+    made = call(ic, "POST", "/data_attributes", json={"name": "stage", "model": "contact", "data_type": "string",
+                                                      "options": [{"value": "Trial"}, {"value": "Customer"}]})
+    assert made.status_code == 200 and made.json()["options"] == ["Trial", "Customer"]
+    listed = {a["full_name"]: a for a in call(ic, "GET", "/data_attributes?model=contact").json()["data"]}
+    assert listed["custom_attributes.stage"]["options"] == ["Trial", "Customer"]
+    for name, data_type, options in (("n1", "boolean", [{"value": "x"}]), ("n2", "string", []),
+                                     ("n3", "string", ["Trial"])):
+        r = call(ic, "POST", "/data_attributes", json={"name": name, "model": "contact", "data_type": data_type,
+                                                       "options": options})
+        assert r.status_code == 400 and r.json()["errors"][0]["field"] == "options"
+    plain = call(ic, "POST", "/data_attributes", json={"name": "plain", "model": "contact", "data_type": "string"})
+    assert "options" not in plain.json()
+    assert len([a for a in call(ic, "GET", "/data_attributes?model=contact").json()["data"] if a["custom"]]) == 2
+
+
 def test_search_lags_creation(clock):
     with IntercomSim(clock=clock, search_lag=120) as sim:
         h = {"Authorization": "Bearer sim-token"}

@@ -461,12 +461,12 @@ def test_a_secret_given_where_the_command_takes_none_is_refused_without_repeatin
 def test_a_variable_with_spaces_around_its_value_is_refused_by_its_own_name(
         rt, monkeypatch, capsys, command, variable, option, value, says):
     """`export RF_TOKEN=$(cat token.txt)` from a file with Windows line ends: the refusal names the
-    variable that holds it, not an option that was never typed."""
+    variable that holds it, not an option that was never typed; a command line it cannot take (exit 2)."""
     monkeypatch.setenv("INTERCOM_TOKEN", TOKEN)
     monkeypatch.setenv(variable, value)
     Terminal(monkeypatch)
     code, out, err = run_cli(rt, capsys, *command)
-    assert (code, out) == (1, "") and err.startswith(f"bridge: {variable} {says}") and option not in err
+    assert (code, out) == (2, "") and err.startswith(f"bridge: {variable} {says}") and option not in err
     assert "Secret:9" not in err and "nothing was stored" in err
 
 

@@ -138,7 +138,7 @@ def test_discard_refuses_a_blank_reason_as_it_refuses_an_empty_one(capsys):
     code, out, err = cli(work, capsys, "discard", "--reason", " ", "--yes")
     assert code == 2 and "discard which dead letters?" in err, (out, err)
     code, out, err = cli(work, capsys, "discard", "--reason", "  ", "--campaign", "42", "--yes")
-    assert code == 2 and "discard which dead letters?" in err and "a blank one matches every letter" in err
+    assert code == 2 and "discard which dead letters?" in err and "not blank: a blank one would match every letter" in err
     assert work.queue.dead_count() == 2 == visible_now(work.queue)
 
 

@@ -82,7 +82,8 @@ def test_intercom_refusing_the_token_is_told_to_replace_it_the_way_it_was_given(
     assert token["what"].startswith("Intercom refused the token of workspace ws")
     # (401: the worker's work waits for the reconnect, then goes on by itself; any other refusal, a replay after it)
     assert token["fix"] == (f"{reconnect}; what waits for it then goes on by itself, with no replay" if status == 401
-                            else f"{reconnect}, then `bridge dlq replay --reason \"Intercom answered 403\"`")
+                            else f"{reconnect}, then `bridge dlq replay --reason \"Intercom answered 403\" "
+                                 "--workspace ws`")
 
 
 def test_the_replay_doctor_advises_for_intercoms_403_to_the_token_reaches_the_work_it_dead_lettered():
@@ -103,6 +104,10 @@ def test_the_replay_doctor_advises_for_intercoms_403_to_the_token_reaches_the_wo
     [reason] = replays_advised(token["fix"])
     letters = look(rt.work).letters
     assert [d.reason for d in letters] == [answer] and [matches(d, reason, None) for d in letters] == [True]
+    from chalicelib.services.dead_letters import campaign_workspaces      # (narrowed to the workspace: it is ws's)
+    assert "--workspace ws`" in token["fix"]
+    of = campaign_workspaces(rt.work)
+    assert [matches(d, reason, None, workspace="ws", workspace_of=of) for d in letters] == [True]
 
 
 def test_a_refused_tokens_letters_advise_the_reconnect_and_its_replay_but_a_searchs_nothing_to_replay():

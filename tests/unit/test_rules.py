@@ -39,6 +39,10 @@ def test_other_operators():
     assert matches(rule(operator="is_set", value=None), "boolean", True)
     assert not matches(rule(operator="is_set", value=None), "boolean", False)
     assert not matches(rule(operator="is_set", value=None), "boolean", None)
+    # ... also when the type is not known yet (a list read before the attribute was created: taken as text)
+    assert not matches(rule(operator="is_set", value=None), "string", False)
+    assert matches(rule(operator="is_set", value=None), "string", True)
+    assert matches(rule(operator="is_set", value=None), "string", "false")   # text a contact holds is set
     assert matches(rule(operator="gte", value=100), "integer", "150")
     assert not matches(rule(operator="gte", value=100), "integer", 99)
     assert matches(rule(operator="contains", value="pro"), "string", "Pro plan")

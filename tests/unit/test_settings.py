@@ -353,7 +353,8 @@ TEXT_RULE = {"attribute": "custom_attributes.lead_source", "value": True}
 TYPES = {**WORKSPACE, "custom_attributes.lead_source": {"full_name": "custom_attributes.lead_source",
                                                         "data_type": "string"},
          "custom_attributes.link": {"full_name": "custom_attributes.link", "data_type": "string"},
-         "custom_attributes.rate": {"full_name": "custom_attributes.rate", "data_type": "float"}}
+         "custom_attributes.rate": {"full_name": "custom_attributes.rate", "data_type": "float"},
+         "custom_attributes.paid": {"full_name": "custom_attributes.paid", "data_type": "boolean"}}
 
 
 def test_a_boolean_for_a_text_attribute_is_refused_with_the_yaml_fix():
@@ -394,6 +395,13 @@ def test_an_operator_that_cannot_compare_the_attributes_type_is_a_problem():
     assert rule(attribute="custom_attributes.lead_source", operator="gte", value="abc") == [
         "qualification.operator: gte compares numbers or dates, but custom_attributes.lead_source is a text "
         "attribute — use equals or contains, or a number or date attribute"]
+    # a checkbox: not "or contains", which its own check refuses for anything but text (a walkthrough's loop)
+    assert rule(attribute="custom_attributes.paid", operator="gte", value=True) == [
+        "qualification.operator: gte compares numbers or dates, but custom_attributes.paid is a true/false "
+        "attribute — use equals, or a number or date attribute"]
+    assert rule(attribute="custom_attributes.paid", operator="contains", value=True)[0].startswith(
+        "qualification.operator: contains looks for text, but custom_attributes.paid is a true/false attribute — use "
+        "equals")
     assert rule(attribute="custom_attributes.rate", operator="contains", value="1")[0].startswith(
         "qualification.operator: contains looks for text, but custom_attributes.rate is a decimal attribute")
     assert rule(attribute="custom_attributes.rate", operator="gte", value="abc") == [

@@ -1417,7 +1417,8 @@ def test_status_says_a_page_refused_for_good_waits_in_the_dead_letter_queue_with
     out = run_cli(rt, capsys, "sync", "status", "42")[1]
     assert out.splitlines()[1] == (
         "  page 2 failed: Intercom answered 400: invalid query value a***@example.com (1 try, last 14:13:20) — it "
-        "waits in the dead-letter queue: fix the cause, then `bridge dlq replay` resumes the run where it stopped")
+        "waits in the dead-letter queue: fix the cause, then `bridge dlq replay --campaign 42` resumes the run "
+        "where it stopped")
     assert "ann.lee" not in json.dumps(sync.status(work.deps, "42")) + out
 
 
@@ -1530,7 +1531,7 @@ def test_a_page_s_tries_count_its_own_failures_only_and_a_wait_uses_up_none():
     assert [e.tries for e in (first, again, waits, other)] == [1, 2, 2, 1]
     assert again.reason == "Intercom answered 502: Bad Gateway" and len(other.reason) == PAGE_ERROR_KEPT
     assert describe_page_error({"page": 3, "state": "waiting", "reason": waits.reason, "tries": 2,
-                                "at": "2026-09-21T14:13:20.000Z"}) == \
+                                "at": "2026-09-21T14:13:20.000Z"}, "42") == \
         "page 3 waits: Referral Factory answered 429: slow down (2 tries, last 14:13:20)"
 
 
@@ -1654,7 +1655,8 @@ def test_a_watch_ends_with_exit_1_and_the_page_s_error_once_the_page_waits_in_th
             "run 1 (full, users) running: [############..................] 2/5 40% · 2 contacts/min · "
             "enrolled 2, already 0, skipped 0\n"
             "  page 2 failed: DynamoDB throttled the request (2 tries, last 14:14:20) — it waits in the "
-            "dead-letter queue: fix the cause, then `bridge dlq replay` resumes the run where it stopped\n")
+            "dead-letter queue: fix the cause, then `bridge dlq replay --campaign 42` resumes the run where it "
+            "stopped\n")
 
 
 @pytest.mark.parametrize("flags", [(), ("--json",)], ids=["text", "json lines"])
@@ -2140,7 +2142,7 @@ def test_a_run_whose_first_page_was_never_sent_and_whose_source_changed_since_is
     (throttled, "retrying page 2: DynamoDB throttled the request (1 try, last 14:13:20)"),
     (lambda: Permanent("Intercom answered 400: invalid starting_after", status=400),
      "page 2 failed: Intercom answered 400: invalid starting_after (1 try, last 14:13:20) — it waits in the "
-     "dead-letter queue: fix the cause, then `bridge dlq replay` resumes the run where it stopped"),
+     "dead-letter queue: fix the cause, then `bridge dlq replay --campaign 42` resumes the run where it stopped"),
 ], ids=["outage", "retrying", "dead-lettered"])
 def test_a_second_start_while_the_run_s_page_fails_says_what_the_page_waits_for(monkeypatch, answer, said):
     """An operator ran `bridge sync start 42` twice during an Intercom outage: the second was refused with "if it no
@@ -2198,12 +2200,13 @@ def test_a_start_intercom_refuses_the_workspace_s_token_for_says_how_to_reconnec
     assert work.queue.sent == [] and work.store.sync.run("42") is None
 
 
-def test_a_link_intercom_refused_the_workspace_s_token_for_says_to_reconnect_not_to_replay_dead_letters_none_made():
-    """A run whose write-backs Intercom refused with 401 (the workspace's token revoked) goes on, each contact's
-    link not written: `sync report` (and the contact's history) said "reconnect the workspace, then `bridge dlq
-    replay --reason ...`", but no dead letter was made (a later run writes the link). It now names the reconnect that
-    fits and the later run."""
+def test_a_link_intercom_refused_the_workspace_s_token_for_says_the_reconnect_the_page_waits_for(monkeypatch):
+    """A run whose write-back Intercom refused with 401 (the workspace's token revoked): `sync report` (and the
+    contact's history) said "reconnect the workspace, then `bridge dlq replay --reason ...`", but no dead letter was
+    made. The page now waits for the reconnect (test_sync_outage), the contact enrolled meanwhile kept with her RF
+    user: her entry names the reconnect that fits and that the sync then writes the link."""
     from chalicelib.errors import TokenRefused, refused_reason
+    monkeypatch.setattr(sync, "THREADS", 1)          # the contacts in turn: the second is not tried after the 401
     answer = "Intercom answered 401 unauthorized: Access Token Invalid"
     work = world(2)
 
@@ -2213,14 +2216,15 @@ def test_a_link_intercom_refused_the_workspace_s_token_for_says_to_reconnect_not
     sync.start(work.deps, "42")
     drain(work)
     found = sync.report(work.deps, "42")
-    assert found["link_not_written"]["count"] == 2 and work.queue.dead == []
+    assert found["link_not_written"]["count"] == 1 and work.queue.dead == [] and len(work.apis.rf_.created) == 1
     said = (f"write-back failed: {answer} — Intercom refuses workspace {WS}'s token (invalid or revoked): reconnect "
-            f"it: `bridge workspace connect {WS}` (it asks for the new token), then a later sync run writes the link")
-    assert [ex["detail"] for ex in found["link_not_written"]["examples"]] == [said, said]
-    from chalicelib.domain.link import PersonRef
-    notes = [e for entry in work.store.sync.ledger("42") for e in work.store.history.entries(
-        PersonRef("42", entry.rf_user_id)) if e.outcome == "writeback_failed"]
-    assert len(notes) == 2 and all(n.reason.endswith(said.split(" — ", 1)[1]) for n in notes)
+            f"it: `bridge workspace connect {WS}` (it asks for the new token); the sync waits for it, then writes the "
+            "link")
+    assert [ex["detail"] for ex in found["link_not_written"]["examples"]] == [said]
+    assert found["run"]["page_error"]["state"] == "waiting"
+    from chalicelib.services.explain import as_text, explain
+    text = as_text(explain(work, "p0@example.com"))
+    assert said.split(" — ", 1)[1] in text, text
 
 
 @pytest.mark.parametrize("reason, fix", [
@@ -2245,9 +2249,9 @@ def test_a_page_dead_lettered_for_a_refused_token_says_the_reconnect_and_the_rep
     from chalicelib.domain.sync import describe_page_error
     error = {"page": 1, "state": "failed", "reason": reason, "tries": 1, "at": "2026-09-21T14:13:20.000Z"}
     answer = reason.split(" — ")[0]
-    assert describe_page_error(error) == \
+    assert describe_page_error(error, "42") == \
         f"page 1 failed: {answer} (1 try, last 14:13:20) — it waits in the dead-letter queue: {fix}"
-    assert describe_page_error(error, advice=False) == f"page 1 failed: {answer} (1 try, last 14:13:20)"
+    assert describe_page_error(error, "42", advice=False) == f"page 1 failed: {answer} (1 try, last 14:13:20)"
 
 
 def rf_refused(message: str = "Unauthenticated.") -> Permanent:

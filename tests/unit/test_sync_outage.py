@@ -117,7 +117,8 @@ def test_past_the_outage_budget_the_page_is_dead_lettered_saying_rf_was_unavaila
     line = status_text(work, capsys)[1]
     assert line.startswith("  page 1 failed: Referral Factory unavailable for 2 h (since 2026-09-21T14:13:20.000Z): "
                            "Referral Factory answered 503") and line.endswith(
-        "— it waits in the dead-letter queue: once Referral Factory answers again, `bridge dlq replay` resumes the run "
+        "— it waits in the dead-letter queue: once Referral Factory answers again, `bridge dlq replay --campaign 42` "
+        "resumes the run "
         "where it stopped")
     text, finding = doctor_says(work)
     assert not finding["ok"] and text.splitlines()[1].startswith(
@@ -332,3 +333,48 @@ def test_a_page_dead_lettered_past_the_wait_for_the_reconnect_gets_doctors_recon
     assert finding["fix"].startswith("Intercom refuses workspace ws's token: ") and finding["fix"].endswith(
         ", then `bridge dlq replay --reason \"Intercom refuses workspace ws's token\"` resumes the run where it "
         "stopped"), text
+
+
+def test_a_write_back_intercom_refuses_the_workspaces_token_for_waits_for_the_reconnect_then_writes_the_link(
+        monkeypatch, capsys):
+    """The workspace's token is revoked between a page's search and its first link write: the write's 401 was
+    recorded (link not written, "a later run writes the link") and the page went on, asking RF to enrol the others
+    while no link could be written. It now waits for the reconnect as a refused search does: no try used, nothing
+    dead-lettered, the page's other contacts not tried (no call on the shared budget), `sync status` and doctor
+    saying the reconnect; once reconnected the page goes on, each contact enrolled once and each link written."""
+    from chalicelib.errors import TokenRefused, refused_reason
+    monkeypatch.setattr(sync, "PER_PAGE", 2)
+    monkeypatch.setattr(sync, "THREADS", 1)          # the contacts in turn: the second is not tried after the 401
+    monkeypatch.setattr(cli_module, "_text", lambda args: not args.json)          # a terminal
+    work = world(CONTACTS)
+    intercom = work.apis.intercom_
+    answer = "Intercom answered 401 unauthorized: Access Token Invalid"
+    revoked = lambda: TokenRefused(refused_reason(answer, "ws"), "ws", "oauth", answer, status=401)  # noqa: E731
+    real = intercom.update_contact
+
+    def revoked_now(contact_id: str, body: dict) -> dict:
+        intercom.calls.append("update")
+        intercom.down = revoked                      # every call of the workspace is refused from now on
+        intercom.update_contact = real
+        raise revoked()
+    intercom.update_contact = revoked_now
+    sync.start(work.deps, "42")
+    sqs = Sqs(work)
+    for message in work.queue.sent:
+        sqs.send(message, work.clock.now)
+    sqs.run_until(work.clock.now + HOUR)
+    error = sync.status(work.deps, "42")["page_error"]
+    assert (error["page"], error["state"], error["tries"]) == (1, "waiting", 0) and work.queue.dead == []
+    assert error["reason"].startswith("Intercom refuses workspace ws's token since ") and "outage" not in error
+    assert len(work.apis.rf_.created) == 1 and intercom.calls.count("update") == 1
+    [line] = [x for x in status_text(work, capsys) if "page 1" in x]
+    assert line.endswith("; the page then goes on by itself, with no replay"), line
+    text, finding = doctor_says(work)
+    assert (finding["ok"], finding["warn"]) == (True, True), text
+    assert finding["fix"].endswith("; what waits for it then goes on by itself, with no replay"), text
+
+    intercom.down = None                             # reconnected
+    sqs.run_until(work.clock.now + HOUR)
+    assert work.queue.dead == [] and {d.tries for d in work.queue.deferred} == {0}
+    enrolled_once_each(work)
+    assert sync.report(work.deps, "42")["link_not_written"]["count"] == 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any, Callable, Optional
 
 from ...domain import rules
+from ...domain.advice import gone_or_token, never_succeeds
 from ...domain.history import Entry, iso
 from ...domain.judge import Action, Sighting, Verdict, carried, elsewhere, judge, kept_left
 from ...domain.latency import CHANGED_AT, changed_at, delay, kept_since
@@ -21,6 +22,9 @@ from ...ports import Apis, HistoryLog, LinkRepository, Merged, NotFound
 #: After RF's answer was lost and RF could not tell us whether it applied the call, try again no sooner than this
 #: (RF asked first). When the loss was RF's outage, its outage wait (domain/outage.outage_wait) sets the delay.
 UNSURE_RETRY_SECONDS = 30.0
+#: How long RF's answer to "do you know the campaign with the RF token?" (asked after its `User not found`) is kept:
+#: one call for a burst of 404s, and a token replaced since (`bridge rf connect`) asked about again soon.
+CAMPAIGN_SEEN_SECONDS = 300.0
 
 
 class Qualifier:
@@ -30,6 +34,7 @@ class Qualifier:
         # `history`: read for that delay only, by a try that finishes a qualification an earlier one left unconfirmed
         # without judging it again (resume: the change's time its first try kept there, _unconfirmed)
         self.links, self.apis, self.clock, self.history = links, apis, clock, history
+        self._campaigns: dict[str, tuple[float, Optional[str]]] = {}    # campaign: when asked, RF's refusal or None
 
     def evaluate(self, link: Link, settings: Optional[CampaignSettings], seen: Sighting, note: bool = True) -> Link:
         """Judge `seen` under the campaign's settings as they are now (every path that may qualify comes
@@ -249,11 +254,35 @@ class Qualifier:
                         return self._qualified(claim, via, entries, asked=True, since=since)
                 except OtherCampaign as other:               # RF's refusal, and why: never left unfinished
                     exc.reason = f"{exc.reason} — {other.reason}"
+            if exc.status == 404 and never_succeeds(exc.reason):
+                # RF's `User not found`: the user deleted there, or an RF token of another account (RF says so of
+                # every user). Whether RF knows the campaign with the token tells them apart: the token's case is
+                # valid work (replayed once the token is fixed), never a discard.
+                exc.reason = gone_or_token(exc.reason, link.rf_user_id, link.campaign_id,
+                                           self._campaign_refused(link.campaign_id))
             self.links.finish_qualifying(claim, QState.FAILED, [*entries, Entry("qualification", "failed", exc.reason)],
                                          reason=exc.reason)
             count("QualificationsFailed")
             raise exc.about(*link.ref)
         return self._qualified(claim, via, entries, since=since)
+
+    def _campaign_refused(self, campaign_id: str) -> Optional[str]:
+        """RF's answer when it does not know `campaign_id` with the RF token (None: it shows it), asked once a
+        CAMPAIGN_SEEN_SECONDS. RF not answering (an outage, its budget): not known, so not the user's for sure — the
+        token's case is said (a replay, not a discard)."""
+        now = self.clock()
+        asked = self._campaigns.get(campaign_id)
+        if asked is not None and now - asked[0] < CAMPAIGN_SEEN_SECONDS:
+            return asked[1]
+        try:
+            self.apis.rf().get_campaign(campaign_id)
+            refused: Optional[str] = None
+        except Permanent as exc:
+            refused = exc.reason
+        except WorkError as exc:        # not cached: asked again by the next 404
+            return f"not known: {exc.reason}"
+        self._campaigns[campaign_id] = (now, refused)
+        return refused
 
     def resume(self, link: Link, via: str) -> Link:
         """Finish a qualification that was decided and left unfinished (unconfirmed, or claimed by a

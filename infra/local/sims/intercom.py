@@ -24,7 +24,8 @@ Behaviour follows docs/external-apis.md and the official OpenAPI description:
   rel="canonical"`` (chains resolved) on every ``/contacts/{id}...`` route; archived and deleted
   ones answer 404. Also served: DELETE /contacts/{id}, POST /contacts/{id}/archive|unarchive,
   GET /tags, ``POST /tags`` (with ``users``: tags those contacts), ``POST /contacts/merge`` (a lead
-  into a user only), ``POST /data_attributes`` (400 when the name exists), ``PUT /data_attributes/{id}``
+  into a user only), ``POST /data_attributes`` (400 when the name exists; ``options: [{value}]`` of a string one makes
+  a list attribute, Intercom's dropdown, listed with its ``options``), ``PUT /data_attributes/{id}``
   (``archived``: as an admin archives it). Webhook builders live
   in webhooks.py (re-exported here).
 * ``GET /me`` names the admin and the app (``app_id``, ``app_name``, ``region``) any valid token
@@ -567,9 +568,16 @@ class IntercomSim(SimServer):
             return self._err(400, "name and model (contact or company) are required", field="name")
         if data_type not in ("string", "integer", "float", "boolean", "date", "datetime"):
             return self._err(400, f"data_type {data_type!r} is not supported", field="data_type")
+        options = body.get("options")
+        if options is not None and not (isinstance(options, list) and options and all(
+                isinstance(o, dict) and isinstance(o.get("value"), str) and o["value"] for o in options)):
+            return self._err(400, "options must be a list of {value}", field="options")
+        if options is not None and data_type != "string":
+            return self._err(400, "options can only be given for the string data_type", field="options")
         if f"custom_attributes.{name}" in self.attributes or name in STANDARD_ATTRIBUTES:
             return self._err(400, f"You already have a '{name}' attribute", field="name")
-        attr = self._add_attribute(name, f"custom_attributes.{name}", data_type, True)
+        attr = self._add_attribute(name, f"custom_attributes.{name}", data_type, True,
+                                   options=None if options is None else [o["value"] for o in options])
         attr["description"] = str(body.get("description") or "")
         return 200, dict(attr)
 
