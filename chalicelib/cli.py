@@ -240,10 +240,13 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_rf_connect)
 
     dlq = sub.add_parser("dlq", help="dead-letter queue").add_subparsers(dest="action", required=True)
-    p = dlq.add_parser("list", help="every dead letter: why it failed, whom it is about, counts by reason and "
-                                    "campaign")
+    p = dlq.add_parser("list", help="every dead letter (or those --reason, --campaign, --workspace select, as a "
+                                    "replay or discard by them takes): why it failed, whom it is about, counts by "
+                                    "reason and campaign")
     p.add_argument("--show-payload", action="store_true", help="also print each message's payload (emails masked)")
     p.add_argument("--raw", action="store_true", help="with --show-payload: the payload as queued, emails included")
+    p.add_argument("--reason", help="only dead letters whose reason contains this text")
+    p.add_argument("--campaign", help="only dead letters of this campaign")
     _workspace_selector(p)
     _json(p)
     p.set_defaults(func=_dlq_list)
@@ -563,6 +566,9 @@ def _unusable(args: argparse.Namespace) -> Optional[str]:
     if func is _dlq_replay and args.all and (args.reason is not None or args.campaign is not None
                                              or args.workspace is not None):
         return "--all replays every dead letter: give it alone, or filter with --reason / --campaign / --workspace"
+    if func is _dlq_list and _blank(args.reason):     # (as a replay's: it would list every letter as matching)
+        return ("list which dead letters? A blank --reason matches every letter: give --reason TEXT (a part of their "
+                "reason), or leave it out to list every dead letter")
     if func is _dlq_replay and _blank(args.reason):   # (`--reason "$VAR"` with VAR unset: it would match every letter)
         return ("replay which dead letters? A blank --reason matches every letter: give --reason TEXT (a part of their "
                 "reason), --campaign ID, or --all; nothing was sent back")
@@ -889,17 +895,19 @@ def _dlq_list(args: argparse.Namespace, rt: Runtime) -> int:
 
     _needs_dlq(rt)
     found = _look(args, rt)
-    if args.workspace is not None:
-        of = dead_letters.campaign_workspaces(rt)
-        found = dataclasses.replace(found, letters=[d for d in found.letters
-                                        if dead_letters.matches(d, None, None, workspace=args.workspace,
-                                                                workspace_of=of)])
+    selected = _selectors(args)
+    read = len(found.letters)
+    if selected:                   # those a replay or discard by the same selectors takes
+        taken = dead_letters.selection(rt, args.reason, args.campaign, workspace=args.workspace)
+        found = dataclasses.replace(found, letters=[d for d in found.letters if taken(d)])
     listed = dead_letters.summary(found.letters, show_payload=args.show_payload, not_seen=found.not_seen,
                                   raw=args.raw, token_apps=dead_letters.token_apps(rt, found.letters))
+    if selected:
+        listed = {"total": listed.pop("total"), "read": read, **listed}
     if args.json:
         _print(listed)
         return 0
-    print(f"{listed['total']} dead letter(s)")
+    print(f"{listed['total']} dead letter(s)" + (f" match {selected} (of {read} read)" if selected else ""))
     if found.cut:
         print(f"about {found.not_seen} more were not read ({dead_letters.CUT}): list again")
     elif found.not_seen:
@@ -987,9 +995,8 @@ def _dlq_discard(args: argparse.Namespace, rt: Runtime) -> int:
     _needs_dlq(rt)
     if not args.yes:               # as `settings delete`: say what it would do, and ask for --yes
         found = _look(args, rt)
-        of = dead_letters.campaign_workspaces(rt)
-        n = sum(dead_letters.matches(d, args.reason, args.campaign, args.superseded, args.workspace, of)
-                for d in found.letters)
+        taken = dead_letters.selection(rt, args.reason, args.campaign, args.superseded, args.workspace)
+        n = sum(taken(d) for d in found.letters)
         if not n:                  # nothing to do (exit 0, as a replay matching nothing): say what there is
             _nothing_matches(args, found)
             return 0
@@ -1043,15 +1050,20 @@ def _nothing_matches(args: argparse.Namespace, found: "Listing") -> None:
     is (as `dlq list` counts them); letters not read (hidden, or past the scan) may match: one line, exit 1."""
     from .services import dead_letters
 
-    selected = " ".join(part for part in (args.reason is not None and f"--reason {shlex.quote(args.reason)}",
-                                          args.campaign is not None and f"--campaign {args.campaign}",
-                                          args.workspace is not None and f"--workspace {args.workspace}",
-                                          args.superseded and "--superseded") if part)
+    selected = _selectors(args)
     reasons = Counter(dead_letters.reason_part(d.reason) for d in found.letters).most_common()
     there = (f"the {len(found.letters)} there are: " + ", ".join(f"--reason {shlex.quote(r)} ({n})" for r, n in reasons)
              + " (`bridge dlq list` shows them)") if reasons else "the dead-letter queue is empty"
     _answer(args, _letters_read(found, 0), f"no dead letter matches {selected}: nothing to discard; {there}")
     _not_reached({"not_seen": found.not_seen, "cut": found.cut}, "discarded", "discard", [], "")
+
+
+def _selectors(args: argparse.Namespace) -> str:
+    """The selectors a `dlq` command was given, as typed again (empty: none)."""
+    return " ".join(part for part in (args.reason is not None and f"--reason {shlex.quote(args.reason)}",
+                                      args.campaign is not None and f"--campaign {args.campaign}",
+                                      args.workspace is not None and f"--workspace {args.workspace}",
+                                      getattr(args, "superseded", False) and "--superseded") if part)
 
 
 def _letters_read(found: "Listing", matching: int) -> dict:

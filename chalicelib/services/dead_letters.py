@@ -407,6 +407,14 @@ def matches(letter: DeadLetter, reason: Optional[str], campaign: Optional[str], 
         == workspace)
 
 
+def selection(rt: Discarding, reason: Optional[str] = None, campaign: Optional[str] = None, superseded: bool = False,
+              workspace: Optional[str] = None) -> Callable[[DeadLetter], bool]:
+    """Which dead letters `dlq` commands' selectors take: the one rule `dlq list` shows them by and `replay` and
+    `discard` take them by (`matches`, each campaign's workspace read once)."""
+    of = campaign_workspaces(rt)
+    return lambda letter: matches(letter, reason, campaign, superseded, workspace, of)
+
+
 def campaign_workspaces(rt: Discarding) -> Callable[[str], Optional[str]]:
     """Each campaign's workspace, as its settings say now (None: no settings), each read once."""
     known: dict[str, Optional[str]] = {}
@@ -473,9 +481,8 @@ def replay(rt: Discarding, reason: Optional[str] = None, campaign: Optional[str]
         if refused:
             _note(rt, letters, "replayed", people, {i: f"SQS refused it ({why})" for i, why in refused.items()})
         return [i for i in copies if i not in refused], refused_now
-    of = campaign_workspaces(rt)
-    done = _take_matching(rt, lambda letters: [matches(d, reason, campaign, workspace=workspace, workspace_of=of)
-                                               for d in letters], REPLAY_SECONDS, send, progress)
+    taken = selection(rt, reason, campaign, workspace=workspace)
+    done = _take_matching(rt, lambda letters: [taken(d) for d in letters], REPLAY_SECONDS, send, progress)
     return {**{{"done": "replayed", "late": "sent_late"}.get(k, k): v for k, v in done.items()},
             **({"runs_from": iso(held[0]), "rf_token_stored_at": held[1], "delayed": sum(waited)}
                if held and any(waited) and done["done"] else {})}
@@ -519,9 +526,8 @@ def discard(rt: Discarding, reason: Optional[str] = None, campaign: Optional[str
                                         for ref in refs)
         stopped.extend(_stop_runs(rt, letters))
         return list(batch), []
-    of = campaign_workspaces(rt)
-    done = _take_matching(rt, lambda letters: [matches(d, reason, campaign, superseded, workspace, of)
-                                               for d in marked(rt, letters)], REPLAY_SECONDS, note, progress)
+    taken = selection(rt, reason, campaign, superseded, workspace)
+    done = _take_matching(rt, lambda letters: [taken(d) for d in marked(rt, letters)], REPLAY_SECONDS, note, progress)
     return {**{{"done": "discarded", "late": "discarded_late"}.get(k, k): v for k, v in done.items()},
             "named_people": sum(named), **({"stopped_sync_runs": stopped} if stopped else {})}
 

@@ -496,7 +496,8 @@ def test_every_command_taking_a_campaign_id_refuses_one_no_webhook_can_carry_as_
                    "Factory / Intercom show it: a number, or text of letters, digits, '-' and '_' (at most 128)\n"), err
 
 
-@pytest.mark.parametrize("command", [["dlq", "replay"], ["dlq", "discard"], ["dlq", "discard", "--yes"]])
+@pytest.mark.parametrize("command", [["dlq", "replay"], ["dlq", "discard"], ["dlq", "discard", "--yes"],
+                                     ["dlq", "list"]])
 def test_the_dlq_commands_campaign_filter_refuses_an_id_no_webhook_can_carry_as_every_other_command(no_runtime, capsys,
                                                                                                     command):
     """Every command taking a campaign id refused one like "4 2" (exit 2, before any stack is looked for); `dlq replay
@@ -516,6 +517,8 @@ def test_the_dlq_commands_campaign_filter_refuses_an_id_no_webhook_can_carry_as_
     (["dlq", "discard"], "discard which dead letters? Give --reason TEXT"),
     (["dlq", "discard", "--yes"], "discard which dead letters? Give --reason TEXT"),
     (["dlq", "discard", "--reason", " ", "--campaign", "42", "--yes"], "discard which dead letters?"),
+    (["dlq", "list", "--reason", ""], "list which dead letters? A blank --reason matches every letter"),
+    (["dlq", "list", "--reason", " ", "--json"], "list which dead letters? A blank --reason matches every letter"),
     (["dlq", "list", "--raw"], "--raw shows the payloads as queued: give it with --show-payload"),
     (["settings", "check", ""], "the settings file's path is empty: give the path of a YAML or JSON file"),
     (["settings", "apply", " "], "the settings file's path is empty: give the path of a YAML or JSON file"),

@@ -65,3 +65,37 @@ def test_the_fix_of_a_notifications_letter_refused_for_its_workspaces_plan_repla
     from chalicelib.services.dead_letters import replay_fix
     plan = "Intercom answered 403 api_plan_restricted: Active subscription needed"
     assert "--workspace ws` (its message names no campaign" in replay_fix(plan, None, "ws")
+
+
+def test_dlq_list_shows_by_reason_and_campaign_the_letters_a_replay_or_discard_by_them_would_take(capsys):
+    """`dlq list` took --workspace only: an operator could not see which letters `dlq replay` / `dlq discard
+    --reason R --campaign C` would take before running it. `dlq list` takes both, selecting by the same rule
+    (dead_letters.selection) as they do: the letters it lists are those they take, counted by reason and campaign."""
+    work = letters()
+    work.queue.dead_letter(json.dumps({"kind": "join", "campaign_id": "42", "rf_user_id": "9"}),
+                           "Referral Factory answered 500", 1, "2026-11-28T12:00:00Z")
+    cli = SimpleNamespace(config=Config.from_env({"BRIDGE_DLQ_URL": "https://sqs/dlq"}), queue=work.queue,
+                          clock=work.clock, store=work.store)
+
+    def listed(*selectors: str) -> dict:
+        code, out, _ = run_cli(cli, capsys, "dlq", "list", *selectors, "--json")
+        assert code == 0
+        return json.loads(out)
+
+    by_campaign = listed("--campaign", "42")
+    assert (by_campaign["total"], by_campaign["read"]) == (2, 5)
+    assert by_campaign["by_campaign"] == {"42": 2}
+    assert sorted(d["rf_user_id"] for d in by_campaign["dead_letters"]) == ["7", "9"]
+    by_reason = listed("--reason", "intercom ANSWERED 403")              # matched as replay matches it: any case
+    assert (by_reason["total"], by_reason["read"]) == (4, 5) and by_reason["by_reason"] == {FORBIDDEN: 4}
+    both = listed("--reason", "answered 403", "--campaign", "42", "--workspace", "ws")
+    assert (both["total"], [d["rf_user_id"] for d in both["dead_letters"]]) == (1, ["7"])
+    assert listed("--campaign", "44")["total"] == 0
+    assert "read" not in listed()                                        # no selector: every letter read is listed
+
+    code, out, _ = run_cli(cli, capsys, "dlq", "list", "--reason", "answered 403", "--campaign", "42")
+    assert code == 0 and out.startswith("1 dead letter(s) match --reason 'answered 403' --campaign 42 (of 5 read)\n")
+    # What list showed is what the replay by the same selectors takes, no more.
+    code, out, _ = run_cli(cli, capsys, "dlq", "replay", "--reason", "answered 403", "--campaign", "42", "--json")
+    assert code == 0 and (json.loads(out)["replayed"], json.loads(out)["left"]) == (1, 4)
+    assert listed("--campaign", "42")["total"] == 1
