@@ -127,25 +127,35 @@ def _created_meeting(q: Qualification, data_type: str, value: Any, key: str, or_
 
 
 def boolean_text_warnings(settings: CampaignSettings, attributes: dict[str, dict]) -> list[str]:
-    """The rule's value or initial value on a true/false (checkbox) attribute given as something other than true or
-    false (a boolean, or that text) which the bridge reads as one (mapping.convert: "Yes", "off", 1...), as
-    "key: what — fix" lines. Warnings, not problems: such a rule works as read ("Yes" meets a ticked box), and a
-    refusal would stop `settings apply` of settings that run and have doctor call their campaign broken; the
-    warning is for the operator who wrote the text for a text attribute. Said by `bridge settings apply` and
-    `bridge doctor`, after check_against_workspace (a text no boolean is read from is a problem there)."""
+    """The values given a true/false (checkbox) attribute as something other than true or false (a boolean, or that
+    text) which the bridge reads as one (mapping.convert: "Yes", "off", 1...), as "key: what — fix" lines: a fixed
+    field `value` a join writes there (not under `action: nothing`), then the rule's value or initial value.
+    Warnings, not problems: such a value works as read ("Yes" is written, and meets, as a ticked box), and a refusal
+    would stop `settings apply` of settings that run and have doctor call their campaign broken; the warning is for
+    the operator who wrote the text for a text attribute. Said by `bridge settings apply` and `bridge doctor`, after
+    check_against_workspace (a text no boolean is read from is a problem there)."""
+    given: list[tuple[str, str, Any]] = [
+        (f"{section}.fields[{i}].value", row.to, row.value)
+        for section, people in (("leads", settings.leads), ("referrers", settings.referrers))
+        if people.action != "nothing" for i, row in enumerate(people.fields)
+        if row.value is not None and row.to not in NOT_WRITABLE]
     q = settings.qualification
-    if q is None or attribute_type(q.attribute, attributes) != "boolean":
-        return []
+    if q is not None:
+        given += [(f"qualification.{key}", q.attribute, val)
+                  for key, val in (("value", None if q.operator in NO_VALUE else q.value),
+                                   ("initial_value", q.initial_value)) if val is not None]
     warnings = []
-    for key, val in (("value", None if q.operator in NO_VALUE else q.value), ("initial_value", q.initial_value)):
-        if val is None or isinstance(val, bool) or (isinstance(val, str) and val.strip().lower() in ("true", "false")):
+    for key, attribute, val in given:
+        if attribute_type(attribute, attributes) != "boolean" or isinstance(val, bool) or (
+                isinstance(val, str) and val.strip().lower() in ("true", "false")):
             continue
         try:
             read = str(convert(val, "boolean")).lower()
         except ConversionError:
             continue
-        warnings.append(f"qualification.{key}: {val!r} on the true/false attribute {q.attribute} is read as {read} — "
-                        f"write {key}: {read} to say so (if {q.attribute} was to hold the text {str(val)!r}, it is a "
+        name = key.rpartition(".")[2]
+        warnings.append(f"{key}: {val!r} on the true/false attribute {attribute} is read as {read} — write "
+                        f"{name}: {read} to say so (if {attribute} was to hold the text {str(val)!r}, it is a "
                         "true/false attribute in Intercom, not a text one)")
     return warnings
 

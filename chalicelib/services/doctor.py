@@ -461,7 +461,8 @@ def _settings_against_workspace(rt: Examined, report: Report, settings: Campaign
             report.add("settings.workspace", True, what, why, fix, warn=True, key=tag(what))
         for warning in boolean_text_warnings(settings, attributes):
             what, _, fix = warning.partition(" — ")
-            report.add("settings.workspace", True, what, _READ_AS_BOOLEAN, fix, warn=True, key=tag(what))
+            why = _READ_AS_BOOLEAN if what.startswith("qualification.") else _WRITTEN_AS_BOOLEAN
+            report.add("settings.workspace", True, what, why, fix, warn=True, key=tag(what))
     q = settings.qualification
     if not problems:
         report.add("settings.workspace", True, f"every mapped attribute exists in {settings.workspace}, is writable "
@@ -472,6 +473,8 @@ def _settings_against_workspace(rt: Examined, report: Report, settings: Campaign
 
 _READ_AS_BOOLEAN = ("a true/false attribute holds true or false, never text: the rule compares (and a new lead's "
                     "contact is written) with the boolean the text is read as — true: a ticked box")
+_WRITTEN_AS_BOOLEAN = ("a true/false attribute holds true or false, never text: each join writes the boolean the text "
+                       "is read as — true: a ticked box")
 _NO_OPTION_MEETS = "Intercom's dropdown sets only the list's options: a lead whose value is set there never qualifies"
 _NOT_AN_OPTION = ("Intercom may refuse a value that is not one of the list's options: each join is then applied without "
                   "the field, said in its history (fields not written)")

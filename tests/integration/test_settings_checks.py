@@ -195,6 +195,28 @@ def test_a_rule_value_that_works_unlike_meant_is_warned_of_by_apply_and_doctor(b
     assert not [f for f in doctor(bridge, capsys)[1]["findings"] if f["warn"] and f["check"] == "settings.workspace"]
 
 
+def test_a_fixed_value_a_true_false_attribute_reads_as_true_is_warned_of_by_apply_and_doctor_as_a_rules(
+        bridge, intercom, tmp_path, capsys):
+    """A fixed `value: "Yes"` mapped to a checkbox attribute was stored silently and each join wrote true, where the
+    rule's "Yes" was warned of: it is warned of alike, its why saying what each join writes; `value: true` says it."""
+    intercom.define_attribute("paid", "boolean")
+    fields = [*lead_settings()["leads"]["fields"], {"value": "Yes", "to": "custom_attributes.paid"}]
+    doc = lead_settings(fields=fields)
+    code, out, err = run_cli(bridge.operator(), capsys, "settings", "apply", write(tmp_path, yaml.safe_dump(doc)))
+    line = ("leads.fields[4].value: 'Yes' on the true/false attribute custom_attributes.paid is read as true — write "
+            "value: true to say so (if custom_attributes.paid was to hold the text 'Yes', it is a true/false attribute "
+            "in Intercom, not a text one)")
+    assert code == 0 and f"warning: {line}\n" in err and err.count("custom_attributes.paid") == 2
+    code, report = doctor(bridge, capsys)
+    [found] = [f for f in report["findings"] if f["warn"] and f["check"] == "settings.workspace"]
+    assert (f"{found['what']} — {found['fix']}", bad(report, "settings")) == (line, [])   # a warning, not a problem
+    assert "each join writes" in found["why"] and "a ticked box" in found["why"] and "rule" not in found["why"]
+    said = lead_settings(fields=[*fields[:-1], {"value": True, "to": "custom_attributes.paid"}])
+    code, _, err = run_cli(bridge.operator(), capsys, "settings", "apply", write(tmp_path, yaml.safe_dump(said)))
+    assert code == 0 and "custom_attributes.paid" not in err
+    assert not [f for f in doctor(bridge, capsys)[1]["findings"] if f["warn"] and f["check"] == "settings.workspace"]
+
+
 # Refused by `settings check` and `apply` (also --offline: no attribute needed to see them), not by the settings
 # model: settings stored before keep working (a campaign whose stored settings do not read is switched off),
 # and doctor names their problem.

@@ -189,6 +189,39 @@ def test_a_text_the_rule_of_a_true_false_attribute_reads_as_true_or_false_is_war
         {**base(), "qualification": {**rule, "value": 1, "initial_value": None}}), WORKSPACE)] == ["qualification.value"]
 
 
+def test_a_fixed_field_value_a_true_false_attribute_reads_as_true_or_false_is_warned_of_as_the_rules_are():
+    """A fixed `value: "Yes"` mapped to a checkbox (boolean) attribute was written as true without a word, where the
+    rule's "Yes" was warned of: each side's fixed values are warned of alike (one a join writes: not under
+    `action: nothing`), before the rule's."""
+    doc = {**base(fields=[{"from": "email", "to": "email"}, {"value": "Yes", "to": "custom_attributes.signed_up"},
+                          {"value": "ten", "to": "name"}]),
+           "referrers": {"action": "create_user", "fields": [{"from": "email", "to": "email"},
+                                                            {"value": 0, "to": "custom_attributes.signed_up"}]},
+           "qualification": {"attribute": "custom_attributes.score", "operator": "gte", "value": 3}}
+    s = parse_settings(doc)
+    assert check_against_workspace(s, WORKSPACE) == []
+    assert boolean_text_warnings(s, WORKSPACE) == [
+        "leads.fields[1].value: 'Yes' on the true/false attribute custom_attributes.signed_up is read as true — write "
+        "value: true to say so (if custom_attributes.signed_up was to hold the text 'Yes', it is a true/false "
+        "attribute in Intercom, not a text one)",
+        "referrers.fields[1].value: 0 on the true/false attribute custom_attributes.signed_up is read as false — write "
+        "value: false to say so (if custom_attributes.signed_up was to hold the text '0', it is a true/false "
+        "attribute in Intercom, not a text one)"]
+    # true and false (booleans or their text) say what they mean; a text attribute takes "Yes" as the text; a side
+    # whose action is nothing writes no value
+    for value in (True, "false", " TRUE"):
+        said = parse_settings({**doc, "referrers": {"action": "nothing"}, "leads": {**doc["leads"], "fields": [
+            {"from": "email", "to": "email"}, {"value": value, "to": "custom_attributes.signed_up"}]}})
+        assert boolean_text_warnings(said, WORKSPACE) == []
+    assert boolean_text_warnings(s, {**WORKSPACE, "custom_attributes.signed_up": {"data_type": "string"}}) == []
+    off = parse_settings({**doc, "leads": {**doc["leads"], "action": "nothing"}})
+    assert [w.split(":")[0] for w in boolean_text_warnings(off, WORKSPACE)] == ["referrers.fields[1].value"]
+    # beside the rule's, first
+    both = parse_settings({**doc, "qualification": {"attribute": "custom_attributes.signed_up", "value": "on"}})
+    assert [w.split(":")[0] for w in boolean_text_warnings(both, WORKSPACE)] == [
+        "leads.fields[1].value", "referrers.fields[1].value", "qualification.value"]
+
+
 @pytest.mark.parametrize("rule", [{"value": "customer"},                       # the rule ignores case by default
                                   {"value": "Cust", "operator": "contains"},
                                   {"operator": "is_set"}])
