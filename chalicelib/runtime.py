@@ -313,6 +313,7 @@ class Runtime:
         the list held was read less than UNLISTED_RECHECK ago (one not in the workspace costs a call that often,
         not one a record)."""
         client = self.intercom(workspace)        # a disconnected workspace raises here, whatever was kept
+        naming = tuple(naming)                   # (looked at twice)
         hit = self._cache.get(("attributes", workspace))
         if hit and hit[0] > self.clock() and not unlisted(naming, hit[1]):
             return hit[1]

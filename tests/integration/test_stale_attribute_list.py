@@ -136,7 +136,8 @@ def _set_and_notify(bridge, intercom, email: str, **values) -> None:
 
 def test_a_gte_rule_on_a_number_attribute_created_after_the_worker_read_the_list_compares_numbers(
         bridge, intercom, rf, clock):
-    """A 1.5 (a float attribute) compared as text is "1.5": it still compares as a number. 10 meets gte 9.5, 9 not."""
+    """10 meets gte 9.5, 9 does not. (Compared as text, the worker's number is "10", which gte still reads as a
+    number: this held before the list was read again too; only the list the worker holds afterwards differs.)"""
     rule = {"attribute": "custom_attributes.points", "operator": "gte", "value": "9.5"}
     lead = _rule_after_the_list(bridge, intercom, rf, clock, "points", "float", rule)
     for score, qualified in ((9.0, []), (10.0, [lead])):
