@@ -29,8 +29,8 @@ from ..domain.qualification import ENDINGS, QState, claimable
 from ..domain.sync import PageError
 from ..errors import Throttled
 from ..ports.edge import REFUSALS_KEEP_DAYS, SAMPLES, EdgeLog, RefusalCount, Refusals, RefusalSample
-from ..ports.store import (CHANGED_SINCE_READ, COUNT_ASK_GRACE, DEFAULT_LEASE_SECONDS, KEEP, MOVED_SINCE_READ,
-                           PAST_RUN_DAYS, PENDING_SWEEP, Busy, Connection, ConnectionRepository, Cursor, Erased, Found,
+from ..ports.store import (CHANGED_SINCE_READ, COUNT_ASK_GRACE, DEFAULT_LEASE_SECONDS, KEEP, KEPT_MEANWHILE,
+                           MOVED_SINCE_READ, PAST_RUN_DAYS, PENDING_SWEEP, Busy, Connection, ConnectionRepository, Cursor, Erased, Found,
                            HistoryLog, Leases, LinkLookup, LinkRepository, RateWindows, RFConnection, SettingsRepository, StoredSettings,
                            SyncRepository, normal_email)
 from ..ports.store import (SCAN_LIMIT, AttributeList, CountBackfill, LedgerEntry, OAuthTicket, PointerPage, SyncRun,
@@ -278,14 +278,15 @@ class MemoryLinks(Leases):
 
     def _hold(self, claim: JoinClaim, found: FoundContact) -> None:
         held = self._held_by(claim.ref, claim.token)
+        if found.held_read is not None and (held.link.held_at, held.link.held_by) != found.held_read:
+            raise Busy(KEPT_MEANWHILE, retry_after=1.0)     # (a keep after the try's read: its retry carries it)
         if held.link.contact_id and held.link.contact_id != found.contact_id:     # (an earlier try's contact: left,
             self._unpoint(self.tables.contacts, (_contact_in(held), held.link.contact_id), claim.ref)   # where it is)
         held.contact_workspace = claim.workspace
         self._write(claim.ref, [], contact_id=found.contact_id, kind=found.kind, contact_role=found.role,
                     baseline=found.baseline,
-                    baseline_of=found.baseline_of, found_at=found.found_at, contact_found=True, armed=False,
-                    armed_by=None, armed_at=None,
-                    held_at=None, held_by=None,
+                    baseline_of=found.baseline_of, found_at=found.found_at, contact_found=True,
+                    **found.armed_fields(),       # (none, or the keep carried: FoundContact.kept_at)
                     contact_state=None)
         self._point(self.tables.contacts, (claim.workspace, found.contact_id), claim.ref)
 
@@ -397,10 +398,11 @@ class MemoryLinks(Leases):
         changes = {name: value for name, value in (("baseline", baseline), ("baseline_of", baseline_of))
                    if value is not KEEP}
         kept = not changes      # (her baseline, and with it the armed state: LeftContact.kept)
-        if changes:         # a value seen missing the target was the other contact's: not armed under the new baseline
-            changes.update(armed=False, armed_by=None, armed_at=None)
-        # (a value held back was the contact left's: an older change away on this one is no change on that one)
-        changes.update(held_at=None, held_by=None)
+        carried = stored.link.keeps_for_join      # (a change her join kept for its finish: hers, carried with its arm)
+        if changes and not carried:     # a value seen missing the target was the other contact's: not armed under
+            changes.update(armed=False, armed_by=None, armed_at=None)       # the new baseline
+        if not carried:     # (a value held back was the contact left's: an older change away on this one is no change
+            changes.update(held_at=None, held_by=None)      # on that one)
         moved_at = when if when is not None else by_the_second(self.clock())
         changes["last_moved_at"] = moved_at     # (every move: one that records nothing it left too)
         if old and left:        # (what it holds on the contact it leaves, as stored: a late notification's judge)

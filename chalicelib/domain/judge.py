@@ -426,6 +426,19 @@ def kept_for_join(link: Link, rule: Qualification) -> Optional[Kept]:
     return Kept(held, link.armed_at, link.contact_id)
 
 
+def kept_left(link: Link, rule: Qualification, verdict: Verdict) -> Optional[float]:
+    """A late notification of a contact the link left (a merge's notification moved her waiting link), judged against
+    what the link held there (LeftContact.held), kept a change to the target for her join's finish (Verdict.keeps:
+    _kept, on her contact then, after her baseline there): it is hers whichever contact she is on, so the link itself
+    keeps it (held, LinkRepository.arm's `hold`), as a move carries one kept before it (Link.keeps_for_join). The time
+    its arm takes on the link: the verdict's (no later than the value) or the link's own arm under the rule when
+    earlier (an arm narrows none). None: nothing kept (or the link linked since: judged there as any value)."""
+    if verdict.keeps is None or verdict.since is None or link.status is LinkStatus.LINKED or not link.is_lead:
+        return None
+    own = link.armed_at if armed_under(link, rule) else None
+    return own if own is not None and own < verdict.since else verdict.since
+
+
 def _kept(link: Link, rule: Qualification, seen: Sighting, result: rules.Evaluation) -> Verdict:
     """A value meeting the target seen on the contact a join not finished holds (_held): kept for the join's finish
     when it is a change to the target after her baseline, as the link would judge it once linked (met: her baseline

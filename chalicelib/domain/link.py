@@ -296,8 +296,10 @@ class Link:
     # order: she qualifies then (judge: Verdict.releases). Or a change to the target a join not finished kept for its
     # finish (judge: Verdict.keeps), with an arm since no later than it: the finish qualifies her (judge.released).
     # Cleared with the baseline (a move, a baseline taken, a hold of another contact: LinkRepository.hold_found) and by
-    # any move (it was the contact left's); kept by an arm under the same rule (LinkRepository.arm). Not recorded on a
-    # contact the link left (LeftContact): a late notification's held value is not released.
+    # any move (it was the contact left's), but for a change a join not finished kept (Link.keeps_for_join: hers, which
+    # a move and a hold of another contact of hers carry, with its arm: FoundContact.kept_at); kept by an arm under the
+    # same rule (LinkRepository.arm). Not recorded on a contact the link left (LeftContact): a late notification's
+    # held value is not released.
     held_at: Optional[float] = None
     # The rule (rules.key) `held_at` was held under. None with `held_at`: held before the bridge recorded it (before
     # 2026-11-28; only an armed link held one then): under `armed_by`.
@@ -532,6 +534,17 @@ class Link:
         return self.kind == LEAD
 
     @property
+    def keeps_for_join(self) -> bool:
+        """A lead's join not finished holds a change to the target kept for its finish (judge._kept: held with an arm
+        since no later than it, under the rule that armed it; judge.kept_for_join asks it under the rule now). It was
+        seen on her contact then, after her baseline: hers, whichever contact she is on since, so a move carries it
+        (LinkRepository.move), as a hold of another contact of hers does (FoundContact.kept_at). Nothing else holds a
+        value on a link not linked (a held-back value is a linked link's: judge._hold)."""
+        return (self.status is not LinkStatus.LINKED and self.is_lead and self.armed and self.held_at is not None
+                and self.armed_at is not None and self.held_by is not None and self.held_by == self.armed_by
+                and self.held_at >= self.armed_at)
+
+    @property
     def part_way(self) -> bool:
         """Its join is under way in the link's workspace, not yet linked: claimed (a worker applies it there, or
         died applying it: a retry finishes it with the contact it may have made), or tried with a contact made
@@ -639,6 +652,25 @@ class FoundContact:
     baseline: Any
     baseline_of: Optional[str]
     found_at: Optional[float] = None     # when the try that found and read it began: its claim (Link.found_at)
+    # A change to the target the link kept for the join's finish on the contact it held (judge.kept_for_join, as the
+    # try read it: another contact of hers), carried to this one in the hold's own write: it is hers whichever contact
+    # the join finishes with. Held (Link.held_at = `kept_at`, held_by = `kept_by`) with its arm (armed_by = `kept_by`,
+    # armed_at = `kept_since`), where a hold of no keep clears both. None: nothing kept.
+    kept_at: Optional[float] = None
+    kept_since: Optional[float] = None
+    kept_by: Optional[str] = None
+    # What the link held (Link.held_at, held_by) as the try read it, when it held another contact of hers (a hold of
+    # this one leaves it): the hold holds to it. A notification that kept a change on that contact after the try's
+    # read (judge._kept) makes it Busy, nothing written: the join waits, and its retry reads the keep and carries it.
+    # None: no such condition (the link held no other contact found).
+    held_read: Optional[tuple[Optional[float], Optional[str]]] = None
+
+    def armed_fields(self) -> dict[str, Any]:
+        """What the hold writes of the link's armed state: the keep carried (with its arm), or none."""
+        if self.kept_at is None or self.kept_by is None:
+            return {"armed": False, "armed_by": None, "armed_at": None, "held_at": None, "held_by": None}
+        return {"armed": True, "armed_by": self.kept_by, "armed_at": self.kept_since, "held_at": self.kept_at,
+                "held_by": self.kept_by}
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,10 @@ class Busy(Deferred):
 
 #: Busy's reason (claim_many's `read`): the link was written after the caller read it; read again, it comes back soon.
 CHANGED_SINCE_READ = "another try of this join wrote its link after this batch read it: read again before trying"
+#: Busy's reason (hold_found, FoundContact.held_read): a notification kept a change on the contact the link held after
+#: the try read it; the join's retry reads it, and its hold carries it.
+KEPT_MEANWHILE = ("a change to the target was kept on the contact her join held after this try read the link (another "
+                  "worker applied an Intercom event): her join's retry carries it")
 #: Busy's reason (set_contact): what an Intercom notification said of a contact is not set on a link that left it.
 MOVED_SINCE_READ = ("the link moved to another contact after this batch read it (another worker linked or moved it): "
                     "read again")
@@ -121,7 +125,9 @@ class LinkRepository(Protocol):
         and the person's kind) with the contact's pointer, before the join writes anything to it: a try that dies
         or fails after it resumes with that baseline, and a notification of the contact meanwhile finds the link.
         The link is no longer armed (a value seen on another contact says nothing of this one), nor says its contact
-        deleted or archived (this one was just read). A contact an earlier try recorded that is not this one: its
+        deleted or archived (this one was just read), but for a change the join kept for its finish that the found
+        contact carries (FoundContact.kept_at: hers, held with its arm in the same write). Held to what the link held
+        as the try read it (FoundContact.held_read): another value held, Busy (KEPT_MEANWHILE), nothing written. A contact an earlier try recorded that is not this one: its
         pointer names her no more, in that write (as `finish` leaves one), in the workspace that try wrote it in
         (the campaign may have moved to another since: a claim keeps that contact). In as few writes as
         the store can: per item None, or Busy as a value when the claim was lost. `finish` then updates the link
@@ -181,7 +187,9 @@ class LinkRepository(Protocol):
         """The link and its pointer follow the person to `contact_id` (alive): the contact was merged
         into it, or it is the older duplicate of the one we created. `baseline`: its new baseline, a
         value of `baseline_of` (the link is no longer armed: what armed it was the other contact's). Any move clears the
-        value held back (Link.held_at: the contact left's). `role`: the
+        value held back (Link.held_at: the contact left's), but for a change a join not finished kept for its finish
+        (Link.keeps_for_join, as stored: hers, carried with its arm, whatever the baseline; held to the link not
+        linked and armed as read where the store cannot read it in the write). `role`: the
         contact's role now; none given, the link keeps the one it holds, and is returned with it (set meanwhile too),
         as it is returned with the values seen on her other contacts as stored (Link.duplicates_seen: the merge judges
         the survivor's).

@@ -22,7 +22,7 @@ from ..domain import people
 from ..domain.history import REPLAYED, Entry, iso
 from ..domain.link import LEAD, REFERRER, FoundContact, JoinClaim, JoinResult, Link, LinkStatus, PersonRef
 from ..domain import rules
-from ..domain.judge import Kept, Sighting, kept_for_join, released
+from ..domain.judge import Kept, Sighting, baseline_known, kept_for_join, released
 from ..domain.latency import delay
 from ..domain.mapping import MARKER_DESCRIPTION, MARKER_NAME, REFUSED_BY_INTERCOM, attribute_value
 from ..domain.outage import unavailable, waits_again
@@ -229,7 +229,7 @@ def _apply(attempts: list[Attempt], deps: WorkDeps, documents: dict[str, dict], 
     runner.both(lambda: _together(created, lambda: _verify_later(created, deps)), tag_all)
     _finish(attempts, deps)
     _follow_later(attempts, deps)
-    looks = [a for a in attempts if _looks_again(a)]
+    looks = [a for a in attempts if _looks_again(a) or _repeated_released(a)]
     try:
         finished = deps.links.get_many([a.ref for a in looks], consistent=True) if looks else {}
     except Exception as exc:
@@ -238,7 +238,10 @@ def _apply(attempts: list[Attempt], deps: WorkDeps, documents: dict[str, dict], 
         looks = []
     for attempt in looks:
         try:
-            _resumed_evaluation(attempt, deps, finished.get(attempt.ref))
+            if attempt.outcome == "repeat":
+                _repeated_evaluation(attempt, deps, finished.get(attempt.ref))
+            else:
+                _resumed_evaluation(attempt, deps, finished.get(attempt.ref))
         except Exception as exc:
             _failed_after(attempt, exc)
     _count_later(attempts, deps)
@@ -626,15 +629,32 @@ def _hold(attempts: list[Attempt], deps: WorkDeps) -> None:
     not what the person made it since, and a notification meanwhile finds the link (a change away arms it). Each with
     when this try began (its claim, JoinClaim.at: every read of the contact it made followed it), which bounds the
     values judged as changes after that baseline (Link.found_at, joined_since). A contact held already (an earlier
-    try found it, and this one resumes its baseline) is not held again: the link keeps that try's time."""
+    try found it, and this one resumes its baseline) is not held again: the link keeps that try's time. A change to
+    the target the link kept for the join's finish on the contact it held (Attempt.kept: her held contact merged into
+    another, or gone and another of hers found) is hers: the hold carries it to the contact found, in its own write
+    (FoundContact.kept_at), so that no later write's failure loses it (_resumed_evaluation judges it; judge's guards
+    hold there: a baseline not known does not qualify her). Held to what the link held as this try read it: a change
+    kept on that contact since (a notification between the read and the hold) makes it Busy, nothing written: the
+    join waits, and its retry reads it and carries it (FoundContact.held_read)."""
     todo: list[Attempt] = []
     held: list[tuple[JoinClaim, FoundContact]] = []
     for a in _active(attempts):
         if a.existing is not None and not a.existing.held and a.claim is not None:
             todo.append(a)
-            held.append((a.claim, FoundContact(str(a.existing.contact["id"]), a.person.values.get("type") if a.person
+            rule, kept, found_id, read = a.settings.qualification if a.settings is not None else None, a.kept, \
+                str(a.existing.contact["id"]), a.link
+            carried = kept is not None and rule is not None
+            # (another contact of hers held as read: a keep there after the read makes the hold wait, FoundContact.
+            # held_read; the claim held to that read, so what it held then is what the link held at the claim)
+            other = read is not None and read.contact_found and read.contact_id not in (None, found_id)
+            held.append((a.claim, FoundContact(found_id, a.person.values.get("type") if a.person
                                                else None, a.existing.contact.get("role"), a.existing.baseline,
-                                               a.existing.baseline_of, found_at=a.claim.at)))
+                                               a.existing.baseline_of, found_at=a.claim.at,
+                                               kept_at=kept.held_at if kept is not None and carried else None,
+                                               kept_since=kept.armed_at if kept is not None and carried else None,
+                                               kept_by=rules.key(rule) if rule is not None and carried else None,
+                                               held_read=(read.held_at, read.held_by) if read is not None and other
+                                               else None)))
     answers = _together(todo, lambda: deps.links.hold_found(held)) if held else None
     for attempt, (claim, found), lost in zip(todo, held, answers or []):
         if lost is not None:
@@ -981,14 +1001,49 @@ def _resumed_evaluation(attempt: Attempt, deps: WorkDeps, resumed: Optional[Link
         return
     if not reached.resumed and kept is None and not released(resumed, rule):
         return          # (a try that held her contact: nothing kept while it ran)
-    if kept is not None and not released(resumed, rule):
-        resumed = deps.links.arm(resumed, [Entry("evaluation", "met", (
+    if kept is not None:
+        said = [Entry("evaluation", "met", (
             f"the change to the target kept while her join was not finished (of the event at {iso(kept.held_at)}, on "
             f"contact {kept.contact_id}, after her baseline there) is hers: kept for this finish, on contact "
-            f"{resumed.contact_id}"), {"kept_for_join": kept.held_at, "kept_on": kept.contact_id})],
-            rules.key(rule), kept.armed_at, hold=kept.held_at)
+            f"{resumed.contact_id}"), {"kept_for_join": kept.held_at, "kept_on": kept.contact_id})]
+        if not released(resumed, rule):
+            resumed = deps.links.arm(resumed, said, rules.key(rule), kept.armed_at, hold=kept.held_at)
+        elif kept.contact_id != resumed.contact_id:      # (the hold of that contact carried it: _hold)
+            deps.links.note(resumed.ref, said)
     deps.qualifier.evaluate(resumed, settings, Sighting(reached.contact, "join resumed" if reached.resumed else
                                                         "join finished"))
+
+
+def _repeated_released(attempt: Attempt) -> bool:
+    """A repeat of a finished join whose link, as the batch read it, reads released (judge.released): its finish
+    wrote what qualifies her (a change kept while her join was not finished), and the write after it that claims her
+    qualification failed (the table throttled, the worker stopped): the message, tried again, is this repeat, which
+    finishes that evaluation (_repeated_evaluation). Rare: no read for any other repeat, nor for one whose baseline
+    is not known under a rule that requires a change (judge notes it and qualifies nobody: a kept change carried to
+    a contact made before she joined stays released, and each repeat would read her contact again for nothing)."""
+    link, settings = attempt.link, attempt.settings
+    rule = settings.qualification if settings is not None else None
+    return attempt.outcome == "repeat" and attempt.error is None and rule is not None and link is not None \
+        and link.status is LinkStatus.LINKED and released(link, rule) \
+        and (not rule.require_change or baseline_known(link, rule))
+
+
+def _repeated_evaluation(attempt: Attempt, deps: WorkDeps, link: Optional[Link]) -> None:
+    """A repeat of a finished join whose link still reads released, as read again (consistently) after the batch:
+    her contact is read and judged (judge: released, she qualifies, whatever her value; claimed, Referral Factory
+    asked first when a call may have reached it: never a second call). Her contact merged or gone: left to the
+    check and reconciliation that follow those (as for any sighting)."""
+    settings = attempt.settings
+    rule = settings.qualification if settings is not None else None
+    if settings is None or rule is None or link is None or link.contact_id is None \
+            or link.status is not LinkStatus.LINKED or not released(link, rule):
+        return
+    try:
+        contact = deps.apis.intercom(link.workspace).get_contact(link.contact_id)
+    except (Merged, NotFound):
+        return
+    deps.qualifier.evaluate(link, settings, Sighting(contact, "join repeated, her qualification not finished",
+                                                     current=True, read_after_link=True))
 
 
 def _follow_later(attempts: list[Attempt], deps: WorkDeps) -> None:

@@ -22,8 +22,8 @@ from ...domain.link import (COUNT_CLOCK_SLACK, LEAD, Claim, ContactState, Duplic
                            JoinResult, LeftContact, Link, LinkStatus, Overdue, PendingPage, PersonRef, ReferralCount,
                            by_the_second, left_stamped, left_with, seen_with)
 from ...domain.qualification import ENDINGS, QState, claimable
-from ...ports.store import (CHANGED_SINCE_READ, COUNT_ASK_GRACE, DEFAULT_LEASE_SECONDS, KEEP, MOVED_SINCE_READ,
-                            SCAN_LIMIT, Busy, Leases, Erased, PointerPage, answer_or_error, normal_email)
+from ...ports.store import (CHANGED_SINCE_READ, COUNT_ASK_GRACE, DEFAULT_LEASE_SECONDS, KEEP, KEPT_MEANWHILE,
+                            MOVED_SINCE_READ, SCAN_LIMIT, Busy, Leases, Erased, PointerPage, answer_or_error, normal_email)
 from .history import Check, Delete, DynamoHistory, Put, Update
 from .keys import (COUNT_WRITES, OVERDUE, PENDING, POINTER_PREFIXES, campaign_links, campaign_referrals, contact_key,
                    email_key, ledger_key, link_key, pointer_of, referrals_key, referrer_of)
@@ -434,15 +434,20 @@ class DynamoLinks(Leases):
         that try wrote it in, when the campaign moved since; else the claim's)."""
         holds = LinkItem.contact_id == left if left else (
             LinkItem.contact_id.does_not_exist() | (LinkItem.contact_id == found.contact_id))
+        condition = (LinkItem.claim == claim.token) & holds
+        if found.held_read is not None:     # (held to what the link held as the try read it: FoundContact.held_read)
+            condition = condition & _same(LinkItem.held_at, found.held_read[0]) \
+                & _same(LinkItem.held_by, found.held_read[1])
         return [Update(LinkItem(*link_key(claim.ref)), [
             LinkItem.contact_id.set(found.contact_id), LinkItem.contact_workspace.set(claim.workspace),
             _assign(LinkItem.kind, found.kind),
             _assign(LinkItem.contact_role, found.role), LinkItem.contact_state.remove(),
             _assign(LinkItem.baseline, found.baseline), _assign(LinkItem.baseline_of, found.baseline_of),
-            _assign(LinkItem.found_at, found.found_at), LinkItem.contact_found.set(True), LinkItem.armed.remove(),
-            LinkItem.armed_by.remove(),
-            LinkItem.armed_at.remove(), LinkItem.held_at.remove(), LinkItem.held_by.remove(),
-            LinkItem.updated_at.set(iso(self.clock()))], (LinkItem.claim == claim.token) & holds),
+            _assign(LinkItem.found_at, found.found_at), LinkItem.contact_found.set(True),
+            # (none, or the keep carried: FoundContact.kept_at)
+            *(_assign(getattr(LinkItem, name), None if value is False else value)
+              for name, value in found.armed_fields().items()),
+            LinkItem.updated_at.set(iso(self.clock()))], condition),
             _add_ref(contact_key(claim.workspace, found.contact_id), claim.ref),
             *(_leave(contact_key(left_in or claim.workspace, left), claim.ref) if left else ())]
 
@@ -471,6 +476,8 @@ class DynamoLinks(Leases):
                     item = get(LinkItem, link_key(claim.ref), consistent=True) if conditional(exc) else None
                     if tried == CONFLICT_TRIES or item is None or item.claim != claim.token or not item.contact_id:
                         raise
+                    if found.held_read is not None and (item.held_at, item.held_by) != found.held_read:
+                        raise Busy(KEPT_MEANWHILE, retry_after=1.0) from None   # (its retry carries the keep)
                     # (the link on the contact found already, a merge's webhook having moved it there meanwhile: held
                     # again as it is, nothing to leave)
                     left, left_in = (item.contact_id, item.contact_workspace or item.workspace) \
@@ -602,12 +609,7 @@ class DynamoLinks(Leases):
             # older than the merge that moves it; a later move reads the link first, which a Busy retry does too)
             actions.append(LinkItem.last_event_at.set(when))
             changes["last_event_at"] = when
-        if changes.keys() & {"baseline", "baseline_of"}:   # a value seen missing the target was the other contact's: not armed under the new baseline
-            actions += [LinkItem.armed.remove(), LinkItem.armed_by.remove(), LinkItem.armed_at.remove()]
-            changes.update(armed=False, armed_by=None, armed_at=None)
-        # (a value held back was the contact left's: an older change away on this one is no change on that one)
-        actions += [LinkItem.held_at.remove(), LinkItem.held_by.remove()]
-        changes.update(held_at=None, held_by=None)
+        taken = bool(changes.keys() & {"baseline", "baseline_of"})
         # Named no role, the link keeps the stored one, and is returned with it (the memory twin's): the write holds
         # only while the role is the one known, and one set meanwhile (another event) is read back and known.
         known = link.contact_role
@@ -624,7 +626,18 @@ class DynamoLinks(Leases):
                 & _same(LinkItem.duplicates_seen, seen_stored(then.duplicates_seen))
             if not role:
                 condition = condition & _same(LinkItem.contact_role, known)
-            recorded: list[Action] = []
+            # A change her join kept for its finish (Link.keeps_for_join, as read) is hers: carried, with its arm, held
+            # to the link not linked and armed as read. Else a value held back was the contact left's (an older change
+            # away on this one is no change on that one): cleared; and the armed state with a baseline taken (a value
+            # seen missing the target was the other contact's). A link not linked read without a keep is held to its
+            # armed state as read too: a keep written meanwhile is read again, and carried.
+            carried = then.keeps_for_join
+            armed: dict[str, Any] = {} if carried else {
+                **({"armed": None, "armed_by": None, "armed_at": None} if taken else {}),
+                "held_at": None, "held_by": None}
+            if then.status is not LinkStatus.LINKED:
+                condition = condition & _armed_as(then) & (LinkItem.status != LinkStatus.LINKED.value)
+            recorded: list[Action] = [*(getattr(LinkItem, name).remove() for name in armed)]
             if old and left:
                 kept = left_with(then.left_baselines, LeftContact.of(then, moved_at, baseline_of,
                                                                      not changes.keys() & {"baseline", "baseline_of"},
@@ -648,8 +661,10 @@ class DynamoLinks(Leases):
                 if tried == CONFLICT_TRIES or stored.contact_id != old:
                     raise
                 known, held_in, then = stored.contact_role, stored.contact_workspace, stored.to_link()
+        kept_armed = {name: getattr(then, name) for name in ("armed", "armed_by", "armed_at", "held_at", "held_by")}
+        kept_armed.update({**armed, **({"armed": False} if "armed" in armed else {})})
         return dataclasses.replace(link, contact_id=contact_id, contact_state=None, contact_created=False,
-                                   contact_role=role or known, updated_at=now, **changes,
+                                   contact_role=role or known, updated_at=now, **changes, **kept_armed,
                                    left_contacts=link.left_contacts | ({old} if old and left and not stays else set()),
                                    left_baselines=kept, duplicates_seen=then.duplicates_seen)
 

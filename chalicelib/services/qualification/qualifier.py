@@ -8,7 +8,7 @@ from typing import Any, Callable, Optional
 from ...domain import rules
 from ...domain.advice import gone_or_token, never_succeeds
 from ...domain.history import Entry, iso
-from ...domain.judge import Action, Sighting, Verdict, carried, elsewhere, judge
+from ...domain.judge import Action, Sighting, Verdict, carried, elsewhere, judge, kept_left
 from ...domain.latency import CHANGED_AT, changed_at, delay, kept_since
 from ...domain.link import Claim, LeftContact, Link, LinkStatus
 from ...domain.mapping import attribute_type
@@ -95,6 +95,11 @@ class Qualifier:
         if verdict.repeat is not None:
             self.links.note_repeat(link.ref, verdict.repeat.event, verdict.repeat.reason)
         entries = [late_entry(verdict.entry, left, link)] if verdict.entry is not None else []
+        since = kept_left(link, rule, verdict) if verdict.action is Action.ARM and rule is not None else None
+        if since is not None and rule is not None and verdict.keeps is not None:
+            # (a change her join kept, on her contact then: the link itself keeps it, held to its contact, armed state
+            # and status as read; her join's finish qualifies her, once)
+            return self.links.arm(link, entries, rules.key(rule), since, hold=verdict.keeps)
         if verdict.action is Action.ARM and rule is not None:
             carry = carried(link, left, rule, seen.when)
             # (her contact the duplicate check's move left in Intercom is read before anything is written, as
