@@ -543,13 +543,19 @@ def _unusable(args: argparse.Namespace) -> Optional[str]:
     letter); an option without the one it needs or beside one it excludes; `forget`'s email without an @; a workspace
     id or a URL a connect would refuse (`--api-base`, `--api-url`/BRIDGE_API_URL not https), a connect's secret (or
     client id) blank or with spaces around it, in its option or its variable; `rf connect` and
-    `workspace oauth-app` given nothing to store outside a terminal (nothing is asked there). None when it can be
-    taken."""
+    `workspace oauth-app` given nothing to store outside a terminal (nothing is asked there); a stage (--stage or
+    BRIDGE_STAGE) no stack can be named by (`"pr od"`, `Prod`). None when it can be taken."""
     for name, said in (("campaign_id", "campaign_id"), ("campaign", "--campaign")):
         campaign_id = getattr(args, name, None)
         if campaign_id is not None and not is_id(campaign_id):
             return f"{said}: {not_an_id(campaign_id)}"
     func = args.func
+    if args.stage and func is not _settings_check:     # (a file's check reads no stage)
+        from .stage import StageError, check_stage
+        try:
+            check_stage(args.stage)
+        except StageError as exc:
+            return str(exc)
     if func is _explain and _blank(args.who):
         return "explain whom? Give an email, a Referral Factory user id or an Intercom contact id"
     if func is _dlq_list and args.raw and not args.show_payload:
@@ -706,8 +712,7 @@ def _settings_delete(args: argparse.Namespace, rt: Runtime) -> int:
 
 
 def _workspace_connect(args: argparse.Namespace, rt: Runtime) -> int:
-    ws = args.workspace
-    check_workspace_id(ws, args.api_base)
+    ws = args.workspace             # (its id and --api-base checked before the stage was read: _connect_unusable)
     warnings: list[str] = []
     (token, token_from), (client_secret, secret_from) = _secrets(
         args, warnings, lambda: rt.store.connections.workspace(ws),

@@ -126,6 +126,30 @@ def _created_meeting(q: Qualification, data_type: str, value: Any, key: str, or_
             f"converting, one that does not meet the rule, or {or_else}"]
 
 
+def boolean_text_warnings(settings: CampaignSettings, attributes: dict[str, dict]) -> list[str]:
+    """The rule's value or initial value on a true/false (checkbox) attribute given as something other than true or
+    false (a boolean, or that text) which the bridge reads as one (mapping.convert: "Yes", "off", 1...), as
+    "key: what — fix" lines. Warnings, not problems: such a rule works as read ("Yes" meets a ticked box), and a
+    refusal would stop `settings apply` of settings that run and have doctor call their campaign broken; the
+    warning is for the operator who wrote the text for a text attribute. Said by `bridge settings apply` and
+    `bridge doctor`, after check_against_workspace (a text no boolean is read from is a problem there)."""
+    q = settings.qualification
+    if q is None or attribute_type(q.attribute, attributes) != "boolean":
+        return []
+    warnings = []
+    for key, val in (("value", None if q.operator in NO_VALUE else q.value), ("initial_value", q.initial_value)):
+        if val is None or isinstance(val, bool) or (isinstance(val, str) and val.strip().lower() in ("true", "false")):
+            continue
+        try:
+            read = str(convert(val, "boolean")).lower()
+        except ConversionError:
+            continue
+        warnings.append(f"qualification.{key}: {val!r} on the true/false attribute {q.attribute} is read as {read} — "
+                        f"write {key}: {read} to say so (if {q.attribute} was to hold the text {str(val)!r}, it is a "
+                        "true/false attribute in Intercom, not a text one)")
+    return warnings
+
+
 def _compatible(rf_type: str, dtype: str) -> bool:
     if rf_type == "any" or dtype == "string":
         return True

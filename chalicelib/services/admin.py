@@ -16,7 +16,7 @@ from ..domain.mapping import MARKER_ATTRIBUTE, MARKER_DESCRIPTION, MARKER_NAME, 
 from ..domain.settings import (CampaignSettings, Qualification, SettingsError, own_attributes, parse_settings,
                                shared_attributes, unworkable, valid_or_none)
 from ..domain.sync import count_attribute
-from ..domain.workspace_check import check_against_workspace, option_warnings
+from ..domain.workspace_check import boolean_text_warnings, check_against_workspace, option_warnings
 from ..errors import WorkError
 from ..ports import AttributeList, CountBackfill, DeadLetterQueue, IntercomPort
 from ..ports.store import SCAN_LIMIT, StoredSettings
@@ -185,6 +185,7 @@ def apply_settings(rt: Operator, text: str, check_workspace: bool = True, move_w
                 raise SettingsError(problems)
             checked = True
             warnings += option_warnings(settings, attributes)
+            warnings += boolean_text_warnings(settings, attributes)
             warnings += _marker(rt, settings.workspace, attributes, created)
             # The list just read (with the marker, if made now), for cold workers: an attribute created
             # in Intercom before `settings apply` is known to them at once.

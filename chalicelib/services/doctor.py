@@ -29,7 +29,7 @@ from ..domain.settings import (LINKS, CampaignSettings, SettingsError, own_attri
                                shared_attributes, unworkable)
 from ..domain.sync import (FAILED, FIX_RESUME, RETRYING, WAITING, describe_counts, describe_page_error,
                            describe_writes, page_fix, run_counts)
-from ..domain.workspace_check import check_against_workspace, option_warnings
+from ..domain.workspace_check import boolean_text_warnings, check_against_workspace, option_warnings
 from ..config import Config
 from ..errors import (BUDGET_SETTINGS, PLAN_FIX, REFUSED_TOKEN, RF_REFUSED_TOKEN, BudgetSpent, Throttled, TokenRefused,
                       WorkError, answer_refused_fix, beside_fix, limiting, plan_restricted, replay_parked, rf_blocked,
@@ -459,6 +459,9 @@ def _settings_against_workspace(rt: Examined, report: Report, settings: Campaign
             what, _, fix = warning.partition(" — ")
             why = _NO_OPTION_MEETS if what.startswith("qualification.value") else _NOT_AN_OPTION
             report.add("settings.workspace", True, what, why, fix, warn=True, key=tag(what))
+        for warning in boolean_text_warnings(settings, attributes):
+            what, _, fix = warning.partition(" — ")
+            report.add("settings.workspace", True, what, _READ_AS_BOOLEAN, fix, warn=True, key=tag(what))
     q = settings.qualification
     if not problems:
         report.add("settings.workspace", True, f"every mapped attribute exists in {settings.workspace}, is writable "
@@ -467,6 +470,8 @@ def _settings_against_workspace(rt: Examined, report: Report, settings: Campaign
                    + ("; the sync block's attributes exist" if settings.sync else ""))
 
 
+_READ_AS_BOOLEAN = ("a true/false attribute holds true or false, never text: the rule compares (and a new lead's "
+                    "contact is written) with the boolean the text is read as — true: a ticked box")
 _NO_OPTION_MEETS = "Intercom's dropdown sets only the list's options: a lead whose value is set there never qualifies"
 _NOT_AN_OPTION = ("Intercom may refuse a value that is not one of the list's options: each join is then applied without "
                   "the field, said in its history (fields not written)")

@@ -23,7 +23,7 @@ from typing import Callable, Mapping, NamedTuple, Optional, Protocol
 from urllib.parse import urlencode
 
 from ..domain import oauth
-from ..domain.apps import PUBLIC
+from ..domain.apps import MARKS, PRIVATE, PUBLIC
 from ..domain.history import iso
 from ..domain.oauth import StateError
 from ..domain.settings import valid_or_none
@@ -290,8 +290,8 @@ def _connect(rt: OAuthEdge, client_id: str, client_secret: str, state: oauth.Sta
     current = rt.store.connections.workspace(found.app_id)
     api_base = None if current and current.api_base else found.api_base(rt.config.intercom_base_url)
     # The public app's client secret signs this workspace's webhooks now too (a private app's still does, where the workspace has one).
-    store_workspace(rt, found.app_id, token, None, api_base, app=PUBLIC, current=current,
-                    public=client_secret)
+    marks = store_workspace(rt, found.app_id, token, None, api_base, app=PUBLIC, current=current,
+                            public=client_secret)
     logger.info("workspace connected by OAuth", extra={"workspace": found.app_id})
     try:
         campaigns = _campaigns(rt, found.app_id)
@@ -299,7 +299,7 @@ def _connect(rt: OAuthEdge, client_id: str, client_secret: str, state: oauth.Sta
         logger.warning("could not read the connected workspace's campaigns", extra={"workspace": found.app_id},
                        exc_info=True)
         campaigns = {}
-    return _connected(place, found, current, campaigns), oauth.Outcome(int(rt.clock()), found.app_id, found.name[:200])
+    return _connected(place, found, current, campaigns, marks), oauth.Outcome(int(rt.clock()), found.app_id, found.name[:200])
 
 
 def _used(place: Place, outcome: Optional[oauth.Outcome]) -> Page:
@@ -353,7 +353,24 @@ def _for(what: str, campaigns: list[str], topics: str) -> str:
             f"{topics}") if campaigns else ""
 
 
-def _connected(place: Place, found: oauth.Workspace, before: Optional[Connection], campaigns: dict[str, Needs]) -> Page:
+def _what_it_did(workspace: str, before: Optional[Connection], marks: frozenset[str]) -> str:
+    """What the OAuth connect did to a workspace known before (`before`; `marks`: its connection's marks now), as
+    the connected page's headline goes on (HTML). Beside a private app it stays connected through, the token the
+    worker uses is now this connect's (the most recent connection's: domain/apps.py): said where it was not before."""
+    if before is None:
+        return ""
+    if MARKS[PRIVATE] not in marks or (MARKS[PUBLIC] in before.secrets and before.token_app == PUBLIC):
+        return " — reconnected, its settings and links are as they were"
+    again = before.status == "disconnected" or MARKS[PUBLIC] in before.secrets
+    removal = html.escape(f"bridge workspace remove-app {workspace} {PRIVATE}")
+    return (f" — {'reconnected' if again else 'connected'} by OAuth beside its private app, its settings and links as "
+            "they were: the bridge calls Intercom with the token this authorization gave from now on, not its private "
+            "app's; webhooks signed by either app are accepted (once the private app is removed in Intercom: "
+            f"<code>{removal}</code>)")
+
+
+def _connected(place: Place, found: oauth.Workspace, before: Optional[Connection], campaigns: dict[str, Needs],
+               marks: frozenset[str]) -> Page:
     """The next steps that fit: the webhook topics (with those ongoing contact sync or a rule's `match: email`
     needs, when a campaign of the workspace has it); settings to write, or the campaigns that already name the
     workspace; the dead letters a disconnect parked (only after one), or those of its campaigns' work that came
@@ -388,7 +405,7 @@ any (<code>bridge dlq list</code> shows it): bring it back with <code>{html.esca
 dead-letter queue, if any (<code>bridge dlq list</code> shows it): bring it back with <code>{unconnected}</code>.""")
     items = "\n".join(f"<li>{step}</li>" for step in steps)
     body = f"""<p class="ok">Connected: Intercom workspace <strong id="workspace-name">{name}</strong>
-(app_id <code id="workspace-id">{ws}</code>){' — reconnected, its settings and links are as they were' if before else ''}.</p>
+(app_id <code id="workspace-id">{ws}</code>){_what_it_did(found.app_id, before, marks)}.</p>
 <h2>Next steps</h2>
 <ol>
 {items}

@@ -316,9 +316,23 @@ def test_with_no_stack_running_a_settings_check_needs_none(tmp_path):
     assert (done.returncode, done.stdout) == (0, "settings are valid\n")      # needs no stack
 
 
+@pytest.mark.parametrize("argv, env, stage", [
+    (["--stage", "Prod", "dlq", "list"], {"AWS_REGION": "eu-west-1"}, "Prod"),
+    (["doctor", "42", "--stage", "pr od"], {}, "pr od"),
+    (["dlq", "list"], {"BRIDGE_STAGE": "Prod"}, "Prod"),
+])
+def test_a_stage_name_no_stack_can_take_is_a_command_line_refused_with_exit_2(tmp_path, argv, env, stage):
+    """Walk: `bridge --stage "pr od" ...` exited 1, as a stage not deployed does; docs/operating.md gives 2 to a
+    command line it cannot take. Refused before any AWS call (a region given, no credentials: the stack is never
+    asked for)."""
+    done = subprocess.run([sys.executable, "-c", BRIDGE, str(tmp_path / "absent.json"), *argv],
+                          env=no_aws(tmp_path, **env), capture_output=True, text=True, timeout=60)
+    assert (done.returncode, one_line(done.stderr), done.stdout) == (
+        2, f"bridge: stage {stage!r} is not a valid name: use up to 16 lowercase letters and digits, starting with a "
+           "letter, e.g. dev or prod\n", "")
+
+
 @pytest.mark.parametrize("stage, env, says", [
-    ("Prod", {}, "bridge: stage 'Prod' is not a valid name: use up to 16 lowercase letters and digits, starting with "
-                 "a letter, e.g. dev or prod"),
     ("prod", {}, "bridge: no AWS region: set AWS_REGION to the stage's region (or a region in your AWS profile)"),
     ("prod", {"AWS_REGION": "eu-west-1"}, "bridge: cannot read stack rf-intercom-bridge-prod: no AWS credentials: set "
                                           "AWS_PROFILE (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"),
@@ -439,7 +453,9 @@ def test_the_exit_statuses_the_readme_sums_up_are_the_clis(aws_env, capsys, tmp_
     assert summed.startswith("0 when the command did what it says, 1 for an error") and \
         "2 for a command line it cannot read (a word misspelt, an argument missing or given empty: `explain \"\"`, " \
         "`dlq replay --reason \"\"`, a `dlq discard` without a selector, `forget`'s email without an @; an `--api-base` " \
-        "or `--api-url` (or BRIDGE_API_URL) that is not https, or a workspace id no connect takes; a connect's secret " \
+        "or `--api-url` (or BRIDGE_API_URL) that is not https, or a workspace id no connect takes; a `--stage` (or " \
+        "BRIDGE_STAGE) that no stage can be named, `Prod` or `\"pr od\"` (a stage not deployed is exit 1); a connect's " \
+        "secret " \
         "or client id given blank or with spaces around it, in its option or its variable (`rf connect " \
         "--webhook-secret \" \"`); `rf connect` or `workspace oauth-app` given nothing to store outside a terminal, " \
         "where nothing is asked for: `workspace connect` given nothing there exits 1, once it has read what is stored, " \

@@ -155,26 +155,43 @@ def test_a_mapping_that_cannot_work_is_refused_by_apply_as_doctor_reports_it(bri
     assert (f"{found['what']} — {found['fix']}", found["why"]) == (line, why)
 
 
-def test_a_rule_value_no_option_of_a_list_attribute_meets_is_warned_of_by_apply_and_doctor(bridge, intercom,
-                                                                                           tmp_path, capsys):
-    """Intercom's list attribute sets only its options: the hosted integration's dropdown offers those; a typed
-    value none of them meets would never qualify anyone, silently. Stored, with a warning; doctor says it too."""
-    intercom.define_attribute("stage", "string", options=["Trial", "Customer"])
-    doc = qualifying_settings(attribute="custom_attributes.stage", value="Paid", initial_value="Trial")
+WARNED = {
+    # Intercom's list attribute sets only its options: the hosted integration's dropdown offers those; a typed value
+    # none of them meets would never qualify anyone, silently.
+    "a rule value no option of a list attribute meets": (
+        ("stage", "string", ["Trial", "Customer"]), {"value": "Paid", "initial_value": "Trial"},
+        "qualification.value: no option of the list attribute custom_attributes.stage in Intercom ('Trial', "
+        "'Customer') meets the rule (equals 'Paid') — a contact set from the list never qualifies: use one of its "
+        "options as the value, or add the value to the list in Intercom", "never qualifies", "customer"),   # (an option)
+    # Walk: `value: "Yes"` on a checkbox attribute was stored silently and read as true. It works as read (refusing it
+    # would stop settings that run): warned of, with how it reads.
+    "a rule text a true/false attribute reads as true": (
+        ("paid", "boolean", None), {"value": "Yes", "initial_value": None},
+        "qualification.value: 'Yes' on the true/false attribute custom_attributes.paid is read as true — write "
+        "value: true to say so (if custom_attributes.paid was to hold the text 'Yes', it is a true/false attribute "
+        "in Intercom, not a text one)", "a ticked box", True),                             # (says what it means)
+}
+
+
+@pytest.mark.parametrize("attribute, rule, line, why, fine", WARNED.values(), ids=WARNED)
+def test_a_rule_value_that_works_unlike_meant_is_warned_of_by_apply_and_doctor(bridge, intercom, tmp_path, capsys,
+                                                                               attribute, rule, line, why, fine):
+    """Stored, with a warning (one line, once); doctor says it too, as a warning, not a problem. A value said as
+    meant: nothing to say."""
+    name, data_type, options = attribute
+    intercom.define_attribute(name, data_type, options=options)
+    doc = qualifying_settings(attribute=f"custom_attributes.{name}", **rule)
     code, out, err = run_cli(bridge.operator(), capsys, "settings", "apply", write(tmp_path, yaml.safe_dump(doc)))
-    line = ("qualification.value: no option of the list attribute custom_attributes.stage in Intercom ('Trial', "
-            "'Customer') meets the rule (equals 'Paid') — a contact set from the list never qualifies: use one of its "
-            "options as the value, or add the value to the list in Intercom")
-    assert code == 0 and line in err and err.count("custom_attributes.stage") == 1
+    assert code == 0 and f"warning: {line}\n" in err
+    assert err.count(f"custom_attributes.{name}") == line.count(f"custom_attributes.{name}")
     code, report = doctor(bridge, capsys)
     [found] = [f for f in report["findings"] if f["warn"] and f["check"] == "settings.workspace"]
     assert (f"{found['what']} — {found['fix']}", bad(report, "settings")) == (line, [])   # a warning, not a problem
-    assert "never qualifies" in found["why"]
-    # one of its options: nothing to say
+    assert why in found["why"]
     code, _, err = run_cli(bridge.operator(), capsys, "settings", "apply",
                            write(tmp_path, yaml.safe_dump({**doc, "qualification": {**doc["qualification"],
-                                                                                  "value": "customer"}})))
-    assert code == 0 and "custom_attributes.stage" not in err
+                                                                                  "value": fine}})))
+    assert code == 0 and f"custom_attributes.{name}" not in err
     assert not [f for f in doctor(bridge, capsys)[1]["findings"] if f["warn"] and f["check"] == "settings.workspace"]
 
 

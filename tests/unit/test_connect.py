@@ -112,6 +112,47 @@ def test_the_callback_connects_the_workspace_the_token_belongs_to(rt):
     assert (conn.secrets, conn.token_app) == ({"token", "oauth"}, "oauth")
 
 
+def headline(page) -> str:
+    """The connected page's first paragraph, as the admin reads it."""
+    import html
+    import re
+    [said] = re.findall(r'<p class="ok">(.*?)</p>', page.html, re.S)
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", "", said)).split())
+
+
+@pytest.mark.parametrize("before, says", [
+    ([], "Connected: Intercom workspace Acme <b> (app_id ws1)."),
+    # Walk: a workspace connected by its private app, then by OAuth for the first time, read "reconnected, its
+    # settings and links are as they were": the OAuth app was added beside the private one, and its token replaced
+    # the private app's as the one the worker uses (the most recent connection's: domain/apps.py).
+    (["private"], "Connected: Intercom workspace Acme <b> (app_id ws1) — connected by OAuth beside its private app, "
+                  "its settings and links as they were: the bridge calls Intercom with the token this authorization "
+                  "gave from now on, not its private app's; webhooks signed by either app are accepted (once the "
+                  "private app is removed in Intercom: bridge workspace remove-app ws1 private)."),
+    # Both apps, the private one connected last (its token the worker's): OAuth takes the token back.
+    (["oauth", "private"], "Connected: Intercom workspace Acme <b> (app_id ws1) — reconnected by OAuth beside its "
+                           "private app, its settings and links as they were: the bridge calls Intercom with the token "
+                           "this authorization gave from now on, not its private app's; webhooks signed by either app "
+                           "are accepted (once the private app is removed in Intercom: bridge workspace remove-app ws1 "
+                           "private)."),
+    (["private", "oauth"], "Connected: Intercom workspace Acme <b> (app_id ws1) — reconnected, its settings and links "
+                           "are as they were."),
+    (["oauth"], "Connected: Intercom workspace Acme <b> (app_id ws1) — reconnected, its settings and links are as "
+                "they were."),
+])
+def test_the_connected_page_says_what_the_oauth_connect_did_to_the_workspaces_apps_and_token(rt, before, says):
+    rt.auth.apps["tok-0"] = rt.auth.apps["tok-1"]
+    for n, app in enumerate(before):
+        if app == "private":
+            connect_workspace(rt, "ws1", "tok-0", "cs")
+        else:
+            connected(rt, f"code-{n}")
+    assert headline(connected(rt)) == says
+    conn = rt.store.connections.workspace("ws1")
+    assert (conn.token_app, rt.secrets.scoped("worker").get("intercom/ws1/token")) == ("oauth", "tok-1")
+    assert sorted(conn.secrets) == sorted({"token", "oauth"} | ({"client-secret"} if "private" in before else set()))
+
+
 def steps(page) -> list[str]:
     """The connected page's next steps, as the admin reads them (tags dropped, entities read)."""
     import html
@@ -139,7 +180,11 @@ def test_a_reconnect_after_a_disconnect_names_the_campaigns_applied_the_replay_a
     rt.store.settings.put("44", campaign("44", "ws2"), "ws2")
     disconnect_workspace(rt, "ws1")
     page = connected(rt)
-    assert "reconnected, its settings and links are as they were" in page.html
+    assert headline(page) == (
+        "Connected: Intercom workspace Acme <b> (app_id ws1) — reconnected by OAuth beside its private app, its "
+        "settings and links as they were: the bridge calls Intercom with the token this authorization gave from now "
+        "on, not its private app's; webhooks signed by either app are accepted (once the private app is removed in "
+        "Intercom: bridge workspace remove-app ws1 private).")
     assert steps(page) == [
         "Check that your app's Webhooks settings use https://bridge.example/api/webhooks/intercom and subscribe to "
         "contact.lead.updated, contact.user.updated, contact.lead.signed_up, contact.merged, contact.deleted, "

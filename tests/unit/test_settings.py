@@ -1,7 +1,7 @@
 import pytest
 
 from chalicelib.domain.settings import SettingsError, parse_settings, unworkable
-from chalicelib.domain.workspace_check import check_against_workspace, option_warnings
+from chalicelib.domain.workspace_check import boolean_text_warnings, check_against_workspace, option_warnings
 
 PRODUCT_EXAMPLE = """
 campaign_id: "42"
@@ -163,6 +163,30 @@ def test_values_a_list_attribute_has_no_option_for_are_warned_of_not_refused():
         "of its options as the value, or add the value to the list in Intercom",
         "qualification.initial_value: 'Lead' is not one of the options of the list attribute custom_attributes.stage "
         "in Intercom ('Trial', 'Customer', 'Churned') — use one of them, or add it to the list in Intercom"]
+
+
+def test_a_text_the_rule_of_a_true_false_attribute_reads_as_true_or_false_is_warned_of_not_refused():
+    """Walk: `value: "Yes"` on a checkbox (boolean) attribute was taken silently and read as true. It works (a ticked
+    box meets it), so settings that run today are not refused: the warning says how it is read, for the operator who
+    wrote it for a text attribute."""
+    rule = {"attribute": "custom_attributes.signed_up", "value": "Yes", "initial_value": "off"}
+    s = parse_settings({**base(), "qualification": rule})
+    assert check_against_workspace(s, WORKSPACE) == []
+    assert boolean_text_warnings(s, WORKSPACE) == [
+        "qualification.value: 'Yes' on the true/false attribute custom_attributes.signed_up is read as true — write "
+        "value: true to say so (if custom_attributes.signed_up was to hold the text 'Yes', it is a true/false "
+        "attribute in Intercom, not a text one)",
+        "qualification.initial_value: 'off' on the true/false attribute custom_attributes.signed_up is read as false "
+        "— write initial_value: false to say so (if custom_attributes.signed_up was to hold the text 'off', it is a "
+        "true/false attribute in Intercom, not a text one)"]
+    # true and false, as booleans or their text, say what they mean; a text attribute takes "Yes" as the text
+    for value, initial in ((True, False), ("true", " FALSE"), ("True", None)):
+        said = parse_settings({**base(), "qualification": {**rule, "value": value, "initial_value": initial}})
+        assert boolean_text_warnings(said, WORKSPACE) == []
+    text = {**WORKSPACE, "custom_attributes.signed_up": {"data_type": "string"}}
+    assert boolean_text_warnings(s, text) == []
+    assert [w.split(":")[0] for w in boolean_text_warnings(parse_settings(
+        {**base(), "qualification": {**rule, "value": 1, "initial_value": None}}), WORKSPACE)] == ["qualification.value"]
 
 
 @pytest.mark.parametrize("rule", [{"value": "customer"},                       # the rule ignores case by default
