@@ -718,8 +718,7 @@ def _settings_delete(args: argparse.Namespace, rt: Runtime) -> int:
 
 
 def _workspace_connect(args: argparse.Namespace, rt: Runtime) -> int:
-    ws = args.workspace
-    check_workspace_id(ws, args.api_base)
+    ws = args.workspace             # (its id and --api-base checked before the stage was read: _connect_unusable)
     warnings: list[str] = []
     (token, token_from), (client_secret, secret_from) = _secrets(
         args, warnings, lambda: rt.store.connections.workspace(ws),

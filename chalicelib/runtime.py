@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 import time
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Callable, ContextManager, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, Iterable, Optional, TypeVar
 
 from .adapters import aws
 from .adapters.dynamo import DynamoStore, bind
@@ -17,7 +17,7 @@ from .adapters.secrets import SecretCache, SsmSecrets
 from .config import SETTLE_MS, Config
 from .errors import Disconnected, Permanent
 from .observability import logger
-from .domain.mapping import compact_attributes
+from .domain.mapping import compact_attributes, unlisted
 from .ports import AttributeList, Connection, RefusalSample, SecretStore, Store
 from .domain.apps import apps
 from .ports.secrets import (EDGE, KEPT_SECONDS, OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET, OAUTH_STATE_KEY, RF_TOKEN,
@@ -32,6 +32,9 @@ if TYPE_CHECKING:  # the HTTP clients (requests, urllib3) load only where the wo
 T = TypeVar("T")
 
 CACHE_SECONDS = KEPT_SECONDS
+# A list held that does not name an attribute a rule or a mapping names is read again when older than this
+# (Runtime.attributes): an attribute created since is seen within it; one not in the workspace costs a call that often.
+UNLISTED_RECHECK = 30
 EDGE_SECRET_SECONDS = 60
 # A container's first Intercom slots after an idle slice, in one write: a join's (attribute list,
 # search, create, tag) or an event's few calls. Of a slice's 151 (1,666 per 10 s in 9 slices of 1.1 s: domain/budget.py).
@@ -301,16 +304,28 @@ class Runtime:
                                          **self._http_kw(limiter))
         return self._cached(("rf",), make)
 
-    def attributes(self, workspace: str) -> dict[str, dict]:
+    def attributes(self, workspace: str, naming: Iterable[str] = ()) -> dict[str, dict]:
         """Intercom's attribute list (compact: domain/mapping.compact_attributes), never older than
         CACHE_SECONDS: this container's, or the one another container kept on the connection record
         (a cold container adopts it with the connection it reads anyway: no call), or read now and
-        kept there for the others."""
+        kept there for the others. A custom attribute in `naming` (a rule's, a mapping's) the list held does
+        not name was maybe created after it was read (attribute_type would take it as text): read again, unless
+        the list held was read less than UNLISTED_RECHECK ago (one not in the workspace costs a call that often,
+        not one a record)."""
         client = self.intercom(workspace)        # a disconnected workspace raises here, whatever was kept
+        naming = tuple(naming)                   # (looked at twice)
         hit = self._cache.get(("attributes", workspace))
-        if hit and hit[0] > self.clock():
+        if hit and hit[0] > self.clock() and not unlisted(naming, hit[1]):
             return hit[1]
-        return self._read_attributes(workspace, client)
+        if not hit or hit[0] <= self.clock():
+            return self._read_attributes(workspace, client)
+        with self._reread:                       # the threads of a batch share one read
+            hit = self._cache.get(("attributes", workspace))
+            now = self.clock()
+            if hit and hit[0] > now and (not unlisted(naming, hit[1])
+                                         or hit[0] - CACHE_SECONDS + UNLISTED_RECHECK > now):
+                return hit[1]
+            return self._read_attributes(workspace, client)
 
     def attributes_again(self, workspace: str, since: float) -> dict[str, dict]:
         """The list once Intercom refused a write converted with it (a type changed in Intercom's UI, an

@@ -4,13 +4,13 @@ from __future__ import annotations
 from collections import Counter
 from contextlib import nullcontext
 from dataclasses import replace
-from typing import Any, Callable, ContextManager, Optional, Sequence
+from typing import Any, Callable, ContextManager, Iterable, Optional, Sequence
 
 from chalicelib.adapters.memory import DIGEST_KEY, MemoryStore
 from chalicelib.adapters.queue import encode
 from chalicelib.adapters.secrets import Scoped
 from chalicelib.config import Config
-from chalicelib.domain.mapping import MARKER_NAME
+from chalicelib.domain.mapping import MARKER_NAME, unlisted
 from chalicelib.domain.people import digest
 from chalicelib.errors import Uncertain
 from chalicelib.ports import Conflict, Store, Later, Merged, NotFound, NotSent, PeoplePage, ReceivedLetter, Refused
@@ -472,7 +472,12 @@ class FakeApis:
         until the list is read again (`attributes_again`)."""
         self.held = {name: dict(attr) for name, attr in self.intercom_.attributes.items()}
 
-    def attributes(self, workspace: str) -> dict[str, dict]:
+    def attributes(self, workspace: str, naming: Iterable[str] = ()) -> dict[str, dict]:
+        """The list held, unless it does not name a custom attribute in `naming` that Intercom has (created since):
+        then read again, as runtime.Runtime.attributes does (not modelled: its interval, and its read when none is
+        found, which refreshes the rest of the list too: this twin's held list has no age)."""
+        if self.held is not None and set(unlisted(naming, self.held)) & set(self.intercom_.attributes):
+            self.held = None
         return self.intercom_.attributes if self.held is None else self.held
 
     def attributes_again(self, workspace: str, since: float) -> dict[str, dict]:

@@ -69,6 +69,15 @@ def plan(settings: CampaignSettings, person: dict, attributes: dict[str, dict]) 
     return Plan(kind=kind, people=people, payload=payload, initial_attribute=next(iter(extra), None))
 
 
+def converted(settings: CampaignSettings) -> list[str]:
+    """The attributes a join under `settings` may write, converted to their types (plan): its people's fields', and
+    the rule's when its initial value is written."""
+    names = [row.to for people in (settings.leads, settings.referrers) if people.action != "nothing"
+             for row in people.fields]
+    q = settings.qualification
+    return names + [q.attribute] if q is not None and settings.writes_initial_value() else names
+
+
 @dataclass(frozen=True)
 class Replan:
     """A refused write planned again with the attribute list read again: the new plan, and the

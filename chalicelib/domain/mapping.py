@@ -6,7 +6,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
-from typing import Any, Optional
+from typing import Any, Iterable, Optional
 
 # Standard Intercom contact attributes that our mapping may write, with their types: Intercom 2.16's (its OpenAPI
 # description's create and update requests and contact model; owner_id is text there, whatever its list of data
@@ -280,6 +280,12 @@ def compact_attributes(listed: dict[str, dict]) -> dict[str, dict]:
             kept["api_writable"] = False
         out[name] = kept
     return out
+
+
+def unlisted(names: Iterable[str], attributes: dict[str, dict]) -> list[str]:
+    """The custom attributes among `names` the workspace's list does not name (created after it was read, or
+    not in the workspace at all): attribute_type would take them as text."""
+    return [name for name in names if name.startswith("custom_attributes.") and name not in attributes]
 
 
 def attribute_type(name: str, attributes: dict[str, dict]) -> str:

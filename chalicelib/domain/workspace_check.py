@@ -176,8 +176,8 @@ def options_of(attr: Optional[dict]) -> list[str]:
     any other attribute, or one that is not text (Intercom's list attributes are)."""
     if not attr or attr.get("data_type", "string") != "string" or not isinstance(attr.get("options"), list):
         return []
-    return [str(o.get("value") if isinstance(o, dict) else o) for o in attr["options"]
-            if (o.get("value") if isinstance(o, dict) else o) is not None]
+    values = (o.get("value") if isinstance(o, dict) else o for o in attr["options"])
+    return [str(v) for v in values if v is not None]
 
 
 def _listed(options: list[str]) -> str:

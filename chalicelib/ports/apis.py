@@ -4,7 +4,7 @@ adapters/referral_factory.py over HTTP; tests/fakes.py in memory). Both raise er
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Protocol, Sequence
+from typing import Iterable, Optional, Protocol, Sequence
 
 
 class Conflict(Exception):
@@ -108,7 +108,9 @@ class Apis(Protocol):
 
     def intercom(self, workspace: str) -> IntercomPort: ...
     def rf(self) -> ReferralFactoryPort: ...
-    def attributes(self, workspace: str) -> dict[str, dict]: ...        # Intercom's data attributes
+    def attributes(self, workspace: str, naming: Iterable[str] = ()) -> dict[str, dict]:
+        """Intercom's data attributes (kept a while), read again when they do not name a custom attribute in
+        `naming` (a rule's or a mapping's: maybe created since) and are not fresh (runtime.UNLISTED_RECHECK)."""
     def attributes_again(self, workspace: str, since: float) -> dict[str, dict]:
         """Intercom's data attributes for a write it refused: read again (one call, kept for the other
         containers), unless the list held was read at `since` or later (reading again would say the same)."""

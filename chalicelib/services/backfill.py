@@ -48,7 +48,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Protocol, Sequence
+from typing import Any, Callable, Iterable, Optional, Protocol, Sequence
 
 from ..domain import people as people_
 from ..domain.advice import TAKE_BASELINES, how_many
@@ -132,7 +132,7 @@ class Backfilling(Protocol):
     def clock(self) -> Callable[[], float]: ...
     def rf(self) -> Any: ...                           # ports.apis.CampaignPeople
     def intercom(self, workspace: str) -> IntercomPort: ...
-    def attributes(self, workspace: str) -> dict[str, dict]: ...        # Intercom's data attributes (kept a while)
+    def attributes(self, workspace: str, naming: Iterable[str] = ()) -> dict[str, dict]: ...   # as ports.apis.Apis's
 
 
 class BackfillError(Exception):
@@ -411,7 +411,7 @@ def _baselines(rt: Backfilling, settings: CampaignSettings, links: dict[PersonRe
         return {link.ref: (BASELINE, None) for link in leads}
     out: dict[PersonRef, tuple[Outcome, Optional[str]]] = {}
     try:                                    # the attribute's type, to tell those apart: once (its list is kept a while)
-        types = rt.attributes(settings.workspace) if leads and rule.require_change else {}
+        types = rt.attributes(settings.workspace, (rule.attribute,)) if leads and rule.require_change else {}
     except WorkError as exc:
         return {link.ref: (NOT_TAKEN, exc.reason) for link in leads}
     for link in leads:

@@ -197,11 +197,11 @@ def _note_rf_refusal(rt: Edge, shape: Optional[_Shape], reply: Reply, signed: bo
         except Exception:  # an unreadable body: counted without a person
             pass
     email = _email_of(email)
-    who = (dict(rf_user_id=rf_user_id, email_digest=rt.digest("email", email) if email else None,
-                email_masked=mask_email(email) if email else None) if signed else
-           dict(rf_user_digest=rt.digest("rf_user", rf_user_id) if rf_user_id else None,
-                email_digest=rt.digest("email", email) if email else None))
-    rt.note_refusal(_sample(reply, at=rt.clock(), campaign_id=campaign_id, **who), campaign_id=campaign_id)
+    # (any body's email is kept as its digest, authenticated or not: `explain` and `forget` match it)
+    who = (dict(rf_user_id=rf_user_id, email_masked=mask_email(email) if email else None) if signed else
+           dict(rf_user_digest=rt.digest("rf_user", rf_user_id) if rf_user_id else None))
+    rt.note_refusal(_sample(reply, at=rt.clock(), campaign_id=campaign_id,
+                            email_digest=rt.digest("email", email) if email else None, **who), campaign_id=campaign_id)
 
 
 def _email_of(value: Any) -> Optional[str]:

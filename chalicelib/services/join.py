@@ -265,7 +265,8 @@ def _prepare(attempts: list[Attempt], deps: WorkDeps, runner: Runner,
     for attempt in attempts:
         attempt.began = began
     for workspace, group in _by_workspace(attempts).items():     # read once, before the steps run at once
-        _together(group, lambda: deps.apis.attributes(workspace))
+        named = [name for a in group if a.settings is not None for name in decide.converted(a.settings)]
+        _together(group, lambda: deps.apis.attributes(workspace, named))
     _each(attempts, runner, lambda a: _plan(a, deps))
     searches: list[tuple[str, list[Attempt]]] = []
     for workspace, group in _by_workspace(attempts).items():
@@ -469,7 +470,8 @@ def _plan(attempt: Attempt, deps: WorkDeps) -> None:
             attempt.known = dataclasses.replace(attempt.known, email=printable(email).lower() or None)
             raise Permanent(f"Referral Factory's email for this person {exc}") from None
     attempt.known = dataclasses.replace(attempt.known, email=person.email)
-    plan = decide.plan(attempt.settings, person.values, deps.apis.attributes(attempt.workspace))
+    plan = decide.plan(attempt.settings, person.values,
+                       deps.apis.attributes(attempt.workspace, decide.converted(attempt.settings)))
     if isinstance(plan, decide.Skip):
         if plan.outcome == "failed":
             raise Permanent(plan.reason)

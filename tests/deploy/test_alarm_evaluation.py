@@ -300,14 +300,15 @@ def test_the_work_queue_alarm_says_nothing_of_work_that_waits_for_rf_a_vendor_or
     assert evaluate(props, oldest(copies, day + 3600), day + 3600) == []
 
 
-def retry_plan() -> float:
+def retry_plan(asked: float = math.inf) -> float:
     """The oldest a record that fails every try grows before it is dead-lettered, by the worker's retry plan as
     `make deploy` sets it: BRIDGE_MAX_ATTEMPTS tries, each after the last one's wait: the queue's visibility timeout
-    (counted from the try's receipt), or a failure's own `Retry-After` as the worker honours it (at most
-    worker.LONGEST_RETRY_WAIT, counted from the try's end: at most the worker's timeout after its receipt)."""
+    (counted from the try's receipt), or a failure's own `Retry-After` (`asked`; by default the longest) as the
+    worker honours it (at most worker.LONGEST_RETRY_WAIT, counted from the try's end: at most the worker's timeout
+    after its receipt)."""
     from chalicelib.services.worker import LONGEST_RETRY_WAIT
     visibility, tries, timeout = deployed()
-    return (tries - 1) * max(visibility, timeout + LONGEST_RETRY_WAIT) + timeout
+    return (tries - 1) * max(visibility, timeout + min(asked, LONGEST_RETRY_WAIT)) + timeout
 
 
 def test_the_work_queue_alarms_threshold_outlasts_the_workers_retry_plan():
@@ -316,7 +317,8 @@ def test_the_work_queue_alarms_threshold_outlasts_the_workers_retry_plan():
     that works: this says so, before a deploy does. (The waits a record spends as fresh copies, each at most SQS's
     longest delay, never age a message: adapters/queue.defer.)"""
     props = load_template()["Resources"]["WorkQueueStalledAlarm"]["Properties"]
-    assert retry_plan() < props["Threshold"], (retry_plan(), props["Threshold"])
+    longest = retry_plan()
+    assert longest < props["Threshold"], (longest, props["Threshold"])
     assert MAX_DELAY_SECONDS + LATE < props["Threshold"]
 
 
@@ -324,10 +326,8 @@ def test_the_work_queue_alarm_says_nothing_of_records_whose_vendor_asks_hours_be
     """A record fails each try with a vendor's `Retry-After` of two hours, on a failure not waited out as an outage:
     the worker honours it up to LONGEST_RETRY_WAIT, so the record is dead-lettered (the dead-letters alarm says it)
     before the queue's oldest message is an hour old. A few such records, 12 hours: no ALARM."""
-    from chalicelib.services.worker import LONGEST_RETRY_WAIT
-    visibility, tries, timeout = deployed()
-    waits = max(visibility, timeout + min(2 * 3600.0, LONGEST_RETRY_WAIT))
-    copies = [(t, t + (tries - 1) * waits + timeout) for t in returns(0.0, 12 * 3600, 3600.0)]
+    aged = retry_plan(asked=2 * 3600.0)
+    copies = [(t, t + aged) for t in returns(0.0, 12 * 3600, 3600.0)]
     props = load_template()["Resources"]["WorkQueueStalledAlarm"]["Properties"]
     assert evaluate(props, oldest(copies, 13 * 3600), 13 * 3600) == []
 

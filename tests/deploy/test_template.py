@@ -389,15 +389,15 @@ def test_every_alarm_description_fits_cloudwatch_for_the_longest_prefix():
             assert "${" not in said and len(said) <= 1024, (name, len(said))
 
 
-def tls_only(resources: dict, statements_of: dict[str, list]) -> dict[str, list]:
-    """Each resource the template makes that holds data (`statements_of`: type -> its policy's statements), with
+def tls_only(resources: dict, policy_of: dict[str, str]) -> dict[str, list]:
+    """Each resource the template makes that holds data (`policy_of`: its type -> its resource policy's type), with
     its resource policy's TLS-only deny: a Deny of the whole service to anyone on a request without TLS."""
     found: dict[str, list] = {}
     for name, resource in resources.items():
         for policy in resources.values():
             props = policy.get("Properties", {})
             targets = props.get("Queues", []) + ([props["Bucket"]] if "Bucket" in props else [])
-            if policy["Type"] in statements_of.get(resource["Type"], ()) and {"Ref": name} in targets:
+            if policy["Type"] == policy_of.get(resource["Type"]) and {"Ref": name} in targets:
                 found.setdefault(name, []).extend(
                     s for s in props["PolicyDocument"]["Statement"]
                     if s["Effect"] == "Deny" and s["Principal"] == "*"
@@ -413,7 +413,7 @@ def test_every_queue_and_bucket_refuses_requests_without_tls():
     kinds = {"AWS::SQS::Queue": ("AWS::SQS::QueuePolicy", "sqs:*"), "AWS::S3::Bucket": ("AWS::S3::BucketPolicy", "s3:*")}
     made = {name: r["Type"] for name, r in resources.items() if r["Type"] in kinds}
     assert sorted(made) == ["DeadLetterQueue", "StateBucket", "WorkQueue"]
-    found = tls_only(resources, {kind: (policy,) for kind, (policy, _) in kinds.items()})
+    found = tls_only(resources, {kind: policy for kind, (policy, _) in kinds.items()})
     assert sorted(found) == sorted(made)
     for name, statements in found.items():
         [deny] = statements

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import yaml
 
+from chalicelib.services.admin import apply_settings
+
 from .conftest import WORKSPACE, join_body, lead_settings, new_lead
 from .test_call_counts import demo_settings
 from .test_cold_worker import first_record
@@ -109,3 +111,98 @@ def test_an_unticked_box_created_after_the_worker_read_the_list_does_not_qualify
         assert [user_id for user_id, _ in rf.qualification_events] == qualified
     evaluations = [h for h in bridge.history(42, lead["id"])["history"] if h["event"] == "evaluation"]
     assert [(e["details"]["actual"], e["details"]["met"]) for e in evaluations] == [(False, False), (True, True)]
+
+
+def _rule_after_the_list(bridge, intercom, rf, clock, name: str, data_type: str, rule: dict) -> str:
+    """The worker's list read (a join done) without `name`; then `name` created in Intercom and a rule on it applied
+    (the operator's read sees it), a minute later: the worker's list, within its 5 minutes, still names none.
+    Returns the id of a lead joined then (her contact's value not set yet)."""
+    warm_list(bridge, rf)
+    intercom.define_attribute(name, data_type)
+    apply_settings(bridge.operator(), yaml.safe_dump({**lead_settings(), "qualification": rule}))
+    clock.now += 60
+    lead = new_lead(rf, email="new@example.com")
+    bridge.post_join(join_body(lead))
+    bridge.drain()
+    return lead["id"]
+
+
+def _set_and_notify(bridge, intercom, email: str, **values) -> None:
+    [contact] = intercom.contacts_by_email(email)
+    intercom.update_contact(contact["id"], **values)
+    assert bridge.notify("contact.lead.updated", contact["id"]).status_code == 200
+    bridge.drain()
+
+
+def test_a_gte_rule_on_a_number_attribute_created_after_the_worker_read_the_list_compares_numbers(
+        bridge, intercom, rf, clock):
+    """10 meets gte 9.5, 9 does not. (Compared as text, the worker's number is "10", which gte still reads as a
+    number: this held before the list was read again too; only the list the worker holds afterwards differs.)"""
+    rule = {"attribute": "custom_attributes.points", "operator": "gte", "value": "9.5"}
+    lead = _rule_after_the_list(bridge, intercom, rf, clock, "points", "float", rule)
+    for score, qualified in ((9.0, []), (10.0, [lead])):
+        _set_and_notify(bridge, intercom, "new@example.com", points=score)
+        assert [user_id for user_id, _ in rf.qualification_events] == qualified
+    assert "custom_attributes.points" in bridge.rt.attributes(WORKSPACE)          # read again: it names it now
+
+
+def test_a_gte_rule_on_a_date_attribute_created_after_the_worker_read_the_list_compares_dates(
+        bridge, intercom, rf, clock):
+    """Intercom sends a date as unix seconds; the rule's value is a date: as text, the two never compare (no lead
+    would qualify, whatever the date)."""
+    rule = {"attribute": "custom_attributes.paid_on", "operator": "gte", "value": "2026-01-01"}
+    lead = _rule_after_the_list(bridge, intercom, rf, clock, "paid_on", "date", rule)
+    for day, qualified in ((1764547200, []), (1767312000, [lead])):        # 2025-12-01, then 2026-01-02
+        _set_and_notify(bridge, intercom, "new@example.com", paid_on=day)
+        assert [user_id for user_id, _ in rf.qualification_events] == qualified
+
+
+def test_a_date_field_mapped_to_an_attribute_created_after_the_worker_read_the_list_is_written_as_a_timestamp(
+        bridge, intercom, rf, counter, clock):
+    """The join converts with the list read again (the mapping names an attribute it does not): no refused write."""
+    warm_list(bridge, rf)
+    intercom.define_attribute("renewed_on", "date")
+    doc = demo_settings()
+    doc["leads"]["fields"] = [*doc["leads"]["fields"], {"from": "signed_up_at", "to": "custom_attributes.renewed_on"}]
+    apply_settings(bridge.operator(), yaml.safe_dump(doc))       # (the operator's read of the list sees it)
+    clock.now += 60
+    lead = new_lead(rf, email="dated@example.com")
+    bridge.post_join({**join_body(lead), "signed_up_at": "2026-03-01T10:00:00Z"})
+    with counter.measure() as counts:
+        bridge.drain()
+
+    assert intercom.contacts_by_email("dated@example.com")[0]["custom_attributes"]["renewed_on"] == 1772359200
+    assert bridge.dead_letters() == []
+    # One read of the list before the create (none after a refusal: there is none).
+    assert sorted(counts.intercom_requests) == ["GET /data_attributes", "POST /contacts", "POST /contacts/search",
+                                                "POST /tags"]
+    assert counts.intercom_requests.index("GET /data_attributes") == 0
+    assert not [h for h in bridge.history(42, lead["id"])["history"] if h["outcome"] == "read_again"]
+
+
+def warm_list(bridge, rf) -> None:
+    """The demo campaign applied and one join done: the worker holds the workspace's list, read now."""
+    bridge.apply(demo_settings())
+    bridge.post_join(join_body(new_lead(rf, email="first@example.com")))
+    bridge.drain()
+
+
+def test_an_attribute_not_in_the_workspace_costs_one_read_of_the_list_per_interval(bridge, intercom, rf, counter,
+                                                                                   clock):
+    """Settings naming an attribute the workspace does not have (applied --offline: doctor says so): each record's
+    look-up of its type (the worker's, as the rule's and the join's do) reads the list again at most once per
+    UNLISTED_RECHECK, however many records name it; one the list names reads nothing (the common path)."""
+    from chalicelib.runtime import UNLISTED_RECHECK
+
+    warm_list(bridge, rf)
+    reads = []
+    for step in (1, UNLISTED_RECHECK - 1, 1, UNLISTED_RECHECK - 2, 1, UNLISTED_RECHECK):    # since the list was read
+        clock.now += step
+        with counter.measure() as counts:
+            for _ in range(3):                                   # three records at once
+                assert "custom_attributes.nowhere" not in bridge.rt.attributes(WORKSPACE, ["custom_attributes.nowhere"])
+                assert "custom_attributes.signed_up" in bridge.rt.attributes(WORKSPACE, ["custom_attributes.signed_up"])
+        reads.append(counts.intercom_requests.count("GET /data_attributes"))
+    assert reads == [0, 1, 0, 0, 1, 1]
+    # Each read kept for the other containers, as any read of the list is.
+    assert bridge.rt.store.connections.workspace(WORKSPACE).attribute_list.read_at == clock.now

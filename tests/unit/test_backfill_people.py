@@ -108,7 +108,7 @@ def test_a_lead_counted_now_whose_baseline_is_taken_at_the_target_is_still_named
     rt = Backfilling([lead(2), lead(3)])
     intercom = FakeIntercom({"custom_attributes.signed_up": {"data_type": "string"}})
     rt.intercom = lambda workspace: intercom                                 # type: ignore[attr-defined]
-    rt.attributes = lambda workspace: intercom.attributes                    # type: ignore[attr-defined]
+    rt.attributes = lambda workspace, naming=(): intercom.attributes         # type: ignore[attr-defined]
     rt.store.settings.put("42", {**COUNTING, "qualification": RULE}, WS)
     for user, value, counted in (("2", "Yes", None), ("3", "Yes", "1")):     # (lead 3 counted by her join)
         contact = intercom.add(f"lead{user}@x.co", signed_up=value)
@@ -164,7 +164,7 @@ def test_each_baseline_taken_is_dated_by_the_read_of_its_own_contact():
     rt = Backfilling([lead(2), lead(3)])
     intercom = FakeIntercom({"custom_attributes.signed_up": {"data_type": "string"}})
     rt.intercom = lambda workspace: intercom                                 # type: ignore[attr-defined]
-    rt.attributes = lambda workspace: intercom.attributes                    # type: ignore[attr-defined]
+    rt.attributes = lambda workspace, naming=(): intercom.attributes         # type: ignore[attr-defined]
     rt.store.settings.put("42", {**SETTINGS, "qualification": RULE}, WS)
     for user in ("2", "3"):
         contact = intercom.add(f"lead{user}@x.co", signed_up="No")

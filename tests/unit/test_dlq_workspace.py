@@ -50,6 +50,10 @@ def test_the_cli_narrows_list_replay_and_discard_by_workspace(capsys):
                           clock=work.clock, store=work.store)
     code, out, _ = run_cli(cli, capsys, "dlq", "list", "--workspace", "ws", "--json")
     assert code == 0 and json.loads(out)["total"] == 2
+    code, _, err = run_cli(cli, capsys, "dlq", "discard", "--workspace", "ws")          # without --yes: says how many
+    assert code == 1 and err.startswith("bridge: 2 dead letter(s) match"), err
+    code, out, _ = run_cli(cli, capsys, "dlq", "discard", "--workspace", "ws", "--yes", "--json")
+    assert code == 0 and json.loads(out)["discarded"] == 2 and left(work) == ["43", "ws-b"]
     code, out, _ = run_cli(cli, capsys, "dlq", "replay", "--reason", "Intercom answered 403", "--workspace", "ws-b",
                            "--json")
     assert code == 0 and json.loads(out)["replayed"] == 2

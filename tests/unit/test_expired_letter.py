@@ -40,7 +40,7 @@ class Backfiller:
     def intercom(self, workspace: str) -> Any:
         return self.work.apis.intercom_
 
-    def attributes(self, workspace: str) -> dict:
+    def attributes(self, workspace: str, naming: Any = ()) -> dict:
         return self.work.apis.intercom_.attributes
 
 

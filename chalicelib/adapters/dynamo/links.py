@@ -633,14 +633,13 @@ class DynamoLinks(Leases):
             # armed state as read too: a keep written meanwhile is read again, and carried.
             carried = then.keeps_for_join
             armed: dict[str, Any] = {} if carried else {
-                **({"armed": None, "armed_by": None, "armed_at": None} if taken else {}),
+                **({"armed": False, "armed_by": None, "armed_at": None} if taken else {}),
                 "held_at": None, "held_by": None}
             if then.status is not LinkStatus.LINKED:
                 condition = condition & _armed_as(then) & (LinkItem.status != LinkStatus.LINKED.value)
             recorded: list[Action] = [*(getattr(LinkItem, name).remove() for name in armed)]
             if old and left:
-                kept = left_with(then.left_baselines, LeftContact.of(then, moved_at, baseline_of,
-                                                                     not changes.keys() & {"baseline", "baseline_of"},
+                kept = left_with(then.left_baselines, LeftContact.of(then, moved_at, baseline_of, not taken,
                                                                      held=stays))
                 recorded.append(LinkItem.left_baselines.set(left_stored(kept)))
                 condition = condition & _same(LinkItem.left_baselines, left_stored(then.left_baselines)) \
@@ -661,8 +660,9 @@ class DynamoLinks(Leases):
                 if tried == CONFLICT_TRIES or stored.contact_id != old:
                     raise
                 known, held_in, then = stored.contact_role, stored.contact_workspace, stored.to_link()
-        kept_armed = {name: getattr(then, name) for name in ("armed", "armed_by", "armed_at", "held_at", "held_by")}
-        kept_armed.update({**armed, **({"armed": False} if "armed" in armed else {})})
+        # (what it cleared, removed above, over the armed state as the write held it)
+        kept_armed = {name: getattr(then, name) for name in ("armed", "armed_by", "armed_at", "held_at", "held_by")} \
+            | armed
         return dataclasses.replace(link, contact_id=contact_id, contact_state=None, contact_created=False,
                                    contact_role=role or known, updated_at=now, **changes, **kept_armed,
                                    left_contacts=link.left_contacts | ({old} if old and left and not stays else set()),

@@ -97,7 +97,8 @@ def _refuses_every_call(exc: WorkError) -> bool:
 def _search(message: ChangesMessage, deps: WorkDeps) -> str:
     ws = message.workspace
     campaigns = valid_campaigns(deps.settings, ws)   # (an invalid one is said when its leads are checked one by one)
-    targets = [(c.qualification, attribute_type(c.qualification.attribute, deps.apis.attributes(ws)))
+    targets = [(c.qualification, attribute_type(c.qualification.attribute,
+                                                deps.apis.attributes(ws, (c.qualification.attribute,))))
                for c in campaigns.values() if c.qualification is not None]
     if not targets:
         _done_looking_back(deps, message)
@@ -187,7 +188,7 @@ def _judge(ws: str, contacts: list[dict], campaigns: dict[str, CampaignSettings]
                 judged_lead(deps, link, lambda: deps.qualifier.evaluate_late(link, then, campaigns[link.campaign_id],
                                                                              late), duplicate=contact["id"])
                 continue
-            if stale or holds_back(link, rule, lambda name: attribute_type(name, deps.apis.attributes(ws)),
+            if stale or holds_back(link, rule, lambda name: attribute_type(name, deps.apis.attributes(ws, (name,))),
                                    attribute_value(contact, rule.attribute), seen.when):
                 # At the target, found by a search older than what armed the link (by Intercom's clocks: the
                 # notification's, made after the change it told): the search may show the contact from before that
@@ -239,5 +240,5 @@ def _waiting_rule(link: Link, campaigns: dict[str, CampaignSettings]) -> Optiona
 
 
 def _meets(rule: Qualification, contact: dict, deps: WorkDeps, ws: str) -> bool:
-    data_type = attribute_type(rule.attribute, deps.apis.attributes(ws))
+    data_type = attribute_type(rule.attribute, deps.apis.attributes(ws, (rule.attribute,)))
     return rule_values.matches(rule, data_type, attribute_value(contact, rule.attribute))

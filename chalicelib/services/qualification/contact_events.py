@@ -280,7 +280,7 @@ def _not_counted(link: Link, rule: Qualification, item: dict, seen: Sighting, de
             or not has_attribute(item, rule.attribute):
         return
     value = attribute_value(item, rule.attribute)
-    if not rules.matches(rule, attribute_type(rule.attribute, deps.apis.attributes(link.workspace)), value):
+    if not rules.matches(rule, attribute_type(rule.attribute, deps.apis.attributes(link.workspace, (rule.attribute,))), value):
         return
     if seen.when is not None:       # (first: a worker that changed them meanwhile retries it, noted once)
         noted = DuplicateSeen(str(item.get("id")), value, rule.attribute, seen.when)

@@ -183,7 +183,7 @@ class Qualifier:
         return repeat is not None
 
     def _judge(self, link: Link, rule: Optional[Qualification], seen: Sighting) -> Verdict:
-        return judge(link, rule, seen, lambda name: attribute_type(name, self.apis.attributes(link.workspace)))
+        return judge(link, rule, seen, lambda name: attribute_type(name, self.apis.attributes(link.workspace, (name,))))
 
     def _arm(self, link: Link, entries: list[Entry], rule: Optional[Qualification], at: Optional[float],
              verdict: Verdict) -> Link:
