@@ -328,6 +328,31 @@ def valid_or_none(doc: Any) -> Optional[CampaignSettings]:
         return None
 
 
+# The topics to subscribe in Intercom's Developer Hub (docs/setup.md, "Setting up Intercom").
+TOPICS = ("contact.lead.updated", "contact.user.updated", "contact.lead.signed_up", "contact.merged",
+          "contact.deleted", "contact.archived")
+# Besides, for contact sync's ongoing mode (a new contact to enrol), and for `match: email`: a duplicate contact created
+# already at the target (a user an app creates at sign-up, beside the lead) and the lead's contact's email changed.
+CREATED_TOPICS = ("contact.user.created", "contact.lead.created")
+EMAIL_TOPICS = CREATED_TOPICS + ("contact.email.updated",)
+TopicNeed = Literal["ongoing", "email"]
+
+
+def needed_topics(settings: Optional[CampaignSettings]) -> dict[TopicNeed, tuple[str, ...]]:
+    """The webhook topics a campaign's settings need besides TOPICS, by why: "ongoing" (contact sync in ongoing
+    mode, not counts only: CREATED_TOPICS) and "email" (a rule with `match: email`: EMAIL_TOPICS). None (no settings,
+    or settings that no longer parse) needs none. `bridge doctor` and the OAuth connected page both say these."""
+    if settings is None:
+        return {}
+    sync, rule = settings.sync, settings.qualification
+    needs: dict[TopicNeed, tuple[str, ...]] = {}
+    if sync is not None and sync.mode == "ongoing" and not sync.counts_only:
+        needs["ongoing"] = CREATED_TOPICS
+    if rule is not None and rule.match == "email":
+        needs["email"] = EMAIL_TOPICS
+    return needs
+
+
 def unworkable(settings: CampaignSettings) -> list[str]:
     """Problems the model lets through, so that settings stored before they were checked still read (a campaign
     whose stored settings no longer parse is switched off): `bridge settings check` and `apply` (--offline too)

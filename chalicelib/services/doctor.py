@@ -25,8 +25,8 @@ from ..domain.mapping import attribute_type
 from ..domain.outage import hours, outage_of
 from ..domain import people as people_
 from ..domain.people import OTHER_CAMPAIGN
-from ..domain.settings import (LINKS, CampaignSettings, SettingsError, own_attributes, parse_settings,
-                               shared_attributes, unworkable)
+from ..domain.settings import (EMAIL_TOPICS, LINKS, TOPICS, CampaignSettings, SettingsError, needed_topics,
+                               own_attributes, parse_settings, shared_attributes, unworkable)
 from ..domain.sync import (FAILED, FIX_RESUME, RETRYING, WAITING, describe_counts, describe_page_error,
                            describe_writes, page_fix, run_counts)
 from ..domain.workspace_check import boolean_text_warnings, check_against_workspace, option_warnings
@@ -46,13 +46,7 @@ from .backfill import unknown_baselines
 from .moved import applied_elsewhere, valid_campaigns
 from .sync import never_begun, shown_error
 
-# The topics to subscribe in Intercom's Developer Hub (docs/setup.md, "Setting up Intercom").
-TOPICS = ("contact.lead.updated", "contact.user.updated", "contact.lead.signed_up", "contact.merged",
-          "contact.deleted", "contact.archived")
-# Besides, for contact sync's ongoing mode (a new contact to enrol), and for `match: email`: a duplicate contact created
-# already at the target (a user an app creates at sign-up, beside the lead) and the lead's contact's email changed.
-CREATED_TOPICS = ("contact.user.created", "contact.lead.created")
-EMAIL_TOPICS = CREATED_TOPICS + ("contact.email.updated",)
+# The topics to subscribe, and those a campaign's settings need besides: domain/settings.py (needed_topics).
 assert set(TOPICS + EMAIL_TOPICS) <= set(CONTACT_TOPICS)
 QUIET_HOURS = 24               # no join heard for this long, with people joining in RF: a finding
 NOTIFICATION_QUIET_HOURS = 24  # no Intercom notification heard for this long, with leads pending: a finding
@@ -849,9 +843,7 @@ assert HEARD_EVERY_SECONDS == 60, _KEPT
 def _subscribe(settings: CampaignSettings) -> str:
     """The topics to subscribe: TOPICS, and those the campaign's settings need besides (docs/setup.md, Setting up
     Intercom)."""
-    q, sync = settings.qualification, settings.sync
-    more = (EMAIL_TOPICS if q is not None and q.match == "email" else ()) + \
-        (CREATED_TOPICS if sync is not None and sync.mode == "ongoing" and not sync.counts_only else ())
+    more = tuple(t for topics in needed_topics(settings).values() for t in topics)
     return ("in Intercom's Developer Hub > Webhooks, set the URL to <api>/webhooks/intercom and subscribe the topics "
             + ", ".join(TOPICS + tuple(t for t in dict.fromkeys(more) if t not in TOPICS)))
 

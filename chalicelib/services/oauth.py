@@ -19,14 +19,14 @@ import hashlib
 import html
 from datetime import datetime, timezone
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, NamedTuple, Optional, Protocol
+from typing import Callable, Mapping, Optional, Protocol
 from urllib.parse import urlencode
 
 from ..domain import oauth
 from ..domain.apps import MARKS, PRIVATE, PUBLIC
 from ..domain.history import iso
 from ..domain.oauth import StateError
-from ..domain.settings import valid_or_none
+from ..domain.settings import CREATED_TOPICS, EMAIL_TOPICS, TOPICS, TopicNeed, needed_topics, valid_or_none
 from ..errors import Deferred, NoAnswer, Permanent, WorkError, replay_parked
 from ..observability import logger
 from ..ports.secrets import valid_workspace
@@ -323,28 +323,23 @@ def _used(place: Place, outcome: Optional[oauth.Outcome]) -> Page:
     return Page(200, _html(f"Connected: {name}", body))
 
 
-class Needs(NamedTuple):
-    """What a campaign's settings need of the webhook topics besides doctor.TOPICS."""
-
-    ongoing: bool = False       # contact sync in ongoing mode: the `contact.*.created` topics
-    by_email: bool = False      # a rule with `match: email`: those and `contact.email.updated`
-
-
-def _campaigns(rt: OAuthEdge, workspace: str) -> dict[str, Needs]:
-    """The campaigns whose stored settings name the workspace, each with the topics it needs besides (Needs). One
-    read per campaign ever applied for it (the edge may GetItem, not BatchGetItem); settings that no longer parse
-    count, needing none."""
+def _campaigns(rt: OAuthEdge, workspace: str) -> dict[str, dict[TopicNeed, tuple[str, ...]]]:
+    """The campaigns whose stored settings name the workspace, each with the topics it needs besides TOPICS, by why
+    (domain/settings.py, needed_topics). One read per campaign ever applied for it (the edge may GetItem, not
+    BatchGetItem); settings that no longer parse count, needing none."""
     found = {}
     for campaign_id in sorted(rt.store.settings.campaigns(workspace), key=lambda c: (len(c), c)):
         stored = rt.store.settings.get(campaign_id)
         if stored is None or stored.workspace != workspace:
             continue                        # deleted, or moved to another workspace
-        settings = valid_or_none(stored.document)
-        sync = settings.sync if settings is not None else None
-        rule = settings.qualification if settings is not None else None
-        found[campaign_id] = Needs(sync is not None and sync.mode == "ongoing" and not sync.counts_only,
-                                   rule is not None and rule.match == "email")
+        found[campaign_id] = needed_topics(valid_or_none(stored.document))
     return found
+
+
+def _codes(topics: tuple[str, ...]) -> str:
+    """"<code>a</code>, <code>b</code> and <code>c</code>" (HTML)."""
+    shown = [f"<code>{html.escape(t)}</code>" for t in topics]
+    return shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + " and " + shown[-1]
 
 
 def _for(what: str, campaigns: list[str], topics: str) -> str:
@@ -369,7 +364,7 @@ def _what_it_did(workspace: str, before: Optional[Connection], marks: frozenset[
             f"<code>{removal}</code>)")
 
 
-def _connected(place: Place, found: oauth.Workspace, before: Optional[Connection], campaigns: dict[str, Needs],
+def _connected(place: Place, found: oauth.Workspace, before: Optional[Connection], campaigns: dict[str, dict[TopicNeed, tuple[str, ...]]],
                marks: frozenset[str]) -> Page:
     """The next steps that fit: the webhook topics (with those ongoing contact sync or a rule's `match: email`
     needs, when a campaign of the workspace has it); settings to write, or the campaigns that already name the
@@ -378,16 +373,14 @@ def _connected(place: Place, found: oauth.Workspace, before: Optional[Connection
     ws, name = html.escape(found.app_id), html.escape(found.name)
     hooks = html.escape(place.base + "/webhooks/intercom")
     named = ", ".join(campaigns)
-    created = _for("the ongoing contact sync", [c for c, needs in campaigns.items() if needs.ongoing],
-                   "<code>contact.user.created</code> and <code>contact.lead.created</code>") + \
-        _for("the rule's <code>match: email</code>", [c for c, needs in campaigns.items() if needs.by_email],
-             "<code>contact.user.created</code>, <code>contact.lead.created</code> and "
-             "<code>contact.email.updated</code>")
+    created = _for("the ongoing contact sync", [c for c, needs in campaigns.items() if "ongoing" in needs],
+                   _codes(CREATED_TOPICS)) + \
+        _for("the rule's <code>match: email</code>", [c for c, needs in campaigns.items() if "email" in needs],
+             _codes(EMAIL_TOPICS))
     settings = "Check that your app's <em>Webhooks</em> settings use" if before else \
         "In your app's <em>Webhooks</em> settings, use"
     steps = [f"""{settings} <code>{hooks}</code> and subscribe to
-<code>contact.lead.updated</code>, <code>contact.user.updated</code>, <code>contact.lead.signed_up</code>,
-<code>contact.merged</code>, <code>contact.deleted</code>, <code>contact.archived</code>{created}."""]
+{", ".join(f"<code>{html.escape(t)}</code>" for t in TOPICS)}{created}."""]
     if campaigns:
         steps.append(f"""Campaign{'s' if len(campaigns) > 1 else ''} {html.escape(named)} already \
 name{'' if len(campaigns) > 1 else 's'} this workspace: {'their' if len(campaigns) > 1 else 'its'} settings \
