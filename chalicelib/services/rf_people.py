@@ -9,6 +9,18 @@ from ..ports.apis import CampaignPeople, PeoplePage
 PER_PAGE = 250                     # RF's largest page
 
 
+def campaign_refused(rf: CampaignPeople, campaign_id: str) -> Optional[str]:
+    """After RF's `User not found`: does RF know `campaign_id` with the current RF token (GET /campaigns/{id})?
+    None: it shows it (the user was deleted there); else RF's refusal (a token of another account, RF says so of
+    every user). RF not answering (a Transient, its budget) is raised: each caller says what that means for it
+    (the qualifier: not known; a sync page: retried)."""
+    try:
+        rf.get_campaign(campaign_id)
+    except Permanent as exc:
+        return exc.reason
+    return None
+
+
 def pages(rf: CampaignPeople, campaign_id: str) -> Iterator[PeoplePage]:
     """The first page, then each page RF's `links.next` names, as RF gave it (a page number or a cursor:
     the bridge never makes one up), until a page names none or lists nobody. A link RF gave before is

@@ -734,11 +734,7 @@ class Page:
         of another account): the page fails with RF's reason, is retried, and marks nobody."""
         with self._campaign_lock:
             if self._campaign is None:
-                try:
-                    self.deps.apis.rf().get_campaign(self.campaign_id)
-                    self._campaign = ""
-                except Permanent as exc:
-                    self._campaign = exc.reason
+                self._campaign = rf_people.campaign_refused(self.deps.apis.rf(), self.campaign_id) or ""
         if self._campaign:
             raise Transient(f"{why}, but it does not know campaign {self.campaign_id} "
                             f"either ({self._campaign}): not taken as a deleted user — check RF and its token")

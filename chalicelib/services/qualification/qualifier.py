@@ -18,6 +18,7 @@ from ...domain.people import other_campaign
 from ...errors import REFUSED_TOKEN, Permanent, Transient, Uncertain, WorkError
 from ...observability import count, logger, seconds
 from ...ports import Apis, HistoryLog, LinkRepository, Merged, NotFound
+from ..rf_people import campaign_refused
 
 #: After RF's answer was lost and RF could not tell us whether it applied the call, try again no sooner than this
 #: (RF asked first). When the loss was RF's outage, its outage wait (domain/outage.outage_wait) sets the delay.
@@ -275,10 +276,7 @@ class Qualifier:
         if asked is not None and now - asked[0] < CAMPAIGN_SEEN_SECONDS:
             return asked[1]
         try:
-            self.apis.rf().get_campaign(campaign_id)
-            refused: Optional[str] = None
-        except Permanent as exc:
-            refused = exc.reason
+            refused = campaign_refused(self.apis.rf(), campaign_id)
         except WorkError as exc:        # not cached: asked again by the next 404
             return f"not known: {exc.reason}"
         self._campaigns[campaign_id] = (now, refused)
