@@ -502,7 +502,7 @@ def main(argv: list[str] | None = None, rt: Runtime | None = None) -> int:
         return 2
     if args.stage and rt is None and not file_only:  # the stage's table, queues and secrets path, from its stack
         from .stage import use_stage_or_exit
-        use_stage_or_exit(args.stage)
+        args.stack_outputs = use_stage_or_exit(args.stage)   # read once: the API's URL lookup takes them too
     if rt is None and not file_only and not os.environ.get("BRIDGE_TABLE"):
         print(f"bridge: {NO_STACK}", file=sys.stderr)
         return 1
@@ -763,7 +763,7 @@ def _workspace_remove_app(args: argparse.Namespace, rt: Runtime) -> int:
 
 def _workspace_oauth_app(args: argparse.Namespace, rt: Runtime) -> int:
     from .services.oauth import check_api_url, redirect_url
-    api_url, unknown = (args.api_url, "") if args.api_url else _known_api_url(args.stage)
+    api_url, unknown = (args.api_url, "") if args.api_url else _known_api_url(args.stage, _outputs(args))
     if api_url:
         check_api_url(api_url)               # before anything is stored
     warnings: list[str] = []
@@ -799,7 +799,7 @@ def _workspace_oauth_app(args: argparse.Namespace, rt: Runtime) -> int:
 
 def _workspace_oauth_link(args: argparse.Namespace, rt: Runtime) -> int:
     from .services.oauth import mint_link
-    done = mint_link(rt, args.api_url or _deployed_api_url(args.stage), args.workspace)
+    done = mint_link(rt, args.api_url or _deployed_api_url(args.stage, _outputs(args)), args.workspace)
     which = f"workspace {done['workspace']} only" if done["workspace"] else "any workspace whose admin opens it"
     _answer(args, done, f"{done['url']}\nA one-time OAuth start link for {which}: it works once, until "
             f"{done['expires_at']} ({TICKET_SECONDS // 60} minutes). Whoever holds it can use it: send it to the "
@@ -818,19 +818,25 @@ API_URL_UNKNOWN = ("<api> is the API's URL, not known here{unknown}: the webhook
                    "with it, up to /api; with --api-url or BRIDGE_API_URL this command prints the whole redirect URL")
 
 
-def _deployed_api_url(stage: Optional[str]) -> str:
+def _outputs(args: argparse.Namespace) -> Optional[dict[str, str]]:
+    """The stage's stack outputs `--stage` read (main), if it did."""
+    return getattr(args, "stack_outputs", None)
+
+
+def _deployed_api_url(stage: Optional[str], outputs: Optional[dict[str, str]] = None) -> str:
     """The stage's API URL from Chalice's deployed state (`make deploy` keeps it in .chalice/deployed/ and in the
     stack's bucket)."""
-    url, unknown = _known_api_url(stage)
+    url, unknown = _known_api_url(stage, outputs)
     if not url:
         raise CliError(f"the API's URL is not known here{unknown}: give --api-url https://<id>.execute-api.<region>."
                        "amazonaws.com/api (the webhook URLs `make deploy` printed begin with it) or set BRIDGE_API_URL")
     return url
 
 
-def _known_api_url(stage: Optional[str]) -> tuple[Optional[str], str]:
+def _known_api_url(stage: Optional[str], outputs: Optional[dict[str, str]] = None) -> tuple[Optional[str], str]:
     """The stage's API URL: from Chalice's deployed state in this checkout (the one that last ran `make deploy` of
-    the stage), else from the one `make deploy` keeps in the stack's bucket; and, when not known, why (" (...)")."""
+    the stage), else from the one `make deploy` keeps in the stack's bucket; and, when not known, why (" (...)").
+    `outputs`: the stack's, when `--stage` read them (not asked again)."""
     from .stage import StageError, deployed_api_url, local_api_url
     if not stage:
         return None, ""
@@ -838,7 +844,7 @@ def _known_api_url(stage: Optional[str]) -> tuple[Optional[str], str]:
     if url:
         return url, ""
     try:
-        url, where = deployed_api_url(stage)
+        url, where = deployed_api_url(stage, outputs=outputs)
     except StageError as exc:
         return None, f" ({exc})"
     return url, "" if url else (f" (neither this checkout nor {where} holds stage {stage}'s deployed state naming its "

@@ -106,13 +106,18 @@ def resolve(stage: str, cloudformation: Any = None) -> dict[str, str]:
 #: Where `make deploy` keeps Chalice's deployed state of a stage (the API's id and URL, the functions'), in the bucket
 #: of the stage's stack (output StateBucket), and under .chalice/ in the checkout that deployed it.
 STATE_KEY = "deployed/{stage}.json"
-LOCAL_STATES = CHALICE_CONFIG.parents[1] / ".chalice" / "deployed"
+CHECKOUT = CHALICE_CONFIG.parents[1]
+
+
+def state_path(project_dir: Path, stage: str) -> Path:
+    """Chalice's deployed state of a stage in a checkout (`make deploy` keeps it there and at STATE_KEY)."""
+    return Path(project_dir) / ".chalice" / "deployed" / f"{stage}.json"
 
 
 def local_api_url(stage: str) -> Optional[str]:
     """The stage's API URL from the deployed state in this checkout (only one that ran `make deploy` of it has one)."""
     try:
-        return rest_api_url(json.loads((LOCAL_STATES / f"{stage}.json").read_text(encoding="utf-8")))
+        return rest_api_url(json.loads(state_path(CHECKOUT, stage).read_text(encoding="utf-8")))
     except (OSError, ValueError, AttributeError):
         return None
 
@@ -124,15 +129,17 @@ def rest_api_url(state: Mapping[str, Any]) -> Optional[str]:
     return str(url) if url else None
 
 
-def deployed_api_url(stage: str, cloudformation: Any = None, s3: Any = None) -> tuple[Optional[str], str]:
+def deployed_api_url(stage: str, cloudformation: Any = None, s3: Any = None,
+                     outputs: Optional[Mapping[str, str]] = None) -> tuple[Optional[str], str]:
     """The stage's API URL from the deployed state `make deploy` keeps in its stack's bucket (Chalice's REST API is
     not in the stack: no output names it), and where it was looked for (said when it is not there: None). One
-    that cannot be read (no StateBucket output, AWS refusing) is a StageError."""
+    that cannot be read (no StateBucket output, AWS refusing) is a StageError. `outputs`: the stack's, when this
+    process read them already (use_stage): not asked again."""
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
     cfn = cloudformation or cloudformation_client()
-    bucket = stack_outputs(stage, cfn).get("StateBucket")
+    bucket = (stack_outputs(stage, cfn) if outputs is None else outputs).get("StateBucket")
     if not bucket:
         raise StageError(f"stack {stack_name(stage)} has no output StateBucket: redeploy it with `make deploy`")
     where = f"s3://{bucket}/{STATE_KEY.format(stage=stage)}"
@@ -170,11 +177,12 @@ def use_stage(stage: str, environ: Optional[MutableMapping[str, str]] = None) ->
     """Point this process at the stage's resources (what `bridge --stage <stage>` does), with the settings the
     stage's worker is deployed with (its budgets, tries, vendors' URLs...: the CLI calls RF and Intercom within the
     same shared budgets) unless this process's environment sets them. Its functions' logging and metrics
-    variables stay the CLI's own."""
+    variables stay the CLI's own. The stack's outputs, read once (deployed_api_url takes them)."""
     target: MutableMapping[str, str] = os.environ if environ is None else environ
     check_stage(stage)
     cfn = cloudformation_client(target)
-    env = resolve(stage, cfn)
+    outputs = stack_outputs(stage, cfn)
+    env = env_from_outputs(outputs)
     # Every other client of this process (the queue's, PynamoDB's) must look in the same region.
     env["AWS_DEFAULT_REGION"] = cfn.meta.region_name
     target.update(env)
@@ -182,7 +190,7 @@ def use_stage(stage: str, environ: Optional[MutableMapping[str, str]] = None) ->
     for name, value in deployed_environment(base, stage).items():
         if name not in env and not name.startswith("POWERTOOLS_"):
             target.setdefault(name, value)
-    return env
+    return outputs
 
 
 def use_stage_or_exit(stage: str) -> dict[str, str]:

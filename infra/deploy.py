@@ -54,7 +54,8 @@ if __package__ in (None, ""):  # `python infra/deploy.py`: make the project impo
 from chalicelib.config import SETTLE_MS, Config, reconcile_minutes
 from chalicelib.ports.store import DEFAULT_LEASE_SECONDS
 from chalicelib.stage import (APP_NAME, CHALICE_CONFIG, STATE_KEY, StageError, aws_problem, check_stage,
-                              deployed_environment, env_from_outputs, prefix as stage_prefix, rest_api_url)
+                              deployed_environment, env_from_outputs, prefix as stage_prefix, rest_api_url,
+                              state_path)
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "infra" / "template.yaml"
@@ -664,10 +665,6 @@ def identify(aws: Aws, stage: str, outputs: dict) -> Target:
     arn = aws.client("sts").get_caller_identity()["Arn"]
     _, partition, _, _, account = arn.split(":", 5)[:5]
     return Target(stage=stage, account=account, region=aws.region, outputs=outputs, partition=partition)
-
-
-def state_path(project_dir: Path, stage: str) -> Path:
-    return Path(project_dir) / ".chalice" / "deployed" / f"{stage}.json"
 
 
 def pull_state(aws: Aws, bucket: str, project_dir: Path, stage: str, say: Say) -> bool:

@@ -143,7 +143,7 @@ def ran(rendered, tmp_path_factory):
     aws_on(rendered.endpoint).client("s3").put_object(Bucket=target.outputs["StateBucket"],
                                                       Key=f"deployed/{STAGE}.json", Body=states.read_bytes())
     with pytest.MonkeyPatch.context() as mp, recorder.installed():
-        mp.setattr("chalicelib.stage.LOCAL_STATES", files / "no checkout's state")   # not this checkout's
+        mp.setattr("chalicelib.stage.CHECKOUT", files / "no checkout")   # not this checkout's state
         # The operator's shell: AWS credentials and region, the vendors' URLs; what `--stage` sets is undone after.
         for key in [k for k in os.environ if k.startswith(("BRIDGE_", "AWS_", "INTERCOM_", "RF_"))]:
             mp.delenv(key)
@@ -209,6 +209,9 @@ def test_every_command_ran_and_answered_as_the_operator_would_see_it(ran):
     assert answer["workspace disconnect"]["status"] == "disconnected"
     link = json.loads(ran.answers["workspace oauth-link"][-1][1])["url"]
     assert link.startswith(f"https://opsapi.execute-api.{ran.target.region}.amazonaws.com/api/oauth/intercom/start?")
+    # Its API URL came from the stack's bucket, with the outputs `--stage` had read: one DescribeStacks, not two.
+    assert [c.name for c in ran.calls("workspace oauth-link")
+            if c.name.startswith(("cloudformation:", "s3:"))] == ["cloudformation:DescribeStacks", "s3:GetObject"]
 
 
 # ------------------------------------------------------------------------------------------

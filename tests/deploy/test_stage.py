@@ -68,7 +68,7 @@ def test_the_api_url_of_a_stage_this_checkout_did_not_deploy_is_read_from_the_st
     `make deploy` reads it: one DescribeStacks and one GetObject. This checkout's own, when it has one, first."""
     from chalicelib import stage as stages
     from infra.local.counting import AwsCallRecorder
-    monkeypatch.setattr(stages, "LOCAL_STATES", tmp_path / ".chalice" / "deployed")   # no deploy of dev from here
+    monkeypatch.setattr(stages, "CHECKOUT", tmp_path)   # no deploy of dev from here
     bucket, key = operator_env.targets["dev"].outputs["StateBucket"], "deployed/dev.json"
     recorder = AwsCallRecorder()
     with recorder.installed():
