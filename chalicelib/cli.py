@@ -367,15 +367,25 @@ ENTER_KEEPS = "Enter keeps the stored one"      # a prompt's empty answer, when 
 # The public app's client secret: its own variable first; INTERCOM_CLIENT_SECRET, which `workspace connect`
 # reads for a private app's, as before.
 OAUTH_SECRET_VARIABLES = ("INTERCOM_OAUTH_CLIENT_SECRET", "INTERCOM_CLIENT_SECRET")
+# Each connect's secrets (and the public app's client id): its option, then the variables read in its place when the
+# option is not given (the first one set). The connect reads them by this table (`_secrets`, `_secret`) and
+# `_connect_unusable` checks them by it too, before the stage is read: a rename here reaches both.
+RF_SECRETS = (("--token", "RF_TOKEN"), ("--webhook-secret", "RF_WEBHOOK_SECRET"))
+WORKSPACE_SECRETS = (("--token", "INTERCOM_TOKEN"), ("--client-secret", "INTERCOM_CLIENT_SECRET"))
+# (--client-id's default is INTERCOM_CLIENT_ID's value)
+OAUTH_APP_SECRETS = (("--client-id",), ("--client-secret", *OAUTH_SECRET_VARIABLES))
 
 
 def _secrets(args: argparse.Namespace, warnings: list[str], read: Callable[[], Optional[Connection | RFConnection]],
-             *secrets: tuple[str, str, str, Optional[str]]) -> list[tuple[Optional[str], Optional[str]]]:
-    """A connect's secrets, each (option, variable, what it is, what Enter does when none is stored), by
-    `_secret`. Given none of them (option or variable), all are asked for. One given (a script run from a
-    terminal, replacing a token) keeps the others as they are stored, without a prompt; one that none is
-    stored of (a first connect, a disconnected workspace) is still asked for, in a terminal only. `read()`
+             table: tuple[tuple[str, str], ...], *described: tuple[str, Optional[str]]
+             ) -> list[tuple[Optional[str], Optional[str]]]:
+    """A connect's secrets, each (option, variable) of its `table` with (what it is, what Enter does when none is
+    stored) of `described`, by `_secret`. Given none of them (option or variable), all are asked for. One given (a
+    script run from a terminal, replacing a token) keeps the others as they are stored, without a prompt; one that
+    none is stored of (a first connect, a disconnected workspace) is still asked for, in a terminal only. `read()`
     (the stored connection, whose secrets say which are kept) is called in a terminal only."""
+    secrets = [(option, env, what, unkept) for (option, env), (what, unkept) in zip(table, described, strict=True)]
+
     @functools.cache
     def stored() -> frozenset[str]:
         connection = read()
@@ -614,15 +624,11 @@ def _connect_unusable(args: argparse.Namespace) -> Optional[str]:
 
 
 def _connect_secrets(func: Callable[..., int]) -> tuple[tuple[str, ...], ...]:
-    """The secrets a connect takes (and the public app's client id): each its option's name in the arguments, then
-    the variables read in its place when the option is not given (the first one set; `_secret` reads them so)."""
-    if func is _rf_connect:
-        return ("token", "RF_TOKEN"), ("webhook_secret", "RF_WEBHOOK_SECRET")
-    if func is _workspace_connect:
-        return ("token", "INTERCOM_TOKEN"), ("client_secret", "INTERCOM_CLIENT_SECRET")
-    if func is _workspace_oauth_app:     # (--client-id's default is INTERCOM_CLIENT_ID's value)
-        return ("client_id",), ("client_secret", *OAUTH_SECRET_VARIABLES)
-    return ()
+    """The secrets a connect takes (and the public app's client id), from its table (RF_SECRETS...): each its
+    option's name in the arguments, then the variables read in its place when the option is not given."""
+    table = {_rf_connect: RF_SECRETS, _workspace_connect: WORKSPACE_SECRETS,
+             _workspace_oauth_app: OAUTH_APP_SECRETS}.get(func, ())
+    return tuple((option.lstrip("-").replace("-", "_"), *variables) for option, *variables in table)
 
 
 def _given(args: argparse.Namespace, name: str, *variables: str) -> tuple[Optional[str], Optional[str]]:
@@ -721,10 +727,9 @@ def _workspace_connect(args: argparse.Namespace, rt: Runtime) -> int:
     ws = args.workspace             # (its id and --api-base checked before the stage was read: _connect_unusable)
     warnings: list[str] = []
     (token, token_from), (client_secret, secret_from) = _secrets(
-        args, warnings, lambda: rt.store.connections.workspace(ws),
-        ("--token", "INTERCOM_TOKEN", f"Intercom access token for workspace {ws}", None),
-        ("--client-secret", "INTERCOM_CLIENT_SECRET", f"Intercom app's client secret for workspace {ws}",
-         "Enter skips it"))
+        args, warnings, lambda: rt.store.connections.workspace(ws), WORKSPACE_SECRETS,
+        (f"Intercom access token for workspace {ws}", None),
+        (f"Intercom app's client secret for workspace {ws}", "Enter skips it"))
     if not token and not client_secret and not args.api_base and _terminal():     # Enter at each prompt
         raise CliError(f"nothing was typed: workspace {ws}'s token and client secret are kept as they were")
     done = connect_workspace(rt, ws, token, client_secret, args.api_base)
@@ -767,13 +772,14 @@ def _workspace_oauth_app(args: argparse.Namespace, rt: Runtime) -> int:
     if api_url:
         check_api_url(api_url)               # before anything is stored
     warnings: list[str] = []
-    variable = next((name for name in OAUTH_SECRET_VARIABLES if os.environ.get(name)), OAUTH_SECRET_VARIABLES[0])
+    option, *variables = OAUTH_APP_SECRETS[1]
+    variable = next((name for name in variables if os.environ.get(name)), variables[0])
     stored: dict[str, Optional[str]] = {}     # what is stored, read once: by the prompt, else by configure_oauth
 
     def kept() -> Optional[str]:
         stored.update(oauth_app(rt, args.client_id))
         return ENTER_KEEPS if stored[OAUTH_CLIENT_SECRET] is not None else None
-    client_secret, secret_from = _secret(args, "--client-secret", variable, "public Intercom app's client secret",
+    client_secret, secret_from = _secret(args, option, variable, "public Intercom app's client secret",
                                          warnings, kept=kept, ask=not args.rotate_state_key)
     # (a missing client id is refused by oauth_app, before the secret is typed)
     if not args.client_id and not client_secret and not args.rotate_state_key and _terminal():   # Enter at the prompt
@@ -868,10 +874,9 @@ def _workspace_list(args: argparse.Namespace, rt: Runtime) -> int:
 def _rf_connect(args: argparse.Namespace, rt: Runtime) -> int:
     warnings: list[str] = []
     (token, token_from), (webhook_secret, secret_from) = _secrets(
-        args, warnings, rt.store.connections.rf,
-        ("--token", "RF_TOKEN", "Referral Factory API token", None),
-        ("--webhook-secret", "RF_WEBHOOK_SECRET", "Referral Factory webhook secret (the X-Bridge-Secret header's "
-         "value)", None))
+        args, warnings, rt.store.connections.rf, RF_SECRETS,
+        ("Referral Factory API token", None),
+        ("Referral Factory webhook secret (the X-Bridge-Secret header's value)", None))
     if not token and not webhook_secret and _terminal():     # Enter at each prompt
         raise CliError("nothing was typed: Referral Factory's token and webhook secret are kept as they were")
     done = connect_rf(rt, token, webhook_secret, check=True)
