@@ -220,6 +220,7 @@ class Person:
     signup_at: Optional[float] = None
     signed_up: Optional[dict] = None     # {"lead", "user", "tagged", "step"}: the lead merged into the user
     lost: list = field(default_factory=list)   # the notifications of which no copy was delivered: values, "merge"
+    changes: list = field(default_factory=list)   # (time, contact id, value): each change the person made
 
     @property
     def rf_id(self) -> int:
@@ -462,6 +463,7 @@ class People:
         if cid is None:
             return None
         self.intercom.update_contact(cid, custom_attributes={ATTRIBUTE: value})
+        p.changes.append((time.time(), cid, value))
         p.last_contact = cid
         step = p.applied
         p.applied += 1
@@ -1149,6 +1151,7 @@ def _trail(p: Person, contacts: list, link: dict, entries: list, faults, kills) 
               for e in entries if not str(e.get("sk", "")).startswith("~")]
     events += [(at(f["t"]), f"fault {f['kind']} {f['method']} {f['path']}") for f in faults
                if email in json.dumps(f.get("json")).lower()]
+    events += [(at(t), f"she changed {cid} to {value!r}") for t, cid, value in p.changes]
     if events:
         first, last = min(events)[0], max(events)[0]
         events += [(at(k["t"]), f"kill {k['why']} worker {k['slot']}") for k in kills if first <= at(k["t"]) <= last]
@@ -1198,9 +1201,14 @@ def _judge(people, referrers, intercom, rf, existing_ids, table, dead, deliverie
         qualified = bool(rf.users[p.rf_id]["qualified_at"])
         if latest == TARGET and not qualified and not _change_away_unseen(p):
             link = links.get(str(p.rf_id)) or {}
+            with intercom.lock:    # every contact with her email (the existing one too), for the trail
+                hers = [c for c in intercom.contacts.values()
+                        if (c.get("email") or "").lower() == p.email.lower()]
+            updated = ", ".join(f"{c['id']} {c.get('updated_at')}" for c in hers)
             missed.append(f"{who(p)}: latest '{latest}' on {cid}; link on {link.get('contact_id')} "
-                          f"(baseline {_json(link.get('baseline'))!r}) — "
-                          f"{_last_reason(history.get(str(p.rf_id), []))[:200]}")
+                          f"(baseline {_json(link.get('baseline'))!r} of {link.get('baseline_of')!r}, joined at "
+                          f"{link.get('joined_at')}; updated_at {updated}) — "
+                          + _trail(p, hers, link, history.get(str(p.rf_id), []), faults, kills))
         if qualified and latest != TARGET:
             wrong.append(f"{who(p)}: qualified but its latest value is {latest!r}")
     check("no_missed_qualification", missed)
