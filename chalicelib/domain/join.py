@@ -223,7 +223,8 @@ def moved_baseline(settings: CampaignSettings, link: Link, target: dict, *, hidd
     (the one its contact was merged into, an older duplicate, the contact with its email once its own is
     gone), as LinkRepository.move takes it: nothing when its own still holds (no rule, or `target` was made
     after the person joined: the contact they had then was the link's); `target`'s value when it existed then
-    and has not changed since (its value then); else MOVED_UNKNOWN: its value then is not known (a merge
+    and has not changed since (its value then: updated in an earlier second than her join's, by Intercom's whole
+    seconds; one of that second may be her change after joining); else MOVED_UNKNOWN: its value then is not known (a merge
     changes the survivor), and under require_change the lead is not qualified by itself
     (judge.baseline_known). Not the link's own baseline for a contact that existed when the person joined
     (it may have had the target all along), but for one `hidden_by_search`: `target` is a contact Intercom's search did not
@@ -236,10 +237,11 @@ def moved_baseline(settings: CampaignSettings, link: Link, target: dict, *, hidd
     if q is None or not link.is_lead:
         return {}
     created, updated = rules.event_time(target.get("created_at")), rules.event_time(target.get("updated_at"))
-    # (Intercom's times are whole seconds: one made in the second the person joined is taken as made after it)
+    # (Intercom's times are whole seconds: one made, or changed, in the second the person joined is taken as made, or
+    # changed, after it: a value of that second may be a change she made after joining, never her value then)
     if joined is not None and created is not None and created >= math.floor(joined):
         return {}
-    if joined is not None and updated is not None and updated <= joined:
+    if joined is not None and updated is not None and updated < math.floor(joined):
         return {"baseline": baseline(settings, target), "baseline_of": q.attribute}
     return {} if hidden_by_search or merged_unseen(link, target) else {"baseline": None, "baseline_of": MOVED_UNKNOWN}
 

@@ -742,6 +742,30 @@ def test_a_lead_joining_just_after_a_user_was_made_elsewhere_is_merged_into_it_o
     assert work.apis.rf_.qualified == ["7"]
 
 
+@pytest.mark.parametrize("duplicates", ["update", "skip"])
+def test_the_hidden_users_change_in_the_second_she_joined_is_no_baseline_for_the_duplicate_checks_move(duplicates):
+    """Ann joins at t + 0.3 (her claim); search hides her older user ("No" since long before), so the bridge makes her
+    a lead ("No"). At t + 0.8, the same second, she sets the user "Yes". Intercom's updated_at says t (whole seconds):
+    not "after t + 0.3", so no proof the value is from before she joined. The duplicate check's move (merge, or move
+    under skip) must not take the user's "Yes" as her value when she joined: she keeps her lead's "No" (the contact
+    was hidden by search: its value then is the link's), and her "Yes" since qualifies her. (Chaos seed 4576's
+    existing_user_unsearchable probe: a miss, her baseline "Yes".)"""
+    work = world({**SETTINGS, "leads": {**SETTINGS["leads"], "duplicates": duplicates}})
+    intercom = work.apis.intercom_
+    t = int(work.clock.now)
+    user = intercom.add("ann@example.com", role="user", searchable=False, signed_up="No")
+    user.update(updated_at=t - 500)
+    work.clock.now = t + 0.3
+    run(work, join())
+    assert link_of(work).baseline == "No" and link_of(work).contact_id != user["id"]     # her lead: search hid the user
+    user["custom_attributes"]["signed_up"], user["updated_at"] = "Yes", t        # (made at t + 0.8)
+    intercom.unsearchable.clear()
+    assert verify_later(work) == {"done": 1, "retry": 0, "dead": 0}
+    link = link_of(work)
+    assert (link.contact_id, link.baseline) == (user["id"], "No")
+    assert work.apis.rf_.qualified == ["7"] and link.qualification is QState.QUALIFIED
+
+
 @pytest.mark.parametrize("followed", ["webhook", "410", "404"])
 def test_a_lead_merged_into_a_user_search_did_not_show_keeps_her_baseline_whoever_merged_them(followed):
     """The duplicate check's merge applied, its answer lost; before its retry, the merge was followed from Intercom

@@ -101,10 +101,14 @@ def test_the_baseline_after_moving_is_the_older_contacts_value_only_if_it_did_no
     since: its value then. Changed since, or not dated: not known, never the link's own (it may have had the
     target all along)."""
     lead = Link("42", "7", "ws", LinkStatus.LINKED, kind=LEAD, baseline="No", joined_at=iso(1000.0))
-    yes = {"custom_attributes": {"signed_up": "Yes"}, "created_at": 900, "updated_at": 1000}
+    yes = {"custom_attributes": {"signed_up": "Yes"}, "created_at": 900, "updated_at": 999}
     unknown = {"baseline": None, "baseline_of": MOVED_UNKNOWN}
     assert join.moved_baseline(SETTINGS, lead, yes) == {"baseline": "Yes", "baseline_of": "custom_attributes.signed_up"}
     assert join.moved_baseline(SETTINGS, lead, {**yes, "updated_at": 1001}) == unknown
+    # changed in the second she joined (1000.5 says 1000): maybe after she joined, so not her value then; a contact
+    # search hid at her join keeps the link's own baseline (the change is hers), another's is not known
+    assert join.moved_baseline(SETTINGS, lead, {**yes, "updated_at": 1000}) == unknown
+    assert join.moved_baseline(SETTINGS, lead, {**yes, "updated_at": 1000}, hidden_by_search=True) == {}
     assert join.moved_baseline(SETTINGS, lead, {**yes, "created_at": 1001, "updated_at": 1001}) == {}
     # Intercom's times are whole seconds: a user made in the second the person joined, 0.4 s after (she signed up
     # at once, a chaos run's signup), says 1000 of a join at 1000.5: made after she joined, not her value then
